@@ -1,0 +1,84 @@
+//! The crate's error types: [`Error`] wraps the specific ones.
+//!
+//! [`AuthError`] says why a request's token was refused (at request time);
+//! [`ConfigError`] says why a verifier could not be built (at start-up), including the
+//! [`KeyError`]s of key loading. Messages are lowercase, concrete, say what to do, and never
+//! contain a token or a secret.
+
+use std::time::Duration;
+
+use crate::token::Algorithm;
+use crate::token::{AuthError, KeyError};
+
+/// Any error from this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A token was refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Configuration could not be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Error::Config(ConfigError::Key(e))
+    }
+}
+
+/// Why a verifier (or later, a policy or server) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The issuer is empty.
+    #[error(
+        "the issuer is empty; set it to the exact \"iss\" your authorization server puts in tokens"
+    )]
+    EmptyIssuer,
+    /// The audience (this resource's URI) is empty.
+    #[error(
+        "the audience is empty; set it to this MCP server's canonical URI (RFC 8707), e.g. https://mcp.example.com/mcp"
+    )]
+    EmptyAudience,
+    /// No verification key was configured.
+    #[error(
+        "no verification keys are configured; add a JWK Set, a PEM public key or an HMAC secret"
+    )]
+    NoKeys,
+    /// The allow-list of algorithms is empty.
+    #[error("the algorithm allow-list is empty; no token could ever verify")]
+    NoAlgorithms,
+    /// An HMAC algorithm is in the allow-list but no secret for it is configured: HMAC
+    /// algorithms are allowed only together with their secret.
+    #[error(
+        "{alg} is in the allow-list but no {alg} secret is configured; remove it or add the secret"
+    )]
+    HmacWithoutSecret {
+        /// The HMAC algorithm without a secret.
+        alg: Algorithm,
+    },
+    /// None of the configured keys uses an allowed algorithm.
+    #[error(
+        "none of the configured keys uses an allowed algorithm ({allowed}); no token could ever verify"
+    )]
+    NoUsableKey {
+        /// The allow-list, comma separated.
+        allowed: String,
+    },
+    /// The leeway is larger than this crate allows.
+    #[error("leeway of {leeway:?} is larger than the {max:?} allowed; fix the clocks instead")]
+    LeewayTooLarge {
+        /// The requested leeway.
+        leeway: Duration,
+        /// The largest leeway accepted.
+        max: Duration,
+    },
+    /// The token size limit is zero.
+    #[error("max_token_bytes must be at least 1")]
+    ZeroTokenLimit,
+    /// A key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}

@@ -1,0 +1,209 @@
+//! Who is calling: the verified identity a token carries.
+//!
+//! A [`Principal`] is what a [`Verifier`](crate::token::Verifier) turns a valid token
+//! into: the user (`sub`), the client application (`client_id`, else `azp`), the scopes
+//! granted, and, for delegated tokens (RFC 8693 token exchange), the chain of actors
+//! that act for the user, current actor first. It is cheap to clone, so it can travel in
+//! request extensions, and it never holds the token it came from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// The verified caller of a request.
+///
+/// ```
+/// # use rmcp_authz::dev::DevIssuer;
+/// # let issuer = DevIssuer::new("https://auth.example")?;
+/// # let verifier = issuer.verifier("https://mcp.example/mcp").build()?;
+/// # let token = issuer.token("https://mcp.example/mcp").subject("alice")
+/// #     .client_id("research-agent").scopes(["notes:read"]).actor("planner").mint()?;
+/// let who = verifier.verify_sync(&token)?;
+/// assert_eq!(who.subject(), Some("alice"));
+/// assert_eq!(who.client_id(), Some("research-agent"));
+/// assert!(who.has_scope("notes:read"));
+/// // Delegated: the agent is the current actor, not the client.
+/// assert_eq!(who.agent(), Some("planner"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Principal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    audiences: Vec<String>,
+    scopes: Vec<String>,
+    actors: Vec<Actor>,
+    jti: Option<String>,
+    iat: Option<i64>,
+    exp: i64,
+    claims: Map<String, Value>,
+}
+
+/// One actor in a delegation chain (an RFC 8693 `act` claim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    subject: String,
+    issuer: Option<String>,
+    client_id: Option<String>,
+}
+
+impl Actor {
+    /// The actor's `sub`: the agent that acts.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The actor's `iss`, when the token names the issuer that vouches for it.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The actor's `client_id`, when present.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    pub(crate) fn new(subject: String, issuer: Option<String>, client_id: Option<String>) -> Self {
+        Actor {
+            subject,
+            issuer,
+            client_id,
+        }
+    }
+}
+
+/// The parts a verifier has checked, from which it builds a [`Principal`].
+#[derive(Debug, Default)]
+pub(crate) struct PrincipalParts {
+    pub(crate) issuer: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) actors: Vec<Actor>,
+    pub(crate) jti: Option<String>,
+    pub(crate) iat: Option<i64>,
+    pub(crate) exp: i64,
+    pub(crate) claims: Map<String, Value>,
+}
+
+impl From<PrincipalParts> for Principal {
+    fn from(p: PrincipalParts) -> Self {
+        Principal {
+            inner: Arc::new(Inner {
+                issuer: p.issuer,
+                subject: p.subject,
+                client_id: p.client_id,
+                audiences: p.audiences,
+                scopes: p.scopes,
+                actors: p.actors,
+                jti: p.jti,
+                iat: p.iat,
+                exp: p.exp,
+                claims: p.claims,
+            }),
+        }
+    }
+}
+
+impl Principal {
+    /// The issuer (`iss`) that vouched for this caller.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The user or resource owner (`sub`). Absent only when a verifier was configured not
+    /// to require `sub`.
+    pub fn subject(&self) -> Option<&str> {
+        self.inner.subject.as_deref()
+    }
+
+    /// The client application: `client_id` (RFC 9068), else `azp` (OpenID Connect).
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.client_id.as_deref()
+    }
+
+    /// The agent making this call: the current actor of a delegated token, else the client.
+    pub fn agent(&self) -> Option<&str> {
+        match self.inner.actors.first() {
+            Some(actor) => Some(actor.subject()),
+            None => self.client_id(),
+        }
+    }
+
+    /// The token's audiences (`aud`); one of them is this resource server.
+    pub fn audiences(&self) -> &[String] {
+        &self.inner.audiences
+    }
+
+    /// The granted scopes, in token order without repeats: from `scope` (space separated),
+    /// or, when the token has no `scope`, from `scp` (an array or a string).
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+
+    /// True when `scope` was granted (exact match; hierarchies are the policy's business).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The delegation chain from nested `act` claims, current actor first; empty when the
+    /// user's own token is used.
+    pub fn delegation_chain(&self) -> &[Actor] {
+        &self.inner.actors
+    }
+
+    /// True when the token was obtained by delegation (it has an `act` claim).
+    pub fn is_delegated(&self) -> bool {
+        !self.inner.actors.is_empty()
+    }
+
+    /// The token id (`jti`), if any.
+    pub fn token_id(&self) -> Option<&str> {
+        self.inner.jti.as_deref()
+    }
+
+    /// When the token was issued (`iat`, seconds since the epoch), if it says.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.inner.iat
+    }
+
+    /// When the token expires (`exp`, seconds since the epoch).
+    pub fn expires_at(&self) -> i64 {
+        self.inner.exp
+    }
+
+    /// Every claim of the token, for checks of your own.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.inner.claims
+    }
+
+    /// One claim of the token.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.inner.claims.get(name)
+    }
+}
+
+impl fmt::Debug for Principal {
+    /// Shows identity and grants; claim values beyond those are left out (they may hold
+    /// personal data). There is no token to show: a principal never holds one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Principal")
+            .field("issuer", &i.issuer)
+            .field("subject", &i.subject)
+            .field("client_id", &i.client_id)
+            .field("scopes", &i.scopes)
+            .field("delegation_chain", &i.actors)
+            .field("jti", &i.jti)
+            .field("exp", &i.exp)
+            .field("claim_names", &i.claims.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

@@ -1,0 +1,437 @@
+//! Claim validation for JWT access tokens (RFC 7519 section 4.1, RFC 9068 section 4,
+//! RFC 8693 section 4.1) and the mapping of valid claims to a [`Principal`].
+//!
+//! Rules: required claims present; `iss` equal to the configured issuer, byte for byte;
+//! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
+//! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
+//! numbers, never strings; `exp` in the future and `nbf` in the past, within the leeway;
+//! identity claims strings; `act` nested objects each with a `sub`.
+
+use serde_json::{Map, Value};
+
+use super::error::{AuthError, excerpt};
+use crate::principal::{Actor, Principal, PrincipalParts};
+
+/// The deepest delegation chain accepted; deeper `act` nesting is refused as invalid.
+pub(crate) const MAX_DELEGATION_DEPTH: usize = 32;
+
+/// What a token's claims are checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRules {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) leeway_secs: u64,
+    pub(crate) required: Vec<String>,
+}
+
+/// Checks `claims` at time `now` and builds the principal.
+pub(crate) fn validate(
+    claims: Map<String, Value>,
+    rules: &ClaimRules,
+    now: i64,
+) -> Result<Principal, AuthError> {
+    if let Some(missing) = rules
+        .required
+        .iter()
+        .find(|c| !claims.contains_key(c.as_str()))
+    {
+        return Err(AuthError::MissingClaim {
+            claim: missing.clone(),
+        });
+    }
+    let exp = numeric_date(&claims, "exp")?.ok_or_else(|| AuthError::MissingClaim {
+        claim: "exp".to_owned(),
+    })?;
+    let nbf = numeric_date(&claims, "nbf")?;
+    let iat = numeric_date(&claims, "iat")?;
+    numeric_date(&claims, "auth_time")?;
+
+    let issuer = string(&claims, "iss")?.ok_or_else(|| AuthError::MissingClaim {
+        claim: "iss".to_owned(),
+    })?;
+    if issuer != rules.issuer {
+        return Err(AuthError::WrongIssuer {
+            expected: rules.issuer.clone(),
+            found: excerpt(issuer),
+        });
+    }
+    let audiences = audiences(&claims)?;
+    if !audiences.iter().any(|a| *a == rules.audience) {
+        return Err(AuthError::WrongAudience {
+            expected: rules.audience.clone(),
+            found: audiences.iter().take(8).map(|a| excerpt(a)).collect(),
+        });
+    }
+
+    let leeway = i64::try_from(rules.leeway_secs).unwrap_or(i64::MAX);
+    if now.saturating_sub(leeway) >= exp {
+        return Err(AuthError::Expired {
+            exp,
+            now,
+            leeway_secs: rules.leeway_secs,
+        });
+    }
+    if let Some(nbf) = nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(AuthError::NotYetValid {
+            nbf,
+            now,
+            leeway_secs: rules.leeway_secs,
+        });
+    }
+
+    let subject = string(&claims, "sub")?.map(str::to_owned);
+    let client_id = match string(&claims, "client_id")? {
+        Some(c) => Some(c.to_owned()),
+        None => string(&claims, "azp")?.map(str::to_owned),
+    };
+    let jti = string(&claims, "jti")?.map(str::to_owned);
+    let scopes = scopes(&claims)?;
+    let actors = actors(&claims)?;
+    let audiences = audiences.into_iter().map(str::to_owned).collect();
+    Ok(PrincipalParts {
+        issuer: issuer.to_owned(),
+        subject,
+        client_id,
+        audiences,
+        scopes,
+        actors,
+        jti,
+        iat,
+        exp,
+        claims,
+    }
+    .into())
+}
+
+/// A NumericDate claim (RFC 7519 section 2): a JSON number of seconds, fractions floored.
+/// A string, even of digits, is refused: parsers that coerce them have been exploited.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else if n.is_u64() {
+                Ok(Some(i64::MAX))
+            } else {
+                // A float: JSON has no NaN or infinity, and `as` saturates.
+                Ok(n.as_f64().map(|f| f.floor() as i64))
+            }
+        }
+        Some(other) => Err(AuthError::invalid_claim(
+            name,
+            format!(
+                "must be a number of seconds since the epoch (NumericDate), found {}",
+                json_type(other)
+            ),
+        )),
+    }
+}
+
+fn string<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(AuthError::invalid_claim(
+            name,
+            format!("must be a string, found {}", json_type(other)),
+        )),
+    }
+}
+
+fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
+    match claims.get("aud") {
+        None => Err(AuthError::MissingClaim {
+            claim: "aud".to_owned(),
+        }),
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    AuthError::invalid_claim("aud", "must be a string or an array of strings")
+                })
+            })
+            .collect(),
+        Some(other) => Err(AuthError::invalid_claim(
+            "aud",
+            format!(
+                "must be a string or an array of strings, found {}",
+                json_type(other)
+            ),
+        )),
+    }
+}
+
+/// Scopes from `scope` (RFC 8693 section 4.2, RFC 9068 section 2.2.3), else from `scp`.
+/// When both are present `scope` wins: the narrower reading of an ambiguous token.
+fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        if !s.is_empty() && !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    };
+    let (name, value) = match (claims.get("scope"), claims.get("scp")) {
+        (Some(v), _) => ("scope", v),
+        (None, Some(v)) => ("scp", v),
+        (None, None) => return Ok(Vec::new()),
+    };
+    match value {
+        Value::String(s) => s.split(' ').for_each(&mut push),
+        Value::Array(items) if name == "scp" => {
+            for item in items {
+                let s = item
+                    .as_str()
+                    .ok_or_else(|| AuthError::invalid_claim("scp", "must hold only strings"))?;
+                push(s);
+            }
+        }
+        other => {
+            return Err(AuthError::invalid_claim(
+                name,
+                format!(
+                    "must be a space-separated string{}, found {}",
+                    if name == "scp" {
+                        " or an array of strings"
+                    } else {
+                        ""
+                    },
+                    json_type(other)
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The delegation chain: `act`, then `act.act`, ... (RFC 8693 section 4.1: the outermost
+/// `act` is the current actor).
+fn actors(claims: &Map<String, Value>) -> Result<Vec<Actor>, AuthError> {
+    let mut chain = Vec::new();
+    let mut next = claims.get("act");
+    while let Some(value) = next {
+        if chain.len() == MAX_DELEGATION_DEPTH {
+            return Err(AuthError::invalid_claim(
+                "act",
+                format!("delegation chain is deeper than {MAX_DELEGATION_DEPTH} actors"),
+            ));
+        }
+        let act = value
+            .as_object()
+            .ok_or_else(|| AuthError::invalid_claim("act", "must be a JSON object"))?;
+        let subject = string(act, "sub")
+            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"sub\" must be a string"))?
+            .ok_or_else(|| AuthError::invalid_claim("act", "an actor must have a \"sub\""))?;
+        let issuer = string(act, "iss")
+            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"iss\" must be a string"))?;
+        let client_id = string(act, "client_id").map_err(|_| {
+            AuthError::invalid_claim("act", "an actor's \"client_id\" must be a string")
+        })?;
+        chain.push(Actor::new(
+            subject.to_owned(),
+            issuer.map(str::to_owned),
+            client_id.map(str::to_owned),
+        ));
+        next = act.get("act");
+    }
+    Ok(chain)
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuer: "https://as.example".into(),
+            audience: "https://rs.example/mcp".into(),
+            leeway_secs: 30,
+            required: ["iss", "aud", "exp", "sub"].map(String::from).to_vec(),
+        }
+    }
+
+    fn claims(extra: Value) -> Map<String, Value> {
+        let mut c = json!({"iss": "https://as.example", "aud": "https://rs.example/mcp",
+                           "sub": "alice", "exp": NOW + 60})
+        .as_object()
+        .unwrap()
+        .clone();
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    fn check(extra: Value) -> Result<Principal, AuthError> {
+        validate(claims(extra), &rules(), NOW)
+    }
+
+    #[test]
+    fn expired_within_leeway_ok() {
+        assert!(check(json!({"exp": NOW - 29})).is_ok());
+    }
+
+    #[test]
+    fn expired_beyond_leeway_is_refused() {
+        let err = check(json!({"exp": NOW - 30})).unwrap_err();
+        assert!(
+            matches!(err, AuthError::Expired { exp, .. } if exp == NOW - 30),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nbf_within_leeway_ok_beyond_refused() {
+        assert!(check(json!({"nbf": NOW + 30})).is_ok());
+        assert!(matches!(
+            check(json!({"nbf": NOW + 31})).unwrap_err(),
+            AuthError::NotYetValid { .. }
+        ));
+    }
+
+    #[test]
+    fn numeric_dates_as_strings_are_refused() {
+        for claim in ["exp", "nbf", "iat", "auth_time"] {
+            let err = check(json!({claim: "1800000060"})).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::InvalidClaim { claim: c, .. } if c == claim),
+                "{claim}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn fractional_and_huge_exp_are_numbers() {
+        assert!(check(json!({"exp": (NOW + 10) as f64 + 0.5})).is_ok());
+        assert!(check(json!({"exp": u64::MAX})).is_ok());
+        assert!(check(json!({"exp": -5})).is_err());
+    }
+
+    #[test]
+    fn required_claims_are_named_when_missing() {
+        for claim in ["iss", "aud", "exp", "sub"] {
+            let err = check(json!({claim: null})).unwrap_err();
+            assert_eq!(
+                err,
+                AuthError::MissingClaim {
+                    claim: claim.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_must_match_exactly() {
+        for iss in [
+            "https://as.example/",
+            "https://AS.example",
+            "https://as.example.evil",
+        ] {
+            assert!(matches!(
+                check(json!({"iss": iss})).unwrap_err(),
+                AuthError::WrongIssuer { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn audience_must_contain_resource_exactly() {
+        assert!(check(json!({"aud": ["x", "https://rs.example/mcp"]})).is_ok());
+        for aud in [
+            json!("https://rs.example/mcp/"),
+            json!("https://rs.example"),
+            json!([]),
+            json!(["https://rs.example/mcpx"]),
+        ] {
+            assert!(matches!(
+                check(json!({"aud": aud})).unwrap_err(),
+                AuthError::WrongAudience { .. }
+            ));
+        }
+        assert!(matches!(
+            check(json!({"aud": 7})).unwrap_err(),
+            AuthError::InvalidClaim { .. }
+        ));
+    }
+
+    #[test]
+    fn scopes_from_scope_string_then_scp() {
+        let p = check(json!({"scope": "a  b a"})).unwrap();
+        assert_eq!(p.scopes(), ["a", "b"]);
+        let p = check(json!({"scp": ["x", "y"]})).unwrap();
+        assert_eq!(p.scopes(), ["x", "y"]);
+        let p = check(json!({"scp": "x y"})).unwrap();
+        assert_eq!(p.scopes(), ["x", "y"]);
+        let p = check(json!({"scope": "a", "scp": ["admin"]})).unwrap();
+        assert_eq!(p.scopes(), ["a"]);
+        assert!(check(json!({"scope": ["a"]})).is_err());
+        assert!(check(json!({"scp": [1]})).is_err());
+    }
+
+    #[test]
+    fn client_from_client_id_else_azp() {
+        let p = check(json!({"azp": "b", "client_id": "a"})).unwrap();
+        assert_eq!(p.client_id(), Some("a"));
+        let p = check(json!({"azp": "b"})).unwrap();
+        assert_eq!(p.client_id(), Some("b"));
+        assert_eq!(p.agent(), Some("b"));
+    }
+
+    #[test]
+    fn delegation_chain_is_outermost_first() {
+        let p = check(json!({"act": {"sub": "a1", "iss": "https://as.example",
+                                     "act": {"sub": "a2", "act": {"sub": "a3"}}}}))
+        .unwrap();
+        let subs: Vec<_> = p.delegation_chain().iter().map(|a| a.subject()).collect();
+        assert_eq!(subs, ["a1", "a2", "a3"]);
+        assert_eq!(p.delegation_chain()[0].issuer(), Some("https://as.example"));
+        assert_eq!(p.agent(), Some("a1"));
+    }
+
+    #[test]
+    fn malformed_or_too_deep_act_is_refused() {
+        assert!(check(json!({"act": "a1"})).is_err());
+        assert!(check(json!({"act": {"iss": "x"}})).is_err());
+        assert!(check(json!({"act": {"sub": 5}})).is_err());
+        let mut act = json!({"sub": "last"});
+        for i in 0..MAX_DELEGATION_DEPTH {
+            act = json!({"sub": format!("a{i}"), "act": act});
+        }
+        let err = check(json!({ "act": act })).unwrap_err();
+        assert!(err.to_string().contains("deeper"), "{err}");
+    }
+
+    #[test]
+    fn identity_claims_of_wrong_type_are_refused() {
+        for claim in ["sub", "client_id", "azp", "jti", "iss"] {
+            assert!(
+                matches!(
+                    check(json!({claim: 1})).unwrap_err(),
+                    AuthError::InvalidClaim { .. }
+                ),
+                "{claim}"
+            );
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! JWS compact serialization (RFC 7515 section 7.1): parsing and signature verification.
+//!
+//! This layer knows nothing of claims. It checks the shape (exactly three parts, strict
+//! unpadded base64url, a JSON object header without duplicate members), refuses `none` in
+//! any spelling and algorithms outside the allow-list, refuses any `crit` header (this
+//! crate implements no JWS extensions, RFC 7515 section 4.1.11), picks the key by `kid`
+//! from the configured [`KeySet`] only, and checks the signature.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::error::{AuthError, excerpt};
+use super::{Algorithm, KeySet, b64url_decode};
+
+/// A JWS whose signature has been verified with a configured key.
+///
+/// Returned by [`KeySet::verify_jws`]; claims have not been looked at.
+#[derive(Clone)]
+pub struct Jws {
+    alg: Algorithm,
+    kid: Option<String>,
+    typ: Option<String>,
+    header: Map<String, Value>,
+    payload: Vec<u8>,
+}
+
+impl fmt::Debug for Jws {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jws")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("typ", &self.typ)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl Jws {
+    /// The verified algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The `kid` header parameter, if present.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The `typ` header parameter, if present.
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+
+    /// The whole protected header.
+    pub fn header(&self) -> &Map<String, Value> {
+        &self.header
+    }
+
+    /// The decoded payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl KeySet {
+    /// Verifies a JWS compact serialization against this set and returns its header and
+    /// payload. Claims are not examined: [`JwtVerifier`](super::JwtVerifier) does that.
+    ///
+    /// # Errors
+    /// [`AuthError::Malformed`], [`AuthError::Unsigned`], [`AuthError::AlgorithmNotAllowed`],
+    /// [`AuthError::UnsupportedCritical`], [`AuthError::UnknownKey`],
+    /// [`AuthError::AlgorithmMismatch`] or [`AuthError::BadSignature`].
+    pub fn verify_jws(&self, token: &str, allowed: &[Algorithm]) -> Result<Jws, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::malformed("the token is empty"));
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::malformed(format!(
+                "a JWS has three dot-separated parts, this token has {}",
+                token.split('.').count()
+            )));
+        };
+        let header_bytes =
+            b64url_decode(h).ok_or_else(|| AuthError::malformed("the header is not base64url"))?;
+        let header = parse_object(&header_bytes)
+            .map_err(|e| AuthError::malformed(format!("the header is not a JSON object: {e}")))?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AuthError::malformed("the header has no \"alg\" string"))?;
+        if alg_name.eq_ignore_ascii_case("none") {
+            return Err(AuthError::Unsigned {
+                alg: excerpt(alg_name),
+            });
+        }
+        let alg = alg_name
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| allowed.contains(a))
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed {
+                alg: excerpt(alg_name),
+                allowed: allowed
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        if let Some(crit) = header.get("crit") {
+            return Err(critical_error(crit));
+        }
+        let kid = optional_string(&header, "kid")?;
+        let typ = optional_string(&header, "typ")?;
+        let key = self.select(kid.as_deref(), alg)?;
+        let payload =
+            b64url_decode(p).ok_or_else(|| AuthError::malformed("the payload is not base64url"))?;
+        if s.is_empty() {
+            return Err(AuthError::malformed("the signature is empty"));
+        }
+        let signature = b64url_decode(s)
+            .ok_or_else(|| AuthError::malformed("the signature is not base64url"))?;
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        if !key.verify(signing_input.as_bytes(), &signature) {
+            return Err(AuthError::BadSignature {
+                kid: key.kid().unwrap_or("(no kid)").to_owned(),
+            });
+        }
+        Ok(Jws {
+            alg,
+            kid,
+            typ,
+            header,
+            payload,
+        })
+    }
+}
+
+fn critical_error(crit: &Value) -> AuthError {
+    match crit.as_array() {
+        Some(names) if !names.is_empty() && names.iter().all(Value::is_string) => {
+            AuthError::UnsupportedCritical {
+                params: names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .take(8)
+                    .map(excerpt)
+                    .collect(),
+            }
+        }
+        _ => AuthError::malformed("\"crit\" must be a non-empty array of strings"),
+    }
+}
+
+fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthError> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AuthError::malformed(format!(
+            "the header's {name:?} is not a string"
+        ))),
+    }
+}
+
+/// Parses a JSON object, refusing duplicate member names (RFC 7515 section 4 and RFC 7519
+/// section 4 let a parser refuse them; different parsers picking different duplicates is a
+/// known way to smuggle claims).
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+    serde_json::from_slice::<StrictObject>(bytes).map(|o| o.0)
+}
+
+struct StrictObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StrictObjectVisitor)
+    }
+}
+
+struct StrictObjectVisitor;
+
+impl<'de> Visitor<'de> for StrictObjectVisitor {
+    type Value = StrictObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if map.contains_key(&name) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member {:?}",
+                    excerpt(&name)
+                )));
+            }
+            let value: Value = access.next_value()?;
+            map.insert(name, value);
+        }
+        Ok(StrictObject(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn set() -> KeySet {
+        let mut keys = KeySet::new();
+        keys.insert(
+            super::super::Key::hmac([3u8; 32], Algorithm::HS256)
+                .unwrap()
+                .with_kid("k"),
+        )
+        .unwrap();
+        keys
+    }
+
+    fn hs256(header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[3u8; 32]),
+            input.as_bytes(),
+        );
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    const HS: [Algorithm; 1] = [Algorithm::HS256];
+
+    #[test]
+    fn valid_jws_yields_header_and_payload() {
+        let jws = set()
+            .verify_jws(
+                &hs256(r#"{"alg":"HS256","kid":"k","typ":"at+jwt"}"#, "{}"),
+                &HS,
+            )
+            .unwrap();
+        assert_eq!(jws.algorithm(), Algorithm::HS256);
+        assert_eq!(jws.kid(), Some("k"));
+        assert_eq!(jws.typ(), Some("at+jwt"));
+        assert_eq!(jws.payload(), b"{}");
+    }
+
+    #[test]
+    fn duplicate_header_members_are_malformed() {
+        let token = hs256(r#"{"alg":"HS256","kid":"k","kid":"other"}"#, "{}");
+        let err = set().verify_jws(&token, &HS).unwrap_err();
+        assert!(err.to_string().contains("duplicate member"), "{err}");
+    }
+
+    #[test]
+    fn header_that_is_not_an_object_is_malformed() {
+        for header in ["[1]", "\"alg\"", "{", "null"] {
+            let token = format!("{}.{}.AAAA", b64(header), b64("{}"));
+            assert!(matches!(
+                set().verify_jws(&token, &HS).unwrap_err(),
+                AuthError::Malformed { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn crit_is_always_refused() {
+        let token = hs256(
+            r#"{"alg":"HS256","kid":"k","crit":["b64"],"b64":false}"#,
+            "{}",
+        );
+        assert!(matches!(
+            set().verify_jws(&token, &HS).unwrap_err(),
+            AuthError::UnsupportedCritical { .. }
+        ));
+        let token = hs256(r#"{"alg":"HS256","kid":"k","crit":[]}"#, "{}");
+        assert!(matches!(
+            set().verify_jws(&token, &HS).unwrap_err(),
+            AuthError::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn algorithm_outside_allow_list_is_refused_even_with_a_key() {
+        let token = hs256(r#"{"alg":"HS256","kid":"k"}"#, "{}");
+        let err = set().verify_jws(&token, &[Algorithm::ES256]).unwrap_err();
+        assert!(
+            matches!(err, AuthError::AlgorithmNotAllowed { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn padded_or_non_canonical_base64_is_malformed() {
+        let good = hs256(r#"{"alg":"HS256","kid":"k"}"#, "{}");
+        let (rest, sig) = good.rsplit_once('.').unwrap();
+        let padded = format!("{rest}.{sig}=");
+        assert!(matches!(
+            set().verify_jws(&padded, &HS).unwrap_err(),
+            AuthError::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn signature_over_other_bytes_is_refused() {
+        let good = hs256(r#"{"alg":"HS256","kid":"k"}"#, r#"{"a":1}"#);
+        let other = hs256(r#"{"alg":"HS256","kid":"k"}"#, r#"{"a":2}"#);
+        let forged = format!(
+            "{}.{}",
+            good.rsplit_once('.').unwrap().0,
+            other.rsplit_once('.').unwrap().1
+        );
+        assert!(matches!(
+            set().verify_jws(&forged, &HS).unwrap_err(),
+            AuthError::BadSignature { .. }
+        ));
+    }
+}

@@ -1,0 +1,78 @@
+//! Bearer token to [`Principal`]: the [`Verifier`] trait, JWT verification, keys.
+//!
+//! [`JwtVerifier`] checks JWT access tokens (RFC 9068) against a [`KeySet`] of keys each
+//! bound to one [`Algorithm`]; failures are [`AuthError`]s that name the failed check;
+//! bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
+//! introspection, caches) implement the same [`Verifier`] trait.
+
+mod algorithm;
+mod claims;
+mod error;
+mod jwk;
+mod jws;
+mod jwt;
+mod key;
+mod keyset;
+mod roca;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub(crate) use error::excerpt;
+pub use error::{AuthError, AuthErrorKind, KeyError, KeyName};
+pub use jws::Jws;
+pub use jwt::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtVerifier, JwtVerifierBuilder, MAX_LEEWAY, TypCheck,
+};
+pub use key::Key;
+pub(crate) use key::read_file as read_key_file;
+pub use keyset::KeySet;
+
+use crate::principal::Principal;
+
+/// Turns a bearer token into a [`Principal`], or says why not.
+///
+/// Object safe, so servers can hold an `Arc<dyn Verifier>` and swap implementations
+/// (JWT, introspection, a cache in front of either).
+///
+/// ```
+/// use std::sync::Arc;
+/// use rmcp_authz::token::{Verifier, JwtVerifier};
+/// # use rmcp_authz::dev::DevIssuer;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = DevIssuer::new("https://auth.example")?;
+/// let verifier: Arc<dyn Verifier> = Arc::new(issuer.verifier("https://mcp.example/mcp").build()?);
+/// let token = issuer.token("https://mcp.example/mcp").mint()?;
+/// assert!(verifier.verify(&token).await.is_ok());
+/// assert!(verifier.verify("garbage").await.is_err());
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait Verifier: Send + Sync + std::fmt::Debug {
+    /// Verifies `token` (the bearer string, without the `Bearer ` prefix).
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError>;
+}
+
+#[async_trait]
+impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        (**self).verify(token).await
+    }
+}
+
+#[async_trait]
+impl<V: Verifier + ?Sized> Verifier for Box<V> {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        (**self).verify(token).await
+    }
+}
+
+/// Strict unpadded base64url (RFC 7515 section 2): no padding, no whitespace, no
+/// non-canonical trailing bits.
+pub(crate) fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}

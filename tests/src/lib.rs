@@ -1,0 +1,15 @@
+//! Shared helpers for the end-to-end and corpus tests of `rmcp-authz`.
+
+use std::path::PathBuf;
+
+/// The directory holding test fixtures (`tests/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Reads a fixture file as text, failing the test with the path when it is missing.
+pub fn read_fixture(relative: &str) -> String {
+    let path = fixtures_dir().join(relative);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
