@@ -428,7 +428,7 @@ pub enum KeyError {
         member: &'static str,
     },
     /// The RSA modulus is shorter than 2048 bits (RFC 7518 section 3.3) or absurdly long.
-    #[error("{key}: RSA modulus of {bits} bits is outside the accepted 2048..=16384 bits")]
+    #[error("{key}: RSA modulus of {bits} bits is outside the accepted 2048..=8192 bits")]
     RsaKeySize {
         /// The key.
         key: KeyName,

@@ -4,7 +4,9 @@
 //! key) and a mix of HMAC secrets with public keys (RFC 8725 section 2.1; an issuer's
 //! published set never holds secrets). A token picks its key by `kid`; a token without
 //! `kid` is accepted only when exactly one key in the set has its algorithm. The header
-//! parameters `jwk`, `jku`, `x5u` and `x5c` are never used to find a key.
+//! parameters `jwk`, `jku`, `x5u` and `x5c` are never used to find a key. A key configured
+//! without a `kid` (a PEM file, a secret) serves tokens whose `kid` no key in the set has,
+//! again only when it is the one such key for the token's algorithm.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -148,16 +150,25 @@ impl KeySet {
 
     /// The key that must verify a token whose header says `kid` and `alg`.
     pub(crate) fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Key, AuthError> {
-        let key = match kid {
-            Some(kid) => self.get(kid).ok_or_else(|| AuthError::UnknownKey {
-                kid: Some(excerpt(kid)),
-                alg,
-            })?,
+        let by_kid = kid.and_then(|kid| self.get(kid));
+        let key = match by_kid {
+            Some(key) => key,
             None => {
-                let mut candidates = self.keys.iter().filter(|k| k.algorithm() == alg);
+                // Without a matching kid, the one key of this algorithm is used: among
+                // all keys when the token names no kid, among keys configured without a
+                // kid (a PEM file, a secret) when it names one the set does not have.
+                let mut candidates = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.algorithm() == alg && (kid.is_none() || k.kid().is_none()));
                 match (candidates.next(), candidates.next()) {
                     (Some(only), None) => only,
-                    _ => return Err(AuthError::UnknownKey { kid: None, alg }),
+                    _ => {
+                        return Err(AuthError::UnknownKey {
+                            kid: kid.map(excerpt),
+                            alg,
+                        });
+                    }
                 }
             }
         };
