@@ -81,3 +81,8 @@ pub mod token;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error};
 pub use principal::{Actor, Principal};
+
+/// The README's code blocks, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

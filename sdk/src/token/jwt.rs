@@ -50,11 +50,10 @@ impl TypCheck {
                 .map(str::to_owned)
                 .unwrap_or(t)
         });
-        let ok = match (self, normalized.as_deref()) {
-            (_, Some("at+jwt")) => true,
-            (TypCheck::Lenient, None | Some("jwt")) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (self, normalized.as_deref()),
+            (_, Some("at+jwt")) | (TypCheck::Lenient, None | Some("jwt"))
+        );
         if ok {
             Ok(())
         } else {

@@ -39,7 +39,7 @@ pub struct Key {
 
 enum Material {
     Public(ParsedPublicKey),
-    Secret(hmac::Key),
+    Secret(Box<hmac::Key>),
 }
 
 impl fmt::Debug for Key {
@@ -200,7 +200,7 @@ impl Key {
         Ok(Key::new(
             name,
             alg,
-            Material::Secret(hmac::Key::new(hash, secret)),
+            Material::Secret(Box::new(hmac::Key::new(hash, secret))),
         ))
     }
 

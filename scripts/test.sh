@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, after setting up what the tests need.
+#
+# Everything a test needs is installed by this script (today: nothing beyond the Rust
+# toolchain; the Python and Node clients of the interop tests will be installed under
+# target/ when those tests exist). A test never skips because something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p target
+log=target/test-output.txt
+
+# The corpus tests print what they ran; show those summaries first.
+cargo test -q -p rmcp-authz-tests --test interop --test wycheproof -- --show-output 2>&1 \
+  | grep -E '^(interop|wycheproof)' || true
+
+status=0
+cargo test --workspace --all-features 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run, summed over every test binary and doctest run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
