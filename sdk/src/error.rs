@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::policy::PolicyError;
 use crate::token::Algorithm;
 use crate::token::{AuthError, KeyError};
 
@@ -81,4 +82,21 @@ pub enum ConfigError {
     /// A key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The policy could not be built.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Policy rules name tools the wrapped server does not have.
+    #[error(
+        "the policy has rules for tools the server does not have: {tools:?}; fix the names or remove the rules"
+    )]
+    UnknownTools {
+        /// The tool names.
+        tools: Vec<String>,
+    },
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Config(ConfigError::Policy(e))
+    }
 }

@@ -75,6 +75,7 @@
 mod clock;
 pub mod dev;
 mod error;
+pub mod policy;
 mod principal;
 pub mod token;
 

@@ -1,0 +1,735 @@
+//! What a [`Principal`] may do: scope requirements per tool, resource, prompt and custom
+//! request, scope hierarchies, and the [`Decision`] every other layer acts on.
+//!
+//! A [`Policy`] is built once, with [`Policy::builder`] or from tool metadata
+//! ([`tool_meta`], read back by [`PolicyBuilder::tools_from_meta`]), and then only read.
+//! Deny by default: a tool, resource, prompt or custom request without a rule is refused
+//! unless an `unlisted_*` rule says otherwise. `initialize`, `ping` and the `*/list`
+//! methods need only a valid token ([`Operation::Basic`]); lists are filtered to what
+//! the caller may use. Task operations are decided as calls of the tool that started
+//! the task.
+
+mod decision;
+mod hierarchy;
+mod scope;
+mod template;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use rmcp::model::{MetaObject, Tool};
+use serde_json::Value;
+
+pub use decision::{Decision, Denial, DenyReason};
+pub use scope::{ExprError, ScopeExpr, all_of, any_of};
+
+use crate::principal::Principal;
+use hierarchy::Hierarchy;
+use scope::valid_scope;
+use template::UriTemplate;
+
+/// The `_meta` key under which [`tool_meta`] stores a tool's scope requirement.
+pub const TOOL_META_KEY: &str = "rmcp-authz/requires";
+
+/// Tool metadata that states the scopes a tool needs, for `#[tool(meta = ...)]`.
+///
+/// [`PolicyBuilder::tools_from_meta`] reads it back, so the requirement can sit next to
+/// the tool and still produce the same [`Policy`] as the builder.
+///
+/// ```
+/// use rmcp_authz::policy::{Policy, tool_meta};
+/// use rmcp::model::Tool;
+/// let tool = Tool::new("list_notes", "List notes", serde_json::Map::new())
+///     .with_meta(tool_meta("notes:read"));
+/// let policy = Policy::builder().tools_from_meta([tool]).build()?;
+/// assert_eq!(policy.tool_names().collect::<Vec<_>>(), ["list_notes"]);
+/// # Ok::<(), rmcp_authz::policy::PolicyError>(())
+/// ```
+pub fn tool_meta(requirement: impl Into<ScopeExpr>) -> MetaObject {
+    let mut object = serde_json::Map::new();
+    object.insert(
+        TOOL_META_KEY.to_owned(),
+        Value::String(requirement.into().to_string()),
+    );
+    MetaObject::from(object)
+}
+
+/// A rule: the scopes an operation needs and, optionally, the only clients it admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    requirement: ScopeExpr,
+    clients: Option<Vec<String>>,
+}
+
+impl Rule {
+    /// A rule needing `requirement`.
+    pub fn new(requirement: impl Into<ScopeExpr>) -> Rule {
+        Rule {
+            requirement: requirement.into(),
+            clients: None,
+        }
+    }
+
+    /// Admits only callers whose client (`client_id`, else `azp`) is one of `clients`;
+    /// others are denied with [`DenyReason::ClientNotPermitted`] whatever their scopes.
+    #[must_use]
+    pub fn only_clients<S: Into<String>>(mut self, clients: impl IntoIterator<Item = S>) -> Rule {
+        self.clients = Some(clients.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The scope requirement.
+    pub fn requirement(&self) -> &ScopeExpr {
+        &self.requirement
+    }
+
+    /// The admitted clients, if restricted.
+    pub fn clients(&self) -> Option<&[String]> {
+        self.clients.as_deref()
+    }
+}
+
+impl From<ScopeExpr> for Rule {
+    fn from(requirement: ScopeExpr) -> Self {
+        Rule::new(requirement)
+    }
+}
+
+impl From<&str> for Rule {
+    /// A rule needing this one scope (taken literally).
+    fn from(scope: &str) -> Self {
+        Rule::new(scope)
+    }
+}
+
+/// An MCP operation the policy decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation<'a> {
+    /// `tools/call` of the named tool (and task operations on a task it started).
+    CallTool(&'a str),
+    /// `resources/read` (and subscriptions, directory reads) of the URI.
+    ReadResource(&'a str),
+    /// `prompts/get` of the named prompt.
+    GetPrompt(&'a str),
+    /// A custom (non-MCP) request method.
+    Custom(&'a str),
+    /// Anything that needs only a valid token: `initialize`, `ping`, the `*/list` methods.
+    Basic,
+}
+
+impl fmt::Display for Operation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::CallTool(name) => write!(f, "tools/call {name}"),
+            Operation::ReadResource(uri) => write!(f, "resources/read {uri}"),
+            Operation::GetPrompt(name) => write!(f, "prompts/get {name}"),
+            Operation::Custom(method) => write!(f, "{method}"),
+            Operation::Basic => f.write_str("basic access"),
+        }
+    }
+}
+
+/// Why a policy could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A rule's scope expression is invalid.
+    #[error("{what}: {source}")]
+    Expr {
+        /// The rule, e.g. `tool "purge"`.
+        what: String,
+        /// The expression error.
+        #[source]
+        source: ExprError,
+    },
+    /// Two rules for the same tool, resource, prompt or request.
+    #[error("{what} has two rules; give each one rule")]
+    DuplicateRule {
+        /// The rule, e.g. `tool "purge"`.
+        what: String,
+    },
+    /// A resource rule's URI template does not parse.
+    #[error("resource rule {template:?}: braces do not pair up or a variable is unnamed")]
+    BadTemplate {
+        /// The template.
+        template: String,
+    },
+    /// A tool's `_meta` requirement is not a string.
+    #[error("tool {tool:?}: _meta {TOOL_META_KEY:?} must be a scope expression string")]
+    BadMeta {
+        /// The tool.
+        tool: String,
+    },
+}
+
+/// A built, immutable authorization policy. Cheap to clone.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hierarchy: Hierarchy,
+    tools: HashMap<String, Rule>,
+    prompts: HashMap<String, Rule>,
+    custom: HashMap<String, Rule>,
+    resources: HashMap<String, Rule>,
+    resource_templates: Vec<(UriTemplate, Rule)>,
+    unlisted_tools: Option<Rule>,
+    unlisted_resources: Option<Rule>,
+    unlisted_prompts: Option<Rule>,
+    scopes_supported: Vec<String>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut tools: Vec<_> = self.inner.tools.iter().collect();
+        tools.sort_by(|a, b| a.0.cmp(b.0));
+        f.debug_struct("Policy")
+            .field("tools", &tools)
+            .field("prompts", &self.inner.prompts.len())
+            .field(
+                "resources",
+                &(self.inner.resources.len() + self.inner.resource_templates.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Starts an empty policy (which denies everything but basic access).
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::default()
+    }
+
+    /// Decides `operation` for `principal`.
+    pub fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
+        self.decide_for(principal.scopes(), principal.client_id(), operation)
+    }
+
+    /// Decides `operation` for a caller holding `granted` scopes with client `client`:
+    /// [`Policy::decide`] without a [`Principal`].
+    pub fn decide_for(
+        &self,
+        granted: &[String],
+        client: Option<&str>,
+        operation: Operation<'_>,
+    ) -> Decision {
+        let Some(rule) = self.rule_for(operation) else {
+            return match operation {
+                Operation::Basic => Decision::Allow,
+                _ => Decision::Deny(Denial::new(operation.to_string(), DenyReason::NoRule)),
+            };
+        };
+        if let Some(clients) = &rule.clients
+            && !client.is_some_and(|c| clients.iter().any(|a| a == c))
+        {
+            return Decision::Deny(Denial::new(
+                operation.to_string(),
+                DenyReason::ClientNotPermitted {
+                    client: client.map(str::to_owned),
+                },
+            ));
+        }
+        let grants = self.inner.hierarchy.grants(granted);
+        let has = |s: &str| grants.has(s);
+        if rule.requirement.is_met_by(&has) {
+            return Decision::Allow;
+        }
+        let required = rule.requirement.scopes_to_request(&has);
+        let missing = required.iter().filter(|s| !has(s)).cloned().collect();
+        Decision::Deny(Denial::new(
+            operation.to_string(),
+            DenyReason::InsufficientScope { required, missing },
+        ))
+    }
+
+    /// The rule that governs `operation`, if any (`Basic` has none).
+    pub fn rule_for(&self, operation: Operation<'_>) -> Option<&Rule> {
+        let i = &self.inner;
+        match operation {
+            Operation::CallTool(name) => i.tools.get(name).or(i.unlisted_tools.as_ref()),
+            Operation::GetPrompt(name) => i.prompts.get(name).or(i.unlisted_prompts.as_ref()),
+            Operation::Custom(method) => i.custom.get(method),
+            Operation::ReadResource(uri) => i
+                .resources
+                .get(uri)
+                .or_else(|| {
+                    i.resource_templates
+                        .iter()
+                        .find(|(t, _)| t.matches(uri))
+                        .map(|(_, r)| r)
+                })
+                .or(i.unlisted_resources.as_ref()),
+            Operation::Basic => None,
+        }
+    }
+
+    /// Decides a resource template (as listed by `resources/templates/list`): allowed when
+    /// a rule was declared for exactly this template, or for unlisted resources, and the
+    /// caller meets it.
+    pub fn decide_template(&self, principal: &Principal, template: &str) -> Decision {
+        let declared =
+            self.inner.resources.contains_key(template) || self.inner.unlisted_resources.is_some();
+        if declared {
+            self.decide(principal, Operation::ReadResource(template))
+        } else {
+            Decision::Deny(Denial::new(
+                format!("resources/templates {template}"),
+                DenyReason::NoRule,
+            ))
+        }
+    }
+
+    /// The tools that have a rule of their own.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        let mut names: Vec<&str> = self.inner.tools.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names.into_iter()
+    }
+
+    /// Every scope the policy mentions (rules and hierarchy), sorted, without
+    /// `offline_access`: the `scopes_supported` of the Protected Resource Metadata.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.inner.scopes_supported
+    }
+}
+
+/// Builds a [`Policy`]. Errors are collected and reported by [`PolicyBuilder::build`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct PolicyBuilder {
+    edges: HashMap<String, Vec<String>>,
+    tools: Vec<(String, Rule)>,
+    prompts: Vec<(String, Rule)>,
+    custom: Vec<(String, Rule)>,
+    resources: Vec<(String, Rule)>,
+    unlisted_tools: Option<Rule>,
+    unlisted_resources: Option<Rule>,
+    unlisted_prompts: Option<Rule>,
+    errors: Vec<PolicyError>,
+}
+
+impl PolicyBuilder {
+    /// Declares that holding `scope` also grants each of `implied` (transitively).
+    pub fn implies<S: Into<String>>(
+        mut self,
+        scope: impl Into<String>,
+        implied: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.edges
+            .entry(scope.into())
+            .or_default()
+            .extend(implied.into_iter().map(Into::into));
+        self
+    }
+
+    /// The rule for a tool.
+    pub fn tool(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
+        self.tools.push((name.into(), rule.into()));
+        self
+    }
+
+    /// Rules from tools' metadata: each tool whose `_meta` has [`TOOL_META_KEY`] (see
+    /// [`tool_meta`]) gets that rule. Pass `MyServer::tool_router().list_all()`.
+    pub fn tools_from_meta(mut self, tools: impl IntoIterator<Item = Tool>) -> Self {
+        for tool in tools {
+            let Some(value) = tool.meta.as_ref().and_then(|m| m.0.get(TOOL_META_KEY)) else {
+                continue;
+            };
+            match value.as_str() {
+                Some(text) => match ScopeExpr::parse(text) {
+                    Ok(expr) => self.tools.push((tool.name.to_string(), Rule::new(expr))),
+                    Err(source) => self.errors.push(PolicyError::Expr {
+                        what: format!("tool {:?} (_meta)", tool.name),
+                        source,
+                    }),
+                },
+                None => self.errors.push(PolicyError::BadMeta {
+                    tool: tool.name.to_string(),
+                }),
+            }
+        }
+        self
+    }
+
+    /// The rule for a resource URI, or for every URI a URI template (`notes://{id}`)
+    /// matches. Exact URIs win over templates; templates are tried in the order given.
+    pub fn resource(mut self, uri_or_template: impl Into<String>, rule: impl Into<Rule>) -> Self {
+        self.resources.push((uri_or_template.into(), rule.into()));
+        self
+    }
+
+    /// The rule for a prompt.
+    pub fn prompt(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
+        self.prompts.push((name.into(), rule.into()));
+        self
+    }
+
+    /// The rule for a custom request method (custom requests are denied without one).
+    pub fn custom_request(mut self, method: impl Into<String>, rule: impl Into<Rule>) -> Self {
+        self.custom.push((method.into(), rule.into()));
+        self
+    }
+
+    /// The rule for tools without a rule of their own (default: denied).
+    pub fn unlisted_tools(mut self, rule: impl Into<Rule>) -> Self {
+        self.unlisted_tools = Some(rule.into());
+        self
+    }
+
+    /// The rule for resources no rule matches (default: denied).
+    pub fn unlisted_resources(mut self, rule: impl Into<Rule>) -> Self {
+        self.unlisted_resources = Some(rule.into());
+        self
+    }
+
+    /// The rule for prompts without a rule of their own (default: denied).
+    pub fn unlisted_prompts(mut self, rule: impl Into<Rule>) -> Self {
+        self.unlisted_prompts = Some(rule.into());
+        self
+    }
+
+    /// Checks every rule and builds the policy.
+    ///
+    /// # Errors
+    /// The first [`PolicyError`]: an invalid scope or expression, a duplicate rule, a
+    /// malformed URI template, bad tool metadata.
+    pub fn build(mut self) -> Result<Policy, PolicyError> {
+        if !self.errors.is_empty() {
+            return Err(self.errors.remove(0));
+        }
+        for (scope, implied) in &self.edges {
+            for s in std::iter::once(scope).chain(implied) {
+                if !valid_scope(s) {
+                    return Err(PolicyError::Expr {
+                        what: format!("hierarchy entry {scope:?}"),
+                        source: ExprError::InvalidScope { scope: s.clone() },
+                    });
+                }
+            }
+        }
+        let mut mentioned: Vec<String> = self
+            .edges
+            .iter()
+            .flat_map(|(k, v)| std::iter::once(k).chain(v))
+            .cloned()
+            .collect();
+        let tools = keyed("tool", self.tools, &mut mentioned)?;
+        let prompts = keyed("prompt", self.prompts, &mut mentioned)?;
+        let custom = keyed("custom request", self.custom, &mut mentioned)?;
+        let mut resources = HashMap::new();
+        let mut resource_templates = Vec::new();
+        let mut seen = Vec::new();
+        for (uri, rule) in self.resources {
+            let what = format!("resource {uri:?}");
+            check_rule(&what, &rule, &mut mentioned)?;
+            if seen.contains(&uri) {
+                return Err(PolicyError::DuplicateRule { what });
+            }
+            seen.push(uri.clone());
+            let template = UriTemplate::parse(&uri).ok_or_else(|| PolicyError::BadTemplate {
+                template: uri.clone(),
+            })?;
+            if template.has_variables() {
+                resource_templates.push((template, rule.clone()));
+            }
+            // Templates are also kept by their text, for resources/templates/list.
+            resources.insert(uri, rule);
+        }
+        for (what, rule) in [
+            ("unlisted tools", &self.unlisted_tools),
+            ("unlisted resources", &self.unlisted_resources),
+            ("unlisted prompts", &self.unlisted_prompts),
+        ] {
+            if let Some(rule) = rule {
+                check_rule(what, rule, &mut mentioned)?;
+            }
+        }
+        mentioned.retain(|s| s != "offline_access");
+        mentioned.sort();
+        mentioned.dedup();
+        Ok(Policy {
+            inner: Arc::new(Inner {
+                hierarchy: Hierarchy::new(&self.edges),
+                tools,
+                prompts,
+                custom,
+                resources,
+                resource_templates,
+                unlisted_tools: self.unlisted_tools,
+                unlisted_resources: self.unlisted_resources,
+                unlisted_prompts: self.unlisted_prompts,
+                scopes_supported: mentioned,
+            }),
+        })
+    }
+}
+
+fn check_rule(what: &str, rule: &Rule, mentioned: &mut Vec<String>) -> Result<(), PolicyError> {
+    rule.requirement
+        .validate()
+        .map_err(|source| PolicyError::Expr {
+            what: what.to_owned(),
+            source,
+        })?;
+    mentioned.extend(rule.requirement.scopes().into_iter().map(str::to_owned));
+    Ok(())
+}
+
+fn keyed(
+    kind: &str,
+    rules: Vec<(String, Rule)>,
+    mentioned: &mut Vec<String>,
+) -> Result<HashMap<String, Rule>, PolicyError> {
+    let mut map = HashMap::with_capacity(rules.len());
+    for (name, rule) in rules {
+        let what = format!("{kind} {name:?}");
+        check_rule(&what, &rule, mentioned)?;
+        if map.insert(name, rule).is_some() {
+            return Err(PolicyError::DuplicateRule { what });
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn notes() -> Policy {
+        Policy::builder()
+            .implies("notes:admin", ["notes:write"])
+            .implies("notes:write", ["notes:read"])
+            .tool("list_notes", "notes:read")
+            .tool("write_note", "notes:write")
+            .tool("purge", all_of(["notes:admin", "ops:purge"]))
+            .tool(
+                "console",
+                Rule::new("notes:admin").only_clients(["admin-console"]),
+            )
+            .resource("notes://{id}", "notes:read")
+            .resource("notes://index", ScopeExpr::authenticated())
+            .prompt("summarize", any_of(["notes:read", "summaries"]))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn hierarchy_grants_lower_scopes() {
+        let p = notes();
+        let admin = s(&["notes:admin"]);
+        assert!(
+            p.decide_for(&admin, None, Operation::CallTool("list_notes"))
+                .is_allowed()
+        );
+        assert!(
+            p.decide_for(&admin, None, Operation::CallTool("write_note"))
+                .is_allowed()
+        );
+        let read = s(&["notes:read"]);
+        assert!(
+            !p.decide_for(&read, None, Operation::CallTool("write_note"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn denial_names_every_scope_the_call_needs() {
+        let p = notes();
+        let d = p.decide_for(&s(&["notes:admin"]), None, Operation::CallTool("purge"));
+        let denial = d.denial().unwrap();
+        assert_eq!(
+            denial.challenge_scope().as_deref(),
+            Some("notes:admin ops:purge")
+        );
+        assert_eq!(
+            denial.reason(),
+            &DenyReason::InsufficientScope {
+                required: s(&["notes:admin", "ops:purge"]),
+                missing: s(&["ops:purge"]),
+            }
+        );
+        assert!(denial.to_string().contains("tools/call purge"));
+    }
+
+    #[test]
+    fn tools_without_rules_are_denied_by_default() {
+        let p = notes();
+        let d = p.decide_for(&s(&["notes:admin"]), None, Operation::CallTool("unknown"));
+        assert_eq!(d.denial().unwrap().reason(), &DenyReason::NoRule);
+        let open = Policy::builder()
+            .unlisted_tools(ScopeExpr::authenticated())
+            .build()
+            .unwrap();
+        assert!(
+            open.decide_for(&[], None, Operation::CallTool("anything"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn basic_access_needs_no_scope() {
+        assert!(notes().decide_for(&[], None, Operation::Basic).is_allowed());
+    }
+
+    #[test]
+    fn client_restriction_applies_before_scopes() {
+        let p = notes();
+        let admin = s(&["notes:admin"]);
+        assert!(
+            p.decide_for(
+                &admin,
+                Some("admin-console"),
+                Operation::CallTool("console")
+            )
+            .is_allowed()
+        );
+        let d = p.decide_for(&admin, Some("agent"), Operation::CallTool("console"));
+        assert!(matches!(
+            d.denial().unwrap().reason(),
+            DenyReason::ClientNotPermitted { client: Some(c) } if c == "agent"
+        ));
+        assert!(
+            !p.decide_for(&admin, None, Operation::CallTool("console"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn resources_match_exact_uri_first_then_templates() {
+        let p = notes();
+        assert!(
+            p.decide_for(&[], None, Operation::ReadResource("notes://index"))
+                .is_allowed()
+        );
+        assert!(
+            !p.decide_for(&[], None, Operation::ReadResource("notes://42"))
+                .is_allowed()
+        );
+        let read = s(&["notes:read"]);
+        assert!(
+            p.decide_for(&read, None, Operation::ReadResource("notes://42"))
+                .is_allowed()
+        );
+        assert!(
+            !p.decide_for(&read, None, Operation::ReadResource("files://42"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn prompts_accept_any_alternative() {
+        let p = notes();
+        let summaries = s(&["summaries"]);
+        assert!(
+            p.decide_for(&summaries, None, Operation::GetPrompt("summarize"))
+                .is_allowed()
+        );
+        assert!(
+            !p.decide_for(&[], None, Operation::GetPrompt("other"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn custom_requests_are_denied_without_a_rule() {
+        let p = notes();
+        assert!(
+            !p.decide_for(&s(&["notes:admin"]), None, Operation::Custom("x/y"))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn duplicate_and_invalid_rules_are_build_errors() {
+        let err = Policy::builder()
+            .tool("a", "x")
+            .tool("a", "y")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::DuplicateRule { .. }), "{err}");
+        let err = Policy::builder()
+            .tool("a", "bad scope")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Expr { .. }), "{err}");
+        let err = Policy::builder()
+            .resource("notes://{", "x")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::BadTemplate { .. }), "{err}");
+        let err = Policy::builder().implies("a b", ["c"]).build().unwrap_err();
+        assert!(matches!(err, PolicyError::Expr { .. }), "{err}");
+    }
+
+    #[test]
+    fn meta_rules_equal_builder_rules() {
+        let plain = |name: &'static str| Tool::new(name, "", serde_json::Map::new());
+        let tool = |name: &'static str, expr: &str| {
+            plain(name).with_meta(tool_meta(ScopeExpr::parse(expr).unwrap()))
+        };
+        let from_meta = Policy::builder()
+            .tools_from_meta([tool("a", "x y | z"), plain("plain")])
+            .build()
+            .unwrap();
+        let from_builder = Policy::builder()
+            .tool("a", any_of([all_of(["x", "y"]), "z".into()]))
+            .build()
+            .unwrap();
+        assert_eq!(
+            from_meta.rule_for(Operation::CallTool("a")),
+            from_builder.rule_for(Operation::CallTool("a"))
+        );
+        assert_eq!(from_meta.tool_names().collect::<Vec<_>>(), ["a"]);
+        let bad = plain("b").with_meta(MetaObject::from(
+            serde_json::json!({ TOOL_META_KEY: 3 })
+                .as_object()
+                .unwrap()
+                .clone(),
+        ));
+        assert!(matches!(
+            Policy::builder()
+                .tools_from_meta([bad])
+                .build()
+                .unwrap_err(),
+            PolicyError::BadMeta { .. }
+        ));
+    }
+
+    #[test]
+    fn scopes_supported_lists_every_scope_but_offline_access() {
+        let p = Policy::builder()
+            .implies("notes:admin", ["notes:write"])
+            .tool("a", any_of(["notes:read", "offline_access"]))
+            .build()
+            .unwrap();
+        assert_eq!(
+            p.scopes_supported(),
+            ["notes:admin", "notes:read", "notes:write"]
+        );
+    }
+
+    #[test]
+    fn templates_are_decided_by_their_declared_rule() {
+        let p = notes();
+        let dev = crate::dev::DevIssuer::new("https://as").unwrap();
+        let v = dev.verifier("https://rs").build().unwrap();
+        let read = v
+            .verify_sync(
+                &dev.token("https://rs")
+                    .scopes(["notes:read"])
+                    .mint()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert!(p.decide_template(&read, "notes://{id}").is_allowed());
+        assert!(!p.decide_template(&read, "files://{id}").is_allowed());
+    }
+}
