@@ -72,13 +72,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod authz;
 mod clock;
 pub mod dev;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod policy;
 mod principal;
+pub mod server;
+pub mod stdio;
 pub mod token;
 
+pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error};
 pub use principal::{Actor, Principal};

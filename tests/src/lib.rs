@@ -1,5 +1,8 @@
 //! Shared helpers for the end-to-end and corpus tests of `rmcp-authz`.
 
+pub mod notes;
+pub mod server;
+
 use std::path::PathBuf;
 
 /// The directory holding test fixtures (`tests/fixtures`).

@@ -175,6 +175,14 @@ impl Verifier for JwtVerifier {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         self.verify_sync(token)
     }
+
+    fn resource_uri(&self) -> Option<&str> {
+        Some(&self.rules.audience)
+    }
+
+    fn trusted_issuers(&self) -> Vec<String> {
+        vec![self.rules.issuer.clone()]
+    }
 }
 
 /// Configures a [`JwtVerifier`]. Every setting has a safe default; see each method.

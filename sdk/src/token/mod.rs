@@ -55,21 +55,42 @@ use crate::principal::Principal;
 pub trait Verifier: Send + Sync + std::fmt::Debug {
     /// Verifies `token` (the bearer string, without the `Bearer ` prefix).
     async fn verify(&self, token: &str) -> Result<Principal, AuthError>;
-}
 
-#[async_trait]
-impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
-    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        (**self).verify(token).await
+    /// The resource (audience) tokens must be for, if this verifier checks one: the
+    /// default `resource` of the Protected Resource Metadata.
+    fn resource_uri(&self) -> Option<&str> {
+        None
+    }
+
+    /// The issuers this verifier trusts: the default `authorization_servers` of the
+    /// Protected Resource Metadata.
+    fn trusted_issuers(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
-#[async_trait]
-impl<V: Verifier + ?Sized> Verifier for Box<V> {
-    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        (**self).verify(token).await
-    }
+macro_rules! forward_verifier {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<V: Verifier + ?Sized> Verifier for $wrapper<V> {
+            async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+                (**self).verify(token).await
+            }
+
+            fn resource_uri(&self) -> Option<&str> {
+                (**self).resource_uri()
+            }
+
+            fn trusted_issuers(&self) -> Vec<String> {
+                (**self).trusted_issuers()
+            }
+        }
+    };
 }
+
+use std::sync::Arc;
+forward_verifier!(Arc);
+forward_verifier!(Box);
 
 /// Strict unpadded base64url (RFC 7515 section 2): no padding, no whitespace, no
 /// non-canonical trailing bits.

@@ -1,0 +1,483 @@
+//! The tower layer in front of rmcp's Streamable HTTP service (feature `http`).
+//!
+//! For every request, before rmcp runs anything: refuse tokens in the query string and
+//! repeated `Authorization` headers (400); answer a request without a bearer token with
+//! 401 and a challenge naming the Protected Resource Metadata; verify the token (401
+//! `invalid_token` with a description); read the JSON-RPC body under a size limit and find
+//! the operation (from the body, checked against the `Mcp-Method` / `Mcp-Name` headers of
+//! 2026-07-28 clients); refuse a session opened by another principal (403); ask the policy,
+//! and answer a denied call with 403 and a step-up challenge naming every scope it needs.
+//! Otherwise the verified [`Principal`](crate::Principal) goes into the request extensions, where rmcp hands
+//! it to the handler, and the request proceeds. See `docs/policy.md` for each response.
+//!
+//! ```no_run
+//! use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
+//! # async fn run<H: rmcp::ServerHandler + Clone>(handler: H) -> Result<(), Box<dyn std::error::Error>> {
+//! # let issuer = DevIssuer::new("https://auth.example")?;
+//! # let verifier = issuer.verifier("http://127.0.0.1:8080/mcp").build()?;
+//! # let policy = Policy::builder().build()?;
+//! use rmcp::transport::streamable_http_server::{StreamableHttpService, StreamableHttpServerConfig, session::local::LocalSessionManager};
+//! let authz = Authz::new(verifier, policy);
+//! authz.wrap(handler.clone())?; // fails at start-up if a rule names an unknown tool
+//! let factory = { let authz = authz.clone(); move || authz.wrap(handler.clone()).map_err(std::io::Error::other) };
+//! let mcp = StreamableHttpService::new(factory, LocalSessionManager::default().into(), StreamableHttpServerConfig::default());
+//! let app = axum::Router::new()
+//!     .nest_service("/mcp", mcp)
+//!     .layer(authz.http_layer())
+//!     .merge(authz.metadata_routes());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod challenge;
+mod metadata;
+mod rpc;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use challenge::{AuthRejection, RejectionKind};
+
+use crate::authz::{Authz, Bounded, CallerId};
+use crate::policy::{Decision, DenyReason, Operation};
+use crate::token::AuthError;
+use challenge::{bearer_challenge, reject};
+use rpc::Target;
+
+/// The default largest request body the layer reads: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How many session bindings are remembered (oldest forgotten first).
+const MAX_SESSIONS: usize = 100_000;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    pub(crate) max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Shared HTTP state: settings and the session bindings.
+pub(crate) struct HttpState {
+    settings: HttpSettings,
+    sessions: Bounded<CallerId>,
+}
+
+impl HttpState {
+    pub(crate) fn new(settings: HttpSettings) -> Self {
+        HttpState {
+            settings,
+            sessions: Bounded::new(MAX_SESSIONS),
+        }
+    }
+}
+
+impl Authz {
+    /// The tower layer to put in front of rmcp's `StreamableHttpService`.
+    pub fn http_layer(&self) -> AuthzLayer {
+        AuthzLayer {
+            authz: self.clone(),
+        }
+    }
+}
+
+/// Authenticates and authorizes every request before the inner MCP service sees it.
+///
+/// See the [module documentation](self) for what it checks and an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct AuthzLayer {
+    authz: Authz,
+}
+
+impl<S> Layer<S> for AuthzLayer {
+    type Service = AuthzService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthzService {
+            inner,
+            authz: self.authz.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthzLayer`].
+#[derive(Clone)]
+pub struct AuthzService<S> {
+    inner: S,
+    authz: Authz,
+}
+
+impl<S> fmt::Debug for AuthzService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthzService")
+            .field("authz", &self.authz)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> AuthzService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The future of [`AuthzService`].
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthzService<S>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<axum::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The inner service was made ready; keep that one and leave a clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let authz = self.authz.clone();
+        ResponseFuture {
+            inner: Box::pin(async move { Ok(handle(authz, inner, request).await) }),
+        }
+    }
+}
+
+/// The whole decision for one request.
+async fn handle<S, ReqBody, ResBody>(
+    authz: Authz,
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<axum::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    let metadata_url = authz.resource_metadata_url();
+    let (mut parts, body) = request.into_parts();
+
+    // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
+    if parts.uri.query().is_some_and(has_access_token_param) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            RejectionKind::InvalidRequest,
+            "access tokens in the query string are refused; send them in the Authorization header"
+                .into(),
+            Some(bearer_challenge(&[
+                ("error", Some("invalid_request")),
+                ("resource_metadata", Some(&metadata_url)),
+            ])),
+            None,
+        );
+    }
+    let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
+    let (first, second) = (authorization.next(), authorization.next());
+    if second.is_some() {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            RejectionKind::InvalidRequest,
+            "more than one Authorization header".into(),
+            Some(bearer_challenge(&[
+                ("error", Some("invalid_request")),
+                ("resource_metadata", Some(&metadata_url)),
+            ])),
+            None,
+        );
+    }
+    let token = first.and_then(|v| bearer_token(v.as_bytes()));
+
+    // Read the body (bounded) so the operation is known before anything runs.
+    let limit = authz.http_state().settings.max_body_bytes;
+    let declared_too_large = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64);
+    let bytes = if declared_too_large {
+        None
+    } else {
+        Limited::new(body, limit)
+            .collect()
+            .await
+            .ok()
+            .map(|c| c.to_bytes())
+    };
+    let Some(bytes) = bytes else {
+        return reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RejectionKind::BodyTooLarge,
+            format!("the request body is larger than {limit} bytes or could not be read"),
+            None,
+            None,
+        );
+    };
+    let rpc = if parts.method == Method::POST {
+        Some(rpc::parse(&bytes))
+    } else {
+        None
+    };
+
+    let Some(token) = token else {
+        // A scope hint for the 401: what the requested operation needs, if known.
+        let scope = rpc
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|r| operation_of(&r.target))
+            .and_then(|op| authz.policy().rule_for(op))
+            .map(|rule| rule.requirement().scopes_to_request(&|_| false).join(" "))
+            .filter(|s| !s.is_empty());
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingToken,
+            "this MCP server needs an OAuth access token (Authorization: Bearer ...)".into(),
+            Some(bearer_challenge(&[
+                ("resource_metadata", Some(&metadata_url)),
+                ("scope", scope.as_deref()),
+            ])),
+            None,
+        );
+    };
+    let principal = match authz.verifier().verify(token).await {
+        Ok(p) => p,
+        Err(e) => return token_rejection(&e, &metadata_url),
+    };
+
+    let rpc = match rpc {
+        None => None,
+        Some(Err(reason)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                RejectionKind::InvalidRequest,
+                reason.into(),
+                None,
+                None,
+            );
+        }
+        Some(Ok(rpc)) => {
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+            };
+            if let Err(reason) = rpc.check_headers(header(METHOD_HEADER), header(NAME_HEADER)) {
+                return reject(
+                    StatusCode::BAD_REQUEST,
+                    RejectionKind::InvalidRequest,
+                    reason,
+                    None,
+                    rpc.id.as_ref(),
+                );
+            }
+            Some(rpc)
+        }
+    };
+
+    // Sessions are never authentication: a session belongs to the principal that opened it.
+    let caller = CallerId::of(&principal);
+    let session = parts
+        .headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let sessions = &authz.http_state().sessions;
+    if let Some(id) = &session
+        && let Some(owner) = sessions.get(id)
+        && owner != caller
+    {
+        return reject(
+            StatusCode::FORBIDDEN,
+            RejectionKind::SessionMismatch,
+            "this session was opened by another principal; start your own session".into(),
+            None,
+            rpc.as_ref().and_then(|r| r.id.as_ref()),
+        );
+    }
+
+    if let Some(rpc) = &rpc
+        && let Some(operation) = operation_of(&rpc.target)
+        && let Decision::Deny(denial) = authz.decide(&principal, operation)
+    {
+        let (kind, challenge) = match denial.reason() {
+            DenyReason::InsufficientScope { .. } => (
+                RejectionKind::InsufficientScope,
+                Some(bearer_challenge(&[
+                    ("error", Some("insufficient_scope")),
+                    ("scope", denial.challenge_scope().as_deref()),
+                    ("resource_metadata", Some(&metadata_url)),
+                    (
+                        "error_description",
+                        Some("the access token lacks scopes this operation needs"),
+                    ),
+                ])),
+            ),
+            _ => (RejectionKind::Forbidden, None),
+        };
+        return reject(
+            StatusCode::FORBIDDEN,
+            kind,
+            denial.to_string(),
+            challenge,
+            rpc.id.as_ref(),
+        );
+    }
+
+    let is_delete = parts.method == Method::DELETE;
+    parts.extensions.insert(principal);
+    let response = match inner
+        .call(Request::from_parts(parts, Body::from(bytes)))
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    match &session {
+        None => {
+            if let Some(new_id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                sessions.insert(new_id.to_owned(), caller);
+            }
+        }
+        Some(id) if is_delete && response.status().is_success() => sessions.remove(id),
+        Some(_) => {}
+    }
+    response.map(Body::new)
+}
+
+/// The 401 (or 400) for a token the verifier refused.
+fn token_rejection(error: &AuthError, metadata_url: &str) -> Response<Body> {
+    let status = match error.error_code() {
+        "invalid_request" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
+    reject(
+        status,
+        RejectionKind::InvalidToken,
+        error.description().to_owned(),
+        Some(bearer_challenge(&[
+            ("error", Some(error.error_code())),
+            ("error_description", Some(error.description())),
+            ("resource_metadata", Some(metadata_url)),
+        ])),
+        None,
+    )
+}
+
+fn operation_of(target: &Target) -> Option<Operation<'_>> {
+    match target {
+        Target::Tool(name) => Some(Operation::CallTool(name)),
+        Target::Prompt(name) => Some(Operation::GetPrompt(name)),
+        Target::Resource(uri) => Some(Operation::ReadResource(uri)),
+        Target::Other => None,
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is matched without
+/// regard to case (RFC 9110 section 11.1). Other schemes give `None`.
+fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_start_matches(' ');
+    (!token.is_empty()).then_some(token)
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token(b"bEaReR  abc"), Some("abc"));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bearer"), None);
+        assert_eq!(bearer_token(&[0xff, 0x20, 0x41]), None);
+    }
+
+    #[test]
+    fn query_tokens_are_found() {
+        assert!(has_access_token_param("a=1&access_token=x"));
+        assert!(has_access_token_param("access_token"));
+        assert!(!has_access_token_param("my_access_token=x"));
+    }
+}

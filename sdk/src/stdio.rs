@@ -1,0 +1,124 @@
+//! MCP over stdio: the token comes from the environment.
+//!
+//! The MCP authorization specification leaves stdio servers to take credentials from
+//! their environment. [`Authz::serve_stdio`] reads the access token from an environment
+//! variable, verifies it before serving anything (a missing or invalid token is an error
+//! naming the variable, for `main` to print before exiting non-zero), and serves the
+//! wrapped handler on stdin/stdout. The same policy gates every call, and the token's
+//! expiry is checked on every call: a long-running stdio server stops serving when its
+//! token expires. The token itself is dropped once verified.
+
+use rmcp::{ServerHandler, ServiceExt};
+
+use crate::authz::Authz;
+use crate::error::ConfigError;
+use crate::principal::Principal;
+use crate::server::Authorized;
+use crate::token::AuthError;
+
+/// The default environment variable holding the access token.
+pub const DEFAULT_TOKEN_VAR: &str = "MCP_ACCESS_TOKEN";
+
+/// Why a stdio server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StdioError {
+    /// The variable is unset or empty.
+    #[error(
+        "no access token: set the environment variable {var} to an OAuth access token for this server"
+    )]
+    MissingToken {
+        /// The variable name.
+        var: String,
+    },
+    /// The token was refused.
+    #[error("the access token in {var} was refused: {source}")]
+    InvalidToken {
+        /// The variable name.
+        var: String,
+        /// Why.
+        #[source]
+        source: AuthError,
+    },
+    /// The policy and the handler do not fit.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The stdio transport failed.
+    #[error("stdio transport: {0}")]
+    Transport(String),
+}
+
+impl Authz {
+    /// Reads and verifies the token in environment variable `var`.
+    ///
+    /// # Errors
+    /// [`StdioError::MissingToken`] or [`StdioError::InvalidToken`].
+    pub async fn principal_from_env(&self, var: &str) -> Result<Principal, StdioError> {
+        let token = std::env::var(var).unwrap_or_default();
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(StdioError::MissingToken {
+                var: var.to_owned(),
+            });
+        }
+        self.verifier()
+            .verify(token)
+            .await
+            .map_err(|source| StdioError::InvalidToken {
+                var: var.to_owned(),
+                source,
+            })
+    }
+
+    /// Wraps `handler` for a transport with one caller, `principal` (stdio, or any
+    /// single-client transport): every request is decided for that principal, and refused
+    /// once its token has expired.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownTools`], as [`Authz::wrap`].
+    pub fn wrap_for<H: ServerHandler>(
+        &self,
+        handler: H,
+        principal: Principal,
+    ) -> Result<Authorized<H>, ConfigError> {
+        let wrapped = self.wrap(handler)?;
+        Ok(Authorized::new(
+            wrapped.into_inner(),
+            self.clone(),
+            Some(principal),
+        ))
+    }
+
+    /// Serves `handler` on stdin/stdout for the principal whose token is in `var`, until
+    /// the client closes the connection.
+    ///
+    /// ```no_run
+    /// # use rmcp_authz::{Authz, stdio::DEFAULT_TOKEN_VAR};
+    /// # async fn run<H: rmcp::ServerHandler>(authz: Authz, handler: H) {
+    /// if let Err(e) = authz.serve_stdio(handler, DEFAULT_TOKEN_VAR).await {
+    ///     eprintln!("{e}");
+    ///     std::process::exit(1);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`StdioError`] saying what to fix.
+    pub async fn serve_stdio(
+        &self,
+        handler: impl ServerHandler,
+        var: &str,
+    ) -> Result<(), StdioError> {
+        let principal = self.principal_from_env(var).await?;
+        let wrapped = self.wrap_for(handler, principal)?;
+        let service = wrapped
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| StdioError::Transport(e.to_string()))?;
+        service
+            .waiting()
+            .await
+            .map_err(|e| StdioError::Transport(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Starting the notes server behind `rmcp-authz` on 127.0.0.1 for a test, and rmcp
+//! clients that talk to it.
+
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
+use rmcp::model::{ClientConfig, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp_authz::Authz;
+use rmcp_authz::dev::DevIssuer;
+use tokio::task::JoinHandle;
+
+use crate::notes::{Notes, notes_policy};
+
+/// The issuer every test server trusts.
+pub const ISSUER: &str = "https://auth.test.invalid";
+
+/// A notes server listening on 127.0.0.1, stopped when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The MCP endpoint, `http://127.0.0.1:<port>/mcp` (also the token audience).
+    pub url: String,
+    /// `http://127.0.0.1:<port>`.
+    pub origin: String,
+    /// The development issuer whose tokens the server accepts.
+    pub issuer: DevIssuer,
+    /// The server's `Authz`.
+    pub authz: Authz,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Starts the notes server with sessions (`stateful`) or without.
+    pub async fn start(stateful: bool) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let origin = format!("http://{addr}");
+        let url = format!("{origin}/mcp");
+        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+        let verifier = issuer.verifier(url.clone()).build().expect("verifier");
+        let authz = Authz::new(verifier, notes_policy());
+        authz
+            .wrap(Notes::new())
+            .expect("policy fits the notes server");
+        let notes = Notes::new();
+        let factory = {
+            let authz = authz.clone();
+            move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
+        };
+        let mcp = StreamableHttpService::new(
+            factory,
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
+        );
+        let app = axum::Router::new()
+            .nest_service("/mcp", mcp)
+            .layer(authz.http_layer())
+            .merge(authz.metadata_routes());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestServer {
+            url,
+            origin,
+            issuer,
+            authz,
+            task,
+        }
+    }
+
+    /// A token for this server with these scopes, for `alice` via client `notes-agent`.
+    pub fn token(&self, scopes: &[&str]) -> String {
+        self.issuer
+            .token(&self.url)
+            .subject("alice")
+            .client_id("notes-agent")
+            .scopes(scopes)
+            .mint()
+            .expect("mint")
+    }
+
+    /// A transport presenting `token`.
+    pub fn transport(&self, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+        StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(self.url.clone())
+                .auth_header(token.to_owned()),
+        )
+    }
+
+    /// An rmcp client speaking protocol 2025-06-18 (initialize handshake, sessions).
+    pub async fn legacy_client(
+        &self,
+        token: &str,
+    ) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError>
+    {
+        ClientConfig::default()
+            .with_protocol_version(ProtocolVersion::V_2025_06_18)
+            .serve(self.transport(token))
+            .await
+    }
+
+    /// An rmcp client speaking protocol 2026-07-28 (discover, `Mcp-Name` headers).
+    pub async fn modern_client(
+        &self,
+        token: &str,
+    ) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError>
+    {
+        use rmcp::ClientServiceExt as _;
+        ClientConfig::default()
+            .serve_with_lifecycle(
+                self.transport(token),
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+    }
+}
