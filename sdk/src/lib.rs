@@ -5,8 +5,12 @@
 //! expects, and the caller becomes a [`Principal`]: the user, the agent acting for them,
 //! the scopes they were granted, and the chain of agents a delegated token passed through.
 //!
-//! This release holds the foundation: token verification. Per-tool scope policy, the
-//! rmcp server wrapper, the HTTP layer and the audit log build on it.
+//! On top of verification sit a [`Policy`](policy::Policy) (which scopes each tool,
+//! resource and prompt needs, with hierarchies), the [`Authorized`](server::Authorized)
+//! wrapper that gates any rmcp `ServerHandler`, filters its lists and hands tools the
+//! caller, a tower layer for Streamable HTTP that answers with RFC 6750 challenges
+//! (feature `http`), and a stdio server taking its token from the environment. All of them
+//! are made from one [`Authz`] value, so there is exactly one place that decides.
 //!
 //! ## Verifying access tokens
 //!
@@ -62,12 +66,43 @@
 //! verification, no duplicate `kid`s). `docs/security.md` maps each rule to the attack
 //! it stops.
 //!
+//! ## Protecting an rmcp server
+//!
+//! ```
+//! use rmcp_authz::{Authz, dev::DevIssuer, policy::{Operation, Policy, all_of}};
+//! # let issuer = DevIssuer::new("https://auth.example.com")?;
+//! # let verifier = issuer.verifier("https://mcp.example.com/mcp").build()?;
+//! let policy = Policy::builder()
+//!     .implies("notes:admin", ["notes:write"])
+//!     .implies("notes:write", ["notes:read"])
+//!     .tool("list_notes", "notes:read")
+//!     .tool("purge", all_of(["notes:admin", "ops:purge"]))
+//!     .build()?;
+//! let token = issuer.token("https://mcp.example.com/mcp").scopes(["notes:write"]).mint()?;
+//! let alice = verifier.verify_sync(&token)?;
+//! let authz = Authz::new(verifier, policy);
+//!
+//! // notes:write implies notes:read.
+//! assert!(authz.decide(&alice, Operation::CallTool("list_notes")).is_allowed());
+//! // A denial names every scope the call needs: the step-up challenge.
+//! let denied = authz.decide(&alice, Operation::CallTool("purge"));
+//! assert_eq!(denied.denial().unwrap().challenge_scope().as_deref(), Some("notes:admin ops:purge"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Then `authz.wrap(MyServer::new())?` gives a `ServerHandler` to serve over any rmcp
+//! transport; over Streamable HTTP, put `authz.http_layer()` in front of rmcp's
+//! `StreamableHttpService` and merge `authz.metadata_routes()` (see the `http` module);
+//! over stdio, `authz.serve_stdio(MyServer::new(), "MCP_ACCESS_TOKEN")`. `docs/policy.md`
+//! describes every rule and every HTTP response.
+//!
 //! ## Features
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | (none)  | token verification, principals, the development issuer |
-//! | `full`  | every optional feature (none yet) |
+//! | (none)  | token verification, principals, policy, the server wrapper, stdio, the development issuer |
+//! | `http`  | the tower layer for Streamable HTTP, challenges, Protected Resource Metadata routes (axum) |
+//! | `full`  | every optional feature |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
