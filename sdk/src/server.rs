@@ -295,11 +295,19 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.inner.accepted_subscription_filter(requested)
     }
 
-    fn listen(
-        &self,
-        context: SubscriptionContext,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        self.inner.listen(context)
+    /// A subscription may only watch resources the caller may read: rmcp acknowledges the
+    /// subscription before `listen` runs, so the check is here, before any notification
+    /// can flow.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let principal = self.principal(context.request_context())?;
+        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+            if let Decision::Deny(denial) =
+                self.authz.decide(&principal, Operation::ReadResource(uri))
+            {
+                return Err(denied(&denial));
+            }
+        }
+        self.inner.listen(context).await
     }
 
     #[allow(deprecated)]

@@ -5,8 +5,9 @@
 //! variable, verifies it before serving anything (a missing or invalid token is an error
 //! naming the variable, for `main` to print before exiting non-zero), and serves the
 //! wrapped handler on stdin/stdout. The same policy gates every call, and the token's
-//! expiry is checked on every call: a long-running stdio server stops serving when its
-//! token expires. The token itself is dropped once verified.
+//! expiry is checked on every call, without leeway: a long-running stdio server stops
+//! serving when its token expires (and does not start with a token past its `exp`). The
+//! token itself is dropped once verified.
 
 use rmcp::{ServerHandler, ServiceExt};
 
@@ -61,13 +62,21 @@ impl Authz {
                 var: var.to_owned(),
             });
         }
-        self.verifier()
-            .verify(token)
-            .await
-            .map_err(|source| StdioError::InvalidToken {
-                var: var.to_owned(),
-                source,
-            })
+        let refused = |source| StdioError::InvalidToken {
+            var: var.to_owned(),
+            source,
+        };
+        let principal = self.verifier().verify(token).await.map_err(refused)?;
+        // Calls are refused from `exp` on, without leeway; so is starting after it.
+        let now = self.now();
+        if now >= principal.expires_at() {
+            return Err(refused(AuthError::Expired {
+                exp: principal.expires_at(),
+                now,
+                leeway_secs: 0,
+            }));
+        }
+        Ok(principal)
     }
 
     /// Wraps `handler` for a transport with one caller, `principal` (stdio, or any

@@ -42,18 +42,44 @@ impl Hierarchy {
     }
 
     /// What `granted` amounts to under this hierarchy.
+    ///
+    /// A wildcard also brings in what the scopes it covers imply: if `notes:admin` implies
+    /// `ops:audit`, holding `notes:*` holds `ops:audit` too. That runs to a fixed point,
+    /// since an implied scope may itself be a wildcard.
     pub(crate) fn grants<'a>(&'a self, granted: &'a [String]) -> Grants<'a> {
         let mut held: HashSet<&'a str> = HashSet::new();
         for g in granted {
-            held.insert(g);
-            held.extend(self.implied_by(g).iter().map(String::as_str));
+            self.hold(g, &mut held);
         }
-        let prefixes = held
-            .iter()
-            .filter_map(|s| s.strip_suffix('*').filter(|p| p.ends_with(':')))
-            .collect();
+        let mut prefixes: Vec<&'a str> = Vec::new();
+        loop {
+            let before = held.len();
+            prefixes = held.iter().copied().filter_map(wildcard_prefix).collect();
+            let reached: Vec<&'a str> = self
+                .implied
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !held.contains(k) && prefixes.iter().any(|p| k.starts_with(p)))
+                .collect();
+            for k in reached {
+                self.hold(k, &mut held);
+            }
+            if held.len() == before {
+                break;
+            }
+        }
         Grants { held, prefixes }
     }
+
+    fn hold<'a>(&'a self, scope: &'a str, held: &mut HashSet<&'a str>) {
+        held.insert(scope);
+        held.extend(self.implied_by(scope).iter().map(String::as_str));
+    }
+}
+
+/// `notes:` for the wildcard `notes:*`; a bare `*` is no wildcard.
+fn wildcard_prefix(scope: &str) -> Option<&str> {
+    scope.strip_suffix('*').filter(|p| p.ends_with(':'))
 }
 
 /// The scopes a caller effectively holds.
@@ -110,5 +136,18 @@ mod tests {
         assert!(!g.has("notesy:read") && !g.has("files:read"));
         let granted = vec!["*".to_string()];
         assert!(!h.grants(&granted).has("notes:read"), "bare * is literal");
+    }
+
+    #[test]
+    fn wildcards_reach_through_the_hierarchy() {
+        let h = hierarchy(&[("notes:admin", &["ops:audit"]), ("ops:audit", &["logs:*"])]);
+        let granted = vec!["notes:*".to_string()];
+        let g = h.grants(&granted);
+        assert!(
+            g.has("ops:audit"),
+            "notes:* covers notes:admin, which implies ops:audit"
+        );
+        assert!(g.has("logs:today"), "and ops:audit implies logs:*");
+        assert!(!g.has("files:read"));
     }
 }
