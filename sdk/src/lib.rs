@@ -102,6 +102,7 @@
 //! |---------|--------------|
 //! | (none)  | token verification, principals, policy, the server wrapper, stdio, the development issuer |
 //! | `http`  | the tower layer for Streamable HTTP, challenges, Protected Resource Metadata routes (axum) |
+//! | `config` | configuration files: the verifier and policy from TOML (toml) |
 //! | `full`  | every optional feature |
 
 #![forbid(unsafe_code)]
@@ -109,10 +110,13 @@
 
 mod authz;
 mod clock;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod dev;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod json;
 pub mod policy;
 mod principal;
 pub mod server;
@@ -125,6 +129,6 @@ pub use error::{ConfigError, Error};
 pub use principal::{Actor, Principal};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

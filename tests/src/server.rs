@@ -40,44 +40,10 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    /// Starts the notes server with sessions (`stateful`) or without.
+    /// Starts the notes server with sessions (`stateful`) or without, under
+    /// [`notes_policy`].
     pub async fn start(stateful: bool) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
-        let origin = format!("http://{addr}");
-        let url = format!("{origin}/mcp");
-        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
-        let verifier = issuer.verifier(url.clone()).build().expect("verifier");
-        let authz = Authz::new(verifier, notes_policy());
-        authz
-            .wrap(Notes::new())
-            .expect("policy fits the notes server");
-        let notes = Notes::new();
-        let factory = {
-            let authz = authz.clone();
-            move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
-        };
-        let mcp = StreamableHttpService::new(
-            factory,
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
-        );
-        let app = axum::Router::new()
-            .nest_service("/mcp", mcp)
-            .layer(authz.http_layer())
-            .merge(authz.metadata_routes());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        TestServer {
-            url,
-            origin,
-            issuer,
-            authz,
-            task,
-        }
+        TestServer::start_with_policy(stateful, notes_policy()).await
     }
 
     /// A token for this server with these scopes, for `alice` via client `notes-agent`.
@@ -126,5 +92,51 @@ impl TestServer {
                 },
             )
             .await
+    }
+}
+
+impl TestServer {
+    /// Like [`TestServer::start`], with `policy` in place of `notes_policy()` (it must fit
+    /// the notes server).
+    pub async fn start_with_policy(
+        stateful: bool,
+        policy: rmcp_authz::policy::Policy,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let origin = format!("http://{addr}");
+        let url = format!("{origin}/mcp");
+        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+        let verifier = issuer.verifier(url.clone()).build().expect("verifier");
+        let authz = Authz::new(verifier, policy);
+        authz
+            .wrap(Notes::new())
+            .expect("policy fits the notes server");
+        let notes = Notes::new();
+        let factory = {
+            let authz = authz.clone();
+            move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
+        };
+        let mcp = StreamableHttpService::new(
+            factory,
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
+        );
+        let app = axum::Router::new()
+            .nest_service("/mcp", mcp)
+            .layer(authz.http_layer())
+            .merge(authz.metadata_routes());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestServer {
+            url,
+            origin,
+            issuer,
+            authz,
+            task,
+        }
     }
 }

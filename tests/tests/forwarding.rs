@@ -202,7 +202,10 @@ fn method_parsers_skip_comments_and_nested_items() {
     // On the real source, a forwarding method taken out is noticed.
     let real = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/src/server.rs"));
     let without_listen = real.replacen("fn listen(", "fn not_listen(", 1);
-    assert_ne!(without_listen, real, "the wrapper no longer has `fn listen(`");
+    assert_ne!(
+        without_listen, real,
+        "the wrapper no longer has `fn listen(`"
+    );
     let names = wrapper_methods(&without_listen);
     assert!(!names.iter().any(|n| n == "listen"), "{names:?}");
     assert!(wrapper_methods(real).iter().any(|n| n == "listen"));

@@ -402,7 +402,10 @@ fn reference_examples() {
     assert!(allowed(&["a:x"], "top"));
     assert!(allowed(&["b:y"], "ax"));
     assert!(allowed(&["admin"], "bx"));
-    assert!(allowed(&["admin"], "ax"), "admin -> b:* covers b:y -> top -> a:x");
+    assert!(
+        allowed(&["admin"], "ax"),
+        "admin -> b:* covers b:y -> top -> a:x"
+    );
     assert!(!allowed(&["b:x"], "ax"));
     assert!(!allowed(&["*"], "ax"));
     assert!(!allowed(&["a*"], "ax"));

@@ -39,6 +39,9 @@ pub enum RejectionKind {
     Forbidden,
     /// The session was opened by another principal: 403.
     SessionMismatch,
+    /// The session is not known to the layer (closed, or forgotten): 404, as rmcp answers
+    /// for unknown sessions; the client starts a new one.
+    UnknownSession,
 }
 
 impl AuthRejection {
@@ -94,7 +97,9 @@ pub(crate) fn bearer_challenge(params: &[(&str, Option<&str>)]) -> String {
 fn rpc_code(kind: RejectionKind) -> i32 {
     match kind {
         RejectionKind::MissingToken | RejectionKind::InvalidToken => -32001,
-        RejectionKind::InvalidRequest | RejectionKind::BodyTooLarge => -32600,
+        RejectionKind::InvalidRequest
+        | RejectionKind::BodyTooLarge
+        | RejectionKind::UnknownSession => -32600,
         RejectionKind::InsufficientScope
         | RejectionKind::Forbidden
         | RejectionKind::SessionMismatch => -32003,

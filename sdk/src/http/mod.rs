@@ -59,8 +59,12 @@ use rpc::Target;
 /// The default largest request body the layer reads: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// How many session bindings are remembered (oldest forgotten first).
+/// How many session bindings are remembered (oldest forgotten first; a forgotten session
+/// is refused with 404 and the client starts a new one).
 const MAX_SESSIONS: usize = 100_000;
+
+/// How much of a request body without a token is read, for the 401's scope hint.
+const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const METHOD_HEADER: &str = "mcp-method";
@@ -251,40 +255,21 @@ where
     }
     let token = first.and_then(|v| bearer_token(v.as_bytes()));
 
-    // Read the body (bounded) so the operation is known before anything runs.
-    let limit = authz.http_state().settings.max_body_bytes;
-    let declared_too_large = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64);
-    let bytes = if declared_too_large {
-        None
-    } else {
-        Limited::new(body, limit)
-            .collect()
-            .await
-            .ok()
-            .map(|c| c.to_bytes())
+    // Read the body (bounded) so the operation is known before anything runs. Without a
+    // token, read only enough for the 401's scope hint.
+    let limit = match token {
+        Some(_) => authz.http_state().settings.max_body_bytes,
+        None => UNAUTHENTICATED_BODY_BYTES,
     };
-    let Some(bytes) = bytes else {
-        return reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            RejectionKind::BodyTooLarge,
-            format!("the request body is larger than {limit} bytes or could not be read"),
-            None,
-            None,
-        );
-    };
-    let rpc = if parts.method == Method::POST {
-        Some(rpc::parse(&bytes))
-    } else {
-        None
+    let bytes = read_body(&parts.headers, body, limit).await;
+    let rpc = match (&bytes, parts.method == Method::POST) {
+        (Some(bytes), true) => Some(rpc::parse(bytes)),
+        _ => None,
     };
 
     let Some(token) = token else {
-        // A scope hint for the 401: what the requested operation needs, if known.
+        // A scope hint for the 401: what the requested operation needs, if known. An
+        // unreadable or large body still gets the plain 401.
         let scope = rpc
             .as_ref()
             .and_then(|r| r.as_ref().ok())
@@ -303,6 +288,15 @@ where
             None,
         );
     };
+    let Some(bytes) = bytes else {
+        return reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RejectionKind::BodyTooLarge,
+            format!("the request body is larger than {limit} bytes or could not be read"),
+            None,
+            None,
+        );
+    };
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
         Err(e) => return token_rejection(&e, &metadata_url),
@@ -310,23 +304,21 @@ where
 
     let rpc = match rpc {
         None => None,
-        Some(Err(reason)) => {
+        Some(Err(e)) => {
             return reject(
                 StatusCode::BAD_REQUEST,
                 RejectionKind::InvalidRequest,
-                reason.into(),
+                e.reason.into(),
                 None,
-                None,
+                e.id.as_ref(),
             );
         }
         Some(Ok(rpc)) => {
-            let header = |name: &str| {
-                parts
-                    .headers
-                    .get(name)
-                    .map(|v| v.to_str().unwrap_or("\u{fffd}"))
-            };
-            if let Err(reason) = rpc.check_headers(header(METHOD_HEADER), header(NAME_HEADER)) {
+            let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
+                let name = single_header(&parts.headers, NAME_HEADER)?;
+                rpc.check_headers(method, name)
+            });
+            if let Err(reason) = checked {
                 return reject(
                     StatusCode::BAD_REQUEST,
                     RejectionKind::InvalidRequest,
@@ -338,8 +330,11 @@ where
             Some(rpc)
         }
     };
+    let id = rpc.as_ref().and_then(|r| r.id.as_ref());
 
     // Sessions are never authentication: a session belongs to the principal that opened it.
+    // Every session is opened through this layer, so one it does not know is gone (or was
+    // forgotten): the client starts a new one, as after rmcp's own 404.
     let caller = CallerId::of(&principal);
     let session = parts
         .headers
@@ -347,17 +342,28 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let sessions = &authz.http_state().sessions;
-    if let Some(id) = &session
-        && let Some(owner) = sessions.get(id)
-        && owner != caller
-    {
-        return reject(
-            StatusCode::FORBIDDEN,
-            RejectionKind::SessionMismatch,
-            "this session was opened by another principal; start your own session".into(),
-            None,
-            rpc.as_ref().and_then(|r| r.id.as_ref()),
-        );
+    if let Some(session) = &session {
+        match sessions.get(session) {
+            Some(owner) if owner == caller => {}
+            Some(_) => {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    RejectionKind::SessionMismatch,
+                    "this session was opened by another principal; start your own session".into(),
+                    None,
+                    id,
+                );
+            }
+            None => {
+                return reject(
+                    StatusCode::NOT_FOUND,
+                    RejectionKind::UnknownSession,
+                    "unknown session; start a new session".into(),
+                    None,
+                    id,
+                );
+            }
+        }
     }
 
     if let Some(rpc) = &rpc
@@ -411,6 +417,37 @@ where
         Some(_) => {}
     }
     response.map(Body::new)
+}
+
+/// The body, unless it is larger than `limit` (declared or actual) or cannot be read.
+async fn read_body<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Option<Bytes>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return None;
+    }
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
+}
+
+/// The value of a header that may appear at most once: `Err` when it is repeated (which
+/// RFC 9110 section 5.3 would read as a comma-joined list no body can match).
+fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => Err(format!("the {name} header is repeated; send it once")),
+        (Some(v), None) => Ok(Some(v.to_str().unwrap_or("\u{fffd}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The 401 (or 400) for a token the verifier refused.

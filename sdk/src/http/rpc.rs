@@ -33,23 +33,47 @@ pub(crate) struct RpcRequest {
     name_header_value: Option<String>,
 }
 
-/// Why a body cannot be a single JSON-RPC message.
-pub(crate) type BodyError = &'static str;
+/// Why a body cannot be a single JSON-RPC message, with the message's id when known.
+#[derive(Debug)]
+pub(crate) struct BodyError {
+    pub(crate) reason: &'static str,
+    pub(crate) id: Option<Value>,
+}
 
-/// Parses one JSON-RPC message (request, notification or response).
+/// Parses one JSON-RPC message (request, notification or response). Repeated member
+/// names are refused at any depth, so the layer and rmcp cannot read different values.
 pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
+    let value = crate::json::parse_value(body).map_err(|e| BodyError {
+        reason: if e.to_string().contains("duplicate member") {
+            "the body repeats a member name; send each member once"
+        } else {
+            "the body is not JSON"
+        },
+        id: None,
+    })?;
     let obj = match value {
         Value::Object(obj) => obj,
         Value::Array(_) => {
-            return Err("JSON-RPC batches are not accepted; send one message per request");
+            return Err(BodyError {
+                reason: "JSON-RPC batches are not accepted; send one message per request",
+                id: None,
+            });
         }
-        _ => return Err("the body is not a JSON-RPC message object"),
+        _ => {
+            return Err(BodyError {
+                reason: "the body is not a JSON-RPC message object",
+                id: None,
+            });
+        }
     };
     let id = obj.get("id").cloned();
+    let fail = |reason| BodyError {
+        reason,
+        id: id.clone(),
+    };
     let method = match obj.get("method") {
         Some(Value::String(m)) => m.clone(),
-        Some(_) => return Err("\"method\" must be a string"),
+        Some(_) => return Err(fail("\"method\" must be a string")),
         None if obj.contains_key("result") || obj.contains_key("error") => {
             // A client's response to a server request: no operation to decide.
             return Ok(RpcRequest {
@@ -59,21 +83,27 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
                 name_header_value: None,
             });
         }
-        None => return Err("the message has no \"method\""),
+        None => return Err(fail("the message has no \"method\"")),
     };
     let params = obj.get("params");
     let param = |name: &str| -> Result<String, BodyError> {
         match params.and_then(|p| p.get(name)) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(match name {
+            Some(_) => Err(fail(match name {
                 "name" => "\"params.name\" must be a string",
                 _ => "\"params.uri\" must be a string",
-            }),
-            None => Err(match name {
+            })),
+            None => Err(fail(match name {
                 "name" => "\"params.name\" is missing",
                 _ => "\"params.uri\" is missing",
-            }),
+            })),
         }
+    };
+    let string_param = |name: &str| {
+        params
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     };
     let (target, name_header_value) = match method.as_str() {
         "tools/call" => {
@@ -88,20 +118,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
             let uri = param("uri")?;
             (Target::Resource(uri.clone()), Some(uri))
         }
-        "resources/unsubscribe" => (
-            Target::Other,
-            params
-                .and_then(|p| p.get("uri"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        ),
-        "tasks/get" | "tasks/update" | "tasks/cancel" => (
-            Target::Other,
-            params
-                .and_then(|p| p.get("taskId"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        ),
+        "resources/unsubscribe" => (Target::Other, string_param("uri")),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => (Target::Other, string_param("taskId")),
         _ => (Target::Other, None),
     };
     Ok(RpcRequest {
@@ -204,9 +222,21 @@ mod tests {
                 "params.uri",
             ),
         ] {
-            let err = parse(body).unwrap_err();
+            let err = parse(body).unwrap_err().reason;
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
+    }
+
+    #[test]
+    fn repeated_members_are_refused_and_ids_kept() {
+        let err = parse(
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        let err = parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":3}}"#)
+            .unwrap_err();
+        assert_eq!(err.id, Some(serde_json::json!(7)));
     }
 
     #[test]

@@ -51,10 +51,9 @@ impl Hierarchy {
         for g in granted {
             self.hold(g, &mut held);
         }
-        let mut prefixes: Vec<&'a str> = Vec::new();
-        loop {
+        let prefixes = loop {
             let before = held.len();
-            prefixes = held.iter().copied().filter_map(wildcard_prefix).collect();
+            let prefixes: Vec<&'a str> = held.iter().copied().filter_map(wildcard_prefix).collect();
             let reached: Vec<&'a str> = self
                 .implied
                 .keys()
@@ -65,9 +64,9 @@ impl Hierarchy {
                 self.hold(k, &mut held);
             }
             if held.len() == before {
-                break;
+                break prefixes;
             }
-        }
+        };
         Grants { held, prefixes }
     }
 

@@ -29,6 +29,17 @@ use hierarchy::Hierarchy;
 use scope::valid_scope;
 use template::UriTemplate;
 
+/// Whether `scope` is a valid scope name (RFC 6749 section 3.3).
+pub fn is_valid_scope(scope: &str) -> bool {
+    valid_scope(scope)
+}
+
+/// Whether `template` is a URI or a URI template a resource rule accepts; `Some(true)`
+/// when it has variables.
+pub fn is_valid_template(template: &str) -> Option<bool> {
+    UriTemplate::parse(template).map(|t| t.has_variables())
+}
+
 /// The `_meta` key under which [`tool_meta`] stores a tool's scope requirement.
 pub const TOOL_META_KEY: &str = "rmcp-authz/requires";
 

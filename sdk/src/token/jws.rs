@@ -8,11 +8,11 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::{AuthError, excerpt};
 use super::{Algorithm, KeySet, b64url_decode};
+pub(crate) use crate::json::parse_object;
 
 /// A JWS whose signature has been verified with a configured key.
 ///
@@ -162,46 +162,6 @@ fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<Str
         Some(_) => Err(AuthError::malformed(format!(
             "the header's {name:?} is not a string"
         ))),
-    }
-}
-
-/// Parses a JSON object, refusing duplicate member names (RFC 7515 section 4 and RFC 7519
-/// section 4 let a parser refuse them; different parsers picking different duplicates is a
-/// known way to smuggle claims).
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
-    serde_json::from_slice::<StrictObject>(bytes).map(|o| o.0)
-}
-
-struct StrictObject(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(StrictObjectVisitor)
-    }
-}
-
-struct StrictObjectVisitor;
-
-impl<'de> Visitor<'de> for StrictObjectVisitor {
-    type Value = StrictObject;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
-        let mut map = Map::new();
-        while let Some(name) = access.next_key::<String>()? {
-            if map.contains_key(&name) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member {:?}",
-                    excerpt(&name)
-                )));
-            }
-            let value: Value = access.next_value()?;
-            map.insert(name, value);
-        }
-        Ok(StrictObject(map))
     }
 }
 

@@ -1,0 +1,542 @@
+//! Configuration files (feature `config`): the verifier and the policy from TOML.
+//!
+//! One call, [`Authz::from_config_file`], builds the same [`Authz`] the builders would.
+//! Unknown keys and bad values are errors that name the key and the line. Paths are
+//! relative to the file's directory. Secrets are never written in the file: an HMAC
+//! secret is read from the environment variable the file names. `docs/config.md` and
+//! `docs/rmcp-authz.example.toml` document every key.
+//!
+//! ```
+//! use rmcp_authz::config::Config;
+//! # let dir = std::env::temp_dir().join(format!("rmcp-authz-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let issuer = rmcp_authz::dev::DevIssuer::new("https://auth.example.com")?;
+//! # std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string())?;
+//! let text = r#"
+//!     [verifier]
+//!     issuer = "https://auth.example.com"
+//!     audience = "https://mcp.example.com/mcp"
+//!     jwks_file = "jwks.json"
+//!
+//!     [policy]
+//!     implies = { "notes:write" = ["notes:read"] }
+//!
+//!     [policy.tools]
+//!     list_notes = "notes:read"
+//!     purge = { requires = "notes:admin ops:purge", clients = ["admin-console"] }
+//! "#;
+//! let config = Config::from_toml(text, &dir)?;
+//! assert_eq!(config.policy().tool_names().collect::<Vec<_>>(), ["list_notes", "purge"]);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+use crate::authz::Authz;
+use crate::error::ConfigError;
+use crate::policy::{Policy, PolicyBuilder, Rule, ScopeExpr};
+use crate::token::{Algorithm, JwtVerifier, Key, KeySet, TypCheck};
+
+/// Why a configuration file could not be used. Every variant names the file's key and,
+/// where it can, the line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is well-formed TOML but cannot be used.
+    #[error("{key} (line {line}): {message}")]
+    Invalid {
+        /// The dotted key, e.g. `policy.tools.purge`.
+        key: String,
+        /// The 1-based line of the value.
+        line: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The settings are individually fine but do not make a verifier.
+    #[error("[verifier]: {0}")]
+    Build(#[from] ConfigError),
+}
+
+/// A loaded configuration: a verifier and a policy.
+#[derive(Debug)]
+pub struct Config {
+    verifier: JwtVerifier,
+    policy: Policy,
+}
+
+impl Config {
+    /// Loads a configuration file.
+    ///
+    /// # Errors
+    /// A [`ConfigFileError`] naming the key and line at fault.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base).map_err(|e| match e {
+            ConfigFileError::Syntax(m) => {
+                ConfigFileError::Syntax(format!("{}: {m}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// Loads configuration text; relative paths are resolved against `base_dir`.
+    ///
+    /// # Errors
+    /// A [`ConfigFileError`] naming the key and line at fault.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigFileError> {
+        let file: File =
+            toml::from_str(text).map_err(|e| ConfigFileError::Syntax(e.to_string()))?;
+        let at = Locator { text };
+        let verifier = file.verifier.build(&at, base_dir)?;
+        let policy = file.policy.build(&at)?;
+        Ok(Config { verifier, policy })
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &JwtVerifier {
+        &self.verifier
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The verifier and the policy.
+    pub fn into_parts(self) -> (JwtVerifier, Policy) {
+        (self.verifier, self.policy)
+    }
+
+    /// An [`Authz`] from this configuration.
+    pub fn into_authz(self) -> Authz {
+        Authz::new(self.verifier, self.policy)
+    }
+}
+
+impl Authz {
+    /// An `Authz` from a configuration file: `Config::from_file(path)?.into_authz()`.
+    ///
+    /// # Errors
+    /// A [`ConfigFileError`] naming the key and line at fault.
+    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Authz, ConfigFileError> {
+        Ok(Config::from_file(path)?.into_authz())
+    }
+}
+
+/// Turns spans into line numbers.
+struct Locator<'a> {
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line<T>(&self, value: &Spanned<T>) -> usize {
+        let end = value.span().start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn invalid<T>(
+        &self,
+        key: impl Into<String>,
+        value: &Spanned<T>,
+        message: impl fmt::Display,
+    ) -> ConfigFileError {
+        ConfigFileError::Invalid {
+            key: key.into(),
+            line: self.line(value),
+            message: message.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    verifier: VerifierSection,
+    #[serde(default)]
+    policy: PolicySection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifierSection {
+    issuer: String,
+    audience: String,
+    jwks_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pem_files: Vec<Spanned<PemEntry>>,
+    hmac_secret_env: Option<Spanned<String>>,
+    hmac_algorithm: Option<Spanned<String>>,
+    algorithms: Option<Spanned<Vec<String>>>,
+    leeway_secs: Option<Spanned<u64>>,
+    typ: Option<Spanned<String>>,
+    required_claims: Option<Vec<String>>,
+    max_token_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PemEntry {
+    path: String,
+    algorithm: String,
+}
+
+fn algorithm(name: &str) -> Result<Algorithm, String> {
+    name.parse::<Algorithm>().map_err(|e| {
+        format!(
+            "{e}; use one of {}",
+            Algorithm::ALL.map(Algorithm::as_str).join(", ")
+        )
+    })
+}
+
+impl VerifierSection {
+    fn build(self, at: &Locator<'_>, base: &Path) -> Result<JwtVerifier, ConfigFileError> {
+        let resolve = |p: &str| -> PathBuf { base.join(p) };
+        let mut builder = JwtVerifier::builder(self.issuer, self.audience);
+        let mut keys = KeySet::new();
+        if let Some(file) = &self.jwks_file {
+            let set = KeySet::from_jwks_file(resolve(file.get_ref()))
+                .map_err(|e| at.invalid("verifier.jwks_file", file, e))?;
+            keys.extend(set)
+                .map_err(|e| at.invalid("verifier.jwks_file", file, e))?;
+        }
+        for (i, entry) in self.pem_files.iter().enumerate() {
+            let key = format!("verifier.pem_files[{i}]");
+            let e = entry.get_ref();
+            let alg = algorithm(&e.algorithm).map_err(|m| at.invalid(&key, entry, m))?;
+            let pem = Key::from_pem_file(resolve(&e.path), alg)
+                .map_err(|m| at.invalid(&key, entry, m))?;
+            keys.insert(pem).map_err(|m| at.invalid(&key, entry, m))?;
+        }
+        if let Some(var) = &self.hmac_secret_env {
+            let key = "verifier.hmac_secret_env";
+            let alg = match &self.hmac_algorithm {
+                Some(a) => algorithm(a.get_ref())
+                    .map_err(|m| at.invalid("verifier.hmac_algorithm", a, m))?,
+                None => Algorithm::HS256,
+            };
+            let text = std::env::var(var.get_ref()).map_err(|_| {
+                at.invalid(
+                    key,
+                    var,
+                    format!("the environment variable {} is not set", var.get_ref()),
+                )
+            })?;
+            let secret = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
+                at.invalid(
+                    key,
+                    var,
+                    format!(
+                        "{} must hold the secret as unpadded base64url",
+                        var.get_ref()
+                    ),
+                )
+            })?;
+            let hmac = Key::hmac(secret, alg).map_err(|m| at.invalid(key, var, m))?;
+            keys.insert(hmac).map_err(|m| at.invalid(key, var, m))?;
+        }
+        builder = builder.keys(keys);
+        if let Some(list) = &self.algorithms {
+            let algs = list
+                .get_ref()
+                .iter()
+                .map(|a| algorithm(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| at.invalid("verifier.algorithms", list, m))?;
+            builder = builder.algorithms(algs);
+        }
+        if let Some(leeway) = &self.leeway_secs {
+            let secs = *leeway.get_ref();
+            if secs > 300 {
+                return Err(at.invalid(
+                    "verifier.leeway_secs",
+                    leeway,
+                    "at most 300 seconds; fix the clocks instead",
+                ));
+            }
+            builder = builder.leeway(Duration::from_secs(secs));
+        }
+        if let Some(typ) = &self.typ {
+            builder = builder.typ_check(match typ.get_ref().as_str() {
+                "strict" => TypCheck::Strict,
+                "lenient" => TypCheck::Lenient,
+                other => {
+                    return Err(at.invalid(
+                        "verifier.typ",
+                        typ,
+                        format!("{other:?}: use \"strict\" or \"lenient\""),
+                    ));
+                }
+            });
+        }
+        if let Some(claims) = self.required_claims {
+            builder = builder.required_claims(claims);
+        }
+        if let Some(limit) = self.max_token_bytes {
+            builder = builder.max_token_bytes(limit);
+        }
+        Ok(builder.build()?)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    #[serde(default)]
+    implies: BTreeMap<String, Spanned<Vec<String>>>,
+    #[serde(default)]
+    tools: BTreeMap<String, Spanned<RuleSpec>>,
+    #[serde(default)]
+    resources: BTreeMap<String, Spanned<RuleSpec>>,
+    #[serde(default)]
+    prompts: BTreeMap<String, Spanned<RuleSpec>>,
+    #[serde(default)]
+    custom_requests: BTreeMap<String, Spanned<RuleSpec>>,
+    unlisted_tools: Option<Spanned<RuleSpec>>,
+    unlisted_resources: Option<Spanned<RuleSpec>>,
+    unlisted_prompts: Option<Spanned<RuleSpec>>,
+}
+
+impl PolicySection {
+    fn build(self, at: &Locator<'_>) -> Result<Policy, ConfigFileError> {
+        let mut b = Policy::builder();
+        for (scope, implied) in &self.implies {
+            for s in std::iter::once(scope).chain(implied.get_ref()) {
+                if !crate::policy::is_valid_scope(s) {
+                    return Err(at.invalid(
+                        format!("policy.implies.{scope:?}"),
+                        implied,
+                        format!("invalid scope {s:?}"),
+                    ));
+                }
+            }
+            b = b.implies(scope.clone(), implied.get_ref().clone());
+        }
+        let rule = |section: &str,
+                    name: &str,
+                    spec: &Spanned<RuleSpec>|
+         -> Result<Rule, ConfigFileError> {
+            spec.get_ref()
+                .to_rule()
+                .map_err(|m| at.invalid(format!("policy.{section}.{name:?}"), spec, m))
+        };
+        type Add = fn(PolicyBuilder, String, Rule) -> PolicyBuilder;
+        type Rules = BTreeMap<String, Spanned<RuleSpec>>;
+        let sections: [(&str, &Rules, Add); 4] = [
+            ("tools", &self.tools, |b, n, r| b.tool(n, r)),
+            ("resources", &self.resources, |b, n, r| b.resource(n, r)),
+            ("prompts", &self.prompts, |b, n, r| b.prompt(n, r)),
+            ("custom_requests", &self.custom_requests, |b, n, r| {
+                b.custom_request(n, r)
+            }),
+        ];
+        for (section, rules, add) in sections {
+            for (name, spec) in rules {
+                if section == "resources" && crate::policy::is_valid_template(name).is_none() {
+                    return Err(at.invalid(
+                        format!("policy.resources.{name:?}"),
+                        spec,
+                        "braces do not pair up or a variable is unnamed",
+                    ));
+                }
+                b = add(b, name.clone(), rule(section, name, spec)?);
+            }
+        }
+        if let Some(spec) = &self.unlisted_tools {
+            b = b.unlisted_tools(rule("unlisted_tools", "", spec)?);
+        }
+        if let Some(spec) = &self.unlisted_resources {
+            b = b.unlisted_resources(rule("unlisted_resources", "", spec)?);
+        }
+        if let Some(spec) = &self.unlisted_prompts {
+            b = b.unlisted_prompts(rule("unlisted_prompts", "", spec)?);
+        }
+        b.build()
+            .map_err(|e| ConfigFileError::Syntax(format!("[policy]: {e}")))
+    }
+}
+
+/// A rule as written: an expression string, or `{ requires = "...", clients = [...] }`.
+struct RuleSpec {
+    requires: String,
+    clients: Option<Vec<String>>,
+}
+
+impl RuleSpec {
+    fn to_rule(&self) -> Result<Rule, String> {
+        let expr = if self.requires.trim().is_empty() {
+            ScopeExpr::authenticated()
+        } else {
+            ScopeExpr::parse(&self.requires).map_err(|e| e.to_string())?
+        };
+        let rule = Rule::new(expr);
+        Ok(match &self.clients {
+            Some(clients) => rule.only_clients(clients.iter().cloned()),
+            None => rule,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RuleVisitor)
+    }
+}
+
+struct RuleVisitor;
+
+impl<'de> Visitor<'de> for RuleVisitor {
+    type Value = RuleSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scope expression string (\"\" for any valid token), or a table { requires = \"...\", clients = [...] }")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RuleSpec, E> {
+        Ok(RuleSpec {
+            requires: v.to_owned(),
+            clients: None,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RuleSpec, A::Error> {
+        let mut requires = None;
+        let mut clients = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "requires" => requires = Some(map.next_value::<String>()?),
+                "clients" => clients = Some(map.next_value::<Vec<String>>()?),
+                other => {
+                    return Err(de::Error::unknown_field(other, &["requires", "clients"]));
+                }
+            }
+        }
+        Ok(RuleSpec {
+            requires: requires.ok_or_else(|| de::Error::missing_field("requires"))?,
+            clients,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(policy: &str) -> Result<Config, ConfigFileError> {
+        let dir = std::env::temp_dir().join(format!(
+            "rmcp-authz-config-{}-{}",
+            std::process::id(),
+            policy.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+        let text = format!(
+            "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n{policy}"
+        );
+        let result = Config::from_toml(&text, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    #[test]
+    fn rules_load_as_strings_or_tables() {
+        let config = load(
+            "[policy.tools]\na = \"x | y z\"\nb = { requires = \"x\", clients = [\"c1\"] }\nc = \"\"\n",
+        )
+        .unwrap();
+        let p = config.policy();
+        use crate::policy::Operation::CallTool;
+        assert!(
+            p.decide_for(&["x".into()], None, CallTool("a"))
+                .is_allowed()
+        );
+        assert!(
+            !p.decide_for(&["x".into()], Some("c2"), CallTool("b"))
+                .is_allowed()
+        );
+        assert!(
+            p.decide_for(&["x".into()], Some("c1"), CallTool("b"))
+                .is_allowed()
+        );
+        assert!(p.decide_for(&[], None, CallTool("c")).is_allowed());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key_and_line() {
+        let err = load("[policy]\nimplies = {}\ntolls = {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tolls") && err.contains("line 8"), "{err}");
+        let err = load("[policy.tools]\na = { requires = \"x\", client = [\"c\"] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client"), "{err}");
+    }
+
+    #[test]
+    fn bad_expressions_name_the_rule_and_line() {
+        let err = load("[policy.tools]\nok = \"x\"\npurge = \"a (b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("policy.tools.\"purge\" (line 8)"), "{err}");
+    }
+
+    #[test]
+    fn verifier_values_are_checked_with_their_key() {
+        let dir = std::env::temp_dir();
+        for (line, key) in [
+            ("leeway_secs = 301", "verifier.leeway_secs"),
+            ("typ = \"loose\"", "verifier.typ"),
+            ("algorithms = [\"RS1\"]", "verifier.algorithms"),
+            (
+                "jwks_file = \"/nonexistent/jwks.json\"",
+                "verifier.jwks_file",
+            ),
+            (
+                "hmac_secret_env = \"RMCP_AUTHZ_UNSET_VARIABLE_FOR_TEST\"",
+                "verifier.hmac_secret_env",
+            ),
+        ] {
+            let text =
+                format!("[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n{line}\n");
+            let err = Config::from_toml(&text, &dir).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key} (line 4)")), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_issuer_is_a_syntax_error_naming_it() {
+        let err = Config::from_toml("[verifier]\naudience = \"x\"\n", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("issuer"), "{err}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Strict JSON: objects with a repeated member name are refused, at any depth.
+//!
+//! RFC 7515 section 4 and RFC 7519 section 4 let a parser refuse duplicate members, and
+//! RFC 8259 section 4 says behaviour with them is unpredictable: two parsers picking
+//! different duplicates is a known way to make one component decide on one value and
+//! another act on a different one. Token headers and claims, and the JSON-RPC bodies the
+//! HTTP layer decides on, are all read with this parser.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::token::excerpt;
+
+/// Parses a JSON object, refusing duplicate member names at any depth.
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+    match parse_value(bytes)? {
+        Value::Object(map) => Ok(map),
+        other => Err(de::Error::invalid_type(
+            unexpected(&other),
+            &"a JSON object",
+        )),
+    }
+}
+
+/// Parses any JSON value, refusing duplicate member names at any depth.
+pub(crate) fn parse_value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
+}
+
+fn unexpected(v: &Value) -> de::Unexpected<'_> {
+    match v {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Number(_) => de::Unexpected::Other("number"),
+        Value::String(s) => de::Unexpected::Str(s),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+    }
+}
+
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Strict::deserialize(d).map(|s| s.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if map.contains_key(&name) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member {:?}",
+                    excerpt(&name)
+                )));
+            }
+            let Strict(value) = access.next_value()?;
+            map.insert(name, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_refused_at_any_depth() {
+        assert!(parse_object(br#"{"a":1,"a":2}"#).is_err());
+        assert!(parse_object(br#"{"p":{"name":"x","name":"y"}}"#).is_err());
+        assert!(parse_object(br#"{"l":[{"k":1,"k":1}]}"#).is_err());
+        let ok = parse_object(br#"{"a":{"b":[1,2.5,"s",null,true]},"c":-3}"#).unwrap();
+        assert_eq!(ok["a"]["b"][1], serde_json::json!(2.5));
+        assert_eq!(ok["c"], serde_json::json!(-3));
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        assert!(parse_object(b"[1]").is_err());
+        assert!(parse_object(b"\"x\"").is_err());
+        assert!(parse_value(b"[1]").is_ok());
+        assert!(parse_value(b"{").is_err());
+    }
+
+    #[test]
+    fn big_numbers_keep_their_value() {
+        let v = parse_value(b"18446744073709551615").unwrap();
+        assert_eq!(v, serde_json::json!(u64::MAX));
+    }
+}
