@@ -2,7 +2,8 @@
 //!
 //! One call, [`Authz::from_config_file`], builds the same [`Authz`] the builders would.
 //! Unknown keys and bad values are errors that name the key and the line. Paths are
-//! relative to the file's directory. Secrets are never written in the file: an HMAC
+//! relative to the file's directory; resource templates are tried in the order written.
+//! Secrets are never written in the file: an HMAC
 //! secret is read from the environment variable the file names. `docs/config.md` and
 //! `docs/rmcp-authz.example.toml` document every key.
 //!
@@ -31,7 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
+use indexmap::IndexMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -310,15 +311,15 @@ impl VerifierSection {
 #[serde(deny_unknown_fields)]
 struct PolicySection {
     #[serde(default)]
-    implies: BTreeMap<String, Spanned<Vec<String>>>,
+    implies: IndexMap<String, Spanned<Vec<String>>>,
     #[serde(default)]
-    tools: BTreeMap<String, Spanned<RuleSpec>>,
+    tools: IndexMap<String, Spanned<RuleSpec>>,
     #[serde(default)]
-    resources: BTreeMap<String, Spanned<RuleSpec>>,
+    resources: IndexMap<String, Spanned<RuleSpec>>,
     #[serde(default)]
-    prompts: BTreeMap<String, Spanned<RuleSpec>>,
+    prompts: IndexMap<String, Spanned<RuleSpec>>,
     #[serde(default)]
-    custom_requests: BTreeMap<String, Spanned<RuleSpec>>,
+    custom_requests: IndexMap<String, Spanned<RuleSpec>>,
     unlisted_tools: Option<Spanned<RuleSpec>>,
     unlisted_resources: Option<Spanned<RuleSpec>>,
     unlisted_prompts: Option<Spanned<RuleSpec>>,
@@ -348,7 +349,7 @@ impl PolicySection {
                 .map_err(|m| at.invalid(format!("policy.{section}.{name:?}"), spec, m))
         };
         type Add = fn(PolicyBuilder, String, Rule) -> PolicyBuilder;
-        type Rules = BTreeMap<String, Spanned<RuleSpec>>;
+        type Rules = IndexMap<String, Spanned<RuleSpec>>;
         let sections: [(&str, &Rules, Add); 4] = [
             ("tools", &self.tools, |b, n, r| b.tool(n, r)),
             ("resources", &self.resources, |b, n, r| b.resource(n, r)),

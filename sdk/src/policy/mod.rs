@@ -187,7 +187,7 @@ struct Inner {
     prompts: HashMap<String, Rule>,
     custom: HashMap<String, Rule>,
     resources: HashMap<String, Rule>,
-    resource_templates: Vec<(UriTemplate, Rule)>,
+    resource_templates: Vec<(String, UriTemplate, Rule)>,
     unlisted_tools: Option<Rule>,
     unlisted_resources: Option<Rule>,
     unlisted_prompts: Option<Rule>,
@@ -270,8 +270,8 @@ impl Policy {
                 .or_else(|| {
                     i.resource_templates
                         .iter()
-                        .find(|(t, _)| t.matches(uri))
-                        .map(|(_, r)| r)
+                        .find(|(_, t, _)| t.matches(uri))
+                        .map(|(_, _, r)| r)
                 })
                 .or(i.unlisted_resources.as_ref()),
             Operation::Basic => None,
@@ -292,6 +292,60 @@ impl Policy {
                 DenyReason::NoRule,
             ))
         }
+    }
+
+    /// Every rule, as (kind, name, rule), sorted by kind then name. Kinds are `tool`,
+    /// `resource`, `prompt`, `custom request`, and `unlisted tools` / `unlisted resources` /
+    /// `unlisted prompts` (with an empty name).
+    pub fn rules(&self) -> Vec<(&'static str, &str, &Rule)> {
+        let i = &self.inner;
+        let mut out: Vec<(&'static str, &str, &Rule)> = Vec::new();
+        for (kind, map) in [
+            ("tool", &i.tools),
+            ("resource", &i.resources),
+            ("prompt", &i.prompts),
+            ("custom request", &i.custom),
+        ] {
+            let mut named: Vec<_> = map.iter().map(|(n, r)| (kind, n.as_str(), r)).collect();
+            named.sort_by(|a, b| a.1.cmp(b.1));
+            out.extend(named);
+        }
+        for (kind, rule) in [
+            ("unlisted tools", &i.unlisted_tools),
+            ("unlisted resources", &i.unlisted_resources),
+            ("unlisted prompts", &i.unlisted_prompts),
+        ] {
+            if let Some(rule) = rule {
+                out.push((kind, "", rule));
+            }
+        }
+        out
+    }
+
+    /// The resource templates (with variables), in the order they are tried, each with
+    /// the templates before it that also match a sample expansion of it (and so may shadow
+    /// it: a URI is decided by the first template that matches).
+    pub fn shadowed_templates(&self) -> Vec<(&str, Vec<&str>)> {
+        let templates = &self.inner.resource_templates;
+        templates
+            .iter()
+            .enumerate()
+            .map(|(i, (text, _, _))| {
+                let sample = template::sample_expansion(text);
+                let before = templates[..i]
+                    .iter()
+                    .filter(|(_, t, _)| t.matches(&sample))
+                    .map(|(text, _, _)| text.as_str())
+                    .collect();
+                (text.as_str(), before)
+            })
+            .collect()
+    }
+
+    /// The scopes `scope` implies under the declared hierarchy (transitively, itself
+    /// excluded).
+    pub fn implied_by(&self, scope: &str) -> &[String] {
+        self.inner.hierarchy.implied_by(scope)
     }
 
     /// The tools that have a rule of their own.
@@ -445,7 +499,7 @@ impl PolicyBuilder {
                 template: uri.clone(),
             })?;
             if template.has_variables() {
-                resource_templates.push((template, rule.clone()));
+                resource_templates.push((uri.clone(), template, rule.clone()));
             }
             // Templates are also kept by their text, for resources/templates/list.
             resources.insert(uri, rule);

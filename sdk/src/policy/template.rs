@@ -60,6 +60,27 @@ impl UriTemplate {
     }
 }
 
+/// `text` with every `{variable}` replaced by `x`: a URI the template matches.
+pub(crate) fn sample_expansion(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push('x');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn matches_from(parts: &[Part], uri: &str) -> bool {
     match parts.split_first() {
         None => uri.is_empty(),
@@ -109,6 +130,17 @@ mod tests {
         assert!(!t.has_variables());
         assert!(t.matches("notes://index"));
         assert!(!t.matches("notes://index2"));
+    }
+
+    #[test]
+    fn sample_expansions_match_their_template() {
+        for text in ["notes://{id}", "file:///{+path}/x", "a{b}c{d}"] {
+            let sample = sample_expansion(text);
+            assert!(
+                UriTemplate::parse(text).unwrap().matches(&sample),
+                "{text} -> {sample}"
+            );
+        }
     }
 
     #[test]

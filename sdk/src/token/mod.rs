@@ -7,6 +7,7 @@
 
 mod algorithm;
 mod claims;
+pub mod dangerous;
 mod error;
 mod jwk;
 mod jws;

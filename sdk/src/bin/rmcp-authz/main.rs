@@ -1,0 +1,147 @@
+//! `rmcp-authz`: inspect tokens, check them against a configuration, lint and show
+//! policies. Built with `--features cli`.
+//!
+//! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors;
+//! 1 the token was refused, the call denied, the token has problems, or the policy has
+//! errors; 2 the command could not run (bad arguments, unreadable or invalid
+//! configuration, undecodable token). `docs/cli.md` has examples.
+
+mod policy_cmd;
+mod token_cmd;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Authorization for MCP servers: inspect access tokens, check them, lint policies.
+#[derive(Debug, Parser)]
+#[command(name = "rmcp-authz", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Decode a token WITHOUT verifying it: header, claims, expiry, and problems a verifier
+    /// would object to.
+    Inspect {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// Verify a token with a configuration's keys and explain the decision.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        /// Also decide a call of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Lint a configuration's policy: similar scope names, rules nobody can meet,
+    /// shadowed resource templates, and (with --tools) tools without rules and rules
+    /// without tools.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's tool names, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+    },
+    /// Show the effective rules: per tool, resource and prompt, what it requires.
+    Show {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's tool names, comma separated (tools without a rule are listed too).
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+    },
+}
+
+/// What a command concluded, mapped to the exit code.
+enum Outcome {
+    Ok,
+    Refused,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Token(TokenCommand::Inspect { token }) => {
+            read_token(&token).and_then(|t| token_cmd::inspect(&t, cli.json))
+        }
+        Command::Token(TokenCommand::Check {
+            config,
+            token,
+            tool,
+        }) => read_token(&token)
+            .and_then(|t| token_cmd::check(&config, &t, tool.as_deref(), cli.json)),
+        Command::Policy(PolicyCommand::Check { config, tools }) => {
+            policy_cmd::check(&config, &tools, cli.json)
+        }
+        Command::Policy(PolicyCommand::Show { config, tools }) => {
+            policy_cmd::show(&config, &tools, cli.json)
+        }
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Refused) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("rmcp-authz: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The token argument, or standard input for `-`; surrounding whitespace and a
+/// `Bearer ` prefix are removed.
+fn read_token(arg: &str) -> Result<String, String> {
+    let raw = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+        text
+    } else {
+        arg.to_owned()
+    };
+    let token = raw.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token);
+    if token.is_empty() {
+        return Err("the token is empty".to_owned());
+    }
+    Ok(token.to_owned())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}

@@ -1,0 +1,60 @@
+//! Reading a token without verifying it: for inspection and debugging only.
+//!
+//! Nothing here checks a signature, so nothing here may ever decide access. The
+//! `rmcp-authz token inspect` command uses it to show what a token says, and what a
+//! verifier would object to.
+
+use serde_json::{Map, Value};
+
+use super::{AuthError, b64url_decode};
+use crate::json::parse_object;
+
+/// A token's header and claims, read without verification.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Unverified {
+    /// The JOSE header.
+    pub header: Map<String, Value>,
+    /// The claims (the payload, when it is a JSON object).
+    pub claims: Map<String, Value>,
+    /// The signature's length in bytes.
+    pub signature_len: usize,
+}
+
+/// Decodes `token`'s header and claims **without checking anything but their shape**.
+///
+/// ```
+/// use rmcp_authz::token::dangerous::decode_unverified;
+/// # let issuer = rmcp_authz::dev::DevIssuer::new("https://as.example")?;
+/// let token = issuer.token("https://rs.example/mcp").subject("alice").mint()?;
+/// let t = decode_unverified(&token)?;
+/// assert_eq!(t.claims["sub"], "alice");
+/// assert_eq!(t.header["typ"], "at+jwt");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`AuthError::Malformed`] when the token is not three base64url parts with JSON object
+/// header and payload.
+pub fn decode_unverified(token: &str) -> Result<Unverified, AuthError> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, p, s] = parts.as_slice() else {
+        return Err(AuthError::malformed(format!(
+            "a JWS has three dot-separated parts, this token has {}",
+            parts.len()
+        )));
+    };
+    let decode = |part: &str, what: &str| {
+        b64url_decode(part)
+            .ok_or_else(|| AuthError::malformed(format!("the {what} is not base64url")))
+    };
+    let object = |bytes: Vec<u8>, what: &str| {
+        parse_object(&bytes)
+            .map_err(|e| AuthError::malformed(format!("the {what} is not a JSON object: {e}")))
+    };
+    Ok(Unverified {
+        header: object(decode(h, "header")?, "header")?,
+        claims: object(decode(p, "payload")?, "payload")?,
+        signature_len: decode(s, "signature")?.len(),
+    })
+}
