@@ -228,3 +228,28 @@ pub fn notes_policy() -> Policy {
         .build()
         .expect("the notes policy is valid")
 }
+
+/// Where the stdio notes server finds its keys.
+#[derive(Debug, Clone)]
+pub struct StdioSettings {
+    /// The issuer tokens must come from.
+    pub issuer: String,
+    /// The issuer's JWK Set file.
+    pub jwks_file: std::path::PathBuf,
+    /// The audience tokens must name.
+    pub audience: String,
+}
+
+/// Serves the notes server on stdin/stdout for the token in `MCP_ACCESS_TOKEN`, until the
+/// client closes the connection. Errors are messages for stderr (never containing the
+/// token).
+pub async fn serve_stdio(settings: StdioSettings) -> Result<(), String> {
+    let verifier = rmcp_authz::token::JwtVerifier::builder(settings.issuer, settings.audience)
+        .jwks_file(&settings.jwks_file)
+        .build()
+        .map_err(|e| e.to_string())?;
+    rmcp_authz::Authz::new(verifier, notes_policy())
+        .serve_stdio(Notes::new(), rmcp_authz::stdio::DEFAULT_TOKEN_VAR)
+        .await
+        .map_err(|e| e.to_string())
+}

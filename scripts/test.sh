@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, after setting up what the tests need.
 #
-# Everything a test needs is installed by this script (today: nothing beyond the Rust
-# toolchain; the Python and Node clients of the interop tests will be installed under
-# target/ when those tests exist). A test never skips because something is missing.
+# Everything a test needs is installed by this script: beyond the Rust toolchain, the
+# Python and TypeScript MCP SDKs of the interop tests, under target/interop/ (by
+# scripts/setup-interop.sh). A test never skips because something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
 log=target/test-output.txt
+
+./scripts/setup-interop.sh
 
 # The corpus tests print what they ran; show those summaries first.
 cargo test -q -p rmcp-authz-tests --test interop --test wycheproof -- --show-output 2>&1 \

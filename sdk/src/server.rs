@@ -31,7 +31,6 @@ use rmcp::model::{
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use serde_json::json;
 
 use crate::authz::{Authz, CallerId, TaskOwner};
 use crate::policy::{Decision, Denial, DenyReason, Operation};
@@ -41,8 +40,9 @@ use crate::principal::Principal;
 /// server error range of JSON-RPC 2.0).
 pub const FORBIDDEN: ErrorCode = ErrorCode(-32003);
 
-/// The JSON-RPC error code when a request carries no verified principal.
-pub const UNAUTHENTICATED: ErrorCode = ErrorCode(-32001);
+/// The JSON-RPC error code when a request carries no (valid) access token. Not -32001,
+/// which the MCP SDKs use for their request timeouts.
+pub const UNAUTHENTICATED: ErrorCode = ErrorCode(-32004);
 
 /// A `ServerHandler` whose every request is authorized by an [`Authz`].
 ///
@@ -148,15 +148,7 @@ impl<H> Authorized<H> {
 /// The MCP error for a denial: the reason in words, and for missing scopes the scopes in
 /// `data` (`{"error": "insufficient_scope", "scope": "..."}`) so a client can step up.
 pub(crate) fn denied(denial: &Denial) -> McpError {
-    let data = match denial.reason() {
-        DenyReason::InsufficientScope { .. } => json!({
-            "error": "insufficient_scope",
-            "scope": denial.challenge_scope(),
-        }),
-        DenyReason::TokenExpired { .. } => json!({ "error": "invalid_token" }),
-        _ => json!({ "error": "access_denied" }),
-    };
-    McpError::new(FORBIDDEN, denial.to_string(), Some(data))
+    McpError::new(FORBIDDEN, denial.to_string(), Some(denial.error_data()))
 }
 
 /// `ServerHandler` for the wrapper. Every method is written out: the `deny` below turns a

@@ -902,7 +902,7 @@ async fn other_schemes_and_empty_bearers_are_401() {
                 Some(metadata_url(&server).as_str())
             );
             assert_eq!(c.param("scope"), Some("notes:admin ops:purge"), "{c:?}");
-            assert_eq!(raw.error_code(), -32001);
+            assert_eq!(raw.error_code(), -32004);
             assert_serves(&server).await;
         }
     }
@@ -991,7 +991,7 @@ async fn garbage_tokens_are_401_invalid_token() {
                 c.param("resource_metadata"),
                 Some(metadata_url(&server).as_str())
             );
-            assert_eq!(raw.error_code(), -32001);
+            assert_eq!(raw.error_code(), -32004);
             assert_serves(&server).await;
         }
     }

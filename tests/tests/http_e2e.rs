@@ -1069,7 +1069,7 @@ async fn no_token_is_a_401_naming_the_metadata() {
             c.param("resource_metadata"),
             Some(metadata_url(&server).as_str())
         );
-        assert_eq!(raw.error_code(), -32001);
+        assert_eq!(raw.error_code(), -32004);
         assert!(
             raw.header("mcp-session-id").is_none(),
             "no session without a token"
@@ -1137,7 +1137,7 @@ async fn assert_invalid_token(server: &TestServer, token: &str, description: &st
             c.param("resource_metadata"),
             Some(metadata_url(server).as_str())
         );
-        assert_eq!(raw.error_code(), -32001);
+        assert_eq!(raw.error_code(), -32004);
         assert!(
             !raw.body.contains(token),
             "the response must not echo the token"

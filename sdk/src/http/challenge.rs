@@ -96,46 +96,90 @@ pub(crate) fn bearer_challenge(params: &[(&str, Option<&str>)]) -> String {
 /// The JSON-RPC error code sent in bodies of the layer's own responses.
 fn rpc_code(kind: RejectionKind) -> i32 {
     match kind {
-        RejectionKind::MissingToken | RejectionKind::InvalidToken => -32001,
+        RejectionKind::MissingToken | RejectionKind::InvalidToken => {
+            crate::server::UNAUTHENTICATED.0
+        }
         RejectionKind::InvalidRequest
         | RejectionKind::BodyTooLarge
         | RejectionKind::UnknownSession => -32600,
         RejectionKind::InsufficientScope
         | RejectionKind::Forbidden
-        | RejectionKind::SessionMismatch => -32003,
+        | RejectionKind::SessionMismatch => crate::server::FORBIDDEN.0,
     }
 }
 
-/// A response the layer sends itself.
-pub(crate) fn reject(
+/// A response the layer sends itself, built up and then turned into a response.
+pub(crate) struct Rejection {
     status: StatusCode,
     kind: RejectionKind,
     message: String,
     challenge: Option<String>,
-    id: Option<&Value>,
-) -> Response<Body> {
-    tracing::trace!(target: "rmcp_authz::rejection", status = status.as_u16(), ?kind, %message, "request rejected");
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": { "code": rpc_code(kind), "message": message },
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(challenge) = challenge
-        && let Ok(value) = HeaderValue::from_str(&challenge)
-    {
-        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    id: Option<Value>,
+    data: Option<Value>,
+}
+
+impl Rejection {
+    pub(crate) fn new(status: StatusCode, kind: RejectionKind, message: &str) -> Rejection {
+        Rejection {
+            status,
+            kind,
+            message: message.to_owned(),
+            challenge: None,
+            id: None,
+            data: None,
+        }
     }
-    response.extensions_mut().insert(AuthRejection {
-        status,
-        kind,
-        message,
-    });
-    response
+
+    /// A `WWW-Authenticate: Bearer` challenge with these parameters.
+    pub(crate) fn challenge(mut self, params: &[(&str, Option<&str>)]) -> Rejection {
+        self.challenge = Some(bearer_challenge(params));
+        self
+    }
+
+    /// The JSON-RPC id of the request, when it was read.
+    pub(crate) fn id(mut self, id: Option<Value>) -> Rejection {
+        self.id = id;
+        self
+    }
+
+    /// The error's `data`.
+    pub(crate) fn data(mut self, data: Value) -> Rejection {
+        self.data = Some(data);
+        self
+    }
+
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let Rejection {
+            status,
+            kind,
+            message,
+            challenge,
+            id,
+            data,
+        } = self;
+        tracing::trace!(target: "rmcp_authz::rejection", status = status.as_u16(), ?kind, %message, "request rejected");
+        let mut error = json!({ "code": rpc_code(kind), "message": message });
+        if let Some(data) = data {
+            error["data"] = data;
+        }
+        let body = json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Value::Null), "error": error });
+        let mut response = Response::new(Body::from(body.to_string()));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(challenge) = challenge
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+        response.extensions_mut().insert(AuthRejection {
+            status,
+            kind,
+            message,
+        });
+        response
+    }
 }
 
 #[cfg(test)]

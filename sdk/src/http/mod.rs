@@ -45,6 +45,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -53,7 +54,7 @@ pub use challenge::{AuthRejection, RejectionKind};
 use crate::authz::{Authz, Bounded, CallerId};
 use crate::policy::{Decision, DenyReason, Operation};
 use crate::token::AuthError;
-use challenge::{bearer_challenge, reject};
+use challenge::Rejection;
 use rpc::Target;
 
 /// The default largest request body the layer reads: 1 MiB.
@@ -224,34 +225,34 @@ where
 {
     let metadata_url = authz.resource_metadata_url();
     let (mut parts, body) = request.into_parts();
+    let invalid_request = |message: &str| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            RejectionKind::InvalidRequest,
+            message,
+        )
+    };
 
     // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
     if parts.uri.query().is_some_and(has_access_token_param) {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            RejectionKind::InvalidRequest,
-            "access tokens in the query string are refused; send them in the Authorization header"
-                .into(),
-            Some(bearer_challenge(&[
-                ("error", Some("invalid_request")),
-                ("resource_metadata", Some(&metadata_url)),
-            ])),
-            None,
-        );
+        return invalid_request(
+            "access tokens in the query string are refused; send them in the Authorization header",
+        )
+        .challenge(&[
+            ("error", Some("invalid_request")),
+            ("resource_metadata", Some(&metadata_url)),
+        ])
+        .into_response();
     }
     let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
     let (first, second) = (authorization.next(), authorization.next());
     if second.is_some() {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            RejectionKind::InvalidRequest,
-            "more than one Authorization header".into(),
-            Some(bearer_challenge(&[
+        return invalid_request("more than one Authorization header")
+            .challenge(&[
                 ("error", Some("invalid_request")),
                 ("resource_metadata", Some(&metadata_url)),
-            ])),
-            None,
-        );
+            ])
+            .into_response();
     }
     let token = first.and_then(|v| bearer_token(v.as_bytes()));
 
@@ -266,6 +267,11 @@ where
         (Some(bytes), true) => Some(rpc::parse(bytes)),
         _ => None,
     };
+    let id = match &rpc {
+        Some(Ok(r)) => r.id.clone(),
+        Some(Err(e)) => e.id.clone(),
+        None => None,
+    };
 
     let Some(token) = token else {
         // A scope hint for the 401: what the requested operation needs, if known. An
@@ -277,60 +283,45 @@ where
             .and_then(|op| authz.policy().rule_for(op))
             .map(|rule| rule.requirement().scopes_to_request(&|_| false).join(" "))
             .filter(|s| !s.is_empty());
-        return reject(
+        return Rejection::new(
             StatusCode::UNAUTHORIZED,
             RejectionKind::MissingToken,
-            "this MCP server needs an OAuth access token (Authorization: Bearer ...)".into(),
-            Some(bearer_challenge(&[
-                ("resource_metadata", Some(&metadata_url)),
-                ("scope", scope.as_deref()),
-            ])),
-            None,
-        );
+            "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
+        )
+        .challenge(&[
+            ("resource_metadata", Some(&metadata_url)),
+            ("scope", scope.as_deref()),
+        ])
+        .id(id)
+        .into_response();
     };
     let Some(bytes) = bytes else {
-        return reject(
+        return Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyTooLarge,
-            format!("the request body is larger than {limit} bytes or could not be read"),
-            None,
-            None,
-        );
+            &format!("the request body is larger than {limit} bytes or could not be read"),
+        )
+        .into_response();
     };
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
-        Err(e) => return token_rejection(&e, &metadata_url),
+        Err(e) => return token_rejection(&e, &metadata_url, id),
     };
 
     let rpc = match rpc {
         None => None,
-        Some(Err(e)) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                RejectionKind::InvalidRequest,
-                e.reason.into(),
-                None,
-                e.id.as_ref(),
-            );
-        }
+        Some(Err(e)) => return invalid_request(e.reason).id(id).into_response(),
         Some(Ok(rpc)) => {
             let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
                 let name = single_header(&parts.headers, NAME_HEADER)?;
                 rpc.check_headers(method, name)
             });
             if let Err(reason) = checked {
-                return reject(
-                    StatusCode::BAD_REQUEST,
-                    RejectionKind::InvalidRequest,
-                    reason,
-                    None,
-                    rpc.id.as_ref(),
-                );
+                return invalid_request(&reason).id(id).into_response();
             }
             Some(rpc)
         }
     };
-    let id = rpc.as_ref().and_then(|r| r.id.as_ref());
 
     // Sessions are never authentication: a session belongs to the principal that opened it.
     // Every session is opened through this layer, so one it does not know is gone (or was
@@ -343,26 +334,21 @@ where
         .map(str::to_owned);
     let sessions = &authz.http_state().sessions;
     if let Some(session) = &session {
-        match sessions.get(session) {
-            Some(owner) if owner == caller => {}
-            Some(_) => {
-                return reject(
-                    StatusCode::FORBIDDEN,
-                    RejectionKind::SessionMismatch,
-                    "this session was opened by another principal; start your own session".into(),
-                    None,
-                    id,
-                );
-            }
-            None => {
-                return reject(
-                    StatusCode::NOT_FOUND,
-                    RejectionKind::UnknownSession,
-                    "unknown session; start a new session".into(),
-                    None,
-                    id,
-                );
-            }
+        let refusal = match sessions.get(session) {
+            Some(owner) if owner == caller => None,
+            Some(_) => Some(Rejection::new(
+                StatusCode::FORBIDDEN,
+                RejectionKind::SessionMismatch,
+                "this session was opened by another principal; start your own session",
+            )),
+            None => Some(Rejection::new(
+                StatusCode::NOT_FOUND,
+                RejectionKind::UnknownSession,
+                "unknown session; start a new session",
+            )),
+        };
+        if let Some(refusal) = refusal {
+            return refusal.id(id).into_response();
         }
     }
 
@@ -370,28 +356,28 @@ where
         && let Some(operation) = operation_of(&rpc.target)
         && let Decision::Deny(denial) = authz.decide(&principal, operation)
     {
-        let (kind, challenge) = match denial.reason() {
-            DenyReason::InsufficientScope { .. } => (
+        let refusal = match denial.reason() {
+            DenyReason::InsufficientScope { .. } => Rejection::new(
+                StatusCode::FORBIDDEN,
                 RejectionKind::InsufficientScope,
-                Some(bearer_challenge(&[
-                    ("error", Some("insufficient_scope")),
-                    ("scope", denial.challenge_scope().as_deref()),
-                    ("resource_metadata", Some(&metadata_url)),
-                    (
-                        "error_description",
-                        Some("the access token lacks scopes this operation needs"),
-                    ),
-                ])),
+                &denial.to_string(),
+            )
+            .challenge(&[
+                ("error", Some("insufficient_scope")),
+                ("scope", denial.challenge_scope().as_deref()),
+                ("resource_metadata", Some(&metadata_url)),
+                (
+                    "error_description",
+                    Some("the access token lacks scopes this operation needs"),
+                ),
+            ]),
+            _ => Rejection::new(
+                StatusCode::FORBIDDEN,
+                RejectionKind::Forbidden,
+                &denial.to_string(),
             ),
-            _ => (RejectionKind::Forbidden, None),
         };
-        return reject(
-            StatusCode::FORBIDDEN,
-            kind,
-            denial.to_string(),
-            challenge,
-            rpc.id.as_ref(),
-        );
+        return refusal.id(id).data(denial.error_data()).into_response();
     }
 
     let is_delete = parts.method == Method::DELETE;
@@ -451,23 +437,20 @@ fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<
 }
 
 /// The 401 (or 400) for a token the verifier refused.
-fn token_rejection(error: &AuthError, metadata_url: &str) -> Response<Body> {
+fn token_rejection(error: &AuthError, metadata_url: &str, id: Option<Value>) -> Response<Body> {
     let status = match error.error_code() {
         "invalid_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
     };
     tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
-    reject(
-        status,
-        RejectionKind::InvalidToken,
-        error.description().to_owned(),
-        Some(bearer_challenge(&[
+    Rejection::new(status, RejectionKind::InvalidToken, error.description())
+        .challenge(&[
             ("error", Some(error.error_code())),
             ("error_description", Some(error.description())),
             ("resource_metadata", Some(metadata_url)),
-        ])),
-        None,
-    )
+        ])
+        .id(id)
+        .into_response()
 }
 
 fn operation_of(target: &Target) -> Option<Operation<'_>> {

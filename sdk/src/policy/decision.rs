@@ -85,6 +85,20 @@ impl Denial {
         &self.reason
     }
 
+    /// Machine-readable details for an error's `data`: `{"error": "insufficient_scope",
+    /// "scope": "..."}` for missing scopes, `{"error": "invalid_token"}` for an expired
+    /// token, `{"error": "access_denied"}` otherwise.
+    pub fn error_data(&self) -> serde_json::Value {
+        match &self.reason {
+            DenyReason::InsufficientScope { required, .. } => serde_json::json!({
+                "error": "insufficient_scope",
+                "scope": required.join(" "),
+            }),
+            DenyReason::TokenExpired { .. } => serde_json::json!({ "error": "invalid_token" }),
+            _ => serde_json::json!({ "error": "access_denied" }),
+        }
+    }
+
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
     /// the operation needs, space separated.
     pub fn challenge_scope(&self) -> Option<String> {

@@ -7,7 +7,7 @@
 //! - `NOTES_JWKS_FILE`: path to the JWK Set whose keys are trusted,
 //! - `NOTES_ISSUER`: the issuer tokens must name,
 //! - `NOTES_AUDIENCE`: the audience (resource URI) tokens must name,
-//! - `MCP_ACCESS_TOKEN` ([`DEFAULT_TOKEN_VAR`]): the caller's access token.
+//! - `MCP_ACCESS_TOKEN`: the caller's access token.
 //!
 //! On any error the error's `Display` goes to stderr and the process exits with status 1.
 //! The token is never printed: the errors of `rmcp-authz` do not contain it, and this
@@ -15,10 +15,7 @@
 
 use std::process::ExitCode;
 
-use rmcp_authz::Authz;
-use rmcp_authz::stdio::DEFAULT_TOKEN_VAR;
-use rmcp_authz::token::JwtVerifier;
-use rmcp_authz_tests::notes::{Notes, notes_policy};
+use rmcp_authz_examples::notes::{StdioSettings, serve_stdio};
 
 /// Reads a required configuration variable (never the token).
 fn setting(name: &str) -> Result<String, String> {
@@ -29,18 +26,12 @@ fn setting(name: &str) -> Result<String, String> {
 }
 
 async fn run() -> Result<(), String> {
-    let jwks = setting("NOTES_JWKS_FILE")?;
-    let issuer = setting("NOTES_ISSUER")?;
-    let audience = setting("NOTES_AUDIENCE")?;
-    let verifier = JwtVerifier::builder(issuer, audience)
-        .jwks_file(&jwks)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let authz = Authz::new(verifier, notes_policy());
-    authz
-        .serve_stdio(Notes::new(), DEFAULT_TOKEN_VAR)
-        .await
-        .map_err(|e| e.to_string())
+    serve_stdio(StdioSettings {
+        jwks_file: setting("NOTES_JWKS_FILE")?.into(),
+        issuer: setting("NOTES_ISSUER")?,
+        audience: setting("NOTES_AUDIENCE")?,
+    })
+    .await
 }
 
 #[tokio::main]

@@ -1,0 +1,64 @@
+//! An agent: an rmcp client that presents the access token in `MCP_ACCESS_TOKEN` to the
+//! MCP server at `MCP_URL`, lists the tools it may use, and calls one. A refusal is shown
+//! with the server's challenge, which names the scopes to ask the authorization server for.
+//!
+//! Run with (against `cargo run -p rmcp-authz-examples --example notes_http`, which prints
+//! tokens):
+//!
+//! ```sh
+//! MCP_URL=http://127.0.0.1:8080/mcp MCP_ACCESS_TOKEN=<token> \
+//!     cargo run -p rmcp-authz-examples --example agent -- list_notes
+//! ```
+
+use std::error::Error;
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let url = std::env::var("MCP_URL").map_err(|_| "set MCP_URL to the server's MCP endpoint")?;
+    let token = std::env::var("MCP_ACCESS_TOKEN")
+        .map_err(|_| "set MCP_ACCESS_TOKEN to an access token for that server")?;
+    let tool = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "list_notes".to_owned());
+
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url).auth_header(token),
+    );
+    let client = match ClientConfig::default().serve(transport).await {
+        Ok(client) => client,
+        Err(e) => {
+            let challenge = e.auth_challenge().unwrap_or("(none)").to_owned();
+            return Err(
+                format!("the server refused the connection: {e}\nchallenge: {challenge}").into(),
+            );
+        }
+    };
+    let tools = client.list_tools(None).await?;
+    let names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
+    println!("tools this token may use: {names:?}");
+
+    match client
+        .call_tool(CallToolRequestParams::new(tool.clone()))
+        .await
+    {
+        Ok(result) => {
+            let text: Vec<String> = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect();
+            println!("{tool} -> {}", text.join(" "));
+        }
+        Err(e) => match e.auth_challenge() {
+            Some(challenge) => println!("{tool} refused; the server asks for: {challenge}"),
+            None => println!("{tool} failed: {e}"),
+        },
+    }
+    client.cancel().await?;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The notes MCP server over Streamable HTTP, behind rmcp-authz.
+//!
+//! Without options it trusts a built-in development issuer and prints ready-to-use tokens
+//! (for an agent that may read, one that may write, and an admin), so any MCP client can
+//! connect with `Authorization: Bearer <token>`. With `--issuer` and `--jwks` (or
+//! `--config`) it trusts a real authorization server instead.
+//!
+//! Run with:
+//!
+//! ```sh
+//! cargo run -p rmcp-authz-examples --example notes_http
+//! cargo run -p rmcp-authz-examples --example notes_http -- --port 8080 \
+//!     --issuer https://auth.example.com --jwks jwks.json --audience https://mcp.example.com/mcp
+//! cargo run -p rmcp-authz-examples --example notes_http -- --config docs/rmcp-authz.example.toml
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp_authz::Authz;
+use rmcp_authz::dev::DevIssuer;
+use rmcp_authz::token::JwtVerifier;
+use rmcp_authz_examples::notes::{Notes, notes_policy};
+
+#[derive(Debug, Parser)]
+#[command(about = "The notes MCP server over HTTP, behind rmcp-authz")]
+struct Args {
+    /// The port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Trust this issuer (with --jwks) instead of the development issuer.
+    #[arg(long, requires = "jwks")]
+    issuer: Option<String>,
+    /// The issuer's JWK Set file.
+    #[arg(long, requires = "issuer")]
+    jwks: Option<PathBuf>,
+    /// This server's canonical URI, the audience tokens must name
+    /// (default http://127.0.0.1:PORT/mcp).
+    #[arg(long)]
+    audience: Option<String>,
+    /// Take the verifier and the policy from a configuration file instead.
+    #[arg(long, conflicts_with_all = ["issuer", "jwks"])]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let local = listener.local_addr()?;
+    let audience = args
+        .audience
+        .unwrap_or_else(|| format!("http://{local}/mcp"));
+
+    let authz = match (&args.config, &args.issuer, &args.jwks) {
+        (Some(config), _, _) => Authz::from_config_file(config)?,
+        (None, Some(issuer), Some(jwks)) => Authz::new(
+            JwtVerifier::builder(issuer.clone(), audience.clone())
+                .jwks_file(jwks)
+                .build()?,
+            notes_policy(),
+        ),
+        _ => {
+            let issuer = DevIssuer::new("https://dev-issuer.invalid")?;
+            println!("Trusting a development issuer. Tokens (valid for one hour):");
+            for (agent, scopes) in [
+                ("reader-agent", vec!["notes:read"]),
+                ("writer-agent", vec!["notes:write"]),
+                ("admin-agent", vec!["notes:admin", "ops:purge"]),
+            ] {
+                let token = issuer
+                    .token(audience.clone())
+                    .subject("dev-user")
+                    .client_id(agent)
+                    .scopes(&scopes)
+                    .mint()?;
+                println!("\n{agent} ({}):\n{token}", scopes.join(" "));
+            }
+            Authz::new(issuer.verifier(audience.clone()).build()?, notes_policy())
+        }
+    };
+    authz.wrap(Notes::new())?; // fails now if a rule names a tool the server does not have
+
+    let factory = {
+        let authz = authz.clone();
+        move || authz.wrap(Notes::new()).map_err(std::io::Error::other)
+    };
+    let mcp = StreamableHttpService::new(
+        factory,
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(authz.http_layer())
+        .merge(authz.metadata_routes());
+    println!("\nnotes MCP server: http://{local}/mcp (audience {audience})");
+    println!("metadata: {}", authz.resource_metadata_url());
+    println!("Ctrl-C to stop.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
