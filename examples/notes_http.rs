@@ -11,8 +11,11 @@
 //! cargo run -p rmcp-authz-examples --example notes_http
 //! cargo run -p rmcp-authz-examples --example notes_http -- --port 8080 \
 //!     --issuer https://auth.example.com --jwks jwks.json --audience https://mcp.example.com/mcp
-//! cargo run -p rmcp-authz-examples --example notes_http -- --config docs/rmcp-authz.example.toml
+//! cargo run -p rmcp-authz-examples --example notes_http -- --config rmcp-authz.toml
 //! ```
+//!
+//! (`--config` takes a file like `docs/rmcp-authz.example.toml`, with the JWK Set it names
+//! beside it.)
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -344,9 +344,14 @@ impl PolicySection {
                     name: &str,
                     spec: &Spanned<RuleSpec>|
          -> Result<Rule, ConfigFileError> {
+            let key = if name.is_empty() {
+                format!("policy.{section}")
+            } else {
+                format!("policy.{section}.{name:?}")
+            };
             spec.get_ref()
                 .to_rule()
-                .map_err(|m| at.invalid(format!("policy.{section}.{name:?}"), spec, m))
+                .map_err(|m| at.invalid(key, spec, m))
         };
         type Add = fn(PolicyBuilder, String, Rule) -> PolicyBuilder;
         type Rules = IndexMap<String, Spanned<RuleSpec>>;

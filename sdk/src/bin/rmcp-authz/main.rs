@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 /// Authorization for MCP servers: inspect access tokens, check them, lint policies.
 #[derive(Debug, Parser)]
-#[command(name = "rmcp-authz", version, about)]
+#[command(name = "rmcp-authz", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -146,11 +146,16 @@ pub(crate) fn show(config: &Path, tools: &[String], as_json: bool) -> Result<Out
         .rules()
         .into_iter()
         .map(|(kind, name, rule)| {
+            let clients = match rule.clients() {
+                None => "(any)".to_owned(),
+                Some([]) => "(none: unreachable)".to_owned(),
+                Some(list) => list.join(", "),
+            };
             (
                 kind.to_owned(),
                 name.to_owned(),
                 rule.requirement().to_string(),
-                rule.clients().map(|c| c.join(", ")).unwrap_or_default(),
+                clients,
             )
         })
         .collect();
@@ -164,7 +169,7 @@ pub(crate) fn show(config: &Path, tools: &[String], as_json: bool) -> Result<Out
                 "tool".into(),
                 tool.clone(),
                 "(no rule: denied)".into(),
-                String::new(),
+                "-".into(),
             ));
         }
     }
