@@ -10,18 +10,16 @@
 //! ```
 
 use std::error::Error;
-use std::sync::Arc;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_examples::notes::{Notes, notes_policy};
+use rmcp_authz_examples::notes::{http_app, notes_policy};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -32,20 +30,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let url = format!("http://{}/mcp", listener.local_addr()?);
     let issuer = DevIssuer::new("https://demo-issuer.invalid")?;
     let authz = Authz::new(issuer.verifier(url.clone()).build()?, notes_policy());
-    authz.wrap(Notes::new())?; // start-up check: every rule names a real tool
-    let factory = {
-        let authz = authz.clone();
-        move || authz.wrap(Notes::new()).map_err(std::io::Error::other)
-    };
-    let mcp = StreamableHttpService::new(
-        factory,
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let app = axum::Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(authz.http_layer())
-        .merge(authz.metadata_routes());
+    let app = http_app(&authz, StreamableHttpServerConfig::default())?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     println!("notes MCP server listening at {url}\n");
 

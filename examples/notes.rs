@@ -253,3 +253,29 @@ pub async fn serve_stdio(settings: StdioSettings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())
 }
+
+/// The notes server behind `authz` over Streamable HTTP: rmcp's service at `/mcp` behind
+/// the authorization layer, and the Protected Resource Metadata routes.
+///
+/// # Errors
+/// [`rmcp_authz::ConfigError::UnknownTools`] when the policy names a tool the notes server
+/// does not have: checked here, at start-up, not on the first request.
+pub fn http_app(
+    authz: &rmcp_authz::Authz,
+    config: rmcp::transport::streamable_http_server::StreamableHttpServerConfig,
+) -> Result<axum::Router, rmcp_authz::ConfigError> {
+    use rmcp::transport::streamable_http_server::StreamableHttpService;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+    authz.wrap(Notes::new())?;
+    let notes = Notes::new();
+    let factory = {
+        let authz = authz.clone();
+        move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
+    };
+    let mcp = StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
+    Ok(axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(authz.http_layer())
+        .merge(authz.metadata_routes()))
+}

@@ -18,15 +18,13 @@
 //! beside it.)
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::JwtVerifier;
-use rmcp_authz_examples::notes::{Notes, notes_policy};
+use rmcp_authz_examples::notes::{http_app, notes_policy};
 
 #[derive(Debug, Parser)]
 #[command(about = "The notes MCP server over HTTP, behind rmcp-authz")]
@@ -85,21 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Authz::new(issuer.verifier(audience.clone()).build()?, notes_policy())
         }
     };
-    authz.wrap(Notes::new())?; // fails now if a rule names a tool the server does not have
-
-    let factory = {
-        let authz = authz.clone();
-        move || authz.wrap(Notes::new()).map_err(std::io::Error::other)
-    };
-    let mcp = StreamableHttpService::new(
-        factory,
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let app = axum::Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(authz.http_layer())
-        .merge(authz.metadata_routes());
+    // Fails now, not on the first request, if a rule names a tool the server does not have.
+    let app = http_app(&authz, StreamableHttpServerConfig::default())?;
     println!("\nnotes MCP server: http://{local}/mcp (audience {audience})");
     println!("metadata: {}", authz.resource_metadata_url());
     println!("Ctrl-C to stop.");

@@ -1,20 +1,17 @@
 //! Starting the notes server behind `rmcp-authz` on 127.0.0.1 for a test, and rmcp
 //! clients that talk to it.
 
-use std::sync::Arc;
-
 use rmcp::ServiceExt;
 use rmcp::model::{ClientConfig, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
 use tokio::task::JoinHandle;
 
-use crate::notes::{Notes, notes_policy};
+use crate::notes::{http_app, notes_policy};
 
 /// The issuer every test server trusts.
 pub const ISSUER: &str = "https://auth.test.invalid";
@@ -111,23 +108,11 @@ impl TestServer {
         let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
         let verifier = issuer.verifier(url.clone()).build().expect("verifier");
         let authz = Authz::new(verifier, policy);
-        authz
-            .wrap(Notes::new())
-            .expect("policy fits the notes server");
-        let notes = Notes::new();
-        let factory = {
-            let authz = authz.clone();
-            move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
-        };
-        let mcp = StreamableHttpService::new(
-            factory,
-            Arc::new(LocalSessionManager::default()),
+        let app = http_app(
+            &authz,
             StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
-        );
-        let app = axum::Router::new()
-            .nest_service("/mcp", mcp)
-            .layer(authz.http_layer())
-            .merge(authz.metadata_routes());
+        )
+        .expect("the policy fits the notes server");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
