@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end and corpus tests of `rmcp-authz`.
 
+pub mod http;
 pub mod notes;
 pub mod server;
 

@@ -3,309 +3,43 @@
 //! status and challenge the authorization layer promises, and after each one the server
 //! still answers a good request (nothing panicked, nothing hung).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reqwest::header::HeaderValue;
 use rmcp_authz::token::AuthError;
+use rmcp_authz_tests::http::{
+    Challenge, Raw, STEP, bearer, call_body, call_body_2026, http, initialize_body, mcp_post,
+    metadata_url, post, post_2026, post_to, send,
+};
 use rmcp_authz_tests::server::TestServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// Every exchange is bounded, so a hang fails the test instead of stalling the run.
-const STEP: Duration = Duration::from_secs(5);
 
 /// The layer's default body limit (1 MiB).
 const LIMIT: usize = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------
-// A small WWW-Authenticate parser (RFC 9110 section 11.6.1): scheme, then comma-separated
-// `name=token` / `name="quoted \" string"` parameters.
+// Helpers.
 // ---------------------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct Challenge {
-    scheme: String,
-    params: Vec<(String, String)>,
-}
-
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
-impl Challenge {
-    fn parse(header: &str) -> Result<Challenge, String> {
-        let chars: Vec<char> = header.chars().collect();
-        let mut i = 0;
-        let token = |i: &mut usize| -> String {
-            let start = *i;
-            while *i < chars.len() && is_tchar(chars[*i]) {
-                *i += 1;
-            }
-            chars[start..*i].iter().collect()
-        };
-        let skip_ows = |i: &mut usize| {
-            while *i < chars.len() && (chars[*i] == ' ' || chars[*i] == '\t') {
-                *i += 1;
-            }
-        };
-        let scheme = token(&mut i);
-        if scheme.is_empty() {
-            return Err(format!("no auth-scheme in {header:?}"));
-        }
-        let mut params: Vec<(String, String)> = Vec::new();
-        if i == chars.len() {
-            return Ok(Challenge { scheme, params });
-        }
-        if chars[i] != ' ' {
-            return Err(format!("auth-scheme not followed by SP in {header:?}"));
-        }
-        loop {
-            while i < chars.len() && (chars[i] == ' ' || chars[i] == '\t' || chars[i] == ',') {
-                i += 1;
-            }
-            if i == chars.len() {
-                break;
-            }
-            let name = token(&mut i).to_ascii_lowercase();
-            if name.is_empty() {
-                return Err(format!("bad parameter name at {i} in {header:?}"));
-            }
-            skip_ows(&mut i);
-            if chars.get(i) != Some(&'=') {
-                return Err(format!("parameter {name:?} has no '=' in {header:?}"));
-            }
-            i += 1;
-            skip_ows(&mut i);
-            let value = if chars.get(i) == Some(&'"') {
-                i += 1;
-                let mut value = String::new();
-                loop {
-                    match chars.get(i) {
-                        None => return Err(format!("unterminated quoted-string in {header:?}")),
-                        Some('"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some('\\') => {
-                            let Some(&escaped) = chars.get(i + 1) else {
-                                return Err(format!("dangling backslash in {header:?}"));
-                            };
-                            value.push(escaped);
-                            i += 2;
-                        }
-                        Some(&c) => {
-                            if c.is_control() && c != '\t' {
-                                return Err(format!("control character in {header:?}"));
-                            }
-                            value.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                value
-            } else {
-                let value = token(&mut i);
-                if value.is_empty() {
-                    return Err(format!("parameter {name:?} has no value in {header:?}"));
-                }
-                value
-            };
-            if params.iter().any(|(n, _)| *n == name) {
-                return Err(format!("parameter {name:?} repeated in {header:?}"));
-            }
-            params.push((name, value));
-            skip_ows(&mut i);
-            match chars.get(i) {
-                None => break,
-                Some(',') => {}
-                Some(c) => return Err(format!("unexpected {c:?} at {i} in {header:?}")),
-            }
-        }
-        Ok(Challenge { scheme, params })
-    }
-
-    fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Raw HTTP helpers.
-// ---------------------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header"))
-    }
-
-    fn challenge(&self) -> Challenge {
-        let all: Vec<_> = self.headers.get_all("www-authenticate").iter().collect();
-        assert_eq!(all.len(), 1, "exactly one WWW-Authenticate: {self:?}");
-        let c = Challenge::parse(all[0].to_str().expect("ASCII challenge"))
-            .unwrap_or_else(|e| panic!("unparsable challenge: {e}"));
-        assert!(c.scheme.eq_ignore_ascii_case("bearer"), "{c:?}");
-        c
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        let content_type = self.header("content-type").unwrap_or_default();
-        if content_type.starts_with("text/event-stream") {
-            self.body
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(|d| serde_json::from_str(d).expect("SSE data is JSON"))
-                .collect()
-        } else {
-            vec![
-                serde_json::from_str(&self.body)
-                    .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}")),
-            ]
-        }
-    }
-
-    fn message(&self) -> Value {
-        let mut messages = self.messages();
-        assert_eq!(messages.len(), 1, "one JSON-RPC message: {self:?}");
-        messages.remove(0)
-    }
-
-    fn error_code(&self) -> i64 {
-        self.message()["error"]["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("a JSON-RPC error: {self:?}"))
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Raw {
-    tokio::time::timeout(STEP, async {
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.expect("body read");
-        Raw {
-            status,
-            headers,
-            body,
-        }
-    })
-    .await
-    .expect("HTTP exchange timed out")
-}
-
-/// A POST to the MCP endpoint with the headers Streamable HTTP needs, and no
-/// `Authorization`.
-fn post_to(url: &str, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
-    http()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body)
-}
-
-fn post(server: &TestServer, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
-    post_to(&server.url, body)
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn metadata_url(server: &TestServer) -> String {
-    format!("{}/.well-known/oauth-protected-resource/mcp", server.origin)
-}
-
-fn initialize_body() -> String {
-    json!({
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw-bad-input", "version": "0"}
-        }
-    })
-    .to_string()
-}
-
-fn call_body(tool: &str) -> String {
-    json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": tool, "arguments": {}}
-    })
-    .to_string()
-}
-
-fn call_body_2026(tool: &str, pad: &str) -> String {
-    json!({
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": {},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "raw-bad-input", "version": pad}
-            }
-        }
-    })
-    .to_string()
-}
-
-fn post_2026(
-    server: &TestServer,
-    token: &str,
-    body: String,
-    tool: &str,
-) -> reqwest::RequestBuilder {
-    post(server, body)
-        .header("authorization", bearer(token))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool)
-}
 
 /// The server still answers a good request: a legacy `initialize` (200 with a result) and
 /// a 2026-07-28 `tools/call` of `list_notes` (200, "welcome").
 async fn assert_serves(server: &TestServer) {
     let token = server.token(&["notes:read"]);
-    let raw = send(post(server, initialize_body()).header("authorization", bearer(&token))).await;
+    let raw = send(mcp_post(server, Some(&token), &initialize_body())).await;
     assert_eq!(raw.status, 200, "initialize after bad input: {raw:?}");
     assert!(
         raw.message()["result"]["protocolVersion"].is_string(),
         "{raw:?}"
     );
-    let raw = send(post_2026(
-        server,
-        &token,
-        call_body_2026("list_notes", "0"),
-        "list_notes",
-    ))
-    .await;
+    let raw = send_list_notes(server, &token, &call_body_2026(2, "list_notes")).await;
     assert_eq!(raw.status, 200, "tools/call after bad input: {raw:?}");
     assert_eq!(raw.message()["result"]["content"][0]["text"], "welcome");
+}
+
+/// Sends `body`, a 2026-07-28 `tools/call` of `list_notes`, with the headers that match it.
+async fn send_list_notes(server: &TestServer, token: &str, body: &Value) -> Raw {
+    send(post_2026(server, token, body, "tools/call", "list_notes")).await
 }
 
 /// A 400 from the layer: JSON-RPC -32600 (rmcp's own 400s use other codes or no JSON).
@@ -325,12 +59,19 @@ async fn servers() -> [TestServer; 2] {
 // Body size.
 // ---------------------------------------------------------------------------------------
 
-/// A valid 2026 `tools/call` of `list_notes` padded to exactly `size` bytes.
-fn padded_call(size: usize) -> String {
-    let base = call_body_2026("list_notes", "");
-    assert!(size > base.len());
-    let body = call_body_2026("list_notes", &"x".repeat(size - base.len()));
-    assert_eq!(body.len(), size);
+/// A valid 2026 `tools/call` of `list_notes` padded (in its `clientInfo` version) to
+/// exactly `size` bytes.
+fn padded_call(size: usize) -> Value {
+    let with_version = |version: String| {
+        let mut body = call_body_2026(2, "list_notes");
+        body["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["version"] =
+            Value::String(version);
+        body
+    };
+    let base = with_version(String::new()).to_string().len();
+    assert!(size > base);
+    let body = with_version("x".repeat(size - base));
+    assert_eq!(body.to_string().len(), size);
     body
 }
 
@@ -340,13 +81,13 @@ async fn a_body_over_one_mib_is_413() {
         let token = server.token(&["notes:read"]);
         // With Content-Length: refused on the declared size.
         for size in [LIMIT + 1, 2 * LIMIT, 5 * LIMIT] {
-            let raw = send(post_2026(&server, &token, padded_call(size), "list_notes")).await;
+            let raw = send_list_notes(&server, &token, &padded_call(size)).await;
             assert_eq!(raw.status, 413, "{size} bytes: {raw:?}");
             assert_eq!(raw.error_code(), -32600);
             assert_serves(&server).await;
         }
         // Exactly the limit is read and served.
-        let raw = send(post_2026(&server, &token, padded_call(LIMIT), "list_notes")).await;
+        let raw = send_list_notes(&server, &token, &padded_call(LIMIT)).await;
         assert_eq!(raw.status, 200, "a body of exactly 1 MiB: {raw:?}");
         assert_eq!(raw.message()["result"]["content"][0]["text"], "welcome");
         // Not a JSON-RPC message, but too large first.
@@ -360,7 +101,8 @@ async fn a_body_over_one_mib_is_413() {
 
 /// Sends `body` with chunked transfer encoding (no Content-Length) over a raw connection
 /// and returns the status line's code and the raw response.
-async fn post_chunked(server: &TestServer, token: &str, body: Vec<u8>) -> (u16, String) {
+async fn post_chunked(server: &TestServer, token: &str, body: &Value) -> (u16, String) {
+    let body = body.to_string().into_bytes();
     let authority = server.origin.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
@@ -426,14 +168,14 @@ async fn post_chunked(server: &TestServer, token: &str, body: Vec<u8>) -> (u16, 
 async fn a_chunked_body_over_one_mib_is_413() {
     let server = TestServer::start(false).await;
     let token = server.token(&["notes:read"]);
-    let (status, text) = post_chunked(&server, &token, padded_call(LIMIT + 1).into_bytes()).await;
+    let (status, text) = post_chunked(&server, &token, &padded_call(LIMIT + 1)).await;
     assert_eq!(status, 413, "{text}");
     assert_serves(&server).await;
-    let (status, text) = post_chunked(&server, &token, padded_call(3 * LIMIT).into_bytes()).await;
+    let (status, text) = post_chunked(&server, &token, &padded_call(3 * LIMIT)).await;
     assert_eq!(status, 413, "{text}");
     assert_serves(&server).await;
     // Under the limit, chunked is served.
-    let (status, text) = post_chunked(&server, &token, padded_call(4096).into_bytes()).await;
+    let (status, text) = post_chunked(&server, &token, &padded_call(4096)).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("welcome"), "{text}");
 }
@@ -453,7 +195,7 @@ async fn a_body_that_is_not_json_is_400() {
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"".to_vec(),
             vec![0xff, 0xfe, 0x00],
             b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}".to_vec(),
-            format!("{} trailing", call_body("purge")).into_bytes(),
+            format!("{} trailing", call_body(1, "purge")).into_bytes(),
             b"null".to_vec(),
             b"3".to_vec(),
             b"\"tools/call\"".to_vec(),
@@ -474,9 +216,13 @@ async fn a_batch_is_400() {
         let token = server.token(&["notes:admin", "ops:purge"]);
         for body in [
             "[]".to_owned(),
-            format!("[{}]", call_body("purge")),
+            format!("[{}]", call_body(1, "purge")),
             format!("[{}]", initialize_body()),
-            format!("[{}, {}]", call_body("list_notes"), call_body("purge")),
+            format!(
+                "[{}, {}]",
+                call_body(1, "list_notes"),
+                call_body(1, "purge")
+            ),
         ] {
             let raw =
                 send(post(&server, body.clone()).header("authorization", bearer(&token))).await;
@@ -484,13 +230,7 @@ async fn a_batch_is_400() {
             assert_serves(&server).await;
         }
         // Nothing in a refused batch ran.
-        let raw = send(post_2026(
-            &server,
-            &token,
-            call_body_2026("list_notes", "0"),
-            "list_notes",
-        ))
-        .await;
+        let raw = send_list_notes(&server, &token, &call_body_2026(2, "list_notes")).await;
         assert_eq!(raw.message()["result"]["content"][0]["text"], "welcome");
     }
 }
@@ -508,8 +248,7 @@ async fn an_object_without_a_method_is_400() {
             json!({"jsonrpc": "2.0", "id": 1, "method": ["tools/call"]}),
             json!({"jsonrpc": "2.0", "id": 1, "method": {"name": "tools/call"}}),
         ] {
-            let raw =
-                send(post(&server, body.to_string()).header("authorization", bearer(&token))).await;
+            let raw = send(mcp_post(&server, Some(&token), &body)).await;
             assert_layer_400(&raw, &body.to_string());
             assert_serves(&server).await;
         }
@@ -547,8 +286,7 @@ async fn a_name_or_uri_of_the_wrong_type_is_400() {
         bodies.push(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}}));
         bodies.push(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {}}));
         for body in bodies {
-            let raw =
-                send(post(&server, body.to_string()).header("authorization", bearer(&token))).await;
+            let raw = send(mcp_post(&server, Some(&token), &body)).await;
             assert_layer_400(&raw, &body.to_string());
         }
         assert_serves(&server).await;
@@ -566,6 +304,12 @@ type HeaderCase<'a> = (
     Option<HeaderValue>,
     &'a str,
 );
+
+/// A case with `MCP-Protocol-Version: 2026-07-28`, `Mcp-Method: tools/call` and `Mcp-Name`
+/// `name`, the body calling `tool`.
+fn tools_call_2026(name: HeaderValue, tool: &str) -> HeaderCase<'_> {
+    (Some("2026-07-28"), Some("tools/call"), Some(name), tool)
+}
 
 #[tokio::test]
 async fn mcp_name_disagreeing_with_the_body_is_400() {
@@ -586,39 +330,18 @@ async fn mcp_name_disagreeing_with_the_body_is_400() {
                 Some(HeaderValue::from_static("list_notes")),
                 "purge",
             ),
-            (
-                Some("2026-07-28"),
-                Some("tools/call"),
-                Some(HeaderValue::from_static("list_notes")),
-                "purge",
-            ),
-            (
-                Some("2026-07-28"),
-                Some("tools/call"),
-                Some(HeaderValue::from_str(&base64("list_notes")).unwrap()),
+            tools_call_2026(HeaderValue::from_static("list_notes"), "purge"),
+            tools_call_2026(
+                HeaderValue::from_str(&base64("list_notes")).unwrap(),
                 "purge",
             ),
             // Case matters in tool names.
-            (
-                Some("2026-07-28"),
-                Some("tools/call"),
-                Some(HeaderValue::from_static("PURGE")),
-                "purge",
-            ),
+            tools_call_2026(HeaderValue::from_static("PURGE"), "purge"),
             // Not valid base64, or not UTF-8 inside, or not UTF-8 at all.
-            (
-                Some("2026-07-28"),
-                Some("tools/call"),
-                Some(HeaderValue::from_static("=?base64?!!!?=")),
-                "list_notes",
-            ),
-            (
-                Some("2026-07-28"),
-                Some("tools/call"),
-                Some(
-                    HeaderValue::from_str(&format!("=?base64?{}?=", STANDARD.encode([0xff, 0xfe])))
-                        .unwrap(),
-                ),
+            tools_call_2026(HeaderValue::from_static("=?base64?!!!?="), "list_notes"),
+            tools_call_2026(
+                HeaderValue::from_str(&format!("=?base64?{}?=", STANDARD.encode([0xff, 0xfe])))
+                    .unwrap(),
                 "list_notes",
             ),
             (
@@ -640,8 +363,7 @@ async fn mcp_name_disagreeing_with_the_body_is_400() {
             let what = format!(
                 "version {version:?}, Mcp-Method {method:?}, Mcp-Name {name:?}, body {tool}"
             );
-            let mut request =
-                post(&server, call_body_2026(tool, "0")).header("authorization", bearer(&token));
+            let mut request = mcp_post(&server, Some(&token), &call_body_2026(2, tool));
             if let Some(v) = version {
                 request = request.header("mcp-protocol-version", v);
             }
@@ -671,16 +393,12 @@ async fn mcp_name_disagreeing_with_the_body_is_400() {
 /// Opens a legacy session on a stateful server (initialize + initialized); `None` on a
 /// stateless one.
 async fn session_for(server: &TestServer, token: &str) -> Option<String> {
-    let raw = send(post(server, initialize_body()).header("authorization", bearer(token))).await;
+    let raw = send(mcp_post(server, Some(token), &initialize_body())).await;
     assert_eq!(raw.status, 200, "{raw:?}");
     let session = raw.header("mcp-session-id")?.to_owned();
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let raw = send(
-        post(server, initialized.to_string())
-            .header("authorization", bearer(token))
-            .header("mcp-session-id", &session),
-    )
-    .await;
+    let raw =
+        send(mcp_post(server, Some(token), &initialized).header("mcp-session-id", &session)).await;
     assert_eq!(raw.status, 202, "{raw:?}");
     Some(session)
 }
@@ -706,10 +424,10 @@ async fn repeated_mcp_name_or_method_headers_are_400() {
         for (modern, header, values) in cases {
             let request = |values: &[&str]| {
                 let mut request = if modern {
-                    post(&server, call_body_2026("list_notes", "0"))
+                    post(&server, call_body_2026(2, "list_notes").to_string())
                         .header("mcp-protocol-version", "2026-07-28")
                 } else {
-                    let mut r = post(&server, call_body("list_notes"));
+                    let mut r = post(&server, call_body(1, "list_notes").to_string());
                     if let Some(id) = &session {
                         r = r.header("mcp-session-id", id);
                     }
@@ -784,6 +502,20 @@ async fn duplicate_json_keys_never_run_an_undecided_operation() {
 // Where the token is, and how it is written.
 // ---------------------------------------------------------------------------------------
 
+/// A 400 `invalid_request` from the layer: exactly one Bearer challenge, with
+/// `error="invalid_request"` and the server's `resource_metadata`; returns the challenge.
+fn assert_invalid_request(server: &TestServer, raw: &Raw, what: &str) -> Challenge {
+    assert_eq!(raw.status, 400, "{what}: {raw:?}");
+    let c = raw.bearer_challenge();
+    assert_eq!(c.param("error"), Some("invalid_request"), "{what}: {c:?}");
+    assert_eq!(
+        c.param("resource_metadata"),
+        Some(metadata_url(server).as_str()),
+        "{what}"
+    );
+    c
+}
+
 #[tokio::test]
 async fn a_token_in_the_query_string_is_400_invalid_request() {
     for server in servers().await {
@@ -796,26 +528,22 @@ async fn a_token_in_the_query_string_is_400_invalid_request() {
             ("access_token".to_owned(), false),
         ] {
             let url = format!("{}?{query}", server.url);
-            let mut request = post_to(&url, initialize_body());
+            let mut request = post_to(&url, initialize_body().to_string());
             if header {
                 request = request.header("authorization", bearer(&token));
             }
             let raw = send(request).await;
-            assert_eq!(raw.status, 400, "?{query}, header {header}: {raw:?}");
-            let c = raw.challenge();
-            assert_eq!(c.param("error"), Some("invalid_request"), "{c:?}");
-            assert_eq!(
-                c.param("resource_metadata"),
-                Some(metadata_url(&server).as_str())
-            );
+            assert_invalid_request(&server, &raw, &format!("?{query}, header {header}"));
             assert!(raw.header("mcp-session-id").is_none());
             assert!(!raw.body.contains(&token), "the token is not echoed");
             assert_serves(&server).await;
         }
         // A parameter that merely ends in access_token is not one.
         let url = format!("{}?my_access_token=1", server.url);
-        let raw =
-            send(post_to(&url, initialize_body()).header("authorization", bearer(&token))).await;
+        let raw = send(
+            post_to(&url, initialize_body().to_string()).header("authorization", bearer(&token)),
+        )
+        .await;
         assert_eq!(raw.status, 200, "{raw:?}");
     }
 }
@@ -831,18 +559,12 @@ async fn two_authorization_headers_are_400() {
             ("Basic dXNlcjpwYXNz".to_owned(), bearer(&token)),
         ] {
             let raw = send(
-                post(&server, initialize_body())
+                post(&server, initialize_body().to_string())
                     .header("authorization", &first)
                     .header("authorization", &second),
             )
             .await;
-            assert_eq!(raw.status, 400, "{raw:?}");
-            let c = raw.challenge();
-            assert_eq!(c.param("error"), Some("invalid_request"), "{c:?}");
-            assert_eq!(
-                c.param("resource_metadata"),
-                Some(metadata_url(&server).as_str())
-            );
+            assert_invalid_request(&server, &raw, "two Authorization headers");
             assert!(raw.header("mcp-session-id").is_none());
             assert_serves(&server).await;
         }
@@ -856,11 +578,13 @@ async fn the_bearer_scheme_is_case_insensitive() {
         for scheme in ["bEaReR", "bearer", "BEARER", "Bearer"] {
             for spaces in [" ", "   "] {
                 let value = format!("{scheme}{spaces}{token}");
-                let raw =
-                    send(post(&server, initialize_body()).header("authorization", &value)).await;
+                let raw = send(
+                    post(&server, initialize_body().to_string()).header("authorization", &value),
+                )
+                .await;
                 assert_eq!(raw.status, 200, "{scheme:?}+{spaces:?}: {raw:?}");
                 let raw = send(
-                    post(&server, call_body_2026("list_notes", "0"))
+                    post(&server, call_body_2026(2, "list_notes").to_string())
                         .header("authorization", &value)
                         .header("mcp-protocol-version", "2026-07-28")
                         .header("mcp-method", "tools/call")
@@ -891,11 +615,13 @@ async fn other_schemes_and_empty_bearers_are_401() {
             HeaderValue::from_bytes(b"\xffearer abc").unwrap(),
         ];
         for value in values {
-            let raw =
-                send(post(&server, call_body("purge")).header("authorization", value.clone()))
-                    .await;
+            let raw = send(
+                post(&server, call_body(1, "purge").to_string())
+                    .header("authorization", value.clone()),
+            )
+            .await;
             assert_eq!(raw.status, 401, "{value:?}: {raw:?}");
-            let c = raw.challenge();
+            let c = raw.bearer_challenge();
             assert_eq!(c.param("error"), None, "{value:?}: {c:?}");
             assert_eq!(
                 c.param("resource_metadata"),
@@ -923,28 +649,20 @@ async fn a_20_kb_token_is_400_too_large() {
             .unwrap();
         for token in ["a".repeat(20 * 1024), signed] {
             assert!(token.len() >= 20 * 1024);
-            let raw =
-                send(post(&server, initialize_body()).header("authorization", bearer(&token)))
-                    .await;
-            assert_eq!(raw.status, 400, "{raw:?}");
-            let c = raw.challenge();
-            assert_eq!(c.param("error"), Some("invalid_request"), "{c:?}");
+            let raw = send(mcp_post(&server, Some(&token), &initialize_body())).await;
+            let c = assert_invalid_request(&server, &raw, "a 20 KiB token");
             assert_eq!(c.param("error_description"), Some(too_large.description()));
-            assert_eq!(
-                c.param("resource_metadata"),
-                Some(metadata_url(&server).as_str())
-            );
             assert!(!raw.body.contains(&token[..64]), "the token is not echoed");
             assert_serves(&server).await;
         }
         // Just under the 16 KiB default limit: decoded, and refused as malformed (401).
         let raw = send(
-            post(&server, initialize_body())
+            post(&server, initialize_body().to_string())
                 .header("authorization", bearer(&"a".repeat(16 * 1024))),
         )
         .await;
         assert_eq!(raw.status, 401, "{raw:?}");
-        assert_eq!(raw.challenge().param("error"), Some("invalid_token"));
+        assert_eq!(raw.bearer_challenge().param("error"), Some("invalid_token"));
     }
 }
 
@@ -977,11 +695,9 @@ async fn garbage_tokens_are_401_invalid_token() {
             unsigned,
             tampered,
         ] {
-            let raw =
-                send(post(&server, call_body("purge")).header("authorization", bearer(&token)))
-                    .await;
+            let raw = send(mcp_post(&server, Some(&token), &call_body(1, "purge"))).await;
             assert_eq!(raw.status, 401, "{token:.40}: {raw:?}");
-            let c = raw.challenge();
+            let c = raw.bearer_challenge();
             assert_eq!(c.param("error"), Some("invalid_token"), "{c:?}");
             assert!(
                 c.param("error_description").is_some_and(|d| !d.is_empty()),
@@ -1008,14 +724,14 @@ async fn the_server_survives_a_barrage() {
         post(&server, "not json").header("authorization", bearer(&token)),
         post(&server, "[]").header("authorization", bearer(&token)),
         post(&server, "{}").header("authorization", bearer(&token)),
-        post(&server, call_body("purge")).header("authorization", "Basic abc"),
-        post(&server, call_body("purge")).header("authorization", bearer(&"z".repeat(20_000))),
+        post(&server, call_body(1, "purge").to_string()).header("authorization", "Basic abc"),
+        post(&server, call_body(1, "purge").to_string())
+            .header("authorization", bearer(&"z".repeat(20_000))),
         post_to(
             &format!("{}?access_token={token}", server.url),
-            call_body("list_notes"),
+            call_body(1, "list_notes").to_string(),
         ),
-        post(&server, call_body("purge"))
-            .header("authorization", bearer(&token))
+        mcp_post(&server, Some(&token), &call_body(1, "purge"))
             .header("authorization", bearer(&token)),
         http()
             .put(&server.url)

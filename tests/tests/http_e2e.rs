@@ -4,10 +4,11 @@
 //! `reqwest` requests where the exact HTTP status and headers matter.
 //!
 //! Every `WWW-Authenticate` value is read with the small RFC 9110 / RFC 6750 challenge
-//! parser below, written independently of the SDK's challenge builder.
+//! parser in [`rmcp_authz_tests::http`], written independently of the SDK's challenge
+//! builder.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rmcp::ServiceError;
 use rmcp::model::{
@@ -19,13 +20,14 @@ use rmcp::transport::streamable_http_client::{AuthRequiredError, InsufficientSco
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Policy, ScopeExpr, all_of};
 use rmcp_authz::token::AuthError;
+use rmcp_authz_tests::http::{
+    Challenge, Raw, STEP, call_body, call_body_2026, challenge, http, initialize_body, mcp_post,
+    metadata_url, post_2026, send,
+};
 use rmcp_authz_tests::server::{ISSUER, TestServer};
 use serde_json::{Value, json};
 
 type Client = RunningService<RoleClient, ClientConfig>;
-
-/// Every test step is bounded, so a hang fails the test instead of stalling the run.
-const STEP: Duration = Duration::from_secs(5);
 
 const ALL_TOOLS: [&str; 6] = [
     "list_notes",
@@ -37,137 +39,8 @@ const ALL_TOOLS: [&str; 6] = [
 ];
 
 // ---------------------------------------------------------------------------------------
-// An independent WWW-Authenticate challenge parser (RFC 9110 section 11.6.1, RFC 6750 3).
+// WWW-Authenticate challenges (parsed with `rmcp_authz_tests::http::Challenge`).
 // ---------------------------------------------------------------------------------------
-
-/// One parsed challenge: `auth-scheme [ 1*SP #auth-param ]`.
-#[derive(Debug)]
-struct Challenge {
-    scheme: String,
-    /// Parameter names lowercased (they are case-insensitive), values unescaped.
-    params: Vec<(String, String)>,
-}
-
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
-impl Challenge {
-    fn parse(header: &str) -> Result<Challenge, String> {
-        let chars: Vec<char> = header.chars().collect();
-        let mut i = 0;
-        let token = |i: &mut usize| -> String {
-            let start = *i;
-            while *i < chars.len() && is_tchar(chars[*i]) {
-                *i += 1;
-            }
-            chars[start..*i].iter().collect()
-        };
-        let skip_ows = |i: &mut usize| {
-            while *i < chars.len() && (chars[*i] == ' ' || chars[*i] == '\t') {
-                *i += 1;
-            }
-        };
-        let scheme = token(&mut i);
-        if scheme.is_empty() {
-            return Err(format!("no auth-scheme in {header:?}"));
-        }
-        let mut params: Vec<(String, String)> = Vec::new();
-        if i == chars.len() {
-            return Ok(Challenge { scheme, params });
-        }
-        if chars[i] != ' ' {
-            return Err(format!("auth-scheme not followed by SP in {header:?}"));
-        }
-        loop {
-            // `#rule`: empty list elements and optional whitespace are allowed.
-            while i < chars.len() && (chars[i] == ' ' || chars[i] == '\t' || chars[i] == ',') {
-                i += 1;
-            }
-            if i == chars.len() {
-                break;
-            }
-            let name = token(&mut i).to_ascii_lowercase();
-            if name.is_empty() {
-                return Err(format!("bad parameter name at {i} in {header:?}"));
-            }
-            skip_ows(&mut i);
-            if chars.get(i) != Some(&'=') {
-                return Err(format!("parameter {name:?} has no '=' in {header:?}"));
-            }
-            i += 1;
-            skip_ows(&mut i);
-            let value = if chars.get(i) == Some(&'"') {
-                i += 1;
-                let mut value = String::new();
-                loop {
-                    match chars.get(i) {
-                        None => return Err(format!("unterminated quoted-string in {header:?}")),
-                        Some('"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some('\\') => {
-                            let Some(&escaped) = chars.get(i + 1) else {
-                                return Err(format!("dangling backslash in {header:?}"));
-                            };
-                            value.push(escaped);
-                            i += 2;
-                        }
-                        Some(&c) => {
-                            if c.is_control() && c != '\t' {
-                                return Err(format!("control character in {header:?}"));
-                            }
-                            value.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                value
-            } else {
-                let value = token(&mut i);
-                if value.is_empty() {
-                    return Err(format!("parameter {name:?} has no value in {header:?}"));
-                }
-                value
-            };
-            if params.iter().any(|(n, _)| *n == name) {
-                return Err(format!("parameter {name:?} repeated in {header:?}"));
-            }
-            params.push((name, value));
-            skip_ows(&mut i);
-            match chars.get(i) {
-                None => break,
-                Some(',') => {}
-                Some(c) => return Err(format!("unexpected {c:?} at {i} in {header:?}")),
-            }
-        }
-        Ok(Challenge { scheme, params })
-    }
-
-    fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn names(&self) -> BTreeSet<&str> {
-        self.params.iter().map(|(n, _)| n.as_str()).collect()
-    }
-
-    fn assert_bearer(&self) {
-        assert!(
-            self.scheme.eq_ignore_ascii_case("bearer"),
-            "scheme {:?} is not Bearer",
-            self.scheme
-        );
-    }
-}
-
-fn challenge(header: &str) -> Challenge {
-    Challenge::parse(header).unwrap_or_else(|e| panic!("unparsable challenge: {e}"))
-}
 
 /// Space-separated scope lists compared as sets, with no duplicates allowed.
 fn scope_set(scopes: &str) -> BTreeSet<&str> {
@@ -210,10 +83,6 @@ fn challenge_parser_reads_quoted_strings_and_escapes() {
 // ---------------------------------------------------------------------------------------
 // Helpers: rmcp errors, raw HTTP.
 // ---------------------------------------------------------------------------------------
-
-fn metadata_url(server: &TestServer) -> String {
-    format!("{}/.well-known/oauth-protected-resource/mcp", server.origin)
-}
 
 fn error_chain<'a>(err: &'a ServiceError) -> Vec<&'a (dyn std::error::Error + 'static)> {
     let mut out = Vec::new();
@@ -332,132 +201,6 @@ async fn connect(server: &TestServer, kind: Kind, token: &str) -> Client {
         .await
         .expect("connect timed out")
         .unwrap_or_else(|e| panic!("{kind:?} client failed to connect: {e:?}"))
-}
-
-/// A raw HTTP response, fully read.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header"))
-    }
-
-    fn www_authenticate(&self) -> Challenge {
-        let all: Vec<_> = self.headers.get_all("www-authenticate").iter().collect();
-        assert_eq!(all.len(), 1, "exactly one WWW-Authenticate: {self:?}");
-        challenge(all[0].to_str().expect("ASCII challenge"))
-    }
-
-    /// The JSON-RPC messages of the body: the body itself (JSON) or the `data:` lines of
-    /// an event stream.
-    fn messages(&self) -> Vec<Value> {
-        let content_type = self.header("content-type").unwrap_or_default();
-        if content_type.starts_with("text/event-stream") {
-            self.body
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(|d| serde_json::from_str(d).expect("SSE data is JSON"))
-                .collect()
-        } else {
-            vec![
-                serde_json::from_str(&self.body)
-                    .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body)),
-            ]
-        }
-    }
-
-    fn message(&self) -> Value {
-        let mut messages = self.messages();
-        assert_eq!(messages.len(), 1, "one JSON-RPC message: {self:?}");
-        messages.remove(0)
-    }
-
-    fn error_code(&self) -> i64 {
-        self.message()["error"]["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("a JSON-RPC error: {self:?}"))
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Raw {
-    tokio::time::timeout(STEP, async {
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.expect("body read");
-        Raw {
-            status,
-            headers,
-            body,
-        }
-    })
-    .await
-    .expect("HTTP exchange timed out")
-}
-
-fn mcp_post(server: &TestServer, token: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
-    let mut request = http()
-        .post(&server.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    request
-}
-
-fn initialize_body() -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw-e2e", "version": "0"}
-        }
-    })
-}
-
-fn call_body(id: i64, tool: &str) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": {}}
-    })
-}
-
-/// A `tools/call` as a 2026-07-28 client sends it: per-request `_meta`.
-fn call_body_2026(id: i64, tool: &str) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": {},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "raw-e2e", "version": "0"}
-            }
-        }
-    })
 }
 
 fn unix_now() -> i64 {
@@ -650,8 +393,7 @@ async fn a_denied_call_is_a_403_with_a_step_up_challenge() {
     let token = server.token(&["notes:admin"]);
     let raw = send(mcp_post(&server, Some(&token), &call_body(42, "purge"))).await;
     assert_eq!(raw.status, 403, "{raw:?}");
-    let c = raw.www_authenticate();
-    c.assert_bearer();
+    let c = raw.bearer_challenge();
     assert_eq!(c.param("error"), Some("insufficient_scope"));
     assert_eq!(
         c.param("scope").map(scope_set),
@@ -1062,8 +804,7 @@ async fn no_token_is_a_401_naming_the_metadata() {
         let server = TestServer::start(stateful).await;
         let raw = send(mcp_post(&server, None, &initialize_body())).await;
         assert_eq!(raw.status, 401, "{raw:?}");
-        let c = raw.www_authenticate();
-        c.assert_bearer();
+        let c = raw.bearer_challenge();
         assert_eq!(c.names(), BTreeSet::from(["resource_metadata"]), "{c:?}");
         assert_eq!(
             c.param("resource_metadata"),
@@ -1084,8 +825,7 @@ async fn no_token_is_a_401_naming_the_metadata() {
         ] {
             let raw = send(mcp_post(&server, None, &call_body(3, tool))).await;
             assert_eq!(raw.status, 401, "{tool}: {raw:?}");
-            let c = raw.www_authenticate();
-            c.assert_bearer();
+            let c = raw.bearer_challenge();
             assert_eq!(
                 c.param("error"),
                 None,
@@ -1129,8 +869,7 @@ async fn assert_invalid_token(server: &TestServer, token: &str, description: &st
     for body in [initialize_body(), call_body(5, "whoami")] {
         let raw = send(mcp_post(server, Some(token), &body)).await;
         assert_eq!(raw.status, 401, "{description}: {raw:?}");
-        let c = raw.www_authenticate();
-        c.assert_bearer();
+        let c = raw.bearer_challenge();
         assert_eq!(c.param("error"), Some("invalid_token"), "{c:?}");
         assert_eq!(c.param("error_description"), Some(description), "{c:?}");
         assert_eq!(
@@ -1522,22 +1261,24 @@ async fn sessions_of_two_users_stay_apart_with_rmcp_clients() {
 // 2026-07-28: Mcp-Method / Mcp-Name must agree with the body.
 // ---------------------------------------------------------------------------------------
 
-fn post_2026(
+/// Sends a 2026-07-28 `tools/call` of `tool` (JSON-RPC id `id`) with these `Mcp-Method`
+/// and `Mcp-Name` headers.
+async fn send_call_2026(
     server: &TestServer,
     token: &str,
-    body: &Value,
-    method_header: Option<&str>,
-    name_header: Option<&str>,
-) -> reqwest::RequestBuilder {
-    let mut request =
-        mcp_post(server, Some(token), body).header("mcp-protocol-version", "2026-07-28");
-    if let Some(m) = method_header {
-        request = request.header("mcp-method", m);
-    }
-    if let Some(n) = name_header {
-        request = request.header("mcp-name", n);
-    }
-    request
+    id: i64,
+    tool: &str,
+    method: &str,
+    name: &str,
+) -> Raw {
+    send(post_2026(
+        server,
+        token,
+        &call_body_2026(id, tool),
+        method,
+        name,
+    ))
+    .await
 }
 
 /// A 400 answered by the authorization layer itself (JSON-RPC -32600 naming the header),
@@ -1558,48 +1299,36 @@ async fn mcp_name_must_match_the_body() {
 
         // The header names an allowed tool, the body a forbidden one: refused as malformed,
         // before any policy decision or handler.
-        let raw = send(post_2026(
-            &server,
-            &reader,
-            &call_body_2026(1, "purge"),
-            Some("tools/call"),
-            Some("list_notes"),
-        ))
-        .await;
+        let raw = send_call_2026(&server, &reader, 1, "purge", "tools/call", "list_notes").await;
         assert_layer_header_400(&raw, "Mcp-Name");
         assert_eq!(raw.message()["id"], 1);
 
         // The other way round, with a token allowed both: still refused.
         let admin = server.token(&["notes:admin", "ops:purge"]);
-        let raw = send(post_2026(
-            &server,
-            &admin,
-            &call_body_2026(2, "list_notes"),
-            Some("tools/call"),
-            Some("purge"),
-        ))
-        .await;
+        let raw = send_call_2026(&server, &admin, 2, "list_notes", "tools/call", "purge").await;
         assert_layer_header_400(&raw, "Mcp-Name");
 
         // Mcp-Method disagreeing with the body.
-        let raw = send(post_2026(
+        let raw = send_call_2026(
             &server,
             &reader,
-            &call_body_2026(3, "list_notes"),
-            Some("tools/list"),
-            Some("list_notes"),
-        ))
+            3,
+            "list_notes",
+            "tools/list",
+            "list_notes",
+        )
         .await;
         assert_layer_header_400(&raw, "Mcp-Method");
 
         // Nothing was purged.
-        let raw = send(post_2026(
+        let raw = send_call_2026(
             &server,
             &reader,
-            &call_body_2026(4, "list_notes"),
-            Some("tools/call"),
-            Some("list_notes"),
-        ))
+            4,
+            "list_notes",
+            "tools/call",
+            "list_notes",
+        )
         .await;
         assert_eq!(raw.status, 200, "{raw:?}");
         let message = raw.message();
@@ -1617,26 +1346,12 @@ async fn matching_2026_headers_are_accepted_and_decided() {
     let reader = server.token(&["notes:read"]);
     // Plain, and SEP-2243 base64-wrapped.
     for name in ["list_notes", "=?base64?bGlzdF9ub3Rlcw==?="] {
-        let raw = send(post_2026(
-            &server,
-            &reader,
-            &call_body_2026(5, "list_notes"),
-            Some("tools/call"),
-            Some(name),
-        ))
-        .await;
+        let raw = send_call_2026(&server, &reader, 5, "list_notes", "tools/call", name).await;
         assert_eq!(raw.status, 200, "Mcp-Name {name}: {raw:?}");
         assert_eq!(raw.message()["result"]["content"][0]["text"], "welcome");
     }
     // Matching headers for a tool the token may not call: the policy decides (403).
-    let raw = send(post_2026(
-        &server,
-        &reader,
-        &call_body_2026(6, "purge"),
-        Some("tools/call"),
-        Some("purge"),
-    ))
-    .await;
+    let raw = send_call_2026(&server, &reader, 6, "purge", "tools/call", "purge").await;
     assert_eq!(raw.status, 403, "{raw:?}");
     let c = raw.www_authenticate();
     assert_eq!(c.param("error"), Some("insufficient_scope"));
