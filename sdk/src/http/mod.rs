@@ -45,7 +45,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -256,29 +255,15 @@ where
     }
     let token = first.and_then(|v| bearer_token(v.as_bytes()));
 
-    // Read the body (bounded) so the operation is known before anything runs. Without a
-    // token, read only enough for the 401's scope hint.
-    let limit = match token {
-        Some(_) => authz.http_state().settings.max_body_bytes,
-        None => UNAUTHENTICATED_BODY_BYTES,
-    };
-    let bytes = read_body(&parts.headers, body, limit).await;
-    let rpc = match (&bytes, parts.method == Method::POST) {
-        (Some(bytes), true) => Some(rpc::parse(bytes)),
-        _ => None,
-    };
-    let id = match &rpc {
-        Some(Ok(r)) => r.id.clone(),
-        Some(Err(e)) => e.id.clone(),
-        None => None,
-    };
-
     let Some(token) = token else {
-        // A scope hint for the 401: what the requested operation needs, if known. An
-        // unreadable or large body still gets the plain 401.
+        // A scope hint for the 401: what the requested operation needs, read from at most
+        // 16 KiB of body. An unreadable or larger body still gets the plain 401.
+        let bytes = read_body(&parts.headers, body, UNAUTHENTICATED_BODY_BYTES).await;
+        let rpc = bytes
+            .filter(|_| parts.method == Method::POST)
+            .and_then(|b| rpc::parse(&b).ok());
         let scope = rpc
             .as_ref()
-            .and_then(|r| r.as_ref().ok())
             .and_then(|r| operation_of(&r.target))
             .and_then(|op| authz.policy().rule_for(op))
             .map(|rule| rule.requirement().scopes_to_request(&|_| false).join(" "))
@@ -292,10 +277,18 @@ where
             ("resource_metadata", Some(&metadata_url)),
             ("scope", scope.as_deref()),
         ])
-        .id(id)
+        .id(rpc.and_then(|r| r.id))
         .into_response();
     };
-    let Some(bytes) = bytes else {
+    // The token is checked before the body is read, so a request with a bad token costs
+    // no body buffering.
+    let principal = match authz.verifier().verify(token).await {
+        Ok(p) => p,
+        Err(e) => return token_rejection(&e, &metadata_url),
+    };
+    // Then the body, bounded, so the operation is known before anything runs.
+    let limit = authz.http_state().settings.max_body_bytes;
+    let Some(bytes) = read_body(&parts.headers, body, limit).await else {
         return Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyTooLarge,
@@ -303,9 +296,11 @@ where
         )
         .into_response();
     };
-    let principal = match authz.verifier().verify(token).await {
-        Ok(p) => p,
-        Err(e) => return token_rejection(&e, &metadata_url, id),
+    let rpc = (parts.method == Method::POST).then(|| rpc::parse(&bytes));
+    let id = match &rpc {
+        Some(Ok(r)) => r.id.clone(),
+        Some(Err(e)) => e.id.clone(),
+        None => None,
     };
 
     let rpc = match rpc {
@@ -437,7 +432,7 @@ fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<
 }
 
 /// The 401 (or 400) for a token the verifier refused.
-fn token_rejection(error: &AuthError, metadata_url: &str, id: Option<Value>) -> Response<Body> {
+fn token_rejection(error: &AuthError, metadata_url: &str) -> Response<Body> {
     let status = match error.error_code() {
         "invalid_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
@@ -449,7 +444,6 @@ fn token_rejection(error: &AuthError, metadata_url: &str, id: Option<Value>) -> 
             ("error_description", Some(error.description())),
             ("resource_metadata", Some(metadata_url)),
         ])
-        .id(id)
         .into_response()
 }
 
