@@ -108,6 +108,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
 mod authz;
 mod clock;
 #[cfg(feature = "config")]

@@ -1,0 +1,253 @@
+//! The audit record: [`AuditEvent`], a stable, versioned JSON object.
+//!
+//! One event is written per decision and per outcome. Its JSON Schema is generated from
+//! this type with `schemars` and committed as `docs/audit-event.schema.json`; a test fails
+//! when the two drift apart, so a change to this type is a visible change to the schema.
+//! Bump [`SCHEMA_VERSION`] for any change a consumer would notice.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::principal::Principal;
+
+/// The version of the event schema written in every event's `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What kind of operation an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// `tools/call`.
+    ToolCall,
+    /// `resources/read` (and subscriptions, directory reads).
+    ResourceRead,
+    /// `prompts/get`.
+    PromptGet,
+    /// A `*/list` method.
+    List,
+    /// A request refused before any operation was known: no token, or an invalid one.
+    AuthenticationFailure,
+    /// Anything else (initialize, tasks, completions, custom requests).
+    Other,
+}
+
+/// Whether the operation was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DecisionKind {
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+}
+
+/// How the operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It ran and succeeded.
+    Success,
+    /// It ran and the tool reported an error (`isError: true`).
+    ToolError,
+    /// It failed with a JSON-RPC error.
+    ProtocolError,
+    /// It was refused and did not run.
+    Denied,
+    /// The client cancelled it.
+    Cancelled,
+}
+
+/// One audit record.
+///
+/// Fields absent from an event are omitted from its JSON. `prev_hash` is set by sinks that
+/// keep a hash chain (the JSON Lines file): it is the SHA-256, in hex, of the previous line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// The schema version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// A UUID v7: unique, and ordered by time.
+    pub id: String,
+    /// When the event was recorded, RFC 3339 in UTC with milliseconds.
+    pub timestamp: String,
+    /// What kind of operation.
+    pub kind: EventKind,
+    /// Allowed or denied.
+    pub decision: DecisionKind,
+    /// Why it was denied, in words (the policy's or the verifier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why it was denied, as a code: `insufficient_scope`, `no_rule`,
+    /// `client_not_permitted`, `not_owner`, `token_expired`, `invalid_token`, `missing_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The agent: the current actor of a delegated token, else the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The user (`sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The client (`client_id`, else `azp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Every actor of a delegated token, current actor first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegation_chain: Vec<String>,
+    /// The token's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The token's id (`jti`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// The scopes the token granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_granted: Vec<String>,
+    /// The scopes the operation needed (for a denial for missing scopes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_required: Vec<String>,
+    /// The tool, resource URI or prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The JSON-RPC method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// A keyed HMAC-SHA256 digest of the arguments, in hex: equal arguments give equal
+    /// digests under one key, and the arguments cannot be read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments_hmac: Option<String>,
+    /// The arguments in clear, only when configured, with redacted fields replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// How long the operation took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// The MCP session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The JSON-RPC request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `http` or `stdio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// The peer's address, for HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// The SHA-256 (hex) of the previous record in the same chain, set by chaining sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+}
+
+impl AuditEvent {
+    /// A new event of `kind` with `decision` and `outcome`, stamped now, with a fresh id.
+    pub fn new(kind: EventKind, decision: DecisionKind, outcome: Outcome) -> AuditEvent {
+        AuditEvent {
+            schema_version: SCHEMA_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            kind,
+            decision,
+            reason: None,
+            reason_code: None,
+            outcome,
+            agent: None,
+            subject: None,
+            client_id: None,
+            delegation_chain: Vec::new(),
+            issuer: None,
+            token_id: None,
+            scopes_granted: Vec::new(),
+            scopes_required: Vec::new(),
+            target: None,
+            method: None,
+            arguments_hmac: None,
+            arguments: None,
+            duration_ms: None,
+            session_id: None,
+            request_id: None,
+            transport: None,
+            remote_addr: None,
+            prev_hash: None,
+        }
+    }
+
+    /// Fills the caller's fields from `principal` (never the token: a principal has none).
+    #[must_use]
+    pub fn with_principal(mut self, principal: &Principal) -> AuditEvent {
+        self.agent = principal.agent().map(str::to_owned);
+        self.subject = principal.subject().map(str::to_owned);
+        self.client_id = principal.client_id().map(str::to_owned);
+        self.delegation_chain = principal
+            .delegation_chain()
+            .iter()
+            .map(|a| a.subject().to_owned())
+            .collect();
+        self.issuer = Some(principal.issuer().to_owned());
+        self.token_id = principal.token_id().map(str::to_owned);
+        self.scopes_granted = principal.scopes().to_vec();
+        self
+    }
+
+    /// The JSON Schema of the event.
+    pub fn json_schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(AuditEvent)).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_without_empty_fields_and_round_trip() {
+        let e = AuditEvent::new(EventKind::ToolCall, DecisionKind::Deny, Outcome::Denied);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["kind"], "tool_call");
+        assert_eq!(json["decision"], "deny");
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert!(json.get("agent").is_none());
+        let back: AuditEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn ids_are_time_ordered_uuid_v7() {
+        let a = AuditEvent::new(EventKind::List, DecisionKind::Allow, Outcome::Success);
+        let b = AuditEvent::new(EventKind::List, DecisionKind::Allow, Outcome::Success);
+        let parsed = uuid::Uuid::parse_str(&a.id).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert!(a.id <= b.id);
+        assert!(a.timestamp.ends_with('Z'), "{}", a.timestamp);
+    }
+
+    #[test]
+    fn the_caller_comes_from_the_principal() {
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        let v = issuer.verifier("https://rs").build().unwrap();
+        let p = v
+            .verify_sync(
+                &issuer
+                    .token("https://rs")
+                    .subject("alice")
+                    .client_id("app")
+                    .scopes(["a"])
+                    .actor("planner")
+                    .mint()
+                    .unwrap(),
+            )
+            .unwrap();
+        let e = AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success)
+            .with_principal(&p);
+        assert_eq!(e.agent.as_deref(), Some("planner"));
+        assert_eq!(e.subject.as_deref(), Some("alice"));
+        assert_eq!(e.delegation_chain, ["planner"]);
+        assert_eq!(e.scopes_granted, ["a"]);
+        assert!(e.token_id.is_some());
+    }
+}

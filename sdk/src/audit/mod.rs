@@ -1,0 +1,84 @@
+//! Audit: what was decided, for whom, and how it ended, as records nobody can quietly edit.
+//!
+//! [`AuditEvent`] is the record (a stable, versioned JSON object with a committed JSON
+//! Schema). [`AuditSink`]s write events: [`JsonLines`] appends them to a file (mode 0600)
+//! as a hash chain, where each record carries the SHA-256 of the previous line, so
+//! [`verify_chain`] names the first record that was edited, deleted or moved;
+//! [`TracingSink`] emits them as structured `tracing` events on target
+//! `rmcp_authz::audit`; [`MemorySink`] keeps them for tests; [`FanOut`] writes to several.
+//!
+//! Events never contain the bearer token; arguments appear only as a keyed digest unless
+//! configured otherwise. This module holds the records and the sinks; the request path
+//! produces events through them.
+
+mod chain;
+mod event;
+mod sinks;
+
+use std::fmt;
+
+pub use chain::{ChainError, ChainReport, GENESIS_HASH, verify_chain};
+pub use event::{AuditEvent, DecisionKind, EventKind, Outcome, SCHEMA_VERSION};
+pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};
+
+/// Why an audit sink could not record events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The audit file could not be opened, written or synced.
+    #[error("audit file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's last record is incomplete (a crash during a write), so the chain cannot
+    /// be continued safely.
+    #[error(
+        "audit file {path}: the last record is incomplete; check it with `rmcp-authz audit verify` and move the file aside before appending"
+    )]
+    TornTail {
+        /// The file.
+        path: String,
+    },
+    /// An event could not be serialized.
+    #[error("cannot serialize an audit event: {0}")]
+    Serialize(String),
+}
+
+/// Where audit events go.
+///
+/// Implementations must be safe to call from several threads; a call returns once the
+/// events are written as far as the sink goes (for a file: handed to the operating
+/// system; [`AuditSink::flush`] with `durable` makes them survive a crash).
+pub trait AuditSink: Send + Sync + fmt::Debug {
+    /// Records `events`, in order.
+    ///
+    /// # Errors
+    /// An [`AuditError`] when they could not be recorded.
+    fn write(&self, events: &[AuditEvent]) -> Result<(), AuditError>;
+
+    /// Pushes written events out; with `durable`, to stable storage (fsync).
+    ///
+    /// # Errors
+    /// An [`AuditError`] when that failed.
+    fn flush(&self, durable: bool) -> Result<(), AuditError> {
+        let _ = durable;
+        Ok(())
+    }
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
+    fn write(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+        (**self).write(events)
+    }
+
+    fn flush(&self, durable: bool) -> Result<(), AuditError> {
+        (**self).flush(durable)
+    }
+}
+
+#[cfg(test)]
+mod tests;

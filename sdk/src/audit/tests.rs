@@ -1,0 +1,198 @@
+//! Tests of the audit sinks and the hash chain on real files.
+
+use std::path::PathBuf;
+
+use super::*;
+
+/// A file path in the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "rmcp-authz-audit-{}-{name}-{}.jsonl",
+            std::process::id(),
+            uuid::Uuid::now_v7()
+        ));
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn event(target: &str) -> AuditEvent {
+    let mut e = AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success);
+    e.target = Some(target.to_owned());
+    e
+}
+
+fn write_n(path: &PathBuf, n: usize) {
+    let sink = JsonLines::open(path).unwrap();
+    let events: Vec<_> = (0..n).map(|i| event(&format!("tool{i}"))).collect();
+    sink.write(&events).unwrap();
+    sink.flush(true).unwrap();
+}
+
+fn lines(path: &PathBuf) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_fresh_chain_starts_at_genesis_and_verifies() {
+    let f = TempFile::new("fresh");
+    write_n(&f.0, 5);
+    let report = verify_chain(&[&f.0]).unwrap();
+    assert_eq!(report.records, 5);
+    assert!(report.starts_at_genesis);
+    assert_eq!(report.torn_tail, None);
+}
+
+#[test]
+fn reopening_continues_the_chain() {
+    let f = TempFile::new("reopen");
+    write_n(&f.0, 2);
+    write_n(&f.0, 3);
+    assert_eq!(verify_chain(&[&f.0]).unwrap().records, 5);
+}
+
+#[test]
+fn editing_a_record_is_caught_at_the_next_one() {
+    let f = TempFile::new("edit");
+    write_n(&f.0, 4);
+    let mut l = lines(&f.0);
+    l[1] = l[1].replace("tool1", "tool9");
+    std::fs::write(&f.0, l.join("\n") + "\n").unwrap();
+    match verify_chain(&[&f.0]) {
+        Err(ChainError::Broken { line, .. }) => assert_eq!(line, 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deleting_or_reordering_records_is_caught() {
+    let f = TempFile::new("delete");
+    write_n(&f.0, 4);
+    let mut l = lines(&f.0);
+    l.remove(1);
+    std::fs::write(&f.0, l.join("\n") + "\n").unwrap();
+    assert!(matches!(
+        verify_chain(&[&f.0]),
+        Err(ChainError::Broken { line: 2, .. })
+    ));
+
+    let g = TempFile::new("reorder");
+    write_n(&g.0, 4);
+    let mut l = lines(&g.0);
+    l.swap(1, 2);
+    std::fs::write(&g.0, l.join("\n") + "\n").unwrap();
+    assert!(matches!(
+        verify_chain(&[&g.0]),
+        Err(ChainError::Broken { line: 2, .. })
+    ));
+}
+
+#[test]
+fn deleting_the_first_record_is_reported_as_not_starting_at_genesis() {
+    let f = TempFile::new("head");
+    write_n(&f.0, 3);
+    let l = lines(&f.0);
+    std::fs::write(&f.0, l[1..].join("\n") + "\n").unwrap();
+    let report = verify_chain(&[&f.0]).unwrap();
+    assert!(!report.starts_at_genesis);
+    assert_eq!(report.records, 2);
+}
+
+#[test]
+fn a_torn_last_line_is_reported_not_counted_and_blocks_appending() {
+    let f = TempFile::new("torn");
+    write_n(&f.0, 2);
+    let mut bytes = std::fs::read(&f.0).unwrap();
+    bytes.extend_from_slice(br#"{"schema_version":1,"id":"#);
+    std::fs::write(&f.0, &bytes).unwrap();
+    let report = verify_chain(&[&f.0]).unwrap();
+    assert_eq!(report.records, 2);
+    assert_eq!(report.torn_tail.as_ref().map(|t| t.1), Some(3));
+    assert!(matches!(
+        JsonLines::open(&f.0),
+        Err(AuditError::TornTail { .. })
+    ));
+}
+
+#[test]
+fn the_chain_runs_across_files_in_order() {
+    let (a, b) = (TempFile::new("part1"), TempFile::new("part2"));
+    write_n(&a.0, 3);
+    let all = lines(&a.0);
+    std::fs::write(&a.0, all[..2].join("\n") + "\n").unwrap();
+    std::fs::write(&b.0, all[2..].join("\n") + "\n").unwrap();
+    assert_eq!(verify_chain(&[&a.0, &b.0]).unwrap().records, 3);
+    assert!(verify_chain(&[&b.0, &a.0]).is_err(), "files out of order");
+}
+
+#[test]
+fn garbage_lines_are_malformed() {
+    let f = TempFile::new("garbage");
+    std::fs::write(&f.0, "not json\n").unwrap();
+    assert!(matches!(
+        verify_chain(&[&f.0]),
+        Err(ChainError::Malformed { line: 1, .. })
+    ));
+    std::fs::write(&f.0, "{\"a\":1}\n").unwrap();
+    assert!(matches!(
+        verify_chain(&[&f.0]),
+        Err(ChainError::Malformed { .. })
+    ));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = TempFile::new("mode");
+    write_n(&f.0, 1);
+    let mode = std::fs::metadata(&f.0).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn an_unwritable_location_is_a_clear_error() {
+    let err = JsonLines::open("/nonexistent-dir/audit.jsonl").unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent-dir/audit.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fan_out_reaches_every_sink_and_memory_keeps_order() {
+    let a = std::sync::Arc::new(MemorySink::new());
+    let b = std::sync::Arc::new(MemorySink::new());
+    let fan = FanOut::new(vec![a.clone(), b.clone(), std::sync::Arc::new(TracingSink)]);
+    fan.write(&[event("x"), event("y")]).unwrap();
+    fan.flush(true).unwrap();
+    for sink in [a, b] {
+        let targets: Vec<_> = sink.events().into_iter().filter_map(|e| e.target).collect();
+        assert_eq!(targets, ["x", "y"]);
+    }
+}
+
+#[test]
+fn the_committed_schema_matches_the_type() {
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/audit-event.schema.json")).unwrap();
+    assert_eq!(
+        committed,
+        AuditEvent::json_schema(),
+        "docs/audit-event.schema.json is out of date: regenerate it with \
+         `cargo run -p rmcp-authz --example audit_schema > docs/audit-event.schema.json` \
+         and bump SCHEMA_VERSION if consumers would notice"
+    );
+}
