@@ -853,3 +853,67 @@ fn bad_arguments_are_exit_2() {
     let out = run(&["policy", "frobnicate"]);
     assert_eq!(out.code, 2, "{out:#?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// audit verify
+// ---------------------------------------------------------------------------------------
+
+/// Writes `n` events to a fresh audit file in the fixture's directory.
+fn audit_file(f: &Fixture, n: usize) -> PathBuf {
+    use rmcp_authz::audit::{AuditEvent, AuditSink, DecisionKind, EventKind, JsonLines, Outcome};
+    let path = f.dir.join("audit.jsonl");
+    let sink = JsonLines::open(&path).expect("open audit file");
+    let events: Vec<AuditEvent> = (0..n)
+        .map(|_| AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success))
+        .collect();
+    sink.write(&events).expect("write");
+    sink.flush(true).expect("flush");
+    path
+}
+
+#[test]
+fn audit_verify_accepts_an_intact_chain() {
+    let f = Fixture::new("audit-ok");
+    let file = audit_file(&f, 3);
+    let out = run(&["audit", "verify", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("3 records, chain intact"), "{out:#?}");
+    let out = run(&["--json", "audit", "verify", path(&file)]);
+    assert_eq!(out.json()["intact"], true, "{out:#?}");
+}
+
+#[test]
+fn audit_verify_names_the_first_broken_record() {
+    let f = Fixture::new("audit-broken");
+    let file = audit_file(&f, 3);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(1);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = run(&["audit", "verify", path(&file)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 2"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_reports_a_torn_tail() {
+    let f = Fixture::new("audit-torn");
+    let file = audit_file(&f, 2);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"{\"schema_version\":1");
+    std::fs::write(&file, bytes).unwrap();
+    let out = run(&["audit", "verify", path(&file)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stdout.contains("2 records") && out.stdout.contains("TORN"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn audit_verify_of_a_missing_file_cannot_run() {
+    let out = run(&["audit", "verify", "/nonexistent/audit.jsonl"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("/nonexistent/audit.jsonl"), "{out:#?}");
+}

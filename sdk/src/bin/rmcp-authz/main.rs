@@ -1,11 +1,12 @@
 //! `rmcp-authz`: inspect tokens, check them against a configuration, lint and show
 //! policies. Built with `--features cli`.
 //!
-//! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors;
-//! 1 the token was refused, the call denied, the token has problems, or the policy has
-//! errors; 2 the command could not run (bad arguments, unreadable or invalid
+//! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors /
+//! the audit chain holds; 1 the token was refused, the call denied, the token has
+//! problems, the policy has errors, or the audit chain is broken or torn; 2 the command could not run (bad arguments, unreadable or invalid
 //! configuration, undecodable token). `docs/cli.md` has examples.
 
+mod audit_cmd;
 mod policy_cmd;
 mod token_cmd;
 
@@ -34,6 +35,20 @@ enum Command {
     /// Policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of JSON Lines audit files (oldest first) and name the first
+    /// record that was edited, deleted or reordered.
+    Verify {
+        /// The audit files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +120,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Show { config, tools }) => {
             policy_cmd::show(&config, &tools, cli.json)
         }
+        Command::Audit(AuditCommand::Verify { files }) => audit_cmd::verify(&files, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
