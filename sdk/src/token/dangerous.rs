@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use super::jws::{decode_object_part, split_compact};
 use super::{AuthError, b64url_decode};
-use crate::json::parse_object;
 
 /// A token's header and claims, read without verification.
 #[derive(Debug, Clone)]
@@ -37,24 +37,12 @@ pub struct Unverified {
 /// [`AuthError::Malformed`] when the token is not three base64url parts with JSON object
 /// header and payload.
 pub fn decode_unverified(token: &str) -> Result<Unverified, AuthError> {
-    let parts: Vec<&str> = token.split('.').collect();
-    let [h, p, s] = parts.as_slice() else {
-        return Err(AuthError::malformed(format!(
-            "a JWS has three dot-separated parts, this token has {}",
-            parts.len()
-        )));
-    };
-    let decode = |part: &str, what: &str| {
-        b64url_decode(part)
-            .ok_or_else(|| AuthError::malformed(format!("the {what} is not base64url")))
-    };
-    let object = |bytes: Vec<u8>, what: &str| {
-        parse_object(&bytes)
-            .map_err(|e| AuthError::malformed(format!("the {what} is not a JSON object: {e}")))
-    };
+    let [h, p, s] = split_compact(token)?;
+    let signature =
+        b64url_decode(s).ok_or_else(|| AuthError::malformed("the signature is not base64url"))?;
     Ok(Unverified {
-        header: object(decode(h, "header")?, "header")?,
-        claims: object(decode(p, "payload")?, "payload")?,
-        signature_len: decode(s, "signature")?.len(),
+        header: decode_object_part(h, "header")?,
+        claims: decode_object_part(p, "payload")?,
+        signature_len: signature.len(),
     })
 }

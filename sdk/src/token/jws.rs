@@ -73,22 +73,8 @@ impl KeySet {
     /// [`AuthError::UnsupportedCritical`], [`AuthError::UnknownKey`],
     /// [`AuthError::AlgorithmMismatch`] or [`AuthError::BadSignature`].
     pub fn verify_jws(&self, token: &str, allowed: &[Algorithm]) -> Result<Jws, AuthError> {
-        if token.is_empty() {
-            return Err(AuthError::malformed("the token is empty"));
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::malformed(format!(
-                "a JWS has three dot-separated parts, this token has {}",
-                token.split('.').count()
-            )));
-        };
-        let header_bytes =
-            b64url_decode(h).ok_or_else(|| AuthError::malformed("the header is not base64url"))?;
-        let header = parse_object(&header_bytes)
-            .map_err(|e| AuthError::malformed(format!("the header is not a JSON object: {e}")))?;
+        let [h, p, s] = split_compact(token)?;
+        let header = decode_object_part(h, "header")?;
         let alg_name = header
             .get("alg")
             .and_then(Value::as_str)
@@ -137,6 +123,29 @@ impl KeySet {
             payload,
         })
     }
+}
+
+/// The header, payload and signature parts of a compact serialization.
+pub(crate) fn split_compact(token: &str) -> Result<[&str; 3], AuthError> {
+    if token.is_empty() {
+        return Err(AuthError::malformed("the token is empty"));
+    }
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => Ok([h, p, s]),
+        _ => Err(AuthError::malformed(format!(
+            "a JWS has three dot-separated parts, this token has {}",
+            token.split('.').count()
+        ))),
+    }
+}
+
+/// A base64url part that holds a JSON object (`what` names it in errors).
+pub(crate) fn decode_object_part(part: &str, what: &str) -> Result<Map<String, Value>, AuthError> {
+    let bytes = b64url_decode(part)
+        .ok_or_else(|| AuthError::malformed(format!("the {what} is not base64url")))?;
+    parse_object(&bytes)
+        .map_err(|e| AuthError::malformed(format!("the {what} is not a JSON object: {e}")))
 }
 
 fn critical_error(crit: &Value) -> AuthError {
