@@ -192,6 +192,8 @@ impl AuthzBuilder {
 
     /// Builds the `Authz`.
     pub fn build(self) -> Authz {
+        #[cfg(feature = "http")]
+        let http = crate::http::HttpState::new(self.http, &self.resource);
         Authz {
             inner: Arc::new(Inner {
                 verifier: self.verifier,
@@ -201,7 +203,7 @@ impl AuthzBuilder {
                 clock: self.clock,
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
                 #[cfg(feature = "http")]
-                http: crate::http::HttpState::new(self.http),
+                http,
             }),
         }
     }

@@ -23,6 +23,13 @@ fn split_origin(resource: &str) -> (&str, &str) {
     }
 }
 
+/// The path-inserted metadata URL for `resource` (RFC 9728 section 3.1).
+pub(crate) fn metadata_url_for(resource: &str) -> String {
+    let (origin, path) = split_origin(resource);
+    let path = path.trim_end_matches('/');
+    format!("{origin}{WELL_KNOWN}{path}")
+}
+
 impl Authz {
     /// The Protected Resource Metadata document.
     pub fn protected_resource_metadata(&self) -> Value {
@@ -37,9 +44,7 @@ impl Authz {
     /// The URL of the metadata document, as given in `resource_metadata` challenges:
     /// the path-inserted form for the resource's path.
     pub fn resource_metadata_url(&self) -> String {
-        let (origin, path) = split_origin(self.resource());
-        let path = path.trim_end_matches('/');
-        format!("{origin}{WELL_KNOWN}{path}")
+        metadata_url_for(self.resource())
     }
 
     /// Routes serving the metadata document at the root and path-inserted well-known

@@ -83,16 +83,19 @@ impl Default for HttpSettings {
     }
 }
 
-/// Shared HTTP state: settings and the session bindings.
+/// Shared HTTP state: settings, the metadata URL challenges name (computed once, not per
+/// request), and the session bindings.
 pub(crate) struct HttpState {
     settings: HttpSettings,
+    metadata_url: String,
     sessions: Bounded<CallerId>,
 }
 
 impl HttpState {
-    pub(crate) fn new(settings: HttpSettings) -> Self {
+    pub(crate) fn new(settings: HttpSettings, resource: &str) -> Self {
         HttpState {
             settings,
+            metadata_url: metadata::metadata_url_for(resource),
             sessions: Bounded::new(MAX_SESSIONS),
         }
     }
@@ -222,7 +225,7 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
 {
-    let metadata_url = authz.resource_metadata_url();
+    let metadata_url: &str = &authz.http_state().metadata_url;
     let (mut parts, body) = request.into_parts();
     let invalid_request = |message: &str| {
         Rejection::new(
@@ -239,7 +242,7 @@ where
         )
         .challenge(&[
             ("error", Some("invalid_request")),
-            ("resource_metadata", Some(&metadata_url)),
+            ("resource_metadata", Some(metadata_url)),
         ])
         .into_response();
     }
@@ -249,7 +252,7 @@ where
         return invalid_request("more than one Authorization header")
             .challenge(&[
                 ("error", Some("invalid_request")),
-                ("resource_metadata", Some(&metadata_url)),
+                ("resource_metadata", Some(metadata_url)),
             ])
             .into_response();
     }
@@ -274,7 +277,7 @@ where
             "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
         )
         .challenge(&[
-            ("resource_metadata", Some(&metadata_url)),
+            ("resource_metadata", Some(metadata_url)),
             ("scope", scope.as_deref()),
         ])
         .id(rpc.and_then(|r| r.id))
@@ -284,7 +287,7 @@ where
     // no body buffering.
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
-        Err(e) => return token_rejection(&e, &metadata_url),
+        Err(e) => return token_rejection(&e, metadata_url),
     };
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
@@ -360,7 +363,7 @@ where
             .challenge(&[
                 ("error", Some("insufficient_scope")),
                 ("scope", denial.challenge_scope().as_deref()),
-                ("resource_metadata", Some(&metadata_url)),
+                ("resource_metadata", Some(metadata_url)),
                 (
                     "error_description",
                     Some("the access token lacks scopes this operation needs"),
