@@ -1,4 +1,3 @@
-#![cfg(feature = "cli")]
 //! The `rmcp-authz` command-line tool, run as a real process.
 //!
 //! Each test makes its own directory under the system temp dir holding a JWK Set from a

@@ -1,4 +1,3 @@
-#![cfg(feature = "config")]
 //! `docs/rmcp-authz.example.toml` loads, and decides as its comments and `docs/config.md`
 //! say.
 //!
