@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::ServerHandler;
 
+use crate::audit::Auditor;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::policy::{Decision, Operation, Policy};
@@ -39,6 +40,7 @@ struct Inner {
     resource: String,
     authorization_servers: Vec<String>,
     clock: Arc<dyn Clock>,
+    auditor: Option<Auditor>,
     tasks: Bounded<TaskOwner>,
     #[cfg(feature = "http")]
     pub(crate) http: crate::http::HttpState,
@@ -50,6 +52,7 @@ impl fmt::Debug for Authz {
             .field("verifier", &self.inner.verifier)
             .field("policy", &self.inner.policy)
             .field("resource", &self.inner.resource)
+            .field("auditor", &self.inner.auditor)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +74,7 @@ impl Authz {
             resource,
             authorization_servers,
             clock: Arc::new(SystemClock),
+            auditor: None,
             #[cfg(feature = "http")]
             http: crate::http::HttpSettings::default(),
         }
@@ -94,6 +98,11 @@ impl Authz {
     /// The authorization servers advertised in the Protected Resource Metadata.
     pub fn authorization_servers(&self) -> &[String] {
         &self.inner.authorization_servers
+    }
+
+    /// The audit pipeline, if one is set.
+    pub fn auditor(&self) -> Option<&Auditor> {
+        self.inner.auditor.as_ref()
     }
 
     /// Decides `operation` for `principal` (the policy's decision).
@@ -146,6 +155,7 @@ pub struct AuthzBuilder {
     resource: String,
     authorization_servers: Vec<String>,
     clock: Arc<dyn Clock>,
+    auditor: Option<Auditor>,
     #[cfg(feature = "http")]
     http: crate::http::HttpSettings,
 }
@@ -182,6 +192,13 @@ impl AuthzBuilder {
         self
     }
 
+    /// Records every decision and its outcome through `auditor` (see the
+    /// [`audit`](crate::audit) module). Default: no audit log.
+    pub fn auditor(mut self, auditor: Auditor) -> Self {
+        self.auditor = Some(auditor);
+        self
+    }
+
     /// The largest JSON-RPC request body the HTTP layer reads to find the operation
     /// (default 1 MiB); larger bodies are refused with 413.
     #[cfg(feature = "http")]
@@ -201,6 +218,7 @@ impl AuthzBuilder {
                 resource: self.resource,
                 authorization_servers: self.authorization_servers,
                 clock: self.clock,
+                auditor: self.auditor,
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
                 #[cfg(feature = "http")]
                 http,

@@ -115,6 +115,7 @@ mod clock;
 pub mod config;
 pub mod dev;
 mod error;
+mod gate;
 #[cfg(feature = "http")]
 pub mod http;
 mod json;
@@ -127,6 +128,7 @@ pub mod token;
 pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Error};
+pub use gate::AUDIT_UNAVAILABLE;
 pub use principal::{Actor, Principal};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

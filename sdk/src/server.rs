@@ -32,8 +32,13 @@ use rmcp::model::{
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use crate::audit::{AuditEvent, AuditFailure, DecisionKind, EventKind, Outcome};
 use crate::authz::{Authz, CallerId, TaskOwner};
-use crate::policy::{Decision, Denial, DenyReason, Operation};
+use crate::gate::{self, Audit, Call, Origin};
+use crate::policy::{Denial, DenyReason, Operation};
 use crate::principal::Principal;
 
 /// The JSON-RPC error code of an authorization denial (in the implementation-defined
@@ -81,7 +86,7 @@ impl<H> Authorized<H> {
 
     /// The caller of this request: the principal the HTTP layer put in the request, or
     /// the stdio session's principal while its token is valid.
-    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
+    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, NoCaller> {
         let from_http = ctx
             .extensions
             .get::<http::request::Parts>()
@@ -90,11 +95,7 @@ impl<H> Authorized<H> {
             return Ok(p.clone());
         }
         let Some(p) = &self.session_principal else {
-            return Err(McpError::new(
-                UNAUTHENTICATED,
-                "unauthenticated: no verified access token for this request",
-                None,
-            ));
+            return Err(NoCaller::Missing);
         };
         let now = self.authz.now();
         if now >= p.expires_at() {
@@ -105,43 +106,219 @@ impl<H> Authorized<H> {
                     now,
                 },
             );
-            return Err(denied(&denial));
+            return Err(NoCaller::Expired(Box::new((p.clone(), denial))));
         }
         Ok(p.clone())
     }
 
-    /// Authorizes `operation`, and on success puts the principal into the context.
-    fn authorize(
-        &self,
-        ctx: &mut RequestContext<RoleServer>,
-        operation: Operation<'_>,
-    ) -> Result<Principal, McpError> {
-        let principal = self.principal(ctx)?;
-        if let Decision::Deny(denial) = self.authz.decide(&principal, operation) {
-            tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
-            return Err(denied(&denial));
-        }
-        ctx.extensions.insert(principal.clone());
-        Ok(principal)
-    }
-
-    /// Authorizes a task operation: the task must have been started by this caller, with a
-    /// tool the caller may still call.
-    fn authorize_task(
-        &self,
-        ctx: &mut RequestContext<RoleServer>,
-        task_id: &str,
-    ) -> Result<(), McpError> {
-        let principal = self.principal(ctx)?;
+    /// The denial of a task operation, if any: the task must have been started by this
+    /// caller, with a tool the caller may still call.
+    fn task_denial(&self, principal: &Principal, task_id: &str) -> Option<Denial> {
         let operation = format!("tasks {task_id}");
         let Some(owner) = self.authz.task_owner(task_id) else {
-            return Err(denied(&Denial::new(operation, DenyReason::NoRule)));
+            return Some(Denial::new(operation, DenyReason::NoRule));
         };
-        if owner.caller != CallerId::of(&principal) {
-            return Err(denied(&Denial::new(operation, DenyReason::NotOwner)));
+        if owner.caller != CallerId::of(principal) {
+            return Some(Denial::new(operation, DenyReason::NotOwner));
         }
-        self.authorize(ctx, Operation::CallTool(&owner.tool))
-            .map(|_| ())
+        self.authz
+            .decide(principal, Operation::CallTool(&owner.tool))
+            .denial()
+            .cloned()
+    }
+
+    /// One request, start to end: authenticates the caller, applies `check`, runs the
+    /// operation with the principal in its context, and records one audit event and one
+    /// span for it whatever happens.
+    async fn gated<C, T, F, Fut>(
+        &self,
+        carrier: C,
+        call: Call<'_>,
+        check: Check<'_>,
+        arguments: Option<Value>,
+        run: F,
+        ok: fn(&T) -> Outcome,
+    ) -> Result<T, McpError>
+    where
+        C: Carrier,
+        F: FnOnce(C, Principal) -> Fut,
+        Fut: Future<Output = Result<T, McpError>>,
+    {
+        let origin = Origin::of(carrier.request());
+        let span = gate::span(&call, &origin);
+        let auditor = self.authz.auditor();
+        let mut event = call.event(&origin);
+        if let Some(arguments) = &arguments {
+            gate::describe_arguments(auditor, &mut event, arguments);
+        }
+        let mut audit = Audit::begin(auditor, event).await?;
+
+        let principal = match self.principal(carrier.request()) {
+            Ok(p) => p,
+            Err(no_caller) => {
+                no_caller.describe(audit.event_mut());
+                gate::record_decision(&span, audit.event_mut());
+                let _ = audit.finish(Outcome::Denied).await;
+                return Err(no_caller.error());
+            }
+        };
+        gate::record_principal(&span, &principal);
+        let event = audit.event_mut();
+        *event = std::mem::replace(event, call.event(&origin)).with_principal(&principal);
+        let denial = match check {
+            Check::Operations(operations) => operations
+                .iter()
+                .find_map(|op| self.authz.decide(&principal, *op).denial().cloned()),
+            Check::Task(task_id) => self.task_denial(&principal, task_id),
+            Check::Authenticated => None,
+        };
+        if let Some(denial) = denial {
+            tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
+            let event = audit.event_mut();
+            *event = std::mem::replace(event, call.event(&origin)).denied_by(&denial);
+            gate::record_decision(&span, event);
+            let _ = audit.finish(Outcome::Denied).await;
+            return Err(denied(&denial));
+        }
+        if audit.must_refuse() {
+            let event = audit.event_mut();
+            *event = std::mem::replace(event, call.event(&origin)).denied(
+                "audit_unavailable",
+                "the audit log is failing and fail_closed is set",
+            );
+            gate::record_decision(&span, event);
+            if let Some(a) = auditor {
+                a.count_fail_closed_refusal();
+            }
+            // Recording the refusal also tells whether the log works again.
+            let _ = audit.finish(Outcome::Denied).await;
+            return Err(gate::unavailable(&AuditFailure::Closed));
+        }
+        gate::record_decision(&span, audit.event_mut());
+
+        let cancelled = carrier.request().ct.clone();
+        let mut carrier = carrier;
+        carrier.attach(principal.clone());
+        let result = run(carrier, principal).instrument(span.clone()).await;
+        let outcome = if cancelled.is_cancelled() {
+            Outcome::Cancelled
+        } else {
+            gate::outcome_of(&result, ok)
+        };
+        audit.event_mut().error_code = gate::error_code_of(&result);
+        if let Err(e) = &result {
+            span.record("error.type", e.code.0);
+        }
+        audit.finish(outcome).await?;
+        result
+    }
+}
+
+/// Why a request has no caller.
+enum NoCaller {
+    /// No verified token came with it.
+    Missing,
+    /// The stdio session's token has expired.
+    Expired(Box<(Principal, Denial)>),
+}
+
+impl NoCaller {
+    fn error(&self) -> McpError {
+        match self {
+            NoCaller::Missing => McpError::new(
+                UNAUTHENTICATED,
+                "unauthenticated: no verified access token for this request",
+                None,
+            ),
+            NoCaller::Expired(expired) => denied(&expired.1),
+        }
+    }
+
+    fn describe(&self, event: &mut AuditEvent) {
+        let taken = std::mem::replace(
+            event,
+            AuditEvent::new(EventKind::Other, DecisionKind::Deny, Outcome::Denied),
+        );
+        *event = match self {
+            NoCaller::Missing => {
+                let mut e = taken.denied("missing_token", "no verified access token");
+                e.kind = EventKind::AuthenticationFailure;
+                e
+            }
+            NoCaller::Expired(expired) => taken.with_principal(&expired.0).denied_by(&expired.1),
+        };
+    }
+}
+
+/// What must hold before an operation runs.
+enum Check<'a> {
+    /// The policy allows every one of these operations (one for most requests; one per
+    /// resource for a subscription).
+    Operations(Vec<Operation<'a>>),
+    /// The caller started the task, and may still call the tool that started it.
+    Task(&'a str),
+    /// A verified caller suffices (lists, which are filtered to what the caller may use).
+    Authenticated,
+}
+
+/// What carries a request's context into the operation.
+trait Carrier {
+    fn request(&self) -> &RequestContext<RoleServer>;
+    /// Puts the principal where the operation's extractors find it.
+    fn attach(&mut self, principal: Principal);
+}
+
+impl Carrier for RequestContext<RoleServer> {
+    fn request(&self) -> &RequestContext<RoleServer> {
+        self
+    }
+
+    fn attach(&mut self, principal: Principal) {
+        self.extensions.insert(principal);
+    }
+}
+
+impl Carrier for SubscriptionContext {
+    fn request(&self) -> &RequestContext<RoleServer> {
+        self.request_context()
+    }
+
+    fn attach(&mut self, _principal: Principal) {}
+}
+
+/// Successful unless the tool says otherwise.
+fn tool_outcome(response: &CallToolResponse) -> Outcome {
+    match response {
+        CallToolResponse::Complete(result) if result.is_error == Some(true) => Outcome::ToolError,
+        _ => Outcome::Success,
+    }
+}
+
+fn success<T>(_: &T) -> Outcome {
+    Outcome::Success
+}
+
+fn list_call(method: &str) -> Call<'_> {
+    Call {
+        kind: EventKind::List,
+        method,
+        target: None,
+    }
+}
+
+fn resource_call<'a>(method: &'a str, uri: &'a str) -> Call<'a> {
+    Call {
+        kind: EventKind::ResourceRead,
+        method,
+        target: Some(uri),
+    }
+}
+
+fn task_call<'a>(method: &'a str, task_id: &'a str) -> Call<'a> {
+    Call {
+        kind: EventKind::Other,
+        method,
+        target: Some(task_id),
     }
 }
 
@@ -191,17 +368,30 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let operation = match &request.r#ref {
-            Reference::Prompt(p) => Operation::GetPrompt(&p.name),
-            Reference::Resource(r) => Operation::ReadResource(&r.uri),
+        let reference = request.r#ref.clone();
+        let (operation, target) = match &reference {
+            Reference::Prompt(p) => (Operation::GetPrompt(&p.name), Some(p.name.as_str())),
+            Reference::Resource(r) => (Operation::ReadResource(&r.uri), Some(r.uri.as_str())),
             // A kind of reference this crate does not know is governed like a custom
             // request, and so denied unless a rule names it.
-            _ => Operation::Custom("completion/complete"),
+            _ => (Operation::Custom("completion/complete"), None),
         };
-        self.authorize(&mut context, operation)?;
-        self.inner.complete(request, context).await
+        let call = Call {
+            kind: EventKind::Other,
+            method: "completion/complete",
+            target,
+        };
+        self.gated(
+            context,
+            call,
+            Check::Operations(vec![operation]),
+            None,
+            |ctx, _| self.inner.complete(request, ctx),
+            success,
+        )
+        .await
     }
 
     #[allow(deprecated)]
@@ -216,10 +406,24 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        self.authorize(&mut context, Operation::GetPrompt(&request.name))?;
-        self.inner.get_prompt(request, context).await
+        let name = request.name.clone();
+        let call = Call {
+            kind: EventKind::PromptGet,
+            method: "prompts/get",
+            target: Some(&name),
+        };
+        let arguments = request.arguments.clone().map(Value::Object);
+        self.gated(
+            context,
+            call,
+            Check::Operations(vec![Operation::GetPrompt(&name)]),
+            arguments,
+            |ctx, _| self.inner.get_prompt(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn list_prompts(
@@ -227,15 +431,25 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let principal = self.principal(&context)?;
-        let mut result = self.inner.list_prompts(request, context).await?;
-        result.prompts.retain(|p| {
-            self.authz
-                .decide(&principal, Operation::GetPrompt(&p.name))
-                .is_allowed()
-        });
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        let run = |ctx, principal: Principal| async move {
+            let mut result = self.inner.list_prompts(request, ctx).await?;
+            result.prompts.retain(|p| {
+                self.authz
+                    .decide(&principal, Operation::GetPrompt(&p.name))
+                    .is_allowed()
+            });
+            result.cache_scope = Some(CacheScope::Private);
+            Ok(result)
+        };
+        self.gated(
+            context,
+            list_call("prompts/list"),
+            Check::Authenticated,
+            None,
+            run,
+            success,
+        )
+        .await
     }
 
     async fn list_resources(
@@ -243,15 +457,25 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let principal = self.principal(&context)?;
-        let mut result = self.inner.list_resources(request, context).await?;
-        result.resources.retain(|r| {
-            self.authz
-                .decide(&principal, Operation::ReadResource(&r.uri))
-                .is_allowed()
-        });
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        let run = |ctx, principal: Principal| async move {
+            let mut result = self.inner.list_resources(request, ctx).await?;
+            result.resources.retain(|r| {
+                self.authz
+                    .decide(&principal, Operation::ReadResource(&r.uri))
+                    .is_allowed()
+            });
+            result.cache_scope = Some(CacheScope::Private);
+            Ok(result)
+        };
+        self.gated(
+            context,
+            list_call("resources/list"),
+            Check::Authenticated,
+            None,
+            run,
+            success,
+        )
+        .await
     }
 
     async fn list_resource_templates(
@@ -259,25 +483,37 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let principal = self.principal(&context)?;
-        let mut result = self.inner.list_resource_templates(request, context).await?;
-        let policy = self.authz.policy();
-        result.resource_templates.retain(|t| {
-            policy
-                .decide_template(&principal, &t.uri_template)
-                .is_allowed()
-        });
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        let run = |ctx, principal: Principal| async move {
+            let mut result = self.inner.list_resource_templates(request, ctx).await?;
+            let policy = self.authz.policy();
+            result.resource_templates.retain(|t| {
+                policy
+                    .decide_template(&principal, &t.uri_template)
+                    .is_allowed()
+            });
+            result.cache_scope = Some(CacheScope::Private);
+            Ok(result)
+        };
+        let call = list_call("resources/templates/list");
+        self.gated(context, call, Check::Authenticated, None, run, success)
+            .await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        self.authorize(&mut context, Operation::ReadResource(&request.uri))?;
-        self.inner.read_resource(request, context).await
+        let uri = request.uri.clone();
+        self.gated(
+            context,
+            resource_call("resources/read", &uri),
+            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            None,
+            |ctx, _| self.inner.read_resource(request, ctx),
+            success,
+        )
+        .await
     }
 
     fn accepted_subscription_filter(
@@ -291,25 +527,46 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     /// subscription before `listen` runs, so the check is here, before any notification
     /// can flow.
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        let principal = self.principal(context.request_context())?;
-        for uri in context.accepted().resource_subscriptions.iter().flatten() {
-            if let Decision::Deny(denial) =
-                self.authz.decide(&principal, Operation::ReadResource(uri))
-            {
-                return Err(denied(&denial));
-            }
-        }
-        self.inner.listen(context).await
+        let uris: Vec<String> = context
+            .accepted()
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let operations = uris.iter().map(|u| Operation::ReadResource(u)).collect();
+        let call = Call {
+            kind: EventKind::ResourceRead,
+            method: "subscriptions/listen",
+            target: (uris.len() == 1).then(|| uris[0].as_str()),
+        };
+        self.gated(
+            context,
+            call,
+            Check::Operations(operations),
+            None,
+            |ctx, _| self.inner.listen(ctx),
+            success,
+        )
+        .await
     }
 
     #[allow(deprecated)]
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.authorize(&mut context, Operation::ReadResource(&request.uri))?;
-        self.inner.subscribe(request, context).await
+        let uri = request.uri.clone();
+        self.gated(
+            context,
+            resource_call("resources/subscribe", &uri),
+            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            None,
+            |ctx, _| self.inner.subscribe(request, ctx),
+            success,
+        )
+        .await
     }
 
     #[allow(deprecated)]
@@ -324,21 +581,38 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let tool = request.name.to_string();
-        let principal = self.authorize(&mut context, Operation::CallTool(&tool))?;
-        let response = self.inner.call_tool(request, context).await?;
-        if let CallToolResponse::Task(created) = &response {
-            self.authz.record_task(
-                created.task.task_id.clone(),
-                TaskOwner {
-                    tool,
-                    caller: CallerId::of(&principal),
-                },
-            );
-        }
-        Ok(response)
+        let call = Call {
+            kind: EventKind::ToolCall,
+            method: "tools/call",
+            target: Some(&tool),
+        };
+        let arguments = request.arguments.clone().map(Value::Object);
+        let tool_ref = &tool;
+        let run = move |ctx, principal: Principal| async move {
+            let response = self.inner.call_tool(request, ctx).await?;
+            if let CallToolResponse::Task(created) = &response {
+                self.authz.record_task(
+                    created.task.task_id.clone(),
+                    TaskOwner {
+                        tool: tool_ref.clone(),
+                        caller: CallerId::of(&principal),
+                    },
+                );
+            }
+            Ok(response)
+        };
+        self.gated(
+            context,
+            call,
+            Check::Operations(vec![Operation::CallTool(&tool)]),
+            arguments,
+            run,
+            tool_outcome,
+        )
+        .await
     }
 
     async fn list_tools(
@@ -346,15 +620,25 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let principal = self.principal(&context)?;
-        let mut result = self.inner.list_tools(request, context).await?;
-        result.tools.retain(|t| {
-            self.authz
-                .decide(&principal, Operation::CallTool(&t.name))
-                .is_allowed()
-        });
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        let run = |ctx, principal: Principal| async move {
+            let mut result = self.inner.list_tools(request, ctx).await?;
+            result.tools.retain(|t| {
+                self.authz
+                    .decide(&principal, Operation::CallTool(&t.name))
+                    .is_allowed()
+            });
+            result.cache_scope = Some(CacheScope::Private);
+            Ok(result)
+        };
+        self.gated(
+            context,
+            list_call("tools/list"),
+            Check::Authenticated,
+            None,
+            run,
+            success,
+        )
+        .await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -364,10 +648,23 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn on_custom_request(
         &self,
         request: CustomRequest,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
-        self.authorize(&mut context, Operation::Custom(&request.method))?;
-        self.inner.on_custom_request(request, context).await
+        let method = request.method.clone();
+        let call = Call {
+            kind: EventKind::Other,
+            method: &method,
+            target: None,
+        };
+        self.gated(
+            context,
+            call,
+            Check::Operations(vec![Operation::Custom(&method)]),
+            None,
+            |ctx, _| self.inner.on_custom_request(request, ctx),
+            success,
+        )
+        .await
     }
 
     fn on_cancelled(
@@ -415,28 +712,52 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn get_task(
         &self,
         request: GetTaskParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        self.authorize_task(&mut context, &request.task_id)?;
-        self.inner.get_task(request, context).await
+        let task_id = request.task_id.clone();
+        self.gated(
+            context,
+            task_call("tasks/get", &task_id),
+            Check::Task(&task_id),
+            None,
+            |ctx, _| self.inner.get_task(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn update_task(
         &self,
         request: UpdateTaskParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.authorize_task(&mut context, &request.task_id)?;
-        self.inner.update_task(request, context).await
+        let task_id = request.task_id.clone();
+        self.gated(
+            context,
+            task_call("tasks/update", &task_id),
+            Check::Task(&task_id),
+            None,
+            |ctx, _| self.inner.update_task(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn cancel_task(
         &self,
         request: CancelTaskParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.authorize_task(&mut context, &request.task_id)?;
-        self.inner.cancel_task(request, context).await
+        let task_id = request.task_id.clone();
+        self.gated(
+            context,
+            task_call("tasks/cancel", &task_id),
+            Check::Task(&task_id),
+            None,
+            |ctx, _| self.inner.cancel_task(request, ctx),
+            success,
+        )
+        .await
     }
 
     fn list_skills(
@@ -458,9 +779,17 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     async fn read_resource_directory(
         &self,
         request: ReadResourceDirectoryRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceDirectoryResult, McpError> {
-        self.authorize(&mut context, Operation::ReadResource(&request.uri))?;
-        self.inner.read_resource_directory(request, context).await
+        let uri = request.uri.clone();
+        self.gated(
+            context,
+            resource_call("resources/directory/read", &uri),
+            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            None,
+            |ctx, _| self.inner.read_resource_directory(request, ctx),
+            success,
+        )
+        .await
     }
 }

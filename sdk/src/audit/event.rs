@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::policy::{Denial, DenyReason};
 use crate::principal::Principal;
 
 /// The version of the event schema written in every event's `schema_version`.
@@ -81,8 +82,11 @@ pub struct AuditEvent {
     /// Why it was denied, in words (the policy's or the verifier's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Why it was denied, as a code: `insufficient_scope`, `no_rule`,
-    /// `client_not_permitted`, `not_owner`, `token_expired`, `invalid_token`, `missing_token`.
+    /// Why it was denied, as a code: from the policy `insufficient_scope`, `no_rule`,
+    /// `client_not_permitted`, `not_owner`, `token_expired`; from authentication
+    /// `missing_token`, `invalid_token`; from the HTTP layer `invalid_request`,
+    /// `body_too_large`, `session_mismatch`, `unknown_session`; from the pipeline
+    /// `audit_unavailable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
     /// How it ended.
@@ -124,6 +128,9 @@ pub struct AuditEvent {
     /// The arguments in clear, only when configured, with redacted fields replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
+    /// The JSON-RPC error code, when the outcome is a protocol error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i32>,
     /// How long the operation took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
@@ -168,6 +175,7 @@ impl AuditEvent {
             method: None,
             arguments_hmac: None,
             arguments: None,
+            error_code: None,
             duration_ms: None,
             session_id: None,
             request_id: None,
@@ -192,6 +200,26 @@ impl AuditEvent {
         self.token_id = principal.token_id().map(str::to_owned);
         self.scopes_granted = principal.scopes().to_vec();
         self
+    }
+
+    /// Marks the event denied, with a reason code and the reason in words.
+    #[must_use]
+    pub fn denied(mut self, code: &str, reason: impl Into<String>) -> AuditEvent {
+        self.decision = DecisionKind::Deny;
+        self.outcome = Outcome::Denied;
+        self.reason_code = Some(code.to_owned());
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Marks the event denied by the policy: its code, words, and for missing scopes the
+    /// scopes the operation needs.
+    #[must_use]
+    pub fn denied_by(mut self, denial: &Denial) -> AuditEvent {
+        if let DenyReason::InsufficientScope { required, .. } = denial.reason() {
+            self.scopes_required.clone_from(required);
+        }
+        self.denied(denial.code(), denial.to_string())
     }
 
     /// The JSON Schema of the event.

@@ -11,14 +11,21 @@
 //! configured otherwise. This module holds the records and the sinks; the request path
 //! produces events through them.
 
+mod arguments;
 mod chain;
 mod event;
+mod pipeline;
 mod sinks;
 
 use std::fmt;
 
+pub use arguments::{ArgumentRecording, KeyLengthError, MIN_KEY_BYTES, REDACTED};
 pub use chain::{ChainError, ChainReport, GENESIS_HASH, verify_chain};
 pub use event::{AuditEvent, DecisionKind, EventKind, Outcome, SCHEMA_VERSION};
+pub use pipeline::{
+    AuditFailure, AuditSlot, AuditStats, Auditor, AuditorBuilder, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_QUEUE_CAPACITY, Durability, Overload,
+};
 pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};
 
 /// Why an audit sink could not record events.
@@ -82,3 +89,6 @@ impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pipeline_tests;

@@ -26,12 +26,16 @@ use super::{AuditError, AuditEvent, AuditSink};
 #[derive(Debug)]
 pub struct JsonLines {
     path: PathBuf,
+    max_bytes: Option<u64>,
     state: Mutex<FileState>,
 }
 
 #[derive(Debug)]
 struct FileState {
     file: File,
+    /// The file's length: where the next record starts, and where a failed write is cut
+    /// back to.
+    len: u64,
     last_hash: String,
 }
 
@@ -46,23 +50,31 @@ impl JsonLines {
     /// [`AuditError::TornTail`] when its last record is incomplete.
     pub fn open(path: impl AsRef<Path>) -> Result<JsonLines, AuditError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| AuditError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut options = OpenOptions::new();
-        options.create(true).append(true).read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(io)?;
+        let mut file = open_append(&path)?;
         let last_hash = last_record_hash(&mut file, &path)?;
+        let len = file
+            .metadata()
+            .map_err(|source| io_error(&path, source))?
+            .len();
         Ok(JsonLines {
             path,
-            state: Mutex::new(FileState { file, last_hash }),
+            max_bytes: None,
+            state: Mutex::new(FileState {
+                file,
+                len,
+                last_hash,
+            }),
         })
+    }
+
+    /// Rotates the file when a write would take it past `max_bytes`: the file is synced
+    /// and renamed to `<path>.<UTC time>` (names that sort oldest first), and a new file is
+    /// started at `path` whose first record continues the chain. A batch larger than
+    /// `max_bytes` goes whole into a fresh file. Rotated files are never deleted here.
+    #[must_use]
+    pub fn rotate_at(mut self, max_bytes: u64) -> JsonLines {
+        self.max_bytes = Some(max_bytes.max(1));
+        self
     }
 
     /// The file's path.
@@ -75,19 +87,57 @@ impl JsonLines {
     }
 
     fn io_error(&self, source: std::io::Error) -> AuditError {
-        AuditError::Io {
-            path: self.path.display().to_string(),
-            source,
-        }
+        io_error(&self.path, source)
     }
+
+    /// Syncs and renames the current file, and opens a new one at `path`.
+    fn rotate(&self, state: &mut FileState) -> Result<(), AuditError> {
+        state.file.sync_all().map_err(|e| self.io_error(e))?;
+        let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "-");
+        let mut rotated = PathBuf::from(format!("{}.{stamp}", self.path.display()));
+        let mut n = 1;
+        while rotated.exists() {
+            rotated = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
+            n += 1;
+        }
+        std::fs::rename(&self.path, &rotated).map_err(|e| self.io_error(e))?;
+        let file = open_append(&self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The renames survive a crash only once the directory is synced.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(dir, e))?;
+        }
+        state.file = file;
+        state.len = 0;
+        Ok(())
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Opens (or creates, mode 0600) `path` for appending and reading.
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true).read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(|e| io_error(path, e))
 }
 
 /// The hash of the last complete line of `file` ([`GENESIS_HASH`] when empty).
 fn last_record_hash(file: &mut File, path: &Path) -> Result<String, AuditError> {
-    let io = |source| AuditError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| io_error(path, source);
     let len = file.metadata().map_err(io)?.len();
     if len == 0 {
         return Ok(GENESIS_HASH.to_owned());
@@ -113,7 +163,8 @@ fn last_record_hash(file: &mut File, path: &Path) -> Result<String, AuditError> 
 
 impl AuditSink for JsonLines {
     fn write(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut buffer = Vec::new();
         let mut last_hash = state.last_hash.clone();
         for event in events {
@@ -125,11 +176,24 @@ impl AuditSink for JsonLines {
             buffer.extend_from_slice(&line);
             buffer.push(b'\n');
         }
-        // One write for the batch; the chain only advances once it is written.
-        state
-            .file
-            .write_all(&buffer)
-            .map_err(|e| self.io_error(e))?;
+        let size = buffer.len() as u64;
+        if self
+            .max_bytes
+            .is_some_and(|max| state.len > 0 && state.len + size > max)
+        {
+            self.rotate(state)?;
+        }
+        // One write for the batch; the chain only advances once it is written. A write
+        // that fails part-way (a full disk) is cut back, so no partial record stays to
+        // break the chain for the records after it.
+        if let Err(e) = state.file.write_all(&buffer) {
+            let len = state.len;
+            if let Err(cut) = state.file.set_len(len) {
+                tracing::error!(target: "rmcp_authz::audit", error = %cut, "a failed audit write could not be cut back");
+            }
+            return Err(self.io_error(e));
+        }
+        state.len += size;
         state.last_hash = last_hash;
         Ok(())
     }

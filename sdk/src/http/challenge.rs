@@ -44,6 +44,22 @@ pub enum RejectionKind {
     UnknownSession,
 }
 
+impl RejectionKind {
+    /// The reason code audit events record for this rejection.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectionKind::MissingToken => "missing_token",
+            RejectionKind::InvalidToken => "invalid_token",
+            RejectionKind::InvalidRequest => "invalid_request",
+            RejectionKind::BodyTooLarge => "body_too_large",
+            RejectionKind::InsufficientScope => "insufficient_scope",
+            RejectionKind::Forbidden => "forbidden",
+            RejectionKind::SessionMismatch => "session_mismatch",
+            RejectionKind::UnknownSession => "unknown_session",
+        }
+    }
+}
+
 impl AuthRejection {
     /// The HTTP status sent.
     pub fn status(&self) -> StatusCode {
@@ -128,6 +144,14 @@ impl Rejection {
             id: None,
             data: None,
         }
+    }
+
+    pub(crate) fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     /// A `WWW-Authenticate: Bearer` challenge with these parameters.

@@ -50,7 +50,13 @@ use tower_service::Service;
 
 pub use challenge::{AuthRejection, RejectionKind};
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::audit::{AuditEvent, DecisionKind, EventKind, Outcome};
 use crate::authz::{Authz, Bounded, CallerId};
+use crate::gate::{Audit, Call, Origin, RemoteAddr};
 use crate::policy::{Decision, DenyReason, Operation};
 use crate::token::AuthError;
 use challenge::Rejection;
@@ -227,6 +233,30 @@ where
 {
     let metadata_url: &str = &authz.http_state().metadata_url;
     let (mut parts, body) = request.into_parts();
+    // What the audit event of a refusal says: filled in as the request is understood.
+    let remote_addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    if let Some(addr) = &remote_addr {
+        parts.extensions.insert(RemoteAddr(addr.clone()));
+    }
+    let origin = Origin {
+        transport: "http",
+        session_id: parts
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        request_id: None,
+        remote_addr,
+    };
+    let mut event = Call {
+        kind: EventKind::AuthenticationFailure,
+        method: parts.method.as_str(),
+        target: None,
+    }
+    .event(&origin);
     let invalid_request = |message: &str| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -237,24 +267,23 @@ where
 
     // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
     if parts.uri.query().is_some_and(has_access_token_param) {
-        return invalid_request(
+        let refusal = invalid_request(
             "access tokens in the query string are refused; send them in the Authorization header",
         )
         .challenge(&[
             ("error", Some("invalid_request")),
             ("resource_metadata", Some(metadata_url)),
-        ])
-        .into_response();
+        ]);
+        return refuse(&authz, refusal, event).await;
     }
     let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
     let (first, second) = (authorization.next(), authorization.next());
     if second.is_some() {
-        return invalid_request("more than one Authorization header")
-            .challenge(&[
-                ("error", Some("invalid_request")),
-                ("resource_metadata", Some(metadata_url)),
-            ])
-            .into_response();
+        let refusal = invalid_request("more than one Authorization header").challenge(&[
+            ("error", Some("invalid_request")),
+            ("resource_metadata", Some(metadata_url)),
+        ]);
+        return refuse(&authz, refusal, event).await;
     }
     let token = first.and_then(|v| bearer_token(v.as_bytes()));
 
@@ -265,13 +294,16 @@ where
         let rpc = bytes
             .filter(|_| parts.method == Method::POST)
             .and_then(|b| rpc::parse(&b).ok());
+        if let Some(rpc) = &rpc {
+            describe_rpc(&mut event, rpc);
+        }
         let scope = rpc
             .as_ref()
             .and_then(|r| operation_of(&r.target))
             .and_then(|op| authz.policy().rule_for(op))
             .map(|rule| rule.requirement().scopes_to_request(&|_| false).join(" "))
             .filter(|s| !s.is_empty());
-        return Rejection::new(
+        let refusal = Rejection::new(
             StatusCode::UNAUTHORIZED,
             RejectionKind::MissingToken,
             "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
@@ -280,24 +312,29 @@ where
             ("resource_metadata", Some(metadata_url)),
             ("scope", scope.as_deref()),
         ])
-        .id(rpc.and_then(|r| r.id))
-        .into_response();
+        .id(rpc.and_then(|r| r.id));
+        return refuse(&authz, refusal, event).await;
     };
     // The token is checked before the body is read, so a request with a bad token costs
     // no body buffering.
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
-        Err(e) => return token_rejection(&e, metadata_url),
+        Err(e) => {
+            let event = event.denied(e.error_code(), e.description());
+            return refuse(&authz, token_rejection(&e, metadata_url), event).await;
+        }
     };
+    event = event.with_principal(&principal);
+    event.kind = EventKind::Other;
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
     let Some(bytes) = read_body(&parts.headers, body, limit).await else {
-        return Rejection::new(
+        let refusal = Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyTooLarge,
             &format!("the request body is larger than {limit} bytes or could not be read"),
-        )
-        .into_response();
+        );
+        return refuse(&authz, refusal, event).await;
     };
     let rpc = (parts.method == Method::POST).then(|| rpc::parse(&bytes));
     let id = match &rpc {
@@ -306,16 +343,21 @@ where
         None => None,
     };
 
+    if let Some(Ok(rpc)) = &rpc {
+        describe_rpc(&mut event, rpc);
+    }
+    event.request_id = id.as_ref().map(rpc_id_text);
+
     let rpc = match rpc {
         None => None,
-        Some(Err(e)) => return invalid_request(e.reason).id(id).into_response(),
+        Some(Err(e)) => return refuse(&authz, invalid_request(e.reason).id(id), event).await,
         Some(Ok(rpc)) => {
             let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
                 let name = single_header(&parts.headers, NAME_HEADER)?;
                 rpc.check_headers(method, name)
             });
             if let Err(reason) = checked {
-                return invalid_request(&reason).id(id).into_response();
+                return refuse(&authz, invalid_request(&reason).id(id), event).await;
             }
             Some(rpc)
         }
@@ -346,7 +388,7 @@ where
             )),
         };
         if let Some(refusal) = refusal {
-            return refusal.id(id).into_response();
+            return refuse(&authz, refusal.id(id), event).await;
         }
     }
 
@@ -375,7 +417,8 @@ where
                 &denial.to_string(),
             ),
         };
-        return refusal.id(id).data(denial.error_data()).into_response();
+        let refusal = refusal.id(id).data(denial.error_data());
+        return refuse(&authz, refusal, event.denied_by(&denial)).await;
     }
 
     let is_delete = parts.method == Method::DELETE;
@@ -401,6 +444,45 @@ where
         Some(_) => {}
     }
     response.map(Body::new)
+}
+
+/// Records the refusal's audit event (denied with the refusal's code and message, unless
+/// already denied with a better reason), and answers with the refusal.
+async fn refuse(authz: &Authz, refusal: Rejection, event: AuditEvent) -> Response<Body> {
+    if let Some(auditor) = authz.auditor() {
+        let event = match event.decision {
+            DecisionKind::Deny => event,
+            DecisionKind::Allow => event.denied(refusal.kind().code(), refusal.message()),
+        };
+        // A queue that refuses under overload has counted it; the refusal goes out anyway.
+        if let Ok(audit) = Audit::begin(Some(auditor), event).await {
+            let _ = audit.finish(Outcome::Denied).await;
+        }
+    }
+    refusal.into_response()
+}
+
+/// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
+fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
+    event.method.clone_from(&rpc.method);
+    let (kind, target) = match &rpc.target {
+        Target::Tool(name) => (EventKind::ToolCall, Some(name)),
+        Target::Prompt(name) => (EventKind::PromptGet, Some(name)),
+        Target::Resource(uri) => (EventKind::ResourceRead, Some(uri)),
+        Target::Other => (EventKind::Other, None),
+    };
+    if event.kind != EventKind::AuthenticationFailure {
+        event.kind = kind;
+    }
+    event.target = target.cloned();
+}
+
+/// A JSON-RPC id as text: a string as it is, a number in decimal.
+fn rpc_id_text(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The body, unless it is larger than `limit` (declared or actual) or cannot be read.
@@ -435,19 +517,17 @@ fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<
 }
 
 /// The 401 (or 400) for a token the verifier refused.
-fn token_rejection(error: &AuthError, metadata_url: &str) -> Response<Body> {
+fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
     let status = match error.error_code() {
         "invalid_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
     };
     tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
-    Rejection::new(status, RejectionKind::InvalidToken, error.description())
-        .challenge(&[
-            ("error", Some(error.error_code())),
-            ("error_description", Some(error.description())),
-            ("resource_metadata", Some(metadata_url)),
-        ])
-        .into_response()
+    Rejection::new(status, RejectionKind::InvalidToken, error.description()).challenge(&[
+        ("error", Some(error.error_code())),
+        ("error_description", Some(error.description())),
+        ("resource_metadata", Some(metadata_url)),
+    ])
 }
 
 fn operation_of(target: &Target) -> Option<Operation<'_>> {

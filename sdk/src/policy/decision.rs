@@ -99,6 +99,18 @@ impl Denial {
         }
     }
 
+    /// The reason as a stable code, as audit events record it: `insufficient_scope`,
+    /// `no_rule`, `client_not_permitted`, `token_expired` or `not_owner`.
+    pub fn code(&self) -> &'static str {
+        match &self.reason {
+            DenyReason::InsufficientScope { .. } => "insufficient_scope",
+            DenyReason::NoRule => "no_rule",
+            DenyReason::ClientNotPermitted { .. } => "client_not_permitted",
+            DenyReason::TokenExpired { .. } => "token_expired",
+            DenyReason::NotOwner => "not_owner",
+        }
+    }
+
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
     /// the operation needs, space separated.
     pub fn challenge_scope(&self) -> Option<String> {

@@ -1,0 +1,596 @@
+//! The writer pipeline: events leave the request path through a bounded queue, and one
+//! writer thread hands them to the sink in batches.
+//!
+//! A request first takes a place in the queue ([`Auditor::reserve`]) before its
+//! operation runs, so an overloaded log is felt before work is done: under
+//! [`Overload::Block`] the request waits for room, under [`Overload::Refuse`] it is
+//! refused; either way it is counted in [`AuditStats`], never dropped silently. The
+//! writer takes every queued event at once, writes them in one call, and then:
+//! - [`Durability::Durable`]: syncs them to stable storage with one `fsync` for the whole
+//!   batch (group commit) before any of their requests is answered;
+//! - [`Durability::Buffered`]: answers at once, and syncs on an interval.
+//!
+//! With `fail_closed`, a request also waits until its event is written, and is refused
+//! when it could not be, or when the log is known to be failing before the operation
+//! runs. [`Auditor::close`] (or dropping the last handle) writes and syncs everything
+//! queued before it returns.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+
+use super::arguments::ArgumentRecording;
+use super::{AuditError, AuditEvent, AuditSink};
+
+/// The default queue capacity, in events.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// The default interval at which `buffered` mode syncs the file.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most events written in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// When a request is answered relative to its event reaching the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Answer once the event is queued; the writer writes it at once and syncs the file
+    /// on an interval. A crash of the process loses nothing already written; a crash of
+    /// the machine can lose up to one interval.
+    Buffered {
+        /// How often the file is synced.
+        flush_interval: Duration,
+    },
+    /// Answer only after the event is synced to stable storage; concurrent events share
+    /// one sync.
+    Durable,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::Buffered {
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+        }
+    }
+}
+
+/// What a request does when the queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overload {
+    /// Wait for room (back-pressure on the callers). The default.
+    #[default]
+    Block,
+    /// Refuse the request at once, telling the client to retry.
+    Refuse,
+}
+
+/// Why an event could not be recorded, as the request path sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditFailure {
+    /// The queue is full and the auditor refuses under overload.
+    #[error("the audit queue is full")]
+    Overloaded,
+    /// The auditor is closed.
+    #[error("the audit log is closed")]
+    Closed,
+    /// The sink failed to write or sync the event.
+    #[error("the audit event could not be written: {0}")]
+    Write(Arc<AuditError>),
+}
+
+/// Counters of what the pipeline did, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditStats {
+    /// Events written by the sink.
+    pub written: u64,
+    /// Events the sink failed to write (or sync, in `durable` mode).
+    pub failed: u64,
+    /// Batches written (each one write call).
+    pub batches: u64,
+    /// Syncs to stable storage.
+    pub syncs: u64,
+    /// Requests that found the queue full and waited ([`Overload::Block`]).
+    pub overload_waits: u64,
+    /// Requests refused because the queue was full ([`Overload::Refuse`]).
+    pub overload_refusals: u64,
+    /// Requests refused because their event could not be written (`fail_closed`).
+    pub fail_closed_refusals: u64,
+    /// Events offered after [`Auditor::close`], not written.
+    pub after_close: u64,
+    /// Events waiting for the writer now.
+    pub queued: u64,
+}
+
+/// Settings of an [`Auditor`].
+#[must_use]
+pub struct AuditorBuilder {
+    sink: Arc<dyn AuditSink>,
+    durability: Durability,
+    fail_closed: bool,
+    capacity: usize,
+    overload: Overload,
+    arguments: Option<ArgumentRecording>,
+}
+
+impl fmt::Debug for AuditorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditorBuilder")
+            .field("sink", &self.sink)
+            .field("durability", &self.durability)
+            .field("fail_closed", &self.fail_closed)
+            .field("capacity", &self.capacity)
+            .field("overload", &self.overload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditorBuilder {
+    /// `buffered` (the default) or `durable`.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Refuse a request whose event cannot be written. Off by default: a failure is then
+    /// counted and logged, and the request goes on.
+    pub fn fail_closed(mut self, fail_closed: bool) -> Self {
+        self.fail_closed = fail_closed;
+        self
+    }
+
+    /// How many events may wait for the writer (default [`DEFAULT_QUEUE_CAPACITY`], at
+    /// least 1).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// What a request does when the queue is full (default [`Overload::Block`]).
+    pub fn overload(mut self, overload: Overload) -> Self {
+        self.overload = overload;
+        self
+    }
+
+    /// How arguments are recorded. Default: a digest under a random key
+    /// ([`ArgumentRecording::random_key`]), no clear values.
+    pub fn arguments(mut self, arguments: ArgumentRecording) -> Self {
+        self.arguments = Some(arguments);
+        self
+    }
+
+    /// Starts the writer thread.
+    ///
+    /// # Errors
+    /// The operating system's error when the thread cannot be started.
+    pub fn build(self) -> std::io::Result<Auditor> {
+        let shared = Arc::new(Shared {
+            sink: self.sink,
+            durability: self.durability,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+            counters: Counters::default(),
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("rmcp-authz-audit".to_owned())
+                .spawn(move || writer_loop(&shared))?
+        };
+        Ok(Auditor {
+            inner: Arc::new(Inner {
+                shared,
+                room: Arc::new(Semaphore::new(self.capacity)),
+                fail_closed: self.fail_closed,
+                overload: self.overload,
+                arguments: self.arguments.unwrap_or_else(ArgumentRecording::random_key),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+}
+
+/// The audit pipeline: a bounded queue in front of a sink, drained by a writer thread.
+/// Cheap to clone; the writer stops when [`Auditor::close`] is called or the last clone
+/// is dropped, after writing everything queued.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rmcp_authz::audit::{AuditEvent, Auditor, DecisionKind, Durability, EventKind, MemorySink, Outcome};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = Arc::new(MemorySink::new());
+/// let auditor = Auditor::builder(sink.clone()).durability(Durability::Durable).build()?;
+/// let slot = auditor.reserve().await?;
+/// slot.record(AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success)).await?;
+/// assert_eq!(sink.events().len(), 1); // durable: written and synced before `record` returned
+/// auditor.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Auditor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    room: Arc<Semaphore>,
+    fail_closed: bool,
+    overload: Overload,
+    arguments: ArgumentRecording,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auditor")
+            .field("sink", &self.inner.shared.sink)
+            .field("durability", &self.inner.shared.durability)
+            .field("fail_closed", &self.inner.fail_closed)
+            .field("overload", &self.inner.overload)
+            .field("arguments", &self.inner.arguments)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared with the writer thread.
+struct Shared {
+    sink: Arc<dyn AuditSink>,
+    durability: Durability,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    healthy: AtomicBool,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closing: bool,
+    /// Set by the writer when it has written everything and stopped.
+    closed: bool,
+    /// Told when the writer has stopped.
+    on_closed: Vec<oneshot::Sender<()>>,
+}
+
+struct Job {
+    event: AuditEvent,
+    /// Told the result, when the request waits for it.
+    ack: Option<oneshot::Sender<Result<(), Arc<AuditError>>>>,
+    /// The queue place; given back when the job is done.
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    overload_waits: AtomicU64,
+    overload_refusals: AtomicU64,
+    fail_closed_refusals: AtomicU64,
+    after_close: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle: let the writer finish the queue, and wait for it.
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_all();
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Auditor {
+    /// Starts an auditor writing to `sink`.
+    pub fn builder(sink: Arc<dyn AuditSink>) -> AuditorBuilder {
+        AuditorBuilder {
+            sink,
+            durability: Durability::default(),
+            fail_closed: false,
+            capacity: DEFAULT_QUEUE_CAPACITY,
+            overload: Overload::default(),
+            arguments: None,
+        }
+    }
+
+    /// Takes a place in the queue for one event, waiting for room or refusing as
+    /// configured. Dropping the slot unused gives the place back.
+    ///
+    /// # Errors
+    /// [`AuditFailure::Overloaded`] when the queue is full under [`Overload::Refuse`];
+    /// [`AuditFailure::Closed`] after [`Auditor::close`].
+    pub async fn reserve(&self) -> Result<AuditSlot, AuditFailure> {
+        let counters = &self.inner.shared.counters;
+        let room = Arc::clone(&self.inner.room);
+        let permit = match room.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(self.closed()),
+            Err(TryAcquireError::NoPermits) => match self.inner.overload {
+                Overload::Refuse => {
+                    bump(&counters.overload_refusals, 1);
+                    tracing::warn!(target: "rmcp_authz::audit", "audit queue full: request refused");
+                    return Err(AuditFailure::Overloaded);
+                }
+                Overload::Block => {
+                    bump(&counters.overload_waits, 1);
+                    room.acquire_owned().await.map_err(|_| self.closed())?
+                }
+            },
+        };
+        Ok(AuditSlot {
+            auditor: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    fn closed(&self) -> AuditFailure {
+        bump(&self.inner.shared.counters.after_close, 1);
+        AuditFailure::Closed
+    }
+
+    /// Whether requests are refused when their event cannot be written.
+    pub fn is_fail_closed(&self) -> bool {
+        self.inner.fail_closed
+    }
+
+    /// Whether the last write (and sync) failed: under `fail_closed` a request is then
+    /// refused before its operation runs (its refusal is still recorded, which tells
+    /// whether the log has recovered).
+    pub fn is_failing(&self) -> bool {
+        !self.inner.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// How arguments are recorded.
+    pub fn arguments(&self) -> &ArgumentRecording {
+        &self.inner.arguments
+    }
+
+    /// Counts a request refused under `fail_closed`.
+    pub(crate) fn count_fail_closed_refusal(&self) {
+        bump(&self.inner.shared.counters.fail_closed_refusals, 1);
+    }
+
+    /// What the pipeline has done so far.
+    pub fn stats(&self) -> AuditStats {
+        let c = &self.inner.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        AuditStats {
+            written: get(&c.written),
+            failed: get(&c.failed),
+            batches: get(&c.batches),
+            syncs: get(&c.syncs),
+            overload_waits: get(&c.overload_waits),
+            overload_refusals: get(&c.overload_refusals),
+            fail_closed_refusals: get(&c.fail_closed_refusals),
+            after_close: get(&c.after_close),
+            queued: self.inner.shared.lock().jobs.len() as u64,
+        }
+    }
+
+    /// Stops taking events, writes and syncs everything queued, and returns when the
+    /// writer has stopped. Later events are refused with [`AuditFailure::Closed`].
+    pub async fn close(&self) {
+        self.inner.room.close();
+        let done = {
+            let mut queue = self.inner.shared.lock();
+            if queue.closed {
+                return;
+            }
+            queue.closing = true;
+            let (tx, rx) = oneshot::channel();
+            queue.on_closed.push(tx);
+            rx
+        };
+        self.inner.shared.wake.notify_all();
+        let _ = done.await;
+    }
+
+    fn enqueue(&self, job: Job) -> Result<(), AuditFailure> {
+        {
+            let mut queue = self.inner.shared.lock();
+            if queue.closed {
+                drop(queue);
+                return Err(self.closed());
+            }
+            queue.jobs.push_back(job);
+        }
+        self.inner.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// A place in the audit queue for one event, taken by [`Auditor::reserve`].
+#[derive(Debug)]
+#[must_use = "a slot records nothing until `record` is called"]
+pub struct AuditSlot {
+    auditor: Auditor,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AuditSlot {
+    /// Queues `event`. Returns once it is queued, or, in `durable` mode or under
+    /// `fail_closed`, once it is written (and, in `durable` mode, synced).
+    ///
+    /// # Errors
+    /// [`AuditFailure::Write`] when the sink failed (only reported when waiting for the
+    /// write); [`AuditFailure::Closed`] after [`Auditor::close`].
+    pub async fn record(mut self, event: AuditEvent) -> Result<(), AuditFailure> {
+        let wait = matches!(self.auditor.inner.shared.durability, Durability::Durable)
+            || self.auditor.inner.fail_closed;
+        let (ack, result) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.queue(event, ack)?;
+        match result {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(AuditFailure::Write(e)),
+                // The writer always answers; it went away only at shutdown.
+                Err(_) => Err(AuditFailure::Closed),
+            },
+        }
+    }
+
+    /// Queues `event` without waiting for it (for a request that is going away: a
+    /// cancelled call records its event from a destructor).
+    pub fn record_detached(mut self, event: AuditEvent) {
+        if let Err(e) = self.queue(event, None) {
+            tracing::warn!(target: "rmcp_authz::audit", error = %e, "audit event not recorded");
+        }
+    }
+
+    fn queue(
+        &mut self,
+        event: AuditEvent,
+        ack: Option<oneshot::Sender<Result<(), Arc<AuditError>>>>,
+    ) -> Result<(), AuditFailure> {
+        let Some(permit) = self.permit.take() else {
+            return Err(AuditFailure::Closed);
+        };
+        self.auditor.enqueue(Job {
+            event,
+            ack,
+            _permit: permit,
+        })
+    }
+}
+
+/// The writer thread: waits for jobs, writes each batch with one call, syncs (each batch
+/// in `durable` mode; on an interval in `buffered` mode), and tells the waiting requests.
+fn writer_loop(shared: &Shared) {
+    // However the loop ends (a sink that panics included), waiting closers are told and
+    // later events are refused rather than queued for nobody.
+    struct Stopped<'a>(&'a Shared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            let mut queue = self.0.lock();
+            queue.closed = true;
+            for tx in queue.on_closed.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let _stopped = Stopped(shared);
+    let interval = match shared.durability {
+        Durability::Buffered { flush_interval } => Some(flush_interval),
+        Durability::Durable => None,
+    };
+    let mut unsynced = false;
+    let mut last_sync = Instant::now();
+    loop {
+        let (batch, closing) = {
+            let mut queue = shared.lock();
+            loop {
+                if !queue.jobs.is_empty() || queue.closing {
+                    break;
+                }
+                match interval {
+                    Some(interval) if unsynced => {
+                        let left = interval.saturating_sub(last_sync.elapsed());
+                        if left.is_zero() {
+                            break;
+                        }
+                        queue = shared
+                            .wake
+                            .wait_timeout(queue, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    _ => {
+                        queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            }
+            let n = queue.jobs.len().min(MAX_BATCH);
+            let batch: Vec<Job> = queue.jobs.drain(..n).collect();
+            (batch, queue.closing && queue.jobs.is_empty())
+        };
+        if !batch.is_empty() {
+            write_batch(shared, batch, interval.is_none());
+            unsynced = interval.is_some();
+        }
+        let due = interval.is_some_and(|i| last_sync.elapsed() >= i);
+        if unsynced && (due || closing) {
+            sync(shared);
+            unsynced = false;
+            last_sync = Instant::now();
+        }
+        if closing {
+            let mut queue = shared.lock();
+            if queue.jobs.is_empty() {
+                // Closed under the same lock that saw the queue empty: nothing can slip in.
+                queue.closed = true;
+                return;
+            }
+        }
+    }
+}
+
+fn write_batch(shared: &Shared, batch: Vec<Job>, durable: bool) {
+    let counters = &shared.counters;
+    let (events, acks): (Vec<AuditEvent>, Vec<_>) =
+        batch.into_iter().map(|job| (job.event, job.ack)).unzip();
+    let n = events.len() as u64;
+    let mut result = shared.sink.write(&events);
+    bump(&counters.batches, 1);
+    if result.is_ok() && durable {
+        result = shared.sink.flush(true);
+        bump(&counters.syncs, 1);
+    }
+    let result = result.map_err(Arc::new);
+    match &result {
+        Ok(()) => {
+            bump(&counters.written, n);
+            if !shared.healthy.swap(true, Ordering::AcqRel) {
+                tracing::warn!(target: "rmcp_authz::audit", "audit log writable again");
+            }
+        }
+        Err(e) => {
+            bump(&counters.failed, n);
+            shared.healthy.store(false, Ordering::Release);
+            tracing::error!(target: "rmcp_authz::audit", error = %e, events = n, "audit events could not be written");
+        }
+    }
+    for ack in acks.into_iter().flatten() {
+        let _ = ack.send(result.clone());
+    }
+}
+
+fn sync(shared: &Shared) {
+    bump(&shared.counters.syncs, 1);
+    if let Err(e) = shared.sink.flush(true) {
+        shared.healthy.store(false, Ordering::Release);
+        tracing::error!(target: "rmcp_authz::audit", error = %e, "audit file could not be synced");
+    }
+}

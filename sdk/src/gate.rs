@@ -1,0 +1,264 @@
+//! What one request leaves behind: its audit event and its tracing span.
+//!
+//! The server wrapper and the HTTP layer both describe a request the same way: where it
+//! came from ([`Origin`]), what it asked for ([`Call`]), and, once decided, who asked and
+//! how it ended. [`Audit`] carries the event from the decision to the outcome and records
+//! it exactly once: when the request ends, or, if the request is dropped on the way
+//! (a cancelled call), from its destructor as `cancelled`. [`span`] opens the request's
+//! span with OpenTelemetry semantic-convention attribute names, so a
+//! `tracing-opentelemetry` subscriber exports useful traces with no code of the user's.
+
+use std::time::Instant;
+
+use rmcp::model::ErrorCode;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer};
+use serde_json::Value;
+use tracing::Span;
+
+use crate::audit::{
+    AuditEvent, AuditFailure, AuditSlot, Auditor, DecisionKind, EventKind, Outcome,
+};
+use crate::principal::Principal;
+
+/// The JSON-RPC error code when a request is refused because it cannot be audited: the
+/// audit log is failing under `fail_closed`, or its queue is full under
+/// [`Overload::Refuse`](crate::audit::Overload::Refuse).
+pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32005);
+
+/// The peer's address, put in the request extensions by the HTTP layer.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteAddr(pub(crate) String);
+
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    pub(crate) transport: &'static str,
+    pub(crate) session_id: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) remote_addr: Option<String>,
+}
+
+impl Origin {
+    /// The origin of a request rmcp hands the wrapper: HTTP when the HTTP request parts
+    /// are in the context, else stdio.
+    pub(crate) fn of(ctx: &RequestContext<RoleServer>) -> Origin {
+        let request_id = Some(ctx.id.to_string());
+        match ctx.extensions.get::<http::request::Parts>() {
+            Some(parts) => Origin {
+                transport: "http",
+                session_id: parts
+                    .headers
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                request_id,
+                remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0.clone()),
+            },
+            None => Origin {
+                transport: "stdio",
+                request_id,
+                ..Origin::default()
+            },
+        }
+    }
+
+    fn stamp(&self, event: &mut AuditEvent) {
+        event.transport = Some(self.transport.to_owned());
+        event.session_id.clone_from(&self.session_id);
+        event.request_id.clone_from(&self.request_id);
+        event.remote_addr.clone_from(&self.remote_addr);
+    }
+}
+
+/// What a request asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Call<'a> {
+    pub(crate) kind: EventKind,
+    pub(crate) method: &'a str,
+    pub(crate) target: Option<&'a str>,
+}
+
+impl Call<'_> {
+    /// The event for this call from `origin`, allowed and successful until told otherwise.
+    pub(crate) fn event(&self, origin: &Origin) -> AuditEvent {
+        let mut event = AuditEvent::new(self.kind, DecisionKind::Allow, Outcome::Success);
+        event.method = Some(self.method.to_owned());
+        event.target = self.target.map(str::to_owned);
+        origin.stamp(&mut event);
+        event
+    }
+}
+
+/// The span of one request. Attribute names follow the OpenTelemetry semantic
+/// conventions for MCP and generative-AI tools; `rmcp_authz.*` are this crate's.
+pub(crate) fn span(call: &Call<'_>, origin: &Origin) -> Span {
+    let name = match call.target {
+        Some(target) => format!("{} {target}", call.method),
+        None => call.method.to_owned(),
+    };
+    let is_tool = call.kind == EventKind::ToolCall;
+    let target_of = |kind: EventKind| (call.kind == kind).then_some(call.target).flatten();
+    tracing::info_span!(
+        target: "rmcp_authz",
+        "mcp.request",
+        otel.name = %name,
+        otel.kind = "server",
+        mcp.method.name = call.method,
+        mcp.session.id = origin.session_id.as_deref(),
+        jsonrpc.request.id = origin.request_id.as_deref(),
+        network.transport = if origin.transport == "http" { "tcp" } else { "pipe" },
+        client.address = origin.remote_addr.as_deref(),
+        gen_ai.operation.name = is_tool.then_some("execute_tool"),
+        gen_ai.tool.name = target_of(EventKind::ToolCall),
+        gen_ai.prompt.name = target_of(EventKind::PromptGet),
+        mcp.resource.uri = target_of(EventKind::ResourceRead),
+        enduser.id = tracing::field::Empty,
+        rmcp_authz.agent = tracing::field::Empty,
+        rmcp_authz.client_id = tracing::field::Empty,
+        rmcp_authz.decision = tracing::field::Empty,
+        rmcp_authz.reason = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records the caller on `span`.
+pub(crate) fn record_principal(span: &Span, principal: &Principal) {
+    if let Some(subject) = principal.subject() {
+        span.record("enduser.id", subject);
+    }
+    if let Some(agent) = principal.agent() {
+        span.record("rmcp_authz.agent", agent);
+    }
+    if let Some(client) = principal.client_id() {
+        span.record("rmcp_authz.client_id", client);
+    }
+}
+
+/// Records a decision on `span`.
+pub(crate) fn record_decision(span: &Span, event: &AuditEvent) {
+    let decision = match event.decision {
+        DecisionKind::Allow => "allow",
+        DecisionKind::Deny => "deny",
+    };
+    span.record("rmcp_authz.decision", decision);
+    if let Some(code) = &event.reason_code {
+        span.record("rmcp_authz.reason", code.as_str());
+        span.record("error.type", code.as_str());
+    }
+}
+
+/// The audit side of one request: its place in the queue and its event so far.
+#[derive(Debug)]
+pub(crate) struct Audit {
+    auditor: Option<Auditor>,
+    slot: Option<AuditSlot>,
+    event: Option<AuditEvent>,
+    started: Instant,
+}
+
+impl Audit {
+    /// Takes a place in the audit queue for `event` (nothing, without an auditor).
+    ///
+    /// # Errors
+    /// The MCP error to answer when the queue refuses (overload, closed).
+    pub(crate) async fn begin(
+        auditor: Option<&Auditor>,
+        event: AuditEvent,
+    ) -> Result<Audit, McpError> {
+        let started = Instant::now();
+        let slot = match auditor {
+            Some(a) => Some(a.reserve().await.map_err(|e| unavailable(&e))?),
+            None => None,
+        };
+        Ok(Audit {
+            auditor: auditor.cloned(),
+            slot,
+            event: Some(event),
+            started,
+        })
+    }
+
+    /// The event so far.
+    pub(crate) fn event_mut(&mut self) -> &mut AuditEvent {
+        self.event.get_or_insert_with(|| {
+            AuditEvent::new(EventKind::Other, DecisionKind::Allow, Outcome::Success)
+        })
+    }
+
+    /// Whether a request must be refused before it runs because the audit log is failing
+    /// under `fail_closed`.
+    pub(crate) fn must_refuse(&self) -> bool {
+        self.auditor
+            .as_ref()
+            .is_some_and(|a| a.is_fail_closed() && a.is_failing())
+    }
+
+    /// Records the event with `outcome`. Under `fail_closed`, an event that could not be
+    /// written is the MCP error to answer instead of the result; otherwise the failure
+    /// is counted and logged by the pipeline, and `Ok` is returned.
+    pub(crate) async fn finish(mut self, outcome: Outcome) -> Result<(), McpError> {
+        let (Some(slot), Some(mut event)) = (self.slot.take(), self.event.take()) else {
+            return Ok(());
+        };
+        event.outcome = outcome;
+        event.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        match slot.record(event).await {
+            Ok(()) => Ok(()),
+            Err(e) => match &self.auditor {
+                Some(a) if a.is_fail_closed() => {
+                    a.count_fail_closed_refusal();
+                    Err(unavailable(&e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl Drop for Audit {
+    /// A request dropped before it finished (the client cancelled it, or the connection
+    /// went away) still leaves its event, as `cancelled`.
+    fn drop(&mut self) {
+        if let (Some(slot), Some(mut event)) = (self.slot.take(), self.event.take()) {
+            event.outcome = Outcome::Cancelled;
+            event.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+            slot.record_detached(event);
+        }
+    }
+}
+
+/// The MCP error for a request refused because it cannot be audited. The client is told
+/// why in general terms only; the detail is in the server's log.
+pub(crate) fn unavailable(failure: &AuditFailure) -> McpError {
+    let message = match failure {
+        AuditFailure::Overloaded => "the server is busy (audit queue full); retry later",
+        _ => "the request could not be audited, so it was refused",
+    };
+    McpError::new(AUDIT_UNAVAILABLE, message, None)
+}
+
+/// The outcome of a finished operation.
+pub(crate) fn outcome_of<T>(result: &Result<T, McpError>, ok: impl Fn(&T) -> Outcome) -> Outcome {
+    match result {
+        Ok(value) => ok(value),
+        Err(_) => Outcome::ProtocolError,
+    }
+}
+
+/// The JSON-RPC error code of a failed operation, for its event.
+pub(crate) fn error_code_of<T>(result: &Result<T, McpError>) -> Option<i32> {
+    result.as_ref().err().map(|e| e.code.0)
+}
+
+/// The digest (and, if configured, clear value) of call arguments, for the event.
+pub(crate) fn describe_arguments(
+    auditor: Option<&Auditor>,
+    event: &mut AuditEvent,
+    arguments: &Value,
+) {
+    if let Some(a) = auditor {
+        event.arguments_hmac = Some(a.arguments().digest(arguments));
+        event.arguments = a.arguments().clear(arguments);
+    }
+}
