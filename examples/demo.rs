@@ -1,7 +1,8 @@
 //! A guided tour: the notes MCP server behind rmcp-authz, on 127.0.0.1, with a built-in
 //! development issuer. It shows a request without a token, the tool list as agents with
-//! different scopes see it, an allowed call, a 403 step-up challenge, and the same call
-//! succeeding with a token for the scopes the challenge named. Exits 0; closes its port.
+//! different scopes see it, an allowed call, a 403 step-up challenge, the same call
+//! succeeding with a token for the scopes the challenge named, and the audit log of it
+//! all, one event per request. Exits 0; closes its port.
 //!
 //! Run with:
 //!
@@ -17,9 +18,12 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+use std::sync::Arc;
+
 use rmcp_authz::Authz;
+use rmcp_authz::audit::{AuditEvent, Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_examples::notes::{http_app, notes_policy};
+use rmcp_authz_examples::notes::{http_app, notes_policy, serve};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -29,15 +33,25 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/mcp", listener.local_addr()?);
     let issuer = DevIssuer::new("https://demo-issuer.invalid")?;
-    let authz = Authz::new(issuer.verifier(url.clone()).build()?, notes_policy());
+    // Every decision is recorded; the demo keeps the events in memory to show them.
+    let log = Arc::new(MemorySink::new());
+    let auditor = Auditor::builder(log.clone())
+        .durability(Durability::Durable)
+        .build()?;
+    let authz = Authz::builder(issuer.verifier(url.clone()).build()?, notes_policy())
+        .auditor(auditor)
+        .build();
     let app = http_app(&authz, StreamableHttpServerConfig::default())?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = authz.clone();
+    let server =
+        tokio::spawn(async move { serve(listener, app, &served, std::future::pending()).await });
     println!("notes MCP server listening at {url}\n");
 
     let result = tour(&url, &issuer, &authz).await;
     server.abort();
     let _ = server.await;
     result?;
+    show_audit_log(&log.events());
     println!("\ndone: the server is stopped and its port closed.");
     Ok(())
 }
@@ -132,6 +146,35 @@ async fn tour(url: &str, issuer: &DevIssuer, authz: &Authz) -> Result<(), Box<dy
     println!("list_notes -> {}", text_of(&listed));
     writer.cancel().await?;
     Ok(())
+}
+
+/// The audit log as a table: one event per request the server decided.
+fn show_audit_log(events: &[AuditEvent]) {
+    step("The audit log: one event per request, allowed or not");
+    println!(
+        "{:<15} {:<23} {:<17} {:<8} {:<10} reason",
+        "agent", "kind", "target", "decision", "outcome"
+    );
+    for e in events {
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        println!(
+            "{:<15} {:<23} {:<17} {:<8} {:<10} {}",
+            text(&e.agent),
+            name(&e.kind),
+            text(&e.target),
+            name(&e.decision),
+            name(&e.outcome),
+            text(&e.reason_code),
+        );
+    }
+}
+
+/// An enum's name as the log writes it (`tool_call`, `deny`, ...).
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn step(title: &str) {

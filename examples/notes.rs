@@ -93,10 +93,17 @@ impl Notes {
             .ok_or_else(|| McpError::invalid_params(format!("no note {id:?}"), None))
     }
 
+    /// An empty id is the tool's own error (`isError: true`), not a protocol error.
     #[tool(description = "Create or replace a note")]
-    async fn write_note(&self, Parameters(NewNote { id, text }): Parameters<NewNote>) -> String {
+    async fn write_note(
+        &self,
+        Parameters(NewNote { id, text }): Parameters<NewNote>,
+    ) -> Result<String, String> {
+        if id.is_empty() {
+            return Err("a note needs a non-empty id".to_owned());
+        }
         self.lock().insert(id.clone(), text);
-        format!("wrote {id}")
+        Ok(format!("wrote {id}"))
     }
 
     #[tool(description = "Delete a note")]
@@ -278,4 +285,25 @@ pub fn http_app(
         .nest_service("/mcp", mcp)
         .layer(authz.http_layer())
         .merge(authz.metadata_routes()))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, with each request's peer
+/// address available to the audit log (`remote_addr`), then closes the audit log of
+/// `authz`, if any, so every queued event is written and synced before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    authz: &rmcp_authz::Authz,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    if let Some(auditor) = authz.auditor() {
+        auditor.close().await;
+    }
+    served
 }

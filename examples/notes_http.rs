@@ -24,7 +24,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::JwtVerifier;
-use rmcp_authz_examples::notes::{http_app, notes_policy};
+use rmcp_authz_examples::notes::{http_app, notes_policy, serve};
 
 #[derive(Debug, Parser)]
 #[command(about = "The notes MCP server over HTTP, behind rmcp-authz")]
@@ -88,10 +88,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nnotes MCP server: http://{local}/mcp (audience {audience})");
     println!("metadata: {}", authz.resource_metadata_url());
     println!("Ctrl-C to stop.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    serve(listener, app, &authz, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    if let Some(auditor) = authz.auditor() {
+        let stats = auditor.stats();
+        println!(
+            "audit log closed: {} events written, {} failed",
+            stats.written, stats.failed
+        );
+    }
     Ok(())
 }

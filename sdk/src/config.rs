@@ -43,6 +43,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use std::sync::Arc;
+
+use crate::audit::{
+    ArgumentRecording, AuditSink, Auditor, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
+    Durability, FanOut, JsonLines, Overload, TracingSink,
+};
 use crate::authz::Authz;
 use crate::error::ConfigError;
 use crate::policy::{Policy, PolicyBuilder, Rule, ScopeExpr};
@@ -78,13 +84,18 @@ pub enum ConfigFileError {
     /// The settings are individually fine but do not make a verifier.
     #[error("[verifier]: {0}")]
     Build(#[from] ConfigError),
+    /// The audit log could not be started (the file cannot be opened, or its last record
+    /// is torn).
+    #[error("[audit]: {0}")]
+    Audit(String),
 }
 
-/// A loaded configuration: a verifier and a policy.
+/// A loaded configuration: a verifier, a policy, and the audit settings.
 #[derive(Debug)]
 pub struct Config {
     verifier: JwtVerifier,
     policy: Policy,
+    audit: Option<AuditSettings>,
 }
 
 impl Config {
@@ -117,7 +128,12 @@ impl Config {
         let at = Locator { text };
         let verifier = file.verifier.build(&at, base_dir)?;
         let policy = file.policy.build(&at)?;
-        Ok(Config { verifier, policy })
+        let audit = file.audit.map(|a| a.validate(&at, base_dir)).transpose()?;
+        Ok(Config {
+            verifier,
+            policy,
+            audit,
+        })
     }
 
     /// The verifier.
@@ -135,9 +151,23 @@ impl Config {
         (self.verifier, self.policy)
     }
 
-    /// An [`Authz`] from this configuration.
-    pub fn into_authz(self) -> Authz {
-        Authz::new(self.verifier, self.policy)
+    /// The `[audit]` settings, if the file has the section.
+    pub fn audit(&self) -> Option<&AuditSettings> {
+        self.audit.as_ref()
+    }
+
+    /// An [`Authz`] from this configuration, with its audit log started when the file
+    /// has an `[audit]` section.
+    ///
+    /// # Errors
+    /// [`ConfigFileError::Audit`] when the audit file cannot be opened or the writer
+    /// cannot start.
+    pub fn into_authz(self) -> Result<Authz, ConfigFileError> {
+        let mut builder = Authz::builder(self.verifier, self.policy);
+        if let Some(audit) = &self.audit {
+            builder = builder.auditor(audit.start()?);
+        }
+        Ok(builder.build())
     }
 }
 
@@ -147,7 +177,7 @@ impl Authz {
     /// # Errors
     /// A [`ConfigFileError`] naming the key and line at fault.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Authz, ConfigFileError> {
-        Ok(Config::from_file(path)?.into_authz())
+        Config::from_file(path)?.into_authz()
     }
 }
 
@@ -182,6 +212,190 @@ struct File {
     verifier: VerifierSection,
     #[serde(default)]
     policy: PolicySection,
+    audit: Option<AuditSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    file: Option<Spanned<String>>,
+    rotate_bytes: Option<u64>,
+    #[serde(default)]
+    tracing: bool,
+    durability: Option<Spanned<String>>,
+    flush_interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    fail_closed: bool,
+    queue_capacity: Option<Spanned<usize>>,
+    overload: Option<Spanned<String>>,
+    hmac_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    record_arguments: bool,
+    #[serde(default)]
+    redact: Vec<String>,
+}
+
+/// The default size at which the audit file rotates: 100 MiB.
+pub const DEFAULT_ROTATE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The `[audit]` section, checked: everything needed to start the audit pipeline.
+/// Nothing is opened until [`AuditSettings::start`].
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    file: Option<PathBuf>,
+    rotate_bytes: Option<u64>,
+    tracing: bool,
+    durability: Durability,
+    fail_closed: bool,
+    queue_capacity: usize,
+    overload: Overload,
+    arguments: Option<ArgumentRecording>,
+}
+
+impl AuditSettings {
+    /// The audit file, resolved against the configuration file's directory.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Opens the sinks and starts the writer.
+    ///
+    /// # Errors
+    /// [`ConfigFileError::Audit`] when the file cannot be opened (its directory is
+    /// missing or not writable, or its last record is torn) or the thread cannot start.
+    pub fn start(&self) -> Result<Auditor, ConfigFileError> {
+        let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+        if let Some(path) = &self.file {
+            let mut file =
+                JsonLines::open(path).map_err(|e| ConfigFileError::Audit(e.to_string()))?;
+            if let Some(max) = self.rotate_bytes {
+                file = file.rotate_at(max);
+            }
+            sinks.push(Arc::new(file));
+        }
+        if self.tracing {
+            sinks.push(Arc::new(TracingSink));
+        }
+        let sink: Arc<dyn AuditSink> = match sinks.len() {
+            1 => sinks.remove(0),
+            _ => Arc::new(FanOut::new(sinks)),
+        };
+        let mut builder = Auditor::builder(sink)
+            .durability(self.durability)
+            .fail_closed(self.fail_closed)
+            .queue_capacity(self.queue_capacity)
+            .overload(self.overload);
+        if let Some(arguments) = &self.arguments {
+            builder = builder.arguments(arguments.clone());
+        }
+        builder
+            .build()
+            .map_err(|e| ConfigFileError::Audit(format!("cannot start the audit writer: {e}")))
+    }
+}
+
+impl AuditSection {
+    fn validate(self, at: &Locator<'_>, base: &Path) -> Result<AuditSettings, ConfigFileError> {
+        if self.file.is_none() && !self.tracing {
+            return Err(ConfigFileError::Syntax(
+                "[audit]: name a `file`, or set `tracing = true`, or both".to_owned(),
+            ));
+        }
+        let durability = match (&self.durability, &self.flush_interval_ms) {
+            (Some(d), _) if d.get_ref() == "durable" => Durability::Durable,
+            (Some(d), _) if d.get_ref() != "buffered" => {
+                return Err(at.invalid(
+                    "audit.durability",
+                    d,
+                    format!("{:?}: use \"buffered\" or \"durable\"", d.get_ref()),
+                ));
+            }
+            (_, Some(ms)) if *ms.get_ref() == 0 => {
+                return Err(at.invalid("audit.flush_interval_ms", ms, "must be at least 1"));
+            }
+            (_, ms) => Durability::Buffered {
+                flush_interval: ms.as_ref().map_or(DEFAULT_FLUSH_INTERVAL, |ms| {
+                    Duration::from_millis(*ms.get_ref())
+                }),
+            },
+        };
+        let overload = match &self.overload {
+            None => Overload::Block,
+            Some(o) => match o.get_ref().as_str() {
+                "block" => Overload::Block,
+                "refuse" => Overload::Refuse,
+                other => {
+                    return Err(at.invalid(
+                        "audit.overload",
+                        o,
+                        format!("{other:?}: use \"block\" or \"refuse\""),
+                    ));
+                }
+            },
+        };
+        let queue_capacity = match &self.queue_capacity {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(at.invalid("audit.queue_capacity", c, "must be at least 1"));
+            }
+            Some(c) => *c.get_ref(),
+            None => DEFAULT_QUEUE_CAPACITY,
+        };
+        let arguments = match &self.hmac_key_env {
+            Some(var) => {
+                let key = "audit.hmac_key_env";
+                let text = std::env::var(var.get_ref()).map_err(|_| {
+                    at.invalid(
+                        key,
+                        var,
+                        format!("the environment variable {} is not set", var.get_ref()),
+                    )
+                })?;
+                let bytes = decode_key(text.trim()).ok_or_else(|| {
+                    at.invalid(
+                        key,
+                        var,
+                        format!(
+                            "{} must hold the key as hex or unpadded base64url",
+                            var.get_ref()
+                        ),
+                    )
+                })?;
+                Some(ArgumentRecording::with_key(&bytes).map_err(|m| at.invalid(key, var, m))?)
+            }
+            None if self.record_arguments => Some(ArgumentRecording::random_key()),
+            None => None,
+        };
+        let arguments = match arguments {
+            Some(a) if self.record_arguments => Some(a.clear_with_redaction(self.redact)),
+            other => other,
+        };
+        Ok(AuditSettings {
+            file: self.file.map(|f| base.join(f.get_ref())),
+            rotate_bytes: match self.rotate_bytes {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => Some(DEFAULT_ROTATE_BYTES),
+            },
+            tracing: self.tracing,
+            durability,
+            fail_closed: self.fail_closed,
+            queue_capacity,
+            overload,
+            arguments,
+        })
+    }
+}
+
+/// A key written as hex (even length, only hex digits) or else unpadded base64url.
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    let is_hex = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        return (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+            .collect();
+    }
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 #[derive(Deserialize)]
@@ -544,5 +758,93 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("issuer"), "{err}");
+    }
+
+    #[test]
+    fn audit_values_are_checked_with_their_key() {
+        for (line, key) in [
+            ("durability = \"fast\"", "audit.durability"),
+            ("overload = \"drop\"", "audit.overload"),
+            ("queue_capacity = 0", "audit.queue_capacity"),
+            ("flush_interval_ms = 0", "audit.flush_interval_ms"),
+            (
+                "hmac_key_env = \"RMCP_AUTHZ_UNSET_VARIABLE_FOR_TEST\"",
+                "audit.hmac_key_env",
+            ),
+        ] {
+            let err = load(&format!("[audit]\nfile = \"audit.jsonl\"\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{key} (line 8)")), "{err}");
+        }
+        let err = load("[audit]\ndurable = true\n").unwrap_err().to_string();
+        assert!(err.contains("durable"), "{err}");
+        let err = load("[audit]\nfail_closed = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("name a `file`"), "{err}");
+    }
+
+    #[test]
+    fn an_audit_section_starts_a_working_audit_log() {
+        let dir =
+            std::env::temp_dir().join(format!("rmcp-authz-config-audit-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+        let text = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n[audit]\nfile = \"audit.jsonl\"\ndurability = \"durable\"\nfail_closed = true\nrecord_arguments = true\nredact = [\"password\"]\n";
+        let config = Config::from_toml(text, &dir).unwrap();
+        assert_eq!(
+            config.audit().unwrap().file(),
+            Some(dir.join("audit.jsonl").as_path())
+        );
+        let authz = config.into_authz().unwrap();
+        let auditor = authz.auditor().expect("an auditor");
+        assert!(auditor.is_fail_closed());
+        assert!(auditor.arguments().records_clear());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let slot = auditor.reserve().await.unwrap();
+            let event = crate::audit::AuditEvent::new(
+                crate::audit::EventKind::List,
+                crate::audit::DecisionKind::Allow,
+                crate::audit::Outcome::Success,
+            );
+            slot.record(event).await.unwrap();
+        });
+        let report = crate::audit::verify_chain(&[dir.join("audit.jsonl")]).unwrap();
+        assert_eq!(report.records, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unopenable_audit_file_is_a_clear_error() {
+        let dir = std::env::temp_dir();
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        let jwks = dir.join(format!("rmcp-authz-jwks-{}.json", uuid::Uuid::now_v7()));
+        std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
+        let text = format!(
+            "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\njwks_file = {:?}\n[audit]\nfile = \"/nonexistent/dir/audit.jsonl\"\n",
+            jwks.display().to_string()
+        );
+        let err = Config::from_toml(&text, &dir)
+            .unwrap()
+            .into_authz()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("[audit]: audit file /nonexistent/dir/audit.jsonl"),
+            "{err}"
+        );
+        std::fs::remove_file(&jwks).unwrap();
+    }
+
+    #[test]
+    fn keys_decode_from_hex_or_base64url() {
+        assert_eq!(decode_key("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_key("AP8Q"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_key("not a key!"), None);
     }
 }

@@ -11,7 +11,7 @@ use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
 use tokio::task::JoinHandle;
 
-use crate::notes::{http_app, notes_policy};
+use crate::notes::{http_app, notes_policy, serve};
 
 /// The issuer every test server trusts.
 pub const ISSUER: &str = "https://auth.test.invalid";
@@ -99,6 +99,20 @@ impl TestServer {
         stateful: bool,
         policy: rmcp_authz::policy::Policy,
     ) -> TestServer {
+        TestServer::start_with(stateful, policy, None).await
+    }
+
+    /// Like [`TestServer::start`], recording to `auditor`.
+    pub async fn start_audited(stateful: bool, auditor: rmcp_authz::audit::Auditor) -> TestServer {
+        TestServer::start_with(stateful, notes_policy(), Some(auditor)).await
+    }
+
+    /// A server with `policy` and, if given, an audit log.
+    pub async fn start_with(
+        stateful: bool,
+        policy: rmcp_authz::policy::Policy,
+        auditor: Option<rmcp_authz::audit::Auditor>,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -107,14 +121,19 @@ impl TestServer {
         let url = format!("{origin}/mcp");
         let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
         let verifier = issuer.verifier(url.clone()).build().expect("verifier");
-        let authz = Authz::new(verifier, policy);
+        let mut builder = Authz::builder(verifier, policy);
+        if let Some(auditor) = auditor {
+            builder = builder.auditor(auditor);
+        }
+        let authz = builder.build();
         let app = http_app(
             &authz,
             StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
         )
         .expect("the policy fits the notes server");
+        let served = authz.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = serve(listener, app, &served, std::future::pending()).await;
         });
         TestServer {
             url,
