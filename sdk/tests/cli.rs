@@ -916,3 +916,51 @@ fn audit_verify_of_a_missing_file_cannot_run() {
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(out.stderr.contains("/nonexistent/audit.jsonl"), "{out:#?}");
 }
+
+/// Verifies `file` after `tamper` rewrote its lines; returns the run.
+fn verify_tampered(file: &Path, tamper: impl FnOnce(&mut Vec<String>)) -> Run {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let before = lines.clone();
+    tamper(&mut lines);
+    assert_ne!(lines, before, "the tampering changed nothing");
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    run(&["audit", "verify", path(file)])
+}
+
+#[test]
+fn audit_verify_catches_an_edited_record() {
+    let f = Fixture::new("audit-edited");
+    let file = audit_file(&f, 4);
+    // Line 2 now claims a denial; its hash no longer matches line 3's prev_hash.
+    let out = verify_tampered(&file, |lines| {
+        lines[1] = lines[1].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 3"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_catches_a_reordered_pair() {
+    let f = Fixture::new("audit-reordered");
+    let file = audit_file(&f, 4);
+    let out = verify_tampered(&file, |lines| lines.swap(1, 2));
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 2"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_catches_a_deleted_last_but_one_record() {
+    let f = Fixture::new("audit-deleted-last-but-one");
+    let file = audit_file(&f, 4);
+    let out = verify_tampered(&file, |lines| {
+        lines.remove(2);
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 3"), "{out:#?}");
+    let json = run(&["--json", "audit", "verify", path(&file)]).json();
+    assert_eq!(json["intact"], false, "{json:#}");
+}
