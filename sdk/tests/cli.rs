@@ -916,3 +916,782 @@ fn audit_verify_of_a_missing_file_cannot_run() {
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(out.stderr.contains("/nonexistent/audit.jsonl"), "{out:#?}");
 }
+
+/// Verifies `file` after `tamper` rewrote its lines; returns the run.
+fn verify_tampered(file: &Path, tamper: impl FnOnce(&mut Vec<String>)) -> Run {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let before = lines.clone();
+    tamper(&mut lines);
+    assert_ne!(lines, before, "the tampering changed nothing");
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    run(&["audit", "verify", path(file)])
+}
+
+#[test]
+fn audit_verify_catches_an_edited_record() {
+    let f = Fixture::new("audit-edited");
+    let file = audit_file(&f, 4);
+    // Line 2 now claims a denial; its hash no longer matches line 3's prev_hash.
+    let out = verify_tampered(&file, |lines| {
+        lines[1] = lines[1].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 3"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_catches_a_reordered_pair() {
+    let f = Fixture::new("audit-reordered");
+    let file = audit_file(&f, 4);
+    let out = verify_tampered(&file, |lines| lines.swap(1, 2));
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 2"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_catches_a_deleted_last_but_one_record() {
+    let f = Fixture::new("audit-deleted-last-but-one");
+    let file = audit_file(&f, 4);
+    let out = verify_tampered(&file, |lines| {
+        lines.remove(2);
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 3"), "{out:#?}");
+    let json = run(&["--json", "audit", "verify", path(&file)]).json();
+    assert_eq!(json["intact"], false, "{json:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// audit query, stats, tail
+// ---------------------------------------------------------------------------------------
+
+use rmcp_authz::audit::{
+    AuditEvent, AuditSink, DecisionKind, EventKind, JsonLines, Outcome as EventOutcome,
+};
+
+/// An event with the fields the filters look at.
+fn event(
+    timestamp: &str,
+    agent: Option<&str>,
+    subject: Option<&str>,
+    kind: EventKind,
+    target: Option<&str>,
+    decision: DecisionKind,
+    outcome: EventOutcome,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, decision, outcome);
+    e.timestamp = timestamp.to_owned();
+    e.agent = agent.map(str::to_owned);
+    e.subject = subject.map(str::to_owned);
+    e.target = target.map(str::to_owned);
+    e
+}
+
+/// Writes `events` to `name` in the fixture's directory; returns the file and its lines.
+fn write_events(f: &Fixture, name: &str, events: &[AuditEvent]) -> (PathBuf, Vec<String>) {
+    let file = f.dir.join(name);
+    let sink = JsonLines::open(&file).expect("open audit file");
+    sink.write(events).expect("write");
+    sink.flush(true).expect("flush");
+    let lines = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (file, lines)
+}
+
+/// Six events: agents planner (0, 1, 5), researcher (2, 4) and none (3); subjects alice
+/// (0, 2, 4, 5) and bob (1); denials 1 and 3; errors 4 (tool) and 5 (protocol).
+fn mixed_audit_file(f: &Fixture) -> (PathBuf, Vec<String>) {
+    use DecisionKind::{Allow, Deny};
+    use EventKind::{AuthenticationFailure, PromptGet, ResourceRead, ToolCall};
+    use EventOutcome::{Denied, ProtocolError, Success, ToolError};
+    let mut events = vec![
+        event(
+            "2026-11-20T10:00:00.000Z",
+            Some("planner"),
+            Some("alice"),
+            ToolCall,
+            Some("write_note"),
+            Allow,
+            Success,
+        ),
+        event(
+            "2026-11-22T10:00:00.000Z",
+            Some("planner"),
+            Some("bob"),
+            ToolCall,
+            Some("delete_note"),
+            Deny,
+            Denied,
+        ),
+        event(
+            "2026-11-24T00:00:00.000Z",
+            Some("researcher"),
+            Some("alice"),
+            ResourceRead,
+            Some("notes://1"),
+            Allow,
+            Success,
+        ),
+        event(
+            "2026-11-25T10:00:00.000Z",
+            None,
+            None,
+            AuthenticationFailure,
+            None,
+            Deny,
+            Denied,
+        ),
+        event(
+            "2026-11-26T10:00:00.000Z",
+            Some("researcher"),
+            Some("alice"),
+            ToolCall,
+            Some("write_note"),
+            Allow,
+            ToolError,
+        ),
+        // Without milliseconds: times are compared as instants, not as text.
+        event(
+            "2026-11-27T10:00:00Z",
+            Some("planner"),
+            Some("alice"),
+            PromptGet,
+            Some("summarize"),
+            Allow,
+            ProtocolError,
+        ),
+    ];
+    events[1].reason_code = Some("insufficient_scope".to_owned());
+    events[3].reason_code = Some("missing_token".to_owned());
+    write_events(f, "audit.jsonl", &events)
+}
+
+/// The indices in `lines` of the lines `out` printed, which must be among them unchanged.
+fn printed_lines(out: &Run, lines: &[String]) -> Vec<usize> {
+    out.stdout
+        .lines()
+        .map(|printed| {
+            lines
+                .iter()
+                .position(|l| l == printed)
+                .unwrap_or_else(|| panic!("{printed:?} is not a line of the file: {out:#?}"))
+        })
+        .collect()
+}
+
+/// The rows of a table `out` printed, as cells; checks that every row's cells start at
+/// the header's columns.
+fn table_rows(out: &Run) -> Vec<Vec<String>> {
+    let mut lines = out.stdout.lines();
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no header: {out:#?}"));
+    let starts: Vec<usize> = header
+        .match_indices(|c: char| c != ' ')
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || header.as_bytes()[i - 1] == b' ')
+        .collect();
+    lines
+        .map(|line| {
+            for &start in &starts {
+                let aligned = line.as_bytes().get(start).is_some_and(|&b| b != b' ')
+                    && (start == 0 || line.as_bytes()[start - 1] == b' ');
+                assert!(aligned, "{line:?} is not aligned with {header:?}");
+            }
+            line.split_whitespace().map(str::to_owned).collect()
+        })
+        .collect()
+}
+
+/// Checks that `audit query FILE ARGS` selects exactly the events `expected` (indices
+/// into `lines`), as JSON Lines and as a table.
+fn assert_query(file: &Path, lines: &[String], args: &[&str], expected: &[usize]) {
+    let mut jsonl = vec!["audit", "query", path(file), "--format", "jsonl"];
+    jsonl.extend_from_slice(args);
+    let out = run(&jsonl);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(printed_lines(&out, lines), expected, "{args:?}: {out:#?}");
+
+    let mut table = vec!["audit", "query", path(file)];
+    table.extend_from_slice(args);
+    let out = run(&table);
+    assert_eq!(out.code, 0, "{out:#?}");
+    if expected.is_empty() {
+        assert!(out.stdout.is_empty(), "{out:#?}");
+        assert!(out.stderr.contains("no matching events"), "{out:#?}");
+        return;
+    }
+    let times: Vec<String> = expected
+        .iter()
+        .map(|&i| serde_json::from_str::<Value>(&lines[i]).unwrap()["timestamp"].to_string())
+        .map(|t| t.trim_matches('"').to_owned())
+        .collect();
+    let rows = table_rows(&out);
+    let shown: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(shown, times, "{args:?}: {out:#?}");
+}
+
+#[test]
+fn audit_query_filters_select_exactly_the_matching_events() {
+    let f = Fixture::new("audit-query");
+    let (file, lines) = mixed_audit_file(&f);
+    let cases: &[(&[&str], &[usize])] = &[
+        (&[], &[0, 1, 2, 3, 4, 5]),
+        (&["--agent", "planner"], &[0, 1, 5]),
+        (&["--agent", "researcher"], &[2, 4]),
+        (&["--subject", "alice"], &[0, 2, 4, 5]),
+        (&["--subject", "bob"], &[1]),
+        (&["--tool", "write_note"], &[0, 4]),
+        // --tool matches the target of any kind of event.
+        (&["--tool", "notes://1"], &[2]),
+        (&["--tool", "summarize"], &[5]),
+        (&["--decision", "deny"], &[1, 3]),
+        (&["--decision", "allow"], &[0, 2, 4, 5]),
+        (&["--outcome", "tool_error"], &[4]),
+        (&["--outcome", "denied"], &[1, 3]),
+        (&["--kind", "authentication_failure"], &[3]),
+        (&["--kind", "tool_call"], &[0, 1, 4]),
+        (&["--agent", "planner", "--subject", "alice"], &[0, 5]),
+        (&["--agent", "planner", "--decision", "deny"], &[1]),
+        (&["--limit", "2"], &[0, 1]),
+        (&["--agent", "planner", "--limit", "2"], &[0, 1]),
+        (&["--limit", "0"], &[]),
+        (&["--agent", "nobody"], &[]),
+        (&["--tool", "write"], &[]),
+    ];
+    for (args, expected) in cases {
+        assert_query(&file, &lines, args, expected);
+    }
+
+    // --json means JSON Lines too, before or after the subcommand.
+    let out = run(&[
+        "--json",
+        "audit",
+        "query",
+        path(&file),
+        "--agent",
+        "planner",
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(printed_lines(&out, &lines), [0, 1, 5], "{out:#?}");
+    let out = run(&[
+        "audit",
+        "query",
+        path(&file),
+        "--decision",
+        "deny",
+        "--json",
+    ]);
+    assert_eq!(printed_lines(&out, &lines), [1, 3], "{out:#?}");
+    // The lines come out byte for byte, newline-terminated.
+    let out = run(&["--json", "audit", "query", path(&file)]);
+    assert_eq!(out.stdout, std::fs::read_to_string(&file).unwrap());
+}
+
+#[test]
+fn audit_query_table_shows_every_column() {
+    let f = Fixture::new("audit-query-table");
+    let (file, _) = mixed_audit_file(&f);
+    let out = run(&["audit", "query", path(&file), "--decision", "deny"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let header = out.stdout.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "time",
+            "agent",
+            "subject",
+            "kind",
+            "target",
+            "decision",
+            "outcome",
+            "reason_code"
+        ],
+        "{out:#?}"
+    );
+    assert_eq!(
+        table_rows(&out),
+        [
+            [
+                "2026-11-22T10:00:00.000Z",
+                "planner",
+                "bob",
+                "tool_call",
+                "delete_note",
+                "deny",
+                "denied",
+                "insufficient_scope"
+            ],
+            [
+                "2026-11-25T10:00:00.000Z",
+                "-",
+                "-",
+                "authentication_failure",
+                "-",
+                "deny",
+                "denied",
+                "missing_token"
+            ],
+        ],
+        "{out:#?}"
+    );
+    assert!(out.stderr.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn audit_query_time_range_compares_instants() {
+    let f = Fixture::new("audit-query-time");
+    let (file, lines) = mixed_audit_file(&f);
+    let cases: &[(&[&str], &[usize])] = &[
+        // --since is inclusive: event 2 is at exactly 2026-11-24T00:00:00.000Z.
+        (&["--since", "2026-11-24T00:00:00Z"], &[2, 3, 4, 5]),
+        // --until is exclusive.
+        (&["--until", "2026-11-24T00:00:00Z"], &[0, 1]),
+        (&["--since", "2026-11-24T00:00:00.001Z"], &[3, 4, 5]),
+        // The same instant with an offset, and a date for midnight UTC.
+        (&["--since", "2026-11-24T01:00:00+01:00"], &[2, 3, 4, 5]),
+        (&["--since", "2026-11-23T23:00:00-01:00"], &[2, 3, 4, 5]),
+        (
+            &[
+                "--since",
+                "2026-11-22",
+                "--until",
+                "2026-11-26T10:00:00.000Z",
+            ],
+            &[1, 2, 3],
+        ),
+        // Event 5 is written without milliseconds.
+        (&["--since", "2026-11-27T10:00:00.000Z"], &[5]),
+        (
+            &[
+                "--until",
+                "2026-11-27T10:00:00.001Z",
+                "--since",
+                "2026-11-26T10:00:00.001Z",
+            ],
+            &[5],
+        ),
+        (&["--since", "2026-11-28T00:00:00Z"], &[]),
+        (
+            &["--since", "2026-11-24T00:00:00Z", "--agent", "planner"],
+            &[5],
+        ),
+    ];
+    for (args, expected) in cases {
+        assert_query(&file, &lines, args, expected);
+    }
+    let out = run(&["audit", "query", path(&file), "--since", "yesterday"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("--since"), "{out:#?}");
+}
+
+#[test]
+fn audit_query_reads_files_in_the_order_given() {
+    let f = Fixture::new("audit-query-files");
+    let (file, lines) = mixed_audit_file(&f);
+    let newer = event(
+        "2026-11-28T10:00:00.000Z",
+        Some("planner"),
+        None,
+        EventKind::List,
+        None,
+        DecisionKind::Allow,
+        EventOutcome::Success,
+    );
+    let (second, second_lines) = write_events(&f, "audit-2.jsonl", &[newer]);
+    let out = run(&[
+        "--json",
+        "audit",
+        "query",
+        path(&file),
+        path(&second),
+        "--agent",
+        "planner",
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let expected = [&lines[0], &lines[1], &lines[5], &second_lines[0]];
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), expected, "{out:#?}");
+    let out = run(&[
+        "--json",
+        "audit",
+        "query",
+        path(&second),
+        path(&file),
+        "--agent",
+        "planner",
+    ]);
+    let expected = [&second_lines[0], &lines[0], &lines[1], &lines[5]];
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), expected, "{out:#?}");
+}
+
+#[test]
+fn audit_query_malformed_line_cannot_run_and_names_the_line() {
+    let f = Fixture::new("audit-query-malformed");
+    let (file, mut lines) = mixed_audit_file(&f);
+    for bad in ["not json", "{\"schema_version\": 1}", "{\"timestamp\": 3}"] {
+        lines[2] = bad.to_owned();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        for args in [
+            vec!["audit", "query", path(&file)],
+            vec!["--json", "audit", "query", path(&file)],
+            vec!["audit", "stats", path(&file)],
+            vec!["audit", "tail", path(&file)],
+        ] {
+            let out = run(&args);
+            assert_eq!(out.code, 2, "{out:#?}");
+            assert!(out.stderr.starts_with("rmcp-authz: "), "{out:#?}");
+            assert!(
+                out.stderr
+                    .contains(&format!("{} line 3: not an audit event", path(&file))),
+                "{out:#?}"
+            );
+        }
+    }
+    // An event whose timestamp is not a time is not an audit event either.
+    std::fs::remove_file(&file).unwrap();
+    let (file, mut lines) = mixed_audit_file(&f);
+    lines[4] = lines[4].replace("2026-11-26T10:00:00.000Z", "last tuesday");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = run(&["audit", "query", path(&file), "--since", "2026-11-24"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains("line 5: not an audit event"),
+        "{out:#?}"
+    );
+    assert!(out.stderr.contains("last tuesday"), "{out:#?}");
+}
+
+#[test]
+fn audit_query_skips_a_torn_last_line_with_a_warning() {
+    let f = Fixture::new("audit-query-torn");
+    let (file, lines) = mixed_audit_file(&f);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"{\"schema_version\":1,\"id\":\"0");
+    std::fs::write(&file, bytes).unwrap();
+    let out = run(&["--json", "audit", "query", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(printed_lines(&out, &lines), [0, 1, 2, 3, 4, 5], "{out:#?}");
+    assert!(out.stderr.starts_with("rmcp-authz: warning: "), "{out:#?}");
+    assert!(
+        out.stderr.contains(&format!("{} line 7", path(&file))),
+        "{out:#?}"
+    );
+    let out = run(&["audit", "query", path(&file), "--agent", "researcher"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(table_rows(&out).len(), 2, "{out:#?}");
+    assert!(out.stderr.contains("line 7"), "{out:#?}");
+}
+
+#[test]
+fn audit_query_of_a_missing_file_cannot_run() {
+    let out = run(&["audit", "query", "/nonexistent/audit.jsonl"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr
+            .starts_with("rmcp-authz: cannot read /nonexistent/audit.jsonl"),
+        "{out:#?}"
+    );
+    let out = run(&["audit", "query", "/tmp", "--decision", "perhaps"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+}
+
+/// The `stats --json` entry of `agent` (`null` for events without one).
+fn agent_stats<'a>(stats: &'a Value, agent: &Value) -> &'a Value {
+    stats["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| &a["agent"] == agent)
+        .unwrap_or_else(|| panic!("no agent {agent} in {stats:#}"))
+}
+
+#[test]
+fn audit_stats_counts_per_agent() {
+    let f = Fixture::new("audit-stats");
+    let (file, _) = mixed_audit_file(&f);
+    let out = run(&["--json", "audit", "stats", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let v = out.json();
+    let agents: Vec<&Value> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["agent"])
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            &Value::from("planner"),
+            &Value::from("researcher"),
+            &Value::Null
+        ],
+        "{v:#}"
+    );
+    let counts =
+        |a: &Value| ["events", "allowed", "denied", "errors"].map(|k| a[k].as_u64().unwrap());
+    let planner = agent_stats(&v, &"planner".into());
+    assert_eq!(counts(planner), [3, 2, 1, 1], "{v:#}");
+    assert_eq!(
+        planner["top_targets"],
+        serde_json::json!([
+            {"target": "delete_note", "count": 1},
+            {"target": "summarize", "count": 1},
+            {"target": "write_note", "count": 1},
+        ])
+    );
+    let researcher = agent_stats(&v, &"researcher".into());
+    assert_eq!(counts(researcher), [2, 2, 0, 1], "{v:#}");
+    let none = agent_stats(&v, &Value::Null);
+    assert_eq!(counts(none), [1, 0, 1, 0], "{v:#}");
+    assert_eq!(none["top_targets"], serde_json::json!([]));
+    assert_eq!(counts(&v["total"]), [6, 4, 2, 2], "{v:#}");
+    assert_eq!(
+        v["total"]["top_targets"][0],
+        serde_json::json!({"target": "write_note", "count": 2})
+    );
+
+    // The table: one row per agent, `(none)` last, then the totals.
+    let out = run(&["audit", "stats", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "agent", "events", "allowed", "denied", "errors", "top", "targets"
+        ]
+    );
+    assert_eq!(rows[1][..5], ["planner", "3", "2", "1", "1"], "{out:#?}");
+    assert_eq!(rows[2][..5], ["researcher", "2", "2", "0", "1"], "{out:#?}");
+    assert_eq!(rows[3], ["(none)", "1", "0", "1", "0", "-"], "{out:#?}");
+    assert_eq!(rows[4][..5], ["total", "6", "4", "2", "2"], "{out:#?}");
+    assert!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("delete_note (1), summarize (1), write_note (1)"),
+        "{out:#?}"
+    );
+
+    // Filters narrow what is counted.
+    let v = run(&[
+        "--json",
+        "audit",
+        "stats",
+        path(&file),
+        "--since",
+        "2026-11-24T00:00:00Z",
+    ])
+    .json();
+    assert_eq!(
+        counts(agent_stats(&v, &"planner".into())),
+        [1, 1, 0, 1],
+        "{v:#}"
+    );
+    assert_eq!(counts(&v["total"]), [4, 3, 1, 2], "{v:#}");
+    let v = run(&[
+        "--json",
+        "audit",
+        "stats",
+        path(&file),
+        "--agent",
+        "researcher",
+    ])
+    .json();
+    assert_eq!(v["agents"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(counts(&v["total"]), [2, 2, 0, 1], "{v:#}");
+}
+
+#[test]
+fn audit_stats_lists_the_top_five_targets_across_files() {
+    let f = Fixture::new("audit-stats-top");
+    let (file, _) = mixed_audit_file(&f);
+    let busy: Vec<AuditEvent> = ["t6", "t1", "t2", "t3", "t4", "t5", "t1", "t2", "t1"]
+        .iter()
+        .map(|t| {
+            event(
+                "2026-11-29T00:00:00.000Z",
+                Some("planner"),
+                Some("alice"),
+                EventKind::ToolCall,
+                Some(t),
+                DecisionKind::Allow,
+                EventOutcome::Success,
+            )
+        })
+        .collect();
+    let (second, _) = write_events(&f, "audit-2.jsonl", &busy);
+    let v = run(&["--json", "audit", "stats", path(&file), path(&second)]).json();
+    let planner = agent_stats(&v, &"planner".into());
+    assert_eq!(planner["events"], 12, "{v:#}");
+    let top: Vec<(&str, u64)> = planner["top_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["target"].as_str().unwrap(), t["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        top,
+        [
+            ("t1", 3),
+            ("t2", 2),
+            ("delete_note", 1),
+            ("summarize", 1),
+            ("t3", 1)
+        ],
+        "{v:#}"
+    );
+}
+
+#[test]
+fn audit_tail_prints_the_last_events() {
+    let f = Fixture::new("audit-tail");
+    let (file, lines) = mixed_audit_file(&f);
+    let out = run(&["--json", "audit", "tail", "-n", "2", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(printed_lines(&out, &lines), [4, 5], "{out:#?}");
+    let out = run(&["audit", "tail", "-n", "2", "--format", "jsonl", path(&file)]);
+    assert_eq!(printed_lines(&out, &lines), [4, 5], "{out:#?}");
+
+    let out = run(&["audit", "tail", "-n", "2", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let rows = table_rows(&out);
+    let times: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        times,
+        ["2026-11-26T10:00:00.000Z", "2026-11-27T10:00:00Z"],
+        "{out:#?}"
+    );
+
+    // Ten by default; filters apply before counting.
+    let out = run(&["--json", "audit", "tail", path(&file)]);
+    assert_eq!(printed_lines(&out, &lines), [0, 1, 2, 3, 4, 5], "{out:#?}");
+    let out = run(&[
+        "--json",
+        "audit",
+        "tail",
+        "-n",
+        "2",
+        path(&file),
+        "--agent",
+        "planner",
+    ]);
+    assert_eq!(printed_lines(&out, &lines), [1, 5], "{out:#?}");
+    let out = run(&["audit", "tail", "-n", "0", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    assert!(out.stderr.contains("no matching events"), "{out:#?}");
+}
+
+/// Kills the child process when dropped, so a failing test leaves none behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An event tagged with `tag` in its `request_id`.
+fn tagged(tag: &str) -> AuditEvent {
+    let mut e = AuditEvent::new(
+        EventKind::ToolCall,
+        DecisionKind::Allow,
+        EventOutcome::Success,
+    );
+    e.request_id = Some(tag.to_owned());
+    e
+}
+
+#[test]
+fn audit_tail_follow_prints_new_events_across_a_rotation() {
+    use std::io::BufRead as _;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let f = Fixture::new("audit-tail-follow");
+    let file = f.dir.join("audit.jsonl");
+    let sink = JsonLines::open(&file).unwrap();
+    sink.write(&[tagged("before-1"), tagged("before-2")])
+        .unwrap();
+
+    let mut child = command(&["--json", "audit", "tail", "-f", "-n", "1", path(&file)]);
+    child
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut child = KillOnDrop(child.spawn().expect("the rmcp-authz binary runs"));
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The request_id of the next line printed, waiting at most 10 s for it.
+    let next = || {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line within 10 s")
+            .expect("a line of text");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a whole JSON line ({e}): {line:?}"));
+        v["request_id"].as_str().unwrap().to_owned()
+    };
+
+    // -n 1: the last event already there. Once it is printed, the tail is following.
+    assert_eq!(next(), "before-2");
+
+    sink.write(&[tagged("appended-1"), tagged("appended-2")])
+        .unwrap();
+    assert_eq!(next(), "appended-1");
+    assert_eq!(next(), "appended-2");
+
+    // A record written in two pieces is printed once, whole.
+    let mut half_written = serde_json::to_string(&tagged("in-two-pieces")).unwrap();
+    let rest = half_written.split_off(half_written.len() / 2);
+    let mut raw = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    raw.write_all(half_written.as_bytes()).unwrap();
+    raw.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    raw.write_all(format!("{rest}\n").as_bytes()).unwrap();
+    assert_eq!(next(), "in-two-pieces");
+
+    // Rotation: the file moves aside and a new one takes its path. What was written to the
+    // old file just before is printed too, before anything of the new file.
+    drop((sink, raw));
+    let sink = JsonLines::open(&file).unwrap();
+    sink.write(&[tagged("last-in-old")]).unwrap();
+    drop(sink);
+    std::fs::rename(&file, f.dir.join("audit.jsonl.1")).unwrap();
+    let sink = JsonLines::open(&file).unwrap();
+    sink.write(&[tagged("rotated-1"), tagged("rotated-2")])
+        .unwrap();
+    assert_eq!(next(), "last-in-old");
+    assert_eq!(next(), "rotated-1");
+    assert_eq!(next(), "rotated-2");
+
+    sink.write(&[tagged("rotated-3")]).unwrap();
+    assert_eq!(next(), "rotated-3");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "tail -f keeps running until killed"
+    );
+}

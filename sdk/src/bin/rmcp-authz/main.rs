@@ -1,10 +1,13 @@
 //! `rmcp-authz`: inspect tokens, check them against a configuration, lint and show
-//! policies. Built with `--features cli`.
+//! policies, and verify, query, summarize and follow audit files. Built with
+//! `--features cli`.
 //!
 //! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors /
-//! the audit chain holds; 1 the token was refused, the call denied, the token has
-//! problems, the policy has errors, or the audit chain is broken or torn; 2 the command could not run (bad arguments, unreadable or invalid
-//! configuration, undecodable token). `docs/cli.md` has examples.
+//! the audit chain holds / the audit command ran (even when no event matched); 1 the token
+//! was refused, the call denied, the token has problems, the policy has errors, or the
+//! audit chain is broken or torn; 2 the command could not run (bad arguments, unreadable or
+//! invalid configuration, undecodable token, an unreadable audit file or a line in it that
+//! is not an audit event). `docs/cli.md` has examples.
 
 mod audit_cmd;
 mod policy_cmd;
@@ -48,6 +51,47 @@ enum AuditCommand {
         /// The audit files, oldest first.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Print the events of JSON Lines audit files that match the filters, as a table or
+    /// (with --format jsonl or --json) as their lines, unchanged.
+    Query {
+        /// The audit files, read in the order given (oldest first).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        filter: audit_cmd::Filter,
+        /// Print at most N events: the first N that match.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// How to print events (--json means jsonl).
+        #[arg(long, value_enum, default_value_t)]
+        format: audit_cmd::Format,
+    },
+    /// Count the events of JSON Lines audit files per agent: events, allowed, denied,
+    /// errors, and the most used targets; then the totals.
+    Stats {
+        /// The audit files, read in the order given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        filter: audit_cmd::Filter,
+    },
+    /// Print the last events of an audit file; with -f, keep printing new ones as they
+    /// are written, following the path across rotations, until interrupted.
+    Tail {
+        /// The audit file (the active one, for -f).
+        file: PathBuf,
+        /// Print the last N matching events.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        lines: usize,
+        /// Keep following the file (polling every 200 ms) for new events.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        filter: audit_cmd::Filter,
+        /// How to print events (--json means jsonl).
+        #[arg(long, value_enum, default_value_t)]
+        format: audit_cmd::Format,
     },
 }
 
@@ -121,6 +165,28 @@ fn main() -> ExitCode {
             policy_cmd::show(&config, &tools, cli.json)
         }
         Command::Audit(AuditCommand::Verify { files }) => audit_cmd::verify(&files, cli.json),
+        Command::Audit(AuditCommand::Query {
+            files,
+            filter,
+            limit,
+            format,
+        }) => audit_cmd::query(&files, &filter, limit, events_format(format, cli.json)),
+        Command::Audit(AuditCommand::Stats { files, filter }) => {
+            audit_cmd::stats(&files, &filter, cli.json)
+        }
+        Command::Audit(AuditCommand::Tail {
+            file,
+            lines,
+            follow,
+            filter,
+            format,
+        }) => audit_cmd::tail(
+            &file,
+            lines,
+            follow,
+            &filter,
+            events_format(format, cli.json),
+        ),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -129,6 +195,15 @@ fn main() -> ExitCode {
             eprintln!("rmcp-authz: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// How the audit commands print events: `--json` means JSON Lines.
+fn events_format(format: audit_cmd::Format, json: bool) -> audit_cmd::Format {
+    if json {
+        audit_cmd::Format::Jsonl
+    } else {
+        format
     }
 }
 
