@@ -12,6 +12,7 @@
 //! cargo run -p rmcp-authz-examples --example notes_http -- --port 8080 \
 //!     --issuer https://auth.example.com --jwks jwks.json --audience https://mcp.example.com/mcp
 //! cargo run -p rmcp-authz-examples --example notes_http -- --config rmcp-authz.toml
+//! cargo run -p rmcp-authz-examples --example notes_http -- --audit-file notes-audit.jsonl --durable
 //! ```
 //!
 //! (`--config` takes a file like `docs/rmcp-authz.example.toml`, with the JWK Set it names
@@ -21,9 +22,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
-use rmcp_authz::Authz;
+use std::sync::Arc;
+
+use rmcp_authz::audit::{Auditor, Durability, JsonLines};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::JwtVerifier;
+use rmcp_authz::{Authz, AuthzBuilder};
 use rmcp_authz_examples::notes::{http_app, notes_policy, serve};
 
 #[derive(Debug, Parser)]
@@ -42,9 +46,16 @@ struct Args {
     /// (default http://127.0.0.1:PORT/mcp).
     #[arg(long)]
     audience: Option<String>,
-    /// Take the verifier and the policy from a configuration file instead.
-    #[arg(long, conflicts_with_all = ["issuer", "jwks"])]
+    /// Take the verifier, the policy and the audit settings from a configuration file
+    /// instead.
+    #[arg(long, conflicts_with_all = ["issuer", "jwks", "audit_file"])]
     config: Option<PathBuf>,
+    /// Record every decision to this JSON Lines audit file (hash-chained, mode 0600).
+    #[arg(long)]
+    audit_file: Option<PathBuf>,
+    /// With --audit-file: answer each call only once its event is synced to disk.
+    #[arg(long, requires = "audit_file")]
+    durable: bool,
 }
 
 #[tokio::main]
@@ -56,14 +67,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .audience
         .unwrap_or_else(|| format!("http://{local}/mcp"));
 
+    let auditor = match &args.audit_file {
+        Some(path) => {
+            let durability = if args.durable {
+                Durability::Durable
+            } else {
+                Durability::default()
+            };
+            println!("Audit log: {} ({durability:?})", path.display());
+            Some(
+                Auditor::builder(Arc::new(JsonLines::open(path)?))
+                    .durability(durability)
+                    .build()?,
+            )
+        }
+        None => None,
+    };
+    let with_audit = |builder: AuthzBuilder| match &auditor {
+        Some(a) => builder.auditor(a.clone()).build(),
+        None => builder.build(),
+    };
     let authz = match (&args.config, &args.issuer, &args.jwks) {
         (Some(config), _, _) => Authz::from_config_file(config)?,
-        (None, Some(issuer), Some(jwks)) => Authz::new(
+        (None, Some(issuer), Some(jwks)) => with_audit(Authz::builder(
             JwtVerifier::builder(issuer.clone(), audience.clone())
                 .jwks_file(jwks)
                 .build()?,
             notes_policy(),
-        ),
+        )),
         _ => {
             let issuer = DevIssuer::new("https://dev-issuer.invalid")?;
             println!("Trusting a development issuer. Tokens (valid for one hour):");
@@ -80,9 +111,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .mint()?;
                 println!("\n{agent} ({}):\n{token}", scopes.join(" "));
             }
-            Authz::new(issuer.verifier(audience.clone()).build()?, notes_policy())
+            with_audit(Authz::builder(
+                issuer.verifier(audience.clone()).build()?,
+                notes_policy(),
+            ))
         }
     };
+    drop(auditor);
     // Fails now, not on the first request, if a rule names a tool the server does not have.
     let app = http_app(&authz, StreamableHttpServerConfig::default())?;
     println!("\nnotes MCP server: http://{local}/mcp (audience {audience})");
