@@ -388,7 +388,7 @@ impl AuditSection {
 
 /// A key written as hex (even length, only hex digits) or else unpadded base64url.
 fn decode_key(text: &str) -> Option<Vec<u8>> {
-    let is_hex = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         return (0..text.len())
             .step_by(2)
