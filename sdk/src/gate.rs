@@ -202,7 +202,7 @@ impl Audit {
             return Ok(());
         };
         event.outcome = outcome;
-        event.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        event.duration_ms = Some(millis(self.started));
         match slot.record(event).await {
             Ok(()) => Ok(()),
             Err(e) => match &self.auditor {
@@ -222,7 +222,7 @@ impl Drop for Audit {
     fn drop(&mut self) {
         if let (Some(slot), Some(mut event)) = (self.slot.take(), self.event.take()) {
             event.outcome = Outcome::Cancelled;
-            event.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+            event.duration_ms = Some(millis(self.started));
             slot.record_detached(event);
         }
     }
@@ -261,4 +261,9 @@ pub(crate) fn describe_arguments(
         event.arguments_hmac = Some(a.arguments().digest(arguments));
         event.arguments = a.arguments().clear(arguments);
     }
+}
+
+/// Milliseconds since `started`, to the microsecond.
+fn millis(started: Instant) -> f64 {
+    started.elapsed().as_micros() as f64 / 1000.0
 }
