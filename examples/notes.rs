@@ -245,6 +245,8 @@ pub struct StdioSettings {
     pub jwks_file: std::path::PathBuf,
     /// The audience tokens must name.
     pub audience: String,
+    /// A JSON Lines audit file to record every decision to (`durable`), if any.
+    pub audit_file: Option<std::path::PathBuf>,
 }
 
 /// Serves the notes server on stdin/stdout for the token in `MCP_ACCESS_TOKEN`, until the
@@ -255,7 +257,17 @@ pub async fn serve_stdio(settings: StdioSettings) -> Result<(), String> {
         .jwks_file(&settings.jwks_file)
         .build()
         .map_err(|e| e.to_string())?;
-    rmcp_authz::Authz::new(verifier, notes_policy())
+    let mut authz = rmcp_authz::Authz::builder(verifier, notes_policy());
+    if let Some(path) = &settings.audit_file {
+        let file = rmcp_authz::audit::JsonLines::open(path).map_err(|e| e.to_string())?;
+        let auditor = rmcp_authz::audit::Auditor::builder(Arc::new(file))
+            .durability(rmcp_authz::audit::Durability::Durable)
+            .build()
+            .map_err(|e| e.to_string())?;
+        authz = authz.auditor(auditor);
+    }
+    authz
+        .build()
         .serve_stdio(Notes::new(), rmcp_authz::stdio::DEFAULT_TOKEN_VAR)
         .await
         .map_err(|e| e.to_string())

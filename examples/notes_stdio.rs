@@ -28,6 +28,9 @@ struct Args {
     /// The audience tokens must name (this server's identifier).
     #[arg(long, env = "NOTES_AUDIENCE")]
     audience: String,
+    /// Record every decision to this JSON Lines audit file (durable).
+    #[arg(long, env = "NOTES_AUDIT_FILE")]
+    audit_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -37,6 +40,7 @@ async fn main() -> ExitCode {
         issuer: args.issuer,
         jwks_file: args.jwks,
         audience: args.audience,
+        audit_file: args.audit_file,
     };
     match serve_stdio(settings).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 
 use rmcp::{ServerHandler, ServiceExt};
 
+use crate::audit::{AuditEvent, DecisionKind, EventKind, Outcome};
 use crate::authz::Authz;
 use crate::error::ConfigError;
 use crate::principal::Principal;
@@ -118,16 +119,53 @@ impl Authz {
         handler: impl ServerHandler,
         var: &str,
     ) -> Result<(), StdioError> {
-        let principal = self.principal_from_env(var).await?;
+        let principal = match self.principal_from_env(var).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record_start_refusal(&e).await;
+                return Err(e);
+            }
+        };
         let wrapped = self.wrap_for(handler, principal)?;
-        let service = wrapped
-            .serve(rmcp::transport::stdio())
-            .await
-            .map_err(|e| StdioError::Transport(e.to_string()))?;
-        service
-            .waiting()
-            .await
-            .map_err(|e| StdioError::Transport(e.to_string()))?;
-        Ok(())
+        let served = async {
+            let service = wrapped
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(|e| StdioError::Transport(e.to_string()))?;
+            service
+                .waiting()
+                .await
+                .map_err(|e| StdioError::Transport(e.to_string()))
+        }
+        .await;
+        if let Some(auditor) = self.auditor() {
+            auditor.close().await;
+        }
+        served.map(|_| ())
+    }
+
+    /// Records a refused start (no token, or one the verifier refused) as an
+    /// authentication failure, and closes the audit log: the process is about to exit.
+    async fn record_start_refusal(&self, error: &StdioError) {
+        let Some(auditor) = self.auditor() else {
+            return;
+        };
+        let (code, reason) = match error {
+            StdioError::InvalidToken { source, .. } => {
+                (source.error_code(), source.description().to_owned())
+            }
+            other => ("missing_token", other.to_string()),
+        };
+        let mut event = AuditEvent::new(
+            EventKind::AuthenticationFailure,
+            DecisionKind::Deny,
+            Outcome::Denied,
+        )
+        .denied(code, reason);
+        event.transport = Some("stdio".to_owned());
+        if let Ok(slot) = auditor.reserve().await {
+            let _ = slot.record(event).await;
+        }
+        auditor.close().await;
     }
 }

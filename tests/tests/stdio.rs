@@ -381,3 +381,108 @@ async fn token_expiring_during_the_session_is_refused_per_call() {
         .expect("server stops when the client closes")
         .expect("server task");
 }
+
+/// The events of an audit file, in order.
+fn audit_events(path: &std::path::Path) -> Vec<rmcp_authz::audit::AuditEvent> {
+    let report = rmcp_authz::audit::verify_chain(&[path]).expect("the audit chain verifies");
+    let text = std::fs::read_to_string(path).expect("the audit file");
+    let events: Vec<_> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit event"))
+        .collect();
+    assert_eq!(events.len(), report.records);
+    events
+}
+
+#[tokio::test]
+async fn stdio_calls_are_audited_with_the_stdio_transport() {
+    use rmcp_authz::audit::{DecisionKind, EventKind, Outcome};
+    let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+    let jwks = JwksFile::new(&issuer);
+    let audit = jwks.path.with_extension("audit.jsonl");
+    let token = issuer
+        .token(AUDIENCE)
+        .subject("alice-stdio")
+        .client_id("stdio-agent")
+        .actor("stdio-planner")
+        .scopes(["notes:read"])
+        .mint()
+        .expect("mint");
+    let mut cmd = notes_command(&jwks, Some(&token));
+    cmd.env("NOTES_AUDIT_FILE", &audit);
+    let transport = TokioChildProcess::new(cmd).expect("spawn notes_stdio");
+    let client = timeout(STEP, ().serve(transport))
+        .await
+        .expect("initialize in time")
+        .expect("the client connects");
+    call(&client, CallToolRequestParams::new("list_notes"))
+        .await
+        .expect("list_notes");
+    let denied = call(&client, CallToolRequestParams::new("purge")).await;
+    assert!(denied.is_err());
+    // Durable: both events are on disk before their answers.
+    let events = audit_events(&audit);
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.target.as_deref(), e.decision, e.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                EventKind::ToolCall,
+                Some("list_notes"),
+                DecisionKind::Allow,
+                Outcome::Success
+            ),
+            (
+                EventKind::ToolCall,
+                Some("purge"),
+                DecisionKind::Deny,
+                Outcome::Denied
+            ),
+        ]
+    );
+    for e in &events {
+        assert_eq!(e.transport.as_deref(), Some("stdio"));
+        assert_eq!(e.agent.as_deref(), Some("stdio-planner"));
+        assert_eq!(e.delegation_chain, ["stdio-planner"]);
+        assert!(e.remote_addr.is_none() && e.session_id.is_none());
+    }
+    assert_eq!(events[1].reason_code.as_deref(), Some("insufficient_scope"));
+    timeout(STEP, client.cancel())
+        .await
+        .expect("close in time")
+        .expect("close");
+    let _ = std::fs::remove_file(&audit);
+}
+
+#[tokio::test]
+async fn a_refused_stdio_start_is_audited_without_the_token() {
+    let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+    let jwks = JwksFile::new(&issuer);
+    let audit = jwks.path.with_extension("refused.jsonl");
+    let garbage = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.SECRET-STDIO-MARKER";
+    let mut cmd = notes_command(&jwks, Some(garbage));
+    cmd.env("NOTES_AUDIT_FILE", &audit)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let output = timeout(STEP, cmd.spawn().expect("spawn").wait_with_output())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert!(!output.status.success());
+    let events = audit_events(&audit);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.kind, rmcp_authz::audit::EventKind::AuthenticationFailure);
+    assert_eq!(e.reason_code.as_deref(), Some("invalid_token"));
+    assert_eq!(e.transport.as_deref(), Some("stdio"));
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        !text.contains("SECRET-STDIO-MARKER") && !text.contains("eyJ"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(&audit);
+}

@@ -7,6 +7,7 @@
 //! - `NOTES_JWKS_FILE`: path to the JWK Set whose keys are trusted,
 //! - `NOTES_ISSUER`: the issuer tokens must name,
 //! - `NOTES_AUDIENCE`: the audience (resource URI) tokens must name,
+//! - `NOTES_AUDIT_FILE` (optional): a JSON Lines audit file, written in `durable` mode,
 //! - `MCP_ACCESS_TOKEN`: the caller's access token.
 //!
 //! On any error the error's `Display` goes to stderr and the process exits with status 1.
@@ -30,6 +31,7 @@ async fn run() -> Result<(), String> {
         jwks_file: setting("NOTES_JWKS_FILE")?.into(),
         issuer: setting("NOTES_ISSUER")?,
         audience: setting("NOTES_AUDIENCE")?,
+        audit_file: std::env::var_os("NOTES_AUDIT_FILE").map(Into::into),
     })
     .await
 }
