@@ -21,6 +21,7 @@ use rmcp_authz::audit::{
     ArgumentRecording, AuditSink, Auditor, DecisionKind, Durability, EventKind, FanOut, JsonLines,
     MemorySink, Outcome, REDACTED, TracingSink, verify_chain,
 };
+use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{bearer, call_body, mcp_post, post, send};
 use rmcp_authz_tests::server::TestServer;
 use serde_json::{Value, json};
@@ -423,7 +424,7 @@ async fn request_spans_carry_opentelemetry_attributes() {
 #[tokio::test]
 async fn tokens_and_clear_arguments_never_reach_a_sink_unless_configured() {
     let captured = captured();
-    let dir = TempDir::new("no-secrets");
+    let dir = TempDir::new("audit-no-secrets");
     let file = dir.0.join("audit.jsonl");
     let memory = Arc::new(MemorySink::new());
     let sinks: Vec<Arc<dyn AuditSink>> = vec![
@@ -534,30 +535,6 @@ async fn clear_arguments_appear_when_configured_with_fields_redacted() {
 // ---------------------------------------------------------------------------------------
 // Fail-closed and fail-open, with an audit file that stops being writable.
 // ---------------------------------------------------------------------------------------
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "rmcp-authz-audit-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A place for an audit file that can be made unwritable and writable again: a 256 KiB
 /// tmpfs filled up (a full filesystem) when this process may mount one (root), else a

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rmcp_authz::audit::{ArgumentRecording, AuditEvent, Outcome, verify_chain};
 use rmcp_authz::dev::DevIssuer;
+use rmcp_authz_tests::TempDir;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -79,15 +80,8 @@ async fn write_note(http: &reqwest::Client, url: &str, token: &str, id: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_durable_burst_loses_no_answered_call() {
-    let dir = std::env::temp_dir().join(format!(
-        "rmcp-authz-crash-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TempDir::new("crash");
+    let dir = &temp.0;
     let issuer = DevIssuer::new(ISSUER).unwrap();
     std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
     let config = dir.join("config.toml");
@@ -231,5 +225,4 @@ hmac_key_env = "NOTES_AUDIT_KEY"
         events.len(),
         report.torn_tail
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
