@@ -6,6 +6,8 @@
 //! introspection, caches) implement the same [`Verifier`] trait.
 
 mod algorithm;
+#[cfg(feature = "cache")]
+mod cache;
 mod claims;
 pub mod dangerous;
 mod error;
@@ -21,6 +23,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
+#[cfg(feature = "cache")]
+pub use cache::{CacheOptions, CacheStats, CachedVerifier, Revocations};
 pub(crate) use error::excerpt;
 pub use error::{AuthError, AuthErrorKind, KeyError, KeyName};
 pub use jws::Jws;

@@ -1,0 +1,789 @@
+//! A verified-token cache in front of any [`Verifier`], with revocation by `jti`.
+//!
+//! This module owns [`CachedVerifier`] (the cache, a bounded moka map from the SHA-256
+//! of a token to the [`Principal`] it verified as), its settings ([`CacheOptions`]), its
+//! counters ([`CacheStats`]) and the revocation list checked on every verification
+//! ([`Revocations`]). Tokens themselves are never stored: only their digests, as keys.
+//! An entry never outlives its token (`exp`) nor [`CacheOptions::max_ttl`]; failures are
+//! never cached.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_lc_rs::digest::{SHA256, digest};
+use moka::Expiry;
+use moka::sync::Cache;
+
+use super::{AuthError, Verifier, excerpt};
+use crate::clock::{Clock, SystemClock};
+use crate::principal::Principal;
+
+/// Where hits and misses are traced.
+const TRACE_TARGET: &str = "rmcp_authz::cache";
+
+/// The cache key: SHA-256 of the whole token.
+type TokenDigest = [u8; 32];
+
+/// Settings of a [`CachedVerifier`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rmcp_authz::token::CacheOptions;
+/// let options = CacheOptions::default()
+///     .max_entries(50_000)
+///     .max_ttl(Duration::from_secs(60));
+/// assert_eq!(options.max_entries, 50_000);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheOptions {
+    /// The most verified tokens kept at once (moka evicts beyond it). Default 10,000.
+    pub max_entries: u64,
+    /// The longest an entry is kept, whatever the token's `exp`. It bounds how long a
+    /// change the cache cannot see (a key removed at the issuer, a token revoked there
+    /// but not on [`Revocations`]) takes to apply. Default 5 minutes; zero disables
+    /// caching (revocation still applies).
+    pub max_ttl: Duration,
+    /// How long a revoked `jti` stays on the revocation list. Keep it at least as long as
+    /// the longest lifetime your issuer gives tokens: after it, a revoked token that has
+    /// not expired is accepted again. Default 24 hours.
+    pub revocation_ttl: Duration,
+    /// The most `jti`s on the revocation list. When a revocation would exceed it,
+    /// entries past their `revocation_ttl` are dropped first, then the oldest (with a
+    /// warning). Zero turns revocation off. Default 100,000.
+    pub max_revocations: usize,
+    /// The clock entries' expiry and the revocation list's ages are checked against.
+    /// Default [`SystemClock`]; give the inner verifier the same one.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            max_entries: 10_000,
+            max_ttl: Duration::from_secs(5 * 60),
+            revocation_ttl: Duration::from_secs(24 * 60 * 60),
+            max_revocations: 100_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl CacheOptions {
+    /// The defaults: 10,000 entries, 5 minutes, revocations kept 24 hours (at most
+    /// 100,000), the system clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`max_entries`](CacheOptions::max_entries).
+    #[must_use]
+    pub fn max_entries(mut self, max_entries: u64) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// Sets [`max_ttl`](CacheOptions::max_ttl).
+    #[must_use]
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
+    }
+
+    /// Sets [`revocation_ttl`](CacheOptions::revocation_ttl).
+    #[must_use]
+    pub fn revocation_ttl(mut self, revocation_ttl: Duration) -> Self {
+        self.revocation_ttl = revocation_ttl;
+        self
+    }
+
+    /// Sets [`max_revocations`](CacheOptions::max_revocations).
+    #[must_use]
+    pub fn max_revocations(mut self, max_revocations: usize) -> Self {
+        self.max_revocations = max_revocations;
+        self
+    }
+
+    /// Sets the [`clock`](CacheOptions::clock).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// What a [`CachedVerifier`] has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Verifications answered from the cache (the inner verifier was not called).
+    pub hits: u64,
+    /// Verifications passed to the inner verifier (nothing cached, or the entry had
+    /// expired). `hits + misses` is the number of verifications.
+    pub misses: u64,
+    /// Tokens cached now. Approximate: moka settles evictions in batches.
+    pub entries: u64,
+    /// Verifications refused because the token's `jti` was revoked, hits or misses.
+    pub revoked: u64,
+    /// `jti`s on the revocation list now.
+    pub revocations: u64,
+}
+
+/// The revocation list of a [`CachedVerifier`]: token ids (`jti`) refused from now on.
+///
+/// A cheap handle (clone it, share it with whatever learns of revocations); every clone
+/// sees and edits the same list. It is checked on every verification, cache hit or
+/// miss, so a revocation takes effect on the very next request, and the revoked token's
+/// cache entry is dropped when it is next presented.
+///
+/// The list is bounded: a `jti` is forgotten [`CacheOptions::revocation_ttl`] after it
+/// was revoked (by then the token should have expired), and the list holds at most
+/// [`CacheOptions::max_revocations`] ids; past that, the oldest revocation is forgotten
+/// (with a warning at target `rmcp_authz::cache`). `jti`s are compared exactly, across
+/// every issuer the inner verifier trusts.
+#[derive(Clone)]
+pub struct Revocations {
+    inner: Arc<RevocationList>,
+}
+
+struct RevocationList {
+    /// `jti` -> when it is forgotten (unix seconds, on `clock`).
+    jtis: RwLock<HashMap<String, i64>>,
+    ttl_secs: i64,
+    max: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Revocations {
+    /// Shows the count and the bounds, not the ids.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocations")
+            .field("len", &self.len())
+            .field("ttl_secs", &self.inner.ttl_secs)
+            .field("max", &self.inner.max)
+            .finish()
+    }
+}
+
+impl Revocations {
+    fn new(options: &CacheOptions) -> Self {
+        Revocations {
+            inner: Arc::new(RevocationList {
+                jtis: RwLock::new(HashMap::new()),
+                ttl_secs: i64::try_from(options.revocation_ttl.as_secs()).unwrap_or(i64::MAX),
+                max: options.max_revocations,
+                clock: Arc::clone(&options.clock),
+            }),
+        }
+    }
+
+    /// Refuses tokens whose `jti` is `jti` from now on (for the revocation TTL).
+    /// Revoking an id again restarts its TTL.
+    pub fn revoke_jti(&self, jti: &str) {
+        let list = &self.inner;
+        if list.max == 0 {
+            tracing::warn!(
+                target: TRACE_TARGET,
+                "revocation ignored: max_revocations is 0"
+            );
+            return;
+        }
+        let now = list.clock.now_unix();
+        let until = now.saturating_add(list.ttl_secs);
+        let mut jtis = list.jtis.write().unwrap_or_else(PoisonError::into_inner);
+        if !jtis.contains_key(jti) && jtis.len() >= list.max {
+            jtis.retain(|_, forget_at| *forget_at > now);
+            if jtis.len() >= list.max {
+                let oldest = jtis
+                    .iter()
+                    .min_by_key(|(_, forget_at)| **forget_at)
+                    .map(|(id, _)| id.clone());
+                if let Some(oldest) = oldest {
+                    jtis.remove(&oldest);
+                    tracing::warn!(
+                        target: TRACE_TARGET,
+                        max_revocations = list.max,
+                        "revocation list full: the oldest revocation was forgotten"
+                    );
+                }
+            }
+        }
+        jtis.insert(jti.to_owned(), until);
+    }
+
+    /// Takes `jti` off the list. Returns whether it was on it.
+    pub fn unrevoke(&self, jti: &str) -> bool {
+        let mut jtis = self
+            .inner
+            .jtis
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        jtis.remove(jti).is_some()
+    }
+
+    /// Empties the list.
+    pub fn clear(&self) {
+        self.inner
+            .jtis
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Whether tokens with this `jti` are refused now.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        let now = self.inner.clock.now_unix();
+        let jtis = self
+            .inner
+            .jtis
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        jtis.get(jti).is_some_and(|forget_at| *forget_at > now)
+    }
+
+    /// How many ids are on the list (including any past their TTL not yet dropped).
+    pub fn len(&self) -> usize {
+        self.inner
+            .jtis
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Each entry lives until its token expires, and no longer than `max_ttl`.
+struct UntilExpiry {
+    clock: Arc<dyn Clock>,
+    max_ttl: Duration,
+}
+
+impl UntilExpiry {
+    /// How long a principal may be cached from now: zero once its token has expired.
+    fn lifetime(&self, principal: &Principal) -> Duration {
+        let left = principal.expires_at().saturating_sub(self.clock.now_unix());
+        match u64::try_from(left) {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs).min(self.max_ttl),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+impl Expiry<TokenDigest, Principal> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TokenDigest,
+        value: &Principal,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenDigest,
+        value: &Principal,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+}
+
+/// A [`Verifier`] that remembers the tokens another verifier accepted.
+///
+/// A token seen before, still unexpired, is answered from memory without checking its
+/// signature again; any other token goes to the inner verifier, and is remembered if it
+/// is accepted. Entries are keyed by the SHA-256 of the token (the token itself is kept
+/// nowhere), hold the [`Principal`], and last until the token's `exp` or
+/// [`CacheOptions::max_ttl`], whichever is sooner; an entry found past its token's
+/// `exp` (on the [`CacheOptions::clock`]) is dropped and the token verified again.
+/// Refusals are never cached. At most [`CacheOptions::max_entries`] tokens are kept.
+///
+/// Every verification, hit or miss, also checks the [`Revocations`] list: a token whose
+/// `jti` was revoked is refused with [`AuthError::Revoked`].
+///
+/// Hits and misses are traced at target `rmcp_authz::cache` (level `TRACE`), without
+/// tokens or digests.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rmcp_authz::token::{AuthError, CacheOptions, CachedVerifier, Verifier};
+/// # use rmcp_authz::dev::DevIssuer;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = DevIssuer::new("https://auth.example")?;
+/// let jwt = issuer.verifier("https://mcp.example/mcp").build()?;
+/// let cache = CachedVerifier::new(jwt, CacheOptions::default());
+/// let revocations = cache.revocations();
+/// let verifier: Arc<dyn Verifier> = Arc::new(cache);
+///
+/// let token = issuer.token("https://mcp.example/mcp").claim("jti", "t-1").mint()?;
+/// assert!(verifier.verify(&token).await.is_ok()); // verified, then cached
+/// assert!(verifier.verify(&token).await.is_ok()); // from the cache
+///
+/// revocations.revoke_jti("t-1");
+/// let refused = verifier.verify(&token).await.unwrap_err();
+/// assert!(matches!(refused, AuthError::Revoked { .. }));
+/// # Ok(())
+/// # }
+/// ```
+pub struct CachedVerifier<V> {
+    inner: V,
+    cache: Cache<TokenDigest, Principal>,
+    clock: Arc<dyn Clock>,
+    revocations: Revocations,
+    max_ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revoked: AtomicU64,
+}
+
+impl<V: fmt::Debug> fmt::Debug for CachedVerifier<V> {
+    /// Shows the inner verifier, the settings and the counters; never tokens or keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedVerifier")
+            .field("inner", &self.inner)
+            .field("max_entries", &self.cache.policy().max_capacity())
+            .field("max_ttl", &self.max_ttl)
+            .field("stats", &self.stats())
+            .field("revocations", &self.revocations)
+            .finish()
+    }
+}
+
+impl<V> CachedVerifier<V> {
+    /// A cache in front of `inner`.
+    pub fn new(inner: V, options: CacheOptions) -> Self {
+        let cache = Cache::builder()
+            .name("rmcp_authz::cache")
+            .max_capacity(options.max_entries)
+            .expire_after(UntilExpiry {
+                clock: Arc::clone(&options.clock),
+                max_ttl: options.max_ttl,
+            })
+            .build();
+        CachedVerifier {
+            revocations: Revocations::new(&options),
+            inner,
+            cache,
+            clock: options.clock,
+            max_ttl: options.max_ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+        }
+    }
+
+    /// The revocation list, shared: revoke through any clone of it.
+    pub fn revocations(&self) -> Revocations {
+        self.revocations.clone()
+    }
+
+    /// The verifier behind the cache.
+    pub fn inner(&self) -> &V {
+        &self.inner
+    }
+
+    /// Forgets every cached token (the revocation list is kept).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+            revoked: self.revoked.load(Ordering::Relaxed),
+            revocations: u64::try_from(self.revocations.len()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Refuses `principal` if its `jti` is revoked, dropping its entry.
+    fn check_revoked(&self, key: &TokenDigest, principal: &Principal) -> Result<(), AuthError> {
+        let Some(jti) = principal.token_id() else {
+            return Ok(());
+        };
+        if !self.revocations.is_revoked(jti) {
+            return Ok(());
+        }
+        self.cache.invalidate(key);
+        self.revoked.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: TRACE_TARGET, outcome = "revoked", "token refused: jti revoked");
+        Err(AuthError::Revoked { jti: excerpt(jti) })
+    }
+}
+
+fn token_digest(token: &str) -> TokenDigest {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    key
+}
+
+#[async_trait]
+impl<V: Verifier> Verifier for CachedVerifier<V> {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let key = token_digest(token);
+        if let Some(principal) = self.cache.get(&key) {
+            if self.clock.now_unix() < principal.expires_at() {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(target: TRACE_TARGET, outcome = "hit", "token cache hit");
+                self.check_revoked(&key, &principal)?;
+                return Ok(principal);
+            }
+            // Past the token's exp on our clock: moka's timer (on the monotonic clock)
+            // has not caught up. Drop it and let the inner verifier decide.
+            self.cache.invalidate(&key);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: TRACE_TARGET, outcome = "miss", "token cache miss");
+        let principal = self.inner.verify(token).await?;
+        self.check_revoked(&key, &principal)?;
+        let left = principal.expires_at().saturating_sub(self.clock.now_unix());
+        if left > 0 && !self.max_ttl.is_zero() {
+            self.cache.insert(key, principal.clone());
+        }
+        Ok(principal)
+    }
+
+    fn resource_uri(&self) -> Option<&str> {
+        self.inner.resource_uri()
+    }
+
+    fn trusted_issuers(&self) -> Vec<String> {
+        self.inner.trusted_issuers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::dev::DevIssuer;
+    use crate::token::{AuthErrorKind, JwtVerifier};
+
+    const AUD: &str = "https://rs";
+    const T0: i64 = 1_750_000_000;
+
+    /// A verifier that counts the calls it passes on.
+    #[derive(Debug)]
+    struct Counting {
+        inner: JwtVerifier,
+        calls: AtomicUsize,
+    }
+
+    impl Counting {
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Verifier for Counting {
+        async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.verify_sync(token)
+        }
+
+        fn resource_uri(&self) -> Option<&str> {
+            Some(AUD)
+        }
+
+        fn trusted_issuers(&self) -> Vec<String> {
+            vec!["https://as".to_owned()]
+        }
+    }
+
+    struct Setup {
+        issuer: DevIssuer,
+        clock: Arc<ManualClock>,
+        cache: CachedVerifier<Counting>,
+    }
+
+    /// An issuer, a zero-leeway verifier and a cache, all on one manual clock.
+    fn setup(options: CacheOptions) -> Setup {
+        let clock = Arc::new(ManualClock::new(T0));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let issuer = DevIssuer::new("https://as")
+            .unwrap()
+            .with_clock(Arc::clone(&dyn_clock));
+        let jwt = issuer.verifier(AUD).leeway(Duration::ZERO).build().unwrap();
+        let counting = Counting {
+            inner: jwt,
+            calls: AtomicUsize::new(0),
+        };
+        let cache = CachedVerifier::new(counting, options.clock(dyn_clock));
+        Setup {
+            issuer,
+            clock,
+            cache,
+        }
+    }
+
+    fn mint(issuer: &DevIssuer, sub: &str, jti: &str) -> String {
+        issuer
+            .token(AUD)
+            .subject(sub)
+            .claim("jti", jti)
+            .mint()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn second_verify_is_a_hit_without_the_inner_verifier() {
+        let s = setup(CacheOptions::default());
+        let token = mint(&s.issuer, "a", "x");
+        let first = s.cache.verify(&token).await.unwrap();
+        let second = s.cache.verify(&token).await.unwrap();
+        assert_eq!(s.cache.inner().calls(), 1);
+        assert_eq!(first.subject(), Some("a"));
+        assert_eq!(second.subject(), Some("a"));
+        assert_eq!(second.token_id(), Some("x"));
+        let stats = s.cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn distinct_tokens_do_not_collide() {
+        let s = setup(CacheOptions::default());
+        let a = mint(&s.issuer, "alice", "ja");
+        let b = mint(&s.issuer, "bob", "jb");
+        for _ in 0..2 {
+            assert_eq!(s.cache.verify(&a).await.unwrap().subject(), Some("alice"));
+            assert_eq!(s.cache.verify(&b).await.unwrap().subject(), Some("bob"));
+        }
+        assert_eq!(s.cache.inner().calls(), 2);
+        let stats = s.cache.stats();
+        assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_not_cached() {
+        let s = setup(CacheOptions::default());
+        let wrong_aud = s.issuer.token("https://elsewhere").mint().unwrap();
+        for n in 1..=3 {
+            let e = s.cache.verify(&wrong_aud).await.unwrap_err();
+            assert_eq!(e.kind(), AuthErrorKind::WrongAudience);
+            assert!(s.cache.verify("garbage").await.is_err());
+            assert_eq!(s.cache.inner().calls(), 2 * n);
+        }
+        s.cache.cache.run_pending_tasks();
+        assert_eq!(s.cache.stats().entries, 0);
+        assert_eq!(s.cache.stats().hits, 0);
+    }
+
+    #[tokio::test]
+    async fn an_entry_never_outlives_its_token() {
+        let s = setup(CacheOptions::default());
+        let token = s
+            .issuer
+            .token(AUD)
+            .subject("a")
+            .claim("exp", T0 + 60)
+            .claim("jti", "x")
+            .mint()
+            .unwrap();
+        s.cache.verify(&token).await.unwrap();
+
+        s.clock.advance(Duration::from_secs(30));
+        s.cache.verify(&token).await.unwrap();
+        assert_eq!(s.cache.inner().calls(), 1, "a hit at +30 s");
+
+        s.clock.advance(Duration::from_secs(31));
+        let e = s.cache.verify(&token).await.unwrap_err();
+        assert!(matches!(e, AuthError::Expired { .. }), "{e}");
+        assert_eq!(s.cache.inner().calls(), 2, "re-verified at +61 s");
+        s.cache.cache.run_pending_tasks();
+        let stats = s.cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (1, 2, 0));
+    }
+
+    #[test]
+    fn entry_lifetime_is_the_sooner_of_exp_and_max_ttl() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let issuer = DevIssuer::new("https://as")
+            .unwrap()
+            .with_clock(clock.clone());
+        let v = issuer.verifier(AUD).build().unwrap();
+        let expiry = UntilExpiry {
+            clock: clock.clone(),
+            max_ttl: Duration::from_secs(300),
+        };
+        let lifetime = |exp: i64| {
+            let t = issuer.token(AUD).claim("exp", exp).mint().unwrap();
+            expiry.lifetime(&v.verify_sync(&t).unwrap())
+        };
+        assert_eq!(lifetime(T0 + 60), Duration::from_secs(60));
+        assert_eq!(lifetime(T0 + 3600), Duration::from_secs(300));
+        // Within the verifier's leeway but expired: accepted, never cached.
+        assert_eq!(lifetime(T0 - 5), Duration::ZERO);
+        assert_eq!(lifetime(T0), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn expired_within_leeway_is_accepted_but_not_cached() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let issuer = DevIssuer::new("https://as")
+            .unwrap()
+            .with_clock(clock.clone());
+        let jwt = issuer.verifier(AUD).build().unwrap(); // 30 s leeway
+        let cache = CachedVerifier::new(jwt, CacheOptions::default().clock(clock.clone()));
+        let token = issuer.token(AUD).claim("exp", T0 - 5).mint().unwrap();
+        for _ in 0..2 {
+            cache.verify(&token).await.unwrap();
+        }
+        cache.cache.run_pending_tasks();
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (0, 2, 0));
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let s = setup(CacheOptions::default().max_entries(100));
+        for i in 0..1_000 {
+            let token = mint(&s.issuer, "a", &format!("j{i}"));
+            s.cache.verify(&token).await.unwrap();
+        }
+        s.cache.cache.run_pending_tasks();
+        let stats = s.cache.stats();
+        assert!(stats.entries <= 100, "{stats:?}");
+        assert_eq!(stats.misses, 1_000);
+    }
+
+    #[tokio::test]
+    async fn revocation_takes_effect_at_once() {
+        let s = setup(CacheOptions::default());
+        let token = mint(&s.issuer, "a", "x");
+        s.cache.verify(&token).await.unwrap();
+        s.cache.verify(&token).await.unwrap();
+        assert_eq!(s.cache.inner().calls(), 1);
+
+        let revocations = s.cache.revocations();
+        revocations.revoke_jti("x");
+        assert!(revocations.is_revoked("x"));
+        let e = s.cache.verify(&token).await.unwrap_err();
+        assert_eq!(e, AuthError::Revoked { jti: "x".into() });
+        assert_eq!(e.kind(), AuthErrorKind::Revoked);
+        s.cache.cache.run_pending_tasks();
+        assert_eq!(s.cache.stats().entries, 0, "the entry was dropped");
+
+        // A token never seen before with the same jti goes to the inner verifier and is
+        // refused after it, and not cached either.
+        let fresh = mint(&s.issuer, "b", "x");
+        let e = s.cache.verify(&fresh).await.unwrap_err();
+        assert!(matches!(e, AuthError::Revoked { .. }));
+        assert_eq!(s.cache.inner().calls(), 2);
+        s.cache.cache.run_pending_tasks();
+        let stats = s.cache.stats();
+        assert_eq!(stats.entries, 0);
+        assert_eq!(stats.revoked, 2);
+        assert_eq!(stats.revocations, 1);
+
+        // Other tokens are unaffected; unrevoking restores the first.
+        let other = mint(&s.issuer, "c", "y");
+        assert!(s.cache.verify(&other).await.is_ok());
+        assert!(revocations.unrevoke("x"));
+        assert!(s.cache.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn revoked_jti_is_truncated_in_the_error() {
+        let s = setup(CacheOptions::default());
+        let long = "j".repeat(500);
+        let token = mint(&s.issuer, "a", &long);
+        s.cache.revocations().revoke_jti(&long);
+        match s.cache.verify(&token).await.unwrap_err() {
+            AuthError::Revoked { jti } => assert!(jti.len() < 100, "{}", jti.len()),
+            e => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn revocations_expire_and_are_bounded() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let options = CacheOptions::default()
+            .revocation_ttl(Duration::from_secs(3600))
+            .max_revocations(3)
+            .clock(clock.clone());
+        let r = Revocations::new(&options);
+        r.revoke_jti("a");
+        clock.advance(Duration::from_secs(10));
+        r.revoke_jti("b");
+        r.revoke_jti("c");
+        assert_eq!(r.len(), 3);
+        // Full: the oldest ("a") goes.
+        r.revoke_jti("d");
+        assert_eq!(r.len(), 3);
+        assert!(!r.is_revoked("a"));
+        assert!(r.is_revoked("b") && r.is_revoked("c") && r.is_revoked("d"));
+        // After the TTL, ids are forgotten, and dropped when room is needed.
+        clock.advance(Duration::from_secs(3600));
+        assert!(!r.is_revoked("b"));
+        r.revoke_jti("e");
+        assert_eq!(r.len(), 1);
+        assert!(r.is_revoked("e"));
+        r.clear();
+        assert!(r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn stats_count_hits_and_misses() {
+        let s = setup(CacheOptions::default());
+        let a = mint(&s.issuer, "a", "ja");
+        let b = mint(&s.issuer, "b", "jb");
+        assert_eq!(s.cache.stats(), CacheStats::default());
+        s.cache.verify(&a).await.unwrap(); // miss
+        s.cache.verify(&a).await.unwrap(); // hit
+        s.cache.verify(&a).await.unwrap(); // hit
+        s.cache.verify(&b).await.unwrap(); // miss
+        let _ = s.cache.verify("garbage").await; // miss
+        s.cache.verify(&b).await.unwrap(); // hit
+        s.cache.cache.run_pending_tasks();
+        let stats = s.cache.stats();
+        assert_eq!(stats.hits, 3);
+        assert_eq!(stats.misses, 3);
+        assert_eq!(stats.entries, 2);
+        assert_eq!(stats.revoked, 0);
+        assert_eq!(s.cache.inner().calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn zero_max_ttl_disables_caching() {
+        let s = setup(CacheOptions::default().max_ttl(Duration::ZERO));
+        let token = mint(&s.issuer, "a", "x");
+        s.cache.verify(&token).await.unwrap();
+        s.cache.verify(&token).await.unwrap();
+        assert_eq!(s.cache.inner().calls(), 2);
+    }
+
+    #[test]
+    fn forwards_metadata_and_debug_shows_no_token() {
+        let s = setup(CacheOptions::default());
+        assert_eq!(s.cache.resource_uri(), Some(AUD));
+        assert_eq!(s.cache.trusted_issuers(), ["https://as"]);
+        let token = mint(&s.issuer, "a", "x");
+        let principal = s.cache.inner().inner.verify_sync(&token).unwrap();
+        s.cache.cache.insert(token_digest(&token), principal);
+        s.cache.revocations().revoke_jti("secret-jti");
+        let debug = format!("{:?}", s.cache);
+        assert!(!debug.contains(&token));
+        assert!(!debug.contains("secret-jti"));
+        let digest_hex: String = token_digest(&token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!debug.contains(&digest_hex));
+    }
+}
