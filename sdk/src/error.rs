@@ -48,6 +48,15 @@ pub enum ConfigError {
         "no verification keys are configured; add a JWK Set, a PEM public key or an HMAC secret"
     )]
     NoKeys,
+    /// A remote source (a JWK Set URL, an introspection endpoint) cannot be used as
+    /// configured.
+    #[error("{0}")]
+    Remote(String),
+    /// Keys were given both directly and as a remote JWK Set.
+    #[error(
+        "keys are configured both directly and as a remote JWK Set; use one source (publish every key in the JWK Set)"
+    )]
+    MixedKeySources,
     /// The allow-list of algorithms is empty.
     #[error("the algorithm allow-list is empty; no token could ever verify")]
     NoAlgorithms,

@@ -102,7 +102,10 @@
 //! |---------|--------------|
 //! | (none)  | token verification, principals, policy, the server wrapper, stdio, the development issuer |
 //! | `http`  | the tower layer for Streamable HTTP, challenges, Protected Resource Metadata routes (axum) |
-//! | `config` | configuration files: the verifier and policy from TOML (toml) |
+//! | `config` | configuration files: the verifier, policy and audit log from TOML (toml) |
+//! | `cli`   | the `rmcp-authz` command-line tool (clap) |
+//! | `jwks`  | keys from the issuer: remote JWK Sets following rotation, discovery, token introspection (reqwest, rustls) |
+//! | `cache` | a verified-token cache in front of any verifier, with revocation (moka) |
 //! | `full`  | every optional feature |
 
 #![forbid(unsafe_code)]
@@ -121,6 +124,8 @@ pub mod http;
 mod json;
 pub mod policy;
 mod principal;
+#[cfg(feature = "jwks")]
+pub mod remote;
 pub mod server;
 pub mod stdio;
 pub mod token;

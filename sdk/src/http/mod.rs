@@ -520,6 +520,7 @@ fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<
 fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
     let status = match error.error_code() {
         "invalid_request" => StatusCode::BAD_REQUEST,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     };
     tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");

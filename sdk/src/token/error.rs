@@ -150,6 +150,23 @@ pub enum AuthError {
         /// The configured leeway in seconds.
         leeway_secs: u64,
     },
+    /// The issuer's keys (or its introspection endpoint) cannot be reached, so the token
+    /// cannot be checked now. Not the token's fault: the HTTP layer answers 503.
+    #[error("cannot verify tokens now: {reason}")]
+    KeysUnavailable {
+        /// What failed (the URL and the error; never the token).
+        reason: String,
+    },
+    /// The introspection endpoint says the token is not active (revoked, expired, or
+    /// unknown to it).
+    #[error("the token is not active (introspection)")]
+    Inactive,
+    /// The token's `jti` is on the application's revocation list.
+    #[error("the token was revoked (jti {jti:?})")]
+    Revoked {
+        /// The revoked `jti` (truncated).
+        jti: String,
+    },
 }
 
 fn unknown_key_text(kid: Option<&str>, alg: Algorithm) -> String {
@@ -202,6 +219,10 @@ pub enum AuthErrorKind {
     Expired,
     /// [`AuthError::NotYetValid`].
     NotYetValid,
+    /// [`AuthError::KeysUnavailable`].
+    KeysUnavailable,
+    /// [`AuthError::Inactive`] and [`AuthError::Revoked`].
+    Revoked,
 }
 
 impl AuthError {
@@ -223,16 +244,21 @@ impl AuthError {
             AuthError::WrongAudience { .. } => AuthErrorKind::WrongAudience,
             AuthError::Expired { .. } => AuthErrorKind::Expired,
             AuthError::NotYetValid { .. } => AuthErrorKind::NotYetValid,
+            AuthError::KeysUnavailable { .. } => AuthErrorKind::KeysUnavailable,
+            AuthError::Inactive | AuthError::Revoked { .. } => AuthErrorKind::Revoked,
         }
     }
 
     /// The RFC 6750 section 3.1 error code for a `WWW-Authenticate` challenge.
     ///
     /// A token that is too large to even look at makes the request malformed
-    /// (`invalid_request`); every other failure is about the token (`invalid_token`).
+    /// (`invalid_request`); keys that cannot be had are the server's problem
+    /// (`temporarily_unavailable`, answered with 503); every other failure is about the
+    /// token (`invalid_token`).
     pub fn error_code(&self) -> &'static str {
         match self {
             AuthError::TooLarge { .. } => "invalid_request",
+            AuthError::KeysUnavailable { .. } => "temporarily_unavailable",
             _ => "invalid_token",
         }
     }
@@ -258,6 +284,11 @@ impl AuthError {
             AuthError::WrongAudience { .. } => "the token is not meant for this resource",
             AuthError::Expired { .. } => "the access token expired",
             AuthError::NotYetValid { .. } => "the access token is not yet valid",
+            AuthError::KeysUnavailable { .. } => {
+                "the authorization server's keys cannot be reached; retry later"
+            }
+            AuthError::Inactive => "the access token is not active",
+            AuthError::Revoked { .. } => "the access token was revoked",
         }
     }
 

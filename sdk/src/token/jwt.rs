@@ -91,6 +91,8 @@ impl TypCheck {
 /// ```
 pub struct JwtVerifier {
     keys: KeySet,
+    #[cfg(feature = "jwks")]
+    remote: Option<crate::remote::RemoteJwks>,
     algorithms: Vec<Algorithm>,
     typ: TypCheck,
     rules: ClaimRules,
@@ -105,6 +107,7 @@ impl fmt::Debug for JwtVerifier {
             .field("audience", &self.rules.audience)
             .field("algorithms", &self.algorithms)
             .field("keys", &self.keys.len())
+            .field("remote", &self.remote_url())
             .field("typ", &self.typ)
             .field("leeway_secs", &self.rules.leeway_secs)
             .field("required_claims", &self.rules.required)
@@ -121,6 +124,8 @@ impl JwtVerifier {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: KeySet::new(),
+            #[cfg(feature = "jwks")]
+            remote: None,
             key_error: None,
             algorithms: None,
             typ: TypCheck::default(),
@@ -142,7 +147,20 @@ impl JwtVerifier {
                 limit: self.max_token_bytes,
             });
         }
-        let jws = self.keys.verify_jws(token, &self.algorithms)?;
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = &self.remote {
+            // Without waiting: the keys fetched so far.
+            let keys = remote.current().ok_or_else(|| AuthError::KeysUnavailable {
+                reason: format!("the JWK Set at {} has not been fetched yet", remote.url()),
+            })?;
+            return self.verify_with(&keys, token);
+        }
+        self.verify_with(&self.keys, token)
+    }
+
+    /// The checks after the size limit, with `keys`.
+    fn verify_with(&self, keys: &KeySet, token: &str) -> Result<Principal, AuthError> {
+        let jws = keys.verify_jws(token, &self.algorithms)?;
         self.typ.check(jws.typ())?;
         let claims = parse_object(jws.payload())
             .map_err(|e| AuthError::malformed(format!("the payload is not a JSON object: {e}")))?;
@@ -164,15 +182,64 @@ impl JwtVerifier {
         &self.algorithms
     }
 
-    /// The keys trusted.
+    /// The keys configured in the verifier itself (empty when the keys come from a
+    /// [`RemoteJwks`](crate::remote::RemoteJwks)).
     pub fn keys(&self) -> &KeySet {
         &self.keys
+    }
+
+    /// The URL of the remote JWK Set, if the keys come from one.
+    pub fn remote_url(&self) -> Option<&str> {
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = &self.remote {
+            return Some(remote.url());
+        }
+        None
+    }
+
+    /// The remote JWK Set, if the keys come from one (its stats, a forced refresh).
+    #[cfg(feature = "jwks")]
+    pub fn remote_jwks(&self) -> Option<&crate::remote::RemoteJwks> {
+        self.remote.as_ref()
+    }
+
+    /// Verifies with the remote set: the current keys (fetched if due); for a `kid` they
+    /// lack, a newer set if the cooldown allows a fetch.
+    #[cfg(feature = "jwks")]
+    async fn verify_remote(
+        &self,
+        remote: &crate::remote::RemoteJwks,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TooLarge {
+                size: token.len(),
+                limit: self.max_token_bytes,
+            });
+        }
+        let keys = remote.keys().await?;
+        match self.verify_with(&keys, token) {
+            Err(unknown @ AuthError::UnknownKey { .. }) => {
+                let AuthError::UnknownKey { kid, .. } = &unknown else {
+                    return Err(unknown);
+                };
+                match remote.keys_for_unknown_kid(kid.as_deref(), &keys).await {
+                    Some(newer) => self.verify_with(&newer, token),
+                    None => Err(unknown),
+                }
+            }
+            other => other,
+        }
     }
 }
 
 #[async_trait]
 impl Verifier for JwtVerifier {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = &self.remote {
+            return self.verify_remote(remote, token).await;
+        }
         self.verify_sync(token)
     }
 
@@ -194,6 +261,8 @@ pub struct JwtVerifierBuilder {
     issuer: String,
     audience: String,
     keys: KeySet,
+    #[cfg(feature = "jwks")]
+    remote: Option<crate::remote::RemoteJwks>,
     key_error: Option<KeyError>,
     algorithms: Option<Vec<Algorithm>>,
     typ: TypCheck,
@@ -320,7 +389,14 @@ impl JwtVerifierBuilder {
         if self.audience.is_empty() {
             return Err(ConfigError::EmptyAudience);
         }
-        if self.keys.is_empty() {
+        #[cfg(feature = "jwks")]
+        let remote = self.remote.is_some();
+        #[cfg(not(feature = "jwks"))]
+        let remote = false;
+        if remote && !self.keys.is_empty() {
+            return Err(ConfigError::MixedKeySources);
+        }
+        if self.keys.is_empty() && !remote {
             return Err(ConfigError::NoKeys);
         }
         if self.leeway > MAX_LEEWAY {
@@ -352,7 +428,7 @@ impl JwtVerifierBuilder {
         {
             return Err(ConfigError::HmacWithoutSecret { alg });
         }
-        if !key_algs.iter().any(|a| algorithms.contains(a)) {
+        if !remote && !key_algs.iter().any(|a| algorithms.contains(a)) {
             return Err(ConfigError::NoUsableKey {
                 allowed: algorithms
                     .iter()
@@ -369,6 +445,8 @@ impl JwtVerifierBuilder {
         }
         Ok(JwtVerifier {
             keys: self.keys,
+            #[cfg(feature = "jwks")]
+            remote: self.remote,
             algorithms,
             typ: self.typ,
             rules: ClaimRules {
@@ -380,6 +458,14 @@ impl JwtVerifierBuilder {
             max_token_bytes: self.max_token_bytes,
             clock: self.clock,
         })
+    }
+
+    /// Takes the keys from a remote JWK Set, fetched and refreshed as the issuer rotates
+    /// them (feature `jwks`). It cannot be combined with keys given here.
+    #[cfg(feature = "jwks")]
+    pub fn remote_jwks(mut self, jwks: crate::remote::RemoteJwks) -> Self {
+        self.remote = Some(jwks);
+        self
     }
 
     fn add(&mut self, key: Result<Key, KeyError>) {

@@ -8,7 +8,7 @@
 mod algorithm;
 #[cfg(feature = "cache")]
 mod cache;
-mod claims;
+pub(crate) mod claims;
 pub mod dangerous;
 mod error;
 mod jwk;
@@ -16,6 +16,7 @@ mod jws;
 mod jwt;
 mod key;
 mod keyset;
+mod multi;
 mod roca;
 
 use async_trait::async_trait;
@@ -34,6 +35,7 @@ pub use jwt::{
 pub use key::Key;
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
+pub use multi::MultiIssuer;
 
 use crate::principal::Principal;
 

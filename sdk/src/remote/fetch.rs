@@ -1,0 +1,326 @@
+//! Fetching JSON documents from an authorization server, defensively: HTTPS only (plain
+//! HTTP to a loopback address on explicit opt-in), no redirects, a time limit for the
+//! whole exchange and a size limit on the body, counted as it arrives.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_json::Value;
+
+/// The default time limit of one fetch.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default size limit of a fetched document: 256 KiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Limits on fetching from an authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetchOptions {
+    /// The time limit of one fetch, connection included (default 5 s).
+    pub timeout: Duration,
+    /// The size limit of a document (default 256 KiB).
+    pub max_bytes: usize,
+    /// Allow plain `http://` URLs whose host is a loopback address (`127.0.0.0/8`, `::1`,
+    /// `localhost`): for development and tests. Off by default.
+    pub allow_http_loopback: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            timeout: DEFAULT_FETCH_TIMEOUT,
+            max_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            allow_http_loopback: false,
+        }
+    }
+}
+
+impl FetchOptions {
+    /// The defaults, with plain HTTP allowed to loopback addresses.
+    pub fn loopback_http() -> FetchOptions {
+        FetchOptions {
+            allow_http_loopback: true,
+            ..FetchOptions::default()
+        }
+    }
+}
+
+/// Why a document could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL cannot be parsed.
+    #[error("{url:?} is not a valid URL")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+    },
+    /// The URL is not HTTPS (or loopback HTTP with the opt-in).
+    #[error(
+        "{url} is not an https URL; plain http is allowed only to loopback addresses, with allow_http_loopback"
+    )]
+    Insecure {
+        /// The URL.
+        url: String,
+    },
+    /// No complete answer within the time limit.
+    #[error("{url}: no complete answer within {timeout:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The server answered with a status other than 200.
+    #[error("{url}: HTTP status {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body is larger than the limit.
+    #[error("{url}: the document is larger than {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not a JSON object.
+    #[error("{url}: the document is not a JSON object ({reason})")]
+    NotJson {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The connection failed.
+    #[error("{url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A fetched document, with how long the server says it may be cached.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub(crate) document: serde_json::Map<String, Value>,
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// An HTTP client with limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    client: reqwest::Client,
+    options: FetchOptions,
+}
+
+impl Fetcher {
+    pub(crate) fn new(options: FetchOptions) -> Fetcher {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .user_agent(concat!("rmcp-authz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Only fails when the TLS backend cannot start, which no configuration fixes.
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Fetcher { client, options }
+    }
+
+    /// `url`, parsed and checked against the HTTPS rule.
+    pub(crate) fn check_url(&self, url: &str) -> Result<Url, FetchError> {
+        let parsed = Url::parse(url).map_err(|_| FetchError::InvalidUrl {
+            url: url.to_owned(),
+        })?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        match parsed.scheme() {
+            "https" => Ok(parsed),
+            "http" if loopback && self.options.allow_http_loopback => Ok(parsed),
+            _ => Err(FetchError::Insecure {
+                url: url.to_owned(),
+            }),
+        }
+    }
+
+    /// GETs a JSON object.
+    pub(crate) async fn get_json(&self, url: &str) -> Result<Fetched, FetchError> {
+        let parsed = self.check_url(url)?;
+        let request = self.client.get(parsed).header("accept", "application/json");
+        self.exchange(url, request).await
+    }
+
+    /// POSTs a form and reads a JSON object back.
+    pub(crate) async fn post_form_json(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Fetched, FetchError> {
+        let parsed = self.check_url(url)?;
+        let mut request = self
+            .client
+            .post(parsed)
+            .header("accept", "application/json")
+            .form(form);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        self.exchange(url, request).await
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, FetchError> {
+        let timeout = self.options.timeout;
+        let limit = self.options.max_bytes;
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                FetchError::Timeout {
+                    url: url.to_owned(),
+                    timeout,
+                }
+            } else {
+                FetchError::Transport {
+                    url: url.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        // reqwest's timeout covers the whole exchange; this one covers a server that
+        // trickles its body too.
+        let exchange = async {
+            let mut response = request.send().await.map_err(transport)?;
+            if response.status() != reqwest::StatusCode::OK {
+                return Err(FetchError::Status {
+                    url: url.to_owned(),
+                    status: response.status().as_u16(),
+                });
+            }
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(FetchError::TooLarge {
+                    url: url.to_owned(),
+                    limit,
+                });
+            }
+            let max_age = response
+                .headers()
+                .get_all(reqwest::header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(max_age);
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if body.len() + chunk.len() > limit {
+                    return Err(FetchError::TooLarge {
+                        url: url.to_owned(),
+                        limit,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((body, max_age))
+        };
+        let (body, max_age) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| FetchError::Timeout {
+                url: url.to_owned(),
+                timeout,
+            })??;
+        let document = crate::json::parse_object(&body).map_err(|e| FetchError::NotJson {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Fetched { document, max_age })
+    }
+}
+
+/// The `max-age` of a `Cache-Control` value (`no-store` and `no-cache` count as 0).
+fn max_age(value: &str) -> Option<Duration> {
+    value.split(',').map(str::trim).find_map(|directive| {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        let secs = lower.strip_prefix("max-age=")?;
+        secs.trim_matches('"')
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    })
+}
+
+/// An error and its sources, joined: reqwest's own message alone says little.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(max_age("Max-Age=\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn only_https_or_opted_in_loopback_http() {
+        let strict = Fetcher::new(FetchOptions::default());
+        assert!(strict.check_url("https://as.example/jwks").is_ok());
+        assert!(matches!(
+            strict.check_url("http://127.0.0.1:8080/jwks"),
+            Err(FetchError::Insecure { .. })
+        ));
+        let loopback = Fetcher::new(FetchOptions::loopback_http());
+        for url in [
+            "http://127.0.0.1:8080/jwks",
+            "http://127.9.9.9/jwks",
+            "http://[::1]:80/jwks",
+            "http://localhost/jwks",
+        ] {
+            assert!(loopback.check_url(url).is_ok(), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1/jwks",
+            "http://as.example/jwks",
+            "ftp://127.0.0.1/x",
+        ] {
+            assert!(
+                matches!(loopback.check_url(url), Err(FetchError::Insecure { .. })),
+                "{url}"
+            );
+        }
+        assert!(matches!(
+            loopback.check_url("not a url"),
+            Err(FetchError::InvalidUrl { .. })
+        ));
+    }
+}

@@ -1,0 +1,369 @@
+//! [`RemoteJwks`]: an issuer's JWK Set, fetched from its `jwks_uri` and followed as it
+//! rotates.
+//!
+//! The read path is lock-free: verifiers load the current snapshot (an `Arc` swapped
+//! atomically) and never wait while it is fresh. The set is fetched again:
+//! - when it is older than its maximum age (`Cache-Control: max-age` from the server,
+//!   bounded to [`RemoteJwksOptions::min_age`]..=[`RemoteJwksOptions::max_age`], else
+//!   [`RemoteJwksOptions::default_age`]);
+//! - when a token names a `kid` the set does not have, at most once per
+//!   [`RemoteJwksOptions::cooldown`], however many such tokens arrive: one caller fetches
+//!   (single flight), and the rest are refused at once, their `kid`s remembered until the
+//!   cooldown ends (a negative cache), so a flood of forged `kid`s is a flood of cheap
+//!   refusals, not of fetches.
+//!
+//! A fetch that fails (the issuer down, slow, answering garbage, too much, or keys that
+//! fail validation) changes nothing: the previous keys stay in use for up to
+//! [`RemoteJwksOptions::stale_for`] after they were due, and the next attempt waits for
+//! the cooldown. Keys are checked exactly like static keys (algorithm binding, `use`,
+//! duplicate `kid`s, sizes, no private material); one bad key refuses the whole set.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+
+use super::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::token::{AuthError, KeySet};
+
+/// How a [`RemoteJwks`] refreshes, and how long it trusts what it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteJwksOptions {
+    /// Limits on each fetch (HTTPS, time, size).
+    pub fetch: FetchOptions,
+    /// How long a fetched set is used when the server sends no `max-age` (default 10 min).
+    pub default_age: Duration,
+    /// The shortest `max-age` honoured (default 1 min): a server asking for less is
+    /// refreshed this often.
+    pub min_age: Duration,
+    /// The longest `max-age` honoured (default 1 day).
+    pub max_age: Duration,
+    /// The least time between two fetches caused by unknown `kid`s, and between retries
+    /// after a failed fetch (default 30 s).
+    pub cooldown: Duration,
+    /// How long past their age the last good keys are still used while fetches fail
+    /// (default 1 hour). After that, tokens are refused as unverifiable until a fetch
+    /// succeeds.
+    pub stale_for: Duration,
+}
+
+impl Default for RemoteJwksOptions {
+    fn default() -> Self {
+        RemoteJwksOptions {
+            fetch: FetchOptions::default(),
+            default_age: Duration::from_secs(600),
+            min_age: Duration::from_secs(60),
+            max_age: Duration::from_secs(86_400),
+            cooldown: Duration::from_secs(30),
+            stale_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters of a [`RemoteJwks`], since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwksStats {
+    /// Fetches attempted.
+    pub fetches: u64,
+    /// Fetches that failed (the previous keys stayed).
+    pub fetch_failures: u64,
+    /// Fetches caused by a token naming an unknown `kid`.
+    pub unknown_kid_fetches: u64,
+    /// Tokens naming an unknown `kid` refused without a fetch (cooldown, negative cache).
+    pub unknown_kid_refusals: u64,
+    /// Verifications that used keys past their age because fetches were failing.
+    pub stale_uses: u64,
+    /// Keys in the current set.
+    pub keys: u64,
+}
+
+/// The most unknown `kid`s remembered at once.
+const MAX_NEGATIVE: usize = 10_000;
+
+/// An issuer's JWK Set, fetched from a URL and kept fresh. Cheap to clone.
+#[derive(Clone)]
+pub struct RemoteJwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    fetcher: Fetcher,
+    options: RemoteJwksOptions,
+    current: ArcSwapOption<Snapshot>,
+    /// Held by the one caller fetching; others wait for its result.
+    flight: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    stats: Counters,
+}
+
+struct Snapshot {
+    keys: Arc<KeySet>,
+    fetched: Instant,
+    refresh_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    /// No fetch before this (after a failure).
+    retry_at: Option<Instant>,
+    /// The last fetch caused by an unknown `kid`.
+    last_unknown_fetch: Option<Instant>,
+    /// Unknown `kid`s and when they may cause a fetch again.
+    negative: HashMap<String, Instant>,
+    /// Why the last fetch failed.
+    last_error: Option<FetchOrKeys>,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    fetch_failures: AtomicU64,
+    unknown_kid_fetches: AtomicU64,
+    unknown_kid_refusals: AtomicU64,
+    stale_uses: AtomicU64,
+}
+
+/// Why a fetch gave no keys.
+#[derive(Debug, Clone)]
+enum FetchOrKeys {
+    Fetch(FetchError),
+    Keys(String),
+}
+
+impl fmt::Display for FetchOrKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchOrKeys::Fetch(e) => e.fmt(f),
+            FetchOrKeys::Keys(e) => write!(f, "the JWK Set was refused: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for RemoteJwks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJwks")
+            .field("url", &self.inner.url)
+            .field("options", &self.inner.options)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RemoteJwks {
+    /// A JWK Set to fetch from `url` (nothing is fetched yet: the first verification
+    /// does, or [`RemoteJwks::refresh`]).
+    ///
+    /// # Errors
+    /// [`FetchError::InvalidUrl`] or [`FetchError::Insecure`] for a URL that can never be
+    /// fetched under `options`.
+    pub fn new(
+        url: impl Into<String>,
+        options: RemoteJwksOptions,
+    ) -> Result<RemoteJwks, FetchError> {
+        let url = url.into();
+        let fetcher = Fetcher::new(options.fetch.clone());
+        fetcher.check_url(&url)?;
+        Ok(RemoteJwks {
+            inner: Arc::new(Inner {
+                url,
+                fetcher,
+                options,
+                current: ArcSwapOption::empty(),
+                flight: tokio::sync::Mutex::new(()),
+                state: Mutex::new(State::default()),
+                stats: Counters::default(),
+            }),
+        })
+    }
+
+    /// The URL the set is fetched from.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Fetches the set now (waiting for a fetch already running instead of starting
+    /// another), ignoring the cooldown: for start-up, to fail early when the issuer
+    /// cannot be reached.
+    ///
+    /// # Errors
+    /// A description of why no keys could be had.
+    pub async fn refresh(&self) -> Result<(), String> {
+        self.fetch(Instant::now(), true)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The keys in use now, without waiting: `None` before the first successful fetch.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.inner
+            .current
+            .load()
+            .as_ref()
+            .map(|s| Arc::clone(&s.keys))
+    }
+
+    /// What the set has done so far.
+    pub fn stats(&self) -> JwksStats {
+        let c = &self.inner.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        JwksStats {
+            fetches: get(&c.fetches),
+            fetch_failures: get(&c.fetch_failures),
+            unknown_kid_fetches: get(&c.unknown_kid_fetches),
+            unknown_kid_refusals: get(&c.unknown_kid_refusals),
+            stale_uses: get(&c.stale_uses),
+            keys: self.current().map_or(0, |k| k.len() as u64),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The keys to verify with: the current set while fresh (no waiting); else a
+    /// refreshed one; else, while fetches fail, the last good set within `stale_for`.
+    ///
+    /// # Errors
+    /// [`AuthError::KeysUnavailable`] when there are no usable keys.
+    pub(crate) async fn keys(&self) -> Result<Arc<KeySet>, AuthError> {
+        let now = Instant::now();
+        let snapshot = self.inner.current.load_full();
+        if let Some(s) = &snapshot
+            && now < s.refresh_at
+        {
+            return Ok(Arc::clone(&s.keys));
+        }
+        match self.fetch(now, false).await {
+            Ok(keys) => Ok(keys),
+            Err(e) => match snapshot {
+                Some(s) if now < s.refresh_at + self.inner.options.stale_for => {
+                    self.inner.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
+                    Ok(Arc::clone(&s.keys))
+                }
+                _ => Err(self.unavailable(&e)),
+            },
+        }
+    }
+
+    /// After `seen` had no key for `kid`: a newer set that may have it, fetching one if
+    /// the cooldown allows (one caller per cooldown; the others get `None` at once).
+    pub(crate) async fn keys_for_unknown_kid(
+        &self,
+        kid: Option<&str>,
+        seen: &Arc<KeySet>,
+    ) -> Option<Arc<KeySet>> {
+        // Another caller may have fetched since `seen` was loaded.
+        if let Some(current) = self.current()
+            && !Arc::ptr_eq(&current, seen)
+        {
+            return Some(current);
+        }
+        let now = Instant::now();
+        let cooldown = self.inner.options.cooldown;
+        {
+            let mut state = self.state();
+            let name = kid.unwrap_or("").to_owned();
+            let remembered = state.negative.get(&name).is_some_and(|until| now < *until);
+            let cooling = state
+                .last_unknown_fetch
+                .is_some_and(|last| now < last + cooldown);
+            if remembered || cooling {
+                if state.negative.len() < MAX_NEGATIVE {
+                    state.negative.insert(name, now + cooldown);
+                }
+                drop(state);
+                self.inner
+                    .stats
+                    .unknown_kid_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            state.last_unknown_fetch = Some(now);
+            state.negative.insert(name, now + cooldown);
+        }
+        self.inner
+            .stats
+            .unknown_kid_fetches
+            .fetch_add(1, Ordering::Relaxed);
+        self.fetch(now, false).await.ok()
+    }
+
+    /// Fetches a new set, single flight: a caller that waited for another's fetch
+    /// started after `since` takes its result. Unless `force`, no fetch happens before the
+    /// retry time a failure set.
+    async fn fetch(&self, since: Instant, force: bool) -> Result<Arc<KeySet>, FetchOrKeys> {
+        let _flight = self.inner.flight.lock().await;
+        if let Some(s) = self.inner.current.load_full()
+            && s.fetched >= since
+        {
+            return Ok(Arc::clone(&s.keys));
+        }
+        {
+            let state = self.state();
+            if !force
+                && let Some(retry_at) = state.retry_at
+                && Instant::now() < retry_at
+            {
+                return Err(state
+                    .last_error
+                    .clone()
+                    .unwrap_or(FetchOrKeys::Keys("not fetched yet".to_owned())));
+            }
+        }
+        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = Instant::now();
+        let result = match self.inner.fetcher.get_json(&self.inner.url).await {
+            Ok(doc) => KeySet::from_jwks_json(&serde_json::Value::Object(doc.document).to_string())
+                .map_err(|e| FetchOrKeys::Keys(e.to_string()))
+                .map(|keys| (keys, doc.max_age)),
+            Err(e) => Err(FetchOrKeys::Fetch(e)),
+        };
+        let options = &self.inner.options;
+        match result {
+            Ok((keys, max_age)) => {
+                let age = max_age.map_or(options.default_age, |a| {
+                    a.clamp(options.min_age, options.max_age)
+                });
+                let keys = Arc::new(keys);
+                tracing::debug!(target: "rmcp_authz::jwks", url = %self.inner.url, keys = keys.len(), ?age, "JWK Set fetched");
+                self.inner.current.store(Some(Arc::new(Snapshot {
+                    keys: Arc::clone(&keys),
+                    fetched,
+                    refresh_at: fetched + age,
+                })));
+                let mut state = self.state();
+                state.retry_at = None;
+                state.last_error = None;
+                state.negative.clear();
+                Ok(keys)
+            }
+            Err(e) => {
+                self.inner
+                    .stats
+                    .fetch_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "rmcp_authz::jwks", url = %self.inner.url, error = %e, "JWK Set fetch failed; keeping the previous keys");
+                let mut state = self.state();
+                state.retry_at = Some(Instant::now() + options.cooldown);
+                state.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn unavailable(&self, e: &FetchOrKeys) -> AuthError {
+        AuthError::KeysUnavailable {
+            reason: format!(
+                "the issuer's keys cannot be had from {}: {e}",
+                self.inner.url
+            ),
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Remote JWK Sets and discovery against a local HTTP server the test controls: keys
+//! fetched on first use and followed through rotation; discovery with the issuer checked;
+//! the issuer down, slow, answering garbage, 50 MB, or keys that fail validation; stale
+//! keys served while fetches fail; a burst of 10,000 tokens with unknown `kid`s causing at
+//! most one fetch per cooldown while known keys keep verifying.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Response, StatusCode};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use rmcp_authz::dev::DevIssuer;
+use rmcp_authz::remote::{
+    DiscoveryError, FetchError, FetchOptions, RemoteJwks, RemoteJwksOptions, discover,
+};
+use rmcp_authz::token::{AuthError, JwtVerifier, Verifier};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+const AUDIENCE: &str = "https://mcp.test.invalid/mcp";
+
+/// What the JWKS endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    Down,
+    Slow,
+    Garbage,
+    HugeDeclared,
+    HugeStreamed,
+    BadKeys,
+    /// Serve, but only once `release` is notified.
+    Hold,
+}
+
+struct Control {
+    mode: Mutex<Mode>,
+    jwks: Mutex<Value>,
+    max_age: Mutex<Option<u64>>,
+    hits: AtomicUsize,
+    release: Notify,
+    origin: Mutex<String>,
+}
+
+impl Control {
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A body of `remaining` bytes in 64 KiB frames, without a Content-Length.
+struct Endless {
+    remaining: usize,
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(64 * 1024);
+        self.remaining -= n;
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![b' '; n])))))
+    }
+}
+
+async fn jwks(State(control): State<Arc<Control>>) -> Response<Body> {
+    control.hits.fetch_add(1, Ordering::SeqCst);
+    let mode = *control.mode.lock().unwrap();
+    let json = |value: &Value| {
+        let mut response = Response::new(Body::from(value.to_string()));
+        if let Some(age) = *control.max_age.lock().unwrap() {
+            response.headers_mut().insert(
+                "cache-control",
+                HeaderValue::from_str(&format!("public, max-age={age}")).unwrap(),
+            );
+        }
+        response
+    };
+    match mode {
+        Mode::Serve => json(&control.jwks.lock().unwrap()),
+        Mode::Hold => {
+            control.release.notified().await;
+            json(&control.jwks.lock().unwrap())
+        }
+        Mode::Down => {
+            let mut r = Response::new(Body::from("down"));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+        Mode::Slow => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            json(&control.jwks.lock().unwrap())
+        }
+        Mode::Garbage => Response::new(Body::from("<html>not json</html>")),
+        Mode::HugeDeclared => Response::new(Body::from(vec![b' '; 50 << 20])),
+        Mode::HugeStreamed => Response::new(Body::new(Endless {
+            remaining: 50 << 20,
+        })),
+        Mode::BadKeys => json(
+            &json!({"keys": [{"kty": "RSA", "kid": "weak", "alg": "RS256", "n": "AQAB", "e": "AQAB"}]}),
+        ),
+    }
+}
+
+async fn metadata(State(control): State<Arc<Control>>) -> axum::Json<Value> {
+    let origin = control.origin.lock().unwrap().clone();
+    axum::Json(json!({"issuer": origin, "jwks_uri": format!("{origin}/jwks")}))
+}
+
+async fn foreign_metadata() -> axum::Json<Value> {
+    axum::Json(
+        json!({"issuer": "https://elsewhere.invalid", "jwks_uri": "https://elsewhere.invalid/jwks"}),
+    )
+}
+
+/// The test's authorization server: its origin is the issuer.
+struct Server {
+    origin: String,
+    control: Arc<Control>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    async fn start() -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let control = Arc::new(Control {
+            mode: Mutex::new(Mode::Serve),
+            jwks: Mutex::new(json!({"keys": []})),
+            max_age: Mutex::new(None),
+            hits: AtomicUsize::new(0),
+            release: Notify::new(),
+            origin: Mutex::new(origin.clone()),
+        });
+        let app = Router::new()
+            .route("/jwks", get(jwks))
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route(
+                "/other/.well-known/openid-configuration",
+                get(foreign_metadata),
+            )
+            .with_state(control.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Server {
+            origin,
+            control,
+            task,
+        }
+    }
+
+    fn issuer(&self) -> DevIssuer {
+        DevIssuer::new(self.origin.clone()).unwrap()
+    }
+
+    /// Publishes the keys of `issuers`.
+    fn publish(&self, issuers: &[&DevIssuer]) {
+        let keys: Vec<Value> = issuers
+            .iter()
+            .flat_map(|i| i.jwks()["keys"].as_array().cloned().unwrap_or_default())
+            .collect();
+        *self.control.jwks.lock().unwrap() = json!({ "keys": keys });
+    }
+
+    fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.origin)
+    }
+}
+
+fn options() -> RemoteJwksOptions {
+    let mut o = RemoteJwksOptions::default();
+    o.fetch = FetchOptions::loopback_http();
+    o.fetch.timeout = Duration::from_millis(500);
+    o
+}
+
+fn remote_verifier(server: &Server, options: RemoteJwksOptions) -> JwtVerifier {
+    let jwks = RemoteJwks::new(server.jwks_url(), options).unwrap();
+    JwtVerifier::builder(server.origin.clone(), AUDIENCE)
+        .remote_jwks(jwks)
+        .build()
+        .unwrap()
+}
+
+fn token(issuer: &DevIssuer) -> String {
+    issuer.token(AUDIENCE).subject("alice").mint().unwrap()
+}
+
+/// A token naming `kid`, with a signature no key can match: refused at key selection.
+fn forged(issuer: &str, kid: &str) -> String {
+    let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        enc(json!({"alg": "ES256", "typ": "at+jwt", "kid": kid})),
+        enc(json!({"iss": issuer, "aud": AUDIENCE, "sub": "mallory", "exp": 4_000_000_000u64})),
+        URL_SAFE_NO_PAD.encode([7u8; 64])
+    )
+}
+
+#[tokio::test]
+async fn discovery_finds_the_keys_and_tokens_verify() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    let metadata = discover(&server.origin, &FetchOptions::loopback_http())
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata.jwks_uri.as_deref(),
+        Some(server.jwks_url().as_str())
+    );
+    let verifier = JwtVerifier::discover(&server.origin, AUDIENCE, options())
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(server.control.hits(), 0, "keys are fetched on first use");
+    let who = verifier.verify(&token(&issuer)).await.unwrap();
+    assert_eq!(who.subject(), Some("alice"));
+    assert_eq!(server.control.hits(), 1);
+    verifier.verify(&token(&issuer)).await.unwrap();
+    assert_eq!(server.control.hits(), 1, "fresh keys are not fetched again");
+    assert_eq!(verifier.remote_jwks().unwrap().stats().keys, 1);
+}
+
+#[tokio::test]
+async fn discovery_refuses_metadata_for_another_issuer_and_insecure_urls() {
+    let server = Server::start().await;
+    let other = format!("{}/other", server.origin);
+    let err = discover(&other, &FetchOptions::loopback_http())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DiscoveryError::IssuerMismatch { found, .. } if found == "https://elsewhere.invalid"),
+        "{err}"
+    );
+    let err = discover(&server.origin, &FetchOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DiscoveryError::Fetch(FetchError::Insecure { .. })),
+        "{err}"
+    );
+    let err = RemoteJwks::new("http://as.example/jwks", options()).unwrap_err();
+    assert!(matches!(err, FetchError::Insecure { .. }), "{err}");
+    let err = RemoteJwks::new(server.jwks_url(), RemoteJwksOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, FetchError::Insecure { .. }),
+        "loopback needs the opt-in: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_when_a_token_names_it() {
+    let server = Server::start().await;
+    let old = server.issuer();
+    server.publish(&[&old]);
+    let verifier = remote_verifier(&server, options());
+    let old_token = token(&old);
+    verifier.verify(&old_token).await.unwrap();
+    // The issuer rotates: a new key signs, the old one stays published.
+    let new = server.issuer();
+    server.publish(&[&new, &old]);
+    let new_token = token(&new);
+    verifier
+        .verify(&new_token)
+        .await
+        .expect("the new kid is fetched");
+    verifier
+        .verify(&old_token)
+        .await
+        .expect("the old key still verifies");
+    assert_eq!(server.control.hits(), 2);
+    let stats = verifier.remote_jwks().unwrap().stats();
+    assert_eq!((stats.unknown_kid_fetches, stats.keys), (1, 2), "{stats:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_or_broken_jwks_is_a_clear_unavailable_error() {
+    for (mode, expect) in [
+        (Mode::Down, "HTTP status 503"),
+        (Mode::Slow, "no complete answer within"),
+        (Mode::Garbage, "not a JSON object"),
+        (Mode::HugeDeclared, "larger than 262144 bytes"),
+        (Mode::HugeStreamed, "larger than 262144 bytes"),
+        (Mode::BadKeys, "the JWK Set was refused"),
+    ] {
+        let server = Server::start().await;
+        let issuer = server.issuer();
+        server.publish(&[&issuer]);
+        server.control.set(mode);
+        let verifier = remote_verifier(&server, options());
+        let err = verifier.verify(&token(&issuer)).await.unwrap_err();
+        let AuthError::KeysUnavailable { reason } = &err else {
+            panic!("{mode:?}: {err:?}");
+        };
+        assert!(reason.contains(expect), "{mode:?}: {reason}");
+        assert_eq!(err.error_code(), "temporarily_unavailable");
+        // The failure is remembered for the cooldown: no second fetch.
+        let _ = verifier.verify(&token(&issuer)).await;
+        assert_eq!(server.control.hits(), 1, "{mode:?}");
+        assert_eq!(verifier.remote_jwks().unwrap().stats().fetch_failures, 1);
+    }
+}
+
+#[tokio::test]
+async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    let mut o = options();
+    // Due at once, so every verification wants a refresh.
+    o.default_age = Duration::ZERO;
+    o.min_age = Duration::ZERO;
+    let verifier = remote_verifier(&server, o.clone());
+    verifier.verify(&token(&issuer)).await.unwrap();
+    server.control.set(Mode::Down);
+    for _ in 0..20 {
+        verifier
+            .verify(&token(&issuer))
+            .await
+            .expect("stale keys are used");
+    }
+    let stats = verifier.remote_jwks().unwrap().stats();
+    assert_eq!(
+        server.control.hits(),
+        2,
+        "one failed refresh, then the cooldown"
+    );
+    assert_eq!(stats.stale_uses, 20, "{stats:?}");
+
+    // With no staleness allowed, the same failure refuses tokens.
+    o.stale_for = Duration::ZERO;
+    let strict = verifier_with_keys_then_down(&server, o).await;
+    assert!(matches!(
+        strict.verify(&token(&issuer)).await,
+        Err(AuthError::KeysUnavailable { .. })
+    ));
+}
+
+async fn verifier_with_keys_then_down(server: &Server, o: RemoteJwksOptions) -> JwtVerifier {
+    server.control.set(Mode::Serve);
+    let verifier = remote_verifier(server, o);
+    verifier.remote_jwks().unwrap().refresh().await.unwrap();
+    server.control.set(Mode::Down);
+    verifier
+}
+
+#[tokio::test]
+async fn cache_control_max_age_is_honoured_within_bounds() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    *server.control.max_age.lock().unwrap() = Some(0);
+    let mut o = options();
+    o.min_age = Duration::ZERO;
+    let verifier = remote_verifier(&server, o);
+    for _ in 0..3 {
+        verifier.verify(&token(&issuer)).await.unwrap();
+    }
+    assert_eq!(
+        server.control.hits(),
+        3,
+        "max-age=0 with min_age 0: every use refetches"
+    );
+
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    *server.control.max_age.lock().unwrap() = Some(0);
+    let bounded = remote_verifier(&server, options());
+    for _ in 0..3 {
+        bounded.verify(&token(&issuer)).await.unwrap();
+    }
+    assert_eq!(
+        server.control.hits(),
+        1,
+        "max-age=0 is raised to min_age (1 min)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_unknown_kids_fetches_at_most_once_per_cooldown() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    let verifier = Arc::new(remote_verifier(&server, options()));
+    let good = token(&issuer);
+    verifier.verify(&good).await.unwrap();
+    assert_eq!(server.control.hits(), 1);
+
+    // The one fetch an unknown kid may cause is held open at the server: known keys must
+    // keep verifying meanwhile, without waiting for it.
+    server.control.set(Mode::Hold);
+    let burst: Vec<_> = (0..10_000)
+        .map(|i| {
+            let verifier = verifier.clone();
+            let token = forged(&server.origin, &format!("forged-{i}"));
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    for _ in 0..500 {
+        if server.control.hits() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.control.hits(), 2, "one fetch for the unknown kids");
+    for _ in 0..100 {
+        tokio::time::timeout(Duration::from_secs(5), verifier.verify(&good))
+            .await
+            .expect("known keys verify while the fetch is held")
+            .expect("and are accepted");
+    }
+    server.control.release.notify_one();
+    for task in burst {
+        let result = task.await.unwrap();
+        assert!(
+            matches!(result, Err(AuthError::UnknownKey { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(server.control.hits(), 2, "at most one fetch per cooldown");
+    let stats = verifier.remote_jwks().unwrap().stats();
+    assert_eq!(stats.unknown_kid_fetches, 1, "{stats:?}");
+    assert_eq!(stats.unknown_kid_refusals, 9_999, "{stats:?}");
+}
