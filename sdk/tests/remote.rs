@@ -1,8 +1,9 @@
-//! Remote JWK Sets and discovery against a local HTTP server the test controls: keys
-//! fetched on first use and followed through rotation; discovery with the issuer checked;
+//! Keys and answers from an authorization server the test controls (a local HTTP server):
+//! remote JWK Sets fetched on first use and followed through rotation; discovery with the
+//! issuer checked;
 //! the issuer down, slow, answering garbage, 50 MB, or keys that fail validation; stale
 //! keys served while fetches fail; a burst of 10,000 tokens with unknown `kid`s causing at
-//! most one fetch per cooldown while known keys keep verifying.
+//! most one fetch per cooldown while known keys keep verifying; token introspection.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -128,6 +129,55 @@ async fn metadata(State(control): State<Arc<Control>>) -> axum::Json<Value> {
     axum::Json(json!({"issuer": origin, "jwks_uri": format!("{origin}/jwks")}))
 }
 
+/// An RFC 7662 endpoint: client `rs` / `rs-secret`; the token's text says what to answer.
+async fn introspect(
+    State(control): State<Arc<Control>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response<Body> {
+    control.hits.fetch_add(1, Ordering::SeqCst);
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("rs:rs-secret")
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        let mut r = Response::new(Body::from(r#"{"error":"invalid_client"}"#));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    }
+    let token = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .unwrap_or_default()
+        .to_owned();
+    let origin = control.origin.lock().unwrap().clone();
+    let live = json!({
+        "active": true, "iss": origin, "aud": AUDIENCE, "sub": "alice", "client_id": "agent",
+        "scope": "notes:read notes:write", "exp": 4_000_000_000u64, "jti": "t1",
+        "act": {"sub": "planner"}
+    });
+    let answer = match token.as_str() {
+        "live" => live,
+        "no-iss" => {
+            let mut v = live;
+            v.as_object_mut().unwrap().remove("iss");
+            v
+        }
+        "foreign" => {
+            let mut v = live;
+            v["aud"] = json!("https://elsewhere.invalid/mcp");
+            v
+        }
+        "expired" => {
+            let mut v = live;
+            v["exp"] = json!(1_000_000_000u64);
+            v
+        }
+        _ => json!({"active": false}),
+    };
+    Response::new(Body::from(answer.to_string()))
+}
+
 async fn foreign_metadata() -> axum::Json<Value> {
     axum::Json(
         json!({"issuer": "https://elsewhere.invalid", "jwks_uri": "https://elsewhere.invalid/jwks"}),
@@ -166,6 +216,7 @@ impl Server {
                 "/other/.well-known/openid-configuration",
                 get(foreign_metadata),
             )
+            .route("/introspect", axum::routing::post(introspect))
             .with_state(control.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -452,4 +503,63 @@ async fn a_burst_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     let stats = verifier.remote_jwks().unwrap().stats();
     assert_eq!(stats.unknown_kid_fetches, 1, "{stats:?}");
     assert_eq!(stats.unknown_kid_refusals, 9_999, "{stats:?}");
+}
+
+#[tokio::test]
+async fn introspection_maps_active_answers_to_principals_and_refuses_the_rest() {
+    use rmcp_authz::remote::IntrospectionVerifier;
+    let server = Server::start().await;
+    let endpoint = format!("{}/introspect", server.origin);
+    let verifier = IntrospectionVerifier::builder(&endpoint, &server.origin, AUDIENCE)
+        .client_credentials("rs", "rs-secret")
+        .fetch_options(FetchOptions::loopback_http())
+        .build()
+        .unwrap();
+    let who = verifier.verify("live").await.unwrap();
+    assert_eq!(who.subject(), Some("alice"));
+    assert_eq!(who.client_id(), Some("agent"));
+    assert_eq!(who.agent(), Some("planner"));
+    assert_eq!(who.scopes(), ["notes:read", "notes:write"]);
+    assert_eq!(
+        verifier.verify("no-iss").await.unwrap().issuer(),
+        server.origin,
+        "the endpoint's issuer when the answer names none"
+    );
+    assert!(matches!(
+        verifier.verify("revoked").await,
+        Err(AuthError::Inactive)
+    ));
+    assert!(matches!(
+        verifier.verify("foreign").await,
+        Err(AuthError::WrongAudience { .. })
+    ));
+    assert!(matches!(
+        verifier.verify("expired").await,
+        Err(AuthError::Expired { .. })
+    ));
+
+    let wrong_client = IntrospectionVerifier::builder(&endpoint, &server.origin, AUDIENCE)
+        .client_credentials("rs", "not-the-secret")
+        .fetch_options(FetchOptions::loopback_http())
+        .build()
+        .unwrap();
+    let err = wrong_client.verify("live").await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::KeysUnavailable { reason } if reason.contains("401")),
+        "{err:?}"
+    );
+    assert!(
+        IntrospectionVerifier::builder("http://as.example/introspect", "x", "y")
+            .client_credentials("a", "b")
+            .build()
+            .is_err(),
+        "https required"
+    );
+    assert!(
+        IntrospectionVerifier::builder(&endpoint, "x", "y")
+            .build()
+            .is_err(),
+        "credentials required"
+    );
+    assert!(!format!("{verifier:?}").contains("rs-secret"));
 }
