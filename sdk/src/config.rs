@@ -404,6 +404,9 @@ struct VerifierSection {
     issuer: String,
     audience: String,
     jwks_file: Option<Spanned<String>>,
+    jwks_uri: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_http_loopback: bool,
     #[serde(default)]
     pem_files: Vec<Spanned<PemEntry>>,
     hmac_secret_env: Option<Spanned<String>>,
@@ -429,6 +432,35 @@ fn algorithm(name: &str) -> Result<Algorithm, String> {
             Algorithm::ALL.map(Algorithm::as_str).join(", ")
         )
     })
+}
+
+/// Takes the keys from the JWK Set at `uri` (feature `jwks`).
+#[cfg(feature = "jwks")]
+fn remote_keys(
+    builder: crate::token::JwtVerifierBuilder,
+    uri: &Spanned<String>,
+    allow_http_loopback: bool,
+    at: &Locator<'_>,
+) -> Result<crate::token::JwtVerifierBuilder, ConfigFileError> {
+    let mut options = crate::remote::RemoteJwksOptions::default();
+    options.fetch.allow_http_loopback = allow_http_loopback;
+    let jwks = crate::remote::RemoteJwks::new(uri.get_ref().clone(), options)
+        .map_err(|e| at.invalid("verifier.jwks_uri", uri, e))?;
+    Ok(builder.remote_jwks(jwks))
+}
+
+#[cfg(not(feature = "jwks"))]
+fn remote_keys(
+    _builder: crate::token::JwtVerifierBuilder,
+    uri: &Spanned<String>,
+    _allow_http_loopback: bool,
+    at: &Locator<'_>,
+) -> Result<crate::token::JwtVerifierBuilder, ConfigFileError> {
+    Err(at.invalid(
+        "verifier.jwks_uri",
+        uri,
+        "remote JWK Sets need rmcp-authz built with the `jwks` feature",
+    ))
 }
 
 impl VerifierSection {
@@ -478,6 +510,9 @@ impl VerifierSection {
             keys.insert(hmac).map_err(|m| at.invalid(key, var, m))?;
         }
         builder = builder.keys(keys);
+        if let Some(uri) = &self.jwks_uri {
+            builder = remote_keys(builder, uri, self.allow_http_loopback, at)?;
+        }
         if let Some(list) = &self.algorithms {
             let algs = list
                 .get_ref()
@@ -846,5 +881,47 @@ mod tests {
         assert_eq!(decode_key("00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(decode_key("AP8Q"), Some(vec![0, 255, 16]));
         assert_eq!(decode_key("not a key!"), None);
+    }
+}
+
+#[cfg(all(test, feature = "jwks"))]
+mod jwks_tests {
+    use super::*;
+
+    #[test]
+    fn a_jwks_uri_takes_the_keys_from_the_issuer() {
+        let base = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n";
+        let config = Config::from_toml(
+            &format!("{base}jwks_uri = \"https://as/jwks\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(config.verifier().remote_url(), Some("https://as/jwks"));
+        let err = Config::from_toml(
+            &format!("{base}jwks_uri = \"http://127.0.0.1:9/jwks\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("verifier.jwks_uri (line 4)") && err.contains("https"),
+            "{err}"
+        );
+        let config = Config::from_toml(
+            &format!("{base}jwks_uri = \"http://127.0.0.1:9/jwks\"\nallow_http_loopback = true\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(config.verifier().remote_url().is_some());
+        let err = Config::from_toml(
+            &format!("{base}jwks_uri = \"https://as/jwks\"\njwks_file = \"x.json\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("x.json") || err.contains("one source"),
+            "{err}"
+        );
     }
 }
