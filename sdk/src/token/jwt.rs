@@ -183,7 +183,7 @@ impl JwtVerifier {
     }
 
     /// The keys configured in the verifier itself (empty when the keys come from a
-    /// [`RemoteJwks`](crate::remote::RemoteJwks)).
+    /// remote JWK Set, feature `jwks`).
     pub fn keys(&self) -> &KeySet {
         &self.keys
     }
