@@ -5,6 +5,8 @@
 #   target/interop/venv   a Python venv with tests/clients/requirements.txt (mcp==...)
 #   target/interop/node   tests/clients/package.json + package-lock.json, `npm ci`'d
 #                         (@modelcontextprotocol/sdk)
+#   target/interop/provider  tests/provider/package.json + package-lock.json, `npm ci`'d
+#                         (oidc-provider, the authorization server of tests/src/provider.rs)
 #
 # Idempotent: each part is redone only when its pin files, or the interpreter it was
 # made with, changed since it was last installed (a stamp records that), or when what is
@@ -72,4 +74,27 @@ else
   [ "$(installed_sdk)" = "$sdk_pin" ] \
     || die "@modelcontextprotocol/sdk $sdk_pin did not install (found '$(installed_sdk)')"
   printf '%s\n' "$node_stamp" > "$node_dir/.interop-stamp"
+fi
+
+# ---------------------------------------------------------------- Node: oidc-provider
+provider_src=tests/provider
+provider_pin=$(node -p 'require("./'"$provider_src"'/package.json").dependencies["oidc-provider"]')
+provider_dir=$root/provider
+provider_json=$provider_dir/node_modules/oidc-provider/package.json
+provider_stamp="$(digest "$provider_src/package.json" "$provider_src/package-lock.json") $(node --version)"
+installed_provider() {
+  node -p 'require(process.argv[1]).version' "$PWD/$provider_json" 2> /dev/null || true
+}
+if [ -f "$provider_json" ] && [ "$(cat "$provider_dir/.interop-stamp" 2> /dev/null)" = "$provider_stamp" ] \
+  && [ "$(installed_provider)" = "$provider_pin" ]; then
+  say "node: oidc-provider $provider_pin already in $provider_dir"
+else
+  say "node: installing oidc-provider $provider_pin into $provider_dir (node $(node --version))"
+  rm -rf "$provider_dir"
+  mkdir -p "$provider_dir"
+  cp "$provider_src/package.json" "$provider_src/package-lock.json" "$provider_dir/"
+  (cd "$provider_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
+  [ "$(installed_provider)" = "$provider_pin" ] \
+    || die "oidc-provider $provider_pin did not install (found '$(installed_provider)')"
+  printf '%s\n' "$provider_stamp" > "$provider_dir/.interop-stamp"
 fi
