@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod notes;
+pub mod provider;
 pub mod server;
 
 use std::path::PathBuf;
