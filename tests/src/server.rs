@@ -56,10 +56,7 @@ impl TestServer {
 
     /// A transport presenting `token`.
     pub fn transport(&self, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
-        StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(self.url.clone())
-                .auth_header(token.to_owned()),
-        )
+        transport(&self.url, token)
     }
 
     /// An rmcp client speaking protocol 2025-06-18 (initialize handshake, sessions).
@@ -68,10 +65,7 @@ impl TestServer {
         token: &str,
     ) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError>
     {
-        ClientConfig::default()
-            .with_protocol_version(ProtocolVersion::V_2025_06_18)
-            .serve(self.transport(token))
-            .await
+        legacy_client(&self.url, token).await
     }
 
     /// An rmcp client speaking protocol 2026-07-28 (discover, `Mcp-Name` headers).
@@ -143,4 +137,23 @@ impl TestServer {
             task,
         }
     }
+}
+
+/// A transport to the MCP endpoint `url` presenting `token`.
+pub fn transport(url: &str, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+    StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    )
+}
+
+/// An rmcp client of the MCP endpoint `url` speaking protocol 2025-06-18, presenting
+/// `token`.
+pub async fn legacy_client(
+    url: &str,
+    token: &str,
+) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError> {
+    ClientConfig::default()
+        .with_protocol_version(ProtocolVersion::V_2025_06_18)
+        .serve(transport(url, token))
+        .await
 }
