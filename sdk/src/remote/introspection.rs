@@ -130,18 +130,7 @@ impl IntrospectionVerifierBuilder {
     /// A [`ConfigError`]: empty issuer or audience, no client credentials, a leeway above
     /// 5 minutes, or an endpoint that is not HTTPS (or opted-in loopback HTTP).
     pub fn build(self) -> Result<IntrospectionVerifier, ConfigError> {
-        if self.issuer.is_empty() {
-            return Err(ConfigError::EmptyIssuer);
-        }
-        if self.audience.is_empty() {
-            return Err(ConfigError::EmptyAudience);
-        }
-        if self.leeway > crate::token::MAX_LEEWAY {
-            return Err(ConfigError::LeewayTooLarge {
-                leeway: self.leeway,
-                max: crate::token::MAX_LEEWAY,
-            });
-        }
+        let rules = ClaimRules::new(self.issuer, self.audience, self.leeway, self.required)?;
         let Some((client_id, client_secret)) = self.client else {
             return Err(ConfigError::Remote(
                 "introspection needs the resource server's client credentials".to_owned(),
@@ -151,23 +140,12 @@ impl IntrospectionVerifierBuilder {
         fetcher
             .check_url(&self.endpoint)
             .map_err(|e| ConfigError::Remote(e.to_string()))?;
-        let mut required: Vec<String> = ["iss", "aud", "exp"].map(String::from).to_vec();
-        for claim in self.required {
-            if !required.contains(&claim) {
-                required.push(claim);
-            }
-        }
         Ok(IntrospectionVerifier {
             endpoint: self.endpoint,
             client_id,
             client_secret,
             fetcher,
-            rules: ClaimRules {
-                issuer: self.issuer,
-                audience: self.audience,
-                leeway_secs: self.leeway.as_secs(),
-                required,
-            },
+            rules,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             clock: self.clock,
         })

@@ -7,9 +7,13 @@
 //! numbers, never strings; `exp` in the future and `nbf` in the past, within the leeway;
 //! identity claims strings; `act` nested objects each with a `sub`.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
+use super::MAX_LEEWAY;
 use super::error::{AuthError, excerpt};
+use crate::error::ConfigError;
 use crate::principal::{Actor, Principal, PrincipalParts};
 
 /// The deepest delegation chain accepted; deeper `act` nesting is refused as invalid.
@@ -22,6 +26,46 @@ pub(crate) struct ClaimRules {
     pub(crate) audience: String,
     pub(crate) leeway_secs: u64,
     pub(crate) required: Vec<String>,
+}
+
+impl ClaimRules {
+    /// The rules for tokens of `issuer` meant for `audience`, with `leeway` for `exp` and
+    /// `nbf`, requiring `iss`, `aud`, `exp` and the `extra` claims.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyIssuer`], [`ConfigError::EmptyAudience`] or
+    /// [`ConfigError::LeewayTooLarge`].
+    pub(crate) fn new(
+        issuer: String,
+        audience: String,
+        leeway: Duration,
+        extra: Vec<String>,
+    ) -> Result<ClaimRules, ConfigError> {
+        if issuer.is_empty() {
+            return Err(ConfigError::EmptyIssuer);
+        }
+        if audience.is_empty() {
+            return Err(ConfigError::EmptyAudience);
+        }
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::LeewayTooLarge {
+                leeway,
+                max: MAX_LEEWAY,
+            });
+        }
+        let mut required: Vec<String> = ["iss", "aud", "exp"].map(String::from).to_vec();
+        for claim in extra {
+            if !required.contains(&claim) {
+                required.push(claim);
+            }
+        }
+        Ok(ClaimRules {
+            issuer,
+            audience,
+            leeway_secs: leeway.as_secs(),
+            required,
+        })
+    }
 }
 
 /// Checks `claims` at time `now` and builds the principal.

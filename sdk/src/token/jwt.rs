@@ -383,12 +383,7 @@ impl JwtVerifierBuilder {
         if let Some(e) = self.key_error {
             return Err(ConfigError::Key(e));
         }
-        if self.issuer.is_empty() {
-            return Err(ConfigError::EmptyIssuer);
-        }
-        if self.audience.is_empty() {
-            return Err(ConfigError::EmptyAudience);
-        }
+        let rules = ClaimRules::new(self.issuer, self.audience, self.leeway, self.required)?;
         #[cfg(feature = "jwks")]
         let remote = self.remote.is_some();
         #[cfg(not(feature = "jwks"))]
@@ -398,12 +393,6 @@ impl JwtVerifierBuilder {
         }
         if self.keys.is_empty() && !remote {
             return Err(ConfigError::NoKeys);
-        }
-        if self.leeway > MAX_LEEWAY {
-            return Err(ConfigError::LeewayTooLarge {
-                leeway: self.leeway,
-                max: MAX_LEEWAY,
-            });
         }
         if self.max_token_bytes == 0 {
             return Err(ConfigError::ZeroTokenLimit);
@@ -437,24 +426,13 @@ impl JwtVerifierBuilder {
                     .join(", "),
             });
         }
-        let mut required: Vec<String> = ["iss", "aud", "exp"].map(String::from).to_vec();
-        for claim in self.required {
-            if !required.contains(&claim) {
-                required.push(claim);
-            }
-        }
         Ok(JwtVerifier {
             keys: self.keys,
             #[cfg(feature = "jwks")]
             remote: self.remote,
             algorithms,
             typ: self.typ,
-            rules: ClaimRules {
-                issuer: self.issuer,
-                audience: self.audience,
-                leeway_secs: self.leeway.as_secs(),
-                required,
-            },
+            rules,
             max_token_bytes: self.max_token_bytes,
             clock: self.clock,
         })
