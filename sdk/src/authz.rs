@@ -105,9 +105,12 @@ impl Authz {
         self.inner.auditor.as_ref()
     }
 
-    /// Decides `operation` for `principal` (the policy's decision).
+    /// Decides `operation` for `principal` (the policy's decision, at this `Authz`'s
+    /// clock's time).
     pub fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        self.inner.policy.decide(principal, operation)
+        self.inner
+            .policy
+            .decide_at(principal, operation, self.now())
     }
 
     /// Wraps `handler` so every call it serves is authorized.

@@ -51,7 +51,7 @@ use crate::audit::{
 };
 use crate::authz::Authz;
 use crate::error::ConfigError;
-use crate::policy::{Policy, PolicyBuilder, Rule, ScopeExpr};
+use crate::policy::{Conditions, Policy, PolicyBuilder, Rule, ScopeExpr};
 use crate::token::{Algorithm, JwtVerifier, Key, KeySet, TypCheck};
 
 /// Why a configuration file could not be used. Every variant names the file's key and,
@@ -572,11 +572,72 @@ struct PolicySection {
     unlisted_tools: Option<Spanned<RuleSpec>>,
     unlisted_resources: Option<Spanned<RuleSpec>>,
     unlisted_prompts: Option<Spanned<RuleSpec>>,
+    max_token_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    defaults: ConditionsSpec,
+}
+
+/// Conditions on the delegation chain and token age, as written in a rule table or in
+/// `[policy.defaults]`.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct ConditionsSpec {
+    user_only: Option<bool>,
+    agents: Option<Vec<String>>,
+    max_chain_depth: Option<usize>,
+    actor_issuers: Option<Vec<String>>,
+    forbid_actors: Option<Vec<String>>,
+    max_token_age_secs: Option<u64>,
+    max_auth_age_secs: Option<u64>,
+}
+
+/// The keys of [`ConditionsSpec`], for error messages.
+const CONDITION_KEYS: [&str; 7] = [
+    "user_only",
+    "agents",
+    "max_chain_depth",
+    "actor_issuers",
+    "forbid_actors",
+    "max_token_age_secs",
+    "max_auth_age_secs",
+];
+
+impl ConditionsSpec {
+    fn to_conditions(&self) -> Conditions {
+        let mut c = Conditions::new();
+        match self.user_only {
+            Some(true) => c = c.user_only(),
+            Some(false) => c = c.allow_delegation(),
+            None => {}
+        }
+        if let Some(agents) = &self.agents {
+            c = c.only_agents(agents.iter().cloned());
+        }
+        if let Some(depth) = self.max_chain_depth {
+            c = c.max_chain_depth(depth);
+        }
+        if let Some(issuers) = &self.actor_issuers {
+            c = c.actor_issuers(issuers.iter().cloned());
+        }
+        if let Some(actors) = &self.forbid_actors {
+            c = c.forbid_actors(actors.iter().cloned());
+        }
+        if let Some(secs) = self.max_token_age_secs {
+            c = c.max_token_age(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.max_auth_age_secs {
+            c = c.max_auth_age(Duration::from_secs(secs));
+        }
+        c
+    }
 }
 
 impl PolicySection {
     fn build(self, at: &Locator<'_>) -> Result<Policy, ConfigFileError> {
-        let mut b = Policy::builder();
+        let mut b = Policy::builder().default_conditions(self.defaults.to_conditions());
+        if let Some(secs) = self.max_token_lifetime_secs {
+            b = b.max_token_lifetime(Duration::from_secs(secs));
+        }
         for (scope, implied) in &self.implies {
             for s in std::iter::once(scope).chain(implied.get_ref()) {
                 if !crate::policy::is_valid_scope(s) {
@@ -642,6 +703,7 @@ impl PolicySection {
 struct RuleSpec {
     requires: String,
     clients: Option<Vec<String>>,
+    conditions: ConditionsSpec,
 }
 
 impl RuleSpec {
@@ -651,7 +713,7 @@ impl RuleSpec {
         } else {
             ScopeExpr::parse(&self.requires).map_err(|e| e.to_string())?
         };
-        let rule = Rule::new(expr);
+        let rule = Rule::new(expr).with(self.conditions.to_conditions());
         Ok(match &self.clients {
             Some(clients) => rule.only_clients(clients.iter().cloned()),
             None => rule,
@@ -671,31 +733,52 @@ impl<'de> Visitor<'de> for RuleVisitor {
     type Value = RuleSpec;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a scope expression string (\"\" for any valid token), or a table { requires = \"...\", clients = [...] }")
+        f.write_str("a scope expression string (\"\" for any valid token), or a table { requires = \"...\", clients = [...], user_only = ..., agents = [...], ... }")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RuleSpec, E> {
         Ok(RuleSpec {
             requires: v.to_owned(),
             clients: None,
+            conditions: ConditionsSpec::default(),
         })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RuleSpec, A::Error> {
         let mut requires = None;
         let mut clients = None;
+        let mut c = ConditionsSpec::default();
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "requires" => requires = Some(map.next_value::<String>()?),
                 "clients" => clients = Some(map.next_value::<Vec<String>>()?),
+                "user_only" => c.user_only = Some(map.next_value()?),
+                "agents" => c.agents = Some(map.next_value()?),
+                "max_chain_depth" => c.max_chain_depth = Some(map.next_value()?),
+                "actor_issuers" => c.actor_issuers = Some(map.next_value()?),
+                "forbid_actors" => c.forbid_actors = Some(map.next_value()?),
+                "max_token_age_secs" => c.max_token_age_secs = Some(map.next_value()?),
+                "max_auth_age_secs" => c.max_auth_age_secs = Some(map.next_value()?),
                 other => {
-                    return Err(de::Error::unknown_field(other, &["requires", "clients"]));
+                    const KEYS: [&str; 9] = [
+                        "requires",
+                        "clients",
+                        CONDITION_KEYS[0],
+                        CONDITION_KEYS[1],
+                        CONDITION_KEYS[2],
+                        CONDITION_KEYS[3],
+                        CONDITION_KEYS[4],
+                        CONDITION_KEYS[5],
+                        CONDITION_KEYS[6],
+                    ];
+                    return Err(de::Error::unknown_field(other, &KEYS));
                 }
             }
         }
         Ok(RuleSpec {
             requires: requires.ok_or_else(|| de::Error::missing_field("requires"))?,
             clients,
+            conditions: c,
         })
     }
 }
@@ -874,6 +957,66 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(&jwks).unwrap();
+    }
+
+    #[test]
+    fn rules_carry_delegation_and_freshness_conditions() {
+        use crate::policy::DenyReason;
+        let config = load(
+            "[policy]\nmax_token_lifetime_secs = 7200\n[policy.defaults]\nmax_chain_depth = 1\n[policy.tools]\npurge = { requires = \"a\", user_only = true, max_token_age_secs = 60 }\nwrite = { requires = \"a\", agents = [\"bot\"], max_chain_depth = 2, forbid_actors = [\"rogue\"], actor_issuers = [\"https://as\"] }\n",
+        )
+        .unwrap();
+        let p = config.policy();
+        let purge = p
+            .rule_for(crate::policy::Operation::CallTool("purge"))
+            .unwrap();
+        assert_eq!(
+            *purge.conditions(),
+            crate::policy::Conditions::new()
+                .user_only()
+                .max_token_age(Duration::from_secs(60))
+        );
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        let token = issuer
+            .token("https://rs/mcp")
+            .subject("u")
+            .scopes(["a"])
+            .actor("bot")
+            .actor("planner")
+            .mint()
+            .unwrap();
+        let who = issuer
+            .verifier("https://rs/mcp")
+            .build()
+            .unwrap()
+            .verify_sync(&token)
+            .unwrap();
+        let now = who.issued_at().unwrap();
+        let reason = |tool| {
+            p.decide_at(&who, crate::policy::Operation::CallTool(tool), now)
+                .denial()
+                .map(|d| d.reason().clone())
+        };
+        assert!(matches!(
+            reason("purge"),
+            Some(DenyReason::DelegationNotAllowed { .. })
+        ));
+        assert_eq!(
+            reason("write"),
+            None,
+            "the rule's depth 2 overrides the default 1"
+        );
+        let err = load("[policy.tools]\nx = { requires = \"a\", user_ony = true }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("user_ony") && err.contains("user_only"),
+            "{err}"
+        );
+        let err = load("[policy.defaults]\nagnets = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agnets"), "{err}");
     }
 
     #[test]

@@ -397,6 +397,21 @@ where
         && let Decision::Deny(denial) = authz.decide(&principal, operation)
     {
         let refusal = match denial.reason() {
+            // A newer token would do: tell the client its token will not, as for an
+            // expired one (RFC 6750 invalid_token).
+            _ if denial.needs_new_token() => Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                RejectionKind::InvalidToken,
+                &denial.to_string(),
+            )
+            .challenge(&[
+                ("error", Some("invalid_token")),
+                (
+                    "error_description",
+                    Some("this operation needs a more recently issued access token"),
+                ),
+                ("resource_metadata", Some(metadata_url)),
+            ]),
             DenyReason::InsufficientScope { .. } => Rejection::new(
                 StatusCode::FORBIDDEN,
                 RejectionKind::InsufficientScope,

@@ -68,6 +68,52 @@ pub enum DenyReason {
     },
     /// The operation belongs to another caller (a task started by someone else).
     NotOwner,
+    /// The rule admits only the user's own token, and this one is delegated.
+    DelegationNotAllowed {
+        /// The delegation chain, current actor first.
+        chain: Vec<String>,
+    },
+    /// The rule admits only certain agents, and this caller's agent is not one.
+    AgentNotAllowed {
+        /// The agent (current actor, else client), if any.
+        agent: Option<String>,
+    },
+    /// The delegation chain is longer than the rule admits.
+    ChainTooDeep {
+        /// The chain's length.
+        depth: usize,
+        /// The most the rule admits.
+        max: usize,
+    },
+    /// An actor in the chain comes from an issuer the rule does not admit.
+    ActorIssuerNotAllowed {
+        /// The actor.
+        actor: String,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// An actor the rule forbids appears in the chain.
+    ForbiddenActor {
+        /// The actor.
+        actor: String,
+    },
+    /// The token (or the user's authentication) is older than the rule admits; a newer
+    /// token would do.
+    TokenTooOld {
+        /// `iat` or `auth_time`.
+        claim: &'static str,
+        /// Its age in seconds, or `None` when the token lacks the claim.
+        age_secs: Option<i64>,
+        /// The most the rule admits.
+        max_secs: u64,
+    },
+    /// The token's lifetime (`exp - iat`) is longer than the policy admits.
+    LifetimeTooLong {
+        /// The token's lifetime in seconds, or `None` when it has no `iat`.
+        lifetime_secs: Option<i64>,
+        /// The most the policy admits.
+        max_secs: u64,
+    },
 }
 
 impl Denial {
@@ -94,13 +140,18 @@ impl Denial {
                 "error": "insufficient_scope",
                 "scope": required.join(" "),
             }),
-            DenyReason::TokenExpired { .. } => serde_json::json!({ "error": "invalid_token" }),
+            DenyReason::TokenExpired { .. }
+            | DenyReason::TokenTooOld { .. }
+            | DenyReason::LifetimeTooLong { .. } => serde_json::json!({ "error": "invalid_token" }),
             _ => serde_json::json!({ "error": "access_denied" }),
         }
     }
 
     /// The reason as a stable code, as audit events record it: `insufficient_scope`,
-    /// `no_rule`, `client_not_permitted`, `token_expired` or `not_owner`.
+    /// `no_rule`, `client_not_permitted`, `token_expired`, `not_owner`,
+    /// `delegation_not_allowed`, `agent_not_allowed`, `chain_too_deep`,
+    /// `actor_issuer_not_allowed`, `forbidden_actor`, `token_too_old` or
+    /// `token_lifetime_too_long`.
     pub fn code(&self) -> &'static str {
         match &self.reason {
             DenyReason::InsufficientScope { .. } => "insufficient_scope",
@@ -108,7 +159,25 @@ impl Denial {
             DenyReason::ClientNotPermitted { .. } => "client_not_permitted",
             DenyReason::TokenExpired { .. } => "token_expired",
             DenyReason::NotOwner => "not_owner",
+            DenyReason::DelegationNotAllowed { .. } => "delegation_not_allowed",
+            DenyReason::AgentNotAllowed { .. } => "agent_not_allowed",
+            DenyReason::ChainTooDeep { .. } => "chain_too_deep",
+            DenyReason::ActorIssuerNotAllowed { .. } => "actor_issuer_not_allowed",
+            DenyReason::ForbiddenActor { .. } => "forbidden_actor",
+            DenyReason::TokenTooOld { .. } => "token_too_old",
+            DenyReason::LifetimeTooLong { .. } => "token_lifetime_too_long",
         }
+    }
+
+    /// Whether a newer token, not more scopes, would help: the HTTP layer answers these
+    /// with 401 `invalid_token`.
+    pub fn needs_new_token(&self) -> bool {
+        matches!(
+            self.reason,
+            DenyReason::TokenExpired { .. }
+                | DenyReason::TokenTooOld { .. }
+                | DenyReason::LifetimeTooLong { .. }
+        )
     }
 
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
@@ -149,6 +218,58 @@ impl fmt::Display for Denial {
                 f,
                 "{} refused: it belongs to another caller",
                 self.operation
+            ),
+            DenyReason::DelegationNotAllowed { chain } => write!(
+                f,
+                "{} refused by its rule user_only: only the user's own token may call it, this one is delegated through {}",
+                self.operation,
+                chain.join(" <- ")
+            ),
+            DenyReason::AgentNotAllowed { agent } => write!(
+                f,
+                "{} refused by its rule only_agents: agent {:?} is not admitted",
+                self.operation,
+                agent.as_deref().unwrap_or("(none)")
+            ),
+            DenyReason::ChainTooDeep { depth, max } => write!(
+                f,
+                "{} refused by its rule max_chain_depth: {depth} actors in the delegation chain, at most {max} admitted",
+                self.operation
+            ),
+            DenyReason::ActorIssuerNotAllowed { actor, issuer } => write!(
+                f,
+                "{} refused by its rule actor_issuers: actor {actor:?} comes from issuer {issuer:?}, which is not admitted",
+                self.operation
+            ),
+            DenyReason::ForbiddenActor { actor } => write!(
+                f,
+                "{} refused by its rule forbid_actors: actor {actor:?} is in the delegation chain",
+                self.operation
+            ),
+            DenyReason::TokenTooOld {
+                claim,
+                age_secs,
+                max_secs,
+            } => match age_secs {
+                Some(age) => write!(
+                    f,
+                    "{} refused by its rule max_token_age: the token's {claim} is {age} s old, at most {max_secs} s admitted; get a new token",
+                    self.operation
+                ),
+                None => write!(
+                    f,
+                    "{} refused by its rule max_token_age: the token has no {claim}, and at most {max_secs} s of age is admitted; get a new token",
+                    self.operation
+                ),
+            },
+            DenyReason::LifetimeTooLong {
+                lifetime_secs,
+                max_secs,
+            } => write!(
+                f,
+                "{} refused by the policy's max_token_lifetime: the token lives {} s (exp - iat), at most {max_secs} s admitted; ask for a shorter-lived token",
+                self.operation,
+                lifetime_secs.map_or_else(|| "an unknown number of".to_owned(), |l| l.to_string())
             ),
         }
     }

@@ -9,6 +9,7 @@
 //! the caller may use. Task operations are decided as calls of the tool that started
 //! the task.
 
+mod conditions;
 mod decision;
 mod hierarchy;
 mod scope;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use rmcp::model::{MetaObject, Tool};
 use serde_json::Value;
 
+pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason};
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
@@ -66,11 +68,13 @@ pub fn tool_meta(requirement: impl Into<ScopeExpr>) -> MetaObject {
     MetaObject::from(object)
 }
 
-/// A rule: the scopes an operation needs and, optionally, the only clients it admits.
+/// A rule: the scopes an operation needs and, optionally, the only clients it admits and
+/// [`Conditions`] on the delegation chain and token age.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     requirement: ScopeExpr,
     clients: Option<Vec<String>>,
+    conditions: Conditions,
 }
 
 impl Rule {
@@ -79,7 +83,20 @@ impl Rule {
         Rule {
             requirement: requirement.into(),
             clients: None,
+            conditions: Conditions::default(),
         }
+    }
+
+    /// Adds conditions on the delegation chain and token age (see [`Conditions`]).
+    #[must_use]
+    pub fn with(mut self, conditions: Conditions) -> Rule {
+        self.conditions = conditions;
+        self
+    }
+
+    /// The rule's own conditions (the policy's defaults fill in what they leave unset).
+    pub fn conditions(&self) -> &Conditions {
+        &self.conditions
     }
 
     /// Admits only callers whose client (`client_id`, else `azp`) is one of `clients`;
@@ -192,6 +209,8 @@ struct Inner {
     unlisted_resources: Option<Rule>,
     unlisted_prompts: Option<Rule>,
     scopes_supported: Vec<String>,
+    default_conditions: Conditions,
+    max_token_lifetime: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Policy {
@@ -215,9 +234,52 @@ impl Policy {
         PolicyBuilder::default()
     }
 
-    /// Decides `operation` for `principal`.
+    /// Decides `operation` for `principal` now.
     pub fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        self.decide_for(principal.scopes(), principal.client_id(), operation)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.decide_at(principal, operation, now)
+    }
+
+    /// Decides `operation` for `principal` at `now` (seconds since the epoch, for the
+    /// freshness conditions): the client restriction, the delegation chain, the token's
+    /// lifetime, the scopes, then the token's age.
+    pub fn decide_at(&self, principal: &Principal, operation: Operation<'_>, now: i64) -> Decision {
+        let by_scope = self.decide_for(principal.scopes(), principal.client_id(), operation);
+        let Some(rule) = self.rule_for(operation) else {
+            return by_scope;
+        };
+        if let Decision::Deny(d) = &by_scope
+            && matches!(d.reason(), DenyReason::ClientNotPermitted { .. })
+        {
+            return by_scope;
+        }
+        let conditions = rule.conditions.over(&self.inner.default_conditions);
+        let deny = |reason| Decision::Deny(Denial::new(operation.to_string(), reason));
+        // The chain first: no token the caller could get would help.
+        let freshness = match conditions.check(principal, now) {
+            Some(reason @ DenyReason::TokenTooOld { .. }) => Some(reason),
+            Some(reason) => return deny(reason),
+            None => None,
+        };
+        if let Some(max) = self.inner.max_token_lifetime {
+            let lifetime = principal
+                .issued_at()
+                .map(|iat| principal.expires_at() - iat);
+            let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+            if lifetime.is_none_or(|l| l > max_secs) {
+                return deny(DenyReason::LifetimeTooLong {
+                    lifetime_secs: lifetime,
+                    max_secs: max.as_secs(),
+                });
+            }
+        }
+        // Missing scopes before age: a step-up token is new, so it fixes both.
+        match (by_scope, freshness) {
+            (Decision::Allow, Some(reason)) => deny(reason),
+            (decision, _) => decision,
+        }
     }
 
     /// Decides `operation` for a caller holding `granted` scopes with client `client`:
@@ -374,6 +436,8 @@ pub struct PolicyBuilder {
     unlisted_tools: Option<Rule>,
     unlisted_resources: Option<Rule>,
     unlisted_prompts: Option<Rule>,
+    default_conditions: Conditions,
+    max_token_lifetime: Option<std::time::Duration>,
     errors: Vec<PolicyError>,
 }
 
@@ -388,6 +452,21 @@ impl PolicyBuilder {
             .entry(scope.into())
             .or_default()
             .extend(implied.into_iter().map(Into::into));
+        self
+    }
+
+    /// Conditions on the delegation chain and token age for every rule; a rule's own
+    /// [`Conditions`] override them setting by setting.
+    pub fn default_conditions(mut self, conditions: Conditions) -> Self {
+        self.default_conditions = conditions;
+        self
+    }
+
+    /// Refuses tokens whose lifetime (`exp - iat`) is longer than `max` (and tokens
+    /// without `iat`), for every operation with a rule: long-lived bearer tokens are the
+    /// ones that leak and stay useful.
+    pub fn max_token_lifetime(mut self, max: std::time::Duration) -> Self {
+        self.max_token_lifetime = Some(max);
         self
     }
 
@@ -528,6 +607,8 @@ impl PolicyBuilder {
                 unlisted_resources: self.unlisted_resources,
                 unlisted_prompts: self.unlisted_prompts,
                 scopes_supported: mentioned,
+                default_conditions: self.default_conditions,
+                max_token_lifetime: self.max_token_lifetime,
             }),
         })
     }

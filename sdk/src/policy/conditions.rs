@@ -1,0 +1,401 @@
+//! [`Conditions`]: what a rule demands of the caller beyond scopes: its delegation chain
+//! (RFC 8693 `act`) and how fresh its token is.
+//!
+//! RFC 8693 section 4.1 says access decisions use the token's top-level claims and the
+//! current actor (the outermost `act`); earlier actors are informational. The agent
+//! allow-list ([`Conditions::only_agents`]) follows that. The chain depth, actor issuer and
+//! forbidden-actor checks look at the whole chain, which goes beyond the RFC on purpose: a
+//! chain is only as trustworthy as its least trusted link, and an operator who has stopped
+//! trusting an agent wants every call it touched refused, however many agents it hid
+//! behind. A rule's conditions override the policy's defaults
+//! ([`PolicyBuilder::default_conditions`](super::PolicyBuilder::default_conditions)) one
+//! setting at a time.
+
+use std::time::Duration;
+
+use super::decision::DenyReason;
+use crate::principal::Principal;
+
+/// Conditions on the caller's delegation chain and token age. Nothing is required by
+/// default.
+///
+/// ```
+/// use std::time::Duration;
+/// use rmcp_authz::policy::{Conditions, Policy, Rule};
+/// let policy = Policy::builder()
+///     // Every operation: at most two agents between the user and this server.
+///     .default_conditions(Conditions::new().max_chain_depth(2))
+///     // Purging needs the user's own token, issued in the last five minutes.
+///     .tool("purge", Rule::new("notes:admin").with(
+///         Conditions::new().user_only().max_token_age(Duration::from_secs(300)),
+///     ))
+///     // Only these agents may write, directly or as the current actor.
+///     .tool("write_note", Rule::new("notes:write").with(
+///         Conditions::new().only_agents(["research-agent", "notes-app"]),
+///     ))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Conditions {
+    pub(crate) user_only: Option<bool>,
+    pub(crate) agents: Option<Vec<String>>,
+    pub(crate) max_depth: Option<usize>,
+    pub(crate) actor_issuers: Option<Vec<String>>,
+    pub(crate) forbidden_actors: Option<Vec<String>>,
+    pub(crate) max_token_age: Option<Duration>,
+    pub(crate) max_auth_age: Option<Duration>,
+}
+
+impl Conditions {
+    /// No conditions.
+    pub fn new() -> Conditions {
+        Conditions::default()
+    }
+
+    /// Refuses delegated tokens: only the user's own token (no `act`) may call.
+    pub fn user_only(mut self) -> Conditions {
+        self.user_only = Some(true);
+        self
+    }
+
+    /// Allows delegated tokens again (to lift a `user_only` default for one rule).
+    pub fn allow_delegation(mut self) -> Conditions {
+        self.user_only = Some(false);
+        self
+    }
+
+    /// Admits only these agents: the current actor of a delegated token, else the client
+    /// (`client_id`, else `azp`).
+    pub fn only_agents<S: Into<String>>(
+        mut self,
+        agents: impl IntoIterator<Item = S>,
+    ) -> Conditions {
+        self.agents = Some(agents.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Admits at most `depth` actors in the delegation chain (0: the same as
+    /// [`Conditions::user_only`]).
+    pub fn max_chain_depth(mut self, depth: usize) -> Conditions {
+        self.max_depth = Some(depth);
+        self
+    }
+
+    /// Admits actors only from these issuers (an actor's `iss`, else the token's issuer).
+    pub fn actor_issuers<S: Into<String>>(
+        mut self,
+        issuers: impl IntoIterator<Item = S>,
+    ) -> Conditions {
+        self.actor_issuers = Some(issuers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Refuses any chain in which one of these actors appears, anywhere.
+    pub fn forbid_actors<S: Into<String>>(
+        mut self,
+        actors: impl IntoIterator<Item = S>,
+    ) -> Conditions {
+        self.forbidden_actors = Some(actors.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Requires the token to have been issued (`iat`) at most `age` ago; a token without
+    /// `iat` is refused. The denial tells the client to get a new token.
+    pub fn max_token_age(mut self, age: Duration) -> Conditions {
+        self.max_token_age = Some(age);
+        self
+    }
+
+    /// Requires the user to have authenticated (`auth_time`) at most `age` ago; a token
+    /// without `auth_time` is refused.
+    pub fn max_auth_age(mut self, age: Duration) -> Conditions {
+        self.max_auth_age = Some(age);
+        self
+    }
+
+    /// These conditions, with every setting left unset here taken from `defaults`.
+    pub(crate) fn over(&self, defaults: &Conditions) -> Conditions {
+        Conditions {
+            user_only: self.user_only.or(defaults.user_only),
+            agents: self.agents.clone().or_else(|| defaults.agents.clone()),
+            max_depth: self.max_depth.or(defaults.max_depth),
+            actor_issuers: self
+                .actor_issuers
+                .clone()
+                .or_else(|| defaults.actor_issuers.clone()),
+            forbidden_actors: self
+                .forbidden_actors
+                .clone()
+                .or_else(|| defaults.forbidden_actors.clone()),
+            max_token_age: self.max_token_age.or(defaults.max_token_age),
+            max_auth_age: self.max_auth_age.or(defaults.max_auth_age),
+        }
+    }
+
+    /// Whether no condition is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Conditions::default()
+    }
+
+    /// The first condition `principal` fails at time `now`, if any: the chain first (a
+    /// new token would not help), then freshness.
+    pub(crate) fn check(&self, principal: &Principal, now: i64) -> Option<DenyReason> {
+        let chain = principal.delegation_chain();
+        if self.user_only == Some(true) && !chain.is_empty() {
+            return Some(DenyReason::DelegationNotAllowed {
+                chain: chain_names(principal),
+            });
+        }
+        if let Some(max) = self.max_depth
+            && chain.len() > max
+        {
+            return Some(DenyReason::ChainTooDeep {
+                depth: chain.len(),
+                max,
+            });
+        }
+        if let Some(forbidden) = &self.forbidden_actors
+            && let Some(actor) = chain
+                .iter()
+                .find(|a| forbidden.iter().any(|f| f == a.subject()))
+        {
+            return Some(DenyReason::ForbiddenActor {
+                actor: actor.subject().to_owned(),
+            });
+        }
+        if let Some(issuers) = &self.actor_issuers
+            && let Some(actor) = chain.iter().find(|a| {
+                let issuer = a.issuer().unwrap_or(principal.issuer());
+                !issuers.iter().any(|i| i == issuer)
+            })
+        {
+            return Some(DenyReason::ActorIssuerNotAllowed {
+                actor: actor.subject().to_owned(),
+                issuer: actor.issuer().unwrap_or(principal.issuer()).to_owned(),
+            });
+        }
+        if let Some(agents) = &self.agents
+            && !principal
+                .agent()
+                .is_some_and(|agent| agents.iter().any(|a| a == agent))
+        {
+            return Some(DenyReason::AgentNotAllowed {
+                agent: principal.agent().map(str::to_owned),
+            });
+        }
+        let age = |claim: &'static str, at: Option<i64>, max: Option<Duration>| {
+            let max = max?;
+            let age = at.map(|t| now.saturating_sub(t));
+            let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+            match age {
+                Some(a) if a <= max_secs => None,
+                _ => Some(DenyReason::TokenTooOld {
+                    claim,
+                    age_secs: age,
+                    max_secs: max.as_secs(),
+                }),
+            }
+        };
+        let auth_time = principal
+            .claim("auth_time")
+            .and_then(serde_json::Value::as_i64);
+        age("iat", principal.issued_at(), self.max_token_age)
+            .or_else(|| age("auth_time", auth_time, self.max_auth_age))
+    }
+}
+
+/// The chain as names, current actor first.
+fn chain_names(principal: &Principal) -> Vec<String> {
+    principal
+        .delegation_chain()
+        .iter()
+        .map(|a| a.subject().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::dev::DevIssuer;
+    use crate::policy::{Decision, Operation, Policy, Rule};
+
+    const RS: &str = "https://rs.example/mcp";
+
+    fn principal(
+        f: impl FnOnce(crate::dev::TokenRequest<'_>) -> crate::dev::TokenRequest<'_>,
+    ) -> Principal {
+        let issuer = DevIssuer::new("https://as.example").unwrap();
+        let token = f(issuer
+            .token(RS)
+            .subject("alice")
+            .client_id("app")
+            .scopes(["s"]))
+        .mint()
+        .unwrap();
+        issuer
+            .verifier(RS)
+            .build()
+            .unwrap()
+            .verify_sync(&token)
+            .unwrap()
+    }
+
+    fn code(policy: &Policy, p: &Principal, tool: &str, now: i64) -> Option<&'static str> {
+        match policy.decide_at(p, Operation::CallTool(tool), now) {
+            Decision::Allow => None,
+            Decision::Deny(d) => Some(d.code()),
+            _ => unreachable!(),
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy::builder()
+            .default_conditions(
+                Conditions::new()
+                    .max_chain_depth(2)
+                    .forbid_actors(["rogue"]),
+            )
+            .tool("open", "s")
+            .tool("mine", Rule::new("s").with(Conditions::new().user_only()))
+            .tool(
+                "agents",
+                Rule::new("s").with(Conditions::new().only_agents(["planner", "app"])),
+            )
+            .tool(
+                "deep",
+                Rule::new("s").with(Conditions::new().max_chain_depth(3)),
+            )
+            .tool(
+                "issuers",
+                Rule::new("s").with(Conditions::new().actor_issuers(["https://as.example"])),
+            )
+            .tool(
+                "fresh",
+                Rule::new("s").with(Conditions::new().max_token_age(Duration::from_secs(60))),
+            )
+            .tool(
+                "admin",
+                Rule::new("x").with(Conditions::new().max_token_age(Duration::from_secs(60))),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_condition_refuses_with_its_own_reason() {
+        let policy = policy();
+        let direct = principal(|t| t);
+        let one = principal(|t| t.actor("planner"));
+        let three = principal(|t| t.actor("c").actor("b").actor("a"));
+        let rogue = principal(|t| t.actor("planner").actor("rogue"));
+        let now = direct.issued_at().unwrap();
+
+        assert_eq!(code(&policy, &direct, "open", now), None);
+        assert_eq!(code(&policy, &one, "open", now), None);
+        assert_eq!(
+            code(&policy, &three, "open", now),
+            Some("chain_too_deep"),
+            "default depth 2"
+        );
+        assert_eq!(
+            code(&policy, &three, "deep", now),
+            None,
+            "the rule's depth overrides"
+        );
+        assert_eq!(
+            code(&policy, &rogue, "deep", now),
+            Some("forbidden_actor"),
+            "default kept"
+        );
+
+        assert_eq!(code(&policy, &direct, "mine", now), None);
+        assert_eq!(
+            code(&policy, &one, "mine", now),
+            Some("delegation_not_allowed")
+        );
+
+        // The current actor decides, per RFC 8693; without a chain, the client.
+        assert_eq!(code(&policy, &one, "agents", now), None);
+        assert_eq!(code(&policy, &direct, "agents", now), None);
+        let other = principal(|t| t.actor("scraper").actor("planner"));
+        assert_eq!(
+            code(&policy, &other, "agents", now),
+            Some("agent_not_allowed")
+        );
+
+        let foreign = principal(|t| {
+            t.claim(
+                "act",
+                json!({"sub": "planner", "iss": "https://evil.example"}),
+            )
+        });
+        assert_eq!(
+            code(&policy, &one, "issuers", now),
+            None,
+            "no act.iss: the token's issuer"
+        );
+        assert_eq!(
+            code(&policy, &foreign, "issuers", now),
+            Some("actor_issuer_not_allowed")
+        );
+    }
+
+    #[test]
+    fn freshness_is_checked_after_scopes_and_tells_the_client_to_get_a_new_token() {
+        let policy = policy();
+        let p = principal(|t| t);
+        let iat = p.issued_at().unwrap();
+        assert_eq!(code(&policy, &p, "fresh", iat + 60), None);
+        assert_eq!(code(&policy, &p, "fresh", iat + 61), Some("token_too_old"));
+        // Missing scopes first: a step-up token is a new token too.
+        assert_eq!(
+            code(&policy, &p, "admin", iat + 61),
+            Some("insufficient_scope")
+        );
+        let Decision::Deny(d) = policy.decide_at(&p, Operation::CallTool("fresh"), iat + 61) else {
+            unreachable!()
+        };
+        assert!(d.needs_new_token());
+        assert_eq!(d.error_data()["error"], "invalid_token");
+        assert!(
+            d.to_string().contains("max_token_age") && d.to_string().contains("61 s"),
+            "{d}"
+        );
+        let no_iat = principal(|t| t.without("iat"));
+        assert_eq!(code(&policy, &no_iat, "fresh", iat), Some("token_too_old"));
+    }
+
+    #[test]
+    fn the_policy_caps_token_lifetimes() {
+        let policy = Policy::builder()
+            .max_token_lifetime(Duration::from_secs(600))
+            .tool("t", "s")
+            .build()
+            .unwrap();
+        let p = principal(|t| t); // the development issuer's tokens live an hour
+        let now = p.issued_at().unwrap();
+        assert_eq!(code(&policy, &p, "t", now), Some("token_lifetime_too_long"));
+        let short = principal(|t| t.claim("exp", now + 300));
+        assert_eq!(code(&policy, &short, "t", now), None);
+    }
+
+    #[test]
+    fn denials_name_the_rule_that_refused() {
+        let policy = policy();
+        let one = principal(|t| t.actor("planner"));
+        let Decision::Deny(d) = policy.decide_at(&one, Operation::CallTool("mine"), 0) else {
+            unreachable!()
+        };
+        assert!(
+            d.to_string().contains("user_only") && d.to_string().contains("planner"),
+            "{d}"
+        );
+        assert!(!d.needs_new_token());
+    }
+}
