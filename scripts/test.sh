@@ -16,7 +16,7 @@ cargo test -q -p rmcp-authz-tests --test interop --test wycheproof -- --show-out
   | grep -E '^(interop|wycheproof)' || true
 
 status=0
-cargo test --workspace --all-features --no-fail-fast 2>cargo test --workspace --all-features 2>&11 | tee "$log" || status=$?
+cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 # One closing line for the whole run, summed over every test binary and doctest run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
