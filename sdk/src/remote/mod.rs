@@ -7,11 +7,13 @@
 //! `docs/keys.md` describes configuration, rotation and failure behaviour.
 
 mod discovery;
+mod exchange;
 mod fetch;
 mod introspection;
 mod jwks;
 
 pub use discovery::{DiscoveryError, IssuerMetadata, discover, metadata_urls};
+pub use exchange::{ExchangeClientError, ExchangedToken, TargetParameter, TokenExchangeClient};
 pub use fetch::{DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_DOCUMENT_BYTES, FetchError, FetchOptions};
 pub use introspection::{IntrospectionVerifier, IntrospectionVerifierBuilder};
 pub use jwks::{JwksStats, RemoteJwks, RemoteJwksOptions};

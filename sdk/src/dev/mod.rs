@@ -4,6 +4,19 @@
 //! tokens with any claims, publishes its JWK Set, and hands out a verifier builder that
 //! trusts it. It is for demos, examples and tests, yours included; production servers trust
 //! their authorization server's keys instead, and nothing here is used unless you ask.
+//!
+//! It also plays the authorization server's part in delegation: [`DevIssuer::exchange`]
+//! trades a user's token, and optionally an agent's own token, for a token meant for
+//! another audience, with the agent added to the delegation chain (RFC 8693 token
+//! exchange). With feature `http`, [`DevIssuer::token_endpoint_router`] serves that
+//! exchange at a token endpoint, with RFC 8414 metadata and the JWK Set, so clients can
+//! discover the issuer and call it over HTTP.
+
+pub(crate) mod exchange;
+#[cfg(feature = "http")]
+mod token_endpoint;
+
+pub use exchange::{ExchangeError, ExchangeErrorCode, ExchangeRequest};
 
 use std::fmt;
 use std::path::Path;

@@ -1,0 +1,539 @@
+//! Token exchange on the client side (RFC 8693): [`TokenExchangeClient`] trades the token
+//! a tool was called with for a token meant for a downstream service.
+//!
+//! An MCP server must never pass the token it received on to another service: the MCP
+//! authorization specification forbids token passthrough, since that token's audience is
+//! this server, and forwarding it would let the downstream service act on it elsewhere
+//! (and hide who is really calling). A tool that calls another MCP server or API on the
+//! user's behalf exchanges the incoming token instead, at its authorization server's token
+//! endpoint, for a token whose audience is the downstream service, narrowed to the scopes
+//! the call needs, and, with an actor token, naming this server in the delegation chain.
+//!
+//! This module owns the client and its errors. Requests follow the same defensive rules as
+//! every other fetch of the crate (HTTPS only, loopback HTTP on opt-in, no redirects, a
+//! time limit for the whole exchange, a size limit on the answer), but unlike a document
+//! fetch, an error answer is read too, so a refusal comes back with its OAuth `error` code
+//! (`invalid_grant`, `invalid_scope`, ...) and description.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+
+use super::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::dev::exchange::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
+use crate::token::excerpt;
+
+/// Which request parameter names the downstream service (RFC 8693 section 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TargetParameter {
+    /// `resource`: the target's URI (RFC 8707), as MCP servers are named. The default.
+    #[default]
+    Resource,
+    /// `audience`: a logical name the authorization server knows the target by (some
+    /// servers, Keycloak for one, expect this).
+    Audience,
+}
+
+/// Exchanges tokens at an authorization server's token endpoint (RFC 8693; feature
+/// `jwks`).
+///
+/// Inside a tool, exchange the caller's token for one meant for the downstream service,
+/// rather than forwarding it: the MCP specification forbids token passthrough, and the
+/// exchanged token is limited to that service and to the scopes asked for. Over
+/// Streamable HTTP the caller's token is the `Authorization` header of the
+/// `http::request::Parts` rmcp puts in the request context's extensions (a
+/// [`Principal`](crate::Principal) never holds the token).
+///
+/// ```no_run
+/// use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
+/// # async fn tool(incoming: &str, own_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// let exchange = TokenExchangeClient::new("https://auth.example/token", FetchOptions::default())?
+///     .client_credentials("notes-mcp", "client-secret");
+/// let downstream = exchange
+///     .exchange(incoming, Some(own_token), "https://calendar.example/mcp", &["calendar:read"])
+///     .await?;
+/// // Call https://calendar.example/mcp with `Bearer {downstream.access_token}`.
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct TokenExchangeClient {
+    endpoint: String,
+    fetcher: Fetcher,
+    client: reqwest::Client,
+    options: FetchOptions,
+    credentials: Option<(String, String)>,
+    target: TargetParameter,
+}
+
+impl fmt::Debug for TokenExchangeClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the client secret.
+        f.debug_struct("TokenExchangeClient")
+            .field("endpoint", &self.endpoint)
+            .field(
+                "client_id",
+                &self.credentials.as_ref().map(|(id, _)| id.as_str()),
+            )
+            .field("target", &self.target)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token obtained by exchange.
+///
+/// `Debug` shows the token's length, never the token.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangedToken {
+    /// The new access token, for the downstream service only.
+    pub access_token: String,
+    /// How long it lives, when the server says (`expires_in`).
+    pub expires_in: Option<Duration>,
+    /// Its scopes: the answer's `scope`; when the answer has none, the scopes asked for
+    /// (RFC 8693 section 2.2.1: `scope` may be left out when it equals the request);
+    /// `None` when neither says.
+    pub scope: Option<Vec<String>>,
+}
+
+impl fmt::Debug for ExchangedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangedToken")
+            .field(
+                "access_token",
+                &format_args!("<redacted, {} bytes>", self.access_token.len()),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Why a token exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeClientError {
+    /// The authorization server refused, with an OAuth error (RFC 6749 section 5.2).
+    #[error("token exchange at {endpoint} refused with {error} (HTTP {status}){}", .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused {
+        /// The token endpoint.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth error code: `invalid_grant`, `invalid_scope`, `invalid_target`, ...
+        error: String,
+        /// The server's `error_description`, if any (shortened).
+        description: Option<String>,
+    },
+    /// The server could not be reached, or answered with something other than JSON (an
+    /// HTTP error without an OAuth error body included).
+    #[error("token exchange failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// The server answered 200 with something that is not a usable token response.
+    #[error("token exchange at {endpoint}: unusable answer: {reason}")]
+    InvalidResponse {
+        /// The token endpoint.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The call itself was unusable (an empty subject token or audience); nothing was
+    /// sent.
+    #[error("token exchange not attempted: {reason}")]
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ExchangeClientError {
+    /// The OAuth error code of a refusal (`invalid_grant`, `invalid_scope`, ...).
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            ExchangeClientError::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl TokenExchangeClient {
+    /// A client for the token endpoint at `token_endpoint` (from the issuer's metadata,
+    /// [`IssuerMetadata::token_endpoint`](super::IssuerMetadata::token_endpoint)), with
+    /// `options` limiting each call.
+    ///
+    /// # Errors
+    /// A [`FetchError`] when the URL is invalid or not HTTPS (or loopback HTTP with the
+    /// opt-in).
+    pub fn new(
+        token_endpoint: impl Into<String>,
+        options: FetchOptions,
+    ) -> Result<TokenExchangeClient, FetchError> {
+        let endpoint = token_endpoint.into();
+        let fetcher = Fetcher::new(options.clone());
+        fetcher.check_url(&endpoint)?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .user_agent(concat!("rmcp-authz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Only fails when the TLS backend cannot start, which no configuration fixes.
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Ok(TokenExchangeClient {
+            endpoint,
+            fetcher,
+            client,
+            options,
+            credentials: None,
+            target: TargetParameter::default(),
+        })
+    }
+
+    /// Authenticates to the token endpoint with these client credentials (HTTP Basic,
+    /// RFC 6749 section 2.3.1: each form-encoded, then joined). Without them, no client
+    /// authentication is sent.
+    #[must_use]
+    pub fn client_credentials(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.credentials = Some((id.into(), secret.into()));
+        self
+    }
+
+    /// Which parameter names the downstream service (default
+    /// [`TargetParameter::Resource`]).
+    #[must_use]
+    pub fn target_parameter(mut self, target: TargetParameter) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Exchanges `subject_token` (the caller's access token) for a token meant for
+    /// `audience`, with `scopes` (empty: whatever the server grants by default, typically
+    /// the subject token's). With `actor_token` (this service's own access token), the
+    /// new token names this service as the current actor of the delegation chain.
+    ///
+    /// # Errors
+    /// [`ExchangeClientError::Refused`] with the OAuth error code when the server refuses;
+    /// [`ExchangeClientError::Fetch`] when it cannot be reached or answers without an OAuth
+    /// error; [`ExchangeClientError::InvalidResponse`] when a 200 answer is not a bearer
+    /// access token response; [`ExchangeClientError::InvalidArgument`] for an empty
+    /// subject token or audience.
+    pub async fn exchange(
+        &self,
+        subject_token: &str,
+        actor_token: Option<&str>,
+        audience: &str,
+        scopes: &[&str],
+    ) -> Result<ExchangedToken, ExchangeClientError> {
+        if subject_token.is_empty() {
+            return Err(ExchangeClientError::InvalidArgument {
+                reason: "the subject token is empty".to_owned(),
+            });
+        }
+        if audience.is_empty() {
+            return Err(ExchangeClientError::InvalidArgument {
+                reason: "the audience is empty".to_owned(),
+            });
+        }
+        let scope = scopes.join(" ");
+        let target = match self.target {
+            TargetParameter::Resource => "resource",
+            TargetParameter::Audience => "audience",
+        };
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE_GRANT_TYPE),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+            (target, audience),
+        ];
+        if let Some(actor_token) = actor_token.filter(|t| !t.is_empty()) {
+            form.push(("actor_token", actor_token));
+            form.push(("actor_token_type", ACCESS_TOKEN_TYPE));
+        }
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        let (status, document) = self.post(&form).await?;
+        if status != 200 {
+            return Err(self.refusal(status, &document));
+        }
+        self.token_response(&document, scopes)
+    }
+
+    /// POSTs the form; the status and the JSON object answered, whatever the status.
+    async fn post(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Option<Map<String, Value>>), FetchError> {
+        let url = self.endpoint.as_str();
+        let parsed = self.fetcher.check_url(url)?;
+        let mut request = self
+            .client
+            .post(parsed)
+            .header("accept", "application/json")
+            .form(form);
+        if let Some((id, secret)) = &self.credentials {
+            let encode = |s: &str| -> String {
+                url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+            };
+            let user_pass: String = [encode(id), encode(secret)].join(":");
+            request = request.header(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(user_pass)),
+            );
+        }
+        let timeout = self.options.timeout;
+        let limit = self.options.max_bytes;
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                FetchError::Timeout {
+                    url: url.to_owned(),
+                    timeout,
+                }
+            } else {
+                FetchError::Transport {
+                    url: url.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let too_large = || FetchError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        };
+        let exchange = async {
+            let mut response = request.send().await.map_err(transport)?;
+            let status = response.status().as_u16();
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| FetchError::Timeout {
+                url: url.to_owned(),
+                timeout,
+            })??;
+        match crate::json::parse_object(&body) {
+            Ok(document) => Ok((status, Some(document))),
+            Err(_) if status != 200 => Ok((status, None)),
+            Err(e) => Err(FetchError::NotJson {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// A non-200 answer: an OAuth refusal when it carries an `error` code, else the status.
+    fn refusal(&self, status: u16, document: &Option<Map<String, Value>>) -> ExchangeClientError {
+        let member = |name: &str| {
+            document
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .and_then(Value::as_str)
+        };
+        match member("error") {
+            Some(error) if !error.is_empty() => ExchangeClientError::Refused {
+                endpoint: self.endpoint.clone(),
+                status,
+                error: excerpt(error),
+                description: member("error_description").map(excerpt_long),
+            },
+            _ => ExchangeClientError::Fetch(FetchError::Status {
+                url: self.endpoint.clone(),
+                status,
+            }),
+        }
+    }
+
+    /// A 200 answer, checked to be an RFC 8693 section 2.2.1 bearer access token response.
+    fn token_response(
+        &self,
+        document: &Option<Map<String, Value>>,
+        requested: &[&str],
+    ) -> Result<ExchangedToken, ExchangeClientError> {
+        let invalid = |reason: String| ExchangeClientError::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        let Some(document) = document else {
+            return Err(invalid("the answer is not a JSON object".to_owned()));
+        };
+        let access_token = match document.get("access_token") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => return Err(invalid("no access_token string".to_owned())),
+        };
+        match document.get("token_type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "token_type {:?} is not Bearer",
+                    excerpt(other)
+                )));
+            }
+            None => return Err(invalid("no token_type".to_owned())),
+        }
+        match document.get("issued_token_type") {
+            None => {}
+            Some(Value::String(t)) if t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "issued_token_type {} is not an access token",
+                    excerpt(&other.to_string())
+                )));
+            }
+        }
+        let expires_in = match document.get("expires_in") {
+            None => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "expires_in {} is not a number of seconds",
+                    excerpt(&other.to_string())
+                )));
+            }
+        };
+        let scope = match document.get("scope") {
+            Some(Value::String(s)) => Some(
+                s.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => return Err(invalid("scope is not a string".to_owned())),
+            None if requested.is_empty() => None,
+            None => Some(requested.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        Ok(ExchangedToken {
+            access_token,
+            expires_in,
+            scope,
+        })
+    }
+}
+
+/// A server's error description, shortened to a length fit for logs.
+fn excerpt_long(text: &str) -> String {
+    const MAX: usize = 512;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// An error and its sources, joined: reqwest's own message alone says little.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_opted_in_loopback_endpoints() {
+        assert!(
+            TokenExchangeClient::new("https://as.example/token", FetchOptions::default()).is_ok()
+        );
+        assert!(matches!(
+            TokenExchangeClient::new("http://127.0.0.1:1/token", FetchOptions::default()),
+            Err(FetchError::Insecure { .. })
+        ));
+        assert!(
+            TokenExchangeClient::new("http://127.0.0.1:1/token", FetchOptions::loopback_http())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn debug_shows_neither_token_nor_secret() {
+        let client = TokenExchangeClient::new("https://as.example/token", FetchOptions::default())
+            .unwrap()
+            .client_credentials("mcp", "hunter2");
+        let shown = format!("{client:?}");
+        assert!(
+            shown.contains("mcp") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let token = ExchangedToken {
+            access_token: "eyJsecret".to_owned(),
+            expires_in: Some(Duration::from_secs(60)),
+            scope: None,
+        };
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("eyJsecret") && shown.contains("9 bytes"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn answers_are_checked() {
+        let client =
+            TokenExchangeClient::new("https://as.example/token", FetchOptions::default()).unwrap();
+        let doc = |v: Value| Some(v.as_object().unwrap().clone());
+        let ok = client
+            .token_response(
+                &doc(serde_json::json!({"access_token": "t", "token_type": "bearer", "expires_in": 60})),
+                &["a"],
+            )
+            .unwrap();
+        assert_eq!(ok.scope, Some(vec!["a".to_owned()]));
+        assert_eq!(ok.expires_in, Some(Duration::from_secs(60)));
+        for bad in [
+            serde_json::json!({"token_type": "Bearer"}),
+            serde_json::json!({"access_token": "t", "token_type": "DPoP"}),
+            serde_json::json!({"access_token": "t", "token_type": "N_A",
+                "issued_token_type": "urn:ietf:params:oauth:token-type:id_token"}),
+            serde_json::json!({"access_token": "t", "token_type": "Bearer", "expires_in": "60"}),
+        ] {
+            assert!(
+                matches!(
+                    client.token_response(&doc(bad.clone()), &[]),
+                    Err(ExchangeClientError::InvalidResponse { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let refused = client.refusal(
+            400,
+            &doc(serde_json::json!({"error": "invalid_scope", "error_description": "no"})),
+        );
+        assert_eq!(refused.error_code(), Some("invalid_scope"));
+        assert!(matches!(
+            client.refusal(502, &None),
+            ExchangeClientError::Fetch(FetchError::Status { status: 502, .. })
+        ));
+    }
+}
