@@ -1695,3 +1695,487 @@ fn audit_tail_follow_prints_new_events_across_a_rotation() {
         "tail -f keeps running until killed"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// audit: delegation chains (--actor, stats --by, the chain column)
+// ---------------------------------------------------------------------------------------
+
+/// An event of `subject` through `client`, delegated along `chain` (current actor first;
+/// empty for a direct call), whose agent is the current actor, else the client.
+#[allow(clippy::too_many_arguments)]
+fn delegated(
+    timestamp: &str,
+    subject: Option<&str>,
+    client: Option<&str>,
+    chain: &[&str],
+    kind: EventKind,
+    target: Option<&str>,
+    decision: DecisionKind,
+    outcome: EventOutcome,
+) -> AuditEvent {
+    let agent = chain.first().copied().or(client);
+    let mut e = event(timestamp, agent, subject, kind, target, decision, outcome);
+    e.client_id = client.map(str::to_owned);
+    e.delegation_chain = chain.iter().map(|&a| a.to_owned()).collect();
+    e
+}
+
+/// Nine events: direct calls 0 (alice through notes-app), 5 (bob through cli-tool) and 6
+/// (no token at all); one-actor chains 1 and 8 (researcher, for alice and for nobody) and 7
+/// (researcher, for bob); two-actor chains 2 and 4 (researcher <- planner, for alice); a
+/// three-actor chain 3 (summarizer <- researcher <- planner, for bob). Denials 2 and 6;
+/// errors 3 (protocol) and 4 (tool).
+fn delegated_audit_file(f: &Fixture) -> (PathBuf, Vec<String>) {
+    use DecisionKind::{Allow, Deny};
+    use EventKind::{AuthenticationFailure, PromptGet, ToolCall};
+    use EventOutcome::{Denied, ProtocolError, Success, ToolError};
+    let planned = &["researcher", "planner"];
+    let events = [
+        delegated(
+            "2026-11-30T09:00:00.000Z",
+            Some("alice"),
+            Some("notes-app"),
+            &[],
+            ToolCall,
+            Some("list_notes"),
+            Allow,
+            Success,
+        ),
+        delegated(
+            "2026-11-30T09:01:00.000Z",
+            Some("alice"),
+            Some("notes-app"),
+            &["researcher"],
+            ToolCall,
+            Some("write_note"),
+            Allow,
+            Success,
+        ),
+        delegated(
+            "2026-11-30T09:02:00.000Z",
+            Some("alice"),
+            Some("notes-app"),
+            planned,
+            ToolCall,
+            Some("delete_note"),
+            Deny,
+            Denied,
+        ),
+        delegated(
+            "2026-11-30T09:03:00.000Z",
+            Some("bob"),
+            Some("notes-app"),
+            &["summarizer", "researcher", "planner"],
+            PromptGet,
+            Some("summarize"),
+            Allow,
+            ProtocolError,
+        ),
+        delegated(
+            "2026-11-30T09:04:00.000Z",
+            Some("alice"),
+            Some("notes-app"),
+            planned,
+            ToolCall,
+            Some("write_note"),
+            Allow,
+            ToolError,
+        ),
+        delegated(
+            "2026-11-30T09:05:00.000Z",
+            Some("bob"),
+            Some("cli-tool"),
+            &[],
+            ToolCall,
+            Some("list_notes"),
+            Allow,
+            Success,
+        ),
+        delegated(
+            "2026-11-30T09:06:00.000Z",
+            None,
+            None,
+            &[],
+            AuthenticationFailure,
+            None,
+            Deny,
+            Denied,
+        ),
+        delegated(
+            "2026-11-30T09:07:00.000Z",
+            Some("bob"),
+            Some("notes-app"),
+            &["researcher"],
+            ToolCall,
+            Some("list_notes"),
+            Allow,
+            Success,
+        ),
+        delegated(
+            "2026-11-30T09:08:00.000Z",
+            None,
+            Some("notes-app"),
+            &["researcher"],
+            ToolCall,
+            Some("list_notes"),
+            Allow,
+            Success,
+        ),
+    ];
+    write_events(f, "delegated.jsonl", &events)
+}
+
+#[test]
+fn audit_actor_matches_anywhere_in_the_delegation_chain() {
+    let f = Fixture::new("audit-actor");
+    let (file, lines) = delegated_audit_file(&f);
+    let cases: &[(&[&str], &[usize])] = &[
+        // planner is never the current actor: second in 2 and 4, third in 3.
+        (&["--actor", "planner"], &[2, 3, 4]),
+        (&["--agent", "planner"], &[]),
+        // --actor researcher also finds 3, where summarizer acts for it; --agent does not.
+        (&["--actor", "researcher"], &[1, 2, 3, 4, 7, 8]),
+        (&["--agent", "researcher"], &[1, 2, 4, 7, 8]),
+        (&["--actor", "summarizer"], &[3]),
+        // A direct call has no chain: its client is an agent, not an actor.
+        (&["--actor", "notes-app"], &[]),
+        (&["--agent", "notes-app"], &[0]),
+        // Whole names only.
+        (&["--actor", "plan"], &[]),
+        // With the other filters: all must hold.
+        (&["--actor", "planner", "--subject", "alice"], &[2, 4]),
+        (&["--actor", "planner", "--subject", "bob"], &[3]),
+        (&["--actor", "planner", "--decision", "allow"], &[3, 4]),
+        (&["--actor", "planner", "--tool", "write_note"], &[4]),
+        (&["--actor", "researcher", "--agent", "summarizer"], &[3]),
+        (&["--actor", "researcher", "--kind", "prompt_get"], &[3]),
+        (&["--actor", "planner", "--outcome", "denied"], &[2]),
+        (
+            &["--actor", "researcher", "--since", "2026-11-30T09:03:00Z"],
+            &[3, 4, 7, 8],
+        ),
+        (
+            &["--actor", "planner", "--until", "2026-11-30T09:04:00Z"],
+            &[2, 3],
+        ),
+        (&["--actor", "researcher", "--limit", "2"], &[1, 2]),
+    ];
+    for (args, expected) in cases {
+        assert_query(&file, &lines, args, expected);
+    }
+
+    // stats and tail take it too.
+    let v = run(&[
+        "--json",
+        "audit",
+        "stats",
+        path(&file),
+        "--actor",
+        "planner",
+    ])
+    .json();
+    assert_eq!(v["total"]["events"], 3, "{v:#}");
+    let agents: Vec<&Value> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["agent"])
+        .collect();
+    assert_eq!(agents, ["researcher", "summarizer"], "{v:#}");
+    let out = run(&[
+        "--json",
+        "audit",
+        "tail",
+        "-n",
+        "2",
+        path(&file),
+        "--actor",
+        "researcher",
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(printed_lines(&out, &lines), [7, 8], "{out:#?}");
+    let out = run(&["--json", "audit", "tail", path(&file), "--actor", "planner"]);
+    assert_eq!(printed_lines(&out, &lines), [2, 3, 4], "{out:#?}");
+}
+
+#[test]
+fn audit_stats_by_chain_groups_user_via_agents() {
+    let f = Fixture::new("audit-stats-chain");
+    let (file, _) = delegated_audit_file(&f);
+    let expected: [(&str, [u64; 4]); 8] = [
+        ("alice (direct) via notes-app", [1, 1, 0, 0]),
+        ("alice via researcher", [1, 1, 0, 0]),
+        ("alice via researcher <- planner", [2, 1, 1, 1]),
+        ("bob (direct) via cli-tool", [1, 1, 0, 0]),
+        ("bob via researcher", [1, 1, 0, 0]),
+        ("bob via summarizer <- researcher <- planner", [1, 1, 0, 1]),
+        ("(none) (direct) via (none)", [1, 0, 1, 0]),
+        ("(none) via researcher", [1, 1, 0, 0]),
+    ];
+
+    // The table: one row per group, in this order, then the totals.
+    let out = run(&["audit", "stats", path(&file), "--by", "chain"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.is_empty(), "{out:#?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + expected.len() + 1, "{out:#?}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "chain", "events", "allowed", "denied", "errors", "top", "targets"
+        ],
+        "{out:#?}"
+    );
+    // The counts start where the header's `events` column does, whatever the group's name.
+    let counts_at = lines[0].find("events").unwrap();
+    let split = |line: &str| {
+        let (group, rest) = line.split_at(counts_at);
+        let cells: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+        (group.trim_end().to_owned(), cells)
+    };
+    for (line, (group, counts)) in lines[1..].iter().zip(&expected) {
+        let (shown, cells) = split(line);
+        assert_eq!(shown, *group, "{out:#?}");
+        assert_eq!(cells[..4], counts.map(|c| c.to_string()), "{out:#?}");
+    }
+    let (total, cells) = split(lines.last().unwrap());
+    assert_eq!(total, "total", "{out:#?}");
+    assert_eq!(cells[..4], ["9", "7", "2", "2"], "{out:#?}");
+    assert!(
+        lines[3].ends_with("delete_note (1), write_note (1)"),
+        "{out:#?}"
+    );
+
+    // JSON: group_by, and the groups in the same order, each with its label, the subject,
+    // the chain, and for a direct call the client.
+    let v = run(&["--json", "audit", "stats", path(&file), "--by", "chain"]).json();
+    assert_eq!(v["group_by"], "chain", "{v:#}");
+    assert!(v.get("agents").is_none(), "{v:#}");
+    let groups = v["groups"].as_array().unwrap();
+    let shown: Vec<(&str, [u64; 4])> = groups
+        .iter()
+        .map(|g| {
+            let count = |k: &str| g[k].as_u64().unwrap();
+            (
+                g["group"].as_str().unwrap(),
+                [
+                    count("events"),
+                    count("allowed"),
+                    count("denied"),
+                    count("errors"),
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(shown, expected, "{v:#}");
+    assert_eq!(
+        groups[2]["delegation_chain"],
+        serde_json::json!(["researcher", "planner"]),
+        "{v:#}"
+    );
+    assert_eq!(groups[2]["subject"], "alice", "{v:#}");
+    assert!(groups[2].get("client_id").is_none(), "{v:#}");
+    assert_eq!(
+        groups[2]["top_targets"],
+        serde_json::json!([
+            {"target": "delete_note", "count": 1},
+            {"target": "write_note", "count": 1},
+        ]),
+        "{v:#}"
+    );
+    assert_eq!(
+        groups[3]["delegation_chain"],
+        serde_json::json!([]),
+        "{v:#}"
+    );
+    assert_eq!(groups[3]["client_id"], "cli-tool", "{v:#}");
+    assert_eq!(groups[6]["subject"], Value::Null, "{v:#}");
+    assert_eq!(groups[6]["client_id"], Value::Null, "{v:#}");
+    assert_eq!(groups[7]["subject"], Value::Null, "{v:#}");
+    assert_eq!(
+        groups[7]["delegation_chain"],
+        serde_json::json!(["researcher"]),
+        "{v:#}"
+    );
+    let total = &v["total"];
+    assert_eq!(
+        ["events", "allowed", "denied", "errors"].map(|k| total[k].as_u64().unwrap()),
+        [9, 7, 2, 2],
+        "{v:#}"
+    );
+
+    // Filters narrow what is grouped.
+    let v = run(&[
+        "--json",
+        "audit",
+        "stats",
+        path(&file),
+        "--by",
+        "chain",
+        "--subject",
+        "alice",
+        "--actor",
+        "planner",
+    ])
+    .json();
+    let groups: Vec<&Value> = v["groups"].as_array().unwrap().iter().collect();
+    assert_eq!(groups.len(), 1, "{v:#}");
+    assert_eq!(
+        groups[0]["group"], "alice via researcher <- planner",
+        "{v:#}"
+    );
+    assert_eq!(groups[0]["events"], 2, "{v:#}");
+}
+
+#[test]
+fn audit_stats_by_agent_is_the_default_and_by_subject_groups_users() {
+    let f = Fixture::new("audit-stats-by");
+    let (file, _) = delegated_audit_file(&f);
+    let default = run(&["--json", "audit", "stats", path(&file)]).json();
+    let by_agent = run(&["--json", "audit", "stats", path(&file), "--by", "agent"]).json();
+    assert_eq!(default, by_agent);
+    assert_eq!(default["group_by"], "agent", "{default:#}");
+    // `agents`, as before --by existed, and `groups` hold the same.
+    assert_eq!(default["agents"], default["groups"], "{default:#}");
+    let groups: Vec<(&Value, &Value, &Value)> = default["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (&g["group"], &g["agent"], &g["events"]))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (&"cli-tool".into(), &"cli-tool".into(), &1.into()),
+            (&"notes-app".into(), &"notes-app".into(), &1.into()),
+            (&"researcher".into(), &"researcher".into(), &5.into()),
+            (&"summarizer".into(), &"summarizer".into(), &1.into()),
+            (&"(none)".into(), &Value::Null, &1.into()),
+        ],
+        "{default:#}"
+    );
+    let out = run(&["audit", "stats", path(&file)]);
+    assert!(out.stdout.starts_with("agent "), "{out:#?}");
+
+    let v = run(&["--json", "audit", "stats", path(&file), "--by", "subject"]).json();
+    assert_eq!(v["group_by"], "subject", "{v:#}");
+    assert!(v.get("agents").is_none(), "{v:#}");
+    let groups: Vec<(&Value, &Value, &Value)> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (&g["group"], &g["subject"], &g["events"]))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (&"alice".into(), &"alice".into(), &4.into()),
+            (&"bob".into(), &"bob".into(), &3.into()),
+            (&"(none)".into(), &Value::Null, &2.into()),
+        ],
+        "{v:#}"
+    );
+    let out = run(&["audit", "stats", path(&file), "--by", "subject"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][0], "subject", "{out:#?}");
+    assert_eq!(rows[1][..5], ["alice", "4", "3", "1", "1"], "{out:#?}");
+    assert_eq!(rows[2][..5], ["bob", "3", "3", "0", "1"], "{out:#?}");
+    assert_eq!(rows[3][..5], ["(none)", "2", "1", "1", "0"], "{out:#?}");
+    assert_eq!(rows[4][..5], ["total", "9", "7", "2", "2"], "{out:#?}");
+
+    let out = run(&["audit", "stats", path(&file), "--by", "client"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("--by"), "{out:#?}");
+}
+
+/// The header of a table `out` printed, split into its column names.
+fn table_header(out: &Run) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no header: {out:#?}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[test]
+fn audit_query_shows_the_chain_column_only_for_delegated_events() {
+    let f = Fixture::new("audit-query-chain");
+    let (file, _) = delegated_audit_file(&f);
+    let base = [
+        "time",
+        "agent",
+        "subject",
+        "kind",
+        "target",
+        "decision",
+        "outcome",
+        "reason_code",
+    ];
+    let mut with_chain = base.to_vec();
+    with_chain.push("chain");
+
+    // Some event shown has a chain: the column is there, last, `-` for direct calls.
+    let out = run(&["audit", "query", path(&file), "--subject", "alice"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(table_header(&out), with_chain, "{out:#?}");
+    let chains: Vec<String> = table_rows(&out)
+        .iter()
+        .map(|cells| cells[base.len()..].join(" "))
+        .collect();
+    assert_eq!(
+        chains,
+        [
+            "-",
+            "researcher",
+            "researcher <- planner",
+            "researcher <- planner"
+        ],
+        "{out:#?}"
+    );
+    let out = run(&["audit", "query", path(&file), "--actor", "summarizer"]);
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0][..3],
+        ["2026-11-30T09:03:00.000Z", "summarizer", "bob"]
+    );
+    assert_eq!(
+        rows[0][base.len()..].join(" "),
+        "summarizer <- researcher <- planner",
+        "{out:#?}"
+    );
+
+    // No event shown has one: the table is as it always was, though the file has chains.
+    for args in [
+        &["--agent", "notes-app"][..],
+        &["--limit", "1"],
+        &["--kind", "authentication_failure"],
+        &["--actor", "planner", "--subject", "nobody", "--agent", "x"],
+    ] {
+        let mut cmd = vec!["audit", "query", path(&file)];
+        cmd.extend_from_slice(args);
+        let out = run(&cmd);
+        assert_eq!(out.code, 0, "{out:#?}");
+        if out.stdout.is_empty() {
+            assert!(out.stderr.contains("no matching events"), "{out:#?}");
+            continue;
+        }
+        assert_eq!(table_header(&out), base, "{args:?}: {out:#?}");
+        assert!(table_rows(&out).iter().all(|r| r.len() == base.len()));
+    }
+    // A log without delegation never shows it.
+    let (plain, _) = mixed_audit_file(&f);
+    let out = run(&["audit", "query", path(&plain)]);
+    assert_eq!(table_header(&out), base, "{out:#?}");
+
+    // JSON Lines are the lines, chain or not; tail keeps its columns.
+    let out = run(&["--json", "audit", "query", path(&file)]);
+    assert_eq!(out.stdout, std::fs::read_to_string(&file).unwrap());
+    let out = run(&["audit", "tail", "-n", "3", path(&file)]);
+    assert_eq!(table_header(&out), base, "{out:#?}");
+}

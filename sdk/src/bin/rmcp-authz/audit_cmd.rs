@@ -29,7 +29,7 @@ use crate::{Outcome, print_json};
 /// How often `tail -f` looks for new lines and for a rotated file.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// How many targets `stats` lists per agent.
+/// How many targets `stats` lists per group.
 const TOP_TARGETS: usize = 5;
 
 /// Verifies the hash chain across `files`.
@@ -86,6 +86,10 @@ pub(crate) struct Filter {
     /// Only events of this agent (the current actor, else the client).
     #[arg(long, value_name = "AGENT")]
     agent: Option<String>,
+    /// Only events whose delegation chain names this actor anywhere: the current actor or
+    /// one it acts for. Calls without delegation have no chain and never match.
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
     /// Only events of this subject (the user, `sub`).
     #[arg(long, value_name = "SUBJECT")]
     subject: Option<String>,
@@ -121,6 +125,10 @@ impl Filter {
             wanted.is_none() || wanted.as_deref() == have.as_deref()
         };
         same(&self.agent, &e.agent)
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|actor| e.delegation_chain.contains(actor))
             && same(&self.subject, &e.subject)
             && same(&self.tool, &e.target)
             && self.decision.is_none_or(|d| d == e.decision)
@@ -350,8 +358,9 @@ pub(crate) enum Format {
     Jsonl,
 }
 
-/// The table's columns.
-const COLUMNS: [&str; 8] = [
+/// The table's columns. The last, `chain`, is shown only by `query`, and only when an event
+/// it prints has a delegation chain; the others are always shown.
+const COLUMNS: [&str; 9] = [
     "time",
     "agent",
     "subject",
@@ -360,19 +369,32 @@ const COLUMNS: [&str; 8] = [
     "decision",
     "outcome",
     "reason_code",
+    "chain",
 ];
 
-/// The widths `tail -f` starts from, since rows still to come cannot be measured.
-const FOLLOW_WIDTHS: [usize; 8] = [24, 12, 12, 13, 16, 8, 10, 0];
+/// How many columns there are without `chain`.
+const BASE_COLUMNS: usize = 8;
 
-/// One table row.
-type Row = [String; 8];
+/// The widths `tail -f` starts from, since rows still to come cannot be measured.
+const FOLLOW_WIDTHS: [usize; BASE_COLUMNS] = [24, 12, 12, 13, 16, 8, 10, 0];
+
+/// One table row, with every column; a table shows the first `BASE_COLUMNS` or all.
+type Row = [String; 9];
 
 /// The serde (snake_case) name of an enum value.
 fn snake_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(Value::String(name)) => name,
         _ => "?".to_owned(),
+    }
+}
+
+/// A delegation chain as `a <- b <- c`, current actor first; `-` for none.
+fn chain_text(chain: &[String]) -> String {
+    if chain.is_empty() {
+        "-".to_owned()
+    } else {
+        chain.join(" <- ")
     }
 }
 
@@ -388,12 +410,14 @@ fn row(event: &AuditEvent) -> Row {
         snake_name(&event.decision),
         snake_name(&event.outcome),
         text(&event.reason_code),
+        chain_text(&event.delegation_chain),
     ]
 }
 
-/// Column widths: the widest of `rows`, the header and `at_least`.
-fn widths(rows: &[Row], at_least: [usize; 8]) -> [usize; 8] {
-    let mut widths = at_least;
+/// The widths of the first `at_least.len()` columns: the widest of `rows`, the header and
+/// `at_least`.
+fn widths(rows: &[Row], at_least: &[usize]) -> Vec<usize> {
+    let mut widths = at_least.to_vec();
     for (i, width) in widths.iter_mut().enumerate() {
         let cells = rows.iter().map(|r| &r[i]).map(|c| c.chars().count());
         *width = cells.chain([COLUMNS[i].len()]).fold(*width, usize::max);
@@ -401,11 +425,13 @@ fn widths(rows: &[Row], at_least: [usize; 8]) -> [usize; 8] {
     widths
 }
 
-/// Writes one table line: every cell but the last padded to its width, two spaces apart.
-fn write_row(out: &mut impl Write, cells: &[&str; 8], widths: &[usize; 8]) -> Result<(), Stop> {
+/// Writes one table line of the first `widths.len()` of `cells`: every cell but the last
+/// padded to its width, two spaces apart.
+fn write_row(out: &mut impl Write, cells: &[&str], widths: &[usize]) -> Result<(), Stop> {
+    let shown = widths.len();
     let mut line = String::new();
-    for (i, cell) in cells.iter().enumerate() {
-        if i + 1 < cells.len() {
+    for (i, cell) in cells[..shown].iter().enumerate() {
+        if i + 1 < shown {
             line.push_str(&format!("{cell:w$}  ", w = widths[i]));
         } else {
             line.push_str(cell);
@@ -414,8 +440,8 @@ fn write_row(out: &mut impl Write, cells: &[&str; 8], widths: &[usize; 8]) -> Re
     writeln!(out, "{}", line.trim_end()).map_err(output_error)
 }
 
-/// Writes `row` as a table line.
-fn write_table_row(out: &mut impl Write, row: &Row, widths: &[usize; 8]) -> Result<(), Stop> {
+/// Writes the columns of `row` that `widths` covers as a table line.
+fn write_table_row(out: &mut impl Write, row: &Row, widths: &[usize]) -> Result<(), Stop> {
     write_row(out, &row.each_ref().map(String::as_str), widths)
 }
 
@@ -475,7 +501,10 @@ fn run_query(
         if rows.is_empty() {
             eprintln!("no matching events");
         } else {
-            let widths = widths(&rows, [0; 8]);
+            // The chain column only when some event shown was made through delegation.
+            let chains = rows.iter().any(|r| r[BASE_COLUMNS] != "-");
+            let shown = if chains { COLUMNS.len() } else { BASE_COLUMNS };
+            let widths = widths(&rows, &[0; COLUMNS.len()][..shown]);
             write_row(&mut out, &COLUMNS, &widths)?;
             for row in &rows {
                 write_table_row(&mut out, row, &widths)?;
@@ -490,7 +519,7 @@ fn run_query(
 // stats
 // ---------------------------------------------------------------------------------------
 
-/// The counts of one agent, or of all events.
+/// The counts of one group, or of all events.
 #[derive(Debug, Default)]
 struct Counts {
     events: u64,
@@ -532,7 +561,7 @@ impl Counts {
         top
     }
 
-    /// The counts as JSON (without the agent).
+    /// The counts as JSON (without the group).
     fn to_json(&self) -> Value {
         json!({
             "events": self.events,
@@ -546,38 +575,158 @@ impl Counts {
     }
 }
 
-/// Prints per-agent counts of the events of `files` that match `filter`: events, allowed,
-/// denied, errors and the top targets; then the totals.
-pub(crate) fn stats(files: &[PathBuf], filter: &Filter, as_json: bool) -> Result<Outcome, String> {
-    conclude(run_stats(files, filter, as_json))
+/// What `stats` counts events by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum GroupBy {
+    /// The agent: the current actor of a delegated token, else the client.
+    #[default]
+    Agent,
+    /// The subject (the user).
+    Subject,
+    /// The user and the agents between them and the server: `alice via a <- b` (the
+    /// delegation chain, current actor first), or `alice (direct) via CLIENT` for a call
+    /// without delegation.
+    Chain,
+}
+
+impl GroupBy {
+    /// The name `--by` takes, the header of the first column and the JSON `group_by`.
+    fn name(self) -> &'static str {
+        match self {
+            GroupBy::Agent => "agent",
+            GroupBy::Subject => "subject",
+            GroupBy::Chain => "chain",
+        }
+    }
+}
+
+/// What `stats` counts one group's events under. Groups sort by these fields in order,
+/// an absent field after every present one: so by subject, then direct calls before
+/// delegated ones, then by chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum GroupKey {
+    /// `--by agent`: the agent.
+    Agent(Option<String>),
+    /// `--by subject`: the subject.
+    Subject(Option<String>),
+    /// `--by chain` for a delegated call: the subject and the chain, current actor first.
+    Delegated(Option<String>, Vec<String>),
+    /// `--by chain` for a call without delegation: the subject and the client.
+    Direct(Option<String>, Option<String>),
+}
+
+impl GroupKey {
+    /// The group of `event`.
+    fn of(event: &AuditEvent, by: GroupBy) -> GroupKey {
+        match by {
+            GroupBy::Agent => GroupKey::Agent(event.agent.clone()),
+            GroupBy::Subject => GroupKey::Subject(event.subject.clone()),
+            GroupBy::Chain if event.delegation_chain.is_empty() => {
+                GroupKey::Direct(event.subject.clone(), event.client_id.clone())
+            }
+            GroupBy::Chain => {
+                GroupKey::Delegated(event.subject.clone(), event.delegation_chain.clone())
+            }
+        }
+    }
+
+    /// The group's name in the table: `(none)` for an absent field.
+    fn label(&self) -> String {
+        let text = |v: &Option<String>| v.as_deref().unwrap_or("(none)").to_owned();
+        match self {
+            GroupKey::Agent(name) | GroupKey::Subject(name) => text(name),
+            GroupKey::Delegated(subject, chain) => {
+                format!("{} via {}", text(subject), chain.join(" <- "))
+            }
+            GroupKey::Direct(subject, client) => {
+                format!("{} (direct) via {}", text(subject), text(client))
+            }
+        }
+    }
+
+    /// The fields that name the group in JSON (`null` for an absent one).
+    fn json_fields(&self) -> Value {
+        match self {
+            GroupKey::Agent(agent) => json!({ "agent": agent }),
+            GroupKey::Subject(subject) => json!({ "subject": subject }),
+            GroupKey::Delegated(subject, chain) => json!({
+                "subject": subject,
+                "delegation_chain": chain,
+            }),
+            GroupKey::Direct(subject, client) => json!({
+                "subject": subject,
+                "delegation_chain": [],
+                "client_id": client,
+            }),
+        }
+    }
+
+    /// The order of groups: see [`GroupKey`].
+    fn sort_key(&self) -> impl Ord + '_ {
+        fn last(v: &Option<String>) -> (bool, Option<&str>) {
+            (v.is_none(), v.as_deref())
+        }
+        match self {
+            GroupKey::Agent(name) | GroupKey::Subject(name) => (last(name), &[][..], (false, None)),
+            GroupKey::Delegated(subject, chain) => (last(subject), &chain[..], (false, None)),
+            GroupKey::Direct(subject, client) => (last(subject), &[][..], last(client)),
+        }
+    }
+}
+
+/// Prints counts of the events of `files` that match `filter` per group (`by`): events,
+/// allowed, denied, errors and the top targets; then the totals.
+pub(crate) fn stats(
+    files: &[PathBuf],
+    filter: &Filter,
+    by: GroupBy,
+    as_json: bool,
+) -> Result<Outcome, String> {
+    conclude(run_stats(files, filter, by, as_json))
 }
 
 /// [`stats`], stopping at a closed standard output.
-fn run_stats(files: &[PathBuf], filter: &Filter, as_json: bool) -> Result<Outcome, Stop> {
-    let mut agents: HashMap<Option<String>, Counts> = HashMap::new();
+fn run_stats(
+    files: &[PathBuf],
+    filter: &Filter,
+    by: GroupBy,
+    as_json: bool,
+) -> Result<Outcome, Stop> {
+    let mut groups: HashMap<GroupKey, Counts> = HashMap::new();
     let mut total = Counts::default();
     for_each_record(files, filter, |record| {
         let event = &record.event;
-        agents.entry(event.agent.clone()).or_default().add(event);
+        groups
+            .entry(GroupKey::of(event, by))
+            .or_default()
+            .add(event);
         total.add(event);
         Ok(ControlFlow::Continue(()))
     })?;
-    let mut agents: Vec<(Option<String>, Counts)> = agents.into_iter().collect();
-    // By name, events without an agent last.
-    agents.sort_by(|a, b| match (&a.0, &b.0) {
-        (Some(x), Some(y)) => x.cmp(y),
-        (x, y) => y.is_some().cmp(&x.is_some()),
-    });
+    let mut groups: Vec<(GroupKey, Counts)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
     if as_json {
-        let rows: Vec<Value> = agents
+        let rows: Vec<Value> = groups
             .iter()
-            .map(|(agent, counts)| {
+            .map(|(key, counts)| {
                 let mut value = counts.to_json();
-                value["agent"] = json!(agent);
+                value["group"] = json!(key.label());
+                if let (Value::Object(row), Value::Object(fields)) = (&mut value, key.json_fields())
+                {
+                    row.extend(fields);
+                }
                 value
             })
             .collect();
-        let value = json!({ "agents": rows, "total": total.to_json() });
+        let mut value = json!({
+            "group_by": by.name(),
+            "groups": rows,
+            "total": total.to_json(),
+        });
+        if by == GroupBy::Agent {
+            // The name the groups had before `--by`, for scripts written against it.
+            value["agents"] = value["groups"].clone();
+        }
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
         let mut out = io::stdout().lock();
         writeln!(out, "{text}")
@@ -585,13 +734,13 @@ fn run_stats(files: &[PathBuf], filter: &Filter, as_json: bool) -> Result<Outcom
             .map_err(output_error)?;
         return Ok(Outcome::Ok);
     }
-    let mut table: Vec<[String; 6]> = agents
+    let mut table: Vec<[String; 6]> = groups
         .iter()
-        .map(|(agent, counts)| stats_row(agent.as_deref().unwrap_or("(none)"), counts))
+        .map(|(key, counts)| stats_row(&key.label(), counts))
         .collect();
     table.push(stats_row("total", &total));
     let header = [
-        "agent",
+        by.name(),
         "events",
         "allowed",
         "denied",
@@ -607,10 +756,10 @@ fn run_stats(files: &[PathBuf], filter: &Filter, as_json: bool) -> Result<Outcom
     }
     let mut out = io::stdout().lock();
     for row in std::iter::once(&header).chain(&table) {
-        let [agent, events, allowed, denied, errors, top] = row;
-        let [wa, we, wl, wd, wr] = widths;
+        let [group, events, allowed, denied, errors, top] = row;
+        let [wg, we, wl, wd, wr] = widths;
         let line = format!(
-            "{agent:wa$}  {events:>we$}  {allowed:>wl$}  {denied:>wd$}  {errors:>wr$}  {top}"
+            "{group:wg$}  {events:>we$}  {allowed:>wl$}  {denied:>wd$}  {errors:>wr$}  {top}"
         );
         writeln!(out, "{}", line.trim_end()).map_err(output_error)?;
     }
@@ -619,7 +768,7 @@ fn run_stats(files: &[PathBuf], filter: &Filter, as_json: bool) -> Result<Outcom
 }
 
 /// A row of the `stats` table, the top targets as `name (count)`.
-fn stats_row(agent: &str, counts: &Counts) -> [String; 6] {
+fn stats_row(group: &str, counts: &Counts) -> [String; 6] {
     let top = counts.top_targets();
     let targets = if top.is_empty() {
         "-".to_owned()
@@ -630,7 +779,7 @@ fn stats_row(agent: &str, counts: &Counts) -> [String; 6] {
             .join(", ")
     };
     [
-        agent.to_owned(),
+        group.to_owned(),
         counts.events.to_string(),
         counts.allowed.to_string(),
         counts.denied.to_string(),
@@ -687,7 +836,14 @@ fn run_tail(
     }
     let mut out = io::stdout().lock();
     let rows: Vec<Row> = last.iter().map(|r| row(&r.event)).collect();
-    let widths = widths(&rows, if follow { FOLLOW_WIDTHS } else { [0; 8] });
+    let widths = widths(
+        &rows,
+        if follow {
+            &FOLLOW_WIDTHS
+        } else {
+            &[0; BASE_COLUMNS]
+        },
+    );
     match format {
         Format::Table if last.is_empty() && !follow => eprintln!("no matching events"),
         Format::Table => {

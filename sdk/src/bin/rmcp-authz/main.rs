@@ -67,14 +67,18 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t)]
         format: audit_cmd::Format,
     },
-    /// Count the events of JSON Lines audit files per agent: events, allowed, denied,
-    /// errors, and the most used targets; then the totals.
+    /// Count the events of JSON Lines audit files per agent (or per subject, or per user
+    /// and delegation chain): events, allowed, denied, errors, and the most used targets;
+    /// then the totals.
     Stats {
         /// The audit files, read in the order given.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[command(flatten)]
         filter: audit_cmd::Filter,
+        /// What to count events by.
+        #[arg(long, value_enum, default_value_t)]
+        by: audit_cmd::GroupBy,
     },
     /// Print the last events of an audit file; with -f, keep printing new ones as they
     /// are written, following the path across rotations, until interrupted.
@@ -171,8 +175,8 @@ fn main() -> ExitCode {
             limit,
             format,
         }) => audit_cmd::query(&files, &filter, limit, events_format(format, cli.json)),
-        Command::Audit(AuditCommand::Stats { files, filter }) => {
-            audit_cmd::stats(&files, &filter, cli.json)
+        Command::Audit(AuditCommand::Stats { files, filter, by }) => {
+            audit_cmd::stats(&files, &filter, by, cli.json)
         }
         Command::Audit(AuditCommand::Tail {
             file,
