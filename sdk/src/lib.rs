@@ -106,11 +106,14 @@
 //! | `cli`   | the `rmcp-authz` command-line tool (clap) |
 //! | `jwks`  | keys from the issuer: remote JWK Sets following rotation, discovery, token introspection (reqwest, rustls) |
 //! | `cache` | a verified-token cache in front of any verifier, with revocation (moka) |
+//! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `full`  | every optional feature |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod audit;
 mod authz;
 mod clock;

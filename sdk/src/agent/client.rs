@@ -1,0 +1,408 @@
+//! [`AuthorizedHttpClient`]: an rmcp Streamable HTTP client that presents a fresh token
+//! from a [`TokenSource`] on every request and steps up once on an `insufficient_scope`
+//! challenge.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::{HeaderName, HeaderValue};
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::common::client_side_sse::BoxedSseResponse;
+use rmcp::transport::streamable_http_client::{
+    InsufficientScopeError, StreamableHttpClient, StreamableHttpClientTransportConfig,
+    StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+};
+
+use super::source::{TokenSource, TokenSourceError, split_scopes};
+
+/// Why an [`AuthorizedHttpClient`] request failed before or around the HTTP client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizedClientError<E: std::error::Error + Send + Sync + 'static> {
+    /// No token could be had for the scopes held; nothing was sent.
+    #[error("no access token: {0}")]
+    TokenSource(#[source] TokenSourceError),
+    /// The server asked for more scopes (`required_scope`, from its challenge) and the
+    /// token source would not give a token for them; the message was not sent again.
+    #[error("step-up to {required_scope:?} refused: {source}")]
+    StepUpRefused {
+        /// The scopes the server's challenge named.
+        required_scope: String,
+        /// Why the token source refused.
+        #[source]
+        source: TokenSourceError,
+    },
+    /// The wrapped HTTP client failed.
+    #[error(transparent)]
+    Http(E),
+}
+
+/// What an [`AuthorizedHttpClient`] (and its clones) has done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AuthorizedClientStats {
+    /// Tokens asked of the token source (one per request, one more per step-up).
+    pub tokens_requested: u64,
+    /// Step-ups: `insufficient_scope` challenges answered with a new token and a retry.
+    pub step_ups: u64,
+    /// Step-ups that did not help: the token source refused, or the retry was refused
+    /// again.
+    pub step_ups_failed: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    scopes: Mutex<BTreeSet<String>>,
+    tokens_requested: AtomicU64,
+    step_ups: AtomicU64,
+    step_ups_failed: AtomicU64,
+}
+
+/// An rmcp `StreamableHttpClient` that authorizes every request with a token from a
+/// [`TokenSource`] (feature `agent`).
+///
+/// Each request (message POSTs, the GET of the event stream, the session DELETE) asks the
+/// source for a token for the scopes held, and sends it as the bearer token, in place of
+/// the transport's static `auth_header`; with a [`Refreshing`](super::Refreshing)
+/// source this costs a cache lookup, and an expired token is never presented.
+///
+/// When the server refuses a message with 403 and an `insufficient_scope` challenge
+/// naming scopes, the client asks the source for the scopes it holds plus those named,
+/// and sends that message once more with the new token; a second refusal is returned as
+/// is. The scopes granted are held from then on, for every later request (clones share
+/// them). Limits the transport passes on (SSE event size, response sizes) reach the
+/// wrapped client unchanged.
+#[derive(Clone)]
+pub struct AuthorizedHttpClient<C = reqwest::Client> {
+    inner: C,
+    source: Arc<dyn TokenSource>,
+    shared: Arc<Shared>,
+}
+
+impl<C> fmt::Debug for AuthorizedHttpClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizedHttpClient")
+            .field("source", &self.source)
+            .field("scopes", &self.scopes())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> AuthorizedHttpClient<C> {
+    /// Wraps the HTTP client `inner`, taking tokens from `source`, starting with the
+    /// scopes `scopes`.
+    pub fn new<S: Into<String>>(
+        inner: C,
+        source: Arc<dyn TokenSource>,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> AuthorizedHttpClient<C> {
+        let shared = Shared {
+            scopes: Mutex::new(
+                scopes
+                    .into_iter()
+                    .map(Into::into)
+                    .filter(|s: &String| !s.is_empty())
+                    .collect(),
+            ),
+            ..Shared::default()
+        };
+        AuthorizedHttpClient {
+            inner,
+            source,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The scopes held: those given at the start, plus those gained by step-ups.
+    pub fn scopes(&self) -> Vec<String> {
+        self.held().into_iter().collect()
+    }
+
+    /// What this client and its clones have done so far.
+    pub fn stats(&self) -> AuthorizedClientStats {
+        AuthorizedClientStats {
+            tokens_requested: self.shared.tokens_requested.load(Ordering::Relaxed),
+            step_ups: self.shared.step_ups.load(Ordering::Relaxed),
+            step_ups_failed: self.shared.step_ups_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn held(&self) -> BTreeSet<String> {
+        self.shared
+            .scopes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn token_for(&self, scopes: &BTreeSet<String>) -> Result<String, TokenSourceError> {
+        self.shared.tokens_requested.fetch_add(1, Ordering::Relaxed);
+        let scopes: Vec<String> = scopes.iter().cloned().collect();
+        Ok(self.source.token(&scopes).await?.token)
+    }
+}
+
+impl<C: StreamableHttpClient> AuthorizedHttpClient<C> {
+    /// A token for the scopes held, or the error the transport reports.
+    async fn bearer(&self) -> Result<String, StreamableHttpError<AuthorizedClientError<C::Error>>> {
+        self.token_for(&self.held())
+            .await
+            .map_err(|e| StreamableHttpError::Client(AuthorizedClientError::TokenSource(e)))
+    }
+}
+
+/// The scopes an `insufficient_scope` challenge names; `None` for any other 403.
+fn challenged_scopes(error: &InsufficientScopeError) -> Option<BTreeSet<String>> {
+    if !error
+        .www_authenticate_header
+        .to_ascii_lowercase()
+        .contains("insufficient_scope")
+    {
+        return None;
+    }
+    let named: BTreeSet<String> = split_scopes(error.required_scope.as_deref()?)
+        .into_iter()
+        .collect();
+    (!named.is_empty()).then_some(named)
+}
+
+/// The wrapped client's error, as this client's.
+fn lift<E: std::error::Error + Send + Sync + 'static>(
+    error: StreamableHttpError<E>,
+) -> StreamableHttpError<AuthorizedClientError<E>> {
+    use StreamableHttpError as H;
+    match error {
+        H::Client(e) => H::Client(AuthorizedClientError::Http(e)),
+        H::Sse(e) => H::Sse(e),
+        H::Io(e) => H::Io(e),
+        H::HttpStatus(e) => H::HttpStatus(e),
+        H::UnexpectedEndOfStream => H::UnexpectedEndOfStream,
+        H::UnexpectedServerResponse(e) => H::UnexpectedServerResponse(e),
+        H::ResponseBodyTooLarge { max_size } => H::ResponseBodyTooLarge { max_size },
+        H::UnexpectedContentType(e) => H::UnexpectedContentType(e),
+        H::ServerDoesNotSupportSse => H::ServerDoesNotSupportSse,
+        H::ServerDoesNotSupportDeleteSession => H::ServerDoesNotSupportDeleteSession,
+        H::TokioJoinError(e) => H::TokioJoinError(e),
+        H::Deserialize(e) => H::Deserialize(e),
+        H::TransportChannelClosed => H::TransportChannelClosed,
+        H::MissingSessionIdInResponse => H::MissingSessionIdInResponse,
+        H::AuthRequired(e) => H::AuthRequired(e),
+        H::InsufficientScope(e) => H::InsufficientScope(e),
+        H::ReservedHeaderConflict(e) => H::ReservedHeaderConflict(e),
+        H::SessionExpired => H::SessionExpired,
+        H::SessionRecoveryTimeout => H::SessionRecoveryTimeout,
+        H::ReinitializationFailed(e) => H::ReinitializationFailed(e),
+        H::ControlRequestTimeout => H::ControlRequestTimeout,
+        // Variants behind rmcp features this crate does not enable (`auth`), or added
+        // later: kept as their message.
+        other => H::UnexpectedServerResponse(other.to_string().into()),
+    }
+}
+
+impl<C> StreamableHttpClient for AuthorizedHttpClient<C>
+where
+    C: StreamableHttpClient + Sync,
+{
+    type Error = AuthorizedClientError<C::Error>;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            StreamableHttpResponseLimits::default(),
+        )
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = max_sse_event_size;
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            limits,
+        )
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let held = self.held();
+        let token = self.bearer().await?;
+        let first = self
+            .inner
+            .post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                Some(token),
+                custom_headers.clone(),
+                limits,
+            )
+            .await;
+        let challenge = match first {
+            Err(StreamableHttpError::InsufficientScope(challenge)) => challenge,
+            other => return other.map_err(lift),
+        };
+        let Some(named) = challenged_scopes(&challenge) else {
+            return Err(lift(StreamableHttpError::InsufficientScope(challenge)));
+        };
+        let wanted: BTreeSet<String> = held.union(&named).cloned().collect();
+        if wanted == held {
+            // The token already carried every scope named: asking again cannot help.
+            return Err(lift(StreamableHttpError::InsufficientScope(challenge)));
+        }
+        self.shared.step_ups.fetch_add(1, Ordering::Relaxed);
+        let required_scope = named.iter().cloned().collect::<Vec<_>>().join(" ");
+        tracing::debug!(scope = %required_scope, "insufficient_scope: stepping up");
+        self.shared.tokens_requested.fetch_add(1, Ordering::Relaxed);
+        let list: Vec<String> = wanted.iter().cloned().collect();
+        let stepped = match self.source.token(&list).await {
+            Ok(token) => token,
+            Err(source) => {
+                self.shared.step_ups_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(StreamableHttpError::Client(
+                    AuthorizedClientError::StepUpRefused {
+                        required_scope,
+                        source,
+                    },
+                ));
+            }
+        };
+        // Hold the named scopes the source granted (all of them when it does not say).
+        {
+            let granted: BTreeSet<&String> = stepped.scopes.iter().collect();
+            let mut scopes = self
+                .shared
+                .scopes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            scopes.extend(
+                named
+                    .into_iter()
+                    .filter(|s| granted.is_empty() || granted.contains(s)),
+            );
+        }
+        let retry = self
+            .inner
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                Some(stepped.token),
+                custom_headers,
+                limits,
+            )
+            .await;
+        if matches!(retry, Err(StreamableHttpError::InsufficientScope(_))) {
+            self.shared.step_ups_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        retry.map_err(lift)
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        let token = self.bearer().await?;
+        self.inner
+            .delete_session(uri, session_id, Some(token), custom_headers)
+            .await
+            .map_err(lift)
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        let token = self.bearer().await?;
+        self.inner
+            .get_stream(uri, session_id, last_event_id, Some(token), custom_headers)
+            .await
+            .map_err(lift)
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        let token = self.bearer().await?;
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                Some(token),
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map_err(lift)
+    }
+}
+
+/// A Streamable HTTP transport to the MCP server at `url` whose requests carry tokens from
+/// `source`, starting with `scopes` (feature `agent`): serve an rmcp client over it.
+///
+/// The reqwest client follows no redirects (a token is never sent to another location)
+/// and keeps no idle connections, as rmcp's own default does.
+pub fn transport<S: Into<String>>(
+    url: impl Into<Arc<str>>,
+    source: Arc<dyn TokenSource>,
+    scopes: impl IntoIterator<Item = S>,
+) -> StreamableHttpClientTransport<AuthorizedHttpClient<reqwest::Client>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        // Only fails when the TLS backend cannot start, which no configuration fixes.
+        .unwrap_or_else(|_| reqwest::Client::new());
+    StreamableHttpClientTransport::with_client(
+        AuthorizedHttpClient::new(http, source, scopes),
+        StreamableHttpClientTransportConfig::with_uri(url),
+    )
+}

@@ -1,0 +1,446 @@
+//! The agent side against real servers on 127.0.0.1: a token endpoint the test controls
+//! (client credentials, tokens minted by the development issuer, scopes narrowed or refused
+//! as configured), and an MCP server behind `Authz`'s HTTP layer, whose policy gives each
+//! tool its own scope. An rmcp client over `AuthorizedHttpClient` steps up once on
+//! `insufficient_scope`, and, with a refreshing source, never presents an expired token.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientConfig, ContentBlock,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use rmcp_authz::Authz;
+use rmcp_authz::agent::{AuthorizedHttpClient, ClientCredentials, Refreshing, TokenSource};
+use rmcp_authz::dev::DevIssuer;
+use rmcp_authz::policy::Policy;
+use rmcp_authz::remote::FetchOptions;
+use serde_json::json;
+
+const CLIENT_ID: &str = "research-agent";
+const CLIENT_SECRET: &str = "s3cret:&=";
+/// Scopes the token endpoint grants; others are left out of the token, silently.
+const GRANTABLE: [&str; 2] = ["notes:read", "notes:write"];
+/// A scope the token endpoint refuses outright (400 `invalid_scope`).
+const REFUSED: &str = "vault:open";
+
+/// The token endpoint's settings and what it saw.
+struct AuthServer {
+    issuer: DevIssuer,
+    audience: String,
+    lifetime: Duration,
+    hits: AtomicUsize,
+    scopes_asked: Mutex<Vec<String>>,
+}
+
+async fn token_endpoint(
+    State(server): State<Arc<AuthServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server.hits.fetch_add(1, Ordering::SeqCst);
+    let error = |status: StatusCode, code: &str| {
+        (status, axum::Json(json!({"error": code}))).into_response()
+    };
+    let encode =
+        |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(CLIENT_ID), encode(CLIENT_SECRET)))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    if param("grant_type").as_deref() != Some("client_credentials") {
+        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    if param("resource").as_deref() != Some(server.audience.as_str()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_target");
+    }
+    let scope = param("scope").unwrap_or_default();
+    server.scopes_asked.lock().unwrap().push(scope.clone());
+    let asked: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if asked.contains(&REFUSED) {
+        return error(StatusCode::BAD_REQUEST, "invalid_scope");
+    }
+    let granted: Vec<&str> = asked
+        .into_iter()
+        .filter(|s| GRANTABLE.contains(s))
+        .collect();
+    let token = server
+        .issuer
+        .token(server.audience.clone())
+        .subject(CLIENT_ID)
+        .client_id(CLIENT_ID)
+        .scopes(granted.iter().copied())
+        .expires_in(server.lifetime)
+        .mint()
+        .unwrap();
+    axum::Json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": server.lifetime.as_secs(),
+        "scope": granted.join(" "),
+    }))
+    .into_response()
+}
+
+/// A notes server with four tools, each needing its own scope.
+#[derive(Debug, Clone, Default)]
+struct Notes;
+
+const TOOLS: [(&str, &str); 4] = [
+    ("read", "notes:read"),
+    ("write", "notes:write"),
+    ("purge", "notes:admin"),
+    ("open_vault", REFUSED),
+];
+
+fn tool(name: &str) -> Option<Tool> {
+    TOOLS.iter().find(|(n, _)| *n == name).map(|(n, _)| {
+        let schema = json!({"type": "object"}).as_object().unwrap().clone();
+        Tool::new(n.to_string(), format!("the {n} tool"), Arc::new(schema))
+    })
+}
+
+impl ServerHandler for Notes {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tool(name)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            TOOLS.iter().filter_map(|(n, _)| tool(n)).collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        Ok(
+            CallToolResult::success(vec![ContentBlock::text(format!("{} done", request.name))])
+                .into(),
+        )
+    }
+}
+
+/// Responses of the MCP server, by status.
+#[derive(Default)]
+struct Statuses {
+    unauthorized: AtomicUsize,
+    forbidden: AtomicUsize,
+}
+
+async fn count(
+    State(statuses): State<Arc<Statuses>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    match response.status() {
+        StatusCode::UNAUTHORIZED => statuses.unauthorized.fetch_add(1, Ordering::SeqCst),
+        StatusCode::FORBIDDEN => statuses.forbidden.fetch_add(1, Ordering::SeqCst),
+        _ => 0,
+    };
+    response
+}
+
+struct Setup {
+    auth: Arc<AuthServer>,
+    token_url: String,
+    mcp_url: String,
+    statuses: Arc<Statuses>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn setup(lifetime: Duration) -> Setup {
+    let as_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer_url = format!("http://{}", as_listener.local_addr().unwrap());
+    let mcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mcp_url = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
+
+    let issuer = DevIssuer::new(issuer_url.clone()).unwrap();
+    // A small leeway, so a token presented after its expiry would be refused.
+    let verifier = issuer
+        .verifier(mcp_url.clone())
+        .leeway(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let auth = Arc::new(AuthServer {
+        issuer,
+        audience: mcp_url.clone(),
+        lifetime,
+        hits: AtomicUsize::new(0),
+        scopes_asked: Mutex::new(Vec::new()),
+    });
+    let as_app = Router::new()
+        .route("/token", post(token_endpoint))
+        .with_state(auth.clone());
+
+    let mut policy = Policy::builder();
+    for (name, scope) in TOOLS {
+        policy = policy.tool(name, scope);
+    }
+    let authz = Authz::new(verifier, policy.build().unwrap());
+    authz.wrap(Notes).unwrap();
+    let factory = {
+        let authz = authz.clone();
+        move || authz.wrap(Notes).map_err(std::io::Error::other)
+    };
+    let mcp = StreamableHttpService::new(
+        factory,
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let statuses = Arc::new(Statuses::default());
+    let mcp_app = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(authz.http_layer())
+        .merge(authz.metadata_routes())
+        .layer(middleware::from_fn_with_state(statuses.clone(), count));
+
+    let tasks = vec![
+        tokio::spawn(async move {
+            axum::serve(as_listener, as_app).await.unwrap();
+        }),
+        tokio::spawn(async move {
+            axum::serve(mcp_listener, mcp_app).await.unwrap();
+        }),
+    ];
+    Setup {
+        auth,
+        token_url: format!("{issuer_url}/token"),
+        mcp_url,
+        statuses,
+        tasks,
+    }
+}
+
+impl Setup {
+    fn credentials(&self) -> ClientCredentials {
+        ClientCredentials::new(
+            self.token_url.clone(),
+            CLIENT_ID,
+            CLIENT_SECRET,
+            FetchOptions::loopback_http(),
+        )
+        .unwrap()
+        .resource(self.mcp_url.clone())
+    }
+
+    fn client(
+        &self,
+        source: Arc<dyn TokenSource>,
+    ) -> (
+        AuthorizedHttpClient,
+        StreamableHttpClientTransport<AuthorizedHttpClient>,
+    ) {
+        let http = AuthorizedHttpClient::new(reqwest::Client::new(), source, ["notes:read"]);
+        let transport = StreamableHttpClientTransport::with_client(
+            http.clone(),
+            StreamableHttpClientTransportConfig::with_uri(self.mcp_url.as_str()),
+        );
+        (http, transport)
+    }
+
+    fn scopes_asked(&self) -> Vec<String> {
+        self.auth.scopes_asked.lock().unwrap().clone()
+    }
+}
+
+fn text(result: &CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap()[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn steps_up_once_for_exactly_the_scopes_the_challenge_names() {
+    let setup = setup(Duration::from_secs(3600)).await;
+    let source = Arc::new(Refreshing::new(setup.credentials()));
+    let (http, transport) = setup.client(source.clone());
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+
+    let read = client
+        .call_tool(CallToolRequestParams::new("read"))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "read done");
+    assert_eq!(setup.statuses.forbidden.load(Ordering::SeqCst), 0);
+    assert_eq!(http.stats().step_ups, 0);
+
+    // write: refused with insufficient_scope, stepped up to read + write, sent again.
+    let write = client
+        .call_tool(CallToolRequestParams::new("write"))
+        .await
+        .unwrap();
+    assert_eq!(text(&write), "write done");
+    assert_eq!(setup.statuses.forbidden.load(Ordering::SeqCst), 1);
+    assert_eq!(http.stats().step_ups, 1);
+    assert_eq!(http.scopes(), ["notes:read", "notes:write"]);
+    assert!(
+        setup
+            .scopes_asked()
+            .contains(&"notes:read notes:write".to_owned()),
+        "{:?}",
+        setup.scopes_asked()
+    );
+    // Later calls keep the wider token: no further refusal.
+    client
+        .call_tool(CallToolRequestParams::new("write"))
+        .await
+        .unwrap();
+    client
+        .call_tool(CallToolRequestParams::new("read"))
+        .await
+        .unwrap();
+    assert_eq!(setup.statuses.forbidden.load(Ordering::SeqCst), 1);
+
+    // purge: notes:admin is left out of the token; exactly one retry, then the refusal.
+    let purge = client.call_tool(CallToolRequestParams::new("purge")).await;
+    assert!(purge.is_err(), "{purge:?}");
+    assert_eq!(setup.statuses.forbidden.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        setup.scopes_asked().last().map(String::as_str),
+        Some("notes:admin notes:read notes:write")
+    );
+    let stats = http.stats();
+    assert_eq!((stats.step_ups, stats.step_ups_failed), (2, 1));
+    assert_eq!(http.scopes(), ["notes:read", "notes:write"]);
+
+    // open_vault: the token endpoint refuses the scope; the message is not sent again.
+    let vault = client
+        .call_tool(CallToolRequestParams::new("open_vault"))
+        .await;
+    assert!(vault.is_err(), "{vault:?}");
+    assert_eq!(setup.statuses.forbidden.load(Ordering::SeqCst), 4);
+    let stats = http.stats();
+    assert_eq!((stats.step_ups, stats.step_ups_failed), (3, 2));
+
+    // The session still works.
+    let read = client
+        .call_tool(CallToolRequestParams::new("read"))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "read done");
+    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refreshing_source_never_presents_an_expired_token() {
+    // Tokens live 1 s, the margin is 2 s: every request gets a new token.
+    let setup = setup(Duration::from_secs(1)).await;
+    let source = Arc::new(Refreshing::new(setup.credentials()).margin(Duration::from_secs(2)));
+    let (http, transport) = setup.client(source.clone());
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    for _ in 0..4 {
+        client
+            .call_tool(CallToolRequestParams::new("read"))
+            .await
+            .unwrap();
+        // Long enough, in total, for any reused token to have expired.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    client
+        .call_tool(CallToolRequestParams::new("read"))
+        .await
+        .unwrap();
+    let stats = source.stats();
+    assert_eq!(stats.reused, 0, "{stats:?}");
+    assert_eq!(stats.fetched, http.stats().tokens_requested);
+    assert_eq!(setup.auth.hits.load(Ordering::SeqCst) as u64, stats.fetched);
+    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_far_from_expiry_is_reused() {
+    let setup = setup(Duration::from_secs(3600)).await;
+    let source = Arc::new(Refreshing::new(setup.credentials()));
+    let (http, transport) = setup.client(source.clone());
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    for _ in 0..5 {
+        client
+            .call_tool(CallToolRequestParams::new("read"))
+            .await
+            .unwrap();
+    }
+    let requested = http.stats().tokens_requested;
+    assert!(requested >= 7, "{requested}"); // initialize, initialized, five calls
+    assert_eq!(setup.auth.hits.load(Ordering::SeqCst), 1);
+    let stats = source.stats();
+    assert_eq!((stats.fetched, stats.refreshes), (1, 0));
+    assert_eq!(stats.reused, requested - 1);
+    let distinct: BTreeSet<String> = setup.scopes_asked().into_iter().collect();
+    assert_eq!(distinct.into_iter().collect::<Vec<_>>(), ["notes:read"]);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn token_endpoint_refusals_keep_their_oauth_error() {
+    let setup = setup(Duration::from_secs(60)).await;
+    let wrong = ClientCredentials::new(
+        setup.token_url.clone(),
+        CLIENT_ID,
+        "wrong",
+        FetchOptions::loopback_http(),
+    )
+    .unwrap()
+    .resource(setup.mcp_url.clone());
+    let err = wrong.token(&["notes:read".to_owned()]).await.unwrap_err();
+    assert_eq!(err.error_code(), Some("invalid_client"), "{err}");
+    let err = setup
+        .credentials()
+        .token(&[REFUSED.to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code(), Some("invalid_scope"), "{err}");
+    let token = setup
+        .credentials()
+        .token(&["notes:read".to_owned(), "notes:admin".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(token.scopes, ["notes:read"]);
+    assert!(token.remaining().unwrap() <= Duration::from_secs(60));
+    assert!(!format!("{token:?}").contains(&token.token));
+}
