@@ -29,10 +29,12 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use rmcp_authz::Authz;
-use rmcp_authz::agent::{AuthorizedHttpClient, ClientCredentials, Refreshing, TokenSource};
+use rmcp_authz::agent::{
+    AuthorizedHttpClient, ClientCredentials, Exchanged, Refreshing, TokenSource, TokenSourceError,
+};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::Policy;
-use rmcp_authz::remote::FetchOptions;
+use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
 use serde_json::json;
 
 const CLIENT_ID: &str = "research-agent";
@@ -44,7 +46,7 @@ const REFUSED: &str = "vault:open";
 
 /// The token endpoint's settings and what it saw.
 struct AuthServer {
-    issuer: DevIssuer,
+    issuer: Arc<DevIssuer>,
     audience: String,
     lifetime: Duration,
     hits: AtomicUsize,
@@ -178,6 +180,7 @@ async fn count(
 struct Setup {
     auth: Arc<AuthServer>,
     token_url: String,
+    exchange_url: String,
     mcp_url: String,
     statuses: Arc<Statuses>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -197,7 +200,7 @@ async fn setup(lifetime: Duration) -> Setup {
     let mcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mcp_url = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
 
-    let issuer = DevIssuer::new(issuer_url.clone()).unwrap();
+    let issuer = Arc::new(DevIssuer::new(issuer_url.clone()).unwrap());
     // A small leeway, so a token presented after its expiry would be refused.
     let verifier = issuer
         .verifier(mcp_url.clone())
@@ -205,15 +208,17 @@ async fn setup(lifetime: Duration) -> Setup {
         .build()
         .unwrap();
     let auth = Arc::new(AuthServer {
-        issuer,
+        issuer: issuer.clone(),
         audience: mcp_url.clone(),
         lifetime,
         hits: AtomicUsize::new(0),
         scopes_asked: Mutex::new(Vec::new()),
     });
+    // Client credentials at /cc/token; the development issuer's token exchange at /token.
     let as_app = Router::new()
-        .route("/token", post(token_endpoint))
-        .with_state(auth.clone());
+        .route("/cc/token", post(token_endpoint))
+        .with_state(auth.clone())
+        .merge(issuer.token_endpoint_router());
 
     let mut policy = Policy::builder();
     for (name, scope) in TOOLS {
@@ -247,7 +252,8 @@ async fn setup(lifetime: Duration) -> Setup {
     ];
     Setup {
         auth,
-        token_url: format!("{issuer_url}/token"),
+        token_url: format!("{issuer_url}/cc/token"),
+        exchange_url: format!("{issuer_url}/token"),
         mcp_url,
         statuses,
         tasks,
@@ -443,4 +449,83 @@ async fn token_endpoint_refusals_keep_their_oauth_error() {
     assert_eq!(token.scopes, ["notes:read"]);
     assert!(token.remaining().unwrap() <= Duration::from_secs(60));
     assert!(!format!("{token:?}").contains(&token.token));
+}
+
+#[tokio::test]
+async fn exchanged_tokens_act_for_the_user_and_step_up_within_the_users_scopes() {
+    let setup = setup(Duration::from_secs(3600)).await;
+    let issuer = &setup.auth.issuer;
+    let alice = issuer
+        .token(setup.mcp_url.clone())
+        .subject("alice")
+        .client_id("notes-app")
+        .scopes(["notes:read", "notes:write"])
+        .mint()
+        .unwrap();
+    let agent_token = issuer
+        .token(setup.mcp_url.clone())
+        .subject(CLIENT_ID)
+        .client_id(CLIENT_ID)
+        .mint()
+        .unwrap();
+    let exchange =
+        TokenExchangeClient::new(setup.exchange_url.clone(), FetchOptions::loopback_http())
+            .unwrap();
+    let exchanged =
+        Exchanged::new(exchange, alice.clone(), setup.mcp_url.clone()).actor_token(agent_token);
+    assert!(!format!("{exchanged:?}").contains(&alice));
+    let source = Arc::new(Refreshing::new(exchanged));
+    let (http, transport) = setup.client(source.clone());
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+
+    client
+        .call_tool(CallToolRequestParams::new("read"))
+        .await
+        .unwrap();
+    let write = client
+        .call_tool(CallToolRequestParams::new("write"))
+        .await
+        .unwrap();
+    assert_eq!(text(&write), "write done");
+    assert_eq!(http.stats().step_ups, 1);
+    assert_eq!(http.scopes(), ["notes:read", "notes:write"]);
+
+    // Alice has no notes:admin: the exchange refuses it, and the message is not resent.
+    let forbidden = setup.statuses.forbidden.load(Ordering::SeqCst);
+    let purge = client.call_tool(CallToolRequestParams::new("purge")).await;
+    assert!(purge.is_err(), "{purge:?}");
+    assert_eq!(
+        setup.statuses.forbidden.load(Ordering::SeqCst),
+        forbidden + 1
+    );
+    assert_eq!(http.stats().step_ups_failed, 1);
+    let refused = source.token(&["notes:admin".to_owned()]).await.unwrap_err();
+    assert_eq!(refused.error_code(), Some("invalid_scope"), "{refused}");
+    assert!(matches!(refused, TokenSourceError::Exchange(_)));
+    assert_eq!(source.stats().fetched, 2);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_token_means_nothing_is_sent() {
+    #[derive(Debug)]
+    struct Down;
+    #[async_trait::async_trait]
+    impl TokenSource for Down {
+        async fn token(
+            &self,
+            _scopes: &[String],
+        ) -> Result<rmcp_authz::agent::AccessToken, TokenSourceError> {
+            Err(TokenSourceError::Other("the vault is sealed".to_owned()))
+        }
+    }
+    let setup = setup(Duration::from_secs(60)).await;
+    let (http, transport) = setup.client(Arc::new(Down));
+    let err = ClientConfig::default().serve(transport).await.unwrap_err();
+    assert!(
+        err.to_string().contains("the vault is sealed") || format!("{err:?}").contains("sealed"),
+        "{err:?}"
+    );
+    assert_eq!(http.stats().tokens_requested, 1);
+    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
 }
