@@ -82,10 +82,20 @@ fn refused(raw: &Raw) -> Option<u16> {
     (raw.status != 200).then_some(raw.status)
 }
 
+/// What a case is, the token, the tool, the HTTP status of a refusal (`None`: served) and
+/// the reason code audited.
+type Case = (
+    &'static str,
+    String,
+    &'static str,
+    Option<u16>,
+    Option<&'static str>,
+);
+
 #[tokio::test]
 async fn the_chain_and_the_token_age_decide_and_every_decision_is_audited() {
     let (server, sink) = server().await;
-    let cases: Vec<(&str, String, &str, Option<u16>, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         // Depth: two actors pass, three do not.
         (
             "two actors",

@@ -250,7 +250,6 @@ mod tests {
         match policy.decide_at(p, Operation::CallTool(tool), now) {
             Decision::Allow => None,
             Decision::Deny(d) => Some(d.code()),
-            _ => unreachable!(),
         }
     }
 
