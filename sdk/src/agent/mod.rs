@@ -43,7 +43,6 @@
 //! ```
 
 mod client;
-mod post;
 mod refreshing;
 mod source;
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::remote::{ExchangeClientError, FetchError, FetchOptions, TokenExchangeClient};
 use crate::token::excerpt;
 
-use super::post::FormPoster;
+use crate::remote::fetch::Fetcher;
 
 /// An access token, with when it expires and the scopes it carries.
 ///
@@ -164,7 +164,7 @@ pub struct ClientCredentials {
     client_id: String,
     client_secret: String,
     resource: Option<String>,
-    poster: FormPoster,
+    fetcher: Fetcher,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -191,14 +191,14 @@ impl ClientCredentials {
         options: FetchOptions,
     ) -> Result<ClientCredentials, FetchError> {
         let endpoint = token_endpoint.into();
-        let poster = FormPoster::new(options);
-        poster.check_url(&endpoint)?;
+        let fetcher = Fetcher::new(options);
+        fetcher.check_url(&endpoint)?;
         Ok(ClientCredentials {
             endpoint,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             resource: None,
-            poster,
+            fetcher,
         })
     }
 
@@ -229,8 +229,8 @@ impl TokenSource for ClientCredentials {
         }
         let sent = Instant::now();
         let (status, document) = self
-            .poster
-            .post(
+            .fetcher
+            .post_form(
                 &self.endpoint,
                 &form,
                 Some((&self.client_id, &self.client_secret)),

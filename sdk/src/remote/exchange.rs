@@ -18,8 +18,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::fetch::{FetchError, FetchOptions, Fetcher};
@@ -66,8 +64,6 @@ pub enum TargetParameter {
 pub struct TokenExchangeClient {
     endpoint: String,
     fetcher: Fetcher,
-    client: reqwest::Client,
-    options: FetchOptions,
     credentials: Option<(String, String)>,
     target: TargetParameter,
 }
@@ -82,7 +78,7 @@ impl fmt::Debug for TokenExchangeClient {
                 &self.credentials.as_ref().map(|(id, _)| id.as_str()),
             )
             .field("target", &self.target)
-            .field("options", &self.options)
+            .field("options", self.fetcher.options())
             .finish_non_exhaustive()
     }
 }
@@ -176,21 +172,11 @@ impl TokenExchangeClient {
         options: FetchOptions,
     ) -> Result<TokenExchangeClient, FetchError> {
         let endpoint = token_endpoint.into();
-        let fetcher = Fetcher::new(options.clone());
+        let fetcher = Fetcher::new(options);
         fetcher.check_url(&endpoint)?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .user_agent(concat!("rmcp-authz/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Only fails when the TLS backend cannot start, which no configuration fixes.
-            .unwrap_or_else(|_| reqwest::Client::new());
         Ok(TokenExchangeClient {
             endpoint,
             fetcher,
-            client,
-            options,
             credentials: None,
             target: TargetParameter::default(),
         })
@@ -277,71 +263,13 @@ impl TokenExchangeClient {
         &self,
         form: &[(&str, &str)],
     ) -> Result<(u16, Option<Map<String, Value>>), FetchError> {
-        let url = self.endpoint.as_str();
-        let parsed = self.fetcher.check_url(url)?;
-        let mut request = self
-            .client
-            .post(parsed)
-            .header("accept", "application/json")
-            .form(form);
-        if let Some((id, secret)) = &self.credentials {
-            let encode = |s: &str| -> String {
-                url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-            };
-            let user_pass: String = [encode(id), encode(secret)].join(":");
-            request = request.header(
-                "authorization",
-                format!("Basic {}", STANDARD.encode(user_pass)),
-            );
-        }
-        let timeout = self.options.timeout;
-        let limit = self.options.max_bytes;
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                FetchError::Timeout {
-                    url: url.to_owned(),
-                    timeout,
-                }
-            } else {
-                FetchError::Transport {
-                    url: url.to_owned(),
-                    message: error_chain(&e),
-                }
-            }
-        };
-        let too_large = || FetchError::TooLarge {
-            url: url.to_owned(),
-            limit,
-        };
-        let exchange = async {
-            let mut response = request.send().await.map_err(transport)?;
-            let status = response.status().as_u16();
-            if response.content_length().is_some_and(|n| n > limit as u64) {
-                return Err(too_large());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok((status, body))
-        };
-        let (status, body) = tokio::time::timeout(timeout, exchange)
+        let credentials = self
+            .credentials
+            .as_ref()
+            .map(|(id, secret)| (id.as_str(), secret.as_str()));
+        self.fetcher
+            .post_form(&self.endpoint, form, credentials)
             .await
-            .map_err(|_| FetchError::Timeout {
-                url: url.to_owned(),
-                timeout,
-            })??;
-        match crate::json::parse_object(&body) {
-            Ok(document) => Ok((status, Some(document))),
-            Err(_) if status != 200 => Ok((status, None)),
-            Err(e) => Err(FetchError::NotJson {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            }),
-        }
     }
 
     /// A non-200 answer: an OAuth refusal when it carries an `error` code, else the status.
@@ -443,18 +371,6 @@ fn excerpt_long(text: &str) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
-}
-
-/// An error and its sources, joined: reqwest's own message alone says little.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::Url;
 use serde_json::Value;
 
@@ -134,6 +136,11 @@ impl Fetcher {
         Fetcher { client, options }
     }
 
+    /// The limits.
+    pub(crate) fn options(&self) -> &FetchOptions {
+        &self.options
+    }
+
     /// `url`, parsed and checked against the HTTPS rule.
     pub(crate) fn check_url(&self, url: &str) -> Result<Url, FetchError> {
         let parsed = Url::parse(url).map_err(|_| FetchError::InvalidUrl {
@@ -161,23 +168,65 @@ impl Fetcher {
         self.exchange(url, request).await
     }
 
-    /// POSTs a form and reads a JSON object back.
+    /// POSTs a form and reads a JSON object back (a 200 answer only).
     pub(crate) async fn post_form_json(
         &self,
         url: &str,
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<Fetched, FetchError> {
+        let (status, document) = self.post_form(url, form, basic_auth).await?;
+        match (status, document) {
+            (200, Some(document)) => Ok(Fetched {
+                document,
+                max_age: None,
+            }),
+            (200, None) => Err(FetchError::NotJson {
+                url: url.to_owned(),
+                reason: "the answer is not a JSON object".to_owned(),
+            }),
+            (status, _) => Err(FetchError::Status {
+                url: url.to_owned(),
+                status,
+            }),
+        }
+    }
+
+    /// POSTs a form, with HTTP Basic client authentication when given (RFC 6749 section
+    /// 2.3.1: the id and secret each form-encoded, then joined), and reads the answer
+    /// whatever its status, so a refusal keeps its OAuth `error`: the status, and the JSON
+    /// object answered (`None` for a non-200 answer that is not one).
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<(u16, Option<serde_json::Map<String, Value>>), FetchError> {
         let parsed = self.check_url(url)?;
         let mut request = self
             .client
             .post(parsed)
             .header("accept", "application/json")
             .form(form);
-        if let Some((user, password)) = basic_auth {
-            request = request.basic_auth(user, Some(password));
+        if let Some((id, secret)) = basic_auth {
+            let encode = |s: &str| -> String {
+                url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+            };
+            let user_pass = format!("{}:{}", encode(id), encode(secret));
+            request = request.header(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(user_pass)),
+            );
         }
-        self.exchange(url, request).await
+        let (status, _, body) = self.send(url, request).await?;
+        match crate::json::parse_object(&body) {
+            Ok(document) => Ok((status, Some(document))),
+            Err(_) if status != 200 => Ok((status, None)),
+            Err(e) => Err(FetchError::NotJson {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     async fn exchange(
@@ -185,6 +234,27 @@ impl Fetcher {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Fetched, FetchError> {
+        let (status, max_age, body) = self.send(url, request).await?;
+        if status != 200 {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        let document = crate::json::parse_object(&body).map_err(|e| FetchError::NotJson {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Fetched { document, max_age })
+    }
+
+    /// Sends `request` and reads the whole answer under the time and size limits: the
+    /// status, the `Cache-Control` max-age, the body.
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), FetchError> {
         let timeout = self.options.timeout;
         let limit = self.options.max_bytes;
         let transport = |e: reqwest::Error| {
@@ -200,21 +270,17 @@ impl Fetcher {
                 }
             }
         };
+        let too_large = || FetchError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        };
         // reqwest's timeout covers the whole exchange; this one covers a server that
         // trickles its body too.
         let exchange = async {
             let mut response = request.send().await.map_err(transport)?;
-            if response.status() != reqwest::StatusCode::OK {
-                return Err(FetchError::Status {
-                    url: url.to_owned(),
-                    status: response.status().as_u16(),
-                });
-            }
+            let status = response.status().as_u16();
             if response.content_length().is_some_and(|n| n > limit as u64) {
-                return Err(FetchError::TooLarge {
-                    url: url.to_owned(),
-                    limit,
-                });
+                return Err(too_large());
             }
             let max_age = response
                 .headers()
@@ -225,26 +291,18 @@ impl Fetcher {
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(transport)? {
                 if body.len() + chunk.len() > limit {
-                    return Err(FetchError::TooLarge {
-                        url: url.to_owned(),
-                        limit,
-                    });
+                    return Err(too_large());
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok((body, max_age))
+            Ok((status, max_age, body))
         };
-        let (body, max_age) = tokio::time::timeout(timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| FetchError::Timeout {
                 url: url.to_owned(),
                 timeout,
-            })??;
-        let document = crate::json::parse_object(&body).map_err(|e| FetchError::NotJson {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(Fetched { document, max_age })
+            })?
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod discovery;
 mod exchange;
-mod fetch;
+pub(crate) mod fetch;
 mod introspection;
 mod jwks;
 
