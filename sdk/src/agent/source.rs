@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::remote::{ExchangeClientError, FetchError, FetchOptions, TokenExchangeClient};
 use crate::token::excerpt;
 
-use crate::remote::fetch::Fetcher;
+use crate::remote::fetch::{BearerResponse, Fetcher};
 
 /// An access token, with when it expires and the scopes it carries.
 ///
@@ -284,35 +284,10 @@ fn token_response(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let token = match document.get("access_token") {
-        Some(Value::String(t)) if !t.is_empty() => t.clone(),
-        _ => return Err(invalid("no access_token string".to_owned())),
-    };
-    match document.get("token_type").and_then(Value::as_str) {
-        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(other) => {
-            return Err(invalid(format!(
-                "token_type {:?} is not Bearer",
-                excerpt(other)
-            )));
-        }
-        None => return Err(invalid("no token_type".to_owned())),
-    }
-    let expires_in = match document.get("expires_in") {
-        None => None,
-        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
-        Some(other) => {
-            return Err(invalid(format!(
-                "expires_in {} is not a number of seconds",
-                excerpt(&other.to_string())
-            )));
-        }
-    };
-    let scopes = match document.get("scope") {
-        Some(Value::String(s)) => split_scopes(s),
-        Some(_) => return Err(invalid("scope is not a string".to_owned())),
-        None => requested.to_vec(),
-    };
+    let bearer = BearerResponse::read(document).map_err(invalid)?;
+    let token = bearer.access_token;
+    let expires_in = bearer.expires_in;
+    let scopes = bearer.scope.unwrap_or_else(|| requested.to_vec());
     Ok(AccessToken {
         expires_at: earliest(
             expires_in.map(|d| sent + d),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::fetch::{FetchError, FetchOptions, Fetcher};
+use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher};
 use crate::dev::exchange::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 use crate::token::excerpt;
 
@@ -307,20 +307,7 @@ impl TokenExchangeClient {
         let Some(document) = document else {
             return Err(invalid("the answer is not a JSON object".to_owned()));
         };
-        let access_token = match document.get("access_token") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            _ => return Err(invalid("no access_token string".to_owned())),
-        };
-        match document.get("token_type").and_then(Value::as_str) {
-            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
-            Some(other) => {
-                return Err(invalid(format!(
-                    "token_type {:?} is not Bearer",
-                    excerpt(other)
-                )));
-            }
-            None => return Err(invalid("no token_type".to_owned())),
-        }
+        let bearer = BearerResponse::read(document).map_err(invalid)?;
         match document.get("issued_token_type") {
             None => {}
             Some(Value::String(t)) if t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE => {}
@@ -331,30 +318,14 @@ impl TokenExchangeClient {
                 )));
             }
         }
-        let expires_in = match document.get("expires_in") {
-            None => None,
-            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "expires_in {} is not a number of seconds",
-                    excerpt(&other.to_string())
-                )));
-            }
-        };
-        let scope = match document.get("scope") {
-            Some(Value::String(s)) => Some(
-                s.split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            Some(_) => return Err(invalid("scope is not a string".to_owned())),
+        let scope = match bearer.scope {
+            Some(scope) => Some(scope),
             None if requested.is_empty() => None,
             None => Some(requested.iter().map(|s| (*s).to_owned()).collect()),
         };
         Ok(ExchangedToken {
-            access_token,
-            expires_in,
+            access_token: bearer.access_token,
+            expires_in: bearer.expires_in,
             scope,
         })
     }

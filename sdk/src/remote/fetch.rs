@@ -306,6 +306,63 @@ impl Fetcher {
     }
 }
 
+/// A bearer access token response (RFC 6749 section 5.1), checked: a non-empty
+/// `access_token`, `token_type` Bearer, `expires_in` a number of seconds if present,
+/// `scope` a string if present (split).
+#[derive(Debug)]
+pub(crate) struct BearerResponse {
+    pub(crate) access_token: String,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) scope: Option<Vec<String>>,
+}
+
+impl BearerResponse {
+    /// Reads `document`, or says what is wrong with it.
+    pub(crate) fn read(
+        document: &serde_json::Map<String, Value>,
+    ) -> Result<BearerResponse, String> {
+        let access_token = match document.get("access_token") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => return Err("no access_token string".to_owned()),
+        };
+        match document.get("token_type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(other) => {
+                return Err(format!(
+                    "token_type {:?} is not Bearer",
+                    crate::token::excerpt(other)
+                ));
+            }
+            None => return Err("no token_type".to_owned()),
+        }
+        let expires_in = match document.get("expires_in") {
+            None => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
+            Some(other) => {
+                return Err(format!(
+                    "expires_in {} is not a number of seconds",
+                    crate::token::excerpt(&other.to_string())
+                ));
+            }
+        };
+        let scope = match document.get("scope") {
+            Some(Value::String(s)) => Some(
+                s.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => return Err("scope is not a string".to_owned()),
+            None => None,
+        };
+        Ok(BearerResponse {
+            access_token,
+            expires_in,
+            scope,
+        })
+    }
+}
+
 /// The `max-age` of a `Cache-Control` value (`no-store` and `no-cache` count as 0).
 fn max_age(value: &str) -> Option<Duration> {
     value.split(',').map(str::trim).find_map(|directive| {
