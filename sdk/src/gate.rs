@@ -135,16 +135,17 @@ pub(crate) fn record_principal(span: &Span, principal: &Principal) {
     }
 }
 
-/// Records a decision on `span`.
-pub(crate) fn record_decision(span: &Span, event: &AuditEvent) {
-    let decision = match event.decision {
-        DecisionKind::Allow => "allow",
-        DecisionKind::Deny => "deny",
-    };
-    span.record("rmcp_authz.decision", decision);
-    if let Some(code) = &event.reason_code {
-        span.record("rmcp_authz.reason", code.as_str());
-        span.record("error.type", code.as_str());
+/// Records a decision on `span`: allowed, or denied with a reason code.
+pub(crate) fn record_decision(span: &Span, denied: Option<&str>) {
+    match denied {
+        None => {
+            span.record("rmcp_authz.decision", "allow");
+        }
+        Some(code) => {
+            span.record("rmcp_authz.decision", "deny");
+            span.record("rmcp_authz.reason", code);
+            span.record("error.type", code);
+        }
     }
 }
 
@@ -158,32 +159,36 @@ pub(crate) struct Audit {
 }
 
 impl Audit {
-    /// Takes a place in the audit queue for `event` (nothing, without an auditor).
+    /// Takes a place in the audit queue for the event `make` builds. Without an auditor
+    /// nothing is built: requests of servers that keep no audit log pay nothing for it.
     ///
     /// # Errors
     /// The MCP error to answer when the queue refuses (overload, closed).
     pub(crate) async fn begin(
         auditor: Option<&Auditor>,
-        event: AuditEvent,
+        make: impl FnOnce(&Auditor) -> AuditEvent,
     ) -> Result<Audit, McpError> {
         let started = Instant::now();
-        let slot = match auditor {
-            Some(a) => Some(a.reserve().await.map_err(|e| unavailable(&e))?),
-            None => None,
+        let (slot, event) = match auditor {
+            Some(a) => (
+                Some(a.reserve().await.map_err(|e| unavailable(&e))?),
+                Some(make(a)),
+            ),
+            None => (None, None),
         };
         Ok(Audit {
             auditor: auditor.cloned(),
             slot,
-            event: Some(event),
+            event,
             started,
         })
     }
 
-    /// The event so far.
-    pub(crate) fn event_mut(&mut self) -> &mut AuditEvent {
-        self.event.get_or_insert_with(|| {
-            AuditEvent::new(EventKind::Other, DecisionKind::Allow, Outcome::Success)
-        })
+    /// Changes the event so far (nothing, without an auditor).
+    pub(crate) fn update(&mut self, change: impl FnOnce(&mut AuditEvent)) {
+        if let Some(event) = &mut self.event {
+            change(event);
+        }
     }
 
     /// Whether a request must be refused before it runs because the audit log is failing
@@ -252,15 +257,9 @@ pub(crate) fn error_code_of<T>(result: &Result<T, McpError>) -> Option<i32> {
 }
 
 /// The digest (and, if configured, clear value) of call arguments, for the event.
-pub(crate) fn describe_arguments(
-    auditor: Option<&Auditor>,
-    event: &mut AuditEvent,
-    arguments: &Value,
-) {
-    if let Some(a) = auditor {
-        event.arguments_hmac = Some(a.arguments().digest(arguments));
-        event.arguments = a.arguments().clear(arguments);
-    }
+pub(crate) fn describe_arguments(auditor: &Auditor, event: &mut AuditEvent, arguments: &Value) {
+    event.arguments_hmac = Some(auditor.arguments().digest(arguments));
+    event.arguments = auditor.arguments().clear(arguments);
 }
 
 /// Milliseconds since `started`, to the microsecond.

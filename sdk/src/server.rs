@@ -35,7 +35,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::audit::{AuditEvent, AuditFailure, DecisionKind, EventKind, Outcome};
+use crate::audit::{AuditEvent, AuditFailure, EventKind, Outcome};
 use crate::authz::{Authz, CallerId, TaskOwner};
 use crate::gate::{self, Audit, Call, Origin};
 use crate::policy::{Denial, DenyReason, Operation};
@@ -147,24 +147,26 @@ impl<H> Authorized<H> {
         let origin = Origin::of(carrier.request());
         let span = gate::span(&call, &origin);
         let auditor = self.authz.auditor();
-        let mut event = call.event(&origin);
-        if let Some(arguments) = &arguments {
-            gate::describe_arguments(auditor, &mut event, arguments);
-        }
-        let mut audit = Audit::begin(auditor, event).await?;
+        let mut audit = Audit::begin(auditor, |a| {
+            let mut event = call.event(&origin);
+            if let Some(arguments) = &arguments {
+                gate::describe_arguments(a, &mut event, arguments);
+            }
+            event
+        })
+        .await?;
 
         let principal = match self.principal(carrier.request()) {
             Ok(p) => p,
             Err(no_caller) => {
-                no_caller.describe(audit.event_mut());
-                gate::record_decision(&span, audit.event_mut());
+                audit.update(|e| no_caller.describe(e));
+                gate::record_decision(&span, Some(no_caller.code()));
                 let _ = audit.finish(Outcome::Denied).await;
                 return Err(no_caller.error());
             }
         };
         gate::record_principal(&span, &principal);
-        let event = audit.event_mut();
-        *event = std::mem::replace(event, call.event(&origin)).with_principal(&principal);
+        audit.update(|e| e.set_principal(&principal));
         let denial = match check {
             Check::Operations(operations) => operations
                 .iter()
@@ -174,19 +176,17 @@ impl<H> Authorized<H> {
         };
         if let Some(denial) = denial {
             tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
-            let event = audit.event_mut();
-            *event = std::mem::replace(event, call.event(&origin)).denied_by(&denial);
-            gate::record_decision(&span, event);
+            audit.update(|e| e.set_denied_by(&denial));
+            gate::record_decision(&span, Some(denial.code()));
             let _ = audit.finish(Outcome::Denied).await;
             return Err(denied(&denial));
         }
         if audit.must_refuse() {
-            let event = audit.event_mut();
-            *event = std::mem::replace(event, call.event(&origin)).denied(
-                "audit_unavailable",
-                "the audit log is failing and fail_closed is set",
-            );
-            gate::record_decision(&span, event);
+            const CODE: &str = "audit_unavailable";
+            audit.update(|e| {
+                e.set_denied(CODE, "the audit log is failing and fail_closed is set");
+            });
+            gate::record_decision(&span, Some(CODE));
             if let Some(a) = auditor {
                 a.count_fail_closed_refusal();
             }
@@ -194,7 +194,7 @@ impl<H> Authorized<H> {
             let _ = audit.finish(Outcome::Denied).await;
             return Err(gate::unavailable(&AuditFailure::Closed));
         }
-        gate::record_decision(&span, audit.event_mut());
+        gate::record_decision(&span, None);
 
         let cancelled = carrier.request().ct.clone();
         let mut carrier = carrier;
@@ -205,7 +205,7 @@ impl<H> Authorized<H> {
         } else {
             gate::outcome_of(&result, ok)
         };
-        audit.event_mut().error_code = gate::error_code_of(&result);
+        audit.update(|e| e.error_code = gate::error_code_of(&result));
         if let Err(e) = &result {
             span.record("error.type", e.code.0);
         }
@@ -234,19 +234,25 @@ impl NoCaller {
         }
     }
 
+    /// The reason code audited and traced.
+    fn code(&self) -> &'static str {
+        match self {
+            NoCaller::Missing => "missing_token",
+            NoCaller::Expired(expired) => expired.1.code(),
+        }
+    }
+
     fn describe(&self, event: &mut AuditEvent) {
-        let taken = std::mem::replace(
-            event,
-            AuditEvent::new(EventKind::Other, DecisionKind::Deny, Outcome::Denied),
-        );
-        *event = match self {
+        match self {
             NoCaller::Missing => {
-                let mut e = taken.denied("missing_token", "no verified access token");
-                e.kind = EventKind::AuthenticationFailure;
-                e
+                event.set_denied(self.code(), "no verified access token");
+                event.kind = EventKind::AuthenticationFailure;
             }
-            NoCaller::Expired(expired) => taken.with_principal(&expired.0).denied_by(&expired.1),
-        };
+            NoCaller::Expired(expired) => {
+                event.set_principal(&expired.0);
+                event.set_denied_by(&expired.1);
+            }
+        }
     }
 }
 

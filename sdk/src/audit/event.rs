@@ -188,6 +188,27 @@ impl AuditEvent {
     /// Fills the caller's fields from `principal` (never the token: a principal has none).
     #[must_use]
     pub fn with_principal(mut self, principal: &Principal) -> AuditEvent {
+        self.set_principal(principal);
+        self
+    }
+
+    /// Marks the event denied, with a reason code and the reason in words.
+    #[must_use]
+    pub fn denied(mut self, code: &str, reason: impl Into<String>) -> AuditEvent {
+        self.set_denied(code, reason);
+        self
+    }
+
+    /// Marks the event denied by the policy: its code, words, and for missing scopes the
+    /// scopes the operation needs.
+    #[must_use]
+    pub fn denied_by(mut self, denial: &Denial) -> AuditEvent {
+        self.set_denied_by(denial);
+        self
+    }
+
+    /// [`AuditEvent::with_principal`], in place.
+    pub fn set_principal(&mut self, principal: &Principal) {
         self.agent = principal.agent().map(str::to_owned);
         self.subject = principal.subject().map(str::to_owned);
         self.client_id = principal.client_id().map(str::to_owned);
@@ -199,27 +220,22 @@ impl AuditEvent {
         self.issuer = Some(principal.issuer().to_owned());
         self.token_id = principal.token_id().map(str::to_owned);
         self.scopes_granted = principal.scopes().to_vec();
-        self
     }
 
-    /// Marks the event denied, with a reason code and the reason in words.
-    #[must_use]
-    pub fn denied(mut self, code: &str, reason: impl Into<String>) -> AuditEvent {
+    /// [`AuditEvent::denied`], in place.
+    pub fn set_denied(&mut self, code: &str, reason: impl Into<String>) {
         self.decision = DecisionKind::Deny;
         self.outcome = Outcome::Denied;
         self.reason_code = Some(code.to_owned());
         self.reason = Some(reason.into());
-        self
     }
 
-    /// Marks the event denied by the policy: its code, words, and for missing scopes the
-    /// scopes the operation needs.
-    #[must_use]
-    pub fn denied_by(mut self, denial: &Denial) -> AuditEvent {
+    /// [`AuditEvent::denied_by`], in place.
+    pub fn set_denied_by(&mut self, denial: &Denial) {
         if let DenyReason::InsufficientScope { required, .. } = denial.reason() {
             self.scopes_required.clone_from(required);
         }
-        self.denied(denial.code(), denial.to_string())
+        self.set_denied(denial.code(), denial.to_string());
     }
 
     /// The JSON Schema of the event.

@@ -233,30 +233,33 @@ where
 {
     let metadata_url: &str = &authz.http_state().metadata_url;
     let (mut parts, body) = request.into_parts();
-    // What the audit event of a refusal says: filled in as the request is understood.
     let remote_addr = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string());
-    if let Some(addr) = &remote_addr {
-        parts.extensions.insert(RemoteAddr(addr.clone()));
+    // What the audit event of a refusal says, filled in as the request is understood;
+    // only built when there is an audit log.
+    let mut event = authz.auditor().map(|_| {
+        let origin = Origin {
+            transport: "http",
+            session_id: parts
+                .headers
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id: None,
+            remote_addr: remote_addr.clone(),
+        };
+        Call {
+            kind: EventKind::AuthenticationFailure,
+            method: parts.method.as_str(),
+            target: None,
+        }
+        .event(&origin)
+    });
+    if let Some(addr) = remote_addr {
+        parts.extensions.insert(RemoteAddr(addr));
     }
-    let origin = Origin {
-        transport: "http",
-        session_id: parts
-            .headers
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        request_id: None,
-        remote_addr,
-    };
-    let mut event = Call {
-        kind: EventKind::AuthenticationFailure,
-        method: parts.method.as_str(),
-        target: None,
-    }
-    .event(&origin);
     let invalid_request = |message: &str| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -295,7 +298,7 @@ where
             .filter(|_| parts.method == Method::POST)
             .and_then(|b| rpc::parse(&b).ok());
         if let Some(rpc) = &rpc {
-            describe_rpc(&mut event, rpc);
+            describe_rpc(event.as_mut(), rpc);
         }
         let scope = rpc
             .as_ref()
@@ -320,12 +323,16 @@ where
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
         Err(e) => {
-            let event = event.denied(e.error_code(), e.description());
+            if let Some(event) = &mut event {
+                event.set_denied(e.error_code(), e.description());
+            }
             return refuse(&authz, token_rejection(&e, metadata_url), event).await;
         }
     };
-    event = event.with_principal(&principal);
-    event.kind = EventKind::Other;
+    if let Some(event) = &mut event {
+        event.set_principal(&principal);
+        event.kind = EventKind::Other;
+    }
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
     let Some(bytes) = read_body(&parts.headers, body, limit).await else {
@@ -344,9 +351,11 @@ where
     };
 
     if let Some(Ok(rpc)) = &rpc {
-        describe_rpc(&mut event, rpc);
+        describe_rpc(event.as_mut(), rpc);
     }
-    event.request_id = id.as_ref().map(rpc_id_text);
+    if let Some(event) = &mut event {
+        event.request_id = id.as_ref().map(rpc_id_text);
+    }
 
     let rpc = match rpc {
         None => None,
@@ -433,7 +442,10 @@ where
             ),
         };
         let refusal = refusal.id(id).data(denial.error_data());
-        return refuse(&authz, refusal, event.denied_by(&denial)).await;
+        if let Some(event) = &mut event {
+            event.set_denied_by(&denial);
+        }
+        return refuse(&authz, refusal, event).await;
     }
 
     let is_delete = parts.method == Method::DELETE;
@@ -463,14 +475,13 @@ where
 
 /// Records the refusal's audit event (denied with the refusal's code and message, unless
 /// already denied with a better reason), and answers with the refusal.
-async fn refuse(authz: &Authz, refusal: Rejection, event: AuditEvent) -> Response<Body> {
-    if let Some(auditor) = authz.auditor() {
-        let event = match event.decision {
-            DecisionKind::Deny => event,
-            DecisionKind::Allow => event.denied(refusal.kind().code(), refusal.message()),
-        };
+async fn refuse(authz: &Authz, refusal: Rejection, event: Option<AuditEvent>) -> Response<Body> {
+    if let (Some(auditor), Some(mut event)) = (authz.auditor(), event) {
+        if event.decision == DecisionKind::Allow {
+            event.set_denied(refusal.kind().code(), refusal.message());
+        }
         // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), event).await {
+        if let Ok(audit) = Audit::begin(Some(auditor), |_| event).await {
             let _ = audit.finish(Outcome::Denied).await;
         }
     }
@@ -478,7 +489,10 @@ async fn refuse(authz: &Authz, refusal: Rejection, event: AuditEvent) -> Respons
 }
 
 /// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
-fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
+fn describe_rpc(event: Option<&mut AuditEvent>, rpc: &rpc::RpcRequest) {
+    let Some(event) = event else {
+        return;
+    };
     event.method.clone_from(&rpc.method);
     let (kind, target) = match &rpc.target {
         Target::Tool(name) => (EventKind::ToolCall, Some(name)),
