@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the policy benchmark.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the verify benchmark.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the load harness.
+fn main() {}
