@@ -6,9 +6,15 @@
 //! present they must agree, so a proxy routing on the header and rmcp acting on the body
 //! never see two different operations.
 
+use std::fmt;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use crate::json::{Checked, Name, Names, Strict};
 
 /// The operation a request body names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +48,11 @@ pub(crate) struct BodyError {
 
 /// Parses one JSON-RPC message (request, notification or response). Repeated member
 /// names are refused at any depth, so the layer and rmcp cannot read different values.
+///
+/// One pass over the body: the members the layer reads are kept, the rest (arguments,
+/// `_meta`) are only walked for the duplicate check, never built.
 pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
-    let value = crate::json::parse_value(body).map_err(|e| BodyError {
+    let message = serde_json::from_slice::<Message>(body).map_err(|e| BodyError {
         reason: if e.to_string().contains("duplicate member") {
             "the body repeats a member name; send each member once"
         } else {
@@ -51,30 +60,30 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         },
         id: None,
     })?;
-    let obj = match value {
-        Value::Object(obj) => obj,
-        Value::Array(_) => {
+    let obj = match message {
+        Message::Object(obj) => obj,
+        Message::Batch => {
             return Err(BodyError {
                 reason: "JSON-RPC batches are not accepted; send one message per request",
                 id: None,
             });
         }
-        _ => {
+        Message::Other => {
             return Err(BodyError {
                 reason: "the body is not a JSON-RPC message object",
                 id: None,
             });
         }
     };
-    let id = obj.get("id").cloned();
+    let id = obj.id;
     let fail = |reason| BodyError {
         reason,
         id: id.clone(),
     };
-    let method = match obj.get("method") {
-        Some(Value::String(m)) => m.clone(),
+    let method = match obj.method {
+        Some(Value::String(m)) => m,
         Some(_) => return Err(fail("\"method\" must be a string")),
-        None if obj.contains_key("result") || obj.contains_key("error") => {
+        None if obj.is_response => {
             // A client's response to a server request: no operation to decide.
             return Ok(RpcRequest {
                 method: None,
@@ -85,9 +94,14 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         }
         None => return Err(fail("the message has no \"method\"")),
     };
-    let params = obj.get("params");
+    let params = obj.params;
+    let member = |name: &str| match name {
+        "name" => params.name.as_ref(),
+        "uri" => params.uri.as_ref(),
+        _ => params.task_id.as_ref(),
+    };
     let param = |name: &str| -> Result<String, BodyError> {
-        match params.and_then(|p| p.get(name)) {
+        match member(name) {
             Some(Value::String(s)) => Ok(s.clone()),
             Some(_) => Err(fail(match name {
                 "name" => "\"params.name\" must be a string",
@@ -99,12 +113,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
             })),
         }
     };
-    let string_param = |name: &str| {
-        params
-            .and_then(|p| p.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let string_param = |name: &str| member(name).and_then(Value::as_str).map(str::to_owned);
     let (target, name_header_value) = match method.as_str() {
         "tools/call" => {
             let name = param("name")?;
@@ -128,6 +137,159 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         target,
         name_header_value,
     })
+}
+
+/// The top of a body: an object (the one shape accepted), a batch, or anything else.
+enum Message {
+    Object(Envelope),
+    Batch,
+    Other,
+}
+
+/// The members of a message the layer reads.
+#[derive(Default)]
+struct Envelope {
+    id: Option<Value>,
+    method: Option<Value>,
+    /// A `result` or `error` member: a client's response to a server request.
+    is_response: bool,
+    params: Params,
+}
+
+/// The members of `params` the layer reads (none when `params` is not an object).
+#[derive(Default)]
+struct Params {
+    name: Option<Value>,
+    uri: Option<Value>,
+    task_id: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor;
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = Message;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC message")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Message, A::Error> {
+                let mut names = Names::default();
+                let mut envelope = Envelope::default();
+                while let Some(Name(name)) = access.next_key()? {
+                    match &*name {
+                        "id" => envelope.id = Some(access.next_value::<Strict>()?.0),
+                        "method" => envelope.method = Some(access.next_value::<Strict>()?.0),
+                        "params" => envelope.params = access.next_value()?,
+                        "result" | "error" => {
+                            envelope.is_response = true;
+                            access.next_value::<Checked>()?;
+                        }
+                        _ => {
+                            access.next_value::<Checked>()?;
+                        }
+                    }
+                    names.insert(name)?;
+                }
+                Ok(Message::Object(envelope))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Message, A::Error> {
+                Checked::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Message::Batch)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+        }
+        deserializer.deserialize_any(MessageVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON-RPC params")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Params, A::Error> {
+                let mut names = Names::default();
+                let mut params = Params::default();
+                while let Some(Name(name)) = access.next_key()? {
+                    let slot = match &*name {
+                        "name" => Some(&mut params.name),
+                        "uri" => Some(&mut params.uri),
+                        "taskId" => Some(&mut params.task_id),
+                        _ => None,
+                    };
+                    match slot {
+                        Some(slot) => *slot = Some(access.next_value::<Strict>()?.0),
+                        None => {
+                            access.next_value::<Checked>()?;
+                        }
+                    }
+                    names.insert(name)?;
+                }
+                Ok(params)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params, A::Error> {
+                Checked::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Params::default())
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+
+            fn visit_unit<E>(self) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+        }
+        deserializer.deserialize_any(ParamsVisitor)
+    }
 }
 
 impl RpcRequest {
@@ -237,6 +399,36 @@ mod tests {
         let err = parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":3}}"#)
             .unwrap_err();
         assert_eq!(err.id, Some(serde_json::json!(7)));
+    }
+
+    #[test]
+    fn members_read_in_one_pass_match_a_full_parse() {
+        // Repeated members deep in the arguments are found though nothing keeps them.
+        let err = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":[{"k":1,"k":2}]}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        // An escaped member name is the member it decodes to.
+        let r = parse(
+            br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"na\u006de":"purge"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.target, Target::Tool("purge".into()));
+        let err = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","na\u006de":"b"}}"#,
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        // `params` that is not an object names nothing.
+        let err = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["purge"]}"#)
+            .unwrap_err();
+        assert!(err.reason.contains("params.name"), "{}", err.reason);
+        // A batch is refused whatever it holds, and trailing data is not JSON.
+        assert!(parse(br#"[{"a":1,"a":1}]"#).is_err());
+        assert!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#).is_err());
+        let r = parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping","params":null}"#).unwrap();
+        assert_eq!(r.id, Some(Value::Null));
     }
 
     #[test]
