@@ -5,11 +5,18 @@
 //! granted, and, for delegated tokens (RFC 8693 token exchange), the chain of actors
 //! that act for the user, current actor first. It is cheap to clone, so it can travel in
 //! request extensions, and it never holds the token it came from.
+//!
+//! A principal also keeps what its scopes amount to under the first few policies that
+//! decide for it (a bit set each, see [`policy`](crate::policy)), so the many calls one
+//! token makes cost a few bit tests each. Clones share them, as they share everything
+//! else.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
+
+use crate::policy::CachedGrants;
 
 /// The verified caller of a request.
 ///
@@ -43,7 +50,14 @@ struct Inner {
     iat: Option<i64>,
     exp: i64,
     claims: Map<String, Value>,
+    /// The scopes' effective grant sets under the first policies that asked.
+    grants: [OnceLock<CachedGrants>; GRANT_SLOTS],
 }
+
+/// How many policies' grant sets a principal keeps: one server has one policy, and a
+/// replaced policy (or a second server in the process) should not make every call of a
+/// live token resolve its scopes again. Further policies compute them per call.
+const GRANT_SLOTS: usize = 4;
 
 /// One actor in a delegation chain (an RFC 8693 `act` claim).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +121,7 @@ impl From<PrincipalParts> for Principal {
                 iat: p.iat,
                 exp: p.exp,
                 claims: p.claims,
+                grants: [const { OnceLock::new() }; GRANT_SLOTS],
             }),
         }
     }
@@ -187,6 +202,12 @@ impl Principal {
     /// One claim of the token.
     pub fn claim(&self, name: &str) -> Option<&Value> {
         self.inner.claims.get(name)
+    }
+
+    /// The slots for the scopes' grant sets under policies, filled in order by the
+    /// policies that decide for this principal, shared by clones.
+    pub(crate) fn grant_slots(&self) -> &[OnceLock<CachedGrants>] {
+        &self.inner.grants
     }
 }
 

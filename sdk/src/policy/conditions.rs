@@ -198,11 +198,14 @@ impl Conditions {
                 }),
             }
         };
-        let auth_time = principal
-            .claim("auth_time")
-            .and_then(serde_json::Value::as_i64);
-        age("iat", principal.issued_at(), self.max_token_age)
-            .or_else(|| age("auth_time", auth_time, self.max_auth_age))
+        age("iat", principal.issued_at(), self.max_token_age).or_else(|| {
+            // Looked up only when asked for: most rules have no `max_auth_age`.
+            let max = self.max_auth_age?;
+            let auth_time = principal
+                .claim("auth_time")
+                .and_then(serde_json::Value::as_i64);
+            age("auth_time", auth_time, Some(max))
+        })
     }
 }
 

@@ -6,6 +6,10 @@
 //! transitive and resolved once, when the policy is built. A granted scope ending in `:*`
 //! is a wildcard: `notes:*` holds every scope that starts with `notes:`. A bare `*` is not
 //! a wildcard (it would mean "everything" and is far too easy to grant by mistake).
+//!
+//! Decisions do not evaluate this string form: [`compiled`](super::compiled) interns it
+//! into bit sets when the policy is built. [`Hierarchy::grants`], kept for tests, is the
+//! reference the compiled form is checked against.
 
 use std::collections::{HashMap, HashSet};
 
@@ -41,11 +45,17 @@ impl Hierarchy {
         self.implied.get(scope).map_or(&[], Vec::as_slice)
     }
 
+    /// Every scope with declared implications, and what it implies.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.implied.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// What `granted` amounts to under this hierarchy.
     ///
     /// A wildcard also brings in what the scopes it covers imply: if `notes:admin` implies
     /// `ops:audit`, holding `notes:*` holds `ops:audit` too. That runs to a fixed point,
     /// since an implied scope may itself be a wildcard.
+    #[cfg(test)]
     pub(crate) fn grants<'a>(&'a self, granted: &'a [String]) -> Grants<'a> {
         let mut held: HashSet<&'a str> = HashSet::new();
         for g in granted {
@@ -70,6 +80,7 @@ impl Hierarchy {
         Grants { held, prefixes }
     }
 
+    #[cfg(test)]
     fn hold<'a>(&'a self, scope: &'a str, held: &mut HashSet<&'a str>) {
         held.insert(scope);
         held.extend(self.implied_by(scope).iter().map(String::as_str));
@@ -77,17 +88,19 @@ impl Hierarchy {
 }
 
 /// `notes:` for the wildcard `notes:*`; a bare `*` is no wildcard.
-fn wildcard_prefix(scope: &str) -> Option<&str> {
+pub(crate) fn wildcard_prefix(scope: &str) -> Option<&str> {
     scope.strip_suffix('*').filter(|p| p.ends_with(':'))
 }
 
 /// The scopes a caller effectively holds.
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct Grants<'a> {
     held: HashSet<&'a str>,
     prefixes: Vec<&'a str>,
 }
 
+#[cfg(test)]
 impl Grants<'_> {
     /// Whether `scope` is held, directly, by implication, or by a wildcard.
     pub(crate) fn has(&self, scope: &str) -> bool {

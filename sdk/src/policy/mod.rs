@@ -8,7 +8,14 @@
 //! methods need only a valid token ([`Operation::Basic`]); lists are filtered to what
 //! the caller may use. Task operations are decided as calls of the tool that started
 //! the task.
+//!
+//! Building compiles the policy: every scope it names is interned, hierarchies and
+//! wildcards are resolved into bit sets, each rule's requirement becomes a few masks and
+//! its conditions are merged with the defaults. A decision is then one map lookup and a
+//! few bit tests; what a [`Principal`]'s scopes amount to is computed once and kept in
+//! the principal.
 
+mod compiled;
 mod conditions;
 mod decision;
 mod hierarchy;
@@ -18,6 +25,7 @@ mod template;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rmcp::model::{MetaObject, Tool};
 use serde_json::Value;
@@ -26,7 +34,10 @@ pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason};
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
+pub(crate) use compiled::CachedGrants;
+
 use crate::principal::Principal;
+use compiled::{Held, Requirement, ScopeTable, holds};
 use hierarchy::Hierarchy;
 use scope::valid_scope;
 use template::UriTemplate;
@@ -199,23 +210,71 @@ pub struct Policy {
 }
 
 struct Inner {
+    /// This policy's identity, never reused: principals cache grant sets under it.
+    id: u64,
     hierarchy: Hierarchy,
-    tools: HashMap<String, Rule>,
-    prompts: HashMap<String, Rule>,
-    custom: HashMap<String, Rule>,
-    resources: HashMap<String, Rule>,
-    resource_templates: Vec<(String, UriTemplate, Rule)>,
-    unlisted_tools: Option<Rule>,
-    unlisted_resources: Option<Rule>,
-    unlisted_prompts: Option<Rule>,
+    scopes: ScopeTable,
+    tools: HashMap<String, Entry>,
+    prompts: HashMap<String, Entry>,
+    custom: HashMap<String, Entry>,
+    resources: HashMap<String, Entry>,
+    resource_templates: Vec<(String, UriTemplate, Entry)>,
+    unlisted_tools: Option<Entry>,
+    unlisted_resources: Option<Entry>,
+    unlisted_prompts: Option<Entry>,
     scopes_supported: Vec<String>,
-    default_conditions: Conditions,
     max_token_lifetime: Option<std::time::Duration>,
+}
+
+/// The source of [`Inner::id`].
+static NEXT_POLICY_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A rule and its compiled form.
+#[derive(Debug, Clone)]
+struct Entry {
+    rule: Rule,
+    requirement: Requirement,
+    /// The rule's conditions over the policy's defaults; `None` when nothing is required.
+    conditions: Option<Conditions>,
+}
+
+impl Entry {
+    fn new(rule: Rule, scopes: &ScopeTable, defaults: &Conditions) -> Entry {
+        let conditions = rule.conditions.over(defaults);
+        Entry {
+            requirement: Requirement::new(&rule.requirement, scopes),
+            conditions: (!conditions.is_empty()).then_some(conditions),
+            rule,
+        }
+    }
+
+    /// The denial when the rule admits only some clients and `client` is not one.
+    fn client_denial(&self, client: Option<&str>, operation: Operation<'_>) -> Option<Decision> {
+        let clients = self.rule.clients.as_ref()?;
+        if client.is_some_and(|c| clients.iter().any(|a| a == c)) {
+            return None;
+        }
+        Some(Decision::Deny(Denial::new(
+            operation.to_string(),
+            DenyReason::ClientNotPermitted {
+                client: client.map(str::to_owned),
+            },
+        )))
+    }
+}
+
+/// The decision for an operation no rule governs: basic access is allowed, anything
+/// else denied.
+fn unruled(operation: Operation<'_>) -> Decision {
+    match operation {
+        Operation::Basic => Decision::Allow,
+        _ => Decision::Deny(Denial::new(operation.to_string(), DenyReason::NoRule)),
+    }
 }
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut tools: Vec<_> = self.inner.tools.iter().collect();
+        let mut tools: Vec<_> = self.inner.tools.iter().map(|(n, e)| (n, &e.rule)).collect();
         tools.sort_by(|a, b| a.0.cmp(b.0));
         f.debug_struct("Policy")
             .field("tools", &tools)
@@ -246,19 +305,19 @@ impl Policy {
     /// freshness conditions): the client restriction, the delegation chain, the token's
     /// lifetime, the scopes, then the token's age.
     pub fn decide_at(&self, principal: &Principal, operation: Operation<'_>, now: i64) -> Decision {
-        let by_scope = self.decide_for(principal.scopes(), principal.client_id(), operation);
-        let Some(rule) = self.rule_for(operation) else {
-            return by_scope;
+        let Some(entry) = self.entry_for(operation) else {
+            return unruled(operation);
         };
-        if let Decision::Deny(d) = &by_scope
-            && matches!(d.reason(), DenyReason::ClientNotPermitted { .. })
-        {
-            return by_scope;
+        if let Some(denied) = entry.client_denial(principal.client_id(), operation) {
+            return denied;
         }
-        let conditions = rule.conditions.over(&self.inner.default_conditions);
         let deny = |reason| Decision::Deny(Denial::new(operation.to_string(), reason));
         // The chain first: no token the caller could get would help.
-        let freshness = match conditions.check(principal, now) {
+        let freshness = match entry
+            .conditions
+            .as_ref()
+            .and_then(|c| c.check(principal, now))
+        {
             Some(reason @ DenyReason::TokenTooOld { .. }) => Some(reason),
             Some(reason) => return deny(reason),
             None => None,
@@ -276,9 +335,13 @@ impl Policy {
             }
         }
         // Missing scopes before age: a step-up token is new, so it fixes both.
-        match (by_scope, freshness) {
-            (Decision::Allow, Some(reason)) => deny(reason),
-            (decision, _) => decision,
+        let held = self.held_by(principal);
+        if !entry.requirement.is_met(held.words()) {
+            return self.insufficient(entry, held.words(), operation);
+        }
+        match freshness {
+            Some(reason) => deny(reason),
+            None => Decision::Allow,
         }
     }
 
@@ -290,28 +353,40 @@ impl Policy {
         client: Option<&str>,
         operation: Operation<'_>,
     ) -> Decision {
-        let Some(rule) = self.rule_for(operation) else {
-            return match operation {
-                Operation::Basic => Decision::Allow,
-                _ => Decision::Deny(Denial::new(operation.to_string(), DenyReason::NoRule)),
-            };
+        let Some(entry) = self.entry_for(operation) else {
+            return unruled(operation);
         };
-        if let Some(clients) = &rule.clients
-            && !client.is_some_and(|c| clients.iter().any(|a| a == c))
-        {
-            return Decision::Deny(Denial::new(
-                operation.to_string(),
-                DenyReason::ClientNotPermitted {
-                    client: client.map(str::to_owned),
-                },
-            ));
+        if let Some(denied) = entry.client_denial(client, operation) {
+            return denied;
         }
-        let grants = self.inner.hierarchy.grants(granted);
-        let has = |s: &str| grants.has(s);
-        if rule.requirement.is_met_by(&has) {
-            return Decision::Allow;
+        let held = self.inner.scopes.grants(granted);
+        if entry.requirement.is_met(held.words()) {
+            Decision::Allow
+        } else {
+            self.insufficient(entry, held.words(), operation)
         }
-        let required = rule.requirement.scopes_to_request(&has);
+    }
+
+    /// What `principal`'s scopes amount to under this policy: kept in the principal for
+    /// the first few policies that ask, computed afresh for any further one.
+    fn held_by<'p>(&self, principal: &'p Principal) -> Held<'p> {
+        let id = self.inner.id;
+        for slot in principal.grant_slots() {
+            let cached =
+                slot.get_or_init(|| self.inner.scopes.cached_grants(principal.scopes(), id));
+            if cached.policy == id {
+                return Held::Cached(&cached.words);
+            }
+        }
+        Held::Computed(self.inner.scopes.grants(principal.scopes()))
+    }
+
+    /// The denial for a caller holding `held` that does not meet `entry`'s requirement:
+    /// every scope of the cheapest way to meet it, and those of them not held.
+    fn insufficient(&self, entry: &Entry, held: &[u64], operation: Operation<'_>) -> Decision {
+        let scopes = &self.inner.scopes;
+        let has = |s: &str| scopes.index(s).is_some_and(|i| holds(held, i));
+        let required = entry.rule.requirement.scopes_to_request(&has);
         let missing = required.iter().filter(|s| !has(s)).cloned().collect();
         Decision::Deny(Denial::new(
             operation.to_string(),
@@ -321,6 +396,10 @@ impl Policy {
 
     /// The rule that governs `operation`, if any (`Basic` has none).
     pub fn rule_for(&self, operation: Operation<'_>) -> Option<&Rule> {
+        self.entry_for(operation).map(|e| &e.rule)
+    }
+
+    fn entry_for(&self, operation: Operation<'_>) -> Option<&Entry> {
         let i = &self.inner;
         match operation {
             Operation::CallTool(name) => i.tools.get(name).or(i.unlisted_tools.as_ref()),
@@ -368,7 +447,10 @@ impl Policy {
             ("prompt", &i.prompts),
             ("custom request", &i.custom),
         ] {
-            let mut named: Vec<_> = map.iter().map(|(n, r)| (kind, n.as_str(), r)).collect();
+            let mut named: Vec<_> = map
+                .iter()
+                .map(|(n, e)| (kind, n.as_str(), &e.rule))
+                .collect();
             named.sort_by(|a, b| a.1.cmp(b.1));
             out.extend(named);
         }
@@ -377,8 +459,8 @@ impl Policy {
             ("unlisted resources", &i.unlisted_resources),
             ("unlisted prompts", &i.unlisted_prompts),
         ] {
-            if let Some(rule) = rule {
-                out.push((kind, "", rule));
+            if let Some(entry) = rule {
+                out.push((kind, "", &entry.rule));
             }
         }
         out
@@ -564,7 +646,7 @@ impl PolicyBuilder {
         let tools = keyed("tool", self.tools, &mut mentioned)?;
         let prompts = keyed("prompt", self.prompts, &mut mentioned)?;
         let custom = keyed("custom request", self.custom, &mut mentioned)?;
-        let mut resources = HashMap::new();
+        let mut resources = Vec::new();
         let mut resource_templates = Vec::new();
         let mut seen = Vec::new();
         for (uri, rule) in self.resources {
@@ -581,7 +663,7 @@ impl PolicyBuilder {
                 resource_templates.push((uri.clone(), template, rule.clone()));
             }
             // Templates are also kept by their text, for resources/templates/list.
-            resources.insert(uri, rule);
+            resources.push((uri, rule));
         }
         for (what, rule) in [
             ("unlisted tools", &self.unlisted_tools),
@@ -592,22 +674,41 @@ impl PolicyBuilder {
                 check_rule(what, rule, &mut mentioned)?;
             }
         }
+        let hierarchy = Hierarchy::new(&self.edges);
+        let scopes = ScopeTable::new(mentioned.iter().map(String::as_str), &hierarchy);
+        let defaults = &self.default_conditions;
+        let entry = |rule: Rule| Entry::new(rule, &scopes, defaults);
+        let entries = |rules: Vec<(String, Rule)>| -> HashMap<String, Entry> {
+            rules.into_iter().map(|(k, r)| (k, entry(r))).collect()
+        };
+        let tools = entries(tools);
+        let prompts = entries(prompts);
+        let custom = entries(custom);
+        let resources = entries(resources);
+        let resource_templates = resource_templates
+            .into_iter()
+            .map(|(text, template, rule)| (text, template, entry(rule)))
+            .collect();
+        let unlisted_tools = self.unlisted_tools.map(entry);
+        let unlisted_resources = self.unlisted_resources.map(entry);
+        let unlisted_prompts = self.unlisted_prompts.map(entry);
         mentioned.retain(|s| s != "offline_access");
         mentioned.sort();
         mentioned.dedup();
         Ok(Policy {
             inner: Arc::new(Inner {
-                hierarchy: Hierarchy::new(&self.edges),
+                id: NEXT_POLICY_ID.fetch_add(1, Ordering::Relaxed),
+                hierarchy,
+                scopes,
                 tools,
                 prompts,
                 custom,
                 resources,
                 resource_templates,
-                unlisted_tools: self.unlisted_tools,
-                unlisted_resources: self.unlisted_resources,
-                unlisted_prompts: self.unlisted_prompts,
+                unlisted_tools,
+                unlisted_resources,
+                unlisted_prompts,
                 scopes_supported: mentioned,
-                default_conditions: self.default_conditions,
                 max_token_lifetime: self.max_token_lifetime,
             }),
         })
@@ -625,20 +726,21 @@ fn check_rule(what: &str, rule: &Rule, mentioned: &mut Vec<String>) -> Result<()
     Ok(())
 }
 
+/// Checks `rules` (one per name) and collects the scopes they mention.
 fn keyed(
     kind: &str,
     rules: Vec<(String, Rule)>,
     mentioned: &mut Vec<String>,
-) -> Result<HashMap<String, Rule>, PolicyError> {
-    let mut map = HashMap::with_capacity(rules.len());
-    for (name, rule) in rules {
+) -> Result<Vec<(String, Rule)>, PolicyError> {
+    let mut names = std::collections::HashSet::with_capacity(rules.len());
+    for (name, rule) in &rules {
         let what = format!("{kind} {name:?}");
-        check_rule(&what, &rule, mentioned)?;
-        if map.insert(name, rule).is_some() {
+        check_rule(&what, rule, mentioned)?;
+        if !names.insert(name.as_str()) {
             return Err(PolicyError::DuplicateRule { what });
         }
     }
-    Ok(map)
+    Ok(rules)
 }
 
 #[cfg(test)]
@@ -860,6 +962,70 @@ mod tests {
             p.scopes_supported(),
             ["notes:admin", "notes:read", "notes:write"]
         );
+    }
+
+    #[test]
+    fn a_principal_keeps_its_grants_per_policy_and_every_policy_decides_right() {
+        let dev = crate::dev::DevIssuer::new("https://as").unwrap();
+        let v = dev.verifier("https://rs").build().unwrap();
+        let token = dev
+            .token("https://rs")
+            .scopes(["notes:admin", "files:*"])
+            .mint()
+            .unwrap();
+        let admin = v.verify_sync(&token).unwrap();
+        let first = notes();
+        let other = || {
+            Policy::builder()
+                .implies("notes:admin", ["ops:purge"])
+                .tool("purge", all_of(["notes:admin", "ops:purge"]))
+                .tool("list_notes", "notes:read")
+                .tool("files", "files:read")
+                .build()
+                .unwrap()
+        };
+        let second = other();
+        let call =
+            |p: &Policy, who: &Principal, tool| p.decide_at(who, Operation::CallTool(tool), 0);
+        let kept = |who: &Principal| {
+            who.grant_slots()
+                .iter()
+                .filter_map(|s| s.get().map(|c| c.policy))
+                .collect::<Vec<_>>()
+        };
+        // `first` fills a slot; clones share it, and so do clones of the policy.
+        assert!(call(&first, &admin, "list_notes").is_allowed());
+        assert!(!call(&first.clone(), &admin.clone(), "purge").is_allowed());
+        assert_eq!(kept(&admin), [first.inner.id]);
+        // `second` is another policy: its own hierarchy applies, from its own slot.
+        for _ in 0..2 {
+            assert!(call(&second, &admin, "purge").is_allowed());
+            assert!(!call(&second, &admin, "list_notes").is_allowed());
+            assert!(call(&second, &admin.clone(), "files").is_allowed());
+        }
+        assert_eq!(kept(&admin), [first.inner.id, second.inner.id]);
+        // More policies than slots: the rest compute the grant set per call.
+        let more: Vec<Policy> = (0..4).map(|_| other()).collect();
+        for tool in [
+            "list_notes",
+            "write_note",
+            "purge",
+            "console",
+            "files",
+            "unknown",
+        ] {
+            for p in [&first, &second].into_iter().chain(&more) {
+                for _ in 0..2 {
+                    assert_eq!(
+                        call(p, &admin, tool),
+                        p.decide_for(admin.scopes(), admin.client_id(), Operation::CallTool(tool)),
+                        "{tool}"
+                    );
+                }
+            }
+        }
+        assert_eq!(kept(&admin).len(), admin.grant_slots().len());
+        assert!(!kept(&admin).contains(&more[3].inner.id));
     }
 
     #[test]
