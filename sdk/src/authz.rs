@@ -3,9 +3,10 @@
 //! pieces a server plugs in: the [`Authorized`](crate::server::Authorized) wrapper, the
 //! HTTP layer and the metadata routes (feature `http`), the stdio server.
 
+use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rmcp::ServerHandler;
 
@@ -42,6 +43,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     auditor: Option<Auditor>,
     tasks: Bounded<TaskOwner>,
+    /// The first handler type whose tools [`Authz::wrap`] found to cover the policy.
+    checked_handler: OnceLock<TypeId>,
     #[cfg(feature = "http")]
     pub(crate) http: crate::http::HttpState,
 }
@@ -115,10 +118,19 @@ impl Authz {
 
     /// Wraps `handler` so every call it serves is authorized.
     ///
+    /// The first time a handler type is wrapped, every tool the policy names is looked up
+    /// in it; once a type has passed, later handlers of that type are wrapped without the
+    /// lookup, so a factory that wraps a handler per request (rmcp's stateless mode) pays
+    /// for it once, not per request.
+    ///
     /// # Errors
     /// [`ConfigError::UnknownTools`] when a policy rule names a tool the handler does not
     /// have (the handler must answer `get_tool`, as `#[tool_handler]` servers do).
     pub fn wrap<H: ServerHandler>(&self, handler: H) -> Result<Authorized<H>, ConfigError> {
+        let checked = &self.inner.checked_handler;
+        if checked.get() == Some(&TypeId::of::<H>()) {
+            return Ok(Authorized::new(handler, self.clone(), None));
+        }
         let unknown: Vec<String> = self
             .inner
             .policy
@@ -129,6 +141,7 @@ impl Authz {
         if !unknown.is_empty() {
             return Err(ConfigError::UnknownTools { tools: unknown });
         }
+        let _ = checked.set(TypeId::of::<H>());
         Ok(Authorized::new(handler, self.clone(), None))
     }
 
@@ -223,6 +236,7 @@ impl AuthzBuilder {
                 clock: self.clock,
                 auditor: self.auditor,
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
+                checked_handler: OnceLock::new(),
                 #[cfg(feature = "http")]
                 http,
             }),

@@ -8,6 +8,8 @@
 //! span with OpenTelemetry semantic-convention attribute names, so a
 //! `tracing-opentelemetry` subscriber exports useful traces with no code of the user's.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rmcp::model::ErrorCode;
@@ -27,33 +29,53 @@ use crate::principal::Principal;
 pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32005);
 
 /// The peer's address, put in the request extensions by the HTTP layer.
-#[derive(Debug, Clone)]
-pub(crate) struct RemoteAddr(pub(crate) String);
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
 
-/// Where a request came from.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Origin {
+/// Where a request came from, borrowed from the request: turned into text only for an
+/// audit event or an enabled span.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Origin<'a> {
     pub(crate) transport: &'static str,
-    pub(crate) session_id: Option<String>,
-    pub(crate) request_id: Option<String>,
-    pub(crate) remote_addr: Option<String>,
+    pub(crate) session_id: Option<&'a str>,
+    pub(crate) request_id: Option<RequestId<'a>>,
+    pub(crate) remote_addr: Option<SocketAddr>,
 }
 
-impl Origin {
+/// A JSON-RPC request id, as rmcp or the HTTP layer holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RequestId<'a> {
+    /// The id of a request rmcp hands the wrapper.
+    Rmcp(&'a rmcp::model::RequestId),
+    /// The `id` member of a body the HTTP layer read.
+    Json(&'a Value),
+}
+
+impl fmt::Display for RequestId<'_> {
+    /// A string id as it is, a number in decimal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Rmcp(id) => id.fmt(f),
+            RequestId::Json(Value::String(s)) => f.write_str(s),
+            RequestId::Json(other) => other.fmt(f),
+        }
+    }
+}
+
+impl<'a> Origin<'a> {
     /// The origin of a request rmcp hands the wrapper: HTTP when the HTTP request parts
     /// are in the context, else stdio.
-    pub(crate) fn of(ctx: &RequestContext<RoleServer>) -> Origin {
-        let request_id = Some(ctx.id.to_string());
+    pub(crate) fn of(ctx: &'a RequestContext<RoleServer>) -> Origin<'a> {
+        let request_id = Some(RequestId::Rmcp(&ctx.id));
         match ctx.extensions.get::<http::request::Parts>() {
             Some(parts) => Origin {
                 transport: "http",
                 session_id: parts
                     .headers
                     .get("mcp-session-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
+                    .and_then(|v| v.to_str().ok()),
                 request_id,
-                remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0.clone()),
+                remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
             },
             None => Origin {
                 transport: "stdio",
@@ -65,9 +87,9 @@ impl Origin {
 
     fn stamp(&self, event: &mut AuditEvent) {
         event.transport = Some(self.transport.to_owned());
-        event.session_id.clone_from(&self.session_id);
-        event.request_id.clone_from(&self.request_id);
-        event.remote_addr.clone_from(&self.remote_addr);
+        event.session_id = self.session_id.map(str::to_owned);
+        event.request_id = self.request_id.map(|id| id.to_string());
+        event.remote_addr = self.remote_addr.map(|a| a.to_string());
     }
 }
 
@@ -81,7 +103,7 @@ pub(crate) struct Call<'a> {
 
 impl Call<'_> {
     /// The event for this call from `origin`, allowed and successful until told otherwise.
-    pub(crate) fn event(&self, origin: &Origin) -> AuditEvent {
+    pub(crate) fn event(&self, origin: &Origin<'_>) -> AuditEvent {
         let mut event = AuditEvent::new(self.kind, DecisionKind::Allow, Outcome::Success);
         event.method = Some(self.method.to_owned());
         event.target = self.target.map(str::to_owned);
@@ -91,24 +113,21 @@ impl Call<'_> {
 }
 
 /// The span of one request. Attribute names follow the OpenTelemetry semantic
-/// conventions for MCP and generative-AI tools; `rmcp_authz.*` are this crate's.
-pub(crate) fn span(call: &Call<'_>, origin: &Origin) -> Span {
-    let name = match call.target {
-        Some(target) => format!("{} {target}", call.method),
-        None => call.method.to_owned(),
-    };
+/// conventions for MCP and generative-AI tools; `rmcp_authz.*` are this crate's. Nothing
+/// is formatted when no subscriber wants the span.
+pub(crate) fn span(call: &Call<'_>, origin: &Origin<'_>) -> Span {
     let is_tool = call.kind == EventKind::ToolCall;
     let target_of = |kind: EventKind| (call.kind == kind).then_some(call.target).flatten();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         target: "rmcp_authz",
         "mcp.request",
-        otel.name = %name,
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         mcp.method.name = call.method,
-        mcp.session.id = origin.session_id.as_deref(),
-        jsonrpc.request.id = origin.request_id.as_deref(),
+        mcp.session.id = origin.session_id,
+        jsonrpc.request.id = origin.request_id.map(tracing::field::display),
         network.transport = if origin.transport == "http" { "tcp" } else { "pipe" },
-        client.address = origin.remote_addr.as_deref(),
+        client.address = origin.remote_addr.map(tracing::field::display),
         gen_ai.operation.name = is_tool.then_some("execute_tool"),
         gen_ai.tool.name = target_of(EventKind::ToolCall),
         gen_ai.prompt.name = target_of(EventKind::PromptGet),
@@ -119,7 +138,14 @@ pub(crate) fn span(call: &Call<'_>, origin: &Origin) -> Span {
         rmcp_authz.decision = tracing::field::Empty,
         rmcp_authz.reason = tracing::field::Empty,
         error.type = tracing::field::Empty,
-    )
+    );
+    if !span.is_disabled() {
+        match call.target {
+            Some(target) => span.record("otel.name", format!("{} {target}", call.method)),
+            None => span.record("otel.name", call.method),
+        };
+    }
+    span
 }
 
 /// Records the caller on `span`.

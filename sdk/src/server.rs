@@ -168,6 +168,7 @@ impl<H> Authorized<H> {
         gate::record_principal(&span, &principal);
         audit.update(|e| e.set_principal(&principal));
         let denial = match check {
+            Check::Operation(op) => self.authz.decide(&principal, op).denial().cloned(),
             Check::Operations(operations) => operations
                 .iter()
                 .find_map(|op| self.authz.decide(&principal, *op).denial().cloned()),
@@ -258,8 +259,10 @@ impl NoCaller {
 
 /// What must hold before an operation runs.
 enum Check<'a> {
-    /// The policy allows every one of these operations (one for most requests; one per
-    /// resource for a subscription).
+    /// The policy allows this operation.
+    Operation(Operation<'a>),
+    /// The policy allows every one of these operations (one per resource for a
+    /// subscription).
     Operations(Vec<Operation<'a>>),
     /// The caller started the task, and may still call the tool that started it.
     Task(&'a str),
@@ -392,7 +395,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             call,
-            Check::Operations(vec![operation]),
+            Check::Operation(operation),
             None,
             |ctx, _| self.inner.complete(request, ctx),
             success,
@@ -420,11 +423,15 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             method: "prompts/get",
             target: Some(&name),
         };
-        let arguments = request.arguments.clone().map(Value::Object);
+        let arguments = self
+            .authz
+            .auditor()
+            .and_then(|_| request.arguments.clone())
+            .map(Value::Object);
         self.gated(
             context,
             call,
-            Check::Operations(vec![Operation::GetPrompt(&name)]),
+            Check::Operation(Operation::GetPrompt(&name)),
             arguments,
             |ctx, _| self.inner.get_prompt(request, ctx),
             success,
@@ -514,7 +521,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             resource_call("resources/read", &uri),
-            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            Check::Operation(Operation::ReadResource(&uri)),
             None,
             |ctx, _| self.inner.read_resource(request, ctx),
             success,
@@ -567,7 +574,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             resource_call("resources/subscribe", &uri),
-            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            Check::Operation(Operation::ReadResource(&uri)),
             None,
             |ctx, _| self.inner.subscribe(request, ctx),
             success,
@@ -595,7 +602,11 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             method: "tools/call",
             target: Some(&tool),
         };
-        let arguments = request.arguments.clone().map(Value::Object);
+        let arguments = self
+            .authz
+            .auditor()
+            .and_then(|_| request.arguments.clone())
+            .map(Value::Object);
         let tool_ref = &tool;
         let run = move |ctx, principal: Principal| async move {
             let response = self.inner.call_tool(request, ctx).await?;
@@ -613,7 +624,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             call,
-            Check::Operations(vec![Operation::CallTool(&tool)]),
+            Check::Operation(Operation::CallTool(&tool)),
             arguments,
             run,
             tool_outcome,
@@ -665,7 +676,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             call,
-            Check::Operations(vec![Operation::Custom(&method)]),
+            Check::Operation(Operation::Custom(&method)),
             None,
             |ctx, _| self.inner.on_custom_request(request, ctx),
             success,
@@ -791,7 +802,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             resource_call("resources/directory/read", &uri),
-            Check::Operations(vec![Operation::ReadResource(&uri)]),
+            Check::Operation(Operation::ReadResource(&uri)),
             None,
             |ctx, _| self.inner.read_resource_directory(request, ctx),
             success,

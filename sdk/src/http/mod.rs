@@ -54,10 +54,11 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::audit::{AuditEvent, DecisionKind, EventKind, Outcome};
+use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Authz, Bounded, CallerId};
-use crate::gate::{Audit, Call, Origin, RemoteAddr};
-use crate::policy::{Decision, DenyReason, Operation};
+use crate::gate::{Audit, Call, Origin, RemoteAddr, RequestId};
+use crate::policy::{Decision, Denial, DenyReason, Operation};
+use crate::principal::Principal;
 use crate::token::AuthError;
 use challenge::Rejection;
 use rpc::Target;
@@ -233,33 +234,20 @@ where
 {
     let metadata_url: &str = &authz.http_state().metadata_url;
     let (mut parts, body) = request.into_parts();
-    let remote_addr = parts
+    let remote = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
-    // What the audit event of a refusal says, filled in as the request is understood;
-    // only built when there is an audit log.
-    let mut event = authz.auditor().map(|_| {
-        let origin = Origin {
-            transport: "http",
-            session_id: parts
-                .headers
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            request_id: None,
-            remote_addr: remote_addr.clone(),
-        };
-        Call {
-            kind: EventKind::AuthenticationFailure,
-            method: parts.method.as_str(),
-            target: None,
-        }
-        .event(&origin)
-    });
-    if let Some(addr) = remote_addr {
-        parts.extensions.insert(RemoteAddr(addr));
-    }
+        .map(|c| c.0);
+    // What a refusal's audit event says is gathered at the refusal (`Seen`), and the event
+    // is only built then: an allowed request builds none here (the wrapper records it).
+    let seen = Seen {
+        parts: &parts,
+        remote,
+        principal: None,
+        rpc: None,
+        id: None,
+        cause: Cause::Refusal,
+    };
     let invalid_request = |message: &str| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -277,7 +265,7 @@ where
             ("error", Some("invalid_request")),
             ("resource_metadata", Some(metadata_url)),
         ]);
-        return refuse(&authz, refusal, event).await;
+        return refuse(&authz, refusal, seen).await;
     }
     let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
     let (first, second) = (authorization.next(), authorization.next());
@@ -286,7 +274,7 @@ where
             ("error", Some("invalid_request")),
             ("resource_metadata", Some(metadata_url)),
         ]);
-        return refuse(&authz, refusal, event).await;
+        return refuse(&authz, refusal, seen).await;
     }
     let token = first.and_then(|v| bearer_token(v.as_bytes()));
 
@@ -297,9 +285,6 @@ where
         let rpc = bytes
             .filter(|_| parts.method == Method::POST)
             .and_then(|b| rpc::parse(&b).ok());
-        if let Some(rpc) = &rpc {
-            describe_rpc(event.as_mut(), rpc);
-        }
         let scope = rpc
             .as_ref()
             .and_then(|r| operation_of(&r.target))
@@ -315,24 +300,30 @@ where
             ("resource_metadata", Some(metadata_url)),
             ("scope", scope.as_deref()),
         ])
-        .id(rpc.and_then(|r| r.id));
-        return refuse(&authz, refusal, event).await;
+        .id(rpc.as_ref().and_then(|r| r.id.clone()));
+        let seen = Seen {
+            rpc: rpc.as_ref(),
+            ..seen
+        };
+        return refuse(&authz, refusal, seen).await;
     };
     // The token is checked before the body is read, so a request with a bad token costs
     // no body buffering.
     let principal = match authz.verifier().verify(token).await {
         Ok(p) => p,
         Err(e) => {
-            if let Some(event) = &mut event {
-                event.set_denied(e.error_code(), e.description());
-            }
-            return refuse(&authz, token_rejection(&e, metadata_url), event).await;
+            let refusal = token_rejection(&e, metadata_url);
+            let seen = Seen {
+                cause: Cause::Token(&e),
+                ..seen
+            };
+            return refuse(&authz, refusal, seen).await;
         }
     };
-    if let Some(event) = &mut event {
-        event.set_principal(&principal);
-        event.kind = EventKind::Other;
-    }
+    let seen = Seen {
+        principal: Some(&principal),
+        ..seen
+    };
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
     let Some(bytes) = read_body(&parts.headers, body, limit).await else {
@@ -341,46 +332,40 @@ where
             RejectionKind::BodyTooLarge,
             &format!("the request body is larger than {limit} bytes or could not be read"),
         );
-        return refuse(&authz, refusal, event).await;
+        return refuse(&authz, refusal, seen).await;
     };
-    let rpc = (parts.method == Method::POST).then(|| rpc::parse(&bytes));
-    let id = match &rpc {
-        Some(Ok(r)) => r.id.clone(),
-        Some(Err(e)) => e.id.clone(),
+    let rpc = match (parts.method == Method::POST).then(|| rpc::parse(&bytes)) {
         None => None,
-    };
-
-    if let Some(Ok(rpc)) = &rpc {
-        describe_rpc(event.as_mut(), rpc);
-    }
-    if let Some(event) = &mut event {
-        event.request_id = id.as_ref().map(rpc_id_text);
-    }
-
-    let rpc = match rpc {
-        None => None,
-        Some(Err(e)) => return refuse(&authz, invalid_request(e.reason).id(id), event).await,
-        Some(Ok(rpc)) => {
-            let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
-                let name = single_header(&parts.headers, NAME_HEADER)?;
-                rpc.check_headers(method, name)
-            });
-            if let Err(reason) = checked {
-                return refuse(&authz, invalid_request(&reason).id(id), event).await;
-            }
-            Some(rpc)
+        Some(Err(e)) => {
+            let seen = Seen {
+                id: e.id.as_ref(),
+                ..seen
+            };
+            return refuse(&authz, invalid_request(e.reason).id(e.id.clone()), seen).await;
         }
+        Some(Ok(rpc)) => Some(rpc),
     };
+    let id = rpc.as_ref().and_then(|r| r.id.as_ref());
+    let seen = Seen {
+        rpc: rpc.as_ref(),
+        id,
+        ..seen
+    };
+    if let Some(rpc) = &rpc {
+        let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
+            let name = single_header(&parts.headers, NAME_HEADER)?;
+            rpc.check_headers(method, name)
+        });
+        if let Err(reason) = checked {
+            return refuse(&authz, invalid_request(&reason).id(id.cloned()), seen).await;
+        }
+    }
 
     // Sessions are never authentication: a session belongs to the principal that opened it.
     // Every session is opened through this layer, so one it does not know is gone (or was
     // forgotten): the client starts a new one, as after rmcp's own 404.
     let caller = CallerId::of(&principal);
-    let session = parts
-        .headers
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let session = session_id(&parts.headers).map(str::to_owned);
     let sessions = &authz.http_state().sessions;
     if let Some(session) = &session {
         let refusal = match sessions.get(session) {
@@ -397,7 +382,7 @@ where
             )),
         };
         if let Some(refusal) = refusal {
-            return refuse(&authz, refusal.id(id), event).await;
+            return refuse(&authz, refusal.id(id.cloned()), seen).await;
         }
     }
 
@@ -441,14 +426,18 @@ where
                 &denial.to_string(),
             ),
         };
-        let refusal = refusal.id(id).data(denial.error_data());
-        if let Some(event) = &mut event {
-            event.set_denied_by(&denial);
-        }
-        return refuse(&authz, refusal, event).await;
+        let refusal = refusal.id(id.cloned()).data(denial.error_data());
+        let seen = Seen {
+            cause: Cause::Denial(&denial),
+            ..seen
+        };
+        return refuse(&authz, refusal, seen).await;
     }
 
     let is_delete = parts.method == Method::DELETE;
+    if let Some(remote) = remote {
+        parts.extensions.insert(RemoteAddr(remote));
+    }
     parts.extensions.insert(principal);
     let response = match inner
         .call(Request::from_parts(parts, Body::from(bytes)))
@@ -473,15 +462,65 @@ where
     response.map(Body::new)
 }
 
-/// Records the refusal's audit event (denied with the refusal's code and message, unless
-/// already denied with a better reason), and answers with the refusal.
-async fn refuse(authz: &Authz, refusal: Rejection, event: Option<AuditEvent>) -> Response<Body> {
-    if let (Some(auditor), Some(mut event)) = (authz.auditor(), event) {
-        if event.decision == DecisionKind::Allow {
-            event.set_denied(refusal.kind().code(), refusal.message());
+/// What the layer knew of a request when it refused it: what its audit event says.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    parts: &'a http::request::Parts,
+    remote: Option<SocketAddr>,
+    principal: Option<&'a Principal>,
+    rpc: Option<&'a rpc::RpcRequest>,
+    id: Option<&'a serde_json::Value>,
+    cause: Cause<'a>,
+}
+
+/// Why a request was refused, for its audit event.
+#[derive(Clone, Copy)]
+enum Cause<'a> {
+    /// As the refusal says.
+    Refusal,
+    /// The verifier refused the token.
+    Token(&'a AuthError),
+    /// The policy denied the operation.
+    Denial(&'a Denial),
+}
+
+impl Seen<'_> {
+    /// The refusal's audit event: denied, from what was seen of the request.
+    fn event(&self, refusal: &Rejection) -> AuditEvent {
+        let origin = Origin {
+            transport: "http",
+            session_id: session_id(&self.parts.headers),
+            request_id: self.id.map(RequestId::Json),
+            remote_addr: self.remote,
+        };
+        let mut event = Call {
+            kind: EventKind::AuthenticationFailure,
+            method: self.parts.method.as_str(),
+            target: None,
         }
+        .event(&origin);
+        if let Some(principal) = self.principal {
+            event.set_principal(principal);
+            event.kind = EventKind::Other;
+        }
+        if let Some(rpc) = self.rpc {
+            describe_rpc(&mut event, rpc);
+        }
+        match self.cause {
+            Cause::Refusal => event.set_denied(refusal.kind().code(), refusal.message()),
+            Cause::Token(e) => event.set_denied(e.error_code(), e.description()),
+            Cause::Denial(d) => event.set_denied_by(d),
+        }
+        event
+    }
+}
+
+/// Records the refusal's audit event, when there is an audit log, and answers with the
+/// refusal.
+async fn refuse(authz: &Authz, refusal: Rejection, seen: Seen<'_>) -> Response<Body> {
+    if let Some(auditor) = authz.auditor() {
         // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), |_| event).await {
+        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refusal)).await {
             let _ = audit.finish(Outcome::Denied).await;
         }
     }
@@ -489,10 +528,7 @@ async fn refuse(authz: &Authz, refusal: Rejection, event: Option<AuditEvent>) ->
 }
 
 /// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
-fn describe_rpc(event: Option<&mut AuditEvent>, rpc: &rpc::RpcRequest) {
-    let Some(event) = event else {
-        return;
-    };
+fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
     event.method.clone_from(&rpc.method);
     let (kind, target) = match &rpc.target {
         Target::Tool(name) => (EventKind::ToolCall, Some(name)),
@@ -506,12 +542,9 @@ fn describe_rpc(event: Option<&mut AuditEvent>, rpc: &rpc::RpcRequest) {
     event.target = target.cloned();
 }
 
-/// A JSON-RPC id as text: a string as it is, a number in decimal.
-fn rpc_id_text(id: &serde_json::Value) -> String {
-    match id {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// The `Mcp-Session-Id` of a request, if any.
+fn session_id(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
 /// The body, unless it is larger than `limit` (declared or actual) or cannot be read.
