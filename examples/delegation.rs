@@ -28,7 +28,7 @@ use rmcp_authz::audit::{Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Conditions, Policy, Rule, ScopeExpr, all_of};
 use rmcp_authz::remote::{FetchOptions, TokenExchangeClient, discover};
-use rmcp_authz_examples::notes::{http_app, serve};
+use rmcp_authz_examples::notes::http_app;
 
 type Outcome = Result<String, String>;
 
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let app = http_app(&authz, StreamableHttpServerConfig::default())?;
     let served = authz.clone();
     let server =
-        tokio::spawn(async move { serve(listener, app, &served, std::future::pending()).await });
+        tokio::spawn(async move { served.serve(listener, app, std::future::pending()).await });
     println!("authorization server {issuer_url}, notes server {notes}\n");
 
     let result = story(&issuer, &issuer_url, &notes).await;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rmcp_authz::Authz;
 use rmcp_authz::audit::{AuditEvent, Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_examples::notes::{http_app, notes_policy, serve};
+use rmcp_authz_examples::notes::{http_app, notes_policy};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let app = http_app(&authz, StreamableHttpServerConfig::default())?;
     let served = authz.clone();
     let server =
-        tokio::spawn(async move { serve(listener, app, &served, std::future::pending()).await });
+        tokio::spawn(async move { served.serve(listener, app, std::future::pending()).await });
     println!("notes MCP server listening at {url}\n");
 
     let result = tour(&url, &issuer, &authz).await;

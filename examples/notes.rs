@@ -298,24 +298,3 @@ pub fn http_app(
         .layer(authz.http_layer())
         .merge(authz.metadata_routes()))
 }
-
-/// Serves `app` on `listener` until `shutdown` completes, with each request's peer
-/// address available to the audit log (`remote_addr`), then closes the audit log of
-/// `authz`, if any, so every queued event is written and synced before returning.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    authz: &rmcp_authz::Authz,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    if let Some(auditor) = authz.auditor() {
-        auditor.close().await;
-    }
-    served
-}

@@ -28,7 +28,7 @@ use rmcp_authz::audit::{Auditor, Durability, JsonLines};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::JwtVerifier;
 use rmcp_authz::{Authz, AuthzBuilder};
-use rmcp_authz_examples::notes::{http_app, notes_policy, serve};
+use rmcp_authz_examples::notes::{http_app, notes_policy};
 
 #[derive(Debug, Parser)]
 #[command(about = "The notes MCP server over HTTP, behind rmcp-authz")]
@@ -123,10 +123,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nnotes MCP server: http://{local}/mcp (audience {audience})");
     println!("metadata: {}", authz.resource_metadata_url());
     println!("Ctrl-C to stop.");
-    serve(listener, app, &authz, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    authz
+        .serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     if let Some(auditor) = authz.auditor() {
         let stats = auditor.stats();
         println!(

@@ -11,7 +11,7 @@ use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
 use tokio::task::JoinHandle;
 
-use crate::notes::{http_app, notes_policy, serve};
+use crate::notes::{http_app, notes_policy};
 
 /// The issuer every test server trusts.
 pub const ISSUER: &str = "https://auth.test.invalid";
@@ -127,7 +127,7 @@ impl TestServer {
         .expect("the policy fits the notes server");
         let served = authz.clone();
         let task = tokio::spawn(async move {
-            let _ = serve(listener, app, &served, std::future::pending()).await;
+            let _ = served.serve(listener, app, std::future::pending()).await;
         });
         TestServer {
             url,

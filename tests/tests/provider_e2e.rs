@@ -13,7 +13,7 @@ use rmcp_authz::remote::{
 use rmcp_authz::token::{AuthError, JwtVerifier, Verifier};
 use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{bearer, call_body, post_to, send};
-use rmcp_authz_tests::notes::{http_app, notes_policy, serve};
+use rmcp_authz_tests::notes::{http_app, notes_policy};
 use rmcp_authz_tests::provider::{self, Provider};
 use rmcp_authz_tests::server::legacy_client;
 
@@ -58,7 +58,7 @@ async fn notes_server(provider: &Provider) -> NotesServer {
     )
     .unwrap();
     let task = tokio::spawn(async move {
-        let _ = serve(listener, app, &authz, std::future::pending()).await;
+        let _ = authz.serve(listener, app, std::future::pending()).await;
     });
     NotesServer { url, jwks, task }
 }

@@ -26,13 +26,14 @@
 //!     .layer(authz.http_layer())
 //!     .merge(authz.metadata_routes());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! authz.serve(listener, app, std::future::pending()).await?; // TCP_NODELAY, peer addresses
 //! # Ok(()) }
 //! ```
 
 mod challenge;
 mod metadata;
 mod rpc;
+mod serve;
 
 use std::convert::Infallible;
 use std::fmt;

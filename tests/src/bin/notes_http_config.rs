@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
-use rmcp_authz_examples::notes::{http_app, serve};
+use rmcp_authz_examples::notes::http_app;
 
 async fn run() -> Result<(), String> {
     let config = std::env::args()
@@ -28,11 +28,12 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot bind 127.0.0.1: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening http://{addr}/mcp");
-    serve(listener, app, &authz, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| e.to_string())
+    authz
+        .serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -1,0 +1,61 @@
+//! Serving an authorized MCP app over TCP with the settings an MCP server needs.
+//!
+//! `axum::serve` leaves Nagle's algorithm on. A Streamable HTTP response goes out in more
+//! than one write (headers, then the body or the SSE events), and with Nagle on, the
+//! second small write waits for the client's acknowledgement of the first, which the
+//! client delays (delayed ACK, up to 40 ms on Linux): an SSE tool call then takes tens of
+//! milliseconds instead of a fraction of one. [`Authz::serve`] sets `TCP_NODELAY` on every
+//! connection, makes the peer's address available to the audit log, and on shutdown
+//! drains the audit log so no event is lost. docs/performance.md shows the difference.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::serve::ListenerExt as _;
+
+use crate::authz::Authz;
+
+impl Authz {
+    /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests
+    /// in flight and closes the audit log, if any, so every queued event is written and
+    /// synced before this returns.
+    ///
+    /// Every accepted connection gets `TCP_NODELAY` (see the [module docs](self)), and
+    /// each request carries its peer's address, which audit events record as
+    /// `remote_addr`.
+    ///
+    /// ```no_run
+    /// # use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
+    /// # async fn run(authz: Authz, app: axum::Router) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// // Until Ctrl-C (tokio's `signal` feature).
+    /// authz.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The I/O error that stopped the server.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(target: "rmcp_authz::http", %error, "could not set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Some(auditor) = self.auditor() {
+            auditor.close().await;
+        }
+        served
+    }
+}
