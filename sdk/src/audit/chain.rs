@@ -17,11 +17,24 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The SHA-256 of `line` (without its newline), in lowercase hex.
 pub(crate) fn line_hash(line: &[u8]) -> String {
-    digest(&SHA256, line)
-        .as_ref()
+    line_hash_hex(line)
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .copied()
+        .map(char::from)
         .collect()
+}
+
+/// [`line_hash`] into a fixed array (ASCII lowercase hex), without allocating: the file
+/// sink computes one per record.
+pub(crate) fn line_hash_hex(line: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let hash = digest(&SHA256, line);
+    let mut hex = [0_u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(hash.as_ref()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    hex
 }
 
 /// What a verification found, when the chain is intact.

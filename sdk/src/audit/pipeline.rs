@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use super::arguments::ArgumentRecording;
 use super::{AuditError, AuditEvent, AuditSink};
@@ -175,6 +175,7 @@ impl AuditorBuilder {
         let shared = Arc::new(Shared {
             sink: self.sink,
             durability: self.durability,
+            room: Semaphore::new(self.capacity),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
@@ -189,7 +190,6 @@ impl AuditorBuilder {
         Ok(Auditor {
             inner: Arc::new(Inner {
                 shared,
-                room: Arc::new(Semaphore::new(self.capacity)),
                 fail_closed: self.fail_closed,
                 overload: self.overload,
                 arguments: self.arguments.unwrap_or_else(ArgumentRecording::random_key),
@@ -222,7 +222,6 @@ pub struct Auditor {
 
 struct Inner {
     shared: Arc<Shared>,
-    room: Arc<Semaphore>,
     fail_closed: bool,
     overload: Overload,
     arguments: ArgumentRecording,
@@ -245,28 +244,34 @@ impl fmt::Debug for Auditor {
 struct Shared {
     sink: Arc<dyn AuditSink>,
     durability: Durability,
+    /// The free places in the queue. A reserved place is taken out of the semaphore
+    /// (`forget`) and given back by the writer, for a whole batch at once, when it takes
+    /// the batch from the queue (or by the slot, when it is dropped unused).
+    room: Semaphore,
     queue: Mutex<Queue>,
     wake: Condvar,
     healthy: AtomicBool,
     counters: Counters,
 }
 
+/// Tells a waiting request its event's result.
+type Ack = oneshot::Sender<Result<(), Arc<AuditError>>>;
+
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    /// The events waiting for the writer, in order.
+    events: VecDeque<AuditEvent>,
+    /// The requests waiting for the result of their event: its index in `events`, in
+    /// increasing order.
+    acks: Vec<(usize, Ack)>,
+    /// Whether the writer is asleep waiting for events: only then does a new event wake
+    /// it (a wake-up is a system call; a busy writer takes everything queued anyway).
+    writer_asleep: bool,
     closing: bool,
     /// Set by the writer when it has written everything and stopped.
     closed: bool,
     /// Told when the writer has stopped.
     on_closed: Vec<oneshot::Sender<()>>,
-}
-
-struct Job {
-    event: AuditEvent,
-    /// Told the result, when the request waits for it.
-    ack: Option<oneshot::Sender<Result<(), Arc<AuditError>>>>,
-    /// The queue place; given back when the job is done.
-    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -328,8 +333,8 @@ impl Auditor {
     /// [`AuditFailure::Closed`] after [`Auditor::close`].
     pub async fn reserve(&self) -> Result<AuditSlot, AuditFailure> {
         let counters = &self.inner.shared.counters;
-        let room = Arc::clone(&self.inner.room);
-        let permit = match room.clone().try_acquire_owned() {
+        let room = &self.inner.shared.room;
+        let permit = match room.try_acquire() {
             Ok(permit) => permit,
             Err(TryAcquireError::Closed) => return Err(self.closed()),
             Err(TryAcquireError::NoPermits) => match self.inner.overload {
@@ -340,13 +345,15 @@ impl Auditor {
                 }
                 Overload::Block => {
                     bump(&counters.overload_waits, 1);
-                    room.acquire_owned().await.map_err(|_| self.closed())?
+                    room.acquire().await.map_err(|_| self.closed())?
                 }
             },
         };
+        // The place now belongs to the slot, then to the queued event; see `Shared::room`.
+        permit.forget();
         Ok(AuditSlot {
             auditor: self.clone(),
-            permit: Some(permit),
+            holds_place: true,
         })
     }
 
@@ -390,14 +397,14 @@ impl Auditor {
             overload_refusals: get(&c.overload_refusals),
             fail_closed_refusals: get(&c.fail_closed_refusals),
             after_close: get(&c.after_close),
-            queued: self.inner.shared.lock().jobs.len() as u64,
+            queued: self.inner.shared.lock().events.len() as u64,
         }
     }
 
     /// Stops taking events, writes and syncs everything queued, and returns when the
     /// writer has stopped. Later events are refused with [`AuditFailure::Closed`].
     pub async fn close(&self) {
-        self.inner.room.close();
+        self.inner.shared.room.close();
         let done = {
             let mut queue = self.inner.shared.lock();
             if queue.closed {
@@ -412,16 +419,27 @@ impl Auditor {
         let _ = done.await;
     }
 
-    fn enqueue(&self, job: Job) -> Result<(), AuditFailure> {
-        {
-            let mut queue = self.inner.shared.lock();
+    /// Queues `event`, whose place was reserved, and wakes the writer if it sleeps.
+    fn enqueue(&self, event: AuditEvent, ack: Option<Ack>) -> Result<(), AuditFailure> {
+        let shared = &*self.inner.shared;
+        let wake = {
+            let mut queue = shared.lock();
             if queue.closed {
                 drop(queue);
+                // The writer is gone: nobody else gives the place back.
+                shared.room.add_permits(1);
                 return Err(self.closed());
             }
-            queue.jobs.push_back(job);
+            if let Some(ack) = ack {
+                let index = queue.events.len();
+                queue.acks.push((index, ack));
+            }
+            queue.events.push_back(event);
+            std::mem::take(&mut queue.writer_asleep)
+        };
+        if wake {
+            shared.wake.notify_one();
         }
-        self.inner.shared.wake.notify_one();
         Ok(())
     }
 }
@@ -431,7 +449,17 @@ impl Auditor {
 #[must_use = "a slot records nothing until `record` is called"]
 pub struct AuditSlot {
     auditor: Auditor,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Whether the slot still holds its place (until its event is queued).
+    holds_place: bool,
+}
+
+impl Drop for AuditSlot {
+    /// An unused slot gives its place back.
+    fn drop(&mut self) {
+        if self.holds_place {
+            self.auditor.inner.shared.room.add_permits(1);
+        }
+    }
 }
 
 impl AuditSlot {
@@ -470,32 +498,29 @@ impl AuditSlot {
         }
     }
 
-    fn queue(
-        &mut self,
-        event: AuditEvent,
-        ack: Option<oneshot::Sender<Result<(), Arc<AuditError>>>>,
-    ) -> Result<(), AuditFailure> {
-        let Some(permit) = self.permit.take() else {
+    fn queue(&mut self, event: AuditEvent, ack: Option<Ack>) -> Result<(), AuditFailure> {
+        if !std::mem::take(&mut self.holds_place) {
             return Err(AuditFailure::Closed);
-        };
-        self.auditor.enqueue(Job {
-            event,
-            ack,
-            _permit: permit,
-        })
+        }
+        self.auditor.enqueue(event, ack)
     }
 }
 
-/// The writer thread: waits for jobs, writes each batch with one call, syncs (each batch
-/// in `durable` mode; on an interval in `buffered` mode), and tells the waiting requests.
+/// The writer thread: waits for events, writes each batch with one call, syncs (each
+/// batch in `durable` mode; on an interval in `buffered` mode), and tells the waiting
+/// requests.
 fn writer_loop(shared: &Shared) {
     // However the loop ends (a sink that panics included), waiting closers are told and
     // later events are refused rather than queued for nobody.
     struct Stopped<'a>(&'a Shared);
     impl Drop for Stopped<'_> {
         fn drop(&mut self) {
+            self.0.room.close();
             let mut queue = self.0.lock();
             queue.closed = true;
+            // Only left after a panic: their requests are told the log is closed.
+            queue.events.clear();
+            queue.acks.clear();
             for tx in queue.on_closed.drain(..) {
                 let _ = tx.send(());
             }
@@ -508,13 +533,17 @@ fn writer_loop(shared: &Shared) {
     };
     let mut unsynced = false;
     let mut last_sync = Instant::now();
+    // The batch taken from the queue; both keep their allocations from batch to batch.
+    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut acks: Vec<(usize, Ack)> = Vec::new();
     loop {
-        let (batch, closing) = {
+        let closing = {
             let mut queue = shared.lock();
             loop {
-                if !queue.jobs.is_empty() || queue.closing {
+                if !queue.events.is_empty() || queue.closing {
                     break;
                 }
+                queue.writer_asleep = true;
                 match interval {
                     Some(interval) if unsynced => {
                         let left = interval.saturating_sub(last_sync.elapsed());
@@ -532,12 +561,14 @@ fn writer_loop(shared: &Shared) {
                     }
                 }
             }
-            let n = queue.jobs.len().min(MAX_BATCH);
-            let batch: Vec<Job> = queue.jobs.drain(..n).collect();
-            (batch, queue.closing && queue.jobs.is_empty())
+            queue.writer_asleep = false;
+            take_batch(&mut queue, &mut events, &mut acks);
+            queue.closing && queue.events.is_empty()
         };
-        if !batch.is_empty() {
-            write_batch(shared, batch, interval.is_none());
+        if !events.is_empty() {
+            // The batch has left the queue: its places are free again, all at once.
+            shared.room.add_permits(events.len());
+            write_batch(shared, &mut events, &mut acks, interval.is_none());
             unsynced = interval.is_some();
         }
         let due = interval.is_some_and(|i| last_sync.elapsed() >= i);
@@ -548,7 +579,7 @@ fn writer_loop(shared: &Shared) {
         }
         if closing {
             let mut queue = shared.lock();
-            if queue.jobs.is_empty() {
+            if queue.events.is_empty() {
                 // Closed under the same lock that saw the queue empty: nothing can slip in.
                 queue.closed = true;
                 return;
@@ -557,12 +588,36 @@ fn writer_loop(shared: &Shared) {
     }
 }
 
-fn write_batch(shared: &Shared, batch: Vec<Job>, durable: bool) {
+/// Moves up to [`MAX_BATCH`] queued events (and their acks) into the empty `events` and
+/// `acks`. Taking the whole queue swaps buffers, moving no event.
+fn take_batch(queue: &mut Queue, events: &mut Vec<AuditEvent>, acks: &mut Vec<(usize, Ack)>) {
+    if queue.events.len() <= MAX_BATCH {
+        let taken = std::mem::replace(&mut queue.events, VecDeque::from(std::mem::take(events)));
+        // Free when the queue's buffer starts at its allocation, as one that is only
+        // pushed to and then taken whole does.
+        *events = Vec::from(taken);
+        std::mem::swap(&mut queue.acks, acks);
+    } else {
+        events.extend(queue.events.drain(..MAX_BATCH));
+        let waiting = queue.acks.partition_point(|(i, _)| *i < MAX_BATCH);
+        acks.extend(queue.acks.drain(..waiting));
+        for (i, _) in &mut queue.acks {
+            *i -= MAX_BATCH;
+        }
+    }
+}
+
+/// Writes `events` (and syncs them in `durable` mode), tells `acks` the result, and
+/// empties both.
+fn write_batch(
+    shared: &Shared,
+    events: &mut Vec<AuditEvent>,
+    acks: &mut Vec<(usize, Ack)>,
+    durable: bool,
+) {
     let counters = &shared.counters;
-    let (events, acks): (Vec<AuditEvent>, Vec<_>) =
-        batch.into_iter().map(|job| (job.event, job.ack)).unzip();
     let n = events.len() as u64;
-    let mut result = shared.sink.write(&events);
+    let mut result = shared.sink.write(events);
     bump(&counters.batches, 1);
     if result.is_ok() && durable {
         result = shared.sink.flush(true);
@@ -582,9 +637,11 @@ fn write_batch(shared: &Shared, batch: Vec<Job>, durable: bool) {
             tracing::error!(target: "rmcp_authz::audit", error = %e, events = n, "audit events could not be written");
         }
     }
-    for ack in acks.into_iter().flatten() {
+    // Answer first; freeing the events can wait.
+    for (_, ack) in acks.drain(..) {
         let _ = ack.send(result.clone());
     }
+    events.clear();
 }
 
 fn sync(shared: &Shared) {

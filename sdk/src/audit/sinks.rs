@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::chain::{GENESIS_HASH, line_hash};
+use super::chain::{GENESIS_HASH, line_hash, line_hash_hex};
 use super::{AuditError, AuditEvent, AuditSink};
 
 /// Appends events to a file, one JSON object per line, as a hash chain (see
@@ -36,7 +36,10 @@ struct FileState {
     /// The file's length: where the next record starts, and where a failed write is cut
     /// back to.
     len: u64,
-    last_hash: String,
+    /// The hash of the last record, in hex: the next record's `prev_hash`.
+    last_hash: [u8; 64],
+    /// The lines of the batch being written; kept to reuse its allocation.
+    buffer: Vec<u8>,
 }
 
 /// The longest last record searched for when continuing a chain.
@@ -56,6 +59,12 @@ impl JsonLines {
             .metadata()
             .map_err(|source| io_error(&path, source))?
             .len();
+        let last_hash = hex_array(&last_hash).ok_or_else(|| {
+            io_error(
+                &path,
+                std::io::Error::other("the last record's hash is not SHA-256 hex"),
+            )
+        })?;
         Ok(JsonLines {
             path,
             max_bytes: None,
@@ -63,6 +72,7 @@ impl JsonLines {
                 file,
                 len,
                 last_hash,
+                buffer: Vec::new(),
             }),
         })
     }
@@ -116,6 +126,58 @@ impl JsonLines {
     }
 }
 
+/// A 64-character hex hash as an array.
+fn hex_array(hash: &str) -> Option<[u8; 64]> {
+    hash.as_bytes().try_into().ok()
+}
+
+/// The batch buffer is kept between writes up to this capacity (a few default batches).
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// The bytes that end a record once its `prev_hash` is spliced in: the serialized event
+/// ends with `}`, which becomes `,"prev_hash":"<hex>"}`, exactly as `serde_json` writes
+/// the field (it is the struct's last field, and hex needs no escaping).
+const PREV_HASH_KEY: &[u8] = b",\"prev_hash\":\"";
+
+/// Appends `event` as one JSON line carrying `prev_hash`, and returns the new line's hash.
+/// Byte for byte what `serde_json::to_vec` writes for the event with `prev_hash` set, but
+/// without cloning the event or allocating.
+fn append_record(
+    buffer: &mut Vec<u8>,
+    event: &AuditEvent,
+    prev_hash: &[u8; 64],
+) -> Result<[u8; 64], AuditError> {
+    let start = buffer.len();
+    let serialize = |buffer: &mut Vec<u8>, event: &AuditEvent| {
+        serde_json::to_writer(&mut *buffer, event).map_err(|e| AuditError::Serialize(e.to_string()))
+    };
+    let result = match &event.prev_hash {
+        None => serialize(buffer, event),
+        // A caller's own prev_hash is replaced, as the chain requires.
+        Some(_) => {
+            let mut event = event.clone();
+            event.prev_hash = None;
+            serialize(buffer, &event)
+        }
+    };
+    if let Err(e) = result {
+        buffer.truncate(start);
+        return Err(e);
+    }
+    if buffer.pop() != Some(b'}') {
+        buffer.truncate(start);
+        return Err(AuditError::Serialize(
+            "an event is not a JSON object".to_owned(),
+        ));
+    }
+    buffer.extend_from_slice(PREV_HASH_KEY);
+    buffer.extend_from_slice(prev_hash);
+    buffer.extend_from_slice(b"\"}");
+    let hash = line_hash_hex(&buffer[start..]);
+    buffer.push(b'\n');
+    Ok(hash)
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> AuditError {
     AuditError::Io {
         path: path.display().to_string(),
@@ -165,16 +227,35 @@ impl AuditSink for JsonLines {
     fn write(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let mut buffer = Vec::new();
-        let mut last_hash = state.last_hash.clone();
+        let mut buffer = std::mem::take(&mut state.buffer);
+        buffer.clear();
+        let result = self.write_lines(state, &mut buffer, events);
+        if buffer.capacity() <= KEEP_BUFFER {
+            state.buffer = buffer;
+        }
+        result
+    }
+
+    fn flush(&self, durable: bool) -> Result<(), AuditError> {
+        let state = self.lock();
+        if durable {
+            state.file.sync_data().map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl JsonLines {
+    /// Serializes `events` into `buffer` as chained lines and appends them with one write.
+    fn write_lines(
+        &self,
+        state: &mut FileState,
+        buffer: &mut Vec<u8>,
+        events: &[AuditEvent],
+    ) -> Result<(), AuditError> {
+        let mut last_hash = state.last_hash;
         for event in events {
-            let mut event = event.clone();
-            event.prev_hash = Some(last_hash);
-            let line =
-                serde_json::to_vec(&event).map_err(|e| AuditError::Serialize(e.to_string()))?;
-            last_hash = line_hash(&line);
-            buffer.extend_from_slice(&line);
-            buffer.push(b'\n');
+            last_hash = append_record(buffer, event, &last_hash)?;
         }
         let size = buffer.len() as u64;
         if self
@@ -186,7 +267,7 @@ impl AuditSink for JsonLines {
         // One write for the batch; the chain only advances once it is written. A write
         // that fails part-way (a full disk) is cut back, so no partial record stays to
         // break the chain for the records after it.
-        if let Err(e) = state.file.write_all(&buffer) {
+        if let Err(e) = state.file.write_all(buffer) {
             let len = state.len;
             if let Err(cut) = state.file.set_len(len) {
                 tracing::error!(target: "rmcp_authz::audit", error = %cut, "a failed audit write could not be cut back");
@@ -195,14 +276,6 @@ impl AuditSink for JsonLines {
         }
         state.len += size;
         state.last_hash = last_hash;
-        Ok(())
-    }
-
-    fn flush(&self, durable: bool) -> Result<(), AuditError> {
-        let state = self.lock();
-        if durable {
-            state.file.sync_data().map_err(|e| self.io_error(e))?;
-        }
         Ok(())
     }
 }

@@ -196,3 +196,52 @@ fn the_committed_schema_matches_the_type() {
          and bump SCHEMA_VERSION if consumers would notice"
     );
 }
+
+/// The file sink splices `prev_hash` into each serialized event instead of cloning the
+/// event: its lines must stay byte for byte what `serde_json` writes for the event with
+/// `prev_hash` set, so files written before and after verify the same way.
+#[test]
+fn records_are_byte_for_byte_the_serialized_event_with_its_prev_hash() {
+    let f = TempFile::new("bytes");
+    let mut full = event("search \"notes\"\n\u{1f600}");
+    full.reason = Some("line\tbreak \\ quote \" control \u{1}".to_owned());
+    full.reason_code = Some("no_rule".to_owned());
+    full.agent = Some("agent".to_owned());
+    full.delegation_chain = vec!["a".to_owned(), "b".to_owned()];
+    full.scopes_granted = vec!["notes:read".to_owned()];
+    full.scopes_required = vec!["notes:write".to_owned()];
+    full.arguments = Some(serde_json::json!({"z": [1, 2.5, null], "a": {"b": "c"}}));
+    full.error_code = Some(-32602);
+    full.duration_ms = Some(0.001);
+    full.remote_addr = Some("[::1]:80".to_owned());
+    let mut preset = event("preset");
+    preset.prev_hash = Some("not the chain's".to_owned());
+    let events = [
+        event("bare"),
+        full,
+        preset,
+        AuditEvent::new(EventKind::List, DecisionKind::Deny, Outcome::Denied),
+    ];
+    let sink = JsonLines::open(&f.0).unwrap();
+    sink.write(&events[..1]).unwrap();
+    sink.write(&events[1..]).unwrap();
+    let mut previous = GENESIS_HASH.to_owned();
+    let written = lines(&f.0);
+    assert_eq!(written.len(), events.len());
+    for (line, event) in written.iter().zip(&events) {
+        let mut expected = event.clone();
+        expected.prev_hash = Some(previous);
+        let expected = serde_json::to_string(&expected).unwrap();
+        assert_eq!(line, &expected);
+        previous = chain::line_hash(line.as_bytes());
+    }
+    assert_eq!(verify_chain(&[&f.0]).unwrap().last_hash, previous);
+}
+
+#[test]
+fn line_hash_is_lowercase_sha256_hex() {
+    assert_eq!(
+        chain::line_hash(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
