@@ -3,7 +3,7 @@
 //! This module owns [`CachedVerifier`] (the cache, a bounded moka map from the SHA-256
 //! of a token to the [`Principal`] it verified as), its settings ([`CacheOptions`]), its
 //! counters ([`CacheStats`]) and the revocation list checked on every verification
-//! ([`Revocations`]). Tokens themselves are never stored: only their digests, as keys.
+//! ([`Revocations`]). Tokens themselves are never stored whole, see [`CachedVerifier`].
 //! An entry never outlives its token (`exp`) nor [`CacheOptions::max_ttl`]; failures are
 //! never cached.
 
@@ -25,8 +25,16 @@ use crate::principal::Principal;
 /// Where hits and misses are traced.
 const TRACE_TARGET: &str = "rmcp_authz::cache";
 
-/// The cache key: SHA-256 of the whole token.
+/// The cache key: SHA-256 of the token's signature part.
 type TokenDigest = [u8; 32];
+
+/// A cached verification: the signed part of the token (header and payload, without the
+/// signature) that the lookup compares exactly, and the principal it verified as.
+#[derive(Clone)]
+struct Entry {
+    signed: Arc<str>,
+    principal: Principal,
+}
 
 /// Settings of a [`CachedVerifier`].
 ///
@@ -236,7 +244,11 @@ impl Revocations {
 
     /// Whether tokens with this `jti` are refused now.
     pub fn is_revoked(&self, jti: &str) -> bool {
-        let now = self.inner.clock.now_unix();
+        self.is_revoked_at(jti, self.inner.clock.now_unix())
+    }
+
+    /// Whether tokens with this `jti` are refused at `now` (unix seconds).
+    fn is_revoked_at(&self, jti: &str, now: i64) -> bool {
         let jtis = self
             .inner
             .jtis
@@ -277,24 +289,24 @@ impl UntilExpiry {
     }
 }
 
-impl Expiry<TokenDigest, Principal> for UntilExpiry {
+impl Expiry<TokenDigest, Entry> for UntilExpiry {
     fn expire_after_create(
         &self,
         _key: &TokenDigest,
-        value: &Principal,
+        value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(self.lifetime(value))
+        Some(self.lifetime(&value.principal))
     }
 
     fn expire_after_update(
         &self,
         _key: &TokenDigest,
-        value: &Principal,
+        value: &Entry,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.lifetime(value))
+        Some(self.lifetime(&value.principal))
     }
 }
 
@@ -302,8 +314,12 @@ impl Expiry<TokenDigest, Principal> for UntilExpiry {
 ///
 /// A token seen before, still unexpired, is answered from memory without checking its
 /// signature again; any other token goes to the inner verifier, and is remembered if it
-/// is accepted. Entries are keyed by the SHA-256 of the token (the token itself is kept
-/// nowhere), hold the [`Principal`], and last until the token's `exp` or
+/// is accepted. An entry is keyed by the SHA-256 of the token's signature and holds the
+/// token's signed part (its header and claims, which the principal carries anyway) and the
+/// [`Principal`]; a hit needs both the digest and the signed part to match, so it is the
+/// very token that was verified. The token itself is kept nowhere: without its signature
+/// an entry cannot be replayed as a bearer token. Hashing the signature rather than the
+/// whole token keeps a hit cheap. Entries last until the token's `exp` or
 /// [`CacheOptions::max_ttl`], whichever is sooner; an entry found past its token's
 /// `exp` (on the [`CacheOptions::clock`]) is dropped and the token verified again.
 /// Refusals are never cached. At most [`CacheOptions::max_entries`] tokens are kept.
@@ -338,7 +354,7 @@ impl Expiry<TokenDigest, Principal> for UntilExpiry {
 /// ```
 pub struct CachedVerifier<V> {
     inner: V,
-    cache: Cache<TokenDigest, Principal>,
+    cache: Cache<TokenDigest, Entry>,
     clock: Arc<dyn Clock>,
     revocations: Revocations,
     max_ttl: Duration,
@@ -409,12 +425,17 @@ impl<V> CachedVerifier<V> {
         }
     }
 
-    /// Refuses `principal` if its `jti` is revoked, dropping its entry.
-    fn check_revoked(&self, key: &TokenDigest, principal: &Principal) -> Result<(), AuthError> {
+    /// Refuses `principal` if its `jti` is revoked at `now`, dropping its entry.
+    fn check_revoked(
+        &self,
+        key: &TokenDigest,
+        principal: &Principal,
+        now: i64,
+    ) -> Result<(), AuthError> {
         let Some(jti) = principal.token_id() else {
             return Ok(());
         };
-        if !self.revocations.is_revoked(jti) {
+        if !self.revocations.is_revoked_at(jti, now) {
             return Ok(());
         }
         self.cache.invalidate(key);
@@ -424,21 +445,29 @@ impl<V> CachedVerifier<V> {
     }
 }
 
-fn token_digest(token: &str) -> TokenDigest {
+/// The token's signed part (header and payload) and the cache key: the SHA-256 of its
+/// signature part. A token without a dot is all signed part (it never verifies, so it is
+/// never cached).
+fn split_token(token: &str) -> (&str, TokenDigest) {
+    let (signed, signature) = token.rsplit_once('.').unwrap_or((token, ""));
     let mut key = [0u8; 32];
-    key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    key
+    key.copy_from_slice(digest(&SHA256, signature.as_bytes()).as_ref());
+    (signed, key)
 }
 
 #[async_trait]
 impl<V: Verifier> Verifier for CachedVerifier<V> {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let key = token_digest(token);
-        if let Some(principal) = self.cache.get(&key) {
-            if self.clock.now_unix() < principal.expires_at() {
+        let (signed, key) = split_token(token);
+        // Another token with the same signature (a forged payload) is a miss.
+        if let Some(Entry { principal, .. }) = self.cache.get(&key).filter(|e| *e.signed == *signed)
+        {
+            // One clock read serves the expiry and the revocation checks.
+            let now = self.clock.now_unix();
+            if now < principal.expires_at() {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(target: TRACE_TARGET, outcome = "hit", "token cache hit");
-                self.check_revoked(&key, &principal)?;
+                self.check_revoked(&key, &principal, now)?;
                 return Ok(principal);
             }
             // Past the token's exp on our clock: moka's timer (on the monotonic clock)
@@ -448,10 +477,15 @@ impl<V: Verifier> Verifier for CachedVerifier<V> {
         self.misses.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: TRACE_TARGET, outcome = "miss", "token cache miss");
         let principal = self.inner.verify(token).await?;
-        self.check_revoked(&key, &principal)?;
-        let left = principal.expires_at().saturating_sub(self.clock.now_unix());
+        let now = self.clock.now_unix();
+        self.check_revoked(&key, &principal, now)?;
+        let left = principal.expires_at().saturating_sub(now);
         if left > 0 && !self.max_ttl.is_zero() {
-            self.cache.insert(key, principal.clone());
+            let entry = Entry {
+                signed: Arc::from(signed),
+                principal: principal.clone(),
+            };
+            self.cache.insert(key, entry);
         }
         Ok(principal)
     }
@@ -760,6 +794,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cached_signature_on_another_payload_is_not_a_hit() {
+        let s = setup(CacheOptions::default());
+        let token = mint(&s.issuer, "a", "x");
+        s.cache.verify(&token).await.unwrap();
+        let other = mint(&s.issuer, "admin", "y");
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        let (signed, _) = other.rsplit_once('.').unwrap();
+        let forged = format!("{signed}.{signature}");
+        let err = s.cache.verify(&forged).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature { .. }), "{err}");
+        assert_eq!(s.cache.inner().calls(), 2);
+        assert_eq!(s.cache.stats().hits, 0);
+    }
+
+    #[tokio::test]
     async fn zero_max_ttl_disables_caching() {
         let s = setup(CacheOptions::default().max_ttl(Duration::ZERO));
         let token = mint(&s.issuer, "a", "x");
@@ -775,15 +824,17 @@ mod tests {
         assert_eq!(s.cache.trusted_issuers(), ["https://as"]);
         let token = mint(&s.issuer, "a", "x");
         let principal = s.cache.inner().inner.verify_sync(&token).unwrap();
-        s.cache.cache.insert(token_digest(&token), principal);
+        let (signed, key) = split_token(&token);
+        let entry = Entry {
+            signed: Arc::from(signed),
+            principal,
+        };
+        s.cache.cache.insert(key, entry);
         s.cache.revocations().revoke_jti("secret-jti");
         let debug = format!("{:?}", s.cache);
         assert!(!debug.contains(&token));
         assert!(!debug.contains("secret-jti"));
-        let digest_hex: String = token_digest(&token)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         assert!(!debug.contains(&digest_hex));
     }
 }

@@ -68,29 +68,79 @@ impl ClaimRules {
     }
 }
 
+/// The registered claims `validate` reads, found in one pass over the claims.
+#[derive(Default)]
+struct Registered<'a> {
+    iss: Option<&'a Value>,
+    sub: Option<&'a Value>,
+    aud: Option<&'a Value>,
+    exp: Option<&'a Value>,
+    nbf: Option<&'a Value>,
+    iat: Option<&'a Value>,
+    auth_time: Option<&'a Value>,
+    client_id: Option<&'a Value>,
+    azp: Option<&'a Value>,
+    jti: Option<&'a Value>,
+    scope: Option<&'a Value>,
+    scp: Option<&'a Value>,
+    act: Option<&'a Value>,
+}
+
+impl<'a> Registered<'a> {
+    fn find(claims: &'a Map<String, Value>) -> Self {
+        let mut found = Registered::default();
+        for (name, value) in claims {
+            if let Some(slot) = found.slot(name) {
+                *slot = Some(value);
+            }
+        }
+        found
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<&'a Value>> {
+        Some(match name {
+            "iss" => &mut self.iss,
+            "sub" => &mut self.sub,
+            "aud" => &mut self.aud,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "auth_time" => &mut self.auth_time,
+            "client_id" => &mut self.client_id,
+            "azp" => &mut self.azp,
+            "jti" => &mut self.jti,
+            "scope" => &mut self.scope,
+            "scp" => &mut self.scp,
+            "act" => &mut self.act,
+            _ => return None,
+        })
+    }
+}
+
 /// Checks `claims` at time `now` and builds the principal.
 pub(crate) fn validate(
     claims: Map<String, Value>,
     rules: &ClaimRules,
     now: i64,
 ) -> Result<Principal, AuthError> {
-    if let Some(missing) = rules
-        .required
-        .iter()
-        .find(|c| !claims.contains_key(c.as_str()))
-    {
+    // One pass over the claims instead of a map lookup per registered claim.
+    let mut r = Registered::find(&claims);
+    if let Some(missing) = rules.required.iter().find(|c| match r.slot(c) {
+        Some(slot) => slot.is_none(),
+        None => !claims.contains_key(c.as_str()),
+    }) {
         return Err(AuthError::MissingClaim {
             claim: missing.clone(),
         });
     }
-    let exp = numeric_date(&claims, "exp")?.ok_or_else(|| AuthError::MissingClaim {
+    let exp = numeric_date(r.exp, "exp")?.ok_or_else(|| AuthError::MissingClaim {
         claim: "exp".to_owned(),
     })?;
-    let nbf = numeric_date(&claims, "nbf")?;
-    let iat = numeric_date(&claims, "iat")?;
-    numeric_date(&claims, "auth_time")?;
+    let nbf = numeric_date(r.nbf, "nbf")?;
+    let iat = numeric_date(r.iat, "iat")?;
+    numeric_date(r.auth_time, "auth_time")?;
 
-    let issuer = string(&claims, "iss")?.ok_or_else(|| AuthError::MissingClaim {
+    let issuer = string(r.iss, "iss")?.ok_or_else(|| AuthError::MissingClaim {
         claim: "iss".to_owned(),
     })?;
     if issuer != rules.issuer {
@@ -99,7 +149,7 @@ pub(crate) fn validate(
             found: excerpt(issuer),
         });
     }
-    let audiences = audiences(&claims)?;
+    let audiences = audiences(r.aud)?;
     if !audiences.iter().any(|a| *a == rules.audience) {
         return Err(AuthError::WrongAudience {
             expected: rules.audience.clone(),
@@ -125,14 +175,14 @@ pub(crate) fn validate(
         });
     }
 
-    let subject = string(&claims, "sub")?.map(str::to_owned);
-    let client_id = match string(&claims, "client_id")? {
+    let subject = string(r.sub, "sub")?.map(str::to_owned);
+    let client_id = match string(r.client_id, "client_id")? {
         Some(c) => Some(c.to_owned()),
-        None => string(&claims, "azp")?.map(str::to_owned),
+        None => string(r.azp, "azp")?.map(str::to_owned),
     };
-    let jti = string(&claims, "jti")?.map(str::to_owned);
-    let scopes = scopes(&claims)?;
-    let actors = actors(&claims)?;
+    let jti = string(r.jti, "jti")?.map(str::to_owned);
+    let scopes = scopes(r.scope, r.scp)?;
+    let actors = actors(r.act)?;
     let audiences = audiences.into_iter().map(str::to_owned).collect();
     Ok(PrincipalParts {
         issuer: issuer.to_owned(),
@@ -151,8 +201,8 @@ pub(crate) fn validate(
 
 /// A NumericDate claim (RFC 7519 section 2): a JSON number of seconds, fractions floored.
 /// A string, even of digits, is refused: parsers that coerce them have been exploited.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
-    match claims.get(name) {
+fn numeric_date(value: Option<&Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match value {
         None => Ok(None),
         Some(Value::Number(n)) => {
             if let Some(i) = n.as_i64() {
@@ -174,8 +224,8 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-fn string<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, AuthError> {
-    match claims.get(name) {
+fn string<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match value {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(AuthError::invalid_claim(
@@ -185,8 +235,8 @@ fn string<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Option<&'a s
     }
 }
 
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
-    match claims.get("aud") {
+fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, AuthError> {
+    match aud {
         None => Err(AuthError::MissingClaim {
             claim: "aud".to_owned(),
         }),
@@ -211,14 +261,14 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
 
 /// Scopes from `scope` (RFC 8693 section 4.2, RFC 9068 section 2.2.3), else from `scp`.
 /// When both are present `scope` wins: the narrower reading of an ambiguous token.
-fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+fn scopes(scope: Option<&Value>, scp: Option<&Value>) -> Result<Vec<String>, AuthError> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |s: &str| {
         if !s.is_empty() && !out.iter().any(|o| o == s) {
             out.push(s.to_owned());
         }
     };
-    let (name, value) = match (claims.get("scope"), claims.get("scp")) {
+    let (name, value) = match (scope, scp) {
         (Some(v), _) => ("scope", v),
         (None, Some(v)) => ("scp", v),
         (None, None) => return Ok(Vec::new()),
@@ -253,9 +303,9 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
 
 /// The delegation chain: `act`, then `act.act`, ... (RFC 8693 section 4.1: the outermost
 /// `act` is the current actor).
-fn actors(claims: &Map<String, Value>) -> Result<Vec<Actor>, AuthError> {
+fn actors(act: Option<&Value>) -> Result<Vec<Actor>, AuthError> {
     let mut chain = Vec::new();
-    let mut next = claims.get("act");
+    let mut next = act;
     while let Some(value) = next {
         if chain.len() == MAX_DELEGATION_DEPTH {
             return Err(AuthError::invalid_claim(
@@ -266,12 +316,12 @@ fn actors(claims: &Map<String, Value>) -> Result<Vec<Actor>, AuthError> {
         let act = value
             .as_object()
             .ok_or_else(|| AuthError::invalid_claim("act", "must be a JSON object"))?;
-        let subject = string(act, "sub")
+        let subject = string(act.get("sub"), "sub")
             .map_err(|_| AuthError::invalid_claim("act", "an actor's \"sub\" must be a string"))?
             .ok_or_else(|| AuthError::invalid_claim("act", "an actor must have a \"sub\""))?;
-        let issuer = string(act, "iss")
+        let issuer = string(act.get("iss"), "iss")
             .map_err(|_| AuthError::invalid_claim("act", "an actor's \"iss\" must be a string"))?;
-        let client_id = string(act, "client_id").map_err(|_| {
+        let client_id = string(act.get("client_id"), "client_id").map_err(|_| {
             AuthError::invalid_claim("act", "an actor's \"client_id\" must be a string")
         })?;
         chain.push(Actor::new(

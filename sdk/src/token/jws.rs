@@ -6,8 +6,10 @@
 //! crate implements no JWS extensions, RFC 7515 section 4.1.11), picks the key by `kid`
 //! from the configured [`KeySet`] only, and checks the signature.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::{AuthError, excerpt};
@@ -75,53 +77,226 @@ impl KeySet {
     pub fn verify_jws(&self, token: &str, allowed: &[Algorithm]) -> Result<Jws, AuthError> {
         let [h, p, s] = split_compact(token)?;
         let header = decode_object_part(h, "header")?;
+        let (alg, key) = self.select_by_header(&header, allowed)?;
+        let payload = verify_signature(key, token, [h, p, s])?;
+        Ok(Jws {
+            alg,
+            kid: optional_string(&header, "kid")?.map(str::to_owned),
+            typ: optional_string(&header, "typ")?.map(str::to_owned),
+            header,
+            payload,
+        })
+    }
+
+    /// As [`KeySet::verify_jws`], for the verifier: `check_typ` is given the `typ` header
+    /// once the signature is good, and only the payload is returned.
+    ///
+    /// The usual header (`alg`, `kid` and `typ`, strings, nothing else) is read without
+    /// building a JSON map; any other header is read as `verify_jws` reads it, so the
+    /// checks and errors are the same.
+    pub(crate) fn verify_compact(
+        &self,
+        token: &str,
+        allowed: &[Algorithm],
+        check_typ: impl FnOnce(Option<&str>) -> Result<(), AuthError>,
+    ) -> Result<Vec<u8>, AuthError> {
+        let [h, p, s] = split_compact(token)?;
+        let header_bytes =
+            b64url_decode(h).ok_or_else(|| AuthError::malformed("the header is not base64url"))?;
+        let payload = match SimpleHeader::parse(&header_bytes) {
+            Some(header) => {
+                let alg = allowed_algorithm(&header.alg, allowed)?;
+                let key = self.select(header.kid.as_deref(), alg)?;
+                let payload = verify_signature(key, token, [h, p, s])?;
+                check_typ(header.typ.as_deref())?;
+                payload
+            }
+            None => {
+                let header = parse_object(&header_bytes).map_err(|e| {
+                    AuthError::malformed(format!("the header is not a JSON object: {e}"))
+                })?;
+                let (_, key) = self.select_by_header(&header, allowed)?;
+                let payload = verify_signature(key, token, [h, p, s])?;
+                check_typ(optional_string(&header, "typ")?)?;
+                payload
+            }
+        };
+        Ok(payload)
+    }
+
+    /// The header checks before the signature, in order: `alg` (present, not `none`,
+    /// allowed), no `crit`, `kid` and `typ` strings; then the key.
+    fn select_by_header(
+        &self,
+        header: &Map<String, Value>,
+        allowed: &[Algorithm],
+    ) -> Result<(Algorithm, &super::Key), AuthError> {
         let alg_name = header
             .get("alg")
             .and_then(Value::as_str)
             .ok_or_else(|| AuthError::malformed("the header has no \"alg\" string"))?;
-        if alg_name.eq_ignore_ascii_case("none") {
-            return Err(AuthError::Unsigned {
-                alg: excerpt(alg_name),
-            });
-        }
-        let alg = alg_name
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|a| allowed.contains(a))
-            .ok_or_else(|| AuthError::AlgorithmNotAllowed {
-                alg: excerpt(alg_name),
-                allowed: allowed
-                    .iter()
-                    .map(|a| a.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let alg = allowed_algorithm(alg_name, allowed)?;
         if let Some(crit) = header.get("crit") {
             return Err(critical_error(crit));
         }
-        let kid = optional_string(&header, "kid")?;
-        let typ = optional_string(&header, "typ")?;
-        let key = self.select(kid.as_deref(), alg)?;
-        let payload =
-            b64url_decode(p).ok_or_else(|| AuthError::malformed("the payload is not base64url"))?;
-        if s.is_empty() {
-            return Err(AuthError::malformed("the signature is empty"));
+        let kid = optional_string(header, "kid")?;
+        optional_string(header, "typ")?;
+        Ok((alg, self.select(kid, alg)?))
+    }
+}
+
+/// The algorithm `alg_name` names, if it is not `none` and is on the allow-list.
+fn allowed_algorithm(alg_name: &str, allowed: &[Algorithm]) -> Result<Algorithm, AuthError> {
+    if alg_name.eq_ignore_ascii_case("none") {
+        return Err(AuthError::Unsigned {
+            alg: excerpt(alg_name),
+        });
+    }
+    alg_name
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| allowed.contains(a))
+        .ok_or_else(|| AuthError::AlgorithmNotAllowed {
+            alg: excerpt(alg_name),
+            allowed: allowed
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Decodes the payload and checks the signature of `token` (split into `[h, p, s]`)
+/// with `key`; returns the payload bytes.
+fn verify_signature(
+    key: &super::Key,
+    token: &str,
+    [h, p, s]: [&str; 3],
+) -> Result<Vec<u8>, AuthError> {
+    let payload =
+        b64url_decode(p).ok_or_else(|| AuthError::malformed("the payload is not base64url"))?;
+    if s.is_empty() {
+        return Err(AuthError::malformed("the signature is empty"));
+    }
+    let signature =
+        b64url_decode(s).ok_or_else(|| AuthError::malformed("the signature is not base64url"))?;
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    if !key.verify(signing_input.as_bytes(), &signature) {
+        return Err(AuthError::BadSignature {
+            kid: key.kid().unwrap_or("(no kid)").to_owned(),
+        });
+    }
+    Ok(payload)
+}
+
+/// A protected header of the usual shape: `alg`, and optionally `kid` and `typ`, each once
+/// and each a string, and no other member.
+///
+/// [`SimpleHeader::parse`] reads such a header without building a JSON map. It answers
+/// `None` for every other input (another member such as `crit` or `jwk`, a value of
+/// another type, a repeated member, invalid JSON), and the caller then reads the header
+/// with the general strict parser, which yields the same values or the precise error.
+struct SimpleHeader<'h> {
+    alg: Cow<'h, str>,
+    kid: Option<Cow<'h, str>>,
+    typ: Option<Cow<'h, str>>,
+}
+
+impl<'h> SimpleHeader<'h> {
+    fn parse(bytes: &'h [u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl<'de> Deserialize<'de> for SimpleHeader<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SimpleHeaderVisitor)
+    }
+}
+
+struct SimpleHeaderVisitor;
+
+impl<'de> Visitor<'de> for SimpleHeaderVisitor {
+    type Value = SimpleHeader<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header with only alg, kid and typ strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let (mut alg, mut kid, mut typ) = (None, None, None);
+        while let Some(name) = access.next_key::<SimpleName>()? {
+            let slot = match name {
+                SimpleName::Alg => &mut alg,
+                SimpleName::Kid => &mut kid,
+                SimpleName::Typ => &mut typ,
+            };
+            if slot.is_some() {
+                return Err(de::Error::custom("duplicate member"));
+            }
+            *slot = Some(access.next_value::<Text<'de>>()?.0);
         }
-        let signature = b64url_decode(s)
-            .ok_or_else(|| AuthError::malformed("the signature is not base64url"))?;
-        let signing_input = &token[..h.len() + 1 + p.len()];
-        if !key.verify(signing_input.as_bytes(), &signature) {
-            return Err(AuthError::BadSignature {
-                kid: key.kid().unwrap_or("(no kid)").to_owned(),
-            });
-        }
-        Ok(Jws {
-            alg,
+        Ok(SimpleHeader {
+            alg: alg.ok_or_else(|| de::Error::missing_field("alg"))?,
             kid,
             typ,
-            header,
-            payload,
         })
+    }
+}
+
+/// A member name of a [`SimpleHeader`]; any other name is an error.
+enum SimpleName {
+    Alg,
+    Kid,
+    Typ,
+}
+
+impl<'de> Deserialize<'de> for SimpleName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = SimpleName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("alg, kid or typ")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<SimpleName, E> {
+                match name {
+                    "alg" => Ok(SimpleName::Alg),
+                    "kid" => Ok(SimpleName::Kid),
+                    "typ" => Ok(SimpleName::Typ),
+                    _ => Err(E::custom("another member")),
+                }
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes; any other value is an
+/// error.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -164,10 +339,13 @@ fn critical_error(crit: &Value) -> AuthError {
     }
 }
 
-fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthError> {
+fn optional_string<'h>(
+    header: &'h Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'h str>, AuthError> {
     match header.get(name) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(AuthError::malformed(format!(
             "the header's {name:?} is not a string"
         ))),

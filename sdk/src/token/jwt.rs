@@ -44,16 +44,18 @@ pub enum TypCheck {
 
 impl TypCheck {
     fn check(self, typ: Option<&str>) -> Result<(), AuthError> {
-        let normalized = typ.map(|t| {
-            let t = t.to_ascii_lowercase();
-            t.strip_prefix("application/")
-                .map(str::to_owned)
-                .unwrap_or(t)
-        });
-        let ok = matches!(
-            (self, normalized.as_deref()),
-            (_, Some("at+jwt")) | (TypCheck::Lenient, None | Some("jwt"))
-        );
+        // Compared without allocating: `typ` is read on every verification.
+        let ok = match typ {
+            None => self == TypCheck::Lenient,
+            Some(t) => {
+                let media = match t.get(..PREFIX.len()) {
+                    Some(head) if head.eq_ignore_ascii_case(PREFIX) => &t[PREFIX.len()..],
+                    _ => t,
+                };
+                media.eq_ignore_ascii_case("at+jwt")
+                    || (self == TypCheck::Lenient && media.eq_ignore_ascii_case("jwt"))
+            }
+        };
         if ok {
             Ok(())
         } else {
@@ -63,6 +65,9 @@ impl TypCheck {
         }
     }
 }
+
+/// The media type prefix `typ` may carry (RFC 7515 section 4.1.9).
+const PREFIX: &str = "application/";
 
 /// Verifies JWT access tokens from one issuer for one resource.
 ///
@@ -160,9 +165,8 @@ impl JwtVerifier {
 
     /// The checks after the size limit, with `keys`.
     fn verify_with(&self, keys: &KeySet, token: &str) -> Result<Principal, AuthError> {
-        let jws = keys.verify_jws(token, &self.algorithms)?;
-        self.typ.check(jws.typ())?;
-        let claims = parse_object(jws.payload())
+        let payload = keys.verify_compact(token, &self.algorithms, |typ| self.typ.check(typ))?;
+        let claims = parse_object(&payload)
             .map_err(|e| AuthError::malformed(format!("the payload is not a JSON object: {e}")))?;
         claims::validate(claims, &self.rules, self.clock.now_unix())
     }
