@@ -106,9 +106,9 @@ impl ArgumentRecording {
 
     /// The HMAC-SHA256 of `arguments`' canonical JSON, in lowercase hex.
     pub fn digest(&self, arguments: &Value) -> String {
-        let mut canonical = String::new();
+        let mut canonical = Vec::with_capacity(256);
         write_canonical(arguments, &mut canonical);
-        hex(hmac::sign(&self.key, canonical.as_bytes()).as_ref())
+        hex(hmac::sign(&self.key, &canonical).as_ref())
     }
 
     /// The clear arguments to record, redacted, when configured; else `None`.
@@ -118,7 +118,13 @@ impl ArgumentRecording {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// `value` with the values of fields named in `names` replaced, at any depth.
@@ -141,35 +147,42 @@ fn redact(value: &Value, names: &[String]) -> Value {
     }
 }
 
-/// Appends the canonical JSON of `value` to `out`.
-fn write_canonical(value: &Value, out: &mut String) {
+/// Appends the canonical JSON of `value` to `out`: strings and numbers as `serde_json`
+/// writes them, object members sorted by the UTF-16 code units of their names.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_scalar(k, out);
+                out.push(b':');
                 write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// Appends a string or scalar as `serde_json` writes it, without an intermediate copy.
+fn write_scalar(value: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
+    // Writing a string, number, boolean or null into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]
@@ -203,13 +216,23 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_by_utf16_units() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         // U+E000 sorts after U+1F600 in UTF-16 (the latter is a surrogate pair, 0xD83D..).
         write_canonical(
             &json!({"\u{e000}": 1, "\u{1f600}": 2, "a": [true, null]}),
             &mut out,
         );
-        assert_eq!(out, "{\"a\":[true,null],\"\u{1f600}\":2,\"\u{e000}\":1}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"a\":[true,null],\"\u{1f600}\":2,\"\u{e000}\":1}"
+        );
+        // Escapes as serde_json writes them.
+        let mut out = Vec::new();
+        write_canonical(&json!({"q\"\n": "\u{1}x", "n": 1.5, "m": -3}), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"m":-3,"n":1.5,"q\"\n":"\u0001x"}"#
+        );
     }
 
     #[test]
