@@ -36,12 +36,25 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// The most events written in one batch.
 const MAX_BATCH: usize = 1024;
 
+/// In `buffered` mode, while events keep coming, the writer looks at the queue this often
+/// instead of being woken for each event (a wake-up is a system call on the request path).
+const POLL_TICK: Duration = Duration::from_millis(1);
+
+/// After this long without events, a `buffered` writer stops looking and sleeps until an
+/// event wakes it: an idle server costs nothing.
+const POLL_IDLE: Duration = Duration::from_millis(100);
+
+/// A `buffered` request wakes a looking writer anyway once this many events wait.
+const WAKE_AT: usize = MAX_BATCH / 2;
+
 /// When a request is answered relative to its event reaching the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Answer once the event is queued; the writer writes it at once and syncs the file
-    /// on an interval. A crash of the process loses nothing already written; a crash of
+    /// Answer once the event is queued; the writer writes it at once (within a
+    /// millisecond, while events keep coming: it then looks at the queue every
+    /// millisecond rather than being woken for each event) and syncs the file on an
+    /// interval. A crash of the process loses nothing already written; a crash of
     /// the machine can lose up to one interval.
     Buffered {
         /// How often the file is synced.
@@ -254,6 +267,19 @@ struct Shared {
     counters: Counters,
 }
 
+/// What the writer thread is doing, as far as a new event is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum WriterState {
+    /// Working: it takes everything queued when it is done, so nobody wakes it.
+    #[default]
+    Busy,
+    /// Waiting at most [`POLL_TICK`] (`buffered` mode, events coming): only an event that
+    /// someone waits for, or a long queue ([`WAKE_AT`]), wakes it.
+    Looking,
+    /// Waiting for an event to wake it.
+    Asleep,
+}
+
 /// Tells a waiting request its event's result.
 type Ack = oneshot::Sender<Result<(), Arc<AuditError>>>;
 
@@ -264,9 +290,8 @@ struct Queue {
     /// The requests waiting for the result of their event: its index in `events`, in
     /// increasing order.
     acks: Vec<(usize, Ack)>,
-    /// Whether the writer is asleep waiting for events: only then does a new event wake
-    /// it (a wake-up is a system call; a busy writer takes everything queued anyway).
-    writer_asleep: bool,
+    /// What the writer is doing, which decides whether a new event wakes it.
+    writer: WriterState,
     closing: bool,
     /// Set by the writer when it has written everything and stopped.
     closed: bool,
@@ -430,12 +455,21 @@ impl Auditor {
                 shared.room.add_permits(1);
                 return Err(self.closed());
             }
+            let waited_for = ack.is_some();
             if let Some(ack) = ack {
                 let index = queue.events.len();
                 queue.acks.push((index, ack));
             }
             queue.events.push_back(event);
-            std::mem::take(&mut queue.writer_asleep)
+            let wake = match queue.writer {
+                WriterState::Busy => false,
+                WriterState::Looking => waited_for || queue.events.len() >= WAKE_AT,
+                WriterState::Asleep => true,
+            };
+            if wake {
+                queue.writer = WriterState::Busy;
+            }
+            wake
         };
         if wake {
             shared.wake.notify_one();
@@ -533,6 +567,8 @@ fn writer_loop(shared: &Shared) {
     };
     let mut unsynced = false;
     let mut last_sync = Instant::now();
+    // When the writer last found events (it looks at the queue while they keep coming).
+    let mut last_events = Instant::now();
     // The batch taken from the queue; both keep their allocations from batch to batch.
     let mut events: Vec<AuditEvent> = Vec::new();
     let mut acks: Vec<(usize, Ack)> = Vec::new();
@@ -543,29 +579,42 @@ fn writer_loop(shared: &Shared) {
                 if !queue.events.is_empty() || queue.closing {
                     break;
                 }
-                queue.writer_asleep = true;
-                match interval {
+                // Until the next sync is due, when there is something to sync.
+                let sync_due = match interval {
                     Some(interval) if unsynced => {
                         let left = interval.saturating_sub(last_sync.elapsed());
                         if left.is_zero() {
                             break;
                         }
-                        queue = shared
+                        Some(left)
+                    }
+                    _ => None,
+                };
+                let looking = interval.is_some() && last_events.elapsed() < POLL_IDLE;
+                let timeout = if looking {
+                    queue.writer = WriterState::Looking;
+                    Some(sync_due.map_or(POLL_TICK, |due| due.min(POLL_TICK)))
+                } else {
+                    queue.writer = WriterState::Asleep;
+                    sync_due
+                };
+                queue = match timeout {
+                    Some(timeout) => {
+                        shared
                             .wake
-                            .wait_timeout(queue, left)
+                            .wait_timeout(queue, timeout)
                             .unwrap_or_else(|e| e.into_inner())
-                            .0;
+                            .0
                     }
-                    _ => {
-                        queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
+                    None => shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner()),
+                };
             }
-            queue.writer_asleep = false;
+            queue.writer = WriterState::Busy;
             take_batch(&mut queue, &mut events, &mut acks);
             queue.closing && queue.events.is_empty()
         };
         if !events.is_empty() {
+            last_events = Instant::now();
             // The batch has left the queue: its places are free again, all at once.
             shared.room.add_permits(events.len());
             write_batch(shared, &mut events, &mut acks, interval.is_none());
