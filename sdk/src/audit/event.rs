@@ -151,13 +151,53 @@ pub struct AuditEvent {
     pub prev_hash: Option<String>,
 }
 
+/// A fresh UUIDv7 (RFC 9562) for an event stamped `now`.
+///
+/// The 74 bits after the millisecond timestamp hold 12 bits chosen at random once per
+/// process and a 62-bit counter that starts at a random value (RFC 9562 section 6.2,
+/// method 1, a fixed-length dedicated counter). Ids are unique and ordered within a
+/// process, unique across processes with overwhelming probability, and cost no call to
+/// the system's random generator per event.
+fn event_id(now: std::time::SystemTime) -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static STATE: OnceLock<(u16, AtomicU64)> = OnceLock::new();
+    let (random, counter) = STATE.get_or_init(|| {
+        use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+        let mut seed = [0u8; 10];
+        // Without a working random generator, ids stay unique within this process.
+        let _ = SystemRandom::new().fill(&mut seed);
+        let random = u16::from_be_bytes([seed[0], seed[1]]);
+        let start = u64::from_be_bytes([
+            seed[2], seed[3], seed[4], seed[5], seed[6], seed[7], seed[8], seed[9],
+        ]);
+        // Half the counter's range is left to count through before it could wrap.
+        (random, AtomicU64::new(start >> 3))
+    });
+    let count = counter.fetch_add(1, Ordering::Relaxed);
+    let millis = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut bytes = [0u8; 10];
+    bytes[..2].copy_from_slice(&random.to_be_bytes());
+    // The top bits of byte 2 give way to the variant: the counter takes its low 6 bits
+    // and the 7 bytes after it.
+    let count = count & ((1 << 62) - 1);
+    bytes[2..].copy_from_slice(&count.to_be_bytes());
+    uuid::Builder::from_unix_timestamp_millis(millis, &bytes)
+        .into_uuid()
+        .to_string()
+}
+
 impl AuditEvent {
     /// A new event of `kind` with `decision` and `outcome`, stamped now, with a fresh id.
     pub fn new(kind: EventKind, decision: DecisionKind, outcome: Outcome) -> AuditEvent {
+        let now = std::time::SystemTime::now();
         AuditEvent {
             schema_version: SCHEMA_VERSION,
-            id: uuid::Uuid::now_v7().to_string(),
-            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            id: event_id(now),
+            timestamp: humantime::format_rfc3339_millis(now).to_string(),
             kind,
             decision,
             reason: None,
@@ -264,6 +304,11 @@ mod tests {
     fn ids_are_time_ordered_uuid_v7() {
         let a = AuditEvent::new(EventKind::List, DecisionKind::Allow, Outcome::Success);
         let b = AuditEvent::new(EventKind::List, DecisionKind::Allow, Outcome::Success);
+        let many: std::collections::BTreeSet<String> = (0..10_000)
+            .map(|_| AuditEvent::new(EventKind::List, DecisionKind::Allow, Outcome::Success).id)
+            .collect();
+        assert_eq!(many.len(), 10_000, "ids are unique");
+        assert!(a.id < b.id, "{} then {}", a.id, b.id);
         let parsed = uuid::Uuid::parse_str(&a.id).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
         assert!(a.id <= b.id);
