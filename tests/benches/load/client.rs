@@ -1,12 +1,14 @@
 //! The load generator: N closed-loop clients, each with its own HTTP/1.1 connection
 //! (TCP_NODELAY), sending prebuilt requests with the headers rmcp's own client sends, and
-//! checking every response.
+//! checking every response (status, JSON-RPC id, result or the expected refusal).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 use crate::{Mode, NOTE_TEXT};
 
@@ -45,25 +47,6 @@ impl Kind {
 /// The rmcp client's own client info, as it sends it.
 const META_2026: &str = r#""_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"rmcp","version":"3.11.0"},"io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":0}"#;
 
-/// One prebuilt request.
-#[derive(Debug)]
-struct Prebuilt {
-    kind: Kind,
-    headers: HeaderMap,
-    body: &'static [u8],
-}
-
-fn leak(s: String) -> &'static [u8] {
-    Box::leak(s.into_boxed_str()).as_bytes()
-}
-
-fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    headers.insert(
-        HeaderName::from_static(name),
-        HeaderValue::from_str(value).expect("a valid header value"),
-    );
-}
-
 /// The body and `(Mcp-Method, Mcp-Name)` of `kind`, as rmcp's client sends them for
 /// this protocol (captured from rmcp 3.11's client).
 fn body(kind: Kind, modern: bool) -> (String, &'static str, Option<&'static str>) {
@@ -95,10 +78,17 @@ fn body(kind: Kind, modern: bool) -> (String, &'static str, Option<&'static str>
     }
 }
 
+/// One prebuilt request: the whole HTTP/1.1 message, head and body.
+#[derive(Debug)]
+struct Prebuilt {
+    kind: Kind,
+    bytes: Vec<u8>,
+}
+
 /// What one run is: where, what, how many clients, for how long.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
-    pub(crate) url: String,
+    pub(crate) addr: SocketAddr,
     pub(crate) mode: Mode,
     pub(crate) token: Arc<str>,
     pub(crate) mix: Vec<Kind>,
@@ -114,8 +104,9 @@ pub(crate) struct Load {
 pub(crate) struct RunResult {
     /// Successful calls completed in the measured window.
     pub(crate) ok: u64,
-    /// Failed calls in the measured window (and during warm-up, in `failures_total`).
+    /// Failed calls in the measured window.
     pub(crate) failed: u64,
+    /// Failed calls in the whole run, warm-up included.
     pub(crate) failures_total: u64,
     /// The first failure seen, if any.
     pub(crate) first_failure: Option<String>,
@@ -129,52 +120,63 @@ pub(crate) struct RunResult {
     pub(crate) generator_cpu: f64,
 }
 
-struct ClientResult {
-    ok: u64,
-    failed: u64,
-    failures_total: u64,
-    first_failure: Option<String>,
-    latencies: Vec<u64>,
+/// An HTTP/1.1 request to `/mcp` with `headers` (lowercase names, as hyper sends them)
+/// and `body`.
+fn http_request(method: &str, addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut out = format!("{method} /mcp HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    if method == "POST" || !body.is_empty() {
+        out.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
 }
 
-fn base_headers(token: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    header(&mut h, "accept", "text/event-stream, application/json");
-    header(&mut h, "authorization", &format!("Bearer {token}"));
-    header(&mut h, "content-type", "application/json");
-    h
+/// The headers rmcp 3.11's client sends on every POST (captured from it).
+fn post_headers(bearer: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("accept", "text/event-stream, application/json"),
+        ("authorization", bearer),
+        ("content-type", "application/json"),
+    ]
 }
 
 fn prebuilt(load: &Load, session: Option<&str>) -> Vec<Prebuilt> {
     let modern = load.mode != Mode::Session;
+    let bearer = format!("Bearer {}", load.token);
     load.mix
         .iter()
         .map(|&kind| {
             let (body, method, name) = body(kind, modern);
-            let mut headers = base_headers(&load.token);
+            let mut headers = post_headers(&bearer);
             if modern {
-                header(&mut headers, "mcp-protocol-version", "2026-07-28");
-                header(&mut headers, "mcp-method", method);
+                headers.push(("mcp-method", method));
                 if let Some(name) = name {
-                    header(&mut headers, "mcp-name", name);
+                    headers.push(("mcp-name", name));
                 }
+                headers.push(("mcp-protocol-version", "2026-07-28"));
             } else {
-                header(&mut headers, "mcp-protocol-version", "2025-06-18");
+                headers.push(("mcp-protocol-version", "2025-06-18"));
             }
             if let Some(session) = session {
-                header(&mut headers, "mcp-session-id", session);
+                headers.push(("mcp-session-id", session));
             }
             Prebuilt {
                 kind,
-                headers,
-                body: leak(body),
+                bytes: http_request("POST", load.addr, &headers, &body),
             }
         })
         .collect()
 }
 
 /// Checks one response; `Err` says what was wrong.
-fn check(kind: Kind, enforcing: bool, status: StatusCode, body: &[u8]) -> Result<(), String> {
+fn check(kind: Kind, enforcing: bool, status: u16, body: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())?;
     let fail = |why: &str| {
         let excerpt: String = text.chars().take(300).collect();
@@ -182,12 +184,12 @@ fn check(kind: Kind, enforcing: bool, status: StatusCode, body: &[u8]) -> Result
     };
     match kind {
         Kind::Denied if enforcing => {
-            if status != StatusCode::FORBIDDEN || !text.contains("-32003") {
+            if status != 403 || !text.contains("-32003") {
                 return fail("expected 403 with JSON-RPC error -32003");
             }
         }
         _ => {
-            if status != StatusCode::OK {
+            if status != 200 {
                 return fail("expected 200");
             }
             let id = match kind {
@@ -211,95 +213,231 @@ fn check(kind: Kind, enforcing: bool, status: StatusCode, body: &[u8]) -> Result
     Ok(())
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .http1_only()
-        .tcp_nodelay(true)
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("an HTTP client")
+// ---------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client: one keep-alive connection, one request at a time, bodies
+// by Content-Length or chunked. Far cheaper per call than a general client, so the
+// server stays the bottleneck.
+// ---------------------------------------------------------------------------------------
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Opens a 2025-06-18 session: initialize, notifications/initialized.
-async fn open_session(client: &reqwest::Client, load: &Load) -> Result<String, String> {
-    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{},"clientInfo":{"name":"rmcp","version":"3.11.0"},"protocolVersion":"2025-06-18"}}"#;
-    let response = client
-        .post(&load.url)
-        .headers(base_headers(&load.token))
-        .body(init)
-        .send()
-        .await
-        .map_err(|e| format!("initialize: {e}"))?;
-    let status = response.status();
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = response
-        .text()
-        .await
-        .map_err(|e| format!("initialize: {e}"))?;
-    let Some(session) = session.filter(|_| status == StatusCode::OK) else {
-        return Err(format!("initialize: HTTP {status}, no session: {text}"));
-    };
-    let mut headers = base_headers(&load.token);
-    header(&mut headers, "mcp-protocol-version", "2025-06-18");
-    header(&mut headers, "mcp-session-id", &session);
-    let response = client
-        .post(&load.url)
-        .headers(headers)
-        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .send()
-        .await
-        .map_err(|e| format!("notifications/initialized: {e}"))?;
-    if response.status() != StatusCode::ACCEPTED {
-        return Err(format!(
-            "notifications/initialized: HTTP {}",
-            response.status()
-        ));
+/// One connection.
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+    /// The last response's body (chunked encoding removed).
+    body: Vec<u8>,
+}
+
+/// The head of a response.
+struct Head {
+    status: u16,
+    session: Option<String>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+            body: Vec::with_capacity(16 * 1024),
+        })
     }
-    let _ = response.bytes().await;
+
+    async fn fill(&mut self) -> Result<(), String> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
+        }
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err("connection closed by the server".to_owned()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// Sends `request` and reads the whole response; the body is in `self.body`.
+    async fn exchange(&mut self, request: &[u8]) -> Result<Head, String> {
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| "response head is not UTF-8".to_owned())?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        let mut length = None;
+        let mut chunked = false;
+        let mut session = None;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| format!("bad content-length {value:?}"))?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("mcp-session-id") {
+                session = Some(value.to_owned());
+            }
+        }
+        self.body.clear();
+        let end = if chunked {
+            self.read_chunked(head_end).await?
+        } else if let Some(length) = length {
+            while self.buf.len() < head_end + length {
+                self.fill().await?;
+            }
+            self.body
+                .extend_from_slice(&self.buf[head_end..head_end + length]);
+            head_end + length
+        } else if matches!(status, 202 | 204 | 304) || status < 200 {
+            head_end
+        } else {
+            return Err(format!(
+                "HTTP {status} without Content-Length or chunked encoding"
+            ));
+        };
+        self.buf.drain(..end);
+        Ok(Head { status, session })
+    }
+
+    /// Decodes a chunked body starting at `pos` into `self.body`; returns where it ends.
+    async fn read_chunked(&mut self, mut pos: usize) -> Result<usize, String> {
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&self.buf[pos..], b"\r\n") {
+                    break pos + i;
+                }
+                self.fill().await?;
+            };
+            let size_text = std::str::from_utf8(&self.buf[pos..line_end])
+                .map_err(|_| "bad chunk size".to_owned())?;
+            let size_text = size_text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            pos = line_end + 2;
+            if size == 0 {
+                // Trailers, if any, then the empty line.
+                loop {
+                    match find(&self.buf[pos..], b"\r\n") {
+                        Some(0) => return Ok(pos + 2),
+                        Some(i) => pos += i + 2,
+                        None => self.fill().await?,
+                    }
+                }
+            }
+            while self.buf.len() < pos + size + 2 {
+                self.fill().await?;
+            }
+            self.body.extend_from_slice(&self.buf[pos..pos + size]);
+            pos += size + 2;
+        }
+    }
+}
+
+/// Opens a 2025-06-18 session as rmcp's client does: initialize, then
+/// notifications/initialized.
+async fn open_session(conn: &mut Conn, load: &Load) -> Result<String, String> {
+    let bearer = format!("Bearer {}", load.token);
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{},"clientInfo":{"name":"rmcp","version":"3.11.0"},"protocolVersion":"2025-06-18"}}"#;
+    let request = http_request("POST", load.addr, &post_headers(&bearer), init);
+    let head = conn.exchange(&request).await?;
+    let Some(session) = head.session.filter(|_| head.status == 200) else {
+        return Err(format!(
+            "initialize: HTTP {}, no session: {}",
+            head.status,
+            String::from_utf8_lossy(&conn.body)
+        ));
+    };
+    let mut headers = post_headers(&bearer);
+    headers.push(("mcp-protocol-version", "2025-06-18"));
+    headers.push(("mcp-session-id", &session));
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let head = conn
+        .exchange(&http_request("POST", load.addr, &headers, initialized))
+        .await?;
+    if head.status != 202 {
+        return Err(format!("notifications/initialized: HTTP {}", head.status));
+    }
     Ok(session)
 }
 
-async fn close_session(client: &reqwest::Client, load: &Load, session: &str) {
-    let mut headers = HeaderMap::new();
-    header(
-        &mut headers,
-        "authorization",
-        &format!("Bearer {}", load.token),
-    );
-    header(&mut headers, "mcp-protocol-version", "2025-06-18");
-    header(&mut headers, "mcp-session-id", session);
-    if let Ok(r) = client.delete(&load.url).headers(headers).send().await {
-        let _ = r.bytes().await;
-    }
+async fn close_session(conn: &mut Conn, load: &Load, session: &str) {
+    let bearer = format!("Bearer {}", load.token);
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("mcp-session-id", session),
+    ];
+    let request = http_request("DELETE", load.addr, &headers, "");
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.exchange(&request)).await;
 }
+
+/// How long one call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run_client(
     index: usize,
     load: Arc<Load>,
     window_start: Instant,
     end: Instant,
-) -> ClientResult {
-    let client = http_client();
-    let mut result = ClientResult {
-        ok: 0,
-        failed: 0,
-        failures_total: 0,
-        first_failure: None,
+) -> RunResult {
+    let mut result = RunResult {
         latencies: Vec::with_capacity(4096),
+        ..RunResult::default()
+    };
+    let fail = |result: &mut RunResult, in_window: bool, e: String| {
+        result.failures_total += 1;
+        if in_window {
+            result.failed += 1;
+        }
+        if result.first_failure.is_none() {
+            result.first_failure = Some(e);
+        }
+    };
+    let mut conn = match Conn::connect(load.addr).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            fail(&mut result, true, e);
+            return result;
+        }
     };
     let session = if load.mode == Mode::Session {
-        match open_session(&client, &load).await {
+        let opened = match conn.as_mut() {
+            Some(c) => tokio::time::timeout(CALL_TIMEOUT, open_session(c, &load))
+                .await
+                .unwrap_or_else(|_| Err("initialize timed out".to_owned())),
+            None => Err("no connection".to_owned()),
+        };
+        match opened {
             Ok(s) => Some(s),
             Err(e) => {
-                result.failed += 1;
-                result.failures_total += 1;
-                result.first_failure = Some(e);
+                fail(&mut result, true, e);
                 return result;
             }
         }
@@ -315,22 +453,25 @@ async fn run_client(
         }
         let request = &requests[next];
         next = (next + 1) % requests.len();
-        let outcome = match client
-            .post(&load.url)
-            .headers(request.headers.clone())
-            .body(request.body)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status();
-                match response.bytes().await {
-                    Ok(body) => check(request.kind, load.enforcing, status, &body),
-                    Err(e) => Err(format!("{}: reading the body: {e}", request.kind.name())),
-                }
+        let outcome = async {
+            if conn.is_none() {
+                conn = Some(Conn::connect(load.addr).await?);
             }
-            Err(e) => Err(format!("{}: {e}", request.kind.name())),
-        };
+            let c = conn.as_mut().expect("connected");
+            let head = match tokio::time::timeout(CALL_TIMEOUT, c.exchange(&request.bytes)).await {
+                Ok(Ok(head)) => head,
+                Ok(Err(e)) => {
+                    conn = None;
+                    return Err(format!("{}: {e}", request.kind.name()));
+                }
+                Err(_) => {
+                    conn = None;
+                    return Err(format!("{}: timed out", request.kind.name()));
+                }
+            };
+            check(request.kind, load.enforcing, head.status, &c.body)
+        }
+        .await;
         let done = Instant::now();
         let in_window = done >= window_start && done <= end;
         match outcome {
@@ -340,20 +481,14 @@ async fn run_client(
             }
             Ok(()) => {}
             Err(e) => {
-                result.failures_total += 1;
-                if in_window {
-                    result.failed += 1;
-                }
-                if result.first_failure.is_none() {
-                    result.first_failure = Some(e);
-                }
+                fail(&mut result, in_window, e);
                 // Do not spin on a dead server.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }
-    if let Some(session) = &session {
-        close_session(&client, &load, session).await;
+    if let (Some(session), Some(c)) = (&session, conn.as_mut()) {
+        close_session(c, &load, session).await;
     }
     result
 }

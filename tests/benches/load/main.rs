@@ -175,7 +175,7 @@ fn own_cpu_seconds() -> Option<f64> {
 struct ServerProc {
     child: Child,
     pid: u32,
-    url: String,
+    addr: std::net::SocketAddr,
     _audit_dir: rmcp_authz_tests::TempDir,
 }
 
@@ -187,6 +187,7 @@ impl ServerProc {
         policy_tools: usize,
         jwks: &Path,
         server_cpu: usize,
+        nice: Option<i32>,
     ) -> Result<ServerProc, String> {
         let audit_dir = rmcp_authz_tests::TempDir::new("load-audit");
         let args = ServeArgs {
@@ -198,9 +199,12 @@ impl ServerProc {
             audit_dir: audit_dir.0.clone(),
         };
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new("taskset")
-            .arg("-c")
-            .arg(server_cpu.to_string())
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(server_cpu.to_string());
+        if let Some(nice) = nice {
+            command.args(["nice", "-n", &nice.to_string()]);
+        }
+        let mut child = command
             .arg(&exe)
             .args(args.to_args())
             .stdin(Stdio::piped())
@@ -224,7 +228,7 @@ impl ServerProc {
         Ok(ServerProc {
             child,
             pid,
-            url: format!("http://127.0.0.1:{port}/mcp"),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             _audit_dir: audit_dir,
         })
     }
@@ -261,6 +265,7 @@ struct Options {
     nagle: bool,
     sweep: bool,
     out: PathBuf,
+    nice: Option<i32>,
 }
 
 const HELP: &str = "\
@@ -277,6 +282,9 @@ load: the end-to-end load harness (bare rmcp vs rmcp + rmcp-authz)
   --no-nagle           skip the TCP_NODELAY demonstration row
   --no-sweep           skip the policy-size and token-size rows
   --out DIR            where results.md and throughput.svg go (default target/load)
+  --nice N             run the servers and the load generator at this nice value
+                       (e.g. -10, as root) so other work on a shared machine
+                       preempts them less; default: unchanged
 ";
 
 fn default_out() -> PathBuf {
@@ -306,6 +314,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         nagle: true,
         sweep: true,
         out: default_out(),
+        nice: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -341,6 +350,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--no-nagle" => o.nagle = false,
             "--no-sweep" => o.sweep = false,
             "--out" => o.out = PathBuf::from(value()?),
+            "--nice" => o.nice = Some(value()?.parse().map_err(|e| format!("--nice: {e}"))?),
             other => return Err(format!("unknown argument {other:?}\n\n{HELP}")),
         }
     }
@@ -509,9 +519,22 @@ impl Bench {
                     cell.policy_tools,
                     &self.jwks,
                     self.server_cpu,
+                    self.opts.nice,
                 )
             })
             .collect::<Result<_, _>>()?;
+        let pids: Vec<String> = servers
+            .iter()
+            .zip(&cell.variants)
+            .map(|(s, v)| format!("{} pid {}", v.name(), s.pid))
+            .collect();
+        eprintln!(
+            "{} {}, {} clients: servers {}",
+            cell.section,
+            cell.mode.label(),
+            cell.clients,
+            pids.join(", ")
+        );
         let token = if cell.big_token {
             Arc::clone(&self.big_token)
         } else {
@@ -525,7 +548,7 @@ impl Bench {
             }
             for i in order {
                 let load = Load {
-                    url: servers[i].url.clone(),
+                    addr: servers[i].addr,
                     mode: cell.mode,
                     token: Arc::clone(&token),
                     mix: cell.mix.clone(),
@@ -535,12 +558,18 @@ impl Bench {
                     measure: self.opts.measure,
                 };
                 let result = self.runtime.block_on(client::run(load, servers[i].pid));
+                let mut sorted = result.latencies.clone();
+                sorted.sort_unstable();
                 eprintln!(
-                    "    round {round} {:<14} {:>8.0} calls/s  server CPU {:>4.0}%  generator CPU {:>4.0}%  failures {}",
+                    "    round {round} {:<14} {:>8.0} calls/s  server CPU {:>4.0}%  generator CPU {:>4.0}%  p50/p90/p99/max {:.0}/{:.0}/{:.0}/{:.0} µs  failures {}",
                     cell.variants[i].name(),
                     result.rate,
                     result.server_cpu * 100.0,
                     result.generator_cpu * 100.0,
+                    percentile_us(&sorted, 50.0),
+                    percentile_us(&sorted, 90.0),
+                    percentile_us(&sorted, 99.0),
+                    percentile_us(&sorted, 100.0),
                     result.failures_total
                 );
                 runs[i].push(result);
@@ -698,6 +727,29 @@ fn run_all(opts: Options) -> Result<(), String> {
         (0, 0)
     };
     pin_self(generator_cpu)?;
+    if let Some(nice) = opts.nice {
+        // Before any other thread exists: threads inherit their creator's nice value.
+        let status = Command::new("renice")
+            .args([
+                "-n",
+                &nice.to_string(),
+                "-p",
+                &std::process::id().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("renice: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "renice -n {nice} failed (negative values need root)"
+            ));
+        }
+        // With autogroup scheduling, CPU time is shared between sessions first, so the
+        // nice value of this session's group (the servers are in it) matters too.
+        if let Err(e) = std::fs::write("/proc/self/autogroup", nice.to_string()) {
+            eprintln!("note: cannot set the autogroup nice value ({e})");
+        }
+    }
     eprintln!("machine: {facts_before}");
     eprintln!(
         "servers on CPU {server_cpu} (1 tokio worker), load generator on CPU {generator_cpu}"
@@ -845,24 +897,28 @@ fn run_all(opts: Options) -> Result<(), String> {
             opts.clients[0]
         };
         if let Some(base) = main_row_pair(&bench.rows, Mode::Json, clients) {
-            sweep.push((
-                format!("{DEFAULT_POLICY_TOOLS} rules, {} B token", token.len()),
-                base.0,
-                base.1,
-            ));
+            sweep.push(("10 rules (main row)".to_owned(), base.0, base.1));
         }
-        for (policy_tools, big, note) in [
+        let calls_only = vec![Kind::Allowed, Kind::Denied];
+        let big_label = format!("{} B token", big_token.len());
+        let cases = [
+            ("10,000 rules".to_owned(), 10_000, false, opts.mix.clone()),
             (
+                "10 rules, calls only".to_owned(),
+                DEFAULT_POLICY_TOOLS,
+                false,
+                calls_only.clone(),
+            ),
+            (
+                "10,000 rules, calls only".to_owned(),
                 10_000,
                 false,
-                "10,000 tools in the server and the policy".to_owned(),
+                calls_only,
             ),
-            (
-                DEFAULT_POLICY_TOOLS,
-                true,
-                format!("{} B token ({} B small)", big_token.len(), token.len()),
-            ),
-        ] {
+            (big_label, DEFAULT_POLICY_TOOLS, true, opts.mix.clone()),
+        ];
+        for (label, policy_tools, big, mix) in cases {
+            let mix_names: Vec<&str> = mix.iter().map(|k| k.name()).collect();
             let cell = Cell {
                 section: "sweep",
                 mode: Mode::Json,
@@ -872,19 +928,15 @@ fn run_all(opts: Options) -> Result<(), String> {
                 big_token: big,
                 nodelay: true,
                 rounds: opts.rounds,
-                mix: opts.mix.clone(),
-                note: note.clone(),
+                mix,
+                note: format!(
+                    "{policy_tools} tools in server and policy, {} B token, mix {}",
+                    if big { big_token.len() } else { token.len() },
+                    mix_names.join(" + ")
+                ),
             };
             let s = bench.cell(&cell)?;
-            sweep.push((
-                if big {
-                    format!("{DEFAULT_POLICY_TOOLS} rules, {} B token", big_token.len())
-                } else {
-                    format!("{policy_tools} rules")
-                },
-                s[0].rate,
-                s[1].rate,
-            ));
+            sweep.push((label, s[0].rate, s[1].rate));
         }
     }
 
@@ -898,11 +950,13 @@ fn run_all(opts: Options) -> Result<(), String> {
     ));
     md.push_str(&format!(
         "Servers pinned to CPU {server_cpu} (1 tokio worker), load generator on CPU \
-         {generator_cpu}. Mix: {mix_label}, round robin per client. {} round(s) per cell, \
+         {generator_cpu}{}. Mix: {mix_label}, round robin per client. {} round(s) per cell, \
          {:.1} s warm-up + {:.1} s measured per run, variants alternating; calls/s is the \
          median round, p50/p99 pool all rounds; ratio = calls/s / bare's calls/s in the same \
          cell; server CPU from /proc/<pid>/task/*/schedstat. Token: ES256, {} bytes, the same \
          for every client. Run took {elapsed:.0} s.\n\n",
+        opts.nice
+            .map_or(String::new(), |n| format!(", both at nice {n}")),
         opts.rounds,
         opts.warmup.as_secs_f64(),
         opts.measure.as_secs_f64(),
