@@ -148,7 +148,7 @@ pub(crate) fn svg(title: &str, footer: &str, panels: &[Panel]) -> String {
 
 fn draw_panel(s: &mut String, panel: &Panel, ox: f64, oy: f64, pw: f64, ph: f64) {
     // Plot area inside the panel.
-    let (left, right, top, bottom) = (ox + 60.0, ox + pw - 10.0, oy + 30.0, oy + ph - 70.0);
+    let (left, right, top, bottom) = (ox + 60.0, ox + pw - 10.0, oy + 30.0, oy + ph - 90.0);
     let max = panel
         .series
         .iter()
@@ -190,11 +190,19 @@ fn draw_panel(s: &mut String, panel: &Panel, ox: f64, oy: f64, pw: f64, ph: f64)
         (top + bottom) / 2.0
     );
     for (i, label) in panel.x_labels.iter().enumerate() {
+        // Long labels are slanted so neighbours do not overlap.
+        let (lx, ly) = (x(i), bottom + 16.0);
+        let (anchor, rotate) = if label.len() * 7 > slot as usize {
+            (
+                "end",
+                format!(r#" transform="rotate(-25 {lx:.1} {ly:.1})""#),
+            )
+        } else {
+            ("middle", String::new())
+        };
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x(i),
-            bottom + 16.0,
+            r#"<text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}"{rotate}>{}</text>"#,
             escape(label)
         );
     }
@@ -241,7 +249,7 @@ fn draw_panel(s: &mut String, panel: &Panel, ox: f64, oy: f64, pw: f64, ph: f64)
         }
         // Legend under the plot.
         let lx = ox + 10.0 + (k % 3) as f64 * 120.0;
-        let ly = bottom + 36.0 + (k / 3) as f64 * 16.0;
+        let ly = bottom + 62.0 + (k / 3) as f64 * 16.0;
         let _ = writeln!(
             s,
             r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
