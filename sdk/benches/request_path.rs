@@ -104,24 +104,33 @@ fn bare() -> Router {
     Router::new().nest_service("/mcp", mcp)
 }
 
-fn authorized(verifier: impl Verifier + 'static, auditor: Auditor) -> Router {
+/// The notes server behind `rmcp-authz`: the layer, the wrapper unless `wrap` is false
+/// (the layer alone), and an audit log when given one.
+fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>, wrap: bool) -> Router {
     let policy = Policy::builder()
         .implies("notes:admin", ["notes:read"])
         .tool("read", "notes:read")
         .tool("purge", "notes:admin")
         .build()
         .unwrap();
-    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
-    authz.wrap(Notes).unwrap();
-    let factory = {
-        let authz = authz.clone();
-        move || authz.wrap(Notes).map_err(std::io::Error::other)
+    let mut authz = Authz::builder(verifier, policy);
+    if let Some(auditor) = auditor {
+        authz = authz.auditor(auditor);
+    }
+    let authz = authz.build();
+    let router = if wrap {
+        authz.wrap(Notes).unwrap();
+        let factory = {
+            let authz = authz.clone();
+            move || authz.wrap(Notes).map_err(std::io::Error::other)
+        };
+        let mcp =
+            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config());
+        Router::new().nest_service("/mcp", mcp)
+    } else {
+        bare()
     };
-    let mcp =
-        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config());
-    Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(authz.http_layer())
+    router.layer(authz.http_layer())
 }
 
 fn call_body(tool: &str) -> Bytes {
@@ -189,36 +198,58 @@ fn request_path(c: &mut Criterion) {
     let read = call_body("read");
     let purge = call_body("purge");
 
-    let cases: [(&str, Router, &str, &Bytes, u16); 4] = [
+    let cached = || CachedVerifier::new(verifier(), CacheOptions::new());
+    let cases: Vec<(&str, Router, &str, &Bytes, u16)> = vec![
         ("bare", bare(), "read", &read, 200),
         (
             "authz/cached",
-            authorized(
-                CachedVerifier::new(verifier(), CacheOptions::new()),
-                auditor("cached"),
-            ),
+            authorized(cached(), Some(auditor("cached")), true),
             "read",
             &read,
             200,
         ),
         (
             "authz/uncached",
-            authorized(verifier(), auditor("uncached")),
+            authorized(verifier(), Some(auditor("uncached")), true),
             "read",
             &read,
             200,
         ),
         (
             "authz/denied",
-            authorized(
-                CachedVerifier::new(verifier(), CacheOptions::new()),
-                auditor("denied"),
-            ),
+            authorized(cached(), Some(auditor("denied")), true),
             "purge",
             &purge,
             403,
         ),
+        (
+            "authz/cached_no_audit",
+            authorized(cached(), None, true),
+            "read",
+            &read,
+            200,
+        ),
+        (
+            "layer_only/cached",
+            authorized(cached(), None, false),
+            "read",
+            &read,
+            200,
+        ),
     ];
+    // `REQUEST_PATH_PROFILE=<case>`: only that case, 20,000 requests, for a profiler.
+    if let Ok(only) = std::env::var("REQUEST_PATH_PROFILE") {
+        let (_, router, tool, body, _) = cases
+            .iter()
+            .find(|c| c.0 == only)
+            .expect("REQUEST_PATH_PROFILE names a case");
+        runtime.block_on(async {
+            for _ in 0..20_000 {
+                send(router, &token, tool, body).await;
+            }
+        });
+        return;
+    }
     let mut group = c.benchmark_group("request_path");
     group
         .warm_up_time(Duration::from_secs(1))
@@ -236,8 +267,63 @@ fn request_path(c: &mut Criterion) {
         b.iter(|| plain.verify_sync(black_box(&token)).unwrap());
     });
     group.finish();
+
+    // CPU time per request, all of the process's threads (the audit writer included):
+    // unlike wall time, other work on the machine does not inflate it.
+    if std::env::args().any(|a| a == "--bench") {
+        let iterations = 20_000;
+        let mut per_request = Vec::new();
+        for (name, router, tool, body, _) in &cases {
+            let cpu = cpu_time(|| {
+                runtime.block_on(async {
+                    for _ in 0..iterations {
+                        send(router, &token, tool, body).await;
+                    }
+                });
+            });
+            per_request.push((*name, cpu / iterations));
+        }
+        let cpu = cpu_time(|| {
+            for _ in 0..iterations {
+                black_box(plain.verify_sync(black_box(&token)).unwrap());
+            }
+        });
+        per_request.push(("verify_es256", cpu / iterations));
+        let bare = per_request[0].1;
+        println!("\nCPU time per request ({iterations} requests, all threads):");
+        for (name, cpu) in &per_request {
+            println!(
+                "  {name:<16} {:>8.2} µs  ({:+.2} µs vs bare)",
+                cpu.as_secs_f64() * 1e6,
+                (cpu.as_secs_f64() - bare.as_secs_f64()) * 1e6
+            );
+        }
+    }
     drop(cases);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The CPU time `work` takes, summed over every thread of this process (Linux
+/// `/proc/self/task/*/schedstat`, nanoseconds).
+fn cpu_time(work: impl FnOnce()) -> Duration {
+    let before = process_cpu();
+    work();
+    process_cpu().saturating_sub(before)
+}
+
+fn process_cpu() -> Duration {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task (Linux)") {
+        let path = task.unwrap().path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
 }
 
 /// `criterion_main!` written out: the macro's `pub fn` has no doc comment.

@@ -365,12 +365,11 @@ where
     // Sessions are never authentication: a session belongs to the principal that opened it.
     // Every session is opened through this layer, so one it does not know is gone (or was
     // forgotten): the client starts a new one, as after rmcp's own 404.
-    let caller = CallerId::of(&principal);
     let session = session_id(&parts.headers).map(str::to_owned);
     let sessions = &authz.http_state().sessions;
     if let Some(session) = &session {
         let refusal = match sessions.get(session) {
-            Some(owner) if owner == caller => None,
+            Some(owner) if owner == CallerId::of(&principal) => None,
             Some(_) => Some(Rejection::new(
                 StatusCode::FORBIDDEN,
                 RejectionKind::SessionMismatch,
@@ -439,7 +438,7 @@ where
     if let Some(remote) = remote {
         parts.extensions.insert(RemoteAddr(remote));
     }
-    parts.extensions.insert(principal);
+    parts.extensions.insert(principal.clone());
     let response = match inner
         .call(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -454,7 +453,7 @@ where
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                sessions.insert(new_id.to_owned(), caller);
+                sessions.insert(new_id.to_owned(), CallerId::of(&principal));
             }
         }
         Some(id) if is_delete && response.status().is_success() => sessions.remove(id),
