@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
-# Runs the audit pipeline benchmark (sdk/benches/audit_pipeline.rs), after printing the
-# machine facts its numbers depend on: cores, memory, the filesystem of the temp dir
-# (fsync cost depends on it) and the load average (other work on the machine skews
-# every case). Output is also kept in target/bench-output.txt.
-# Extra arguments go to criterion, e.g. `scripts/bench.sh durable` for the durable cases.
+# Every measurement of docs/performance.md, with one command:
+#
+#   scripts/bench.sh              the criterion benches, then the end-to-end load harness
+#   scripts/bench.sh sdk [ARGS]   only the criterion benches (ARGS go to criterion, e.g. a filter)
+#   scripts/bench.sh load [ARGS]  only the load harness (ARGS go to it, e.g. --quick, --help)
+#
+# It first prints the machine facts the numbers depend on: cores, memory, the filesystem of
+# the temp dir (fsync cost depends on it) and the load average (other work on the machine
+# skews every case). Output is kept in target/bench-output.txt; the harness also writes
+# target/load/results.md and target/load/throughput.svg. Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
 log=target/bench-output.txt
 tmp="${TMPDIR:-/tmp}"
+what="${1:-all}"
+[ $# -gt 0 ] && shift
+case "$what" in
+  all | sdk | load) ;;
+  *) echo "usage: scripts/bench.sh [all | sdk [criterion args] | load [harness args]]" >&2; exit 2 ;;
+esac
+
 {
   echo "== machine"
   echo "nproc: $(nproc)"
   free -h
   df -hT "$tmp"
   echo "load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "== cargo bench -p rmcp-authz --bench audit_pipeline"
 } | tee "$log"
-cargo bench -p rmcp-authz --bench audit_pipeline -- "$@" 2>&1 | tee -a "$log"
+
+if [ "$what" != load ]; then
+  for bench in verify policy audit_pipeline request_path; do
+    echo "== cargo bench -p rmcp-authz --all-features --bench $bench" | tee -a "$log"
+    cargo bench -p rmcp-authz --all-features --bench "$bench" -- "$@" 2>&1 | tee -a "$log"
+  done
+fi
+if [ "$what" != sdk ]; then
+  echo "== cargo bench -p rmcp-authz-tests --bench load" | tee -a "$log"
+  cargo bench -p rmcp-authz-tests --bench load -- "$@" 2>&1 | tee -a "$log"
+fi
 echo "load average after (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"

@@ -33,16 +33,17 @@
 //! cargo bench -p rmcp-authz --bench policy -- decide_at   # some cases only
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use common::median;
 use criterion::{BenchmarkId, Criterion};
 use rmcp_authz::Principal;
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Operation, Policy, Rule, ScopeExpr, all_of, any_of};
-use serde_json::Value;
 
 const FAMILIES: [&str; 10] = [
     "notes", "files", "calendar", "mail", "contacts", "tasks", "billing", "reports", "ops", "audit",
@@ -132,36 +133,6 @@ fn principal() -> Principal {
         .expect("verify")
 }
 
-/// Where criterion writes its estimates (as criterion itself finds it).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // target/<profile>/deps/policy-<hash>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// This run's median for `group/function/parameter`, in nanoseconds.
-fn median(group: &str, function: &str, parameter: usize, since: SystemTime) -> Option<f64> {
-    let path = criterion_dir()
-        .join(group)
-        .join(function)
-        .join(parameter.to_string())
-        .join("new/estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if modified < since {
-        return None;
-    }
-    let estimates: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let started = SystemTime::now();
     let mut criterion = Criterion::default()
@@ -239,14 +210,14 @@ fn main() {
         "tools", "case", "median", "ratio"
     );
     for n in SIZES {
-        let base = median("policy", "baseline", n, started);
+        let base = median(&format!("policy/baseline/{n}"), started);
         for case in [
             "baseline",
             "decide_at_allow",
             "decide_allow",
             "decide_at_deny",
         ] {
-            match (median("policy", case, n, started), base) {
+            match (median(&format!("policy/{case}/{n}"), started), base) {
                 (Some(m), Some(b)) => {
                     println!("{n:>8}  {case:<17} {m:>7.1} ns {:>7.2}x", m / b);
                 }
@@ -255,7 +226,7 @@ fn main() {
             }
         }
     }
-    if let Some(m) = median("uncached", "decide_for_allow", 100, started) {
+    if let Some(m) = median("uncached/decide_for_allow/100", started) {
         println!("{:>8}  {:<17} {m:>7.1} ns", 100, "decide_for_allow");
     }
 }

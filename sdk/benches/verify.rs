@@ -31,9 +31,10 @@
 //! cargo bench -p rmcp-authz --features cache --bench verify -- HS256   # one group
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -44,6 +45,7 @@ use aws_lc_rs::signature::{self as sig, KeyPair};
 use aws_lc_rs::{hmac, rsa};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::median;
 use criterion::{BatchSize, Criterion};
 use rmcp_authz::Principal;
 use rmcp_authz::token::{Algorithm, CacheOptions, CachedVerifier, JwtVerifier, Verifier};
@@ -338,35 +340,6 @@ fn bench_cache(c: &mut Criterion, hs256: &Prepared) {
     assert!(cache.stats().hits > 0);
 }
 
-/// Where criterion writes its estimates (as criterion itself finds it).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // target/<profile>/deps/verify-<hash>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// The median of this run's estimate for `group/function`, in nanoseconds.
-fn criterion_median(group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = criterion_dir()
-        .join(group)
-        .join(function)
-        .join("new/estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if modified < since {
-        return None;
-    }
-    let estimates: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 /// Ours and jsonwebtoken's best time per call over a few alternating rounds, and their
 /// ratio.
 fn interleaved_ratio(p: &Prepared) -> String {
@@ -426,8 +399,8 @@ fn main() {
     for p in &prepared {
         bench_algorithm(&mut criterion, p);
         let group = p.case.alg.as_str();
-        let ours = criterion_median(group, "rmcp_authz_sync", started);
-        let theirs = criterion_median(group, "jsonwebtoken_value", started);
+        let ours = median(&format!("{group}/rmcp_authz_sync"), started);
+        let theirs = median(&format!("{group}/jsonwebtoken_value"), started);
         // Only for the groups criterion ran (a filter may have skipped this one), right
         // after them, so both figures see the same machine.
         if comparing && ours.is_some() {
@@ -456,8 +429,8 @@ fn main() {
     for row in rows {
         println!("{row}");
     }
-    let hit = criterion_median("cache", "hit", started);
-    let baseline = criterion_median("cache", "hashmap_baseline", started);
+    let hit = median("cache/hit", started);
+    let baseline = median("cache/hashmap_baseline", started);
     if let (Some(hit), Some(baseline)) = (hit, baseline) {
         println!("cache hit: {hit:.0} ns (HashMap<String, Principal> lookup: {baseline:.0} ns)");
     }

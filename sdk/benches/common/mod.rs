@@ -1,0 +1,34 @@
+//! What the benchmarks share: reading back this run's criterion estimates, to print
+//! ratios between cases measured in the same run.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+/// Where criterion writes its estimates (as criterion itself finds it).
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    // target/<profile>/deps/<bench>-<hash>
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+/// The median of the estimate criterion wrote for `id` (`group/function[/parameter]`)
+/// since `since`, in nanoseconds; `None` when this run did not measure it.
+pub(crate) fn median(id: &str, since: SystemTime) -> Option<f64> {
+    let path = criterion_dir().join(id).join("new/estimates.json");
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if modified < since {
+        return None;
+    }
+    let estimates: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
