@@ -7,7 +7,7 @@
 //! the operation (from the body, checked against the `Mcp-Method` / `Mcp-Name` headers of
 //! 2026-07-28 clients); refuse a session opened by another principal (403); ask the policy,
 //! and answer a denied call with 403 and a step-up challenge naming every scope it needs.
-//! Otherwise the verified [`Principal`](crate::Principal) goes into the request extensions, where rmcp hands
+//! Otherwise the verified [`Principal`] goes into the request extensions, where rmcp hands
 //! it to the handler, and the request proceeds. See `docs/policy.md` for each response.
 //!
 //! ```no_run

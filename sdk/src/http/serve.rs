@@ -21,9 +21,10 @@ impl Authz {
     /// in flight and closes the audit log, if any, so every queued event is written and
     /// synced before this returns.
     ///
-    /// Every accepted connection gets `TCP_NODELAY` (see the [module docs](self)), and
-    /// each request carries its peer's address, which audit events record as
-    /// `remote_addr`.
+    /// Every accepted connection gets `TCP_NODELAY`: without it, Nagle's algorithm and the
+    /// client's delayed ACK hold the second write of a response (an SSE event after the
+    /// headers) for up to 40 ms. Each request carries its peer's address, which audit
+    /// events record as `remote_addr`.
     ///
     /// ```no_run
     /// # use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
