@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,9 @@ pub struct Revocations {
 struct RevocationList {
     /// `jti` -> when it is forgotten (unix seconds, on `clock`).
     jtis: RwLock<HashMap<String, i64>>,
+    /// `jtis.len()`, stored under the write lock: with an empty list (the usual case), a
+    /// check takes no lock at all.
+    listed: AtomicUsize,
     ttl_secs: i64,
     max: usize,
     clock: Arc<dyn Clock>,
@@ -182,6 +185,7 @@ impl Revocations {
         Revocations {
             inner: Arc::new(RevocationList {
                 jtis: RwLock::new(HashMap::new()),
+                listed: AtomicUsize::new(0),
                 ttl_secs: i64::try_from(options.revocation_ttl.as_secs()).unwrap_or(i64::MAX),
                 max: options.max_revocations,
                 clock: Arc::clone(&options.clock),
@@ -221,6 +225,7 @@ impl Revocations {
             }
         }
         jtis.insert(jti.to_owned(), until);
+        list.listed.store(jtis.len(), Ordering::Release);
     }
 
     /// Takes `jti` off the list. Returns whether it was on it.
@@ -230,16 +235,20 @@ impl Revocations {
             .jtis
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        jtis.remove(jti).is_some()
+        let removed = jtis.remove(jti).is_some();
+        self.inner.listed.store(jtis.len(), Ordering::Release);
+        removed
     }
 
     /// Empties the list.
     pub fn clear(&self) {
-        self.inner
+        let mut jtis = self
+            .inner
             .jtis
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+            .unwrap_or_else(PoisonError::into_inner);
+        jtis.clear();
+        self.inner.listed.store(0, Ordering::Release);
     }
 
     /// Whether tokens with this `jti` are refused now.
@@ -249,6 +258,9 @@ impl Revocations {
 
     /// Whether tokens with this `jti` are refused at `now` (unix seconds).
     fn is_revoked_at(&self, jti: &str, now: i64) -> bool {
+        if self.inner.listed.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let jtis = self
             .inner
             .jtis
