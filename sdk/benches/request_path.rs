@@ -237,14 +237,19 @@ fn request_path(c: &mut Criterion) {
             200,
         ),
     ];
-    // `REQUEST_PATH_PROFILE=<case>`: only that case, 20,000 requests, for a profiler.
+    // `REQUEST_PATH_PROFILE=<case>`: only that case, 20,000 requests (or
+    // `REQUEST_PATH_REQUESTS`), for a profiler.
     if let Ok(only) = std::env::var("REQUEST_PATH_PROFILE") {
+        let requests: usize = std::env::var("REQUEST_PATH_REQUESTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20_000);
         let (_, router, tool, body, _) = cases
             .iter()
             .find(|c| c.0 == only)
             .expect("REQUEST_PATH_PROFILE names a case");
         runtime.block_on(async {
-            for _ in 0..20_000 {
+            for _ in 0..requests {
                 send(router, &token, tool, body).await;
             }
         });

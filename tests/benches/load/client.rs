@@ -116,6 +116,8 @@ pub(crate) struct RunResult {
     pub(crate) rate: f64,
     /// The server's CPU time over the measured window, in seconds of CPU per second.
     pub(crate) server_cpu: f64,
+    /// Of `server_cpu`, the audit writer thread's (0 without one).
+    pub(crate) writer_cpu: f64,
     /// The generator's own CPU use over the window (1.0 = one core busy).
     pub(crate) generator_cpu: f64,
 }
@@ -506,23 +508,27 @@ pub(crate) async fn run(load: Load, server_pid: u32) -> RunResult {
             Instant::now(),
             crate::cpu_seconds(server_pid),
             crate::own_cpu_seconds(),
+            crate::writer_cpu_seconds(server_pid),
         );
         tokio::time::sleep_until(end.into()).await;
         let b = (
             Instant::now(),
             crate::cpu_seconds(server_pid),
             crate::own_cpu_seconds(),
+            crate::writer_cpu_seconds(server_pid),
         );
         let elapsed = (b.0 - a.0).as_secs_f64();
-        let server = match (a.1, b.1) {
+        // CPU seconds per second between the two samples.
+        let per_second = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => (b - a) / elapsed,
             _ => f64::NAN,
         };
-        let own = match (a.2, b.2) {
-            (Some(a), Some(b)) => (b - a) / elapsed,
-            _ => f64::NAN,
-        };
-        (server, own)
+        let server = per_second(a.1, b.1);
+        let own = per_second(a.2, b.2);
+        // A server without an audit writer thread spends nothing on one.
+        let writer = per_second(a.3, b.3);
+        let writer = if writer.is_nan() { 0.0 } else { writer };
+        (server, own, writer)
     });
     let tasks: Vec<_> = (0..load.clients)
         .map(|i| tokio::spawn(run_client(i, Arc::clone(&load), window_start, end)))
@@ -538,9 +544,10 @@ pub(crate) async fn run(load: Load, server_pid: u32) -> RunResult {
         }
         total.latencies.extend(r.latencies);
     }
-    let (server_cpu, generator_cpu) = sampler.await.expect("the CPU sampler");
+    let (server_cpu, generator_cpu, writer_cpu) = sampler.await.expect("the CPU sampler");
     total.rate = total.ok as f64 / load.measure.as_secs_f64();
     total.server_cpu = server_cpu;
+    total.writer_cpu = writer_cpu;
     total.generator_cpu = generator_cpu;
     total
 }

@@ -28,10 +28,13 @@
 //!   (the order reversed every other round), and reports the median rate; p50/p99 pool
 //!   every round's latencies. Server CPU per call: the server's CPU time
 //!   (`/proc/<pid>/task/*/schedstat`) over the measured window / calls in it.
-//! - The `overhead` rows (allowed calls only, so both servers run the tool) give what
-//!   the SDK adds per call beyond the signature check: CPU/call(authz-nocache) −
-//!   CPU/call(bare) − one `JwtVerifier::verify_sync` of the same token, timed in this
-//!   process (pinned, CPU time) before and after the cell.
+//! - The `overhead` rows (allowed calls only, so every server runs the tool; at 1 and 16
+//!   clients) give what the SDK adds per call beyond the signature check: CPU/call
+//!   (authz-nocache) − CPU/call(bare) − one `JwtVerifier::verify_sync` of the same token,
+//!   timed in this process (pinned, CPU time) before and after the cell. They also say
+//!   where the cached path's time goes, one component added per variant: `layer-only`
+//!   (the HTTP layer with the cache, no wrapper, no audit), `authz-noaudit` (layer +
+//!   wrapper), then `authz` (with the audit log).
 //! - The `nagle` row is the bare server without TCP_NODELAY on its sockets (SSE, one
 //!   client); every other server sets it with `ListenerExt::tap_io`.
 //! - The `sweep` rows: 10,000 tools in the server and the policy (with and without
@@ -73,6 +76,10 @@ enum Variant {
     Bare,
     Authz,
     AuthzNoCache,
+    /// The layer alone (cache on, no wrapper, no audit): the `breakdown` rows.
+    Layer,
+    /// Layer + wrapper, cache on, no audit: the `breakdown` rows.
+    NoAudit,
 }
 
 impl Variant {
@@ -81,6 +88,8 @@ impl Variant {
             Variant::Bare => "bare",
             Variant::Authz => "authz",
             Variant::AuthzNoCache => "authz-nocache",
+            Variant::Layer => "layer-only",
+            Variant::NoAudit => "authz-noaudit",
         }
     }
 
@@ -89,8 +98,10 @@ impl Variant {
             "bare" => Ok(Variant::Bare),
             "authz" => Ok(Variant::Authz),
             "authz-nocache" => Ok(Variant::AuthzNoCache),
+            "layer-only" => Ok(Variant::Layer),
+            "authz-noaudit" => Ok(Variant::NoAudit),
             other => Err(format!(
-                "unknown variant {other:?} (bare, authz, authz-nocache)"
+                "unknown variant {other:?} (bare, authz, authz-nocache, layer-only, authz-noaudit)"
             )),
         }
     }
@@ -152,29 +163,15 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// The audit writer thread's name as `/proc` shows it (cut to 15 bytes).
+const WRITER_COMM: &str = "rmcp-authz-audi";
+
 /// CPU seconds used so far by process `pid`: the sum of its threads' run time from
 /// `/proc/<pid>/task/*/schedstat` (nanoseconds), else `utime + stime` from
 /// `/proc/<pid>/stat` (clock ticks, coarser).
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        let mut total_ns = 0u64;
-        let mut any = false;
-        for task in tasks.flatten() {
-            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
-                continue;
-            };
-            if let Some(ns) = text
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                total_ns += ns;
-                any = true;
-            }
-        }
-        if any {
-            return Some(total_ns as f64 / 1e9);
-        }
+    if let Some(seconds) = threads_cpu_seconds(pid, |_| true) {
+        return Some(seconds);
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
@@ -184,6 +181,37 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / clock_ticks())
+}
+
+/// CPU seconds used so far by the audit writer thread of process `pid`, if it has one.
+fn writer_cpu_seconds(pid: u32) -> Option<f64> {
+    threads_cpu_seconds(pid, |comm| comm.trim_end() == WRITER_COMM)
+}
+
+/// The summed run time of the threads of `pid` whose name `pick` accepts, from
+/// `/proc/<pid>/task/*/schedstat`; `None` when no such thread could be read.
+fn threads_cpu_seconds(pid: u32, pick: impl Fn(&str) -> bool) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total_ns = 0u64;
+    let mut any = false;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !pick(&comm) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = text
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            total_ns += ns;
+            any = true;
+        }
+    }
+    any.then_some(total_ns as f64 / 1e9)
 }
 
 fn own_cpu_seconds() -> Option<f64> {
@@ -480,6 +508,8 @@ struct Summary {
     p50_us: f64,
     p99_us: f64,
     cpu_us: f64,
+    /// Of `cpu_us`, the audit writer thread's.
+    writer_cpu_us: f64,
     failures: u64,
     first_failure: Option<String>,
     generator_cpu: f64,
@@ -510,6 +540,7 @@ fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
 fn summarize(variant: Variant, runs: Vec<RunResult>) -> Summary {
     let rate = median(runs.iter().map(|r| r.rate).collect());
     let cpu_us = median(runs.iter().map(|r| r.server_cpu / r.rate * 1e6).collect());
+    let writer_cpu_us = median(runs.iter().map(|r| r.writer_cpu / r.rate * 1e6).collect());
     let generator_cpu = runs.iter().map(|r| r.generator_cpu).fold(0.0f64, f64::max);
     let failures = runs.iter().map(|r| r.failures_total).sum();
     let first_failure = runs.iter().find_map(|r| r.first_failure.clone());
@@ -521,6 +552,7 @@ fn summarize(variant: Variant, runs: Vec<RunResult>) -> Summary {
         p50_us: percentile_us(&latencies, 50.0),
         p99_us: percentile_us(&latencies, 99.0),
         cpu_us,
+        writer_cpu_us,
         failures,
         first_failure,
         generator_cpu,
@@ -833,50 +865,69 @@ fn run_all(opts: Options) -> Result<(), String> {
         }
     }
 
-    // What the SDK adds beyond the signature check, cache off: allowed calls only, so
-    // both servers do the same work per call (a denied call never reaches rmcp).
+    // What the SDK adds beyond the signature check, cache off, and where the time of the
+    // cached path goes: allowed calls only, so every server does the same work per call
+    // (a denied call never reaches rmcp). One component is added per variant: the layer
+    // alone, then the wrapper, then the audit log.
     let mut overhead = String::new();
     if opts.nocache {
-        let clients = if opts.clients.contains(&16) {
-            16
-        } else {
-            opts.clients[0]
-        };
-        let cell = Cell {
-            section: "overhead",
-            mode: Mode::Json,
-            clients,
-            variants: vec![Variant::Bare, Variant::AuthzNoCache, Variant::Authz],
-            policy_tools: DEFAULT_POLICY_TOOLS,
-            big_token: false,
-            nodelay: true,
-            rounds: opts.rounds,
-            mix: vec![Kind::Allowed],
-            note: "allowed calls only".to_owned(),
-        };
-        let before = bench.verify_cost_us(&token, Duration::from_millis(300));
-        let summaries = bench.cell(&cell)?;
-        let after = bench.verify_cost_us(&token, Duration::from_millis(300));
-        let verify = (before + after) / 2.0;
-        let cpu = |v: Variant| {
-            summaries
-                .iter()
-                .find(|s| s.variant == v)
-                .map_or(f64::NAN, |s| s.cpu_us)
-        };
-        let added = cpu(Variant::AuthzNoCache) - cpu(Variant::Bare) - verify;
-        let added_cached = cpu(Variant::Authz) - cpu(Variant::Bare);
-        overhead = format!(
-            "Cache off, stateless JSON, {clients} clients, allowed calls only: server CPU per call \
-             {:.1} µs (authz-nocache) − {:.1} µs (bare) − {verify:.1} µs (one ES256 `verify_sync` of \
-             the same token in the harness process, measured before and after: {before:.1} / \
-             {after:.1} µs) = **{added:.1} µs added beyond the signature check** (target ≤ 5 µs: {}). \
-             With the cache on: {added_cached:.1} µs per call over bare.",
-            cpu(Variant::AuthzNoCache),
-            cpu(Variant::Bare),
-            if added <= 5.0 { "met" } else { "NOT met" }
-        );
-        eprintln!("{overhead}");
+        let mut counts: Vec<usize> = [1, 16]
+            .into_iter()
+            .filter(|c| opts.clients.contains(c))
+            .collect();
+        if counts.is_empty() {
+            counts.push(opts.clients[0]);
+        }
+        for clients in counts {
+            let cell = Cell {
+                section: "overhead",
+                mode: Mode::Json,
+                clients,
+                variants: vec![
+                    Variant::Bare,
+                    Variant::Layer,
+                    Variant::NoAudit,
+                    Variant::Authz,
+                    Variant::AuthzNoCache,
+                ],
+                policy_tools: DEFAULT_POLICY_TOOLS,
+                big_token: false,
+                nodelay: true,
+                rounds: opts.rounds,
+                mix: vec![Kind::Allowed],
+                note: "allowed calls only".to_owned(),
+            };
+            let before = bench.verify_cost_us(&token, Duration::from_millis(300));
+            let summaries = bench.cell(&cell)?;
+            let after = bench.verify_cost_us(&token, Duration::from_millis(300));
+            let verify = (before + after) / 2.0;
+            let summary = |v: Variant| summaries.iter().find(|s| s.variant == v);
+            let cpu = |v: Variant| summary(v).map_or(f64::NAN, |s| s.cpu_us);
+            let writer = summary(Variant::Authz).map_or(f64::NAN, |s| s.writer_cpu_us);
+            let added = cpu(Variant::AuthzNoCache) - cpu(Variant::Bare) - verify;
+            let line = format!(
+                "Cache off, stateless JSON, {clients} client(s), allowed calls only: server CPU \
+                 per call {:.1} µs (authz-nocache) − {:.1} µs (bare) − {verify:.1} µs (one ES256 \
+                 `verify_sync` of the same token in the harness process, measured before and \
+                 after: {before:.1} / {after:.1} µs) = **{added:.1} µs added beyond the \
+                 signature check** (target ≤ 5 µs: {}). Cache on, server CPU per call over \
+                 bare, one component at a time: layer {:+.1} µs, wrapper {:+.1} µs, audit log \
+                 {:+.1} µs (of which {writer:.1} µs on the audit writer thread); in all \
+                 {:+.1} µs.",
+                cpu(Variant::AuthzNoCache),
+                cpu(Variant::Bare),
+                if added <= 5.0 { "met" } else { "NOT met" },
+                cpu(Variant::Layer) - cpu(Variant::Bare),
+                cpu(Variant::NoAudit) - cpu(Variant::Layer),
+                cpu(Variant::Authz) - cpu(Variant::NoAudit),
+                cpu(Variant::Authz) - cpu(Variant::Bare),
+            );
+            eprintln!("{line}");
+            if !overhead.is_empty() {
+                overhead.push_str("\n\n");
+            }
+            overhead.push_str(&line);
+        }
     }
 
     // Nagle: bare, stateless SSE, one client, server without TCP_NODELAY.

@@ -201,39 +201,48 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // The same server in every variant: the policy's fillers exist in the bare one too.
     let tiny = Tiny::new(args.policy_tools.saturating_sub(2));
     let sessions = Arc::new(LocalSessionManager::default());
+    // rmcp's service, unwrapped.
+    let plain = |tiny: Tiny, sessions, config| {
+        let mcp = StreamableHttpService::new(move || Ok(tiny.clone()), sessions, config);
+        axum::Router::new().nest_service("/mcp", mcp)
+    };
     let (app, authz) = match args.variant {
-        Variant::Bare => {
-            let mcp = StreamableHttpService::new(move || Ok(tiny.clone()), sessions, config);
-            (axum::Router::new().nest_service("/mcp", mcp), None)
-        }
-        Variant::Authz | Variant::AuthzNoCache => {
+        Variant::Bare => (plain(tiny, sessions, config), None),
+        Variant::Authz | Variant::AuthzNoCache | Variant::Layer | Variant::NoAudit => {
             let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
                 .jwks_file(&args.jwks)
                 .build()
                 .map_err(|e| format!("verifier: {e}"))?;
             let policy = policy(args.policy_tools);
-            let sink = JsonLines::open(args.audit_dir.join("audit.jsonl"))
-                .map_err(|e| format!("audit file: {e}"))?;
-            // Buffered, the default durability.
-            let auditor = Auditor::builder(Arc::new(sink))
-                .build()
-                .map_err(|e| format!("auditor: {e}"))?;
-            let builder = if args.variant == Variant::Authz {
+            let mut builder = if args.variant == Variant::AuthzNoCache {
+                Authz::builder(verifier, policy)
+            } else {
                 let cached = CachedVerifier::new(verifier, CacheOptions::default());
                 Authz::builder(cached, policy)
+            };
+            if matches!(args.variant, Variant::Authz | Variant::AuthzNoCache) {
+                let sink = JsonLines::open(args.audit_dir.join("audit.jsonl"))
+                    .map_err(|e| format!("audit file: {e}"))?;
+                // Buffered, the default durability.
+                let auditor = Auditor::builder(Arc::new(sink))
+                    .build()
+                    .map_err(|e| format!("auditor: {e}"))?;
+                builder = builder.auditor(auditor);
+            }
+            let authz = builder.build();
+            let router = if args.variant == Variant::Layer {
+                plain(tiny, sessions, config)
             } else {
-                Authz::builder(verifier, policy)
+                // As the README's quick start: checked once at start-up, wrapped per service.
+                authz.wrap(tiny.clone()).map_err(|e| e.to_string())?;
+                let factory = {
+                    let authz = authz.clone();
+                    move || authz.wrap(tiny.clone()).map_err(std::io::Error::other)
+                };
+                let mcp = StreamableHttpService::new(factory, sessions, config);
+                axum::Router::new().nest_service("/mcp", mcp)
             };
-            let authz = builder.auditor(auditor).build();
-            // As the README's quick start: checked once at start-up, wrapped per service.
-            authz.wrap(tiny.clone()).map_err(|e| e.to_string())?;
-            let factory = {
-                let authz = authz.clone();
-                move || authz.wrap(tiny.clone()).map_err(std::io::Error::other)
-            };
-            let mcp = StreamableHttpService::new(factory, sessions, config);
-            let app = axum::Router::new()
-                .nest_service("/mcp", mcp)
+            let app = router
                 .layer(authz.http_layer())
                 .merge(authz.metadata_routes());
             (app, Some(authz))
