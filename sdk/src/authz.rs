@@ -271,6 +271,13 @@ impl CallerId {
             client: p.client_id().map(str::to_owned),
         }
     }
+
+    /// Whether `p` is this caller (compared in place, nothing copied).
+    pub(crate) fn is(&self, p: &Principal) -> bool {
+        self.issuer == p.issuer()
+            && self.subject.as_deref() == p.subject()
+            && self.client.as_deref() == p.client_id()
+    }
 }
 
 /// A map that forgets its oldest entries beyond a capacity.
@@ -307,15 +314,6 @@ impl<V: Clone> Bounded<V> {
         let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.get(key).cloned()
     }
-
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn remove(&self, key: &str) {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order) = &mut *guard;
-        if map.remove(key).is_some() {
-            order.retain(|k| k != key);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -332,7 +330,5 @@ mod tests {
         assert_eq!(m.get("a"), None);
         assert_eq!(m.get("b"), Some(2));
         assert_eq!(m.get("c"), Some(4));
-        m.remove("b");
-        assert_eq!(m.get("b"), None);
     }
 }

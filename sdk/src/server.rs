@@ -118,7 +118,7 @@ impl<H> Authorized<H> {
         let Some(owner) = self.authz.task_owner(task_id) else {
             return Some(Denial::new(operation, DenyReason::NoRule));
         };
-        if owner.caller != CallerId::of(principal) {
+        if !owner.caller.is(principal) {
             return Some(Denial::new(operation, DenyReason::NotOwner));
         }
         self.authz

@@ -39,6 +39,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -56,7 +57,7 @@ use std::net::SocketAddr;
 use axum::extract::ConnectInfo;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::authz::{Authz, Bounded, CallerId};
+use crate::authz::{Authz, CallerId};
 use crate::gate::{Audit, Call, Origin, RemoteAddr, RequestId};
 use crate::policy::{Decision, Denial, DenyReason, Operation};
 use crate::principal::Principal;
@@ -67,9 +68,9 @@ use rpc::Target;
 /// The default largest request body the layer reads: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// How many session bindings are remembered (oldest forgotten first; a forgotten session
-/// is refused with 404 and the client starts a new one).
-const MAX_SESSIONS: usize = 100_000;
+/// How many session bindings are remembered (the least recently used forgotten first; a
+/// forgotten session is refused with 404 and the client starts a new one).
+const MAX_SESSIONS: u64 = 100_000;
 
 /// How much of a request body without a token is read, for the 401's scope hint.
 const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
@@ -92,11 +93,12 @@ impl Default for HttpSettings {
 }
 
 /// Shared HTTP state: settings, the metadata URL challenges name (computed once, not per
-/// request), and the session bindings.
+/// request), and the session bindings: who opened each session, in a concurrent map whose
+/// reads take no lock.
 pub(crate) struct HttpState {
     settings: HttpSettings,
     metadata_url: String,
-    sessions: Bounded<CallerId>,
+    sessions: moka::sync::Cache<String, Arc<CallerId>>,
 }
 
 impl HttpState {
@@ -104,7 +106,11 @@ impl HttpState {
         HttpState {
             settings,
             metadata_url: metadata::metadata_url_for(resource),
-            sessions: Bounded::new(MAX_SESSIONS),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                // LRU admits every new session (TinyLFU could turn a new one away).
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
         }
     }
 }
@@ -369,7 +375,7 @@ where
     let sessions = &authz.http_state().sessions;
     if let Some(session) = &session {
         let refusal = match sessions.get(session) {
-            Some(owner) if owner == CallerId::of(&principal) => None,
+            Some(owner) if owner.is(&principal) => None,
             Some(_) => Some(Rejection::new(
                 StatusCode::FORBIDDEN,
                 RejectionKind::SessionMismatch,
@@ -453,10 +459,10 @@ where
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                sessions.insert(new_id.to_owned(), CallerId::of(&principal));
+                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(&principal)));
             }
         }
-        Some(id) if is_delete && response.status().is_success() => sessions.remove(id),
+        Some(id) if is_delete && response.status().is_success() => sessions.invalidate(id),
         Some(_) => {}
     }
     response.map(Body::new)
