@@ -48,6 +48,7 @@ pub(crate) enum RequestId<'a> {
     /// The id of a request rmcp hands the wrapper.
     Rmcp(&'a rmcp::model::RequestId),
     /// The `id` member of a body the HTTP layer read.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Json(&'a Value),
 }
 

@@ -123,6 +123,7 @@ fn duplicate<E: de::Error>(name: &str) -> E {
 
 /// A JSON value of any shape, walked and dropped: [`Strict`]'s duplicate check for the
 /// parts of a document nobody needs to keep, without building them.
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP layer only
 pub(crate) struct Checked;
 
 impl<'de> Deserialize<'de> for Checked {
@@ -133,6 +134,7 @@ impl<'de> Deserialize<'de> for Checked {
     }
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP layer only
 struct CheckedVisitor;
 
 impl<'de> Visitor<'de> for CheckedVisitor {
@@ -190,6 +192,7 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 }
 
 /// A member name, borrowed from the input unless it has escapes.
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP layer only
 pub(crate) struct Name<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Name<'de> {
@@ -220,12 +223,14 @@ impl<'de> Deserialize<'de> for Name<'de> {
 
 /// The member names of one object read so far: a short list for the objects messages
 /// are made of, a hash set once an object has many members.
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP layer only
 #[derive(Default)]
 pub(crate) struct Names<'de> {
     few: Vec<Cow<'de, str>>,
     many: HashSet<Cow<'de, str>>,
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP layer only
 impl<'de> Names<'de> {
     const FEW: usize = 16;
 
