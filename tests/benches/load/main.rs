@@ -314,6 +314,7 @@ struct Options {
     mix: Vec<Kind>,
     nocache: bool,
     nagle: bool,
+    main: bool,
     sweep: bool,
     out: PathBuf,
     nice: Option<i32>,
@@ -331,6 +332,8 @@ load: the end-to-end load harness (bare rmcp vs rmcp + rmcp-authz)
   --mix list,allowed,denied   the request mix, round robin (default all three)
   --no-nocache         skip the authz-nocache variant and the overhead rows
   --no-nagle           skip the TCP_NODELAY demonstration row
+  --no-main            skip the main matrix (e.g. to repeat the overhead rows with
+                       more rounds: --no-main --no-nagle --no-sweep --rounds 9)
   --no-sweep           skip the policy-size and token-size rows
   --out DIR            where results.md and throughput.svg go (default target/load)
   --nice N             run the servers and the load generator at this nice value
@@ -363,6 +366,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         mix: vec![Kind::List, Kind::Allowed, Kind::Denied],
         nocache: true,
         nagle: true,
+        main: true,
         sweep: true,
         out: default_out(),
         nice: None,
@@ -399,6 +403,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--mix" => o.mix = parse_list(&value()?, Kind::parse)?,
             "--no-nocache" => o.nocache = false,
             "--no-nagle" => o.nagle = false,
+            "--no-main" => o.main = false,
             "--no-sweep" => o.sweep = false,
             "--out" => o.out = PathBuf::from(value()?),
             "--nice" => o.nice = Some(value()?.parse().map_err(|e| format!("--nice: {e}"))?),
@@ -841,7 +846,7 @@ fn run_all(opts: Options) -> Result<(), String> {
 
     // The main matrix.
     let mut main_rates: Vec<(Mode, usize, Variant, f64)> = Vec::new();
-    for &mode in &opts.modes {
+    for &mode in opts.modes.iter().filter(|_| opts.main) {
         for &clients in &opts.clients {
             let mut variants = vec![Variant::Bare, Variant::Authz];
             if opts.nocache && mode == Mode::Json {
