@@ -76,9 +76,9 @@ enum Variant {
     Bare,
     Authz,
     AuthzNoCache,
-    /// The layer alone (cache on, no wrapper, no audit): the `breakdown` rows.
+    /// The layer alone (cache on, no wrapper, no audit): the `overhead` rows only.
     Layer,
-    /// Layer + wrapper, cache on, no audit: the `breakdown` rows.
+    /// Layer + wrapper, cache on, no audit: the `overhead` rows only.
     NoAudit,
 }
 
