@@ -10,6 +10,10 @@
 //!   every request, as an agent presents it);
 //! - `authz/uncached`: the same without the cache, so every request checks the signature;
 //! - `authz/denied`: a call the policy refuses (403 from the layer, cache on);
+//! - `authz/cached_no_audit`: the layer and the wrapper, cache on, no audit log;
+//! - `layer_only/cached`: the layer alone in front of the plain handler;
+//! - `layer_forward/cached`: the layer in front of a handler that only forwards to the
+//!   plain one (what any wrapper costs before it does anything);
 //! - `verify_es256`: the signature check and claims alone, to subtract from `uncached`.
 //!
 //! `cargo bench -p rmcp-authz --features http,cache --bench request_path`. The end-to-end
@@ -89,6 +93,37 @@ impl ServerHandler for Notes {
     }
 }
 
+/// A handler that only forwards to `Notes`: what any wrapper costs in rmcp, before it
+/// does anything.
+#[derive(Debug, Clone, Default)]
+struct Forward(Notes);
+
+impl ServerHandler for Forward {
+    fn get_info(&self) -> ServerConfig {
+        self.0.get_info()
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.0.get_tool(name)
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        self.0.list_tools(request, context).await
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.0.call_tool(request, context).await
+    }
+}
+
 fn config() -> StreamableHttpServerConfig {
     let mut config = StreamableHttpServerConfig::default();
     config.json_response = true;
@@ -104,9 +139,20 @@ fn bare() -> Router {
     Router::new().nest_service("/mcp", mcp)
 }
 
-/// The notes server behind `rmcp-authz`: the layer, the wrapper unless `wrap` is false
-/// (the layer alone), and an audit log when given one.
-fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>, wrap: bool) -> Router {
+/// Which handler is behind the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    /// `Authz::wrap(Notes)`.
+    Wrapped,
+    /// `Notes` itself: the layer alone.
+    Plain,
+    /// `Forward(Notes)`: a wrapper that does nothing.
+    Forward,
+}
+
+/// The notes server behind `rmcp-authz`: the layer, the handler `wrap` says, and an
+/// audit log when given one.
+fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>, wrap: Handler) -> Router {
     let policy = Policy::builder()
         .implies("notes:admin", ["notes:read"])
         .tool("read", "notes:read")
@@ -118,7 +164,14 @@ fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>, wrap:
         authz = authz.auditor(auditor);
     }
     let authz = authz.build();
-    let router = if wrap {
+    let router = if wrap == Handler::Forward {
+        let mcp = StreamableHttpService::new(
+            || Ok(Forward(Notes)),
+            Arc::new(LocalSessionManager::default()),
+            config(),
+        );
+        Router::new().nest_service("/mcp", mcp)
+    } else if wrap == Handler::Wrapped {
         authz.wrap(Notes).unwrap();
         let factory = {
             let authz = authz.clone();
@@ -203,35 +256,42 @@ fn request_path(c: &mut Criterion) {
         ("bare", bare(), "read", &read, 200),
         (
             "authz/cached",
-            authorized(cached(), Some(auditor("cached")), true),
+            authorized(cached(), Some(auditor("cached")), Handler::Wrapped),
             "read",
             &read,
             200,
         ),
         (
             "authz/uncached",
-            authorized(verifier(), Some(auditor("uncached")), true),
+            authorized(verifier(), Some(auditor("uncached")), Handler::Wrapped),
             "read",
             &read,
             200,
         ),
         (
             "authz/denied",
-            authorized(cached(), Some(auditor("denied")), true),
+            authorized(cached(), Some(auditor("denied")), Handler::Wrapped),
             "purge",
             &purge,
             403,
         ),
         (
             "authz/cached_no_audit",
-            authorized(cached(), None, true),
+            authorized(cached(), None, Handler::Wrapped),
             "read",
             &read,
             200,
         ),
         (
             "layer_only/cached",
-            authorized(cached(), None, false),
+            authorized(cached(), None, Handler::Plain),
+            "read",
+            &read,
+            200,
+        ),
+        (
+            "layer_forward/cached",
+            authorized(cached(), None, Handler::Forward),
             "read",
             &read,
             200,
@@ -274,33 +334,58 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 
     // CPU time per request, all of the process's threads (the audit writer included):
-    // unlike wall time, other work on the machine does not inflate it.
+    // unlike wall time, other work on the machine does not inflate it. The cases take
+    // turns in small batches, the order reversed every other round, so the machine's drift
+    // falls on all of them alike; each batch waits for the audit writer to finish before
+    // its CPU time is read.
     if std::env::args().any(|a| a == "--bench") {
-        let iterations = 20_000;
-        let mut per_request = Vec::new();
-        for (name, router, tool, body, _) in &cases {
-            let cpu = cpu_time(|| {
-                runtime.block_on(async {
-                    for _ in 0..iterations {
-                        send(router, &token, tool, body).await;
-                    }
-                });
-            });
-            per_request.push((*name, cpu / iterations));
-        }
-        let cpu = cpu_time(|| {
-            for _ in 0..iterations {
-                black_box(plain.verify_sync(black_box(&token)).unwrap());
+        const ROUNDS: usize = 40;
+        const BATCH: u32 = 500;
+        let names: Vec<&str> = cases
+            .iter()
+            .map(|c| c.0)
+            .chain(["verify_es256"])
+            .collect();
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+        for round in 0..ROUNDS {
+            let mut order: Vec<usize> = (0..names.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
             }
-        });
-        per_request.push(("verify_es256", cpu / iterations));
-        let bare = per_request[0].1;
-        println!("\nCPU time per request ({iterations} requests, all threads):");
-        for (name, cpu) in &per_request {
+            for i in order {
+                let cpu = cpu_time(|| {
+                    match cases.get(i) {
+                        Some((_, router, tool, body, _)) => runtime.block_on(async {
+                            for _ in 0..BATCH {
+                                send(router, &token, tool, body).await;
+                            }
+                        }),
+                        None => {
+                            for _ in 0..BATCH {
+                                black_box(plain.verify_sync(black_box(&token)).unwrap());
+                            }
+                        }
+                    }
+                    // The buffered writer writes within a millisecond.
+                    std::thread::sleep(Duration::from_millis(5));
+                });
+                samples[i].push(cpu.as_secs_f64() * 1e6 / f64::from(BATCH));
+            }
+        }
+        let quartiles = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
+        };
+        let summary: Vec<(f64, f64, f64)> = samples.iter_mut().map(quartiles).collect();
+        let bare = summary[0].1;
+        println!(
+            "\nCPU time per request, all threads ({ROUNDS} interleaved rounds of {BATCH}; \
+             median, and the middle half of the rounds):"
+        );
+        for (name, (q1, median, q3)) in names.iter().zip(&summary) {
             println!(
-                "  {name:<16} {:>8.2} µs  ({:+.2} µs vs bare)",
-                cpu.as_secs_f64() * 1e6,
-                (cpu.as_secs_f64() - bare.as_secs_f64()) * 1e6
+                "  {name:<22} {median:>8.2} µs  ({:+.2} µs vs bare)  [{q1:.2} – {q3:.2}]",
+                median - bare
             );
         }
     }
