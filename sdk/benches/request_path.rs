@@ -152,7 +152,11 @@ enum Handler {
 
 /// The notes server behind `rmcp-authz`: the layer, the handler `wrap` says, and an
 /// audit log when given one.
-fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>, wrap: Handler) -> Router {
+fn authorized(
+    verifier: impl Verifier + 'static,
+    auditor: Option<Auditor>,
+    wrap: Handler,
+) -> Router {
     let policy = Policy::builder()
         .implies("notes:admin", ["notes:read"])
         .tool("read", "notes:read")
@@ -341,11 +345,7 @@ fn request_path(c: &mut Criterion) {
     if std::env::args().any(|a| a == "--bench") {
         const ROUNDS: usize = 40;
         const BATCH: u32 = 500;
-        let names: Vec<&str> = cases
-            .iter()
-            .map(|c| c.0)
-            .chain(["verify_es256"])
-            .collect();
+        let names: Vec<&str> = cases.iter().map(|c| c.0).chain(["verify_es256"]).collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
         for round in 0..ROUNDS {
             let mut order: Vec<usize> = (0..names.len()).collect();
