@@ -118,13 +118,9 @@ impl ArgumentRecording {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
+    let mut out = vec![0_u8; bytes.len() * 2];
+    super::chain::write_hex(bytes, &mut out);
+    out.into_iter().map(char::from).collect()
 }
 
 /// `value` with the values of fields named in `names` replaced, at any depth.

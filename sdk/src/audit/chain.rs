@@ -27,14 +27,19 @@ pub(crate) fn line_hash(line: &[u8]) -> String {
 /// [`line_hash`] into a fixed array (ASCII lowercase hex), without allocating: the file
 /// sink computes one per record.
 pub(crate) fn line_hash_hex(line: &[u8]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let hash = digest(&SHA256, line);
     let mut hex = [0_u8; 64];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(hash.as_ref()) {
+    write_hex(digest(&SHA256, line).as_ref(), &mut hex);
+    hex
+}
+
+/// Writes `bytes` into `out` as lowercase ASCII hex, two digits a byte, as far as `out`
+/// reaches.
+pub(crate) fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(byte >> 4)];
         pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
-    hex
 }
 
 /// What a verification found, when the chain is intact.
