@@ -283,18 +283,8 @@ pub fn http_app(
     authz: &rmcp_authz::Authz,
     config: rmcp::transport::streamable_http_server::StreamableHttpServerConfig,
 ) -> Result<axum::Router, rmcp_authz::ConfigError> {
-    use rmcp::transport::streamable_http_server::StreamableHttpService;
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-
-    authz.wrap(Notes::new())?;
+    // One store for every request: rmcp makes a handler per request (per session with
+    // sessions on), and clones of `Notes` share their notes.
     let notes = Notes::new();
-    let factory = {
-        let authz = authz.clone();
-        move || authz.wrap(notes.clone()).map_err(std::io::Error::other)
-    };
-    let mcp = StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
-    Ok(axum::Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(authz.http_layer())
-        .merge(authz.metadata_routes()))
+    authz.router_with("/mcp", move || notes.clone(), config)
 }

@@ -11,9 +11,9 @@
 //! - `authz/uncached`: the same without the cache, so every request checks the signature;
 //! - `authz/denied`: a call the policy refuses (403 from the layer, cache on);
 //! - `authz/cached_no_audit`: the layer and the wrapper, cache on, no audit log;
-//! - `layer_only/cached`: the layer alone in front of the plain handler;
-//! - `layer_forward/cached`: the layer in front of a handler that only forwards to the
-//!   plain one (what any wrapper costs before it does anything);
+//!
+//! (The layer alone, in front of an unwrapped handler, is no longer a case: the layer
+//! builds only in front of wrapped handlers, since without the wrapper it would fail open.)
 //! - `verify_es256`: the signature check and claims alone, to subtract from `uncached`.
 //!
 //! `cargo bench -p rmcp-authz --features http,cache --bench request_path`. The end-to-end
@@ -93,37 +93,6 @@ impl ServerHandler for Notes {
     }
 }
 
-/// A handler that only forwards to `Notes`: what any wrapper costs in rmcp, before it
-/// does anything.
-#[derive(Debug, Clone, Default)]
-struct Forward(Notes);
-
-impl ServerHandler for Forward {
-    fn get_info(&self) -> ServerConfig {
-        self.0.get_info()
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.0.get_tool(name)
-    }
-
-    async fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        self.0.list_tools(request, context).await
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
-        self.0.call_tool(request, context).await
-    }
-}
-
 fn config() -> StreamableHttpServerConfig {
     let mut config = StreamableHttpServerConfig::default();
     config.json_response = true;
@@ -139,24 +108,9 @@ fn bare() -> Router {
     Router::new().nest_service("/mcp", mcp)
 }
 
-/// Which handler is behind the layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handler {
-    /// `Authz::wrap(Notes)`.
-    Wrapped,
-    /// `Notes` itself: the layer alone.
-    Plain,
-    /// `Forward(Notes)`: a wrapper that does nothing.
-    Forward,
-}
-
-/// The notes server behind `rmcp-authz`: the layer, the handler `wrap` says, and an
-/// audit log when given one.
-fn authorized(
-    verifier: impl Verifier + 'static,
-    auditor: Option<Auditor>,
-    wrap: Handler,
-) -> Router {
+/// The notes server behind `rmcp-authz` (the layer, the wrapper), with an audit log when
+/// given one.
+fn authorized(verifier: impl Verifier + 'static, auditor: Option<Auditor>) -> Router {
     let policy = Policy::builder()
         .implies("notes:admin", ["notes:read"])
         .tool("read", "notes:read")
@@ -168,26 +122,7 @@ fn authorized(
         authz = authz.auditor(auditor);
     }
     let authz = authz.build();
-    let router = if wrap == Handler::Forward {
-        let mcp = StreamableHttpService::new(
-            || Ok(Forward(Notes)),
-            Arc::new(LocalSessionManager::default()),
-            config(),
-        );
-        Router::new().nest_service("/mcp", mcp)
-    } else if wrap == Handler::Wrapped {
-        authz.wrap(Notes).unwrap();
-        let factory = {
-            let authz = authz.clone();
-            move || authz.wrap(Notes).map_err(std::io::Error::other)
-        };
-        let mcp =
-            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config());
-        Router::new().nest_service("/mcp", mcp)
-    } else {
-        bare()
-    };
-    router.layer(authz.http_layer())
+    authz.router_with("/mcp", || Notes, config()).unwrap()
 }
 
 fn call_body(tool: &str) -> Bytes {
@@ -260,42 +195,28 @@ fn request_path(c: &mut Criterion) {
         ("bare", bare(), "read", &read, 200),
         (
             "authz/cached",
-            authorized(cached(), Some(auditor("cached")), Handler::Wrapped),
+            authorized(cached(), Some(auditor("cached"))),
             "read",
             &read,
             200,
         ),
         (
             "authz/uncached",
-            authorized(verifier(), Some(auditor("uncached")), Handler::Wrapped),
+            authorized(verifier(), Some(auditor("uncached"))),
             "read",
             &read,
             200,
         ),
         (
             "authz/denied",
-            authorized(cached(), Some(auditor("denied")), Handler::Wrapped),
+            authorized(cached(), Some(auditor("denied"))),
             "purge",
             &purge,
             403,
         ),
         (
             "authz/cached_no_audit",
-            authorized(cached(), None, Handler::Wrapped),
-            "read",
-            &read,
-            200,
-        ),
-        (
-            "layer_only/cached",
-            authorized(cached(), None, Handler::Plain),
-            "read",
-            &read,
-            200,
-        ),
-        (
-            "layer_forward/cached",
-            authorized(cached(), None, Handler::Forward),
+            authorized(cached(), None),
             "read",
             &read,
             200,

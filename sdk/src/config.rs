@@ -568,10 +568,13 @@ struct PolicySection {
     #[serde(default)]
     prompts: IndexMap<String, Spanned<RuleSpec>>,
     #[serde(default)]
+    skills: IndexMap<String, Spanned<RuleSpec>>,
+    #[serde(default)]
     custom_requests: IndexMap<String, Spanned<RuleSpec>>,
     unlisted_tools: Option<Spanned<RuleSpec>>,
     unlisted_resources: Option<Spanned<RuleSpec>>,
     unlisted_prompts: Option<Spanned<RuleSpec>>,
+    unlisted_skills: Option<Spanned<RuleSpec>>,
     max_token_lifetime_secs: Option<u64>,
     #[serde(default)]
     defaults: ConditionsSpec,
@@ -665,10 +668,11 @@ impl PolicySection {
         };
         type Add = fn(PolicyBuilder, String, Rule) -> PolicyBuilder;
         type Rules = IndexMap<String, Spanned<RuleSpec>>;
-        let sections: [(&str, &Rules, Add); 4] = [
+        let sections: [(&str, &Rules, Add); 5] = [
             ("tools", &self.tools, |b, n, r| b.tool(n, r)),
             ("resources", &self.resources, |b, n, r| b.resource(n, r)),
             ("prompts", &self.prompts, |b, n, r| b.prompt(n, r)),
+            ("skills", &self.skills, |b, n, r| b.skill(n, r)),
             ("custom_requests", &self.custom_requests, |b, n, r| {
                 b.custom_request(n, r)
             }),
@@ -693,6 +697,9 @@ impl PolicySection {
         }
         if let Some(spec) = &self.unlisted_prompts {
             b = b.unlisted_prompts(rule("unlisted_prompts", "", spec)?);
+        }
+        if let Some(spec) = &self.unlisted_skills {
+            b = b.unlisted_skills(rule("unlisted_skills", "", spec)?);
         }
         b.build()
             .map_err(|e| ConfigFileError::Syntax(format!("[policy]: {e}")))

@@ -102,6 +102,14 @@ pub enum ConfigError {
         /// The tool names.
         tools: Vec<String>,
     },
+    /// The path given for the MCP endpoint cannot be served.
+    #[error("the MCP endpoint path {path:?} cannot be used: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl From<PolicyError> for Error {

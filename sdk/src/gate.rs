@@ -21,12 +21,60 @@ use tracing::Span;
 use crate::audit::{
     AuditEvent, AuditFailure, AuditSlot, Auditor, DecisionKind, EventKind, Outcome,
 };
+use crate::policy::Operation;
 use crate::principal::Principal;
 
 /// The JSON-RPC error code when a request is refused because it cannot be audited: the
 /// audit log is failing under `fail_closed`, or its queue is full under
 /// [`Overload::Refuse`](crate::audit::Overload::Refuse).
 pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32005);
+
+/// An operation the HTTP layer decided, and allowed, for this request. The layer puts it
+/// in the request extensions; the wrapper finds it there and does not decide the same
+/// operation a second time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decided {
+    Tool(String),
+    Resource(String),
+    Prompt(String),
+    Skill(String),
+    Custom(String),
+}
+
+impl Decided {
+    /// The record of `operation` allowed (`None` for basic access, which needs no rule).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn of(operation: Operation<'_>) -> Option<Decided> {
+        Some(match operation {
+            Operation::CallTool(n) => Decided::Tool(n.to_owned()),
+            Operation::ReadResource(u) => Decided::Resource(u.to_owned()),
+            Operation::GetPrompt(n) => Decided::Prompt(n.to_owned()),
+            Operation::GetSkill(n) => Decided::Skill(n.to_owned()),
+            Operation::Custom(m) => Decided::Custom(m.to_owned()),
+            Operation::Basic => return None,
+        })
+    }
+
+    /// Whether this is `operation`.
+    pub(crate) fn is(&self, operation: Operation<'_>) -> bool {
+        match (self, operation) {
+            (Decided::Tool(a), Operation::CallTool(b))
+            | (Decided::Resource(a), Operation::ReadResource(b))
+            | (Decided::Prompt(a), Operation::GetPrompt(b))
+            | (Decided::Skill(a), Operation::GetSkill(b))
+            | (Decided::Custom(a), Operation::Custom(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether the HTTP layer already allowed `operation` for the request in `ctx`.
+    pub(crate) fn allowed_in(ctx: &RequestContext<RoleServer>, operation: Operation<'_>) -> bool {
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Decided>())
+            .is_some_and(|d| d.is(operation))
+    }
+}
 
 /// The peer's address, put in the request extensions by the HTTP layer.
 #[derive(Debug, Clone, Copy)]

@@ -90,11 +90,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Then `authz.wrap(MyServer::new())?` gives a `ServerHandler` to serve over any rmcp
-//! transport; over Streamable HTTP, put `authz.http_layer()` in front of rmcp's
-//! `StreamableHttpService` and merge `authz.metadata_routes()` (see the `http` module);
-//! over stdio, `authz.serve_stdio(MyServer::new(), "MCP_ACCESS_TOKEN")`. `docs/policy.md`
-//! describes every rule and every HTTP response.
+//! Then, over Streamable HTTP, `authz.router("/mcp", MyServer::new)?` is the whole
+//! protected endpoint (rmcp's service, the wrapper on every handler, the 401/403 layer,
+//! the Protected Resource Metadata routes) and `authz.serve(listener, app, shutdown)`
+//! serves it (see the `http` module); over stdio,
+//! `authz.serve_stdio(MyServer::new(), "MCP_ACCESS_TOKEN")`; over any other rmcp transport,
+//! `authz.wrap(MyServer::new())?` is a `ServerHandler` whose every method is gated.
+//! `docs/policy.md` describes every rule and every HTTP response.
 //!
 //! ## Features
 //!

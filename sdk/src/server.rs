@@ -113,8 +113,8 @@ impl<H> Authorized<H> {
 
     /// The denial of a task operation, if any: the task must have been started by this
     /// caller, with a tool the caller may still call.
-    fn task_denial(&self, principal: &Principal, task_id: &str) -> Option<Denial> {
-        let operation = format!("tasks {task_id}");
+    fn task_denial(&self, principal: &Principal, method: &str, task_id: &str) -> Option<Denial> {
+        let operation = format!("{method} {task_id}");
         let Some(owner) = self.authz.task_owner(task_id) else {
             return Some(Denial::new(operation, DenyReason::NoRule));
         };
@@ -168,13 +168,16 @@ impl<H> Authorized<H> {
         gate::record_principal(&span, &principal);
         audit.update(|e| e.set_principal(&principal));
         let denial = match check {
+            // The HTTP layer decided this operation for this request already.
+            Check::Operation(op) if gate::Decided::allowed_in(carrier.request(), op) => None,
             Check::Operation(op) => self.authz.decide(&principal, op).denial().cloned(),
             Check::Operations(operations) => operations
                 .iter()
                 .find_map(|op| self.authz.decide(&principal, *op).denial().cloned()),
-            Check::Task(task_id) => self.task_denial(&principal, task_id),
+            Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
             Check::Authenticated => None,
-        };
+        }
+        .map(|denial| denial.for_method(call.method));
         if let Some(denial) = denial {
             tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
             audit.update(|e| e.set_denied_by(&denial));
@@ -307,6 +310,21 @@ fn success<T>(_: &T) -> Outcome {
     Outcome::Success
 }
 
+/// The skill a `SKILL.md` URI names (the path segment before `SKILL.md`, as written in
+/// the URI), or `""` when the URI names none: governed by the `unlisted_skills` rule.
+pub(crate) fn skill_name(uri: &str) -> &str {
+    rmcp::model::skill_name_from_uri(uri).unwrap_or("")
+}
+
+/// A request that needs only a verified caller.
+fn basic_call(method: &str) -> Call<'_> {
+    Call {
+        kind: EventKind::Other,
+        method,
+        target: None,
+    }
+}
+
 fn list_call(method: &str) -> Call<'_> {
     Call {
         kind: EventKind::List,
@@ -341,19 +359,34 @@ pub(crate) fn denied(denial: &Denial) -> McpError {
 /// method rmcp adds later, and we forget, into a build error under clippy.
 #[deny(clippy::missing_trait_methods)]
 impl<H: ServerHandler> ServerHandler for Authorized<H> {
-    fn ping(
-        &self,
-        context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        self.inner.ping(context)
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let call = basic_call("ping");
+        self.gated(
+            context,
+            call,
+            Check::Authenticated,
+            None,
+            |ctx, _| self.inner.ping(ctx),
+            success,
+        )
+        .await
     }
 
-    fn initialize(
+    async fn initialize(
         &self,
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
-        self.inner.initialize(request, context)
+    ) -> Result<InitializeResult, McpError> {
+        let call = basic_call("initialize");
+        self.gated(
+            context,
+            call,
+            Check::Authenticated,
+            None,
+            |ctx, _| self.inner.initialize(request, ctx),
+            success,
+        )
+        .await
     }
 
     fn negotiate_initialize(
@@ -367,11 +400,20 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.inner.supported_protocol_versions()
     }
 
-    fn discover(
+    async fn discover(
         &self,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<DiscoverResult, McpError>> + MaybeSendFuture + '_ {
-        self.inner.discover(context)
+    ) -> Result<DiscoverResult, McpError> {
+        let call = basic_call("server/discover");
+        self.gated(
+            context,
+            call,
+            Check::Authenticated,
+            None,
+            |ctx, _| self.inner.discover(ctx),
+            success,
+        )
+        .await
     }
 
     async fn complete(
@@ -404,12 +446,21 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
     }
 
     #[allow(deprecated)]
-    fn set_level(
+    async fn set_level(
         &self,
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        self.inner.set_level(request, context)
+    ) -> Result<(), McpError> {
+        let call = basic_call("logging/setLevel");
+        self.gated(
+            context,
+            call,
+            Check::Authenticated,
+            None,
+            |ctx, _| self.inner.set_level(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn get_prompt(
@@ -582,13 +633,24 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         .await
     }
 
+    /// Dropping a subscription gives nothing away: a verified caller suffices.
     #[allow(deprecated)]
-    fn unsubscribe(
+    async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        self.inner.unsubscribe(request, context)
+    ) -> Result<(), McpError> {
+        let uri = request.uri.clone();
+        let call = resource_call("resources/unsubscribe", &uri);
+        self.gated(
+            context,
+            call,
+            Check::Authenticated,
+            None,
+            |ctx, _| self.inner.unsubscribe(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn call_tool(
@@ -777,20 +839,47 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         .await
     }
 
-    fn list_skills(
+    async fn list_skills(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<ListSkillsResult, McpError>> + MaybeSendFuture + '_ {
-        self.inner.list_skills(request, context)
+    ) -> Result<ListSkillsResult, McpError> {
+        let run = |ctx, principal: Principal| async move {
+            let mut result = self.inner.list_skills(request, ctx).await?;
+            result.skills.retain(|skill| {
+                self.authz
+                    .decide(&principal, Operation::GetSkill(skill_name(&skill.uri)))
+                    .is_allowed()
+            });
+            result.cache_scope = Some(CacheScope::Private);
+            Ok(result)
+        };
+        let call = list_call("skills/list");
+        self.gated(context, call, Check::Authenticated, None, run, success)
+            .await
     }
 
-    fn get_skill(
+    async fn get_skill(
         &self,
         request: GetSkillRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<GetSkillResult, McpError>> + MaybeSendFuture + '_ {
-        self.inner.get_skill(request, context)
+    ) -> Result<GetSkillResult, McpError> {
+        let uri = request.uri.clone();
+        let call = Call {
+            kind: EventKind::Other,
+            method: "skills/get",
+            target: Some(&uri),
+        };
+        let check = Check::Operation(Operation::GetSkill(skill_name(&uri)));
+        self.gated(
+            context,
+            call,
+            check,
+            None,
+            |ctx, _| self.inner.get_skill(request, ctx),
+            success,
+        )
+        .await
     }
 
     async fn read_resource_directory(

@@ -25,8 +25,6 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use rmcp_authz::Authz;
 use rmcp_authz::agent::{
@@ -225,21 +223,10 @@ async fn setup(lifetime: Duration) -> Setup {
         policy = policy.tool(name, scope);
     }
     let authz = Authz::new(verifier, policy.build().unwrap());
-    authz.wrap(Notes).unwrap();
-    let factory = {
-        let authz = authz.clone();
-        move || authz.wrap(Notes).map_err(std::io::Error::other)
-    };
-    let mcp = StreamableHttpService::new(
-        factory,
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
     let statuses = Arc::new(Statuses::default());
-    let mcp_app = Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(authz.http_layer())
-        .merge(authz.metadata_routes())
+    let mcp_app = authz
+        .router("/mcp", || Notes)
+        .unwrap()
         .layer(middleware::from_fn_with_state(statuses.clone(), count));
 
     let tasks = vec![

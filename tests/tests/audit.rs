@@ -70,8 +70,8 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
         .await
         .expect("connect");
 
-    // 1. a list, allowed; 2. a call, allowed; 3. a call beyond the scopes, denied by the
-    // layer; 4. an allowed call that fails with a JSON-RPC error.
+    // 0. initialize; 1. a list, allowed; 2. a call, allowed; 3. a call beyond the scopes,
+    // denied by the layer; 4. an allowed call that fails with a JSON-RPC error.
     reader.list_tools(None).await.expect("tools/list");
     call(&reader, "list_notes", json!({}))
         .await
@@ -85,7 +85,7 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
     );
     reader.cancel().await.expect("close");
 
-    // 5. an allowed call whose tool reports an error (`isError: true`).
+    // 5. initialize; 6. an allowed call whose tool reports an error (`isError: true`).
     let writer = server
         .legacy_client(&delegated(&server, &["notes:write"]))
         .await
@@ -103,9 +103,11 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
         .map(|e| (e.kind, e.target.as_deref(), e.decision, e.outcome))
         .collect();
     use DecisionKind::{Allow, Deny};
+    let initialize = (EventKind::Other, None, Allow, Outcome::Success);
     assert_eq!(
         summary,
         [
+            initialize,
             (EventKind::List, None, Allow, Outcome::Success),
             (
                 EventKind::ToolCall,
@@ -125,6 +127,7 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
                 Allow,
                 Outcome::ProtocolError
             ),
+            initialize,
             (
                 EventKind::ToolCall,
                 Some("write_note"),
@@ -142,7 +145,9 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
         assert_eq!(e.issuer.as_deref(), Some(rmcp_authz_tests::server::ISSUER));
         assert!(e.token_id.is_some(), "{e:?}");
         assert_eq!(e.transport.as_deref(), Some("http"), "{e:?}");
-        assert!(e.session_id.is_some(), "stateful: {e:?}");
+        // The session is opened by the answer to `initialize`.
+        let opening = e.method.as_deref() == Some("initialize");
+        assert_eq!(e.session_id.is_some(), !opening, "stateful: {e:?}");
         assert!(e.request_id.is_some(), "{e:?}");
         let addr = e.remote_addr.as_deref().unwrap_or_default();
         assert!(addr.starts_with("127.0.0.1:"), "{e:?}");
@@ -151,9 +156,10 @@ async fn every_request_leaves_exactly_one_event_with_its_fields() {
             "clear arguments are off by default: {e:?}"
         );
     }
-    let [list, listed, refused, failed, tool_error] = &events[..] else {
+    let [init, list, listed, refused, failed, _, tool_error] = &events[..] else {
         unreachable!()
     };
+    assert_eq!(init.method.as_deref(), Some("initialize"));
     assert_eq!(list.method.as_deref(), Some("tools/list"));
     assert_eq!(listed.scopes_granted, ["notes:read"]);
     assert!(listed.duration_ms.is_some() && listed.arguments_hmac.is_some());
@@ -276,7 +282,9 @@ async fn authentication_failures_are_recorded_without_the_token() {
         Some("list_notes"),
         "read for the scope hint"
     );
-    assert_eq!(events[0].request_id.as_deref(), None);
+    // The body was read, so each event and each answer carry the request's id.
+    let ids: Vec<_> = events.iter().map(|e| e.request_id.as_deref()).collect();
+    assert_eq!(ids, [Some("1"), Some("2"), Some("3")]);
 }
 
 // ---------------------------------------------------------------------------------------

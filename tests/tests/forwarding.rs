@@ -342,6 +342,7 @@ fn spy_policy() -> Policy {
         .tool("spy_tool", "spy:use")
         .custom_request("spy/echo", ScopeExpr::authenticated())
         .custom_request("spy/admin", "spy:admin")
+        .skill("nope", "spy:use")
         .build()
         .expect("spy policy")
 }

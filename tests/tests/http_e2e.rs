@@ -633,11 +633,11 @@ async fn prompts_get_is_gated() {
     }
 }
 
-/// `completion/complete` is not decided by the HTTP layer; the `Authorized` wrapper
-/// decides it as a use of the prompt or resource it completes, and refuses with the
-/// JSON-RPC error FORBIDDEN (-32003) carrying `{error, scope}`.
+/// `completion/complete` is decided by the HTTP layer as a use of the prompt or resource
+/// it completes: a caller lacking its scopes gets the 403 step-up challenge (which rmcp's
+/// client reads, as for a tool call), and the message names the completion.
 #[tokio::test]
-async fn completions_are_gated_by_the_wrapper_with_forbidden_errors() {
+async fn completions_are_refused_with_step_up_challenges() {
     let server = TestServer::start(true).await;
     let reader = connect(&server, Kind::Legacy, &server.token(&["notes:read"])).await;
     let err = tokio::time::timeout(
@@ -647,15 +647,33 @@ async fn completions_are_gated_by_the_wrapper_with_forbidden_errors() {
     .await
     .unwrap()
     .expect_err("completing a prompt the caller may not get is refused");
-    let ServiceError::McpError(error) = &err else {
-        panic!("expected a JSON-RPC error, got {err:?}");
-    };
-    assert_eq!(error.code, rmcp_authz::server::FORBIDDEN);
-    assert_eq!(error.code.0, -32003);
-    let data = error.data.as_ref().expect("error data");
-    assert_eq!(data["error"], "insufficient_scope");
-    assert_eq!(data["scope"], "notes:admin");
+    assert_step_up(&server, &err, "notes:admin", "completion of audit_report");
 
+    // Raw: the status, the challenge, and a message that names the method refused.
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "completion/complete",
+        "params": {
+            "ref": {"type": "ref/prompt", "name": "audit_report"},
+            "argument": {"name": "topic", "value": "a"}
+        }
+    });
+    let raw = send(mcp_post(
+        &server,
+        Some(&server.token(&["notes:read"])),
+        &body,
+    ))
+    .await;
+    assert_eq!(raw.status, 403, "{}", raw.body);
+    assert_eq!(raw.bearer_challenge().param("scope"), Some("notes:admin"));
+    let message = raw.message();
+    assert_eq!(message["id"], 7, "{message}");
+    let text = message["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("completion/complete ") && text.contains("audit_report"),
+        "{text}"
+    );
+
+    // A resource no rule covers: a plain 403, not a challenge a new token could meet.
     let err = tokio::time::timeout(
         STEP,
         reader.complete_resource_simple("drafts://{id}", "id", "a"),
@@ -663,11 +681,10 @@ async fn completions_are_gated_by_the_wrapper_with_forbidden_errors() {
     .await
     .unwrap()
     .expect_err("drafts has no rule");
-    let ServiceError::McpError(error) = &err else {
-        panic!("expected a JSON-RPC error, got {err:?}");
-    };
-    assert_eq!(error.code.0, -32003);
-    assert_eq!(error.data.as_ref().unwrap()["error"], "access_denied");
+    assert!(
+        insufficient_scope(&err).is_none(),
+        "no scope would help: {err:?}"
+    );
 
     // A completion the caller may use gets past the gate (the notes server itself has no
     // completions, so whatever it answers, it is not FORBIDDEN).

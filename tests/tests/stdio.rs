@@ -420,7 +420,7 @@ async fn stdio_calls_are_audited_with_the_stdio_transport() {
         .expect("list_notes");
     let denied = call(&client, CallToolRequestParams::new("purge")).await;
     assert!(denied.is_err());
-    // Durable: both events are on disk before their answers.
+    // Durable: every event is on disk before its answer.
     let events = audit_events(&audit);
     let seen: Vec<_> = events
         .iter()
@@ -429,6 +429,12 @@ async fn stdio_calls_are_audited_with_the_stdio_transport() {
     assert_eq!(
         seen,
         [
+            (
+                EventKind::Other,
+                None,
+                DecisionKind::Allow,
+                Outcome::Success
+            ),
             (
                 EventKind::ToolCall,
                 Some("list_notes"),
@@ -449,7 +455,8 @@ async fn stdio_calls_are_audited_with_the_stdio_transport() {
         assert_eq!(e.delegation_chain, ["stdio-planner"]);
         assert!(e.remote_addr.is_none() && e.session_id.is_none());
     }
-    assert_eq!(events[1].reason_code.as_deref(), Some("insufficient_scope"));
+    assert_eq!(events[0].method.as_deref(), Some("initialize"));
+    assert_eq!(events[2].reason_code.as_deref(), Some("insufficient_scope"));
     timeout(STEP, client.cancel())
         .await
         .expect("close in time")

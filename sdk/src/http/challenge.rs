@@ -7,7 +7,7 @@
 //! extensions as an [`AuthRejection`].
 
 use axum::body::Body;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -132,6 +132,7 @@ pub(crate) struct Rejection {
     challenge: Option<String>,
     id: Option<Value>,
     data: Option<Value>,
+    close: bool,
 }
 
 impl Rejection {
@@ -143,6 +144,7 @@ impl Rejection {
             challenge: None,
             id: None,
             data: None,
+            close: false,
         }
     }
 
@@ -167,6 +169,14 @@ impl Rejection {
     }
 
     /// The error's `data`.
+    /// Answers with `Connection: close`: the request's body was not read to its end, so
+    /// the connection cannot carry another request, and the client must know before it
+    /// reuses it.
+    pub(crate) fn close_connection(mut self) -> Rejection {
+        self.close = true;
+        self
+    }
+
     pub(crate) fn data(mut self, data: Value) -> Rejection {
         self.data = Some(data);
         self
@@ -180,6 +190,7 @@ impl Rejection {
             challenge,
             id,
             data,
+            close,
         } = self;
         tracing::trace!(target: "rmcp_authz::rejection", status = status.as_u16(), ?kind, %message, "request rejected");
         let mut error = json!({ "code": rpc_code(kind), "message": message });
@@ -192,6 +203,11 @@ impl Rejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(challenge) = challenge
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {

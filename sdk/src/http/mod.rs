@@ -10,20 +10,29 @@
 //! Otherwise the verified [`Principal`] goes into the request extensions, where rmcp hands
 //! it to the handler, and the request proceeds. See `docs/policy.md` for each response.
 //!
+//! [`Authz::router`] builds the whole endpoint (rmcp's service, the wrapper on every
+//! handler, this layer, the metadata routes); use it unless you need your own assembly.
+//! For your own, the layer goes directly in front of rmcp's `StreamableHttpService` of
+//! [`Authorized`] handlers, and only there: it does not build in front of a `Router` or of
+//! unwrapped handlers, where a request it does not decide (a list, a task, a custom
+//! request) would pass ungated.
+//!
 //! ```no_run
+//! use std::sync::Arc;
 //! use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
-//! # async fn run<H: rmcp::ServerHandler + Clone>(handler: H) -> Result<(), Box<dyn std::error::Error>> {
+//! use rmcp::transport::streamable_http_server::{StreamableHttpService, session::local::LocalSessionManager};
+//! # #[derive(Clone)] struct Notes;
+//! # impl rmcp::ServerHandler for Notes {}
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! # let issuer = DevIssuer::new("https://auth.example")?;
 //! # let verifier = issuer.verifier("http://127.0.0.1:8080/mcp").build()?;
 //! # let policy = Policy::builder().build()?;
-//! use rmcp::transport::streamable_http_server::{StreamableHttpService, StreamableHttpServerConfig, session::local::LocalSessionManager};
 //! let authz = Authz::new(verifier, policy);
-//! authz.wrap(handler.clone())?; // fails at start-up if a rule names an unknown tool
-//! let factory = { let authz = authz.clone(); move || authz.wrap(handler.clone()).map_err(std::io::Error::other) };
-//! let mcp = StreamableHttpService::new(factory, LocalSessionManager::default().into(), StreamableHttpServerConfig::default());
+//! authz.wrap(Notes)?; // fails at start-up if a rule names an unknown tool
+//! let factory = { let authz = authz.clone(); move || authz.wrap(Notes).map_err(std::io::Error::other) };
+//! let mcp = StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), authz.http_config());
 //! let app = axum::Router::new()
-//!     .nest_service("/mcp", mcp)
-//!     .layer(authz.http_layer())
+//!     .nest_service("/mcp", authz.protect(mcp))
 //!     .merge(authz.metadata_routes());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! authz.serve(listener, app, std::future::pending()).await?; // TCP_NODELAY, peer addresses
@@ -31,6 +40,7 @@
 //! ```
 
 mod challenge;
+mod endpoint;
 mod metadata;
 mod rpc;
 mod serve;
@@ -58,11 +68,13 @@ use axum::extract::ConnectInfo;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Authz, CallerId};
-use crate::gate::{Audit, Call, Origin, RemoteAddr, RequestId};
-use crate::policy::{Decision, Denial, DenyReason, Operation};
+use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId};
+use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
 use crate::principal::Principal;
+use crate::server::Authorized;
 use crate::token::AuthError;
 use challenge::Rejection;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rpc::Target;
 
 /// The default largest request body the layer reads: 1 MiB.
@@ -116,11 +128,22 @@ impl HttpState {
 }
 
 impl Authz {
-    /// The tower layer to put in front of rmcp's `StreamableHttpService`.
+    /// The tower layer to put in front of rmcp's `StreamableHttpService` of
+    /// [`Authorized`] handlers (it builds in front of nothing else; see the
+    /// [module documentation](self)). [`Authz::protect`] applies it.
     pub fn http_layer(&self) -> AuthzLayer {
         AuthzLayer {
             authz: self.clone(),
         }
+    }
+
+    /// rmcp's service behind this `Authz`'s layer: [`Authz::http_layer`] applied to
+    /// `service`, without importing tower's `Layer` trait.
+    pub fn protect<H, M>(
+        &self,
+        service: StreamableHttpService<Authorized<H>, M>,
+    ) -> AuthzService<StreamableHttpService<Authorized<H>, M>> {
+        self.http_layer().layer(service)
     }
 }
 
@@ -133,10 +156,14 @@ pub struct AuthzLayer {
     authz: Authz,
 }
 
-impl<S> Layer<S> for AuthzLayer {
-    type Service = AuthzService<S>;
+/// The layer goes only in front of rmcp's service whose handlers are [`Authorized`]: the
+/// layer decides what it can answer with an HTTP status, the wrapper gates every method and
+/// filters lists. In front of anything else it does not build, so an endpoint without the
+/// wrapper, which would fail open, cannot be assembled.
+impl<H, M> Layer<StreamableHttpService<Authorized<H>, M>> for AuthzLayer {
+    type Service = AuthzService<StreamableHttpService<Authorized<H>, M>>;
 
-    fn layer(&self, inner: S) -> Self::Service {
+    fn layer(&self, inner: StreamableHttpService<Authorized<H>, M>) -> Self::Service {
         AuthzService {
             inner,
             authz: self.authz.clone(),
@@ -255,73 +282,39 @@ where
         id: None,
         cause: Cause::Refusal,
     };
-    let invalid_request = |message: &str| {
-        Rejection::new(
-            StatusCode::BAD_REQUEST,
-            RejectionKind::InvalidRequest,
-            message,
-        )
-    };
 
-    // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
-    if parts.uri.query().is_some_and(has_access_token_param) {
-        let refusal = invalid_request(
-            "access tokens in the query string are refused; send them in the Authorization header",
-        )
-        .challenge(&[
-            ("error", Some("invalid_request")),
-            ("resource_metadata", Some(metadata_url)),
-        ]);
-        return refuse(&authz, refusal, seen).await;
-    }
-    let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
-    let (first, second) = (authorization.next(), authorization.next());
-    if second.is_some() {
-        let refusal = invalid_request("more than one Authorization header").challenge(&[
-            ("error", Some("invalid_request")),
-            ("resource_metadata", Some(metadata_url)),
-        ]);
-        return refuse(&authz, refusal, seen).await;
-    }
-    let token = first.and_then(|v| bearer_token(v.as_bytes()));
-
-    let Some(token) = token else {
-        // A scope hint for the 401: what the requested operation needs, read from at most
-        // 16 KiB of body. An unreadable or larger body still gets the plain 401.
-        let bytes = read_body(&parts.headers, body, UNAUTHENTICATED_BODY_BYTES).await;
-        let rpc = bytes
-            .filter(|_| parts.method == Method::POST)
-            .and_then(|b| rpc::parse(&b).ok());
-        let scope = rpc
-            .as_ref()
-            .and_then(|r| operation_of(&r.target))
-            .and_then(|op| authz.policy().rule_for(op))
-            .map(|rule| rule.requirement().scopes_to_request(&|_| false).join(" "))
-            .filter(|s| !s.is_empty());
-        let refusal = Rejection::new(
-            StatusCode::UNAUTHORIZED,
-            RejectionKind::MissingToken,
-            "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
-        )
-        .challenge(&[
-            ("resource_metadata", Some(metadata_url)),
-            ("scope", scope.as_deref()),
-        ])
-        .id(rpc.as_ref().and_then(|r| r.id.clone()));
-        let seen = Seen {
-            rpc: rpc.as_ref(),
-            ..seen
-        };
-        return refuse(&authz, refusal, seen).await;
-    };
-    // The token is checked before the body is read, so a request with a bad token costs
-    // no body buffering.
-    let principal = match authz.verifier().verify(token).await {
-        Ok(p) => p,
-        Err(e) => {
-            let refusal = token_rejection(&e, metadata_url);
+    // Who is calling: refusals here come before the body is read.
+    let principal = match authenticate(&authz, &parts).await {
+        Ok(principal) => principal,
+        Err((refusal, error)) => {
+            // Read what a small body says (its id, for the answer and the audit event; the
+            // operation, for a 401's scope hint), which also keeps the connection usable
+            // for the client's retry. A body too large to read closes the connection.
+            let bytes = read_body(&parts.headers, body, UNAUTHENTICATED_BODY_BYTES).await;
+            let rpc = bytes
+                .as_ref()
+                .filter(|_| parts.method == Method::POST)
+                .and_then(|b| rpc::parse(b).ok());
+            let mut refusal = refusal.id(rpc.as_ref().and_then(|r| r.id.clone()));
+            if bytes.is_none() {
+                refusal = refusal.close_connection();
+            }
+            if refusal.kind() == RejectionKind::MissingToken {
+                let scope = rpc
+                    .as_ref()
+                    .and_then(operation_of)
+                    .and_then(|op| authz.policy().rule_for(op))
+                    .map(|rule| challenge_scope(&rule.requirement().scopes_to_request(&|_| false)))
+                    .filter(|s| !s.is_empty());
+                refusal = refusal.challenge(&[
+                    ("resource_metadata", Some(metadata_url)),
+                    ("scope", scope.as_deref()),
+                ]);
+            }
             let seen = Seen {
-                cause: Cause::Token(&e),
+                rpc: rpc.as_ref(),
+                id: rpc.as_ref().and_then(|r| r.id.as_ref()),
+                cause: error.as_ref().map_or(Cause::Refusal, Cause::Token),
                 ..seen
             };
             return refuse(&authz, refusal, seen).await;
@@ -331,6 +324,7 @@ where
         principal: Some(&principal),
         ..seen
     };
+
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
     let Some(bytes) = read_body(&parts.headers, body, limit).await else {
@@ -338,7 +332,9 @@ where
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyTooLarge,
             &format!("the request body is larger than {limit} bytes or could not be read"),
-        );
+        )
+        // The rest of the body is unread: the connection cannot carry another request.
+        .close_connection();
         return refuse(&authz, refusal, seen).await;
     };
     let rpc = match (parts.method == Method::POST).then(|| rpc::parse(&bytes)) {
@@ -392,52 +388,28 @@ where
         }
     }
 
+    // The decision, made once: a denial is answered here with the status an HTTP client
+    // acts on; an allowed operation is handed to the wrapper, which does not decide again.
     if let Some(rpc) = &rpc
-        && let Some(operation) = operation_of(&rpc.target)
-        && let Decision::Deny(denial) = authz.decide(&principal, operation)
+        && let Some(operation) = operation_of(rpc)
     {
-        let refusal = match denial.reason() {
-            // A newer token would do: tell the client its token will not, as for an
-            // expired one (RFC 6750 invalid_token).
-            _ if denial.needs_new_token() => Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                RejectionKind::InvalidToken,
-                &denial.to_string(),
-            )
-            .challenge(&[
-                ("error", Some("invalid_token")),
-                (
-                    "error_description",
-                    Some("this operation needs a more recently issued access token"),
-                ),
-                ("resource_metadata", Some(metadata_url)),
-            ]),
-            DenyReason::InsufficientScope { .. } => Rejection::new(
-                StatusCode::FORBIDDEN,
-                RejectionKind::InsufficientScope,
-                &denial.to_string(),
-            )
-            .challenge(&[
-                ("error", Some("insufficient_scope")),
-                ("scope", denial.challenge_scope().as_deref()),
-                ("resource_metadata", Some(metadata_url)),
-                (
-                    "error_description",
-                    Some("the access token lacks scopes this operation needs"),
-                ),
-            ]),
-            _ => Rejection::new(
-                StatusCode::FORBIDDEN,
-                RejectionKind::Forbidden,
-                &denial.to_string(),
-            ),
-        };
-        let refusal = refusal.id(id.cloned()).data(denial.error_data());
-        let seen = Seen {
-            cause: Cause::Denial(&denial),
-            ..seen
-        };
-        return refuse(&authz, refusal, seen).await;
+        match authz.decide(&principal, operation) {
+            Decision::Deny(denial) => {
+                let method = rpc.method.as_deref().unwrap_or_default();
+                let denial = denial.for_method(method);
+                let refusal = denial_rejection(&denial, metadata_url).id(id.cloned());
+                let seen = Seen {
+                    cause: Cause::Denial(&denial),
+                    ..seen
+                };
+                return refuse(&authz, refusal, seen).await;
+            }
+            _ => {
+                if let Some(decided) = Decided::of(operation) {
+                    parts.extensions.insert(decided);
+                }
+            }
+        }
     }
 
     let is_delete = parts.method == Method::DELETE;
@@ -466,6 +438,101 @@ where
         Some(_) => {}
     }
     response.map(Body::new)
+}
+
+/// A 400 for a request the layer cannot read as one MCP request.
+fn invalid_request(message: &str) -> Rejection {
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        RejectionKind::InvalidRequest,
+        message,
+    )
+}
+
+/// The caller of a request, from its headers alone: the token from the one
+/// `Authorization: Bearer` header, verified. A refusal says why, with the verifier's error
+/// when it refused the token. The 401 for a missing token gets its challenge from the
+/// caller, which knows the scope hint.
+async fn authenticate(
+    authz: &Authz,
+    parts: &http::request::Parts,
+) -> Result<Principal, (Rejection, Option<AuthError>)> {
+    let metadata_url: &str = &authz.http_state().metadata_url;
+    let malformed = |message: &str| {
+        invalid_request(message).challenge(&[
+            ("error", Some("invalid_request")),
+            ("resource_metadata", Some(metadata_url)),
+        ])
+    };
+    // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
+    if parts.uri.query().is_some_and(has_access_token_param) {
+        return Err((
+            malformed(
+                "access tokens in the query string are refused; send them in the Authorization header",
+            ),
+            None,
+        ));
+    }
+    let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
+    let (first, second) = (authorization.next(), authorization.next());
+    if second.is_some() {
+        return Err((malformed("more than one Authorization header"), None));
+    }
+    let Some(token) = first.and_then(|v| bearer_token(v.as_bytes())) else {
+        let refusal = Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingToken,
+            "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
+        );
+        return Err((refusal, None));
+    };
+    authz
+        .verifier()
+        .verify(token)
+        .await
+        .map_err(|e| (token_rejection(&e, metadata_url), Some(e)))
+}
+
+/// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
+/// 403 with a step-up challenge naming every scope needed when scopes are missing, a plain
+/// 403 otherwise.
+fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
+    let message = denial.to_string();
+    let refusal = if denial.needs_new_token() {
+        // A newer token would do: tell the client its token will not, as for an expired
+        // one (RFC 6750 invalid_token).
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::InvalidToken,
+            &message,
+        )
+        .challenge(&[
+            ("error", Some("invalid_token")),
+            (
+                "error_description",
+                Some("this operation needs a more recently issued access token"),
+            ),
+            ("resource_metadata", Some(metadata_url)),
+        ])
+    } else if let DenyReason::InsufficientScope { .. } = denial.reason() {
+        Rejection::new(
+            StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope,
+            &message,
+        )
+        .challenge(&[
+            ("error", Some("insufficient_scope")),
+            ("scope", denial.challenge_scope().as_deref()),
+            ("resource_metadata", Some(metadata_url)),
+            (
+                "error_description",
+                Some("the access token lacks scopes this operation needs"),
+            ),
+        ])
+    } else {
+        Rejection::new(StatusCode::FORBIDDEN, RejectionKind::Forbidden, &message)
+    };
+    refusal.data(denial.error_data())
 }
 
 /// What the layer knew of a request when it refused it: what its audit event says.
@@ -536,11 +603,19 @@ async fn refuse(authz: &Authz, refusal: Rejection, seen: Seen<'_>) -> Response<B
 /// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
 fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
     event.method.clone_from(&rpc.method);
-    let (kind, target) = match &rpc.target {
-        Target::Tool(name) => (EventKind::ToolCall, Some(name)),
-        Target::Prompt(name) => (EventKind::PromptGet, Some(name)),
-        Target::Resource(uri) => (EventKind::ResourceRead, Some(uri)),
-        Target::Other => (EventKind::Other, None),
+    // The kinds the wrapper records for the same methods.
+    let kind = match rpc.method.as_deref() {
+        Some("tools/call") => EventKind::ToolCall,
+        Some("prompts/get") => EventKind::PromptGet,
+        Some("resources/read" | "resources/subscribe" | "resources/directory/read") => {
+            EventKind::ResourceRead
+        }
+        _ => EventKind::Other,
+    };
+    let target = match &rpc.target {
+        Target::Tool(name) | Target::Prompt(name) => Some(name),
+        Target::Resource(uri) | Target::Skill(uri) => Some(uri),
+        Target::Custom | Target::Other => None,
     };
     if event.kind != EventKind::AuthenticationFailure {
         event.kind = kind;
@@ -599,11 +674,14 @@ fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
     ])
 }
 
-fn operation_of(target: &Target) -> Option<Operation<'_>> {
-    match target {
+/// The operation a request is decided as, if it needs a rule.
+fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
+    match &rpc.target {
         Target::Tool(name) => Some(Operation::CallTool(name)),
         Target::Prompt(name) => Some(Operation::GetPrompt(name)),
         Target::Resource(uri) => Some(Operation::ReadResource(uri)),
+        Target::Skill(uri) => Some(Operation::GetSkill(crate::server::skill_name(uri))),
+        Target::Custom => rpc.method.as_deref().map(Operation::Custom),
         Target::Other => None,
     }
 }

@@ -1,7 +1,8 @@
 //! What a JSON-RPC request body asks for, read before rmcp sees it.
 //!
-//! The layer needs the operation of a `tools/call` (and of `prompts/get` and
-//! `resources/read`) to decide it before anything runs. The name comes from the body, and,
+//! The layer needs the operation of a request (a `tools/call`, `prompts/get`,
+//! `resources/read`, a completion, a skill, a custom request) to decide it before anything
+//! runs. The name comes from the body, and,
 //! for 2026-07-28 clients, also from the `Mcp-Name` header (SEP-2243); when both are
 //! present they must agree, so a proxy routing on the header and rmcp acting on the body
 //! never see two different operations.
@@ -25,9 +26,39 @@ pub(crate) enum Target {
     Prompt(String),
     /// `resources/read` (or subscribe, or directory read) of this URI.
     Resource(String),
-    /// Anything else: decided by the wrapper.
+    /// `skills/get` of the skill at this URI.
+    Skill(String),
+    /// A request whose method MCP does not define (the method is the request's).
+    Custom,
+    /// Anything else: basic access, or decided by the wrapper only (tasks).
     Other,
 }
+
+/// The request methods MCP defines (as rmcp 3.11 knows them); any other method with an
+/// `id` is a custom request.
+const MCP_METHODS: [&str; 21] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "resources/directory/read",
+    "subscriptions/listen",
+    "tools/call",
+    "tools/list",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
+    "skills/list",
+    "skills/get",
+];
 
 /// A parsed request body.
 #[derive(Debug)]
@@ -95,6 +126,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         None => return Err(fail("the message has no \"method\"")),
     };
     let params = obj.params;
+    let is_request = id.is_some();
     let member = |name: &str| match name {
         "name" => params.name.as_ref(),
         "uri" => params.uri.as_ref(),
@@ -129,6 +161,22 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         }
         "resources/unsubscribe" => (Target::Other, string_param("uri")),
         "tasks/get" | "tasks/update" | "tasks/cancel" => (Target::Other, string_param("taskId")),
+        "skills/get" => (Target::Skill(param("uri")?), None),
+        // Decided as the prompt or resource completed; any other kind of reference is
+        // left to the wrapper (which denies it unless a custom rule names the method).
+        "completion/complete" => {
+            let reference = params.reference.as_ref();
+            let field = |name: &str| reference.and_then(|r| r.get(name)).and_then(Value::as_str);
+            let target = match field("type") {
+                Some("ref/prompt") => field("name").map(|n| Target::Prompt(n.to_owned())),
+                Some("ref/resource") => field("uri").map(|u| Target::Resource(u.to_owned())),
+                _ => None,
+            };
+            (target.unwrap_or(Target::Other), None)
+        }
+        m if is_request && !m.starts_with("notifications/") && !MCP_METHODS.contains(&m) => {
+            (Target::Custom, None)
+        }
         _ => (Target::Other, None),
     };
     Ok(RpcRequest {
@@ -162,6 +210,8 @@ struct Params {
     name: Option<Value>,
     uri: Option<Value>,
     task_id: Option<Value>,
+    /// `ref` of a completion.
+    reference: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for Message {
@@ -246,6 +296,7 @@ impl<'de> Deserialize<'de> for Params {
                         "name" => Some(&mut params.name),
                         "uri" => Some(&mut params.uri),
                         "taskId" => Some(&mut params.task_id),
+                        "ref" => Some(&mut params.reference),
                         _ => None,
                     };
                     match slot {

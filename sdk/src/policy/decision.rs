@@ -121,6 +121,21 @@ impl Denial {
         Denial { operation, reason }
     }
 
+    /// This denial, naming `method` as the refused request when it is not the method the
+    /// operation was decided as: a completion or a subscription is decided as the read it
+    /// gives access to, and its message must say which request was refused
+    /// (`completion/complete (decided as prompts/get summarize) needs scopes ...`).
+    pub(crate) fn for_method(mut self, method: &str) -> Denial {
+        let same = self
+            .operation
+            .strip_prefix(method)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '));
+        if !same {
+            self.operation = format!("{method} (decided as {})", self.operation);
+        }
+        self
+    }
+
     /// The operation refused, e.g. `tools/call delete_note`.
     pub fn operation(&self) -> &str {
         &self.operation
@@ -138,7 +153,7 @@ impl Denial {
         match &self.reason {
             DenyReason::InsufficientScope { required, .. } => serde_json::json!({
                 "error": "insufficient_scope",
-                "scope": required.join(" "),
+                "scope": challenge_scope(required),
             }),
             DenyReason::TokenExpired { .. }
             | DenyReason::TokenTooOld { .. }
@@ -181,13 +196,31 @@ impl Denial {
     }
 
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
-    /// the operation needs, space separated.
+    /// the operation needs, space separated, but `offline_access` (see
+    /// [`challenge_scope`]).
     pub fn challenge_scope(&self) -> Option<String> {
         match &self.reason {
-            DenyReason::InsufficientScope { required, .. } => Some(required.join(" ")),
+            DenyReason::InsufficientScope { required, .. } => Some(challenge_scope(required)),
             _ => None,
         }
     }
+}
+
+/// The `scope` a challenge names for `scopes`: space separated, without `offline_access`,
+/// which asks for a refresh token, not access to this resource (MCP authorization
+/// 2026-07-28: a challenge SHOULD NOT include it).
+pub fn challenge_scope<S: AsRef<str>>(scopes: &[S]) -> String {
+    let mut out = String::new();
+    for scope in scopes.iter().map(AsRef::as_ref) {
+        if scope == "offline_access" {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(scope);
+    }
+    out
 }
 
 impl fmt::Display for Denial {

@@ -3,7 +3,7 @@
 //!
 //! A [`Policy`] is built once, with [`Policy::builder`] or from tool metadata
 //! ([`tool_meta`], read back by [`PolicyBuilder::tools_from_meta`]), and then only read.
-//! Deny by default: a tool, resource, prompt or custom request without a rule is refused
+//! Deny by default: a tool, resource, prompt, skill or custom request without a rule is refused
 //! unless an `unlisted_*` rule says otherwise. `initialize`, `ping` and the `*/list`
 //! methods need only a valid token ([`Operation::Basic`]); lists are filtered to what
 //! the caller may use. Task operations are decided as calls of the tool that started
@@ -31,7 +31,7 @@ use rmcp::model::{MetaObject, Tool};
 use serde_json::Value;
 
 pub use conditions::Conditions;
-pub use decision::{Decision, Denial, DenyReason};
+pub use decision::{Decision, Denial, DenyReason, challenge_scope};
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
 pub(crate) use compiled::CachedGrants;
@@ -152,6 +152,8 @@ pub enum Operation<'a> {
     ReadResource(&'a str),
     /// `prompts/get` of the named prompt.
     GetPrompt(&'a str),
+    /// `skills/get` of the named skill (and the skill's place in `skills/list`).
+    GetSkill(&'a str),
     /// A custom (non-MCP) request method.
     Custom(&'a str),
     /// Anything that needs only a valid token: `initialize`, `ping`, the `*/list` methods.
@@ -164,6 +166,7 @@ impl fmt::Display for Operation<'_> {
             Operation::CallTool(name) => write!(f, "tools/call {name}"),
             Operation::ReadResource(uri) => write!(f, "resources/read {uri}"),
             Operation::GetPrompt(name) => write!(f, "prompts/get {name}"),
+            Operation::GetSkill(name) => write!(f, "skills/get {name}"),
             Operation::Custom(method) => write!(f, "{method}"),
             Operation::Basic => f.write_str("basic access"),
         }
@@ -222,6 +225,8 @@ struct Inner {
     unlisted_tools: Option<Entry>,
     unlisted_resources: Option<Entry>,
     unlisted_prompts: Option<Entry>,
+    skills: HashMap<String, Entry>,
+    unlisted_skills: Option<Entry>,
     scopes_supported: Vec<String>,
     max_token_lifetime: Option<std::time::Duration>,
 }
@@ -404,6 +409,7 @@ impl Policy {
         match operation {
             Operation::CallTool(name) => i.tools.get(name).or(i.unlisted_tools.as_ref()),
             Operation::GetPrompt(name) => i.prompts.get(name).or(i.unlisted_prompts.as_ref()),
+            Operation::GetSkill(name) => i.skills.get(name).or(i.unlisted_skills.as_ref()),
             Operation::Custom(method) => i.custom.get(method),
             Operation::ReadResource(uri) => i
                 .resources
@@ -436,8 +442,8 @@ impl Policy {
     }
 
     /// Every rule, as (kind, name, rule), sorted by kind then name. Kinds are `tool`,
-    /// `resource`, `prompt`, `custom request`, and `unlisted tools` / `unlisted resources` /
-    /// `unlisted prompts` (with an empty name).
+    /// `resource`, `prompt`, `skill`, `custom request`, and `unlisted tools` /
+    /// `unlisted resources` / `unlisted prompts` / `unlisted skills` (with an empty name).
     pub fn rules(&self) -> Vec<(&'static str, &str, &Rule)> {
         let i = &self.inner;
         let mut out: Vec<(&'static str, &str, &Rule)> = Vec::new();
@@ -445,6 +451,7 @@ impl Policy {
             ("tool", &i.tools),
             ("resource", &i.resources),
             ("prompt", &i.prompts),
+            ("skill", &i.skills),
             ("custom request", &i.custom),
         ] {
             let mut named: Vec<_> = map
@@ -458,6 +465,7 @@ impl Policy {
             ("unlisted tools", &i.unlisted_tools),
             ("unlisted resources", &i.unlisted_resources),
             ("unlisted prompts", &i.unlisted_prompts),
+            ("unlisted skills", &i.unlisted_skills),
         ] {
             if let Some(entry) = rule {
                 out.push((kind, "", &entry.rule));
@@ -513,11 +521,13 @@ pub struct PolicyBuilder {
     edges: HashMap<String, Vec<String>>,
     tools: Vec<(String, Rule)>,
     prompts: Vec<(String, Rule)>,
+    skills: Vec<(String, Rule)>,
     custom: Vec<(String, Rule)>,
     resources: Vec<(String, Rule)>,
     unlisted_tools: Option<Rule>,
     unlisted_resources: Option<Rule>,
     unlisted_prompts: Option<Rule>,
+    unlisted_skills: Option<Rule>,
     default_conditions: Conditions,
     max_token_lifetime: Option<std::time::Duration>,
     errors: Vec<PolicyError>,
@@ -594,6 +604,13 @@ impl PolicyBuilder {
         self
     }
 
+    /// The rule for a skill (`skills/get`; `skills/list` shows only the skills the caller
+    /// may get). Skills without a rule are denied.
+    pub fn skill(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
+        self.skills.push((name.into(), rule.into()));
+        self
+    }
+
     /// The rule for a custom request method (custom requests are denied without one).
     pub fn custom_request(mut self, method: impl Into<String>, rule: impl Into<Rule>) -> Self {
         self.custom.push((method.into(), rule.into()));
@@ -615,6 +632,12 @@ impl PolicyBuilder {
     /// The rule for prompts without a rule of their own (default: denied).
     pub fn unlisted_prompts(mut self, rule: impl Into<Rule>) -> Self {
         self.unlisted_prompts = Some(rule.into());
+        self
+    }
+
+    /// The rule for skills without a rule of their own (default: denied).
+    pub fn unlisted_skills(mut self, rule: impl Into<Rule>) -> Self {
+        self.unlisted_skills = Some(rule.into());
         self
     }
 
@@ -645,6 +668,7 @@ impl PolicyBuilder {
             .collect();
         let tools = keyed("tool", self.tools, &mut mentioned)?;
         let prompts = keyed("prompt", self.prompts, &mut mentioned)?;
+        let skills = keyed("skill", self.skills, &mut mentioned)?;
         let custom = keyed("custom request", self.custom, &mut mentioned)?;
         let mut resources = Vec::new();
         let mut resource_templates = Vec::new();
@@ -669,6 +693,7 @@ impl PolicyBuilder {
             ("unlisted tools", &self.unlisted_tools),
             ("unlisted resources", &self.unlisted_resources),
             ("unlisted prompts", &self.unlisted_prompts),
+            ("unlisted skills", &self.unlisted_skills),
         ] {
             if let Some(rule) = rule {
                 check_rule(what, rule, &mut mentioned)?;
@@ -683,6 +708,7 @@ impl PolicyBuilder {
         };
         let tools = entries(tools);
         let prompts = entries(prompts);
+        let skills = entries(skills);
         let custom = entries(custom);
         let resources = entries(resources);
         let resource_templates = resource_templates
@@ -692,6 +718,7 @@ impl PolicyBuilder {
         let unlisted_tools = self.unlisted_tools.map(entry);
         let unlisted_resources = self.unlisted_resources.map(entry);
         let unlisted_prompts = self.unlisted_prompts.map(entry);
+        let unlisted_skills = self.unlisted_skills.map(entry);
         mentioned.retain(|s| s != "offline_access");
         mentioned.sort();
         mentioned.dedup();
@@ -708,6 +735,8 @@ impl PolicyBuilder {
                 unlisted_tools,
                 unlisted_resources,
                 unlisted_prompts,
+                skills,
+                unlisted_skills,
                 scopes_supported: mentioned,
                 max_token_lifetime: self.max_token_lifetime,
             }),

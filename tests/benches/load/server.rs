@@ -208,7 +208,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let (app, authz) = match args.variant {
         Variant::Bare => (plain(tiny, sessions, config), None),
-        Variant::Authz | Variant::AuthzNoCache | Variant::Layer | Variant::NoAudit => {
+        Variant::Authz | Variant::AuthzNoCache | Variant::NoAudit => {
             let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
                 .jwks_file(&args.jwks)
                 .build()
@@ -230,21 +230,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 builder = builder.auditor(auditor);
             }
             let authz = builder.build();
-            let router = if args.variant == Variant::Layer {
-                plain(tiny, sessions, config)
-            } else {
-                // As the README's quick start: checked once at start-up, wrapped per service.
-                authz.wrap(tiny.clone()).map_err(|e| e.to_string())?;
-                let factory = {
-                    let authz = authz.clone();
-                    move || authz.wrap(tiny.clone()).map_err(std::io::Error::other)
-                };
-                let mcp = StreamableHttpService::new(factory, sessions, config);
-                axum::Router::new().nest_service("/mcp", mcp)
-            };
-            let app = router
-                .layer(authz.http_layer())
-                .merge(authz.metadata_routes());
+            // As the README's quick start: the tools checked once, at start-up.
+            let app = authz
+                .router_with("/mcp", move || tiny.clone(), config)
+                .map_err(|e| e.to_string())?;
             (app, Some(authz))
         }
     };
