@@ -4,7 +4,7 @@
 //! Rules: required claims present; `iss` equal to the configured issuer, byte for byte;
 //! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
 //! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
-//! numbers, never strings; `exp` in the future and `nbf` in the past, within the leeway;
+//! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
 //! identity claims strings; `act` nested objects each with a `sub`.
 
 use std::time::Duration;
@@ -170,6 +170,17 @@ pub(crate) fn validate(
     {
         return Err(AuthError::NotYetValid {
             nbf,
+            now,
+            leeway_secs: rules.leeway_secs,
+        });
+    }
+    // RFC 7519 leaves `iat` unchecked, but a token dated ahead of the clock would read as
+    // fresher than any real one and pass every age limit (`max_token_age`).
+    if let Some(iat) = iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(AuthError::IssuedInFuture {
+            iat,
             now,
             leeway_secs: rules.leeway_secs,
         });
@@ -514,6 +525,24 @@ mod tests {
         }
         let err = check(json!({ "act": act })).unwrap_err();
         assert!(err.to_string().contains("deeper"), "{err}");
+    }
+
+    #[test]
+    fn iat_in_the_future_beyond_leeway_is_refused() {
+        assert!(check(json!({"iat": NOW + 30})).is_ok(), "within the leeway");
+        let err = check(json!({"iat": NOW + 31})).unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::IssuedInFuture {
+                iat: NOW + 31,
+                now: NOW,
+                leeway_secs: 30
+            }
+        );
+        assert!(err.to_string().contains("iat"), "{err}");
+        // A year ahead, with `exp` a year out: the token is refused, not merely old.
+        let year = 365 * 24 * 3600;
+        assert!(check(json!({"iat": NOW + year, "exp": NOW + year + 3600})).is_err());
     }
 
     #[test]

@@ -150,6 +150,21 @@ pub enum AuthError {
         /// The configured leeway in seconds.
         leeway_secs: u64,
     },
+    /// `iat` is in the future, beyond the leeway. RFC 7519 does not require this check; a
+    /// token dated ahead of the clock was minted by a clock that cannot be trusted, or
+    /// forged to look fresher than it is, and would pass every age limit.
+    #[error(
+        "token issued in the future: iat {iat} is {} s after now ({now}), beyond the {leeway_secs} s leeway; check the clocks",
+        .iat.saturating_sub(*.now)
+    )]
+    IssuedInFuture {
+        /// The token's `iat`, seconds since the epoch.
+        iat: i64,
+        /// The verifier's time, seconds since the epoch.
+        now: i64,
+        /// The configured leeway in seconds.
+        leeway_secs: u64,
+    },
     /// The issuer's keys (or its introspection endpoint) cannot be reached, so the token
     /// cannot be checked now. Not the token's fault: the HTTP layer answers 503.
     #[error("cannot verify tokens now: {reason}")]
@@ -217,7 +232,7 @@ pub enum AuthErrorKind {
     WrongAudience,
     /// [`AuthError::Expired`].
     Expired,
-    /// [`AuthError::NotYetValid`].
+    /// [`AuthError::NotYetValid`] and [`AuthError::IssuedInFuture`].
     NotYetValid,
     /// [`AuthError::KeysUnavailable`].
     KeysUnavailable,
@@ -243,7 +258,9 @@ impl AuthError {
             AuthError::WrongIssuer { .. } => AuthErrorKind::WrongIssuer,
             AuthError::WrongAudience { .. } => AuthErrorKind::WrongAudience,
             AuthError::Expired { .. } => AuthErrorKind::Expired,
-            AuthError::NotYetValid { .. } => AuthErrorKind::NotYetValid,
+            AuthError::NotYetValid { .. } | AuthError::IssuedInFuture { .. } => {
+                AuthErrorKind::NotYetValid
+            }
             AuthError::KeysUnavailable { .. } => AuthErrorKind::KeysUnavailable,
             AuthError::Inactive | AuthError::Revoked { .. } => AuthErrorKind::Revoked,
         }
@@ -284,6 +301,7 @@ impl AuthError {
             AuthError::WrongAudience { .. } => "the token is not meant for this resource",
             AuthError::Expired { .. } => "the access token expired",
             AuthError::NotYetValid { .. } => "the access token is not yet valid",
+            AuthError::IssuedInFuture { .. } => "the access token's issue time is in the future",
             AuthError::KeysUnavailable { .. } => {
                 "the authorization server's keys cannot be reached; retry later"
             }
