@@ -133,13 +133,14 @@ impl Principal {
         &self.inner.issuer
     }
 
-    /// The user or resource owner (`sub`). Absent only when a verifier was configured not
-    /// to require `sub`.
+    /// The user or resource owner (`sub`), never empty. Absent only when a verifier was
+    /// configured not to require `sub`.
     pub fn subject(&self) -> Option<&str> {
         self.inner.subject.as_deref()
     }
 
-    /// The client application: `client_id` (RFC 9068), else `azp` (OpenID Connect).
+    /// The client application: `client_id` (RFC 9068), else `azp` (OpenID Connect); never
+    /// empty.
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client_id.as_deref()
     }

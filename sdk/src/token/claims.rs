@@ -5,7 +5,7 @@
 //! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
 //! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
 //! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
-//! identity claims strings; `act` nested objects each with a `sub`.
+//! identity claims non-empty strings; `act` nested objects each with a `sub`.
 
 use std::time::Duration;
 
@@ -186,10 +186,10 @@ pub(crate) fn validate(
         });
     }
 
-    let subject = string(r.sub, "sub")?.map(str::to_owned);
-    let client_id = match string(r.client_id, "client_id")? {
+    let subject = identity(r.sub, "sub")?.map(str::to_owned);
+    let client_id = match identity(r.client_id, "client_id")? {
         Some(c) => Some(c.to_owned()),
-        None => string(r.azp, "azp")?.map(str::to_owned),
+        None => identity(r.azp, "azp")?.map(str::to_owned),
     };
     let jti = string(r.jti, "jti")?.map(str::to_owned);
     let scopes = scopes(r.scope, r.scp)?;
@@ -243,6 +243,16 @@ fn string<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, A
             name,
             format!("must be a string, found {}", json_type(other)),
         )),
+    }
+}
+
+/// An identity claim: a string, and not an empty one, which would name no one.
+fn identity<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match string(value, name)? {
+        Some("") => Err(AuthError::EmptyClaim {
+            claim: name.to_owned(),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -327,14 +337,21 @@ fn actors(act: Option<&Value>) -> Result<Vec<Actor>, AuthError> {
         let act = value
             .as_object()
             .ok_or_else(|| AuthError::invalid_claim("act", "must be a JSON object"))?;
-        let subject = string(act.get("sub"), "sub")
-            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"sub\" must be a string"))?
+        let member = |name: &str, qualified: &str| match act.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(AuthError::EmptyClaim {
+                claim: qualified.to_owned(),
+            }),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(AuthError::invalid_claim(
+                "act",
+                format!("an actor's {name:?} must be a string"),
+            )),
+        };
+        let subject = member("sub", "act.sub")?
             .ok_or_else(|| AuthError::invalid_claim("act", "an actor must have a \"sub\""))?;
-        let issuer = string(act.get("iss"), "iss")
-            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"iss\" must be a string"))?;
-        let client_id = string(act.get("client_id"), "client_id").map_err(|_| {
-            AuthError::invalid_claim("act", "an actor's \"client_id\" must be a string")
-        })?;
+        let issuer = member("iss", "act.iss")?;
+        let client_id = member("client_id", "act.client_id")?;
         chain.push(Actor::new(
             subject.to_owned(),
             issuer.map(str::to_owned),
@@ -543,6 +560,27 @@ mod tests {
         // A year ahead, with `exp` a year out: the token is refused, not merely old.
         let year = 365 * 24 * 3600;
         assert!(check(json!({"iat": NOW + year, "exp": NOW + year + 3600})).is_err());
+    }
+
+    #[test]
+    fn empty_identity_claims_are_refused() {
+        for (claim, value) in [
+            ("sub", json!("")),
+            ("client_id", json!("")),
+            ("azp", json!("")),
+            ("act", json!({"sub": ""})),
+            ("act", json!({"sub": "a1", "client_id": ""})),
+            ("act", json!({"sub": "a1", "iss": ""})),
+            ("act", json!({"sub": "a1", "act": {"sub": ""}})),
+        ] {
+            let err = check(json!({ claim: value })).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::EmptyClaim { claim: c } if c.starts_with(claim)),
+                "{claim}: {err}"
+            );
+            assert!(err.to_string().contains("empty"), "{claim}: {err}");
+        }
+        assert!(check(json!({"iss": ""})).is_err());
     }
 
     #[test]

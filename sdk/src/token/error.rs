@@ -108,6 +108,16 @@ pub enum AuthError {
         /// What was wrong with it.
         reason: String,
     },
+    /// An identity claim is an empty string: `sub`, `client_id`, `azp`, or an actor's
+    /// `sub`, `client_id` or `iss` (named `act.sub`, ...). It names no one, and a tool
+    /// would see an empty identity where it expects someone.
+    #[error(
+        "empty claim {claim:?}: an identity claim must name someone; the issuer minted a malformed token"
+    )]
+    EmptyClaim {
+        /// The claim name (`act.sub` for an actor's).
+        claim: String,
+    },
     /// `iss` is not exactly the configured issuer.
     #[error("wrong issuer: expected {expected:?}, the token says {found:?}")]
     WrongIssuer {
@@ -224,7 +234,8 @@ pub enum AuthErrorKind {
     WrongType,
     /// [`AuthError::UnsupportedCritical`].
     UnsupportedCritical,
-    /// [`AuthError::MissingClaim`] and [`AuthError::InvalidClaim`].
+    /// [`AuthError::MissingClaim`], [`AuthError::InvalidClaim`] and
+    /// [`AuthError::EmptyClaim`].
     Claim,
     /// [`AuthError::WrongIssuer`].
     WrongIssuer,
@@ -254,7 +265,9 @@ impl AuthError {
             AuthError::BadSignature { .. } => AuthErrorKind::BadSignature,
             AuthError::WrongType { .. } => AuthErrorKind::WrongType,
             AuthError::UnsupportedCritical { .. } => AuthErrorKind::UnsupportedCritical,
-            AuthError::MissingClaim { .. } | AuthError::InvalidClaim { .. } => AuthErrorKind::Claim,
+            AuthError::MissingClaim { .. }
+            | AuthError::InvalidClaim { .. }
+            | AuthError::EmptyClaim { .. } => AuthErrorKind::Claim,
             AuthError::WrongIssuer { .. } => AuthErrorKind::WrongIssuer,
             AuthError::WrongAudience { .. } => AuthErrorKind::WrongAudience,
             AuthError::Expired { .. } => AuthErrorKind::Expired,
@@ -297,6 +310,7 @@ impl AuthError {
             AuthError::UnsupportedCritical { .. } => "the token uses unsupported critical headers",
             AuthError::MissingClaim { .. } => "the token lacks a required claim",
             AuthError::InvalidClaim { .. } => "the token has an invalid claim",
+            AuthError::EmptyClaim { .. } => "the token has an empty identity claim",
             AuthError::WrongIssuer { .. } => "the token was issued by an untrusted issuer",
             AuthError::WrongAudience { .. } => "the token is not meant for this resource",
             AuthError::Expired { .. } => "the access token expired",
