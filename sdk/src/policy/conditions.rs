@@ -72,8 +72,8 @@ impl Conditions {
         self
     }
 
-    /// Admits only these agents: the current actor of a delegated token, else the client
-    /// (`client_id`, else `azp`).
+    /// Admits only these agents: the current actor of a delegated token (its `sub`, else
+    /// its `client_id`), else the client (`client_id`, else `azp`).
     pub fn only_agents<S: Into<String>>(
         mut self,
         agents: impl IntoIterator<Item = S>,
@@ -98,7 +98,8 @@ impl Conditions {
         self
     }
 
-    /// Refuses any chain in which one of these actors appears, anywhere.
+    /// Refuses any chain in which one of these actors appears, anywhere. An actor is named
+    /// by its `sub`, else its `client_id`.
     pub fn forbid_actors<S: Into<String>>(
         mut self,
         actors: impl IntoIterator<Item = S>,
@@ -166,10 +167,10 @@ impl Conditions {
         if let Some(forbidden) = &self.forbidden_actors
             && let Some(actor) = chain
                 .iter()
-                .find(|a| forbidden.iter().any(|f| f == a.subject()))
+                .find(|a| forbidden.iter().any(|f| f == a.id()))
         {
             return Some(DenyReason::ForbiddenActor {
-                actor: actor.subject().to_owned(),
+                actor: actor.id().to_owned(),
             });
         }
         if let Some(issuers) = &self.actor_issuers
@@ -179,7 +180,7 @@ impl Conditions {
             })
         {
             return Some(DenyReason::ActorIssuerNotAllowed {
-                actor: actor.subject().to_owned(),
+                actor: actor.id().to_owned(),
                 issuer: actor.issuer().unwrap_or(principal.issuer()).to_owned(),
             });
         }
@@ -219,12 +220,12 @@ impl Conditions {
     }
 }
 
-/// The chain as names, current actor first.
+/// The chain as names (each actor's `sub`, else its `client_id`), current actor first.
 fn chain_names(principal: &Principal) -> Vec<String> {
     principal
         .delegation_chain()
         .iter()
-        .map(|a| a.subject().to_owned())
+        .map(|a| a.id().to_owned())
         .collect()
 }
 
@@ -450,6 +451,48 @@ mod tests {
             code(&policy, &p, "t", iat - 365 * 24 * 3600),
             Some("token_lifetime_too_long")
         );
+    }
+
+    #[test]
+    fn actors_named_only_by_client_id_are_matched_by_it() {
+        let policy = policy();
+        let by_client = principal(|t| t.claim("act", json!({"client_id": "planner"})));
+        let now = by_client.issued_at().unwrap();
+        assert_eq!(by_client.agent(), Some("planner"));
+        assert_eq!(code(&policy, &by_client, "agents", now), None);
+        assert_eq!(code(&policy, &by_client, "issuers", now), None);
+        let Decision::Deny(d) = policy.decide_at(&by_client, Operation::CallTool("mine"), now)
+        else {
+            unreachable!()
+        };
+        assert!(d.to_string().contains("planner"), "{d}");
+
+        let rogue = principal(|t| {
+            t.claim(
+                "act",
+                json!({"sub": "planner", "act": {"client_id": "rogue"}}),
+            )
+        });
+        assert_eq!(code(&policy, &rogue, "open", now), Some("forbidden_actor"));
+        let foreign = principal(|t| {
+            t.claim(
+                "act",
+                json!({"client_id": "planner", "iss": "https://evil.example"}),
+            )
+        });
+        let Decision::Deny(d) = policy.decide_at(&foreign, Operation::CallTool("issuers"), now)
+        else {
+            unreachable!()
+        };
+        assert!(d.to_string().contains("\"planner\""), "{d}");
+        let scraper = principal(|t| t.claim("act", json!({"client_id": "scraper"})));
+        assert_eq!(
+            code(&policy, &scraper, "agents", now),
+            Some("agent_not_allowed")
+        );
+        // A `sub` names the actor when there is one; its client is not its name.
+        let both = principal(|t| t.claim("act", json!({"sub": "scraper", "client_id": "planner"})));
+        assert_eq!(code(&policy, &both, "agents", now), Some("agent_not_allowed"));
     }
 
     #[test]

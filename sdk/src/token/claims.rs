@@ -5,7 +5,8 @@
 //! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
 //! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
 //! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
-//! identity claims non-empty strings; `act` nested objects each with a `sub`.
+//! identity claims non-empty strings; `act` nested objects each with a `sub` or a
+//! `client_id`.
 
 use std::time::Duration;
 
@@ -348,15 +349,20 @@ fn actors(act: Option<&Value>) -> Result<Vec<Actor>, AuthError> {
                 format!("an actor's {name:?} must be a string"),
             )),
         };
-        let subject = member("sub", "act.sub")?
-            .ok_or_else(|| AuthError::invalid_claim("act", "an actor must have a \"sub\""))?;
+        // RFC 8693 section 4.1: claims other than `sub` may identify the actor; an agent
+        // acting as itself is a client, named by its `client_id`.
+        let subject = member("sub", "act.sub")?;
         let issuer = member("iss", "act.iss")?;
         let client_id = member("client_id", "act.client_id")?;
-        chain.push(Actor::new(
-            subject.to_owned(),
+        let actor = Actor::new(
+            subject.map(str::to_owned),
             issuer.map(str::to_owned),
             client_id.map(str::to_owned),
-        ));
+        )
+        .ok_or_else(|| {
+            AuthError::invalid_claim("act", "an actor must have a \"sub\" or a \"client_id\"")
+        })?;
+        chain.push(actor);
         next = act.get("act");
     }
     Ok(chain)
@@ -525,7 +531,7 @@ mod tests {
         let p = check(json!({"act": {"sub": "a1", "iss": "https://as.example",
                                      "act": {"sub": "a2", "act": {"sub": "a3"}}}}))
         .unwrap();
-        let subs: Vec<_> = p.delegation_chain().iter().map(|a| a.subject()).collect();
+        let subs: Vec<_> = p.delegation_chain().iter().map(|a| a.id()).collect();
         assert_eq!(subs, ["a1", "a2", "a3"]);
         assert_eq!(p.delegation_chain()[0].issuer(), Some("https://as.example"));
         assert_eq!(p.agent(), Some("a1"));
@@ -581,6 +587,22 @@ mod tests {
             assert!(err.to_string().contains("empty"), "{claim}: {err}");
         }
         assert!(check(json!({"iss": ""})).is_err());
+    }
+
+    #[test]
+    fn an_actor_named_only_by_client_id_is_accepted() {
+        let p = check(json!({"act": {"client_id": "planner-app",
+                                     "act": {"sub": "orchestrator"}}}))
+        .unwrap();
+        assert_eq!(p.agent(), Some("planner-app"));
+        assert_eq!(p.delegation_chain().len(), 2);
+        assert_eq!(p.delegation_chain()[0].client_id(), Some("planner-app"));
+        assert_eq!(p.delegation_chain()[0].subject(), None);
+        assert_eq!(p.delegation_chain()[0].id(), "planner-app");
+        assert_eq!(p.delegation_chain()[1].id(), "orchestrator");
+        // Neither `sub` nor `client_id`: nothing names the actor.
+        let err = check(json!({"act": {"iss": "https://as.example"}})).unwrap_err();
+        assert!(err.to_string().contains("client_id"), "{err}");
     }
 
     #[test]
