@@ -2,8 +2,9 @@
 //! RFC 8693 section 4.1) and the mapping of valid claims to a [`Principal`].
 //!
 //! Rules: required claims present; `iss` equal to the configured issuer, byte for byte;
-//! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
-//! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
+//! `aud` (a string or an array of strings) containing this resource's URI (RFC 8707: a token
+//! for another resource is refused), exactly but for the case of its scheme and host and a
+//! default port; `exp`, `nbf`, `iat` and `auth_time` JSON
 //! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
 //! identity claims non-empty strings; `act` nested objects each with a `sub` or a
 //! `client_id`.
@@ -151,7 +152,7 @@ pub(crate) fn validate(
         });
     }
     let audiences = audiences(r.aud)?;
-    if !audiences.iter().any(|a| *a == rules.audience) {
+    if !audiences.iter().any(|a| same_resource(a, &rules.audience)) {
         return Err(AuthError::WrongAudience {
             expected: rules.audience.clone(),
             found: audiences.iter().take(8).map(|a| excerpt(a)).collect(),
@@ -254,6 +255,84 @@ fn identity<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>,
             claim: name.to_owned(),
         }),
         other => Ok(other),
+    }
+}
+
+/// Whether the audience `aud` names the resource `resource`: byte for byte, or, failing
+/// that, once the case of the scheme and host is folded and a default port (`:443` for
+/// https, `:80` for http) dropped, on both sides (RFC 3986 section 6.2.2.1 and 6.2.3; the
+/// MCP authorization spec asks resource servers to accept uppercase scheme and host). The
+/// path and query stay exact, and a URI with user information is only compared exactly.
+/// Nothing is allocated: a token for this resource usually matches on the first test.
+pub(crate) fn same_resource(aud: &str, resource: &str) -> bool {
+    if aud == resource {
+        return true;
+    }
+    match (UriParts::split(aud), UriParts::split(resource)) {
+        (Some(a), Some(b)) => {
+            a.scheme.eq_ignore_ascii_case(b.scheme)
+                && a.host.eq_ignore_ascii_case(b.host)
+                && a.port == b.port
+                && a.rest == b.rest
+        }
+        _ => false,
+    }
+}
+
+/// A URI cut where [`same_resource`] needs it; the port is `None` when absent or the
+/// scheme's default.
+struct UriParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+    /// The path, query and fragment, compared exactly.
+    rest: &'a str,
+}
+
+impl<'a> UriParts<'a> {
+    fn split(uri: &'a str) -> Option<UriParts<'a>> {
+        let (scheme, after) = uri.split_once("://")?;
+        let scheme_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+        if scheme.is_empty() || !scheme.bytes().all(scheme_char) {
+            return None;
+        }
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let (authority, rest) = after.split_at(end);
+        if authority.contains('@') {
+            return None;
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            // An IPv6 literal: the port, if any, follows the bracket.
+            Some(_) => {
+                let close = authority.find(']')? + 1;
+                let (host, tail) = authority.split_at(close);
+                match tail {
+                    "" => (host, None),
+                    tail => (host, Some(tail.strip_prefix(':')?)),
+                }
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return None;
+        }
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            Some("443")
+        } else if scheme.eq_ignore_ascii_case("http") {
+            Some("80")
+        } else {
+            None
+        };
+        let port = port.filter(|p| Some(*p) != default);
+        Some(UriParts {
+            scheme,
+            host,
+            port,
+            rest,
+        })
     }
 }
 
@@ -603,6 +682,73 @@ mod tests {
         // Neither `sub` nor `client_id`: nothing names the actor.
         let err = check(json!({"act": {"iss": "https://as.example"}})).unwrap_err();
         assert!(err.to_string().contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn audience_scheme_and_host_case_and_default_port_are_normalised() {
+        for aud in [
+            "HTTPS://RS.Example/mcp",
+            "https://rs.example:443/mcp",
+            "Https://RS.EXAMPLE:443/mcp",
+        ] {
+            assert!(check(json!({ "aud": aud })).is_ok(), "{aud}");
+        }
+        for aud in [
+            "https://rs.example/MCP",
+            "https://rs.example/Mcp",
+            "http://rs.example/mcp",
+            "https://rs.example:80/mcp",
+            "https://rs.example:8443/mcp",
+            "https://rs.example:/mcp",
+            "https://rs.example:0443/mcp",
+            "https://user@rs.example/mcp",
+            "https://rs.example/mcp/",
+            "https://rs.examplE.evil/mcp",
+        ] {
+            assert!(
+                matches!(
+                    check(json!({ "aud": aud })).unwrap_err(),
+                    AuthError::WrongAudience { .. }
+                ),
+                "{aud}"
+            );
+        }
+        // Both sides: a configured URI in capitals with its default port matches too,
+        // and http's default port is 80; the query stays exact.
+        let mut rules = rules();
+        rules.audience = "HTTP://RS.example:80/mcp?v=A".into();
+        assert!(validate(claims(json!({"aud": "http://rs.example/mcp?v=A"})), &rules, NOW).is_ok());
+        assert!(validate(claims(json!({"aud": "http://rs.example/mcp?v=a"})), &rules, NOW).is_err());
+        assert!(validate(claims(json!({"aud": "https://rs.example/mcp?v=A"})), &rules, NOW).is_err());
+    }
+
+    #[test]
+    fn same_resource_folds_only_scheme_host_and_default_port() {
+        let same = [
+            ("HTTP://Tools.Example.COM/mcp", "http://tools.example.com/mcp"),
+            ("https://[::1]:443/mcp", "HTTPS://[::1]/mcp"),
+            ("http://Tools.Example.COM:80/mcp", "HTTP://tools.example.com/mcp"),
+            ("https://a.example:8443/x?q", "HTTPS://A.EXAMPLE:8443/x?q"),
+            ("urn:x", "urn:x"),
+            ("wss://A.example/mcp", "wss://a.example/mcp"),
+        ];
+        for (a, b) in same {
+            assert!(same_resource(a, b) && same_resource(b, a), "{a} {b}");
+        }
+        let different = [
+            ("https://[::1]:8443/mcp", "https://[::1]/mcp"),
+            ("https://a.example/mcp#f", "https://a.example/mcp#F"),
+            ("https://a.example/mcp?Q", "https://a.example/mcp?q"),
+            ("wss://a.example:443/mcp", "wss://a.example/mcp"),
+            ("URN:x", "urn:x"),
+            ("https://a.example", "https://a.example/"),
+            ("https://U@a.example/mcp", "https://u@a.example/mcp"),
+            ("https://", "HTTPS://"),
+            ("https://[::1/mcp", "HTTPS://[::1/mcp"),
+        ];
+        for (a, b) in different {
+            assert!(!same_resource(a, b) && !same_resource(b, a), "{a} {b}");
+        }
     }
 
     #[test]
