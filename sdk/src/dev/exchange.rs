@@ -734,7 +734,10 @@ mod tests {
         let p = verify(&issuer, &exchange(client(Some("research-app"))).unwrap());
         assert_eq!(p.subject(), Some("alice"));
         assert_eq!(p.agent(), Some("research-app"));
-        assert_eq!(p.claim("act").unwrap(), &json!({"client_id": "research-app"}));
+        assert_eq!(
+            p.claim("act").unwrap(),
+            &json!({"client_id": "research-app"})
+        );
 
         let err = exchange(client(Some("scraper"))).unwrap_err();
         assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);

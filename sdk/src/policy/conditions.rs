@@ -165,9 +165,7 @@ impl Conditions {
             });
         }
         if let Some(forbidden) = &self.forbidden_actors
-            && let Some(actor) = chain
-                .iter()
-                .find(|a| forbidden.iter().any(|f| f == a.id()))
+            && let Some(actor) = chain.iter().find(|a| forbidden.iter().any(|f| f == a.id()))
         {
             return Some(DenyReason::ForbiddenActor {
                 actor: actor.id().to_owned(),
@@ -492,7 +490,10 @@ mod tests {
         );
         // A `sub` names the actor when there is one; its client is not its name.
         let both = principal(|t| t.claim("act", json!({"sub": "scraper", "client_id": "planner"})));
-        assert_eq!(code(&policy, &both, "agents", now), Some("agent_not_allowed"));
+        assert_eq!(
+            code(&policy, &both, "agents", now),
+            Some("agent_not_allowed")
+        );
     }
 
     #[test]

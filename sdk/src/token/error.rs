@@ -112,7 +112,7 @@ pub enum AuthError {
     /// `sub`, `client_id` or `iss` (named `act.sub`, ...). It names no one, and a tool
     /// would see an empty identity where it expects someone.
     #[error(
-        "empty claim {claim:?}: an identity claim must name someone; the issuer minted a malformed token"
+        "empty claim {claim:?}: an identity claim must name someone; the issuer minted a malformed token, fix its claim mapping"
     )]
     EmptyClaim {
         /// The claim name (`act.sub` for an actor's).
