@@ -59,8 +59,9 @@
 //! configured secret, `none` never); no unknown `crit` headers; the key, chosen by `kid`
 //! from the configured keys only (never from `jwk`, `jku`, `x5u` or `x5c`), bound to
 //! exactly one algorithm; the signature; `typ` is `at+jwt` (RFC 9068); then the claims:
-//! `iss` exact, `aud` contains this resource exactly, `exp`/`nbf` within a leeway of 30 s
-//! (at most 5 min), dates that are JSON numbers, identity claims that are strings.
+//! `iss` exact, `aud` contains this resource (exactly but for the case of scheme and host
+//! and a default port), `exp`/`nbf`/`iat` within a leeway of 30 s (at most 5 min), dates
+//! that are JSON numbers, identity claims that are non-empty strings.
 //! Keys are checked when loaded (RSA at least 2048 bits without the ROCA flaw, EC points
 //! on their curve, HMAC secrets at least as long as the hash, `use` and `key_ops` fit for
 //! verification, no duplicate `kid`s). `docs/security.md` maps each rule to the attack

@@ -60,17 +60,45 @@ struct Inner {
 const GRANT_SLOTS: usize = 4;
 
 /// One actor in a delegation chain (an RFC 8693 `act` claim).
+///
+/// RFC 8693 section 4.1 lets claims other than `sub` identify an actor, and an agent is
+/// often a client acting for itself: an actor has a `sub`, a `client_id`, or both, and
+/// [`Actor::id`] names it by the first of them. Policies, [`Principal::agent`] and audit
+/// events all name actors by [`Actor::id`].
+///
+/// ```
+/// # use rmcp_authz::dev::DevIssuer;
+/// # let issuer = DevIssuer::new("https://auth.example")?;
+/// # let verifier = issuer.verifier("https://mcp.example/mcp").build()?;
+/// let token = issuer.token("https://mcp.example/mcp").subject("alice")
+///     .claim("act", serde_json::json!({"client_id": "research-agent"})).mint()?;
+/// let who = verifier.verify_sync(&token)?;
+/// let actor = &who.delegation_chain()[0];
+/// assert_eq!(actor.subject(), None);
+/// assert_eq!(actor.id(), "research-agent");
+/// assert_eq!(who.agent(), Some("research-agent"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    subject: String,
+    subject: Option<String>,
     issuer: Option<String>,
     client_id: Option<String>,
 }
 
 impl Actor {
-    /// The actor's `sub`: the agent that acts.
-    pub fn subject(&self) -> &str {
-        &self.subject
+    /// What names the actor: its `sub`, else its `client_id`. Never empty.
+    pub fn id(&self) -> &str {
+        // `Actor::new` admits no actor without either.
+        self.subject
+            .as_deref()
+            .or(self.client_id.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The actor's `sub`, when the token names the actor by one.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// The actor's `iss`, when the token names the issuer that vouches for it.
@@ -83,12 +111,17 @@ impl Actor {
         self.client_id.as_deref()
     }
 
-    pub(crate) fn new(subject: String, issuer: Option<String>, client_id: Option<String>) -> Self {
-        Actor {
+    /// An actor named by `subject` or `client_id`; `None` when neither names it.
+    pub(crate) fn new(
+        subject: Option<String>,
+        issuer: Option<String>,
+        client_id: Option<String>,
+    ) -> Option<Self> {
+        (subject.is_some() || client_id.is_some()).then_some(Actor {
             subject,
             issuer,
             client_id,
-        }
+        })
     }
 }
 
@@ -133,21 +166,23 @@ impl Principal {
         &self.inner.issuer
     }
 
-    /// The user or resource owner (`sub`). Absent only when a verifier was configured not
-    /// to require `sub`.
+    /// The user or resource owner (`sub`), never empty. Absent only when a verifier was
+    /// configured not to require `sub`.
     pub fn subject(&self) -> Option<&str> {
         self.inner.subject.as_deref()
     }
 
-    /// The client application: `client_id` (RFC 9068), else `azp` (OpenID Connect).
+    /// The client application: `client_id` (RFC 9068), else `azp` (OpenID Connect); never
+    /// empty.
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client_id.as_deref()
     }
 
-    /// The agent making this call: the current actor of a delegated token, else the client.
+    /// The agent making this call: the current actor of a delegated token (its
+    /// [`id`](Actor::id): `sub`, else `client_id`), else the client.
     pub fn agent(&self) -> Option<&str> {
         match self.inner.actors.first() {
-            Some(actor) => Some(actor.subject()),
+            Some(actor) => Some(actor.id()),
             None => self.client_id(),
         }
     }

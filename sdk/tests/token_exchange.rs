@@ -160,7 +160,7 @@ async fn an_agent_exchanges_the_callers_token_for_a_downstream_one() {
     assert_eq!(who.subject(), Some("alice"));
     assert_eq!(who.agent(), Some("research-agent"));
     assert_eq!(who.client_id(), Some("research-agent"));
-    let chain: Vec<_> = who.delegation_chain().iter().map(|a| a.subject()).collect();
+    let chain: Vec<_> = who.delegation_chain().iter().map(|a| a.id()).collect();
     assert_eq!(chain, ["research-agent", "orchestrator"]);
     assert_eq!(who.scopes(), ["calendar:read"]);
 

@@ -188,6 +188,20 @@ async fn the_chain_and_the_token_age_decide_and_every_decision_is_audited() {
             Some(401),
             Some("token_too_old"),
         ),
+        // An agent named by its client_id alone (RFC 8693 section 4.1 lets claims other
+        // than `sub` identify an actor): admitted by the allow-list, audited by that name.
+        (
+            "an actor named only by its client_id",
+            token(&server, &["notes:write"], |t| {
+                t.claim(
+                    "act",
+                    json!({"client_id": "research-agent", "act": {"sub": "orchestrator"}}),
+                )
+            }),
+            "write_note",
+            None,
+            None,
+        ),
     ];
     for (what, token, tool, expected, _) in &cases {
         let raw = call(&server, token, tool).await;
@@ -232,4 +246,10 @@ async fn the_chain_and_the_token_age_decide_and_every_decision_is_audited() {
         ["research-agent", "rogue-agent"]
     );
     assert_eq!(events[2].agent.as_deref(), Some("research-agent"));
+    assert_eq!(events[9].agent.as_deref(), Some("research-agent"));
+    assert_eq!(
+        events[9].delegation_chain,
+        ["research-agent", "orchestrator"],
+        "an actor without a sub is recorded by its client_id"
+    );
 }

@@ -116,7 +116,7 @@ fn decide_all(verifier: &JwtVerifier, cases: &[Case]) -> Vec<String> {
                     .principal
                     .as_ref()
                     .expect("accepted cases list a principal");
-                let actors: Vec<&str> = p.delegation_chain().iter().map(|a| a.subject()).collect();
+                let actors: Vec<&str> = p.delegation_chain().iter().map(|a| a.id()).collect();
                 if p.subject() != Some(want.subject.as_str())
                     || p.client_id() != Some(want.client_id.as_str())
                     || p.scopes() != want.scopes.as_slice()

@@ -876,7 +876,11 @@ proptest! {
     /// original; an accepted token speaks for the original subject.
     #[test]
     fn mutated_dev_tokens_are_refused_unless_the_signed_bytes_are_unchanged(
-        subject in prop_oneof!["[a-z0-9-]{1,16}", any::<String>()],
+        // Any non-empty subject: an empty `sub` names no one and is refused.
+        subject in prop_oneof![
+            "[a-z0-9-]{1,16}",
+            any::<String>().prop_filter("a subject is not empty", |s| !s.is_empty()),
+        ],
         scopes in prop::collection::vec("[a-z:]{1,10}", 0..4),
         actor in prop::option::of("[a-z-]{1,12}"),
         mutations in prop::collection::vec(mutation(), 1..4),

@@ -252,10 +252,11 @@ impl AuditEvent {
         self.agent = principal.agent().map(str::to_owned);
         self.subject = principal.subject().map(str::to_owned);
         self.client_id = principal.client_id().map(str::to_owned);
+        // Each actor by its `sub`, else its `client_id` (an agent acting as itself).
         self.delegation_chain = principal
             .delegation_chain()
             .iter()
-            .map(|a| a.subject().to_owned())
+            .map(|a| a.id().to_owned())
             .collect();
         self.issuer = Some(principal.issuer().to_owned());
         self.token_id = principal.token_id().map(str::to_owned);

@@ -46,8 +46,9 @@ const EXCHANGED_LIFETIME_SECS: i64 = 3600;
 pub struct ExchangeRequest {
     /// The token of the party the new token speaks for (its `sub` becomes the new `sub`).
     pub subject_token: String,
-    /// The acting party's own token; its `sub` becomes the new current actor. Without it
-    /// the exchange only re-scopes the subject token for a new audience.
+    /// The acting party's own token; its `sub` and `client_id` name the new current actor
+    /// (a client's own token may have only a `client_id`). Without it the exchange only
+    /// re-scopes the subject token for a new audience.
     pub actor_token: Option<String>,
     /// The target resource the new token is for (its `aud`). Required.
     pub audience: String,
@@ -210,8 +211,10 @@ impl DevIssuer {
     ///    whitespace, control characters or URI fragment (`invalid_target`).
     /// 2. The subject token, and the actor token when there is one, are access tokens of
     ///    *this* issuer: signed by its key with its algorithm, `typ: at+jwt`, `iss` equal
-    ///    to this issuer, a `sub`, not expired, with no leeway since the issuer judges its
-    ///    own clock (`invalid_grant`). Their own `aud` is not checked: a token given to the
+    ///    to this issuer, not expired, with no leeway since the issuer judges its own clock
+    ///    (`invalid_grant`). The subject token has a `sub`; the actor token a `sub` or a
+    ///    `client_id` (RFC 8693 section 4.1 lets either identify an actor, and an agent's
+    ///    own client credentials token may name only the client). Their own `aud` is not checked: a token given to the
     ///    exchange is presented to the authorization server, not used at its audience, and
     ///    the very point of the exchange is to obtain a token for a different audience.
     /// 3. The actor token is not itself delegated (no `act`): it is the actor's own token,
@@ -230,8 +233,8 @@ impl DevIssuer {
     /// 6. The delegation chain stays within the depth verifiers accept (`invalid_grant`).
     ///
     /// The new token has `sub` from the subject token; `client_id` from the actor token
-    /// when it has one, else from the subject token; `act` naming the actor (`sub`, and its
-    /// `client_id` when it has one) with the subject token's own `act` nested inside, so the
+    /// when it has one, else from the subject token; `act` naming the actor (its `sub` and
+    /// its `client_id`, whichever it has) with the subject token's own `act` nested inside, so the
     /// chain grows by one with the current actor outermost; `aud` the requested audience;
     /// `iat` now; `exp` the earlier of the subject token's `exp` and one hour from now; a
     /// fresh `jti`; `typ: at+jwt`. Other claims of the subject token (`may_act` included)
@@ -255,7 +258,7 @@ impl DevIssuer {
     /// let who = issuer.verifier("https://notes.example/mcp").build()?.verify_sync(&token)?;
     /// assert_eq!(who.subject(), Some("alice"));
     /// assert_eq!(who.agent(), Some("research-agent"));
-    /// let chain: Vec<_> = who.delegation_chain().iter().map(|a| a.subject()).collect();
+    /// let chain: Vec<_> = who.delegation_chain().iter().map(|a| a.id()).collect();
     /// assert_eq!(chain, ["research-agent", "orchestrator"]);
     /// assert_eq!(who.scopes(), ["notes:read"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -286,6 +289,11 @@ impl DevIssuer {
             None => None,
         };
         if let Some(actor) = &actor {
+            if actor_name(actor).is_none() {
+                return Err(invalid_grant(
+                    "the actor token is refused: it names no actor (it has neither a sub nor a client_id); present the agent's own token",
+                ));
+            }
             if actor.is_delegated() {
                 return Err(invalid_grant(
                     "the actor token is itself delegated (it has an act claim); present the actor's own token",
@@ -297,7 +305,7 @@ impl DevIssuer {
         }
         let scopes = granted_scopes(&subject, request.scope.as_deref())?;
 
-        // Validation required `sub` on both tokens.
+        // Validation required `sub` on the subject token.
         let sub = subject.subject().unwrap_or_default();
         let mut claims = Map::new();
         claims.insert("iss".into(), self.issuer.clone().into());
@@ -321,7 +329,9 @@ impl DevIssuer {
                     )));
                 }
                 let mut act = Map::new();
-                act.insert("sub".into(), actor.subject().unwrap_or_default().into());
+                if let Some(sub) = actor.subject() {
+                    act.insert("sub".into(), sub.into());
+                }
                 if let Some(client_id) = actor.client_id() {
                     act.insert("client_id".into(), client_id.into());
                 }
@@ -353,7 +363,7 @@ impl DevIssuer {
     }
 
     /// Verifies a token presented to the exchange: an unexpired access token of this
-    /// issuer with a `sub`, whatever its audience.
+    /// issuer, whatever its audience; the subject token must have a `sub`.
     fn presented(&self, token: &str, which: &str, now: i64) -> Result<Principal, ExchangeError> {
         if token.is_empty() {
             return Err(invalid_request(format!("the {which} token is missing")));
@@ -392,7 +402,12 @@ impl DevIssuer {
             issuer: self.issuer.clone(),
             audience,
             leeway_secs: 0,
-            required: ["iss", "aud", "exp", "sub"].map(String::from).to_vec(),
+            // An actor may be named by its `client_id` alone (checked by the caller).
+            required: if which == "subject" {
+                ["iss", "aud", "exp", "sub"].map(String::from).to_vec()
+            } else {
+                ["iss", "aud", "exp"].map(String::from).to_vec()
+            },
         };
         claims::validate(claims, &rules, now).map_err(|e| refused(e.to_string()))
     }
@@ -449,9 +464,15 @@ fn check_may_act(may_act: &Value, actor: &Principal) -> Result<(), ExchangeError
     } else {
         Err(invalid_grant(format!(
             "the subject token's may_act does not allow actor {:?} to act for it",
-            actor.subject().unwrap_or_default()
+            actor_name(actor).unwrap_or_default()
         )))
     }
+}
+
+/// What names the actor token's party, as the new token's `act` will: its `sub`, else its
+/// client (`client_id`, else `azp`).
+fn actor_name(actor: &Principal) -> Option<&str> {
+    actor.subject().or_else(|| actor.client_id())
 }
 
 /// The scopes of the new token: the subject token's, or the requested ones when every one
@@ -543,7 +564,7 @@ mod tests {
     }
 
     fn chain(p: &Principal) -> Vec<&str> {
-        p.delegation_chain().iter().map(|a| a.subject()).collect()
+        p.delegation_chain().iter().map(|a| a.id()).collect()
     }
 
     #[test]
@@ -685,6 +706,44 @@ mod tests {
                     .with_actor_token(agent_token(&issuer, "planner")),
             )
             .unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn may_act_naming_only_a_client_id_admits_that_clients_own_token() {
+        let issuer = issuer();
+        let user = issuer
+            .token(FIRST)
+            .subject("alice")
+            .claim("may_act", json!({"client_id": "research-app"}))
+            .mint()
+            .unwrap();
+        // Client credentials tokens: a client acting for itself, no user, so no `sub`.
+        let client = |id: Option<&str>| {
+            let t = issuer.token(ISS).without("sub").without("client_id");
+            match id {
+                Some(id) => t.client_id(id),
+                None => t,
+            }
+            .mint()
+            .unwrap()
+        };
+        let exchange = |actor: String| {
+            issuer.exchange(&ExchangeRequest::new(user.clone(), TARGET).with_actor_token(actor))
+        };
+        let p = verify(&issuer, &exchange(client(Some("research-app"))).unwrap());
+        assert_eq!(p.subject(), Some("alice"));
+        assert_eq!(p.agent(), Some("research-app"));
+        assert_eq!(
+            p.claim("act").unwrap(),
+            &json!({"client_id": "research-app"})
+        );
+
+        let err = exchange(client(Some("scraper"))).unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
+        assert!(err.message().contains("\"scraper\""), "{err}");
+        // A token that names no one cannot be an actor.
+        let err = exchange(client(None)).unwrap_err();
         assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
     }
 

@@ -417,7 +417,7 @@ mod tests {
             .unwrap();
         let p = v.verify_sync(&token).unwrap();
         assert_eq!(p.scopes(), ["a", "b"]);
-        let chain: Vec<_> = p.delegation_chain().iter().map(|a| a.subject()).collect();
+        let chain: Vec<_> = p.delegation_chain().iter().map(|a| a.id()).collect();
         assert_eq!(chain, ["current", "earlier"]);
     }
 

@@ -16,6 +16,12 @@ use std::time::Duration;
 use super::decision::DenyReason;
 use crate::principal::Principal;
 
+/// How far in the future an `iat` or `auth_time` may lie and still count as now: the
+/// clock skew a verifier tolerates by default (30 s). Later ones are refused by the
+/// freshness conditions, and cannot shorten a lifetime under
+/// [`PolicyBuilder::max_token_lifetime`](super::PolicyBuilder::max_token_lifetime).
+pub(crate) const CLOCK_SKEW_SECS: i64 = 30;
+
 /// Conditions on the caller's delegation chain and token age. Nothing is required by
 /// default.
 ///
@@ -66,8 +72,8 @@ impl Conditions {
         self
     }
 
-    /// Admits only these agents: the current actor of a delegated token, else the client
-    /// (`client_id`, else `azp`).
+    /// Admits only these agents: the current actor of a delegated token (its `sub`, else
+    /// its `client_id`), else the client (`client_id`, else `azp`).
     pub fn only_agents<S: Into<String>>(
         mut self,
         agents: impl IntoIterator<Item = S>,
@@ -92,7 +98,8 @@ impl Conditions {
         self
     }
 
-    /// Refuses any chain in which one of these actors appears, anywhere.
+    /// Refuses any chain in which one of these actors appears, anywhere. An actor is named
+    /// by its `sub`, else its `client_id`.
     pub fn forbid_actors<S: Into<String>>(
         mut self,
         actors: impl IntoIterator<Item = S>,
@@ -102,14 +109,15 @@ impl Conditions {
     }
 
     /// Requires the token to have been issued (`iat`) at most `age` ago; a token without
-    /// `iat` is refused. The denial tells the client to get a new token.
+    /// `iat`, or with one more than 30 s (the clock skew tolerated) in the future, is
+    /// refused. The denial tells the client to get a new token.
     pub fn max_token_age(mut self, age: Duration) -> Conditions {
         self.max_token_age = Some(age);
         self
     }
 
     /// Requires the user to have authenticated (`auth_time`) at most `age` ago; a token
-    /// without `auth_time` is refused.
+    /// without `auth_time`, or with one more than 30 s in the future, is refused.
     pub fn max_auth_age(mut self, age: Duration) -> Conditions {
         self.max_auth_age = Some(age);
         self
@@ -157,12 +165,10 @@ impl Conditions {
             });
         }
         if let Some(forbidden) = &self.forbidden_actors
-            && let Some(actor) = chain
-                .iter()
-                .find(|a| forbidden.iter().any(|f| f == a.subject()))
+            && let Some(actor) = chain.iter().find(|a| forbidden.iter().any(|f| f == a.id()))
         {
             return Some(DenyReason::ForbiddenActor {
-                actor: actor.subject().to_owned(),
+                actor: actor.id().to_owned(),
             });
         }
         if let Some(issuers) = &self.actor_issuers
@@ -172,7 +178,7 @@ impl Conditions {
             })
         {
             return Some(DenyReason::ActorIssuerNotAllowed {
-                actor: actor.subject().to_owned(),
+                actor: actor.id().to_owned(),
                 issuer: actor.issuer().unwrap_or(principal.issuer()).to_owned(),
             });
         }
@@ -187,13 +193,16 @@ impl Conditions {
         }
         let age = |claim: &'static str, at: Option<i64>, max: Option<Duration>| {
             let max = max?;
-            let age = at.map(|t| now.saturating_sub(t));
             let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
-            match age {
-                Some(a) if a <= max_secs => None,
+            match at {
+                // Its age would be negative and pass any maximum.
+                Some(t) if t > now.saturating_add(CLOCK_SKEW_SECS) => {
+                    Some(DenyReason::IssuedInFuture { claim, at: t, now })
+                }
+                Some(t) if now.saturating_sub(t) <= max_secs => None,
                 _ => Some(DenyReason::TokenTooOld {
                     claim,
-                    age_secs: age,
+                    age_secs: at.map(|t| now.saturating_sub(t)),
                     max_secs: max.as_secs(),
                 }),
             }
@@ -209,12 +218,12 @@ impl Conditions {
     }
 }
 
-/// The chain as names, current actor first.
+/// The chain as names (each actor's `sub`, else its `client_id`), current actor first.
 fn chain_names(principal: &Principal) -> Vec<String> {
     principal
         .delegation_chain()
         .iter()
-        .map(|a| a.subject().to_owned())
+        .map(|a| a.id().to_owned())
         .collect()
 }
 
@@ -385,6 +394,106 @@ mod tests {
         assert_eq!(code(&policy, &p, "t", now), Some("token_lifetime_too_long"));
         let short = principal(|t| t.claim("exp", now + 300));
         assert_eq!(code(&policy, &short, "t", now), None);
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_fails_max_token_age() {
+        let policy = policy();
+        let p = principal(|t| t);
+        let iat = p.issued_at().unwrap();
+        // Within the clock skew tolerated: as fresh as a token issued now.
+        assert_eq!(code(&policy, &p, "fresh", iat - 30), None);
+        // Beyond it: the age would be negative and pass any maximum.
+        assert_eq!(
+            code(&policy, &p, "fresh", iat - 31),
+            Some("token_issued_in_future")
+        );
+        assert_eq!(
+            code(&policy, &p, "fresh", iat - 365 * 24 * 3600),
+            Some("token_issued_in_future")
+        );
+        let Decision::Deny(d) = policy.decide_at(&p, Operation::CallTool("fresh"), iat - 31) else {
+            unreachable!()
+        };
+        assert!(d.needs_new_token());
+        assert!(d.to_string().contains("in the future"), "{d}");
+        // `auth_time` is a time in the past too.
+        let auth = Policy::builder()
+            .tool(
+                "t",
+                Rule::new("s").with(Conditions::new().max_auth_age(Duration::from_secs(60))),
+            )
+            .build()
+            .unwrap();
+        let future_auth = principal(|t| t.claim("auth_time", iat + 3600));
+        assert_eq!(
+            code(&auth, &future_auth, "t", iat),
+            Some("token_issued_in_future")
+        );
+    }
+
+    #[test]
+    fn a_future_iat_does_not_shorten_the_lifetime() {
+        let policy = Policy::builder()
+            .max_token_lifetime(Duration::from_secs(3600))
+            .tool("t", "s")
+            .build()
+            .unwrap();
+        let p = principal(|t| t); // lives exactly an hour
+        let iat = p.issued_at().unwrap();
+        assert_eq!(code(&policy, &p, "t", iat), None);
+        // Issued 10 s ahead of the policy's clock: skew, still an hour-long token.
+        assert_eq!(code(&policy, &p, "t", iat - 10), None);
+        // "Issued" a year ahead, expiring a year out: it is valid for a year from now.
+        assert_eq!(
+            code(&policy, &p, "t", iat - 365 * 24 * 3600),
+            Some("token_lifetime_too_long")
+        );
+    }
+
+    #[test]
+    fn actors_named_only_by_client_id_are_matched_by_it() {
+        let policy = policy();
+        let by_client = principal(|t| t.claim("act", json!({"client_id": "planner"})));
+        let now = by_client.issued_at().unwrap();
+        assert_eq!(by_client.agent(), Some("planner"));
+        assert_eq!(code(&policy, &by_client, "agents", now), None);
+        assert_eq!(code(&policy, &by_client, "issuers", now), None);
+        let Decision::Deny(d) = policy.decide_at(&by_client, Operation::CallTool("mine"), now)
+        else {
+            unreachable!()
+        };
+        assert!(d.to_string().contains("planner"), "{d}");
+
+        let rogue = principal(|t| {
+            t.claim(
+                "act",
+                json!({"sub": "planner", "act": {"client_id": "rogue"}}),
+            )
+        });
+        assert_eq!(code(&policy, &rogue, "open", now), Some("forbidden_actor"));
+        let foreign = principal(|t| {
+            t.claim(
+                "act",
+                json!({"client_id": "planner", "iss": "https://evil.example"}),
+            )
+        });
+        let Decision::Deny(d) = policy.decide_at(&foreign, Operation::CallTool("issuers"), now)
+        else {
+            unreachable!()
+        };
+        assert!(d.to_string().contains("\"planner\""), "{d}");
+        let scraper = principal(|t| t.claim("act", json!({"client_id": "scraper"})));
+        assert_eq!(
+            code(&policy, &scraper, "agents", now),
+            Some("agent_not_allowed")
+        );
+        // A `sub` names the actor when there is one; its client is not its name.
+        let both = principal(|t| t.claim("act", json!({"sub": "scraper", "client_id": "planner"})));
+        assert_eq!(
+            code(&policy, &both, "agents", now),
+            Some("agent_not_allowed")
+        );
     }
 
     #[test]

@@ -107,6 +107,16 @@ pub enum DenyReason {
         /// The most the rule admits.
         max_secs: u64,
     },
+    /// The token's `iat` (or `auth_time`) lies in the future, beyond the clock skew
+    /// tolerated, so its age cannot be told; a new token would do.
+    IssuedInFuture {
+        /// `iat` or `auth_time`.
+        claim: &'static str,
+        /// The claim's value, seconds since the epoch.
+        at: i64,
+        /// The time of the check.
+        now: i64,
+    },
     /// The token's lifetime (`exp - iat`) is longer than the policy admits.
     LifetimeTooLong {
         /// The token's lifetime in seconds, or `None` when it has no `iat`.
@@ -157,6 +167,7 @@ impl Denial {
             }),
             DenyReason::TokenExpired { .. }
             | DenyReason::TokenTooOld { .. }
+            | DenyReason::IssuedInFuture { .. }
             | DenyReason::LifetimeTooLong { .. } => serde_json::json!({ "error": "invalid_token" }),
             _ => serde_json::json!({ "error": "access_denied" }),
         }
@@ -165,8 +176,8 @@ impl Denial {
     /// The reason as a stable code, as audit events record it: `insufficient_scope`,
     /// `no_rule`, `client_not_permitted`, `token_expired`, `not_owner`,
     /// `delegation_not_allowed`, `agent_not_allowed`, `chain_too_deep`,
-    /// `actor_issuer_not_allowed`, `forbidden_actor`, `token_too_old` or
-    /// `token_lifetime_too_long`.
+    /// `actor_issuer_not_allowed`, `forbidden_actor`, `token_too_old`,
+    /// `token_issued_in_future` or `token_lifetime_too_long`.
     pub fn code(&self) -> &'static str {
         match &self.reason {
             DenyReason::InsufficientScope { .. } => "insufficient_scope",
@@ -180,6 +191,7 @@ impl Denial {
             DenyReason::ActorIssuerNotAllowed { .. } => "actor_issuer_not_allowed",
             DenyReason::ForbiddenActor { .. } => "forbidden_actor",
             DenyReason::TokenTooOld { .. } => "token_too_old",
+            DenyReason::IssuedInFuture { .. } => "token_issued_in_future",
             DenyReason::LifetimeTooLong { .. } => "token_lifetime_too_long",
         }
     }
@@ -191,6 +203,7 @@ impl Denial {
             self.reason,
             DenyReason::TokenExpired { .. }
                 | DenyReason::TokenTooOld { .. }
+                | DenyReason::IssuedInFuture { .. }
                 | DenyReason::LifetimeTooLong { .. }
         )
     }
@@ -295,12 +308,23 @@ impl fmt::Display for Denial {
                     self.operation
                 ),
             },
+            DenyReason::IssuedInFuture { claim, at, now } => write!(
+                f,
+                "{} refused by its rule {}: the token's {claim} {at} is {} s in the future (now {now}), beyond the clock skew tolerated; get a new token, and check the issuer's clock",
+                self.operation,
+                if *claim == "iat" {
+                    "max_token_age"
+                } else {
+                    "max_auth_age"
+                },
+                at.saturating_sub(*now)
+            ),
             DenyReason::LifetimeTooLong {
                 lifetime_secs,
                 max_secs,
             } => write!(
                 f,
-                "{} refused by the policy's max_token_lifetime: the token lives {} s (exp - iat), at most {max_secs} s admitted; ask for a shorter-lived token",
+                "{} refused by the policy's max_token_lifetime: the token lives {} s (exp - iat, from now if iat is later), at most {max_secs} s admitted; ask for a shorter-lived token",
                 self.operation,
                 lifetime_secs.map_or_else(|| "an unknown number of".to_owned(), |l| l.to_string())
             ),

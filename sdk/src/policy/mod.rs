@@ -323,14 +323,19 @@ impl Policy {
             .as_ref()
             .and_then(|c| c.check(principal, now))
         {
-            Some(reason @ DenyReason::TokenTooOld { .. }) => Some(reason),
+            Some(reason @ (DenyReason::TokenTooOld { .. } | DenyReason::IssuedInFuture { .. })) => {
+                Some(reason)
+            }
             Some(reason) => return deny(reason),
             None => None,
         };
         if let Some(max) = self.inner.max_token_lifetime {
-            let lifetime = principal
-                .issued_at()
-                .map(|iat| principal.expires_at() - iat);
+            // Counted from now when `iat` is later (beyond the clock skew): a token dated in
+            // the future is usable from now on, so its `iat` cannot shorten its lifetime.
+            let lifetime = principal.issued_at().map(|iat| {
+                let from = iat.min(now.saturating_add(conditions::CLOCK_SKEW_SECS));
+                principal.expires_at().saturating_sub(from)
+            });
             let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
             if lifetime.is_none_or(|l| l > max_secs) {
                 return deny(DenyReason::LifetimeTooLong {
@@ -556,7 +561,9 @@ impl PolicyBuilder {
 
     /// Refuses tokens whose lifetime (`exp - iat`) is longer than `max` (and tokens
     /// without `iat`), for every operation with a rule: long-lived bearer tokens are the
-    /// ones that leak and stay useful.
+    /// ones that leak and stay useful. An `iat` more than 30 s (the clock skew tolerated)
+    /// in the future counts as now, so a token dated ahead cannot make its lifetime look
+    /// short.
     pub fn max_token_lifetime(mut self, max: std::time::Duration) -> Self {
         self.max_token_lifetime = Some(max);
         self

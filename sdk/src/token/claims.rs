@@ -2,10 +2,12 @@
 //! RFC 8693 section 4.1) and the mapping of valid claims to a [`Principal`].
 //!
 //! Rules: required claims present; `iss` equal to the configured issuer, byte for byte;
-//! `aud` (a string or an array of strings) containing this resource's URI exactly (RFC 8707:
-//! a token for another resource is refused); `exp`, `nbf`, `iat` and `auth_time` JSON
-//! numbers, never strings; `exp` in the future and `nbf` in the past, within the leeway;
-//! identity claims strings; `act` nested objects each with a `sub`.
+//! `aud` (a string or an array of strings) containing this resource's URI (RFC 8707: a token
+//! for another resource is refused), exactly but for the case of its scheme and host and a
+//! default port; `exp`, `nbf`, `iat` and `auth_time` JSON
+//! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
+//! identity claims non-empty strings; `act` nested objects each with a `sub` or a
+//! `client_id`.
 
 use std::time::Duration;
 
@@ -150,7 +152,7 @@ pub(crate) fn validate(
         });
     }
     let audiences = audiences(r.aud)?;
-    if !audiences.iter().any(|a| *a == rules.audience) {
+    if !audiences.iter().any(|a| same_resource(a, &rules.audience)) {
         return Err(AuthError::WrongAudience {
             expected: rules.audience.clone(),
             found: audiences.iter().take(8).map(|a| excerpt(a)).collect(),
@@ -174,11 +176,22 @@ pub(crate) fn validate(
             leeway_secs: rules.leeway_secs,
         });
     }
+    // RFC 7519 leaves `iat` unchecked, but a token dated ahead of the clock would read as
+    // fresher than any real one and pass every age limit (`max_token_age`).
+    if let Some(iat) = iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(AuthError::IssuedInFuture {
+            iat,
+            now,
+            leeway_secs: rules.leeway_secs,
+        });
+    }
 
-    let subject = string(r.sub, "sub")?.map(str::to_owned);
-    let client_id = match string(r.client_id, "client_id")? {
+    let subject = identity(r.sub, "sub")?.map(str::to_owned);
+    let client_id = match identity(r.client_id, "client_id")? {
         Some(c) => Some(c.to_owned()),
-        None => string(r.azp, "azp")?.map(str::to_owned),
+        None => identity(r.azp, "azp")?.map(str::to_owned),
     };
     let jti = string(r.jti, "jti")?.map(str::to_owned);
     let scopes = scopes(r.scope, r.scp)?;
@@ -232,6 +245,94 @@ fn string<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, A
             name,
             format!("must be a string, found {}", json_type(other)),
         )),
+    }
+}
+
+/// An identity claim: a string, and not an empty one, which would name no one.
+fn identity<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match string(value, name)? {
+        Some("") => Err(AuthError::EmptyClaim {
+            claim: name.to_owned(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Whether the audience `aud` names the resource `resource`: byte for byte, or, failing
+/// that, once the case of the scheme and host is folded and a default port (`:443` for
+/// https, `:80` for http) dropped, on both sides (RFC 3986 section 6.2.2.1 and 6.2.3; the
+/// MCP authorization spec asks resource servers to accept uppercase scheme and host). The
+/// path and query stay exact, and a URI with user information is only compared exactly.
+/// Nothing is allocated: a token for this resource usually matches on the first test.
+pub(crate) fn same_resource(aud: &str, resource: &str) -> bool {
+    if aud == resource {
+        return true;
+    }
+    match (UriParts::split(aud), UriParts::split(resource)) {
+        (Some(a), Some(b)) => {
+            a.scheme.eq_ignore_ascii_case(b.scheme)
+                && a.host.eq_ignore_ascii_case(b.host)
+                && a.port == b.port
+                && a.rest == b.rest
+        }
+        _ => false,
+    }
+}
+
+/// A URI cut where [`same_resource`] needs it; the port is `None` when absent or the
+/// scheme's default.
+struct UriParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+    /// The path, query and fragment, compared exactly.
+    rest: &'a str,
+}
+
+impl<'a> UriParts<'a> {
+    fn split(uri: &'a str) -> Option<UriParts<'a>> {
+        let (scheme, after) = uri.split_once("://")?;
+        let scheme_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+        if scheme.is_empty() || !scheme.bytes().all(scheme_char) {
+            return None;
+        }
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let (authority, rest) = after.split_at(end);
+        if authority.contains('@') {
+            return None;
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            // An IPv6 literal: the port, if any, follows the bracket.
+            Some(_) => {
+                let close = authority.find(']')? + 1;
+                let (host, tail) = authority.split_at(close);
+                match tail {
+                    "" => (host, None),
+                    tail => (host, Some(tail.strip_prefix(':')?)),
+                }
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return None;
+        }
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            Some("443")
+        } else if scheme.eq_ignore_ascii_case("http") {
+            Some("80")
+        } else {
+            None
+        };
+        let port = port.filter(|p| Some(*p) != default);
+        Some(UriParts {
+            scheme,
+            host,
+            port,
+            rest,
+        })
     }
 }
 
@@ -316,19 +417,31 @@ fn actors(act: Option<&Value>) -> Result<Vec<Actor>, AuthError> {
         let act = value
             .as_object()
             .ok_or_else(|| AuthError::invalid_claim("act", "must be a JSON object"))?;
-        let subject = string(act.get("sub"), "sub")
-            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"sub\" must be a string"))?
-            .ok_or_else(|| AuthError::invalid_claim("act", "an actor must have a \"sub\""))?;
-        let issuer = string(act.get("iss"), "iss")
-            .map_err(|_| AuthError::invalid_claim("act", "an actor's \"iss\" must be a string"))?;
-        let client_id = string(act.get("client_id"), "client_id").map_err(|_| {
-            AuthError::invalid_claim("act", "an actor's \"client_id\" must be a string")
-        })?;
-        chain.push(Actor::new(
-            subject.to_owned(),
+        let member = |name: &str, qualified: &str| match act.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(AuthError::EmptyClaim {
+                claim: qualified.to_owned(),
+            }),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(AuthError::invalid_claim(
+                "act",
+                format!("an actor's {name:?} must be a string"),
+            )),
+        };
+        // RFC 8693 section 4.1: claims other than `sub` may identify the actor; an agent
+        // acting as itself is a client, named by its `client_id`.
+        let subject = member("sub", "act.sub")?;
+        let issuer = member("iss", "act.iss")?;
+        let client_id = member("client_id", "act.client_id")?;
+        let actor = Actor::new(
+            subject.map(str::to_owned),
             issuer.map(str::to_owned),
             client_id.map(str::to_owned),
-        ));
+        )
+        .ok_or_else(|| {
+            AuthError::invalid_claim("act", "an actor must have a \"sub\" or a \"client_id\"")
+        })?;
+        chain.push(actor);
         next = act.get("act");
     }
     Ok(chain)
@@ -497,7 +610,7 @@ mod tests {
         let p = check(json!({"act": {"sub": "a1", "iss": "https://as.example",
                                      "act": {"sub": "a2", "act": {"sub": "a3"}}}}))
         .unwrap();
-        let subs: Vec<_> = p.delegation_chain().iter().map(|a| a.subject()).collect();
+        let subs: Vec<_> = p.delegation_chain().iter().map(|a| a.id()).collect();
         assert_eq!(subs, ["a1", "a2", "a3"]);
         assert_eq!(p.delegation_chain()[0].issuer(), Some("https://as.example"));
         assert_eq!(p.agent(), Some("a1"));
@@ -514,6 +627,135 @@ mod tests {
         }
         let err = check(json!({ "act": act })).unwrap_err();
         assert!(err.to_string().contains("deeper"), "{err}");
+    }
+
+    #[test]
+    fn iat_in_the_future_beyond_leeway_is_refused() {
+        assert!(check(json!({"iat": NOW + 30})).is_ok(), "within the leeway");
+        let err = check(json!({"iat": NOW + 31})).unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::IssuedInFuture {
+                iat: NOW + 31,
+                now: NOW,
+                leeway_secs: 30
+            }
+        );
+        assert!(err.to_string().contains("iat"), "{err}");
+        // A year ahead, with `exp` a year out: the token is refused, not merely old.
+        let year = 365 * 24 * 3600;
+        assert!(check(json!({"iat": NOW + year, "exp": NOW + year + 3600})).is_err());
+    }
+
+    #[test]
+    fn empty_identity_claims_are_refused() {
+        for (claim, value) in [
+            ("sub", json!("")),
+            ("client_id", json!("")),
+            ("azp", json!("")),
+            ("act", json!({"sub": ""})),
+            ("act", json!({"sub": "a1", "client_id": ""})),
+            ("act", json!({"sub": "a1", "iss": ""})),
+            ("act", json!({"sub": "a1", "act": {"sub": ""}})),
+        ] {
+            let err = check(json!({ claim: value })).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::EmptyClaim { claim: c } if c.starts_with(claim)),
+                "{claim}: {err}"
+            );
+            assert!(err.to_string().contains("empty"), "{claim}: {err}");
+        }
+        assert!(check(json!({"iss": ""})).is_err());
+    }
+
+    #[test]
+    fn an_actor_named_only_by_client_id_is_accepted() {
+        let p = check(json!({"act": {"client_id": "planner-app",
+                                     "act": {"sub": "orchestrator"}}}))
+        .unwrap();
+        assert_eq!(p.agent(), Some("planner-app"));
+        assert_eq!(p.delegation_chain().len(), 2);
+        assert_eq!(p.delegation_chain()[0].client_id(), Some("planner-app"));
+        assert_eq!(p.delegation_chain()[0].subject(), None);
+        assert_eq!(p.delegation_chain()[0].id(), "planner-app");
+        assert_eq!(p.delegation_chain()[1].id(), "orchestrator");
+        // Neither `sub` nor `client_id`: nothing names the actor.
+        let err = check(json!({"act": {"iss": "https://as.example"}})).unwrap_err();
+        assert!(err.to_string().contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn audience_scheme_and_host_case_and_default_port_are_normalised() {
+        for aud in [
+            "HTTPS://RS.Example/mcp",
+            "https://rs.example:443/mcp",
+            "Https://RS.EXAMPLE:443/mcp",
+        ] {
+            assert!(check(json!({ "aud": aud })).is_ok(), "{aud}");
+        }
+        for aud in [
+            "https://rs.example/MCP",
+            "https://rs.example/Mcp",
+            "http://rs.example/mcp",
+            "https://rs.example:80/mcp",
+            "https://rs.example:8443/mcp",
+            "https://rs.example:/mcp",
+            "https://rs.example:0443/mcp",
+            "https://user@rs.example/mcp",
+            "https://rs.example/mcp/",
+            "https://rs.examplE.evil/mcp",
+        ] {
+            assert!(
+                matches!(
+                    check(json!({ "aud": aud })).unwrap_err(),
+                    AuthError::WrongAudience { .. }
+                ),
+                "{aud}"
+            );
+        }
+        // Both sides: a configured URI in capitals with its default port matches too,
+        // and http's default port is 80; the query stays exact.
+        let mut rules = rules();
+        rules.audience = "HTTP://RS.example:80/mcp?v=A".into();
+        let accepts = |aud: &str| validate(claims(json!({ "aud": aud })), &rules, NOW).is_ok();
+        assert!(accepts("http://rs.example/mcp?v=A"));
+        assert!(!accepts("http://rs.example/mcp?v=a"));
+        assert!(!accepts("https://rs.example/mcp?v=A"));
+    }
+
+    #[test]
+    fn same_resource_folds_only_scheme_host_and_default_port() {
+        let same = [
+            (
+                "HTTP://Tools.Example.COM/mcp",
+                "http://tools.example.com/mcp",
+            ),
+            ("https://[::1]:443/mcp", "HTTPS://[::1]/mcp"),
+            (
+                "http://Tools.Example.COM:80/mcp",
+                "HTTP://tools.example.com/mcp",
+            ),
+            ("https://a.example:8443/x?q", "HTTPS://A.EXAMPLE:8443/x?q"),
+            ("urn:x", "urn:x"),
+            ("wss://A.example/mcp", "wss://a.example/mcp"),
+        ];
+        for (a, b) in same {
+            assert!(same_resource(a, b) && same_resource(b, a), "{a} {b}");
+        }
+        let different = [
+            ("https://[::1]:8443/mcp", "https://[::1]/mcp"),
+            ("https://a.example/mcp#f", "https://a.example/mcp#F"),
+            ("https://a.example/mcp?Q", "https://a.example/mcp?q"),
+            ("wss://a.example:443/mcp", "wss://a.example/mcp"),
+            ("URN:x", "urn:x"),
+            ("https://a.example", "https://a.example/"),
+            ("https://U@a.example/mcp", "https://u@a.example/mcp"),
+            ("https://", "HTTPS://"),
+            ("https://[::1/mcp", "HTTPS://[::1/mcp"),
+        ];
+        for (a, b) in different {
+            assert!(!same_resource(a, b) && !same_resource(b, a), "{a} {b}");
+        }
     }
 
     #[test]

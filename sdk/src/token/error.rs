@@ -108,6 +108,16 @@ pub enum AuthError {
         /// What was wrong with it.
         reason: String,
     },
+    /// An identity claim is an empty string: `sub`, `client_id`, `azp`, or an actor's
+    /// `sub`, `client_id` or `iss` (named `act.sub`, ...). It names no one, and a tool
+    /// would see an empty identity where it expects someone.
+    #[error(
+        "empty claim {claim:?}: an identity claim must name someone; the issuer minted a malformed token, fix its claim mapping"
+    )]
+    EmptyClaim {
+        /// The claim name (`act.sub` for an actor's).
+        claim: String,
+    },
     /// `iss` is not exactly the configured issuer.
     #[error("wrong issuer: expected {expected:?}, the token says {found:?}")]
     WrongIssuer {
@@ -145,6 +155,21 @@ pub enum AuthError {
     NotYetValid {
         /// The token's `nbf`, seconds since the epoch.
         nbf: i64,
+        /// The verifier's time, seconds since the epoch.
+        now: i64,
+        /// The configured leeway in seconds.
+        leeway_secs: u64,
+    },
+    /// `iat` is in the future, beyond the leeway. RFC 7519 does not require this check; a
+    /// token dated ahead of the clock was minted by a clock that cannot be trusted, or
+    /// forged to look fresher than it is, and would pass every age limit.
+    #[error(
+        "token issued in the future: iat {iat} is {} s after now ({now}), beyond the {leeway_secs} s leeway; check the clocks",
+        .iat.saturating_sub(*.now)
+    )]
+    IssuedInFuture {
+        /// The token's `iat`, seconds since the epoch.
+        iat: i64,
         /// The verifier's time, seconds since the epoch.
         now: i64,
         /// The configured leeway in seconds.
@@ -209,7 +234,8 @@ pub enum AuthErrorKind {
     WrongType,
     /// [`AuthError::UnsupportedCritical`].
     UnsupportedCritical,
-    /// [`AuthError::MissingClaim`] and [`AuthError::InvalidClaim`].
+    /// [`AuthError::MissingClaim`], [`AuthError::InvalidClaim`] and
+    /// [`AuthError::EmptyClaim`].
     Claim,
     /// [`AuthError::WrongIssuer`].
     WrongIssuer,
@@ -217,7 +243,7 @@ pub enum AuthErrorKind {
     WrongAudience,
     /// [`AuthError::Expired`].
     Expired,
-    /// [`AuthError::NotYetValid`].
+    /// [`AuthError::NotYetValid`] and [`AuthError::IssuedInFuture`].
     NotYetValid,
     /// [`AuthError::KeysUnavailable`].
     KeysUnavailable,
@@ -239,11 +265,15 @@ impl AuthError {
             AuthError::BadSignature { .. } => AuthErrorKind::BadSignature,
             AuthError::WrongType { .. } => AuthErrorKind::WrongType,
             AuthError::UnsupportedCritical { .. } => AuthErrorKind::UnsupportedCritical,
-            AuthError::MissingClaim { .. } | AuthError::InvalidClaim { .. } => AuthErrorKind::Claim,
+            AuthError::MissingClaim { .. }
+            | AuthError::InvalidClaim { .. }
+            | AuthError::EmptyClaim { .. } => AuthErrorKind::Claim,
             AuthError::WrongIssuer { .. } => AuthErrorKind::WrongIssuer,
             AuthError::WrongAudience { .. } => AuthErrorKind::WrongAudience,
             AuthError::Expired { .. } => AuthErrorKind::Expired,
-            AuthError::NotYetValid { .. } => AuthErrorKind::NotYetValid,
+            AuthError::NotYetValid { .. } | AuthError::IssuedInFuture { .. } => {
+                AuthErrorKind::NotYetValid
+            }
             AuthError::KeysUnavailable { .. } => AuthErrorKind::KeysUnavailable,
             AuthError::Inactive | AuthError::Revoked { .. } => AuthErrorKind::Revoked,
         }
@@ -280,10 +310,12 @@ impl AuthError {
             AuthError::UnsupportedCritical { .. } => "the token uses unsupported critical headers",
             AuthError::MissingClaim { .. } => "the token lacks a required claim",
             AuthError::InvalidClaim { .. } => "the token has an invalid claim",
+            AuthError::EmptyClaim { .. } => "the token has an empty identity claim",
             AuthError::WrongIssuer { .. } => "the token was issued by an untrusted issuer",
             AuthError::WrongAudience { .. } => "the token is not meant for this resource",
             AuthError::Expired { .. } => "the access token expired",
             AuthError::NotYetValid { .. } => "the access token is not yet valid",
+            AuthError::IssuedInFuture { .. } => "the access token's issue time is in the future",
             AuthError::KeysUnavailable { .. } => {
                 "the authorization server's keys cannot be reached; retry later"
             }

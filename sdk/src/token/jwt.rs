@@ -123,7 +123,9 @@ impl fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// Starts a verifier for tokens whose `iss` is exactly `issuer` and whose `aud`
-    /// contains exactly `audience` (this MCP server's canonical URI, RFC 8707).
+    /// contains `audience` (this MCP server's canonical URI, RFC 8707): exactly, but for
+    /// the case of the scheme and host and a default port (`:443`, `:80`), which the MCP
+    /// authorization spec asks resource servers to accept. The path and query are exact.
     pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtVerifierBuilder {
         JwtVerifierBuilder {
             issuer: issuer.into(),
