@@ -130,7 +130,7 @@ impl Notes {
             "client": who.client_id(),
             "agent": who.agent(),
             "scopes": who.scopes(),
-            "chain": who.delegation_chain().iter().map(|a| a.subject()).collect::<Vec<_>>(),
+            "chain": who.delegation_chain().iter().map(|a| a.id()).collect::<Vec<_>>(),
         })
         .to_string()
     }

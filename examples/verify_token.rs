@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match verifier.verify_sync(token) {
             Ok(who) => {
                 accepted += 1;
-                let chain: Vec<&str> = who.delegation_chain().iter().map(|a| a.subject()).collect();
+                let chain: Vec<&str> = who.delegation_chain().iter().map(|a| a.id()).collect();
                 println!(
                     "ACCEPT {what}: subject {:?}, agent {:?}, scopes {:?}, chain {chain:?}",
                     who.subject().unwrap_or("-"),

@@ -171,7 +171,7 @@ pub(crate) fn check(
     let chain: Vec<&str> = principal
         .delegation_chain()
         .iter()
-        .map(|a| a.subject())
+        .map(|a| a.id())
         .collect();
     let decision = tool.map(|t| (t, policy.decide(&principal, Operation::CallTool(t))));
     if as_json {
