@@ -61,6 +61,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use challenge::{AuthRejection, RejectionKind};
+pub use serve::shutdown_signal;
 
 use std::net::SocketAddr;
 

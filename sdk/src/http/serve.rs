@@ -60,3 +60,52 @@ impl Authz {
         served
     }
 }
+
+/// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM, which
+/// process managers (systemd, Kubernetes, Docker) send. Pass it to [`Authz::serve`] so a
+/// managed server drains its audit log before it exits.
+///
+/// ```no_run
+/// # async fn run(authz: rmcp_authz::Authz, app: axum::Router) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// authz.serve(listener, app, rmcp_authz::http::shutdown_signal()).await
+/// # }
+/// ```
+///
+/// If a signal handler cannot be installed, that signal is not waited for (and the failure
+/// is logged at WARN on target `rmcp_authz::http`); the other still stops the server.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(target: "rmcp_authz::http", %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(target: "rmcp_authz::http", %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    // Whichever comes first (without tokio's `macros` feature).
+    let mut ctrl_c = std::pin::pin!(ctrl_c);
+    let mut terminate = std::pin::pin!(terminate);
+    std::future::poll_fn(|cx| {
+        if ctrl_c.as_mut().poll(cx).is_ready() || terminate.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
