@@ -161,13 +161,13 @@ impl RemoteJwks {
     ///
     /// # Errors
     /// [`FetchError::InvalidUrl`] or [`FetchError::Insecure`] for a URL that can never be
-    /// fetched under `options`.
+    /// fetched under `options`; [`FetchError::Client`] when the HTTP client cannot be built.
     pub fn new(
         url: impl Into<String>,
         options: RemoteJwksOptions,
     ) -> Result<RemoteJwks, FetchError> {
         let url = url.into();
-        let fetcher = Fetcher::new(options.fetch.clone());
+        let fetcher = Fetcher::new(options.fetch.clone())?;
         fetcher.check_url(&url)?;
         Ok(RemoteJwks {
             inner: Arc::new(Inner {
