@@ -2,8 +2,9 @@
 //! remote JWK Sets fetched on first use and followed through rotation; discovery with the
 //! issuer checked;
 //! the issuer down, slow, answering garbage, 50 MB, or keys that fail validation; stale
-//! keys served while fetches fail; a burst of 10,000 tokens with unknown `kid`s causing at
-//! most one fetch per cooldown while known keys keep verifying; token introspection.
+//! keys served while fetches fail; a set that is due served while its refresh runs (or
+//! hangs) in the background; a burst of 10,000 tokens with unknown `kid`s causing at most
+//! one fetch per cooldown while known keys keep verifying; token introspection.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -49,6 +50,8 @@ struct Control {
     jwks: Mutex<Value>,
     max_age: Mutex<Option<u64>>,
     hits: AtomicUsize,
+    /// Requests blocked in `Mode::Hold`, not yet released.
+    held: AtomicUsize,
     release: Notify,
     origin: Mutex<String>,
 }
@@ -60,6 +63,10 @@ impl Control {
 
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 }
 
@@ -101,7 +108,9 @@ async fn jwks(State(control): State<Arc<Control>>) -> Response<Body> {
     match mode {
         Mode::Serve => json(&control.jwks.lock().unwrap()),
         Mode::Hold => {
+            control.held.fetch_add(1, Ordering::SeqCst);
             control.release.notified().await;
+            control.held.fetch_sub(1, Ordering::SeqCst);
             json(&control.jwks.lock().unwrap())
         }
         Mode::Down => {
@@ -206,6 +215,7 @@ impl Server {
             jwks: Mutex::new(json!({"keys": []})),
             max_age: Mutex::new(None),
             hits: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             release: Notify::new(),
             origin: Mutex::new(origin.clone()),
         });
@@ -259,6 +269,27 @@ fn remote_verifier(server: &Server, options: RemoteJwksOptions) -> JwtVerifier {
         .remote_jwks(jwks)
         .build()
         .unwrap()
+}
+
+/// Waits (yielding to the server and the background refresh) until `what` holds; panics,
+/// naming `why`, if it never does. A bound on a wait, not an assertion on its length.
+async fn wait_until(why: &str, what: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if what() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {why}");
+}
+
+/// Options under which the set is due as soon as it is fetched, so every verification
+/// finds it due.
+fn due_at_once() -> RemoteJwksOptions {
+    let mut o = options();
+    o.default_age = Duration::ZERO;
+    o.min_age = Duration::ZERO;
+    o
 }
 
 fn token(issuer: &DevIssuer) -> String {
@@ -387,11 +418,10 @@ async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
     let server = Server::start().await;
     let issuer = server.issuer();
     server.publish(&[&issuer]);
-    let mut o = options();
     // Due at once, so every verification wants a refresh.
-    o.default_age = Duration::ZERO;
-    o.min_age = Duration::ZERO;
+    let mut o = due_at_once();
     let verifier = remote_verifier(&server, o.clone());
+    let jwks = verifier.remote_jwks().unwrap();
     verifier.verify(&token(&issuer)).await.unwrap();
     server.control.set(Mode::Down);
     for _ in 0..20 {
@@ -400,13 +430,28 @@ async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
             .await
             .expect("stale keys are used");
     }
-    let stats = verifier.remote_jwks().unwrap().stats();
+    wait_until("the background refresh ends", || {
+        jwks.stats().background_refreshes == 1
+    })
+    .await;
+    for _ in 0..20 {
+        verifier
+            .verify(&token(&issuer))
+            .await
+            .expect("stale keys are still used after the refresh failed");
+    }
+    let stats = jwks.stats();
     assert_eq!(
         server.control.hits(),
         2,
         "one failed refresh, then the cooldown"
     );
-    assert_eq!(stats.stale_uses, 20, "{stats:?}");
+    assert_eq!(
+        (stats.background_refreshes, stats.fetch_failures),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.stale_uses, 40, "{stats:?}");
 
     // With no staleness allowed, the same failure refuses tokens.
     o.stale_for = Duration::ZERO;
@@ -434,14 +479,21 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
     let mut o = options();
     o.min_age = Duration::ZERO;
     let verifier = remote_verifier(&server, o);
-    for _ in 0..3 {
+    let jwks = verifier.remote_jwks().unwrap();
+    for hits in 1..=3 {
         verifier.verify(&token(&issuer)).await.unwrap();
+        // The first use fetches; every later one finds the set due and refreshes it in
+        // the background: wait for that refresh to end before the next use.
+        wait_until("the background refresh ends", || {
+            jwks.stats().background_refreshes == hits as u64 - 1
+        })
+        .await;
+        assert_eq!(
+            server.control.hits(),
+            hits,
+            "max-age=0 with min_age 0: every use refetches"
+        );
     }
-    assert_eq!(
-        server.control.hits(),
-        3,
-        "max-age=0 with min_age 0: every use refetches"
-    );
 
     let server = Server::start().await;
     let issuer = server.issuer();
@@ -456,6 +508,191 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
         1,
         "max-age=0 is raised to min_age (1 min)"
     );
+}
+
+#[tokio::test]
+async fn a_due_set_serves_known_kids_while_its_refresh_hangs() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    let mut o = due_at_once();
+    // Far longer than this test: a verification that waited for the refresh would find
+    // it failed (timed out), not still running.
+    o.fetch.timeout = Duration::from_secs(30);
+    let verifier = remote_verifier(&server, o);
+    let jwks = verifier.remote_jwks().unwrap();
+    let known = token(&issuer);
+    verifier.verify(&known).await.unwrap();
+    let first = jwks.current().unwrap();
+
+    // The issuer now holds every JWKS request until the test releases it.
+    server.control.set(Mode::Hold);
+    verifier
+        .verify(&known)
+        .await
+        .expect("a due set still verifies its own kids");
+    wait_until("the refresh reaches the server and is held", || {
+        server.control.held() == 1
+    })
+    .await;
+    for _ in 0..10 {
+        verifier
+            .verify(&known)
+            .await
+            .expect("known kids verify while the refresh is held");
+    }
+    // Every verification above ended while the one refresh is still held at the server:
+    // neither done nor failed.
+    let stats = jwks.stats();
+    assert_eq!(
+        server.control.held(),
+        1,
+        "the handler has not been released"
+    );
+    assert_eq!(
+        (
+            stats.fetches,
+            stats.background_refreshes,
+            stats.fetch_failures
+        ),
+        (2, 0, 0),
+        "one refresh, in the background, not ended: {stats:?}"
+    );
+    assert_eq!(stats.stale_uses, 11, "{stats:?}");
+    assert!(Arc::ptr_eq(&jwks.current().unwrap(), &first));
+    assert_eq!(server.control.hits(), 2, "single flight: no second refresh");
+
+    // Released, the refresh installs the set the issuer serves now.
+    let next = server.issuer();
+    server.publish(&[&next, &issuer]);
+    server.control.release.notify_one();
+    wait_until("the held refresh ends", || {
+        jwks.stats().background_refreshes == 1
+    })
+    .await;
+    let stats = jwks.stats();
+    assert_eq!((stats.keys, stats.fetch_failures), (2, 0), "{stats:?}");
+    verifier
+        .verify(&token(&next))
+        .await
+        .expect("the new kid, from the background refresh");
+    assert_eq!(jwks.stats().unknown_kid_fetches, 0);
+}
+
+#[tokio::test]
+async fn a_background_refresh_picks_up_a_rotated_set() {
+    let server = Server::start().await;
+    let old = server.issuer();
+    server.publish(&[&old]);
+    let mut o = due_at_once();
+    o.fetch.timeout = Duration::from_secs(30);
+    let verifier = remote_verifier(&server, o);
+    let jwks = verifier.remote_jwks().unwrap();
+    verifier.verify(&token(&old)).await.unwrap();
+
+    // The issuer publishes a new key; a use of the due set refreshes it in the background.
+    let new = server.issuer();
+    server.publish(&[&new, &old]);
+    verifier.verify(&token(&old)).await.unwrap();
+    wait_until("the background refresh ends", || {
+        jwks.stats().background_refreshes == 1
+    })
+    .await;
+    assert_eq!(jwks.stats().keys, 2, "the new set is installed");
+
+    // From now on every fetch hangs: the new kid must verify without one.
+    server.control.set(Mode::Hold);
+    verifier
+        .verify(&token(&new))
+        .await
+        .expect("the new kid is in the current set");
+    let stats = jwks.stats();
+    assert_eq!(stats.unknown_kid_fetches, 0, "{stats:?}");
+    assert_eq!(
+        (stats.fetch_failures, stats.background_refreshes),
+        (0, 1),
+        "no fetch ended, none was waited for: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_waits_for_the_running_refresh_and_takes_its_set() {
+    let server = Server::start().await;
+    let old = server.issuer();
+    server.publish(&[&old]);
+    let mut o = due_at_once();
+    o.fetch.timeout = Duration::from_secs(30);
+    let verifier = Arc::new(remote_verifier(&server, o));
+    let jwks = verifier.remote_jwks().unwrap().clone();
+    verifier.verify(&token(&old)).await.unwrap();
+
+    server.control.set(Mode::Hold);
+    verifier.verify(&token(&old)).await.unwrap();
+    wait_until("the background refresh is held", || {
+        server.control.held() == 1
+    })
+    .await;
+
+    // A token for a key the current set lacks: a possible rotation, so it may wait.
+    let new = server.issuer();
+    let rotated = {
+        let verifier = verifier.clone();
+        let token = token(&new);
+        tokio::spawn(async move { verifier.verify(&token).await })
+    };
+    wait_until("the unknown kid asks for a fetch", || {
+        jwks.stats().unknown_kid_fetches == 1
+    })
+    .await;
+    assert!(!rotated.is_finished(), "it waits for the running refresh");
+    server.publish(&[&new, &old]);
+    server.control.release.notify_one();
+    rotated
+        .await
+        .unwrap()
+        .expect("the refresh it waited for has the new key");
+    let stats = jwks.stats();
+    assert_eq!(server.control.hits(), 2, "no second fetch: {stats:?}");
+    assert_eq!((stats.fetches, stats.fetch_failures), (2, 0), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_failed_background_refresh_keeps_the_set_and_retries_after_the_cooldown() {
+    let server = Server::start().await;
+    let old = server.issuer();
+    server.publish(&[&old]);
+    let mut o = due_at_once();
+    o.cooldown = Duration::ZERO;
+    let verifier = remote_verifier(&server, o);
+    let jwks = verifier.remote_jwks().unwrap();
+    verifier.verify(&token(&old)).await.unwrap();
+    let first = jwks.current().unwrap();
+
+    server.control.set(Mode::Down);
+    verifier.verify(&token(&old)).await.unwrap();
+    wait_until("the background refresh ends", || {
+        jwks.stats().background_refreshes == 1
+    })
+    .await;
+    assert_eq!(jwks.stats().fetch_failures, 1);
+    assert!(
+        Arc::ptr_eq(&jwks.current().unwrap(), &first),
+        "a failed refresh keeps the current set"
+    );
+
+    // The cooldown (zero here) has passed: the next due use tries again.
+    let new = server.issuer();
+    server.publish(&[&new, &old]);
+    server.control.set(Mode::Serve);
+    verifier.verify(&token(&old)).await.unwrap();
+    wait_until("the retried refresh ends", || {
+        jwks.stats().background_refreshes == 2
+    })
+    .await;
+    let stats = jwks.stats();
+    assert_eq!((stats.keys, stats.fetch_failures), (2, 1), "{stats:?}");
+    verifier.verify(&token(&new)).await.unwrap();
+    assert_eq!(jwks.stats().unknown_kid_fetches, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,7 +183,7 @@ impl ClientCredentials {
     ///
     /// # Errors
     /// A [`FetchError`] when the URL is invalid or not HTTPS (or loopback HTTP with the
-    /// opt-in).
+    /// opt-in), or [`FetchError::Client`] when the HTTP client cannot be built.
     pub fn new(
         token_endpoint: impl Into<String>,
         client_id: impl Into<String>,
@@ -191,7 +191,7 @@ impl ClientCredentials {
         options: FetchOptions,
     ) -> Result<ClientCredentials, FetchError> {
         let endpoint = token_endpoint.into();
-        let fetcher = Fetcher::new(options);
+        let fetcher = Fetcher::new(options)?;
         fetcher.check_url(&endpoint)?;
         Ok(ClientCredentials {
             endpoint,

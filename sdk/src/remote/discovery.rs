@@ -58,7 +58,8 @@ pub enum DiscoveryError {
         /// Where the document was read.
         metadata_url: String,
     },
-    /// The issuer URL itself, or the `jwks_uri` the metadata gives, is unusable.
+    /// The issuer URL itself, or the `jwks_uri` the metadata gives, is unusable, or the
+    /// HTTP client cannot be built.
     #[error("issuer {0}")]
     Fetch(#[from] FetchError),
     /// The metadata names no `jwks_uri`.
@@ -75,8 +76,9 @@ impl JwtVerifier {
     /// first use, then followed as they rotate).
     ///
     /// # Errors
-    /// A [`DiscoveryError`]: no metadata, another issuer's metadata, no `jwks_uri`, or one
-    /// that is not HTTPS under `options.fetch`.
+    /// A [`DiscoveryError`]: no metadata, another issuer's metadata, no `jwks_uri`, one
+    /// that is not HTTPS under `options.fetch`, or an HTTP client that cannot be built
+    /// ([`FetchError::Client`]).
     pub async fn discover(
         issuer: &str,
         audience: impl Into<String>,
@@ -114,13 +116,14 @@ pub fn metadata_urls(issuer: &str) -> Vec<String> {
 /// Reads the metadata of `issuer`.
 ///
 /// # Errors
-/// [`DiscoveryError`]: nothing found (each attempt named), another issuer's document, or
-/// an issuer URL that cannot be fetched under `options` (not HTTPS).
+/// [`DiscoveryError`]: nothing found (each attempt named), another issuer's document, an
+/// issuer URL that cannot be fetched under `options` (not HTTPS), or an HTTP client that
+/// cannot be built ([`FetchError::Client`]).
 pub async fn discover(
     issuer: &str,
     options: &FetchOptions,
 ) -> Result<IssuerMetadata, DiscoveryError> {
-    let fetcher = Fetcher::new(options.clone());
+    let fetcher = Fetcher::new(options.clone())?;
     fetcher.check_url(issuer)?;
     let mut attempts = Vec::new();
     for url in metadata_urls(issuer) {

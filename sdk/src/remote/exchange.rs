@@ -166,13 +166,13 @@ impl TokenExchangeClient {
     ///
     /// # Errors
     /// A [`FetchError`] when the URL is invalid or not HTTPS (or loopback HTTP with the
-    /// opt-in).
+    /// opt-in), or [`FetchError::Client`] when the HTTP client cannot be built.
     pub fn new(
         token_endpoint: impl Into<String>,
         options: FetchOptions,
     ) -> Result<TokenExchangeClient, FetchError> {
         let endpoint = token_endpoint.into();
-        let fetcher = Fetcher::new(options);
+        let fetcher = Fetcher::new(options)?;
         fetcher.check_url(&endpoint)?;
         Ok(TokenExchangeClient {
             endpoint,

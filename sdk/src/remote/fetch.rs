@@ -2,7 +2,9 @@
 //! HTTP to a loopback address on explicit opt-in), no redirects, a time limit for the
 //! whole exchange and a size limit on the body, counted as it arrives.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -107,7 +109,49 @@ pub enum FetchError {
         /// What failed.
         message: String,
     },
+    /// The HTTP client could not be built with the limits (no redirects, the time limit):
+    /// its TLS backend did not start. Nothing is fetched without those limits.
+    #[error(
+        "cannot build the HTTP client for the authorization server ({}); check this machine's TLS setup (root certificates, crypto provider)",
+        error_chain(.source)
+    )]
+    Client {
+        /// What the HTTP library said.
+        #[source]
+        source: HttpClientError,
+    },
 }
+
+/// Why the HTTP library could not build a client: its own error, shared so that
+/// [`FetchError`] stays `Clone`. Two values are equal when they are the same error.
+#[derive(Clone)]
+pub struct HttpClientError(Arc<reqwest::Error>);
+
+impl fmt::Debug for HttpClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for HttpClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for HttpClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for HttpClientError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HttpClientError {}
 
 /// A fetched document, with how long the server says it may be cached.
 #[derive(Debug, Clone)]
@@ -124,16 +168,29 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(options: FetchOptions) -> Fetcher {
-        let client = reqwest::Client::builder()
+    /// A client that follows no redirects and gives up after `options.timeout`.
+    ///
+    /// # Errors
+    /// [`FetchError::Client`] when the HTTP library cannot build it (its TLS backend does
+    /// not start); there is no fallback to a client without those limits.
+    pub(crate) fn new(options: FetchOptions) -> Result<Fetcher, FetchError> {
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
-            .user_agent(concat!("rmcp-authz/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Only fails when the TLS backend cannot start, which no configuration fixes.
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Fetcher { client, options }
+            .user_agent(concat!("rmcp-authz/", env!("CARGO_PKG_VERSION")));
+        Fetcher::build(builder, options)
+    }
+
+    /// Builds `builder` into the fetcher's client, or says why it cannot be.
+    fn build(
+        builder: reqwest::ClientBuilder,
+        options: FetchOptions,
+    ) -> Result<Fetcher, FetchError> {
+        let client = builder.build().map_err(|e| FetchError::Client {
+            source: HttpClientError(Arc::new(e)),
+        })?;
+        Ok(Fetcher { client, options })
     }
 
     /// The limits.
@@ -408,13 +465,13 @@ mod tests {
 
     #[test]
     fn only_https_or_opted_in_loopback_http() {
-        let strict = Fetcher::new(FetchOptions::default());
+        let strict = Fetcher::new(FetchOptions::default()).unwrap();
         assert!(strict.check_url("https://as.example/jwks").is_ok());
         assert!(matches!(
             strict.check_url("http://127.0.0.1:8080/jwks"),
             Err(FetchError::Insecure { .. })
         ));
-        let loopback = Fetcher::new(FetchOptions::loopback_http());
+        let loopback = Fetcher::new(FetchOptions::loopback_http()).unwrap();
         for url in [
             "http://127.0.0.1:8080/jwks",
             "http://127.9.9.9/jwks",
@@ -437,5 +494,24 @@ mod tests {
             loopback.check_url("not a url"),
             Err(FetchError::InvalidUrl { .. })
         ));
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error_not_a_fallback() {
+        // No option of ours makes reqwest fail; a TLS backend left with no protocol
+        // version fails the way one that cannot start does: at `build`.
+        let builder = reqwest::Client::builder().max_tls_version(reqwest::tls::Version::TLS_1_1);
+        let err = Fetcher::build(builder, FetchOptions::default()).unwrap_err();
+        assert!(matches!(err, FetchError::Client { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot build the HTTP client for the authorization server ("),
+            "{text}"
+        );
+        assert!(text.contains("empty supported tls versions"), "{text}");
+        assert!(text.contains("check this machine's TLS setup"), "{text}");
+        let source = std::error::Error::source(&err).expect("the library's error is kept");
+        assert!(source.to_string().contains("builder error"), "{source}");
+        assert_eq!(err.clone(), err, "the same error equals itself");
     }
 }

@@ -128,7 +128,8 @@ impl IntrospectionVerifierBuilder {
     ///
     /// # Errors
     /// A [`ConfigError`]: empty issuer or audience, no client credentials, a leeway above
-    /// 5 minutes, or an endpoint that is not HTTPS (or opted-in loopback HTTP).
+    /// 5 minutes, an endpoint that is not HTTPS (or opted-in loopback HTTP), or an HTTP
+    /// client that cannot be built ([`ConfigError::Remote`] with the reason).
     pub fn build(self) -> Result<IntrospectionVerifier, ConfigError> {
         let rules = ClaimRules::new(self.issuer, self.audience, self.leeway, self.required)?;
         let Some((client_id, client_secret)) = self.client else {
@@ -136,9 +137,8 @@ impl IntrospectionVerifierBuilder {
                 "introspection needs the resource server's client credentials".to_owned(),
             ));
         };
-        let fetcher = Fetcher::new(self.fetch);
-        fetcher
-            .check_url(&self.endpoint)
+        let fetcher = Fetcher::new(self.fetch)
+            .and_then(|fetcher| fetcher.check_url(&self.endpoint).map(|_| fetcher))
             .map_err(|e| ConfigError::Remote(e.to_string()))?;
         Ok(IntrospectionVerifier {
             endpoint: self.endpoint,

@@ -2,10 +2,13 @@
 //! rotates.
 //!
 //! The read path is lock-free: verifiers load the current snapshot (an `Arc` swapped
-//! atomically) and never wait while it is fresh. The set is fetched again:
+//! atomically) and never wait for a fetch while it holds their key. The set is fetched
+//! again:
 //! - when it is older than its maximum age (`Cache-Control: max-age` from the server,
 //!   bounded to [`RemoteJwksOptions::min_age`]..=[`RemoteJwksOptions::max_age`], else
-//!   [`RemoteJwksOptions::default_age`]);
+//!   [`RemoteJwksOptions::default_age`]): in the background (one task at a time), while
+//!   verifications keep using the current set; only a set past
+//!   [`RemoteJwksOptions::stale_for`] (or none yet) makes a verification wait for a fetch;
 //! - when a token names a `kid` the set does not have, at most once per
 //!   [`RemoteJwksOptions::cooldown`], however many such tokens arrive: one caller fetches
 //!   (single flight), and the rest are refused at once, their `kid`s remembered until the
@@ -20,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -72,11 +75,16 @@ pub struct JwksStats {
     pub fetches: u64,
     /// Fetches that failed (the previous keys stayed).
     pub fetch_failures: u64,
+    /// Refreshes that ran in the background because the set was due, counted when they
+    /// end (fetched, failed, or skipped for the back-off); verifications kept using the
+    /// current set meanwhile.
+    pub background_refreshes: u64,
     /// Fetches caused by a token naming an unknown `kid`.
     pub unknown_kid_fetches: u64,
     /// Tokens naming an unknown `kid` refused without a fetch (cooldown, negative cache).
     pub unknown_kid_refusals: u64,
-    /// Verifications that used keys past their age because fetches were failing.
+    /// Verifications that used keys past their age: while a refresh ran in the background,
+    /// or while fetches were failing.
     pub stale_uses: u64,
     /// Keys in the current set.
     pub keys: u64,
@@ -98,6 +106,8 @@ struct Inner {
     current: ArcSwapOption<Snapshot>,
     /// Held by the one caller fetching; others wait for its result.
     flight: tokio::sync::Mutex<()>,
+    /// Set while a background refresh task exists, so there is at most one.
+    refreshing: AtomicBool,
     state: Mutex<State>,
     stats: Counters,
 }
@@ -124,6 +134,7 @@ struct State {
 struct Counters {
     fetches: AtomicU64,
     fetch_failures: AtomicU64,
+    background_refreshes: AtomicU64,
     unknown_kid_fetches: AtomicU64,
     unknown_kid_refusals: AtomicU64,
     stale_uses: AtomicU64,
@@ -161,13 +172,13 @@ impl RemoteJwks {
     ///
     /// # Errors
     /// [`FetchError::InvalidUrl`] or [`FetchError::Insecure`] for a URL that can never be
-    /// fetched under `options`.
+    /// fetched under `options`; [`FetchError::Client`] when the HTTP client cannot be built.
     pub fn new(
         url: impl Into<String>,
         options: RemoteJwksOptions,
     ) -> Result<RemoteJwks, FetchError> {
         let url = url.into();
-        let fetcher = Fetcher::new(options.fetch.clone());
+        let fetcher = Fetcher::new(options.fetch.clone())?;
         fetcher.check_url(&url)?;
         Ok(RemoteJwks {
             inner: Arc::new(Inner {
@@ -176,6 +187,7 @@ impl RemoteJwks {
                 options,
                 current: ArcSwapOption::empty(),
                 flight: tokio::sync::Mutex::new(()),
+                refreshing: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 stats: Counters::default(),
             }),
@@ -194,7 +206,7 @@ impl RemoteJwks {
     /// # Errors
     /// A description of why no keys could be had.
     pub async fn refresh(&self) -> Result<(), String> {
-        self.fetch(Instant::now(), true)
+        self.fetch(Instant::now(), None, true)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -212,10 +224,12 @@ impl RemoteJwks {
     /// What the set has done so far.
     pub fn stats(&self) -> JwksStats {
         let c = &self.inner.stats;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Acquire: a caller that sees a background refresh counted also sees its result.
+        let get = |a: &AtomicU64| a.load(Ordering::Acquire);
         JwksStats {
             fetches: get(&c.fetches),
             fetch_failures: get(&c.fetch_failures),
+            background_refreshes: get(&c.background_refreshes),
             unknown_kid_fetches: get(&c.unknown_kid_fetches),
             unknown_kid_refusals: get(&c.unknown_kid_refusals),
             stale_uses: get(&c.stale_uses),
@@ -227,29 +241,73 @@ impl RemoteJwks {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The keys to verify with: the current set while fresh (no waiting); else a
-    /// refreshed one; else, while fetches fail, the last good set within `stale_for`.
+    /// The keys to verify with, in order:
+    /// 1. the current set while fresh, without waiting;
+    /// 2. the current set once due but within `stale_for`, without waiting: a refresh is
+    ///    started in the background (see [`RemoteJwks::refresh_in_background`]);
+    /// 3. else (no set yet, or one too stale to use) a set fetched now, waited for.
+    ///
+    /// A `kid` the returned set lacks is [`RemoteJwks::keys_for_unknown_kid`]'s business.
     ///
     /// # Errors
     /// [`AuthError::KeysUnavailable`] when there are no usable keys.
     pub(crate) async fn keys(&self) -> Result<Arc<KeySet>, AuthError> {
         let now = Instant::now();
-        let snapshot = self.inner.current.load_full();
-        if let Some(s) = &snapshot
-            && now < s.refresh_at
+        if let Some(s) = &*self.inner.current.load() {
+            if now < s.refresh_at {
+                return Ok(Arc::clone(&s.keys));
+            }
+            if now < s.refresh_at + self.inner.options.stale_for {
+                self.inner.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
+                self.refresh_in_background(now);
+                return Ok(Arc::clone(&s.keys));
+            }
+        }
+        self.fetch(now, None, false)
+            .await
+            .map_err(|e| self.unavailable(&e))
+    }
+
+    /// Starts a refresh in a task of its own, unless one is already running or a failed
+    /// fetch's back-off (the cooldown) has not ended. The task goes through the same
+    /// single flight as every fetch; a failure keeps the current set and sets the back-off,
+    /// so the next due verification after it tries again.
+    fn refresh_in_background(&self, now: Instant) {
+        if self.inner.refreshing.load(Ordering::Acquire) {
+            return;
+        }
+        if self.state().retry_at.is_some_and(|retry_at| now < retry_at) {
+            return;
+        }
+        if self
+            .inner
+            .refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
-            return Ok(Arc::clone(&s.keys));
+            return;
         }
-        match self.fetch(now, false).await {
-            Ok(keys) => Ok(keys),
-            Err(e) => match snapshot {
-                Some(s) if now < s.refresh_at + self.inner.options.stale_for => {
-                    self.inner.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
-                    Ok(Arc::clone(&s.keys))
-                }
-                _ => Err(self.unavailable(&e)),
-            },
+        // Ends the refresh however the task ends (finished, or dropped with its runtime):
+        // the flag cleared first, so a caller that sees the refresh counted may start the
+        // next one.
+        struct Refreshing(RemoteJwks);
+        impl Drop for Refreshing {
+            fn drop(&mut self) {
+                let inner = &self.0.inner;
+                inner.refreshing.store(false, Ordering::Release);
+                inner
+                    .stats
+                    .background_refreshes
+                    .fetch_add(1, Ordering::Release);
+            }
         }
+        let guard = Refreshing(self.clone());
+        // rmcp, a required dependency, enables tokio's runtime; reqwest needs one anyway.
+        tokio::spawn(async move {
+            // The outcome is recorded in the snapshot, the state and the stats.
+            let _ = guard.0.fetch(now, None, false).await;
+            drop(guard);
+        });
     }
 
     /// After `seen` had no key for `kid`: a newer set that may have it, fetching one if
@@ -292,16 +350,22 @@ impl RemoteJwks {
             .stats
             .unknown_kid_fetches
             .fetch_add(1, Ordering::Relaxed);
-        self.fetch(now, false).await.ok()
+        self.fetch(now, Some(seen), false).await.ok()
     }
 
-    /// Fetches a new set, single flight: a caller that waited for another's fetch
-    /// started after `since` takes its result. Unless `force`, no fetch happens before the
-    /// retry time a failure set.
-    async fn fetch(&self, since: Instant, force: bool) -> Result<Arc<KeySet>, FetchOrKeys> {
+    /// Fetches a new set, single flight: a caller that waited for another's fetch takes
+    /// its result if that fetch started after `since`, or if the set is no longer the
+    /// `seen` one (a background refresh may end while an unknown `kid` waits). Unless
+    /// `force`, no fetch happens before the retry time a failure set.
+    async fn fetch(
+        &self,
+        since: Instant,
+        seen: Option<&Arc<KeySet>>,
+        force: bool,
+    ) -> Result<Arc<KeySet>, FetchOrKeys> {
         let _flight = self.inner.flight.lock().await;
         if let Some(s) = self.inner.current.load_full()
-            && s.fetched >= since
+            && (s.fetched >= since || seen.is_some_and(|seen| !Arc::ptr_eq(seen, &s.keys)))
         {
             return Ok(Arc::clone(&s.keys));
         }

@@ -14,6 +14,8 @@ mod jwks;
 
 pub use discovery::{DiscoveryError, IssuerMetadata, discover, metadata_urls};
 pub use exchange::{ExchangeClientError, ExchangedToken, TargetParameter, TokenExchangeClient};
-pub use fetch::{DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_DOCUMENT_BYTES, FetchError, FetchOptions};
+pub use fetch::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_DOCUMENT_BYTES, FetchError, FetchOptions, HttpClientError,
+};
 pub use introspection::{IntrospectionVerifier, IntrospectionVerifierBuilder};
 pub use jwks::{JwksStats, RemoteJwks, RemoteJwksOptions};
