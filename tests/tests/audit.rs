@@ -8,7 +8,8 @@
 //! - fail-closed: when the audit file cannot be written (a full tmpfs, or a directory
 //!   without write permission for a non-root user) calls are refused; without it they go
 //!   on and the failure is counted and logged;
-//! - tokens and clear arguments never reach a sink unless configured.
+//! - tokens and clear arguments never reach a sink unless configured;
+//! - a huge tool name or request id is cut to its bound, and a restart continues the chain.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
 use rmcp_authz::AUDIT_UNAVAILABLE;
 use rmcp_authz::audit::{
-    ArgumentRecording, AuditSink, Auditor, DecisionKind, Durability, EventKind, FanOut, JsonLines,
-    MemorySink, Outcome, REDACTED, TracingSink, verify_chain,
+    ArgumentRecording, AuditEvent, AuditSink, Auditor, DecisionKind, Durability, EventKind, FanOut,
+    JsonLines, MAX_FIELD_BYTES, MemorySink, Outcome, REDACTED, TRUNCATION_MARKER, TracingSink,
+    verify_chain,
 };
 use rmcp_authz_tests::TempDir;
-use rmcp_authz_tests::http::{bearer, call_body, mcp_post, post, send};
+use rmcp_authz_tests::http::{bearer, call_body, call_body_2026, mcp_post, post, post_2026, send};
 use rmcp_authz_tests::server::TestServer;
 use serde_json::{Value, json};
 use tracing::field::{Field, Visit};
@@ -772,4 +774,86 @@ async fn without_fail_closed_calls_go_on_and_the_failure_is_counted_and_logged()
     place.mend();
     auditor.close().await;
     assert!(verify_chain(&place.files()).unwrap().torn_tail.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Oversized requests (issue 13).
+// ---------------------------------------------------------------------------------------
+
+/// A tool name of 600 KB made one record (the name, and the denial's reason quoting it)
+/// longer than the 1 MiB a restart reads back to find the last record's hash, so the next
+/// start refused the file: any token holder could stop a restart. Every field from the
+/// request is bounded now, and a restart continues the chain.
+#[tokio::test]
+async fn a_huge_tool_name_or_request_id_does_not_stop_a_restart() {
+    let dir = TempDir::new("audit-huge");
+    let path = dir.0.join("audit.jsonl");
+    let auditor = Auditor::builder(Arc::new(JsonLines::open(&path).unwrap()))
+        .durability(Durability::Durable)
+        .build()
+        .unwrap();
+    let server = TestServer::start_audited(false, auditor.clone()).await;
+    let token = server.token(&["notes:read"]);
+
+    // Allowed, through the wrapper, with an id near the body limit.
+    let id = "i".repeat(900 * 1024);
+    let mut body = call_body_2026(1, "list_notes");
+    body["id"] = json!(id);
+    let allowed = send(post_2026(
+        &server,
+        &token,
+        &body,
+        "tools/call",
+        "list_notes",
+    ))
+    .await;
+    assert_eq!(
+        allowed.status,
+        200,
+        "{}",
+        &allowed.body[..allowed.body.len().min(300)]
+    );
+    // Denied, last (the record a restart reads back), by the HTTP layer: no rule names this tool.
+    let name = "n".repeat(600 * 1024);
+    let refused = send(mcp_post(&server, Some(&token), &call_body(2, &name))).await;
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        &refused.body[..refused.body.len().min(300)]
+    );
+    auditor.close().await;
+    drop(server);
+
+    // The restart.
+    let restarted = JsonLines::open(&path).expect("a restart continues the chain");
+    restarted
+        .write(&[AuditEvent::new(
+            EventKind::Other,
+            DecisionKind::Allow,
+            Outcome::Success,
+        )])
+        .unwrap();
+    restarted.flush(true).unwrap();
+    let report = verify_chain(&[&path]).unwrap();
+    assert_eq!(report.records, 3);
+    assert!(report.starts_at_genesis);
+
+    let records: Vec<AuditEvent> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (allowed, refused) = (&records[0], &records[1]);
+    assert_eq!(allowed.outcome, Outcome::Success, "{allowed:?}");
+    assert_eq!(allowed.truncated, ["request_id"]);
+    assert_eq!(refused.reason_code.as_deref(), Some("no_rule"));
+    assert_eq!(refused.truncated, ["reason", "target"]);
+    for cut in [&allowed.request_id, &refused.target, &refused.reason] {
+        let cut = cut.as_deref().unwrap();
+        assert!(cut.len() <= MAX_FIELD_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(TRUNCATION_MARKER), "{cut}");
+    }
+    assert!(refused.target.as_deref().unwrap().starts_with("nnnn"));
+    assert!(records[2].truncated.is_empty());
 }

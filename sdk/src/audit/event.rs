@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::limits::{MAX_FIELD_BYTES, MAX_LIST_ITEMS};
 use crate::policy::{Denial, DenyReason};
 use crate::principal::Principal;
 
@@ -72,8 +73,10 @@ pub struct AuditEvent {
     /// The schema version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// A UUID v7: unique, and ordered by time.
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub id: String,
     /// When the event was recorded, RFC 3339 in UTC with milliseconds.
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub timestamp: String,
     /// What kind of operation.
     pub kind: EventKind,
@@ -81,6 +84,7 @@ pub struct AuditEvent {
     pub decision: DecisionKind,
     /// Why it was denied, in words (the policy's or the verifier's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub reason: Option<String>,
     /// Why it was denied, as a code: from the policy `insufficient_scope`, `no_rule`,
     /// `client_not_permitted`, `not_owner`, `token_expired`; from authentication
@@ -88,42 +92,54 @@ pub struct AuditEvent {
     /// `body_too_large`, `session_mismatch`, `unknown_session`; from the pipeline
     /// `audit_unavailable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub reason_code: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
     /// The agent: the current actor of a delegated token, else the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub agent: Option<String>,
     /// The user (`sub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub subject: Option<String>,
     /// The client (`client_id`, else `azp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub client_id: Option<String>,
     /// Every actor of a delegated token, current actor first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
     pub delegation_chain: Vec<String>,
     /// The token's issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub issuer: Option<String>,
     /// The token's id (`jti`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub token_id: Option<String>,
     /// The scopes the token granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
     pub scopes_granted: Vec<String>,
     /// The scopes the operation needed (for a denial for missing scopes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
     pub scopes_required: Vec<String>,
     /// The tool, resource URI or prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub target: Option<String>,
     /// The JSON-RPC method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub method: Option<String>,
     /// A keyed HMAC-SHA256 digest of the arguments, in hex: equal arguments give equal
     /// digests under one key, and the arguments cannot be read back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub arguments_hmac: Option<String>,
     /// The arguments in clear, only when configured, with redacted fields replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,18 +152,32 @@ pub struct AuditEvent {
     pub duration_ms: Option<f64>,
     /// The MCP session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub session_id: Option<String>,
     /// The JSON-RPC request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub request_id: Option<String>,
     /// `http` or `stdio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub transport: Option<String>,
     /// The peer's address, for HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub remote_addr: Option<String>,
+    /// The fields that were cut to their size bound, in the order they appear in the
+    /// record. A string field holds at most 4096 bytes of UTF-8, and a cut one ends with
+    /// `...[truncated]`; a list at most 256 items of 16384 bytes together, and a cut one
+    /// lost its last items or had its last item cut; clear `arguments` at most 65536 bytes
+    /// of JSON, and longer ones are left out (`arguments_hmac` still covers them whole).
+    /// Absent when nothing was cut; a request cannot set it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     /// The SHA-256 (hex) of the previous record in the same chain, set by chaining sinks.
+    /// Always the last field: the file sink writes it after the rest of the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
     pub prev_hash: Option<String>,
 }
 
@@ -221,6 +251,7 @@ impl AuditEvent {
             request_id: None,
             transport: None,
             remote_addr: None,
+            truncated: Vec::new(),
             prev_hash: None,
         }
     }

@@ -8,12 +8,15 @@
 //! `rmcp_authz::audit`; [`MemorySink`] keeps them for tests; [`FanOut`] writes to several.
 //!
 //! Events never contain the bearer token; arguments appear only as a keyed digest unless
-//! configured otherwise. This module holds the records and the sinks; the request path
-//! produces events through them.
+//! configured otherwise. Every field that comes from a request or a token is cut to a
+//! documented size ([`MAX_FIELD_BYTES`] and the other bounds, named in the event's
+//! `truncated`), so no request can make a record that a restart cannot read back. This
+//! module holds the records and the sinks; the request path produces events through them.
 
 mod arguments;
 mod chain;
 mod event;
+mod limits;
 mod pipeline;
 mod sinks;
 
@@ -22,6 +25,10 @@ use std::fmt;
 pub use arguments::{ArgumentRecording, KeyLengthError, MIN_KEY_BYTES, REDACTED};
 pub use chain::{ChainError, ChainReport, GENESIS_HASH, verify_chain};
 pub use event::{AuditEvent, DecisionKind, EventKind, Outcome, SCHEMA_VERSION};
+pub use limits::{
+    MAX_ARGUMENTS_BYTES, MAX_FIELD_BYTES, MAX_LIST_BYTES, MAX_LIST_ITEMS, MAX_RECORD_BYTES,
+    TRUNCATION_MARKER,
+};
 pub use pipeline::{
     AuditFailure, AuditSlot, AuditStats, Auditor, AuditorBuilder, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_QUEUE_CAPACITY, Durability, Overload,

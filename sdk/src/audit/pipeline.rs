@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use super::arguments::ArgumentRecording;
+use super::limits;
 use super::{AuditError, AuditEvent, AuditSink};
 
 /// The default queue capacity, in events.
@@ -666,6 +667,11 @@ fn write_batch(
 ) {
     let counters = &shared.counters;
     let n = events.len() as u64;
+    // Every sink sees bounded events; off the request path, and a few length checks an
+    // event when nothing is too long.
+    for event in events.iter_mut() {
+        limits::bound(event);
+    }
     let mut result = shared.sink.write(events);
     bump(&counters.batches, 1);
     if result.is_ok() && durable {

@@ -309,3 +309,26 @@ async fn a_rotating_file_continues_its_chain_across_files() {
     assert!(!alone.starts_at_genesis);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every sink behind an `Auditor` sees events cut to the size bounds, not only the file.
+#[tokio::test]
+async fn sinks_receive_events_cut_to_the_size_bounds() {
+    let sink = Arc::new(TestSink::default());
+    let auditor = Auditor::builder(sink.clone())
+        .durability(Durability::Durable)
+        .build()
+        .unwrap();
+    let mut huge = event(0);
+    huge.target = Some("t".repeat(600 * 1024));
+    huge.scopes_granted = vec!["s".to_owned(); MAX_LIST_ITEMS + 1];
+    auditor.reserve().await.unwrap().record(huge).await.unwrap();
+    record(&auditor, 1).await.unwrap();
+    let events = sink.events.lock().unwrap().clone();
+    let target = events[0].target.as_deref().unwrap();
+    assert!(target.len() <= MAX_FIELD_BYTES && target.ends_with(TRUNCATION_MARKER));
+    assert_eq!(events[0].scopes_granted.len(), MAX_LIST_ITEMS);
+    assert_eq!(events[0].truncated, ["scopes_granted", "target"]);
+    assert_eq!(events[1].target.as_deref(), Some("tool1"));
+    assert!(events[1].truncated.is_empty());
+    auditor.close().await;
+}

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chain::{GENESIS_HASH, line_hash, line_hash_hex};
+use super::limits::{self, MAX_RECORD_BYTES};
 use super::{AuditError, AuditEvent, AuditSink};
 
 /// Appends events to a file, one JSON object per line, as a hash chain (see
 /// [`verify_chain`](super::verify_chain)). The file is created with mode 0600 and only
-/// ever appended to; opening an existing file continues its chain.
+/// ever appended to; opening an existing file continues its chain. Each event is cut to
+/// the size bounds (see [`MAX_FIELD_BYTES`](super::MAX_FIELD_BYTES)) before it is
+/// written, so no record is longer than [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES),
+/// which a restart always reads back.
 ///
 /// ```
 /// use rmcp_authz::audit::{AuditEvent, AuditSink, DecisionKind, EventKind, JsonLines, Outcome, verify_chain};
@@ -44,6 +48,14 @@ struct FileState {
 
 /// The longest last record searched for when continuing a chain.
 const MAX_TAIL_SCAN: u64 = 1024 * 1024;
+
+// A restart finds the last record when the scan reaches the newline before it: the
+// longest record the bounds allow, its newline and the one before it fit. The margin is
+// what is left for fields added later.
+const _: () = assert!(
+    MAX_RECORD_BYTES as u64 + 2 <= MAX_TAIL_SCAN,
+    "an audit record could outgrow what a restart reads back: tighten the bounds in audit/limits.rs"
+);
 
 impl JsonLines {
     /// Opens (or creates, with mode 0600) an audit file for appending.
@@ -140,8 +152,9 @@ const KEEP_BUFFER: usize = 4 << 20;
 const PREV_HASH_KEY: &[u8] = b",\"prev_hash\":\"";
 
 /// Appends `event` as one JSON line carrying `prev_hash`, and returns the new line's hash.
-/// Byte for byte what `serde_json::to_vec` writes for the event with `prev_hash` set, but
-/// without cloning the event or allocating.
+/// Byte for byte what `serde_json::to_vec` writes for the event cut to its bounds (see
+/// `limits`) with `prev_hash` set, but, for an event within them, without cloning it or
+/// allocating.
 fn append_record(
     buffer: &mut Vec<u8>,
     event: &AuditEvent,
@@ -151,18 +164,27 @@ fn append_record(
     let serialize = |buffer: &mut Vec<u8>, event: &AuditEvent| {
         serde_json::to_writer(&mut *buffer, event).map_err(|e| AuditError::Serialize(e.to_string()))
     };
-    let result = match &event.prev_hash {
-        None => serialize(buffer, event),
-        // A caller's own prev_hash is replaced, as the chain requires.
-        Some(_) => {
-            let mut event = event.clone();
-            event.prev_hash = None;
-            serialize(buffer, &event)
-        }
+    let result = if event.prev_hash.is_none() && limits::within_bounds(event) {
+        serialize(buffer, event)
+    } else {
+        // A caller's own prev_hash is replaced, as the chain requires; an event written
+        // here directly, not through an `Auditor`, is cut to the bounds here.
+        let mut event = event.clone();
+        event.prev_hash = None;
+        limits::bound(&mut event);
+        serialize(buffer, &event)
     };
     if let Err(e) = result {
         buffer.truncate(start);
         return Err(e);
+    }
+    // With `prev_hash` and its quotes, the record must stay readable by a restart. The
+    // bounds guarantee it; this only guards against a mistake in them.
+    if buffer.len() - start + PREV_HASH_KEY.len() + 64 + 1 > MAX_RECORD_BYTES {
+        buffer.truncate(start);
+        return Err(AuditError::Serialize(format!(
+            "an audit record would be longer than {MAX_RECORD_BYTES} bytes"
+        )));
     }
     if buffer.pop() != Some(b'}') {
         buffer.truncate(start);

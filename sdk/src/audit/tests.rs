@@ -245,3 +245,35 @@ fn line_hash_is_lowercase_sha256_hex() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+/// Issue 13: one request with a huge tool name or JSON-RPC id must not make a record that
+/// a restart cannot read past (the file sink reads at most 1 MiB back to find the last
+/// record's hash).
+#[test]
+fn a_huge_target_and_request_id_still_let_a_restart_continue_the_chain() {
+    let f = TempFile::new("huge");
+    let mut huge = event(&"t".repeat(600 * 1024));
+    huge.request_id = Some("\u{1}".repeat(1024 * 1024));
+    huge.reason = Some(format!(
+        "tool {:?} is not covered by any rule",
+        "t".repeat(600 * 1024)
+    ));
+    let sink = JsonLines::open(&f.0).unwrap();
+    sink.write(&[huge]).unwrap();
+    sink.flush(true).unwrap();
+    drop(sink);
+    // The restart.
+    let sink = JsonLines::open(&f.0).expect("a restart continues the chain");
+    sink.write(&[event("after")]).unwrap();
+    sink.flush(true).unwrap();
+    let report = verify_chain(&[&f.0]).unwrap();
+    assert_eq!(report.records, 2);
+    assert!(report.starts_at_genesis);
+    let first: AuditEvent = serde_json::from_str(&lines(&f.0)[0]).unwrap();
+    assert_eq!(first.truncated, ["reason", "target", "request_id"]);
+    for cut in [&first.target, &first.request_id, &first.reason] {
+        let cut = cut.as_deref().unwrap();
+        assert!(cut.len() <= MAX_FIELD_BYTES && cut.ends_with(TRUNCATION_MARKER));
+    }
+    assert!(first.target.unwrap().starts_with("ttt"));
+}
