@@ -19,7 +19,6 @@ use rmcp::model::{
 use rmcp::service::{
     ClientLifecycleMode, RequestContext, RoleClient, RunningService, ServiceError,
 };
-use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp::{ClientServiceExt as _, ErrorData as McpError, RoleServer, ServerHandler};
 use rmcp_authz::Authz;
 use rmcp_authz::dev::DevIssuer;
@@ -150,9 +149,6 @@ impl Drop for Served {
 
 impl Served {
     async fn start() -> Served {
-        use rmcp::transport::streamable_http_server::StreamableHttpService;
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -168,19 +164,13 @@ impl Served {
             .expect("policy");
         let authz = Authz::new(verifier, policy);
         let booking = Booking::default();
-        authz.wrap(booking.clone()).expect("the policy fits");
-        let factory = {
-            let authz = authz.clone();
-            let booking = booking.clone();
-            move || authz.wrap(booking.clone()).map_err(std::io::Error::other)
-        };
-        let config = StreamableHttpServerConfig::default().with_legacy_session_mode(false);
-        let mcp =
-            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
-        let app = axum::Router::new()
-            .nest_service("/mcp", mcp)
-            .layer(authz.http_layer())
-            .merge(authz.metadata_routes());
+        // One store for every request: rmcp makes a handler per request (per session with
+        // sessions on), and clones share the store.
+        let handler = booking.clone();
+        let config = authz.http_config().with_legacy_session_mode(false);
+        let app = authz
+            .router_with("/mcp", move || handler.clone(), config)
+            .expect("the policy fits");
         let task = tokio::spawn(async move {
             let _ = authz.serve(listener, app, std::future::pending()).await;
         });

@@ -23,7 +23,6 @@ use rmcp::service::{
     ClientLifecycleMode, RequestContext, RoleClient, RunningService, ServiceError,
 };
 use rmcp::task_manager::{TaskExit, TaskManager, TaskOptions};
-use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp::{ClientServiceExt as _, ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use rmcp_authz::audit::{AuditEvent, Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
@@ -208,9 +207,6 @@ impl Served {
     /// Starts the server with sessions (`stateful`, 2025-06-18 clients) or without
     /// (2026-07-28 clients).
     async fn start(stateful: bool) -> Served {
-        use rmcp::transport::streamable_http_server::StreamableHttpService;
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -229,19 +225,13 @@ impl Served {
         let authz = Authz::builder(verifier, policy).auditor(auditor).build();
 
         let reports = Reports::new();
-        authz.wrap(reports.clone()).expect("the policy fits");
-        let factory = {
-            let authz = authz.clone();
-            let reports = reports.clone();
-            move || authz.wrap(reports.clone()).map_err(std::io::Error::other)
-        };
-        let config = StreamableHttpServerConfig::default().with_legacy_session_mode(stateful);
-        let mcp =
-            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
-        let app = axum::Router::new()
-            .nest_service("/mcp", mcp)
-            .layer(authz.http_layer())
-            .merge(authz.metadata_routes());
+        // One store for every request: rmcp makes a handler per request (per session with
+        // sessions on), and clones share the store.
+        let handler = reports.clone();
+        let config = authz.http_config().with_legacy_session_mode(stateful);
+        let app = authz
+            .router_with("/mcp", move || handler.clone(), config)
+            .expect("the policy fits");
         let task = tokio::spawn(async move {
             let _ = authz.serve(listener, app, std::future::pending()).await;
         });
