@@ -132,6 +132,7 @@ pub mod policy;
 mod principal;
 #[cfg(feature = "jwks")]
 pub mod remote;
+pub mod request_state;
 pub mod server;
 pub mod stdio;
 pub mod token;
