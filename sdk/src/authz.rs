@@ -8,13 +8,14 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rmcp::ServerHandler;
+use rmcp::{ErrorData as McpError, ServerHandler};
 
 use crate::audit::Auditor;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::policy::{Decision, Operation, Policy};
 use crate::principal::Principal;
+use crate::request_state::{Originating, StateRejected, StateSealer};
 use crate::server::Authorized;
 use crate::token::Verifier;
 
@@ -43,6 +44,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     auditor: Option<Auditor>,
     tasks: Bounded<TaskOwner>,
+    /// Seals `requestState` to the caller; `None` only if no key could be generated.
+    request_state: Option<StateSealer>,
     /// The first handler type whose tools [`Authz::wrap`] found to cover the policy.
     checked_handler: OnceLock<TypeId>,
     #[cfg(feature = "http")]
@@ -78,6 +81,7 @@ impl Authz {
             authorization_servers,
             clock: Arc::new(SystemClock),
             auditor: None,
+            request_state: None,
             #[cfg(feature = "http")]
             http: crate::http::HttpSettings::default(),
         }
@@ -149,12 +153,59 @@ impl Authz {
         self.inner.clock.now_unix()
     }
 
+    /// Records who started a task. A task id that already has an owner keeps it: a
+    /// handler that hands an existing task to a second caller (deduplicating identical
+    /// requests, say) does not make that caller its owner.
     pub(crate) fn record_task(&self, task_id: String, owner: TaskOwner) {
-        self.inner.tasks.insert(task_id, owner);
+        self.inner.tasks.insert_if_absent(task_id, owner);
     }
 
     pub(crate) fn task_owner(&self, task_id: &str) -> Option<TaskOwner> {
         self.inner.tasks.get(task_id)
+    }
+
+    /// The incoming `requestState` hook: replaces the state a client echoes with the one
+    /// the handler emitted, or refuses the request (one `-32602` error) when it was not
+    /// sealed for this caller and this request.
+    pub(crate) fn open_state(
+        &self,
+        principal: &Principal,
+        request: Originating<'_>,
+        state: &mut Option<String>,
+    ) -> Result<(), McpError> {
+        if state.is_none() {
+            return Ok(());
+        }
+        let Some(sealer) = &self.inner.request_state else {
+            return Err(StateRejected::UnknownKey.to_mcp_error());
+        };
+        sealer
+            .open_in_place(principal, request, state, self.now())
+            .map_err(|e| {
+                tracing::debug!(target: "rmcp_authz::rejection", reason = e.code(), "requestState refused");
+                e.to_mcp_error()
+            })
+    }
+
+    /// The outgoing `requestState` hook: seals the state of an `InputRequiredResult` to
+    /// the caller and the request.
+    pub(crate) fn seal_state(
+        &self,
+        principal: &Principal,
+        request: Originating<'_>,
+        state: &mut Option<String>,
+    ) -> Result<(), McpError> {
+        if state.is_none() {
+            return Ok(());
+        }
+        let Some(sealer) = &self.inner.request_state else {
+            return Err(McpError::internal_error(
+                "no requestState key (the random generator failed at start-up); configure one with AuthzBuilder::request_state",
+                None,
+            ));
+        };
+        sealer.seal_in_place(principal, request, state, self.now());
+        Ok(())
     }
 
     #[cfg(feature = "http")]
@@ -172,6 +223,7 @@ pub struct AuthzBuilder {
     authorization_servers: Vec<String>,
     clock: Arc<dyn Clock>,
     auditor: Option<Auditor>,
+    request_state: Option<StateSealer>,
     #[cfg(feature = "http")]
     http: crate::http::HttpSettings,
 }
@@ -215,6 +267,15 @@ impl AuthzBuilder {
         self
     }
 
+    /// Seals the `requestState` of multi round-trip requests (SEP-2322) to the caller and
+    /// the request with `sealer` (see [`request_state`](crate::request_state)). Default: a
+    /// key generated at start-up, which suits one replica; replicas behind a load
+    /// balancer need a shared key.
+    pub fn request_state(mut self, sealer: StateSealer) -> Self {
+        self.request_state = Some(sealer);
+        self
+    }
+
     /// The largest JSON-RPC request body the HTTP layer reads to find the operation
     /// (default 1 MiB); larger bodies are refused with 413.
     #[cfg(feature = "http")]
@@ -236,6 +297,7 @@ impl AuthzBuilder {
                 clock: self.clock,
                 auditor: self.auditor,
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
+                request_state: self.request_state.or_else(|| StateSealer::generate().ok()),
                 checked_handler: OnceLock::new(),
                 #[cfg(feature = "http")]
                 http,
@@ -294,12 +356,15 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    pub(crate) fn insert(&self, key: String, value: V) {
+    /// Inserts `value` unless `key` is already present (an existing value is kept).
+    pub(crate) fn insert_if_absent(&self, key: String, value: V) {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *guard;
-        if map.insert(key.clone(), value).is_none() {
-            order.push_back(key);
+        if map.contains_key(&key) {
+            return;
         }
+        map.insert(key.clone(), value);
+        order.push_back(key);
         while map.len() > self.capacity {
             match order.pop_front() {
                 Some(old) => {
@@ -323,10 +388,11 @@ mod tests {
     #[test]
     fn bounded_map_forgets_the_oldest() {
         let m = Bounded::new(2);
-        m.insert("a".into(), 1);
-        m.insert("b".into(), 2);
-        m.insert("a".into(), 3);
-        m.insert("c".into(), 4);
+        m.insert_if_absent("a".into(), 1);
+        m.insert_if_absent("b".into(), 2);
+        m.insert_if_absent("a".into(), 3);
+        assert_eq!(m.get("a"), Some(1), "an existing entry is kept");
+        m.insert_if_absent("c".into(), 4);
         assert_eq!(m.get("a"), None);
         assert_eq!(m.get("b"), Some(2));
         assert_eq!(m.get("c"), Some(4));

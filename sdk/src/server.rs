@@ -40,6 +40,7 @@ use crate::authz::{Authz, CallerId, TaskOwner};
 use crate::gate::{self, Audit, Call, Origin};
 use crate::policy::{Denial, DenyReason, Operation};
 use crate::principal::Principal;
+use crate::request_state::Originating;
 
 /// The JSON-RPC error code of an authorization denial (in the implementation-defined
 /// server error range of JSON-RPC 2.0).
@@ -479,12 +480,25 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             .auditor()
             .and_then(|_| request.arguments.clone())
             .map(Value::Object);
+        let name_ref = &name;
+        let run = move |ctx, principal: Principal| async move {
+            let mut request = request;
+            let origin = Originating::Prompt(name_ref);
+            self.authz
+                .open_state(&principal, origin, &mut request.request_state)?;
+            let mut response = self.inner.get_prompt(request, ctx).await?;
+            if let GetPromptResponse::InputRequired(r) = &mut response {
+                self.authz
+                    .seal_state(&principal, origin, &mut r.request_state)?;
+            }
+            Ok(response)
+        };
         self.gated(
             context,
             call,
             Check::Operation(Operation::GetPrompt(&name)),
             arguments,
-            |ctx, _| self.inner.get_prompt(request, ctx),
+            run,
             success,
         )
         .await
@@ -569,12 +583,25 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
+        let uri_ref = &uri;
+        let run = move |ctx, principal: Principal| async move {
+            let mut request = request;
+            let origin = Originating::Resource(uri_ref);
+            self.authz
+                .open_state(&principal, origin, &mut request.request_state)?;
+            let mut response = self.inner.read_resource(request, ctx).await?;
+            if let ReadResourceResponse::InputRequired(r) = &mut response {
+                self.authz
+                    .seal_state(&principal, origin, &mut r.request_state)?;
+            }
+            Ok(response)
+        };
         self.gated(
             context,
             resource_call("resources/read", &uri),
             Check::Operation(Operation::ReadResource(&uri)),
             None,
-            |ctx, _| self.inner.read_resource(request, ctx),
+            run,
             success,
         )
         .await
@@ -671,15 +698,24 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             .map(Value::Object);
         let tool_ref = &tool;
         let run = move |ctx, principal: Principal| async move {
-            let response = self.inner.call_tool(request, ctx).await?;
-            if let CallToolResponse::Task(created) = &response {
-                self.authz.record_task(
+            let mut request = request;
+            let origin = Originating::Tool(tool_ref);
+            self.authz
+                .open_state(&principal, origin, &mut request.request_state)?;
+            let mut response = self.inner.call_tool(request, ctx).await?;
+            match &mut response {
+                CallToolResponse::Task(created) => self.authz.record_task(
                     created.task.task_id.clone(),
                     TaskOwner {
                         tool: tool_ref.clone(),
                         caller: CallerId::of(&principal),
                     },
-                );
+                ),
+                CallToolResponse::InputRequired(r) => {
+                    self.authz
+                        .seal_state(&principal, origin, &mut r.request_state)?;
+                }
+                _ => {}
             }
             Ok(response)
         };

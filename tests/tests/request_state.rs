@@ -254,7 +254,6 @@ fn assert_state_refused<T: std::fmt::Debug>(result: Result<T, ServiceError>, wha
 }
 
 #[tokio::test]
-#[ignore = "needs the wrapper hook: Authorized seals and opens requestState (see sdk/src/request_state.rs)"]
 async fn a_tool_state_opens_only_for_its_caller_and_tool() {
     let server = Served::start().await;
     let alice = server.client("alice", "travel-agent").await;
@@ -308,7 +307,6 @@ async fn a_tool_state_opens_only_for_its_caller_and_tool() {
 }
 
 #[tokio::test]
-#[ignore = "needs the wrapper hook: Authorized seals and opens requestState (see sdk/src/request_state.rs)"]
 async fn prompt_and_resource_states_are_bound_too() {
     let server = Served::start().await;
     let alice = server.client("alice", "travel-agent").await;

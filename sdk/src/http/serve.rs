@@ -108,4 +108,3 @@ pub async fn shutdown_signal() {
     })
     .await;
 }
-
