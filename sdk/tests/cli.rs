@@ -864,7 +864,10 @@ fn errors_that_stop_a_command_print_their_message_never_a_debug_form() {
             vec!["token", "check", "--config", path(&no_keys), &token],
             "verifier.jwks_file (line 4): cannot read key file",
         ),
-        (vec!["token", "inspect", "not-a-token"], "cannot decode the token: "),
+        (
+            vec!["token", "inspect", "not-a-token"],
+            "cannot decode the token: ",
+        ),
         (vec!["audit", "verify", path(&f.dir)], "cannot read "),
         (vec!["audit", "query", path(&f.dir)], "cannot read "),
     ];
@@ -874,7 +877,10 @@ fn errors_that_stop_a_command_print_their_message_never_a_debug_form() {
         assert!(out.stderr.starts_with("rmcp-authz: "), "{args:?}: {out:#?}");
         assert!(out.stderr.contains(says), "{args:?}: {out:#?}");
         for debug in ["{", "Io ", "Os ", "kind: ", "Error: "] {
-            assert!(!out.stderr.contains(debug), "{args:?}: a Debug form: {out:#?}");
+            assert!(
+                !out.stderr.contains(debug),
+                "{args:?}: a Debug form: {out:#?}"
+            );
         }
     }
 }
