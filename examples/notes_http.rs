@@ -131,13 +131,13 @@ fn refuse(message: String) -> ! {
 /// Refuses the flag combinations that cannot work whatever a configuration file says,
 /// each naming the flags and what to do.
 fn check_flags(args: &Args) {
-    if let Some(path) = &args.config {
-        if args.issuer.is_some() || args.jwks.is_some() {
-            refuse(format!(
-                "--issuer and --jwks cannot be combined with --config {}: the file's [verifier] section names the issuer and its keys; set `issuer` and `jwks_file` there, or drop --config",
-                path.display()
-            ));
-        }
+    if let Some(path) = &args.config
+        && (args.issuer.is_some() || args.jwks.is_some())
+    {
+        refuse(format!(
+            "--issuer and --jwks cannot be combined with --config {}: the file's [verifier] section names the issuer and its keys; set `issuer` and `jwks_file` there, or drop --config",
+            path.display()
+        ));
     }
     let flags = args.audit_flags();
     if args.config.is_none() && args.audit_file.is_none() && !flags.is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! `cargo test -p rmcp-authz-examples` (and `cargo test --workspace`) builds the examples
 //! before running this; when run alone (`--test examples`), a missing example, or one older
-//! than the sources here, is built first with `cargo build --examples`.
+//! than its source or the examples' library, is built first with `cargo build --example`.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -44,31 +44,65 @@ fn example(name: &str) -> PathBuf {
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let _one_build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !is_fresh(&path) {
+    if !is_fresh(name, &path) {
         let mut cargo = Command::new(env!("CARGO"));
         cargo
-            .args(["build", "-p", "rmcp-authz-examples", "--examples"])
+            .args(["build", "-p", "rmcp-authz-examples", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.ends_with("release") {
             cargo.arg("--release");
         }
         let status = cargo.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --examples failed");
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     path
 }
 
-/// Whether `binary` exists and is newer than every source file of the examples.
-fn is_fresh(binary: &Path) -> bool {
+/// Whether `binary`, example `name`, exists and is newer than its own source and the
+/// examples' library (every `.rs` file here that is not another example's).
+fn is_fresh(name: &str, binary: &Path) -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let Some(built) = modified(binary) else {
         return false;
     };
-    let sources = std::fs::read_dir(env!("CARGO_MANIFEST_DIR")).expect("the examples dir");
-    sources
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let others = other_examples(dir, name);
+    std::fs::read_dir(dir)
+        .expect("the examples dir")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") && !others.contains(p))
         .all(|p| modified(&p).is_none_or(|m: SystemTime| m <= built))
+}
+
+/// The source files of the `[[example]]` targets in `dir/Cargo.toml` other than `name`.
+fn other_examples(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("examples/Cargo.toml");
+    let value = |line: &str, key: &str| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.trim_start().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+    };
+    let mut examples: Vec<(Option<String>, Option<String>)> = Vec::new();
+    let mut in_example = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_example = line == "[[example]]";
+            if in_example {
+                examples.push((None, None));
+            }
+        } else if let (true, Some(last)) = (in_example, examples.last_mut()) {
+            if let Some(v) = value(line, "name") {
+                last.0 = Some(v);
+            } else if let Some(v) = value(line, "path") {
+                last.1 = Some(v);
+            }
+        }
+    }
+    examples
+        .into_iter()
+        .filter(|(n, _)| n.as_deref() != Some(name))
+        .filter_map(|(_, path)| path.map(|p| dir.join(p)))
+        .collect()
 }
 
 /// Runs example `name` with `args` until it exits (killed after [`START`]).
