@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ErrorCode};
-use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp_authz::dev::DevIssuer;
@@ -559,16 +559,29 @@ async fn notes_http_config_without_an_audit_section_takes_the_audit_flags() {
 /// written.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notes_http_fail_closed_refuses_a_call_it_cannot_audit() {
+async fn notes_http_fail_closed_refuses_requests_it_cannot_audit() {
     let server = Server::start(&["--audit-file", "/dev/full", "--fail-closed"]);
     assert!(server.banner_line("Audit log: ").contains("fail-closed"));
     let reader = server.dev_token("reader-agent");
-    match server.call(&reader, "list_notes", json!({})).await {
-        Err(ServiceError::McpError(e)) => {
-            assert_eq!(e.code, ErrorCode(-32005), "{e:?}");
+    // Every request is audited, `initialize` too: the refusal comes at the first request.
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(reader),
+    );
+    let refused = match ClientConfig::default().serve(transport).await {
+        Err(ClientInitializeError::JsonRpcError(e)) => e,
+        Err(other) => panic!("expected a JSON-RPC refusal (-32005), got {other}"),
+        Ok(client) => {
+            let result = client
+                .call_tool(CallToolRequestParams::new("list_notes"))
+                .await;
+            let _ = client.cancel().await;
+            match result {
+                Err(ServiceError::McpError(e)) => e,
+                other => panic!("expected the call to be refused (-32005), got {other:?}"),
+            }
         }
-        other => panic!("expected the call to be refused (-32005), got {other:?}"),
-    }
+    };
+    assert_eq!(refused.code, ErrorCode(-32005), "{refused:?}");
     server.stop();
 
     // Without --fail-closed the same call is served (and the failure counted).
