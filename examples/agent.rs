@@ -11,6 +11,7 @@
 //! ```
 
 use std::error::Error;
+use std::process::ExitCode;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
@@ -18,7 +19,11 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
+    rmcp_authz_examples::report::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let url = std::env::var("MCP_URL").map_err(|_| "set MCP_URL to the server's MCP endpoint")?;
     let token = std::env::var("MCP_ACCESS_TOKEN")
         .map_err(|_| "set MCP_ACCESS_TOKEN to an access token for that server")?;

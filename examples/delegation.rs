@@ -16,6 +16,7 @@
 //! ```
 
 use std::error::Error;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use rmcp::ServiceExt;
@@ -33,7 +34,11 @@ use rmcp_authz_examples::notes::http_app;
 type Outcome = Result<String, String>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
+    rmcp_authz_examples::report::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     // 1. The authorization server: a development issuer with a token-exchange endpoint.
     let as_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let issuer_url = format!("http://{}", as_listener.local_addr()?);

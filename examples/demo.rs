@@ -11,6 +11,7 @@
 //! ```
 
 use std::error::Error;
+use std::process::ExitCode;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
@@ -28,7 +29,11 @@ use rmcp_authz_examples::notes::{http_app, notes_policy};
 type Client = RunningService<RoleClient, ClientConfig>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
+    rmcp_authz_examples::report::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     // 1. The server: an ephemeral port on loopback, a development issuer, the notes policy.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/mcp", listener.local_addr()?);

@@ -2,3 +2,4 @@
 //! opens with the command that runs it.
 
 pub mod notes;
+pub mod report;

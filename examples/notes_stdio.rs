@@ -42,11 +42,5 @@ async fn main() -> ExitCode {
         audience: args.audience,
         audit_file: args.audit_file,
     };
-    match serve_stdio(settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("{message}");
-            ExitCode::from(1)
-        }
-    }
+    rmcp_authz_examples::report::exit_code(serve_stdio(settings).await.map_err(Into::into))
 }

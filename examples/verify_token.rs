@@ -7,6 +7,7 @@
 //! cargo run -p rmcp-authz-examples --example verify_token
 //! ```
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use rmcp_authz::dev::DevIssuer;
@@ -15,7 +16,11 @@ use rmcp_authz::token::JwtVerifier;
 const ISSUER: &str = "https://auth.example.test";
 const RESOURCE: &str = "https://mcp.example.test/mcp";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    rmcp_authz_examples::report::exit_code(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The development issuer makes an ES256 key in memory and publishes its JWK Set.
     let issuer = DevIssuer::new(ISSUER)?;
     println!("issuer {ISSUER} publishes:\n{:#}\n", issuer.jwks());

@@ -844,6 +844,47 @@ fn missing_config_file_is_exit_2() {
     }
 }
 
+/// Every error that stops a command prints what happened as the error's message, on one
+/// `rmcp-authz: ` line (plus `caused by:` lines for causes it does not say), never a
+/// `Debug` form such as `Io { path: .., source: Os { .. } }`.
+#[test]
+fn errors_that_stop_a_command_print_their_message_never_a_debug_form() {
+    let f = Fixture::new("error-messages");
+    let no_keys = f.config_text(&format!(
+        "[verifier]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"missing.jwks.json\"\n"
+    ));
+    let token = f.token(&["notes:read"]);
+    let missing = f.dir.join("nope.toml");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["policy", "check", "--config", path(&missing)],
+            "cannot read configuration file",
+        ),
+        (
+            vec!["token", "check", "--config", path(&no_keys), &token],
+            "verifier.jwks_file (line 4): cannot read key file",
+        ),
+        (
+            vec!["token", "inspect", "not-a-token"],
+            "cannot decode the token: ",
+        ),
+        (vec!["audit", "verify", path(&f.dir)], "cannot read "),
+        (vec!["audit", "query", path(&f.dir)], "cannot read "),
+    ];
+    for (args, says) in cases {
+        let out = run(&args);
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+        assert!(out.stderr.starts_with("rmcp-authz: "), "{args:?}: {out:#?}");
+        assert!(out.stderr.contains(says), "{args:?}: {out:#?}");
+        for debug in ["{", "Io ", "Os ", "kind: ", "Error: "] {
+            assert!(
+                !out.stderr.contains(debug),
+                "{args:?}: a Debug form: {out:#?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_arguments_are_exit_2() {
     let out = run(&["token", "check", "some.token.here"]);

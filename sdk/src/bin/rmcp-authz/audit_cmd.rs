@@ -64,7 +64,7 @@ pub(crate) fn verify(files: &[PathBuf], as_json: bool) -> Result<Outcome, String
                 Outcome::Refused
             })
         }
-        Err(ChainError::Io { path, source }) => Err(format!("cannot read {path}: {source}")),
+        Err(error @ ChainError::Io { .. }) => Err(crate::error_message(&error)),
         Err(broken) => {
             if as_json {
                 print_json(&json!({ "intact": false, "error": broken.to_string() }));

@@ -202,6 +202,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The message for an error that stops a command: what the error says, then a
+/// `  caused by: <cause>` line for each cause ([`Error::source`](std::error::Error::source))
+/// that the text before it does not already say (rmcp-authz's own errors put their cause in
+/// their message). Never the error's `Debug` form.
+fn error_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str("\n  caused by: ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    message
+}
+
 /// How the audit commands print events: `--json` means JSON Lines.
 fn events_format(format: audit_cmd::Format, json: bool) -> audit_cmd::Format {
     if json {
@@ -239,4 +257,46 @@ fn print_json(value: &serde_json::Value) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    /// An error whose message does not say its cause.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot load the keys")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_message_adds_a_cause_the_message_does_not_say() {
+        let error = Outer(std::io::Error::other("permission denied"));
+        assert_eq!(
+            error_message(&error),
+            "cannot load the keys\n  caused by: permission denied"
+        );
+    }
+
+    #[test]
+    fn error_message_leaves_out_a_cause_the_message_already_says() {
+        let error = rmcp_authz::config::Config::from_file("/nonexistent/rmcp-authz.toml")
+            .expect_err("no such file");
+        let message = error_message(&error);
+        assert!(
+            message.starts_with("cannot read configuration file /nonexistent/rmcp-authz.toml: "),
+            "{message}"
+        );
+        assert!(!message.contains("caused by"), "{message}");
+    }
 }

@@ -17,7 +17,7 @@ struct Finding {
 
 fn load(path: &Path) -> Result<Policy, String> {
     Ok(Config::from_file(path)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::error_message(&e))?
         .into_parts()
         .1)
 }

@@ -14,7 +14,8 @@ use crate::{Outcome, print_json};
 
 /// Decodes without verifying, reports expiry and problems.
 pub(crate) fn inspect(token: &str, as_json: bool) -> Result<Outcome, String> {
-    let decoded = decode_unverified(token).map_err(|e| format!("cannot decode the token: {e}"))?;
+    let decoded = decode_unverified(token)
+        .map_err(|e| format!("cannot decode the token: {}", crate::error_message(&e)))?;
     let now = SystemClock.now_unix();
     let problems = problems(token, &decoded.header, &decoded.claims, now);
     let exp = decoded.claims.get("exp").and_then(Value::as_i64);
@@ -140,7 +141,7 @@ pub(crate) fn check(
     tool: Option<&str>,
     as_json: bool,
 ) -> Result<Outcome, String> {
-    let config = Config::from_file(config).map_err(|e| e.to_string())?;
+    let config = Config::from_file(config).map_err(|e| crate::error_message(&e))?;
     let (verifier, policy) = config.into_parts();
     let principal = match verifier.verify_sync(token) {
         Ok(p) => p,
