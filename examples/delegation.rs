@@ -23,13 +23,12 @@ use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use rmcp_authz::Authz;
 use rmcp_authz::audit::{Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Conditions, Policy, Rule, ScopeExpr, all_of};
 use rmcp_authz::remote::{FetchOptions, TokenExchangeClient, discover};
-use rmcp_authz_examples::notes::http_app;
+use rmcp_authz_examples::notes::router;
 
 type Outcome = Result<String, String>;
 
@@ -56,7 +55,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let authz = Authz::builder(issuer.verifier(notes.clone()).build()?, policy()?)
         .auditor(auditor)
         .build();
-    let app = http_app(&authz, StreamableHttpServerConfig::default())?;
+    let app = router(&authz)?;
     let served = authz.clone();
     let server =
         tokio::spawn(async move { served.serve(listener, app, std::future::pending()).await });

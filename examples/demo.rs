@@ -18,13 +18,12 @@ use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use std::sync::Arc;
 
 use rmcp_authz::Authz;
 use rmcp_authz::audit::{AuditEvent, Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_examples::notes::{http_app, notes_policy};
+use rmcp_authz_examples::notes::{notes_policy, router};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -46,7 +45,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let authz = Authz::builder(issuer.verifier(url.clone()).build()?, notes_policy())
         .auditor(auditor)
         .build();
-    let app = http_app(&authz, StreamableHttpServerConfig::default())?;
+    let app = router(&authz)?;
     let served = authz.clone();
     let server =
         tokio::spawn(async move { served.serve(listener, app, std::future::pending()).await });

@@ -273,8 +273,22 @@ pub async fn serve_stdio(settings: StdioSettings) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The notes server behind `authz` over Streamable HTTP: rmcp's service at `/mcp` behind
-/// the authorization layer, and the Protected Resource Metadata routes.
+/// The notes server behind `authz` over Streamable HTTP, as a server written from the
+/// README would build it: `Authz::router` with its defaults (stateless: every client
+/// version and raw HTTP), the metadata routes included.
+///
+/// # Errors
+/// [`rmcp_authz::ConfigError::UnknownTools`] when the policy names a tool the notes server
+/// does not have: checked here, at start-up, not on the first request.
+pub fn router(authz: &rmcp_authz::Authz) -> Result<axum::Router, rmcp_authz::ConfigError> {
+    // One store for every request: rmcp makes a handler per request, and clones of
+    // `Notes` share their notes.
+    let notes = Notes::new();
+    authz.router("/mcp", move || notes.clone())
+}
+
+/// [`router`] with rmcp's service configured by `config` (the tests run both session
+/// modes).
 ///
 /// # Errors
 /// [`rmcp_authz::ConfigError::UnknownTools`] when the policy names a tool the notes server

@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use std::sync::Arc;
 
 use rmcp_authz::audit::{ArgumentRecording, Auditor, Durability, JsonLines};
@@ -40,7 +39,7 @@ use rmcp_authz::config::Config;
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::JwtVerifier;
 use rmcp_authz::{Authz, AuthzBuilder};
-use rmcp_authz_examples::notes::{http_app, notes_policy};
+use rmcp_authz_examples::notes::{notes_policy, router};
 use rmcp_authz_examples::report;
 
 #[derive(Debug, Parser)]
@@ -287,17 +286,15 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         }
     };
     // Fails now, not on the first request, if a rule names a tool the server does not have.
-    let app = http_app(&authz, StreamableHttpServerConfig::default())?;
+    let app = router(&authz)?;
     println!(
         "\nnotes MCP server: http://{local}/mcp (audience {})",
         authz.resource()
     );
     println!("metadata: {}", authz.resource_metadata_url());
-    println!("Ctrl-C to stop.");
+    println!("Ctrl-C (or SIGTERM) to stop; the audit log is drained first.");
     authz
-        .serve(listener, app, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve(listener, app, rmcp_authz::http::shutdown_signal())
         .await?;
     if let Some(auditor) = authz.auditor() {
         let stats = auditor.stats();

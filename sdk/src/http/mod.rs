@@ -151,6 +151,44 @@ impl Authz {
 /// Authenticates and authorizes every request before the inner MCP service sees it.
 ///
 /// See the [module documentation](self) for what it checks and an example.
+///
+/// It builds only in front of rmcp's service of [`Authorized`] handlers. In front of a
+/// `Router`, where it could not know that the handlers behind it are gated, it does not
+/// compile:
+///
+/// ```compile_fail
+/// # fn f(authz: rmcp_authz::Authz) {
+/// let app: axum::Router = axum::Router::new().layer(authz.http_layer());
+/// # }
+/// ```
+///
+/// nor in front of a service whose handlers are not wrapped:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use rmcp::transport::streamable_http_server::{StreamableHttpService, session::local::LocalSessionManager};
+/// # #[derive(Clone)] struct Notes;
+/// # impl rmcp::ServerHandler for Notes {}
+/// # fn f(authz: rmcp_authz::Authz) {
+/// let mcp = StreamableHttpService::new(|| Ok(Notes), Arc::new(LocalSessionManager::default()), Default::default());
+/// let protected = authz.protect(mcp);
+/// # }
+/// ```
+///
+/// while the same with the wrapper does:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use rmcp::transport::streamable_http_server::{StreamableHttpService, session::local::LocalSessionManager};
+/// # #[derive(Clone)] struct Notes;
+/// # impl rmcp::ServerHandler for Notes {}
+/// # fn f(authz: rmcp_authz::Authz) -> Result<(), rmcp_authz::ConfigError> {
+/// authz.wrap(Notes)?;
+/// let factory = { let authz = authz.clone(); move || authz.wrap(Notes).map_err(std::io::Error::other) };
+/// let mcp = StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), Default::default());
+/// let protected = authz.protect(mcp);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct AuthzLayer {
