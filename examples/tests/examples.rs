@@ -160,7 +160,7 @@ fn assert_refused_flags(out: &Output, says: &[&str]) {
 /// A `notes_http` process serving on a free port; killed on drop.
 struct Server {
     child: Child,
-    /// What it printed before `Ctrl-C to stop.`: tokens, the audit log, the URL.
+    /// What it printed before its `Ctrl-C ...` line: tokens, the audit log, the URL.
     banner: Vec<String>,
     url: String,
 }
@@ -190,7 +190,7 @@ impl Server {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match received.recv_timeout(left) {
-                Ok(line) if line == "Ctrl-C to stop." => {
+                Ok(line) if line.starts_with("Ctrl-C") => {
                     let url = banner
                         .iter()
                         .find_map(|l: &String| l.strip_prefix("notes MCP server: "))

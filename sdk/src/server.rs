@@ -168,6 +168,10 @@ impl<H> Authorized<H> {
         };
         gate::record_principal(&span, &principal);
         audit.update(|e| e.set_principal(&principal));
+        let task_id = match check {
+            Check::Task(id) => Some(id),
+            _ => None,
+        };
         let denial = match check {
             // The HTTP layer decided this operation for this request already.
             Check::Operation(op) if gate::Decided::allowed_in(carrier.request(), op) => None,
@@ -184,7 +188,19 @@ impl<H> Authorized<H> {
             audit.update(|e| e.set_denied_by(&denial));
             gate::record_decision(&span, Some(denial.code()));
             let _ = audit.finish(Outcome::Denied).await;
-            return Err(denied(&denial));
+            return Err(match (task_id, denial.reason()) {
+                // Another caller's task and a task that does not exist look the same, so a
+                // caller cannot learn which task ids exist (the audit event tells them apart).
+                (Some(id), DenyReason::NotOwner | DenyReason::NoRule) => McpError::new(
+                    FORBIDDEN,
+                    format!(
+                        "{} {id} refused: no task started by this caller has this id",
+                        call.method
+                    ),
+                    Some(serde_json::json!({ "error": "access_denied" })),
+                ),
+                _ => denied(&denial),
+            });
         }
         if audit.must_refuse() {
             const CODE: &str = "audit_unavailable";
