@@ -357,8 +357,8 @@ fn audit_events(path: &Path) -> Vec<AuditEvent> {
         .collect()
 }
 
-/// The `notes_stdio` fixture with a token that expires two seconds after it is minted:
-/// after `exp` (waited for on the wall clock, a second or two, never asserted on), every
+/// The `notes_stdio` fixture with a token that expires three seconds after it is minted:
+/// after `exp` (waited for on the wall clock, a few seconds, never asserted on), every
 /// method is refused, and each refusal is one event in the durable audit file.
 #[tokio::test]
 async fn an_expired_token_is_refused_for_every_method_by_the_stdio_server() {
@@ -371,7 +371,7 @@ async fn an_expired_token_is_refused_for_every_method_by_the_stdio_server() {
         .token(AUDIENCE)
         .subject("dave")
         .scopes(["notes:read"])
-        .expires_in(Duration::from_secs(2))
+        .expires_in(Duration::from_secs(3))
         .mint()
         .expect("mint");
     let exp = issuer
