@@ -157,3 +157,57 @@ pub async fn legacy_client(
         .serve(transport(url, token))
         .await
 }
+
+impl TestServer {
+    /// A server for `policy` (and `auditor`, if given) whose whole app `make_app` builds
+    /// from the server's `Authz`: for handlers other than the notes server, or endpoints
+    /// assembled another way. The resource URI (and token audience) is `url`.
+    pub async fn start_app(
+        policy: rmcp_authz::policy::Policy,
+        auditor: Option<rmcp_authz::audit::Auditor>,
+        make_app: impl FnOnce(&Authz) -> axum::Router,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let origin = format!("http://{addr}");
+        let url = format!("{origin}/mcp");
+        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+        let verifier = issuer.verifier(url.clone()).build().expect("verifier");
+        let mut builder = Authz::builder(verifier, policy);
+        if let Some(auditor) = auditor {
+            builder = builder.auditor(auditor);
+        }
+        let authz = builder.build();
+        let app = make_app(&authz);
+        let served = authz.clone();
+        let task = tokio::spawn(async move {
+            let _ = served.serve(listener, app, std::future::pending()).await;
+        });
+        TestServer {
+            url,
+            origin,
+            issuer,
+            authz,
+            task,
+        }
+    }
+
+    /// The notes server under `policy` (and `auditor`), built by `Authz::router("/mcp", ..)`
+    /// with the router's own defaults (stateless, JSON responses, the resource's host
+    /// allowed).
+    pub async fn start_router(
+        policy: rmcp_authz::policy::Policy,
+        auditor: Option<rmcp_authz::audit::Auditor>,
+    ) -> TestServer {
+        TestServer::start_app(policy, auditor, |authz| {
+            // One store for every request, as in `http_app`.
+            let notes = crate::notes::Notes::new();
+            authz
+                .router("/mcp", move || notes.clone())
+                .expect("the policy fits the notes server")
+        })
+        .await
+    }
+}
