@@ -85,9 +85,13 @@ impl<H> Authorized<H> {
         self.inner
     }
 
-    /// The caller of this request: the principal the HTTP layer put in the request, or
-    /// the stdio session's principal while its token is valid.
-    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, NoCaller> {
+    /// The caller of this `method` request: the principal the HTTP layer put in the
+    /// request, or the stdio session's principal while its token is valid.
+    fn principal(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        method: &str,
+    ) -> Result<Principal, NoCaller> {
         let from_http = ctx
             .extensions
             .get::<http::request::Parts>()
@@ -101,7 +105,7 @@ impl<H> Authorized<H> {
         let now = self.authz.now();
         if now >= p.expires_at() {
             let denial = Denial::new(
-                "request".to_owned(),
+                method.to_owned(),
                 DenyReason::TokenExpired {
                     exp: p.expires_at(),
                     now,
@@ -157,7 +161,7 @@ impl<H> Authorized<H> {
         })
         .await?;
 
-        let principal = match self.principal(carrier.request()) {
+        let principal = match self.principal(carrier.request(), call.method) {
             Ok(p) => p,
             Err(no_caller) => {
                 audit.update(|e| no_caller.describe(e));

@@ -157,14 +157,18 @@ impl Denial {
     }
 
     /// Machine-readable details for an error's `data`: `{"error": "insufficient_scope",
-    /// "scope": "..."}` for missing scopes, `{"error": "invalid_token"}` for an expired
+    /// "scope": "..."}` for missing scopes (without `scope` when nothing can be named), `{"error": "invalid_token"}` for an expired
     /// token, `{"error": "access_denied"}` otherwise.
     pub fn error_data(&self) -> serde_json::Value {
         match &self.reason {
-            DenyReason::InsufficientScope { required, .. } => serde_json::json!({
-                "error": "insufficient_scope",
-                "scope": challenge_scope(required),
-            }),
+            DenyReason::InsufficientScope { required, .. } => {
+                let mut data = serde_json::json!({ "error": "insufficient_scope" });
+                let scope = challenge_scope(required);
+                if !scope.is_empty() {
+                    data["scope"] = scope.into();
+                }
+                data
+            }
             DenyReason::TokenExpired { .. }
             | DenyReason::TokenTooOld { .. }
             | DenyReason::IssuedInFuture { .. }
@@ -210,10 +214,12 @@ impl Denial {
 
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
     /// the operation needs, space separated, but `offline_access` (see
-    /// [`challenge_scope`]).
+    /// [`challenge_scope`]); `None` when that leaves nothing to name.
     pub fn challenge_scope(&self) -> Option<String> {
         match &self.reason {
-            DenyReason::InsufficientScope { required, .. } => Some(challenge_scope(required)),
+            DenyReason::InsufficientScope { required, .. } => {
+                Some(challenge_scope(required)).filter(|s| !s.is_empty())
+            }
             _ => None,
         }
     }

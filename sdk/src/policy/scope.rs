@@ -146,8 +146,10 @@ impl ScopeExpr {
     }
 
     /// One set of scopes that meets the expression, choosing among alternatives the one
-    /// that needs the fewest scopes not yet held (the first on a tie). This is what a
-    /// step-up challenge asks for.
+    /// that needs the fewest scopes not yet held (the first on a tie), and one that does
+    /// not need `offline_access` over one that does (a challenge never names it, so an
+    /// alternative that needs it could not be asked for). This is what a step-up challenge
+    /// asks for.
     pub fn scopes_to_request(&self, has: &impl Fn(&str) -> bool) -> Vec<String> {
         let mut out = Vec::new();
         self.choose(has, &mut out);
@@ -166,7 +168,9 @@ impl ScopeExpr {
                 let best = parts.iter().min_by_key(|p| {
                     let mut picked = Vec::new();
                     p.choose(has, &mut picked);
-                    picked.iter().filter(|s| !has(s)).count()
+                    let missing = || picked.iter().filter(|s| !has(s));
+                    let needs_refresh = missing().any(|s| s == "offline_access");
+                    (needs_refresh, missing().count())
                 });
                 if let Some(best) = best {
                     best.choose(has, out);
