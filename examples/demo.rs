@@ -157,14 +157,14 @@ fn show_audit_log(events: &[AuditEvent]) {
     step("The audit log: one event per request, allowed or not");
     println!(
         "{:<15} {:<23} {:<17} {:<8} {:<10} reason",
-        "agent", "kind", "target", "decision", "outcome"
+        "agent", "method", "target", "decision", "outcome"
     );
     for e in events {
         let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         println!(
             "{:<15} {:<23} {:<17} {:<8} {:<10} {}",
             text(&e.agent),
-            name(&e.kind),
+            text(&e.method),
             text(&e.target),
             name(&e.decision),
             name(&e.outcome),
@@ -173,7 +173,7 @@ fn show_audit_log(events: &[AuditEvent]) {
     }
 }
 
-/// An enum's name as the log writes it (`tool_call`, `deny`, ...).
+/// An enum's name as the log writes it (`deny`, `success`, ...).
 fn name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
