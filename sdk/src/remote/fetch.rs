@@ -420,19 +420,26 @@ impl BearerResponse {
     }
 }
 
-/// The `max-age` of a `Cache-Control` value (`no-store` and `no-cache` count as 0).
+/// The `max-age` of a `Cache-Control` value (`no-store` and `no-cache` count as 0,
+/// wherever they stand among the directives).
 fn max_age(value: &str) -> Option<Duration> {
-    value.split(',').map(str::trim).find_map(|directive| {
+    let mut max_age = None;
+    for directive in value.split(',').map(str::trim) {
         let lower = directive.to_ascii_lowercase();
         if lower == "no-store" || lower == "no-cache" {
             return Some(Duration::ZERO);
         }
-        let secs = lower.strip_prefix("max-age=")?;
-        secs.trim_matches('"')
-            .parse::<u64>()
-            .ok()
-            .map(Duration::from_secs)
-    })
+        if max_age.is_none()
+            && let Some(secs) = lower.strip_prefix("max-age=")
+        {
+            max_age = secs
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    max_age
 }
 
 /// An error and its sources, joined: reqwest's own message alone says little.
@@ -459,6 +466,8 @@ mod tests {
         );
         assert_eq!(max_age("Max-Age=\"60\""), Some(Duration::from_secs(60)));
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("max-age=300, no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("max-age=300, No-Cache"), Some(Duration::ZERO));
         assert_eq!(max_age("public"), None);
         assert_eq!(max_age("max-age=soon"), None);
     }
