@@ -1063,15 +1063,27 @@ mod jwks_tests {
         )
         .unwrap();
         assert!(config.verifier().remote_url().is_some());
+    }
+
+    /// A JWK Set file that exists and loads, beside a `jwks_uri`: refused as two key
+    /// sources (not for a missing file, which would hide the check).
+    #[test]
+    fn a_jwks_uri_beside_a_jwks_file_is_refused_as_two_sources() {
+        let dir = std::env::temp_dir().join(format!("rmcp-authz-mixed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwks = crate::dev::DevIssuer::new("https://as").unwrap().jwks();
+        std::fs::write(dir.join("keys.json"), jwks.to_string()).unwrap();
+        let base = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n";
+        let only_file = format!("{base}jwks_file = \"keys.json\"\n");
+        let loaded = Config::from_toml(&only_file, &dir);
+        assert!(loaded.is_ok(), "the file alone loads: {:?}", loaded.err());
         let err = Config::from_toml(
-            &format!("{base}jwks_uri = \"https://as/jwks\"\njwks_file = \"x.json\"\n"),
-            Path::new("."),
+            &format!("{base}jwks_uri = \"https://as/jwks\"\njwks_file = \"keys.json\"\n"),
+            &dir,
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("x.json") || err.contains("one source"),
-            "{err}"
-        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("one source"), "{err}");
     }
 }
