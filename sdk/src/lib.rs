@@ -147,3 +147,38 @@ pub use principal::{Actor, Principal};
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/guide.md's code blocks, compiled (and, but for serving, run) as doctests.
+#[cfg(all(doctest, feature = "http", feature = "jwks", feature = "cache"))]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;
+
+/// docs/policy.md's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/policy.md")]
+pub struct PolicyDoctests;
+
+/// docs/audit.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/audit.md")]
+pub struct AuditDoctests;
+
+/// docs/cli.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/cli.md")]
+pub struct CliDoctests;
+
+/// docs/config.md's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "config"))]
+#[doc = include_str!("../../docs/config.md")]
+pub struct ConfigDoctests;
+
+/// docs/delegation.md's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "jwks"))]
+#[doc = include_str!("../../docs/delegation.md")]
+pub struct DelegationDoctests;
+
+/// docs/keys.md's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "jwks", feature = "cache"))]
+#[doc = include_str!("../../docs/keys.md")]
+pub struct KeysDoctests;
