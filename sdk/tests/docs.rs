@@ -1,4 +1,5 @@
-//! docs/policy.md's error-code tables, checked against the crate.
+//! docs/policy.md's error-code tables, checked against the crate; and docs/conformance.md's
+//! tests, checked to exist.
 //!
 //! Each table is parsed from the markdown, and every row is checked against what the code
 //! does: the constants, `RejectionKind::code()`, `AuthError::error_code()`,
@@ -802,4 +803,40 @@ async fn an_expired_session_token_is_denied_as_the_table_says() {
         .filter_map(|e| e.reason_code)
         .collect();
     assert_eq!(codes, [first_code(&row[1]).to_owned()], "the audit event");
+}
+
+// ---------------------------------------------------------------------------------------
+// docs/conformance.md names tests that exist.
+// ---------------------------------------------------------------------------------------
+
+/// Every `file::test` docs/conformance.md cites is a test function in that file, so a
+/// renamed or deleted test cannot leave a requirement "shown by" nothing.
+#[test]
+fn every_test_conformance_md_cites_exists() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let md = std::fs::read_to_string(format!("{root}/docs/conformance.md")).expect("read");
+    let mut cited = 0;
+    for span in md.split('`').skip(1).step_by(2) {
+        let Some((file, test)) = span.split_once(".rs::") else {
+            continue;
+        };
+        let path = format!("{root}/{file}.rs");
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("conformance.md cites {span}: cannot read {path}: {e}"));
+        let is_test = source.lines().collect::<Vec<_>>().windows(3).any(|w| {
+            w[0].trim_start().starts_with("#[")
+                && w.iter().any(|l| {
+                    l.trim_start()
+                        .strip_prefix("async fn ")
+                        .or_else(|| l.trim_start().strip_prefix("fn "))
+                        .is_some_and(|rest| rest.starts_with(&format!("{test}(")))
+                })
+        });
+        assert!(
+            is_test,
+            "conformance.md cites {span}, which is no test in {path}"
+        );
+        cited += 1;
+    }
+    assert!(cited > 30, "only {cited} tests cited: is the parser right?");
 }
