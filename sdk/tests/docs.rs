@@ -32,6 +32,7 @@ use rmcp_authz::audit::{Auditor, MemorySink};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::http::{AuthRejection, RejectionKind};
 use rmcp_authz::policy::{Conditions, Denial, Operation, Policy, Rule, ScopeExpr};
+use rmcp_authz::request_state::StateRejected;
 use rmcp_authz::server::{FORBIDDEN, UNAUTHENTICATED};
 use rmcp_authz::token::{Algorithm, AuthError, Verifier};
 use rmcp_authz::{AUDIT_UNAVAILABLE, Authz, ManualClock, Principal};
@@ -226,8 +227,11 @@ fn now() -> i64 {
 // ---------------------------------------------------------------------------------------
 
 /// The JSON-RPC codes the crate sends of its own, by the constant that holds each (`None`
-/// for JSON-RPC 2.0's own -32600, which the crate sends without a constant).
+/// for JSON-RPC 2.0's own -32600 and -32602, which the crate sends without a constant; the
+/// layer's -32600 is checked against real responses below, the -32602 of `requestState`
+/// here).
 fn rpc_codes() -> Vec<(Option<&'static str>, i64)> {
+    let state = StateRejected::NotBound.to_mcp_error();
     vec![
         (Some("rmcp_authz::server::FORBIDDEN"), FORBIDDEN.0.into()),
         (
@@ -239,6 +243,7 @@ fn rpc_codes() -> Vec<(Option<&'static str>, i64)> {
             AUDIT_UNAVAILABLE.0.into(),
         ),
         (None, -32600),
+        (None, state.code.0.into()),
     ]
 }
 
@@ -803,6 +808,44 @@ async fn an_expired_session_token_is_denied_as_the_table_says() {
         .filter_map(|e| e.reason_code)
         .collect();
     assert_eq!(codes, [first_code(&row[1]).to_owned()], "the audit event");
+}
+
+// ---------------------------------------------------------------------------------------
+// requestState refusals.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_request_state_table_matches_its_codes() {
+    let md = policy_md();
+    let table = Table::find(&md, &["`StateRejected`", "`code()`"]);
+    // Every variant (non_exhaustive: listed by hand).
+    let all = [
+        StateRejected::NotBound,
+        StateRejected::UnknownKey,
+        StateRejected::Expired { exp: 1, now: 2 },
+        StateRejected::Malformed,
+    ];
+    let names: BTreeSet<String> = all
+        .iter()
+        .map(|r| variant_name(&format!("{r:?}")).to_owned())
+        .collect();
+    assert_eq!(table.names(), names, "the table lists exactly the variants");
+    for rejected in all {
+        let name = variant_name(&format!("{rejected:?}")).to_owned();
+        assert_eq!(first_code(&table.row(&name)[1]), rejected.code(), "{name}");
+        // Whatever the cause, the client is told the same, as the text says.
+        let error = rejected.to_mcp_error();
+        assert_eq!(i64::from(error.code.0), -32602, "{name}");
+        assert_eq!(
+            error.data,
+            Some(json!({"error": "invalid_request_state"})),
+            "{name}"
+        );
+        assert!(
+            md.contains("`-32602` and `data: {\"error\": \"invalid_request_state\"}`"),
+            "the method section states the answer"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
