@@ -18,8 +18,10 @@
 //! - on the way back, before the handler runs, the state is opened with the associated
 //!   data of *this* request's caller: a state replayed by another principal, against
 //!   another tool, altered, expired, or sealed under another key does not open, and the
-//!   request is refused with one fixed `-32602` error (the cause goes to the audit log
-//!   only, as rmcp's codec asks). The handler receives exactly the state it emitted.
+//!   request is refused with one fixed `-32602` error, as rmcp's codec asks (the audit
+//!   event records that error code; the cause, such as `request_state_expired`, is logged
+//!   at DEBUG on target `rmcp_authz::rejection`). The handler receives exactly the state
+//!   it emitted.
 //!
 //! The state is signed, not encrypted: the client can read the handler's state, as it
 //! could before. Replicas behind a load balancer must share the key

@@ -34,9 +34,18 @@ impl Authz {
     /// [`Authorized`], the authorization layer in front of it, and the Protected Resource
     /// Metadata routes. Serve it with [`Authz::serve`].
     ///
-    /// rmcp is configured by [`Authz::http_config`]: stateless (every client version
-    /// and raw HTTP work; see the [module documentation](self)), and accepting the
-    /// resource URI's host as well as loopback.
+    /// rmcp is configured by [`Authz::http_config`]: stateless, and accepting the
+    /// resource URI's host as well as loopback. Stateless because protocol 2026-07-28
+    /// removed sessions, so its clients never send one; 2025-06-18 and 2025-11-25 clients
+    /// carry on without one when `initialize` returns no `Mcp-Session-Id`; and a raw HTTP
+    /// client can `POST` a `tools/call` with no handshake at all (with sessions on, rmcp
+    /// refuses that with 400 "Session ID is required"). A server that needs sessions
+    /// (server-initiated requests to 2025 clients between calls) passes its own
+    /// configuration to [`Authz::router_with`].
+    ///
+    /// `factory` makes the handler of each request: state every request must see (a
+    /// store, a connection pool) is shared by cloning it in, as in
+    /// `let notes = Notes::new(); authz.router("/mcp", move || notes.clone())`.
     ///
     /// ```no_run
     /// # use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
