@@ -37,6 +37,9 @@ pub struct Authz {
 }
 
 struct Inner {
+    /// Tells this `Authz` from every other in the process: the wrapper trusts only what
+    /// its own `Authz`'s layer verified and decided.
+    id: u64,
     verifier: Arc<dyn Verifier>,
     policy: Policy,
     resource: String,
@@ -147,6 +150,11 @@ impl Authz {
         }
         let _ = checked.set(TypeId::of::<H>());
         Ok(Authorized::new(handler, self.clone(), None))
+    }
+
+    /// This `Authz`'s identity within the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -299,12 +307,16 @@ impl AuthzBuilder {
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
                 request_state: self.request_state.or_else(|| StateSealer::generate().ok()),
                 checked_handler: OnceLock::new(),
+                id: NEXT_AUTHZ_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 #[cfg(feature = "http")]
                 http,
             }),
         }
     }
 }
+
+/// The source of each `Authz`'s id.
+static NEXT_AUTHZ_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// How many task owners are remembered; the oldest are forgotten first (and their tasks
 /// then refused, the safe side).

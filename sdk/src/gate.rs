@@ -67,12 +67,32 @@ impl Decided {
         }
     }
 
-    /// Whether the HTTP layer already allowed `operation` for the request in `ctx`.
-    pub(crate) fn allowed_in(ctx: &RequestContext<RoleServer>, operation: Operation<'_>) -> bool {
+    /// Whether the HTTP layer of the `Authz` whose id is `authz` already allowed
+    /// `operation` for the request in `ctx`.
+    pub(crate) fn allowed_in(
+        ctx: &RequestContext<RoleServer>,
+        authz: u64,
+        operation: Operation<'_>,
+    ) -> bool {
         ctx.extensions
             .get::<http::request::Parts>()
+            .filter(|parts| VerifiedBy::is(parts, authz))
             .and_then(|parts| parts.extensions.get::<Decided>())
             .is_some_and(|d| d.is(operation))
+    }
+}
+
+/// Which `Authz`'s HTTP layer verified the request's principal and decided its operation
+/// (its id), put in the request extensions beside them. A wrapper trusts the principal and
+/// the decision only from its own `Authz`'s layer: a layer of another `Authz` in front of
+/// it (another issuer, another policy) is as good as none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VerifiedBy(pub(crate) u64);
+
+impl VerifiedBy {
+    /// Whether the layer of the `Authz` with id `authz` verified the request of `parts`.
+    pub(crate) fn is(parts: &http::request::Parts, authz: u64) -> bool {
+        parts.extensions.get::<VerifiedBy>() == Some(&VerifiedBy(authz))
     }
 }
 

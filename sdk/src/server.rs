@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
+use rmcp::model::Extensions;
 #[allow(deprecated)] // SetLevelRequestParams: forwarded, not used.
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CancelTaskParams,
@@ -87,16 +88,13 @@ impl<H> Authorized<H> {
 
     /// The caller of this `method` request: the principal the HTTP layer put in the
     /// request, or the stdio session's principal while its token is valid.
-    fn principal(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-        method: &str,
-    ) -> Result<Principal, NoCaller> {
-        let from_http = ctx
-            .extensions
+    fn principal(&self, extensions: &Extensions, method: &str) -> Result<Principal, NoCaller> {
+        // Only what this `Authz`'s own layer verified.
+        let from_http = extensions
             .get::<http::request::Parts>()
+            .filter(|parts| gate::VerifiedBy::is(parts, self.authz.id()))
             .and_then(|parts| parts.extensions.get::<Principal>());
-        if let Some(p) = from_http.or_else(|| ctx.extensions.get::<Principal>()) {
+        if let Some(p) = from_http {
             return Ok(p.clone());
         }
         let Some(p) = &self.session_principal else {
@@ -161,7 +159,7 @@ impl<H> Authorized<H> {
         })
         .await?;
 
-        let principal = match self.principal(carrier.request(), call.method) {
+        let principal = match self.principal(&carrier.request().extensions, call.method) {
             Ok(p) => p,
             Err(no_caller) => {
                 audit.update(|e| no_caller.describe(e));
@@ -178,13 +176,18 @@ impl<H> Authorized<H> {
         };
         let denial = match check {
             // The HTTP layer decided this operation for this request already.
-            Check::Operation(op) if gate::Decided::allowed_in(carrier.request(), op) => None,
+            Check::Operation(op)
+                if gate::Decided::allowed_in(carrier.request(), self.authz.id(), op) =>
+            {
+                None
+            }
             Check::Operation(op) => self.authz.decide(&principal, op).denial().cloned(),
             Check::Operations(operations) => operations
                 .iter()
                 .find_map(|op| self.authz.decide(&principal, *op).denial().cloned()),
             Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
             Check::Authenticated => None,
+            Check::Refused(denial) => Some(denial),
         }
         .map(|denial| denial.for_method(call.method));
         if let Some(denial) = denial {
@@ -292,6 +295,8 @@ enum Check<'a> {
     Task(&'a str),
     /// A verified caller suffices (lists, which are filtered to what the caller may use).
     Authenticated,
+    /// Refused whoever asks (a request that names its target in a form no rule can match).
+    Refused(Denial),
 }
 
 /// What carries a request's context into the operation.
@@ -331,10 +336,16 @@ fn success<T>(_: &T) -> Outcome {
     Outcome::Success
 }
 
-/// The skill a `SKILL.md` URI names (the path segment before `SKILL.md`, as written in
-/// the URI), or `""` when the URI names none: governed by the `unlisted_skills` rule.
-pub(crate) fn skill_name(uri: &str) -> &str {
-    rmcp::model::skill_name_from_uri(uri).unwrap_or("")
+/// The skill a `SKILL.md` URI names: the path segment before `SKILL.md`, when it is a plain
+/// name (ASCII letters, digits, `-`, `_`, `.`). A URI that names none, or names one in any
+/// other form, is refused whatever the rules say.
+pub(crate) fn skill_name(uri: &str) -> Option<&str> {
+    // Only plain names: a percent-encoded or non-ASCII segment could name, once decoded and
+    // normalised (as rmcp compares skill names), a skill whose rule it would not match.
+    rmcp::model::skill_name_from_uri(uri).filter(|name| {
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
 }
 
 /// A request that needs only a verified caller.
@@ -832,12 +843,28 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.inner.on_roots_list_changed(context)
     }
 
-    fn on_custom_notification(
+    /// A custom notification reaches the handler only from a verified caller whose policy
+    /// has a rule for its method (as a custom request needs); any other is dropped (a
+    /// notification has no answer to refuse with), with a DEBUG event on target
+    /// `rmcp_authz::rejection`.
+    async fn on_custom_notification(
         &self,
         notification: CustomNotification,
         context: NotificationContext<RoleServer>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        self.inner.on_custom_notification(notification, context)
+    ) {
+        let method = notification.method.as_str();
+        let allowed = self.principal(&context.extensions, method).is_ok_and(|p| {
+            self.authz
+                .decide(&p, Operation::Custom(method))
+                .is_allowed()
+        });
+        if allowed {
+            self.inner
+                .on_custom_notification(notification, context)
+                .await;
+        } else {
+            tracing::debug!(target: "rmcp_authz::rejection", method, "custom notification dropped");
+        }
     }
 
     fn get_info(&self) -> ServerConfig {
@@ -903,9 +930,11 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         let run = |ctx, principal: Principal| async move {
             let mut result = self.inner.list_skills(request, ctx).await?;
             result.skills.retain(|skill| {
-                self.authz
-                    .decide(&principal, Operation::GetSkill(skill_name(&skill.uri)))
-                    .is_allowed()
+                skill_name(&skill.uri).is_some_and(|name| {
+                    self.authz
+                        .decide(&principal, Operation::GetSkill(name))
+                        .is_allowed()
+                })
             });
             result.cache_scope = Some(CacheScope::Private);
             Ok(result)
@@ -926,7 +955,10 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             method: "skills/get",
             target: Some(&uri),
         };
-        let check = Check::Operation(Operation::GetSkill(skill_name(&uri)));
+        let check = match skill_name(&uri) {
+            Some(name) => Check::Operation(Operation::GetSkill(name)),
+            None => Check::Refused(Denial::new(format!("skills/get {uri}"), DenyReason::NoRule)),
+        };
         self.gated(
             context,
             call,

@@ -561,3 +561,22 @@ async fn a_401_echoes_the_request_id() {
         assert_eq!(raw.header("connection"), Some("close"), "{raw:?}");
     }
 }
+
+/// A refused request whose body stops coming (10 of 100 declared bytes) still gets its
+/// 401, with `Connection: close`, once the layer stops waiting for the rest: one client
+/// without a valid token cannot hold a connection (or a graceful shutdown) open forever.
+#[tokio::test]
+async fn a_refused_request_whose_body_stalls_is_answered_and_closed() {
+    let server = TestServer::start(false).await;
+    for token in [None, Some("garbage")] {
+        let mut conn = Conn::open(&server).await;
+        let head = conn.head(token, Some(100));
+        conn.write(head.as_bytes()).await.expect("write the head");
+        conn.write(b"{\"jsonrpc\"").await.expect("write 10 bytes");
+        // Nothing more is sent; the answer comes within the step's bound.
+        let response = conn.response().await.expect("a 401, not a hang");
+        assert_eq!(response.status, 401, "{response:?}");
+        assert!(response.says_close(), "Connection: close: {response:?}");
+        assert!(conn.closed_by_server().await, "the server closes");
+    }
+}

@@ -342,6 +342,7 @@ fn spy_policy() -> Policy {
         .tool("spy_tool", "spy:use")
         .custom_request("spy/echo", ScopeExpr::authenticated())
         .custom_request("spy/admin", "spy:admin")
+        .custom_request("spy/poke", ScopeExpr::authenticated())
         .skill("nope", "spy:use")
         .build()
         .expect("spy policy")
@@ -423,14 +424,23 @@ async fn initialize_and_notifications_reach_the_wrapped_handler() {
     assert_eq!(info.protocol_version, SPY_VERSION);
     assert!(spy.saw("initialized").await, "calls: {:?}", spy.calls());
 
-    client
-        .send_notification(ClientNotification::CustomNotification(
-            CustomNotification::new("spy/poke", Some(json!({"n": 1}))),
-        ))
-        .await
-        .expect("send notification");
+    // A custom notification no rule names is dropped; one with a rule goes through (in
+    // order, so by the time the second arrives the first was dropped, not delayed).
+    for method in ["spy/unruled", "spy/poke"] {
+        client
+            .send_notification(ClientNotification::CustomNotification(
+                CustomNotification::new(method, Some(json!({"n": 1}))),
+            ))
+            .await
+            .expect("send notification");
+    }
     assert!(
         spy.saw("notification spy/poke").await,
+        "calls: {:?}",
+        spy.calls()
+    );
+    assert!(
+        !spy.calls().contains(&"notification spy/unruled".to_owned()),
         "calls: {:?}",
         spy.calls()
     );

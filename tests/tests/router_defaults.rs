@@ -212,6 +212,9 @@ async fn a_bad_path_is_a_config_error_not_a_panic() {
         "/mcp/*rest",
         "/mcp?x=1",
         "/mcp#f",
+        "/mcp/:v",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
     ] {
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             authz.router(bad, Notes::new)

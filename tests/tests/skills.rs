@@ -335,3 +335,26 @@ async fn the_wrapper_gates_skills_on_its_own() {
     let _ = client.cancel().await;
     let _ = server.await;
 }
+
+/// A skill URI whose name is percent-encoded (or not plain ASCII) is refused whatever the
+/// rules say: decoded and normalised, as rmcp compares skill names, `d%65ploy` is
+/// `deploy`, and an `unlisted_skills` rule must not admit a skill whose own rule it
+/// dodges.
+#[tokio::test]
+async fn an_encoded_skill_name_is_refused_even_when_unlisted_skills_admit_all() {
+    let server = start(Some(ScopeExpr::authenticated()), None).await;
+    let reader = server.token(&["notes:read"]);
+    for uri in [
+        "skill://secret-sk%69ll/SKILL.md",
+        "skill://secret\u{ff53}kill/SKILL.md",
+    ] {
+        let raw = raw_get(&server, Some(&reader), 5, uri).await;
+        let message = raw.message();
+        assert_eq!(message["error"]["code"], -32003, "{uri}: {raw:?}");
+        let text = message["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with("skills/get "), "{uri}: {text}");
+    }
+    // The plain name is governed by its own rule.
+    let raw = raw_get(&server, Some(&reader), 6, SECRET).await;
+    assert_eq!(raw.status, 403, "{raw:?}");
+}

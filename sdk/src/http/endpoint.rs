@@ -138,14 +138,17 @@ fn resource_host(resource: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-/// A path axum can nest a service at: absolute, not the root, no wildcards or captures.
+/// A path axum can nest a service at: absolute, not the root, no wildcards or captures,
+/// and clear of the metadata routes.
 fn check_path(path: &str) -> Result<(), ConfigError> {
     let reason = if !path.starts_with('/') {
         Some("it must start with '/'")
     } else if path.trim_end_matches('/').is_empty() {
         Some("the endpoint cannot be the root; use a path such as \"/mcp\"")
-    } else if path.contains(['{', '}', '*']) {
-        Some("it cannot contain '{', '}' or '*'")
+    } else if path.contains(['{', '}', '*']) || path.split('/').any(|s| s.starts_with(':')) {
+        Some("it cannot contain '{', '}', '*' or a segment starting with ':'")
+    } else if path.starts_with("/.well-known/") {
+        Some("the endpoint cannot be under /.well-known/, where the metadata routes are")
     } else if path.contains(['?', '#']) {
         Some("it cannot contain a query or fragment")
     } else {
@@ -183,7 +186,17 @@ mod tests {
     fn endpoint_paths() {
         assert!(check_path("/mcp").is_ok());
         assert!(check_path("/api/v1/mcp").is_ok());
-        for bad in ["mcp", "/", "", "/{x}", "/a/*rest", "/mcp?x=1"] {
+        for bad in [
+            "mcp",
+            "/",
+            "",
+            "/{x}",
+            "/a/*rest",
+            "/mcp?x=1",
+            "/mcp/:v",
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
             let e = check_path(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }

@@ -51,6 +51,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -69,7 +70,7 @@ use axum::extract::ConnectInfo;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Authz, CallerId};
-use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId};
+use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId, VerifiedBy};
 use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
 use crate::principal::Principal;
 use crate::server::Authorized;
@@ -85,8 +86,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// forgotten session is refused with 404 and the client starts a new one).
 const MAX_SESSIONS: u64 = 100_000;
 
-/// How much of a request body without a token is read, for the 401's scope hint.
+/// How much of the body of a request refused before authentication is read (for the
+/// request id and the 401's scope hint, and so the connection stays usable).
 const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
+
+/// How long the body of a request refused before authentication may take to arrive;
+/// after that the refusal goes out with `Connection: close`.
+const UNAUTHENTICATED_BODY_TIME: Duration = Duration::from_secs(2);
+
+/// How long the body of an authenticated request may take to arrive (413 after that).
+const BODY_TIME: Duration = Duration::from_secs(30);
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const METHOD_HEADER: &str = "mcp-method";
@@ -322,14 +331,20 @@ where
         cause: Cause::Refusal,
     };
 
-    // Who is calling: refusals here come before the body is read.
+    // Who is calling, from the headers alone: a refusal here reads at most a small body.
     let principal = match authenticate(&authz, &parts).await {
         Ok(principal) => principal,
         Err((refusal, error)) => {
             // Read what a small body says (its id, for the answer and the audit event; the
             // operation, for a 401's scope hint), which also keeps the connection usable
             // for the client's retry. A body too large to read closes the connection.
-            let bytes = read_body(&parts.headers, body, UNAUTHENTICATED_BODY_BYTES).await;
+            let bytes = read_body(
+                &parts.headers,
+                body,
+                UNAUTHENTICATED_BODY_BYTES,
+                UNAUTHENTICATED_BODY_TIME,
+            )
+            .await;
             let rpc = bytes
                 .as_ref()
                 .filter(|_| parts.method == Method::POST)
@@ -366,11 +381,15 @@ where
 
     // Then the body, bounded, so the operation is known before anything runs.
     let limit = authz.http_state().settings.max_body_bytes;
-    let Some(bytes) = read_body(&parts.headers, body, limit).await else {
+    let Some(bytes) = read_body(&parts.headers, body, limit, BODY_TIME).await else {
         let refusal = Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyTooLarge,
-            &format!("the request body is larger than {limit} bytes or could not be read"),
+            &format!(
+                "the request body is larger than {limit} bytes, could not be read, or did not \
+                 arrive within {} s",
+                BODY_TIME.as_secs()
+            ),
         )
         // The rest of the body is unread: the connection cannot carry another request.
         .close_connection();
@@ -456,6 +475,10 @@ where
         parts.extensions.insert(RemoteAddr(remote));
     }
     parts.extensions.insert(principal.clone());
+    parts.extensions.insert(VerifiedBy(authz.id()));
+    // The token goes no further: handlers get the principal, never the credential
+    // (no token passthrough, and nothing downstream can log it).
+    parts.headers.remove(AUTHORIZATION);
     let response = match inner
         .call(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -667,8 +690,14 @@ fn session_id(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
-/// The body, unless it is larger than `limit` (declared or actual) or cannot be read.
-async fn read_body<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Option<Bytes>
+/// The body, unless it is larger than `limit` (declared or actual), cannot be read, or is
+/// not all received `within` this time.
+async fn read_body<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: usize,
+    within: Duration,
+) -> Option<Bytes>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
@@ -680,9 +709,11 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return None;
     }
-    Limited::new(body, limit)
-        .collect()
+    // A client that stops sending holds neither the connection nor a graceful shutdown
+    // (and with it the audit log's drain) for longer than `within`.
+    tokio::time::timeout(within, Limited::new(body, limit).collect())
         .await
+        .ok()?
         .ok()
         .map(|c| c.to_bytes())
 }
@@ -719,7 +750,8 @@ fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
         Target::Tool(name) => Some(Operation::CallTool(name)),
         Target::Prompt(name) => Some(Operation::GetPrompt(name)),
         Target::Resource(uri) => Some(Operation::ReadResource(uri)),
-        Target::Skill(uri) => Some(Operation::GetSkill(crate::server::skill_name(uri))),
+        // A skill URI in a form no rule can match is refused by the wrapper.
+        Target::Skill(uri) => crate::server::skill_name(uri).map(Operation::GetSkill),
         Target::Custom => rpc.method.as_deref().map(Operation::Custom),
         Target::Other => None,
     }

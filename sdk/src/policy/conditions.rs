@@ -98,8 +98,8 @@ impl Conditions {
         self
     }
 
-    /// Refuses any chain in which one of these actors appears, anywhere. An actor is named
-    /// by its `sub`, else its `client_id`.
+    /// Refuses any chain in which one of these actors appears, anywhere. A deny list
+    /// matches an actor by its `sub` or by its `client_id`, either one.
     pub fn forbid_actors<S: Into<String>>(
         mut self,
         actors: impl IntoIterator<Item = S>,
@@ -165,10 +165,15 @@ impl Conditions {
             });
         }
         if let Some(forbidden) = &self.forbidden_actors
-            && let Some(actor) = chain.iter().find(|a| forbidden.iter().any(|f| f == a.id()))
+            && let Some(name) = chain.iter().find_map(|a| {
+                [a.subject(), a.client_id()]
+                    .into_iter()
+                    .flatten()
+                    .find(|name| forbidden.iter().any(|f| f == name))
+            })
         {
             return Some(DenyReason::ForbiddenActor {
-                actor: actor.id().to_owned(),
+                actor: name.to_owned(),
             });
         }
         if let Some(issuers) = &self.actor_issuers
@@ -494,6 +499,14 @@ mod tests {
             code(&policy, &both, "agents", now),
             Some("agent_not_allowed")
         );
+        // A deny list matches either name: a `sub` does not hide a forbidden client.
+        let hidden = principal(|t| {
+            t.claim(
+                "act",
+                json!({"sub": "planner", "act": {"sub": "svc-1", "client_id": "rogue"}}),
+            )
+        });
+        assert_eq!(code(&policy, &hidden, "open", now), Some("forbidden_actor"));
     }
 
     #[test]
