@@ -107,35 +107,14 @@ impl TestServer {
         policy: rmcp_authz::policy::Policy,
         auditor: Option<rmcp_authz::audit::Auditor>,
     ) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
-        let origin = format!("http://{addr}");
-        let url = format!("{origin}/mcp");
-        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
-        let verifier = issuer.verifier(url.clone()).build().expect("verifier");
-        let mut builder = Authz::builder(verifier, policy);
-        if let Some(auditor) = auditor {
-            builder = builder.auditor(auditor);
-        }
-        let authz = builder.build();
-        let app = http_app(
-            &authz,
-            StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
-        )
-        .expect("the policy fits the notes server");
-        let served = authz.clone();
-        let task = tokio::spawn(async move {
-            let _ = served.serve(listener, app, std::future::pending()).await;
-        });
-        TestServer {
-            url,
-            origin,
-            issuer,
-            authz,
-            task,
-        }
+        TestServer::start_app(policy, auditor, |authz| {
+            http_app(
+                authz,
+                StreamableHttpServerConfig::default().with_legacy_session_mode(stateful),
+            )
+            .expect("the policy fits the notes server")
+        })
+        .await
     }
 }
 
