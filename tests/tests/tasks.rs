@@ -561,18 +561,53 @@ async fn a_task_needs_the_scope_of_its_tool() {
         .client(&server.token("alice", "reports-agent", &[SCOPE]))
         .await;
     let task_id = start_report(&alice).await;
-    let narrowed = server
-        .client(&server.token("alice", "reports-agent", &["other"]))
-        .await;
-    let get = step(narrowed.get_task(GetTaskParams::new(&task_id))).await;
-    let error = refusal(get);
-    assert_eq!(error.code, FORBIDDEN, "{error:?}");
+    // Over HTTP the layer answers with the step-up challenge a client acts on.
+    let narrowed = server.token("alice", "reports-agent", &["other"]);
+    let body = json!({
+        "jsonrpc": "2.0", "id": 9, "method": "tasks/get",
+        "params": {
+            "taskId": task_id,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {
+                    "extensions": {"io.modelcontextprotocol/tasks": {}}
+                },
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+            }
+        }
+    });
+    let raw = send(mcp_post_2026(&server, &narrowed, &body, "tasks/get")).await;
+    assert_eq!(raw.status, 403, "{raw:?}");
     assert_eq!(
-        error.data,
-        Some(json!({"error": "insufficient_scope", "scope": SCOPE})),
-        "{error:?}"
+        raw.bearer_challenge().param("scope"),
+        Some(SCOPE),
+        "{raw:?}"
+    );
+    let message = raw.message();
+    assert_eq!(message["id"], 9, "{message}");
+    assert_eq!(
+        message["error"]["data"],
+        json!({"error": "insufficient_scope", "scope": SCOPE}),
+        "{message}"
+    );
+    let text = message["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("tasks/get (decided as tools/call "),
+        "{text}"
     );
     assert_eq!(server.reports.seen(), Vec::<String>::new());
+
+    // Another caller with the same narrow scopes learns nothing from the layer: the
+    // wrapper answers, as for a task never issued.
+    let bob = server.token("bob", "reports-agent", &["other"]);
+    let raw =
+        send(mcp_post_2026(&server, &bob, &body, "tasks/get").header("mcp-name", &task_id)).await;
+    assert_eq!(raw.status, 200, "{raw:?}");
+    assert_eq!(
+        raw.message()["error"]["code"],
+        json!(FORBIDDEN.0),
+        "{raw:?}"
+    );
 }
 
 /// `tasks/result` and `tasks/list` (2025-11-25 tasks, removed by SEP-2663) are no

@@ -446,6 +446,24 @@ where
         }
     }
 
+    // A task operation of the task's owner is a use of the tool that started it: a scope
+    // since lost is a step-up challenge here. Whose task it is, the wrapper decides, with
+    // one answer for another caller's task and one never issued.
+    if let Some(rpc) = &rpc
+        && let Target::Task(task_id) = &rpc.target
+        && let Some(owner) = authz.task_owner(task_id)
+        && owner.caller.is(&principal)
+        && let Decision::Deny(denial) = authz.decide(&principal, Operation::CallTool(&owner.tool))
+    {
+        let denial = denial.for_method(rpc.method.as_deref().unwrap_or_default());
+        let refusal = denial_rejection(&denial, metadata_url).id(id.cloned());
+        let seen = Seen {
+            cause: Cause::Denial(&denial),
+            ..seen
+        };
+        return refuse(&authz, refusal, seen).await;
+    }
+
     // The decision, made once: a denial is answered here with the status an HTTP client
     // acts on; an allowed operation is handed to the wrapper, which does not decide again.
     if let Some(rpc) = &rpc
@@ -676,7 +694,7 @@ fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
     };
     let target = match &rpc.target {
         Target::Tool(name) | Target::Prompt(name) => Some(name),
-        Target::Resource(uri) | Target::Skill(uri) => Some(uri),
+        Target::Resource(uri) | Target::Skill(uri) | Target::Task(uri) => Some(uri),
         Target::Custom | Target::Other => None,
     };
     if event.kind != EventKind::AuthenticationFailure {
@@ -753,7 +771,8 @@ fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
         // A skill URI in a form no rule can match is refused by the wrapper.
         Target::Skill(uri) => crate::server::skill_name(uri).map(Operation::GetSkill),
         Target::Custom => rpc.method.as_deref().map(Operation::Custom),
-        Target::Other => None,
+        // Decided by the wrapper (ownership), and by the layer as the owner's tool.
+        Target::Task(_) | Target::Other => None,
     }
 }
 

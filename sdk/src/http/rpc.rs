@@ -28,6 +28,8 @@ pub(crate) enum Target {
     Resource(String),
     /// `skills/get` of the skill at this URI.
     Skill(String),
+    /// `tasks/get`, `tasks/update` or `tasks/cancel` of this task.
+    Task(String),
     /// A request whose method MCP does not define (the method is the request's).
     Custom,
     /// Anything else: basic access, or decided by the wrapper only (tasks).
@@ -160,7 +162,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
             (Target::Resource(uri.clone()), Some(uri))
         }
         "resources/unsubscribe" => (Target::Other, string_param("uri")),
-        "tasks/get" | "tasks/update" | "tasks/cancel" => (Target::Other, string_param("taskId")),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            let task = string_param("taskId");
+            (task.clone().map_or(Target::Other, Target::Task), task)
+        }
         "skills/get" => (Target::Skill(param("uri")?), None),
         // Decided as the prompt or resource completed; any other kind of reference is
         // left to the wrapper (which denies it unless a custom rule names the method).
