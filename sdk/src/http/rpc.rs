@@ -86,10 +86,13 @@ pub(crate) struct BodyError {
 /// `_meta`) are only walked for the duplicate check, never built.
 pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
     let message = serde_json::from_slice::<Message>(body).map_err(|e| BodyError {
-        reason: if e.to_string().contains("duplicate member") {
-            "the body repeats a member name; send each member once"
-        } else {
-            "the body is not JSON"
+        // The visitors accept any JSON shape, so the one data error (as opposed to a syntax
+        // error or an early end) they raise is a repeated member name.
+        reason: match e.classify() {
+            serde_json::error::Category::Data => {
+                "the body repeats a member name; send each member once"
+            }
+            _ => "the body is not JSON",
         },
         id: None,
     })?;
