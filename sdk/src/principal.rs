@@ -50,6 +50,7 @@ struct Inner {
     iat: Option<i64>,
     exp: i64,
     claims: Map<String, Value>,
+    clock_leeway_secs: i64,
     /// The scopes' effective grant sets under the first policies that asked.
     grants: [OnceLock<CachedGrants>; GRANT_SLOTS],
 }
@@ -138,7 +139,14 @@ pub(crate) struct PrincipalParts {
     pub(crate) iat: Option<i64>,
     pub(crate) exp: i64,
     pub(crate) claims: Map<String, Value>,
+    /// The clock leeway of the verifier that checked the token, in seconds (`None`: the
+    /// default, [`DEFAULT_CLOCK_LEEWAY_SECS`]).
+    pub(crate) clock_leeway_secs: Option<i64>,
 }
+
+/// The clock leeway assumed for a principal whose verifier did not say (30 s, the
+/// verifiers' default).
+pub(crate) const DEFAULT_CLOCK_LEEWAY_SECS: i64 = 30;
 
 impl From<PrincipalParts> for Principal {
     fn from(p: PrincipalParts) -> Self {
@@ -154,6 +162,7 @@ impl From<PrincipalParts> for Principal {
                 iat: p.iat,
                 exp: p.exp,
                 claims: p.claims,
+                clock_leeway_secs: p.clock_leeway_secs.unwrap_or(DEFAULT_CLOCK_LEEWAY_SECS),
                 grants: [const { OnceLock::new() }; GRANT_SLOTS],
             }),
         }
@@ -161,6 +170,12 @@ impl From<PrincipalParts> for Principal {
 }
 
 impl Principal {
+    /// How far in the future a time claim (`iat`, `auth_time`) of this principal's token
+    /// may lie and still count as now: the leeway of the verifier that checked it.
+    pub(crate) fn clock_leeway_secs(&self) -> i64 {
+        self.inner.clock_leeway_secs
+    }
+
     /// The issuer (`iss`) that vouched for this caller.
     pub fn issuer(&self) -> &str {
         &self.inner.issuer

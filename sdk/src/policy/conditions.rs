@@ -16,12 +16,6 @@ use std::time::Duration;
 use super::decision::DenyReason;
 use crate::principal::Principal;
 
-/// How far in the future an `iat` or `auth_time` may lie and still count as now: the
-/// clock skew a verifier tolerates by default (30 s). Later ones are refused by the
-/// freshness conditions, and cannot shorten a lifetime under
-/// [`PolicyBuilder::max_token_lifetime`](super::PolicyBuilder::max_token_lifetime).
-pub(crate) const CLOCK_SKEW_SECS: i64 = 30;
-
 /// Conditions on the caller's delegation chain and token age. Nothing is required by
 /// default.
 ///
@@ -201,7 +195,8 @@ impl Conditions {
             let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
             match at {
                 // Its age would be negative and pass any maximum.
-                Some(t) if t > now.saturating_add(CLOCK_SKEW_SECS) => {
+                // How far ahead a time may lie and count as now: the verifier's leeway.
+                Some(t) if t > now.saturating_add(principal.clock_leeway_secs()) => {
                     Some(DenyReason::IssuedInFuture { claim, at: t, now })
                 }
                 Some(t) if now.saturating_sub(t) <= max_secs => None,
@@ -399,6 +394,32 @@ mod tests {
         assert_eq!(code(&policy, &p, "t", now), Some("token_lifetime_too_long"));
         let short = principal(|t| t.claim("exp", now + 300));
         assert_eq!(code(&policy, &short, "t", now), None);
+    }
+
+    #[test]
+    fn the_future_tolerated_is_the_verifiers_leeway() {
+        let policy = policy();
+        let issuer = DevIssuer::new("https://as.example").unwrap();
+        let token = issuer
+            .token(RS)
+            .subject("alice")
+            .scopes(["s"])
+            .mint()
+            .unwrap();
+        let lenient = issuer
+            .verifier(RS)
+            .leeway(Duration::from_secs(120))
+            .build()
+            .unwrap()
+            .verify_sync(&token)
+            .unwrap();
+        let iat = lenient.issued_at().unwrap();
+        // What the verifier let through as "now" is not refused as from the future.
+        assert_eq!(code(&policy, &lenient, "fresh", iat - 60), None);
+        assert_eq!(
+            code(&policy, &lenient, "fresh", iat - 121),
+            Some("token_issued_in_future")
+        );
     }
 
     #[test]

@@ -330,10 +330,11 @@ impl Policy {
             None => None,
         };
         if let Some(max) = self.inner.max_token_lifetime {
-            // Counted from now when `iat` is later (beyond the clock skew): a token dated in
-            // the future is usable from now on, so its `iat` cannot shorten its lifetime.
+            // Counted from now when `iat` is later (beyond the verifier's leeway): a token
+            // dated in the future is usable from now on, so its `iat` cannot shorten its
+            // lifetime.
             let lifetime = principal.issued_at().map(|iat| {
-                let from = iat.min(now.saturating_add(conditions::CLOCK_SKEW_SECS));
+                let from = iat.min(now.saturating_add(principal.clock_leeway_secs()));
                 principal.expires_at().saturating_sub(from)
             });
             let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);

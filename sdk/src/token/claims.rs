@@ -208,6 +208,7 @@ pub(crate) fn validate(
         iat,
         exp,
         claims,
+        clock_leeway_secs: Some(i64::try_from(rules.leeway_secs).unwrap_or(i64::MAX)),
     }
     .into())
 }
