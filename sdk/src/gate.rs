@@ -12,7 +12,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rmcp::model::ErrorCode;
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
@@ -24,10 +23,7 @@ use crate::audit::{
 use crate::policy::Operation;
 use crate::principal::Principal;
 
-/// The JSON-RPC error code when a request is refused because it cannot be audited: the
-/// audit log is failing under `fail_closed`, or its queue is full under
-/// [`Overload::Refuse`](crate::audit::Overload::Refuse).
-pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32005);
+pub(crate) use crate::codes::AUDIT_UNAVAILABLE;
 
 /// An operation the HTTP layer decided, and allowed, for this request. The layer puts it
 /// in the request extensions; the wrapper finds it there and does not decide the same

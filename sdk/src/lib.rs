@@ -120,6 +120,7 @@ pub mod agent;
 pub mod audit;
 mod authz;
 mod clock;
+pub mod codes;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod dev;
@@ -139,8 +140,8 @@ pub mod token;
 
 pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use codes::AUDIT_UNAVAILABLE;
 pub use error::{ConfigError, Error};
-pub use gate::AUDIT_UNAVAILABLE;
 pub use principal::{Actor, Principal};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.

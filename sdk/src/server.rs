@@ -21,13 +21,13 @@ use rmcp::model::Extensions;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CancelTaskParams,
     CancelledNotificationParam, CompleteRequestParams, CompleteResult, CustomNotification,
-    CustomRequest, CustomResult, DiscoverResult, ErrorCode, GetPromptRequestParams,
-    GetPromptResponse, GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult,
-    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListSkillsResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ProtocolVersion, ReadResourceDirectoryRequestParams,
-    ReadResourceDirectoryResult, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
+    CustomRequest, CustomResult, DiscoverResult, GetPromptRequestParams, GetPromptResponse,
+    GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListSkillsResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ServerConfig,
+    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
     UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
@@ -43,13 +43,7 @@ use crate::policy::{Denial, DenyReason, Operation};
 use crate::principal::Principal;
 use crate::request_state::Originating;
 
-/// The JSON-RPC error code of an authorization denial (in the implementation-defined
-/// server error range of JSON-RPC 2.0).
-pub const FORBIDDEN: ErrorCode = ErrorCode(-32003);
-
-/// The JSON-RPC error code when a request carries no (valid) access token. Not -32001,
-/// which the MCP SDKs use for their request timeouts.
-pub const UNAUTHENTICATED: ErrorCode = ErrorCode(-32004);
+pub use crate::codes::{FORBIDDEN, UNAUTHENTICATED};
 
 /// A `ServerHandler` whose every request is authorized by an [`Authz`].
 ///

@@ -11,6 +11,8 @@ use http::header::{CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::codes;
+
 /// Why the HTTP layer answered a request itself; found in the response's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRejection {
@@ -112,15 +114,13 @@ pub(crate) fn bearer_challenge(params: &[(&str, Option<&str>)]) -> String {
 /// The JSON-RPC error code sent in bodies of the layer's own responses.
 fn rpc_code(kind: RejectionKind) -> i32 {
     match kind {
-        RejectionKind::MissingToken | RejectionKind::InvalidToken => {
-            crate::server::UNAUTHENTICATED.0
-        }
+        RejectionKind::MissingToken | RejectionKind::InvalidToken => codes::UNAUTHENTICATED.0,
         RejectionKind::InvalidRequest
         | RejectionKind::BodyTooLarge
-        | RejectionKind::UnknownSession => -32600,
+        | RejectionKind::UnknownSession => codes::INVALID_REQUEST.0,
         RejectionKind::InsufficientScope
         | RejectionKind::Forbidden
-        | RejectionKind::SessionMismatch => crate::server::FORBIDDEN.0,
+        | RejectionKind::SessionMismatch => codes::FORBIDDEN.0,
     }
 }
 
