@@ -16,8 +16,6 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
-use crate::policy::CachedGrants;
-
 /// The verified caller of a request.
 ///
 /// ```
@@ -53,6 +51,16 @@ struct Inner {
     clock_leeway_secs: i64,
     /// The scopes' effective grant sets under the first policies that asked.
     grants: [OnceLock<CachedGrants>; GRANT_SLOTS],
+}
+
+/// A principal's grant set under one policy, computed by the policy and kept in the
+/// principal: a plain record, so the principal needs nothing from the policy.
+#[derive(Debug)]
+pub(crate) struct CachedGrants {
+    /// The identity of the policy it was computed for (never reused).
+    pub(crate) policy: u64,
+    /// The scopes held, as the policy's bit set.
+    pub(crate) words: Box<[u64]>,
 }
 
 /// How many policies' grant sets a principal keeps: one server has one policy, and a

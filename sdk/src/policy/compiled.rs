@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use super::hierarchy::{Hierarchy, wildcard_prefix};
 use super::scope::ScopeExpr;
+use crate::principal::CachedGrants;
 
 /// Words of a [`GrantSet`] kept inline: policies of up to 256 scopes need no allocation.
 const INLINE_WORDS: usize = 4;
@@ -257,15 +258,6 @@ pub(crate) fn holds(words: &[u64], i: u32) -> bool {
     words
         .get(i as usize / 64)
         .is_some_and(|w| w & (1 << (i % 64)) != 0)
-}
-
-/// A principal's grant set under one policy, kept in the principal (see
-/// [`Principal`](crate::principal::Principal)).
-#[derive(Debug)]
-pub(crate) struct CachedGrants {
-    /// The identity of the policy it was computed for (never reused).
-    pub(crate) policy: u64,
-    pub(crate) words: Box<[u64]>,
 }
 
 /// One way to meet a requirement: (word, mask) pairs, every bit of which must be held.

@@ -34,8 +34,6 @@ pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
-pub(crate) use compiled::CachedGrants;
-
 use crate::principal::Principal;
 use compiled::{Held, Requirement, ScopeTable, holds};
 use hierarchy::Hierarchy;
