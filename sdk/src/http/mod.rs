@@ -301,7 +301,10 @@ where
     }
 }
 
-/// The whole decision for one request.
+/// The whole decision for one request, as a pipeline: who is calling, what the request
+/// asks for, whether its session is the caller's, whether the policy allows it; then the
+/// request goes on to rmcp with the caller and the decision. Each step either passes what
+/// it found to the next or refuses, and a refusal is answered and audited in one place.
 async fn handle<S, ReqBody, ResBody>(
     authz: Authz,
     mut inner: S,
@@ -314,72 +317,189 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
 {
-    let metadata_url: &str = &authz.http_state().metadata_url;
     let (mut parts, body) = request.into_parts();
     let remote = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // What a refusal's audit event says is gathered at the refusal (`Seen`), and the event
-    // is only built then: an allowed request builds none here (the wrapper records it).
+    // What a refusal's audit event says is what the pipeline had found when it refused
+    // (`Seen`); an allowed request builds no event here (the wrapper records it).
     let seen = Seen {
         parts: &parts,
         remote,
         principal: None,
         rpc: None,
         id: None,
-        cause: Cause::Refusal,
     };
 
-    // Who is calling, from the headers alone: a refusal here reads at most a small body.
     let principal = match authenticate(&authz, &parts).await {
         Ok(principal) => principal,
-        Err((refusal, error)) => {
-            // Read what a small body says (its id, for the answer and the audit event; the
-            // operation, for a 401's scope hint), which also keeps the connection usable
-            // for the client's retry. A body too large to read closes the connection.
-            let bytes = read_body(
-                &parts.headers,
-                body,
-                UNAUTHENTICATED_BODY_BYTES,
-                UNAUTHENTICATED_BODY_TIME,
-            )
-            .await;
-            let rpc = bytes
-                .as_ref()
-                .filter(|_| parts.method == Method::POST)
-                .and_then(|b| rpc::parse(b).ok());
-            let mut refusal = refusal.id(rpc.as_ref().and_then(|r| r.id.clone()));
-            if bytes.is_none() {
-                refusal = refusal.close_connection();
-            }
-            if refusal.kind() == RejectionKind::MissingToken {
-                let scope = rpc
-                    .as_ref()
-                    .and_then(operation_of)
-                    .and_then(|op| authz.policy().rule_for(op))
-                    .map(|rule| challenge_scope(&rule.requirement().scopes_to_request(&|_| false)))
-                    .filter(|s| !s.is_empty());
-                refusal = refusal.challenge(&[
-                    ("resource_metadata", Some(metadata_url)),
-                    ("scope", scope.as_deref()),
-                ]);
-            }
-            let seen = Seen {
-                rpc: rpc.as_ref(),
-                id: rpc.as_ref().and_then(|r| r.id.as_ref()),
-                cause: error.as_ref().map_or(Cause::Refusal, Cause::Token),
-                ..seen
-            };
-            return refuse(&authz, refusal, seen).await;
-        }
+        Err(refused) => return refuse_unauthenticated(&authz, refused, body, seen).await,
     };
     let seen = Seen {
         principal: Some(&principal),
         ..seen
     };
+    let (bytes, rpc) = match read_request(&authz, &parts, body).await {
+        Ok(read) => read,
+        Err(unread) => {
+            let seen = Seen {
+                rpc: unread.rpc.as_ref(),
+                id: unread.id.as_ref(),
+                ..seen
+            };
+            return refuse(&authz, unread.refused, seen).await;
+        }
+    };
+    let seen = Seen {
+        rpc: rpc.as_ref(),
+        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
+        ..seen
+    };
+    let session = session_id(&parts.headers).map(str::to_owned);
+    let decided = check_session(&authz, session.as_deref(), &principal)
+        .and_then(|()| decide(&authz, &principal, rpc.as_ref()));
+    let decided = match decided {
+        Ok(decided) => decided,
+        Err(refused) => {
+            let refused = refused.id(seen.id.cloned());
+            return refuse(&authz, refused, seen).await;
+        }
+    };
 
-    // Then the body, bounded, so the operation is known before anything runs.
+    // On to rmcp, with the caller and the decision; the token goes no further (handlers
+    // get the principal, never the credential: no token passthrough, nothing to log).
+    let is_delete = parts.method == Method::DELETE;
+    if let Some(decided) = decided {
+        parts.extensions.insert(decided);
+    }
+    if let Some(remote) = remote {
+        parts.extensions.insert(RemoteAddr(remote));
+    }
+    parts.extensions.insert(principal.clone());
+    parts.extensions.insert(VerifiedBy(authz.id()));
+    parts.headers.remove(AUTHORIZATION);
+    let response = match inner
+        .call(Request::from_parts(parts, Body::from(bytes)))
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    bind_session(&authz, session.as_deref(), is_delete, &response, &principal);
+    response.map(Body::new)
+}
+
+/// A refusal, and why: what the answer and its audit event say.
+struct Refused {
+    rejection: Rejection,
+    cause: Cause,
+}
+
+/// Why a request was refused, for its audit event.
+enum Cause {
+    /// As the refusal says.
+    Refusal,
+    /// The verifier refused the token.
+    Token(AuthError),
+    /// The policy denied the operation.
+    Denial(Denial),
+}
+
+impl From<Rejection> for Box<Refused> {
+    fn from(rejection: Rejection) -> Self {
+        Box::new(Refused {
+            rejection,
+            cause: Cause::Refusal,
+        })
+    }
+}
+
+impl Refused {
+    /// The refusal of a policy denial, answered as [`denial_rejection`] says.
+    fn denial(denial: Denial, metadata_url: &str) -> Box<Refused> {
+        Box::new(Refused {
+            rejection: denial_rejection(&denial, metadata_url),
+            cause: Cause::Denial(denial),
+        })
+    }
+
+    /// With the JSON-RPC id of the request, for the answer's body.
+    fn id(mut self: Box<Self>, id: Option<serde_json::Value>) -> Box<Refused> {
+        self.rejection = self.rejection.id(id);
+        self
+    }
+}
+
+/// A request refused before its caller was known: read what a small body says (its id,
+/// for the answer and the audit event; the operation, for a 401's scope hint), which also
+/// keeps the connection usable for the client's retry. A body too large, or too slow, to
+/// read closes the connection.
+async fn refuse_unauthenticated<B>(
+    authz: &Authz,
+    refused: Box<Refused>,
+    body: B,
+    seen: Seen<'_>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let parts = seen.parts;
+    let bytes = read_body(
+        &parts.headers,
+        body,
+        UNAUTHENTICATED_BODY_BYTES,
+        UNAUTHENTICATED_BODY_TIME,
+    )
+    .await;
+    let rpc = bytes
+        .as_ref()
+        .filter(|_| parts.method == Method::POST)
+        .and_then(|b| rpc::parse(b).ok());
+    let mut refused = refused.id(rpc.as_ref().and_then(|r| r.id.clone()));
+    if bytes.is_none() {
+        refused.rejection = refused.rejection.close_connection();
+    }
+    if refused.rejection.kind() == RejectionKind::MissingToken {
+        let scope = rpc
+            .as_ref()
+            .and_then(operation_of)
+            .and_then(|op| authz.policy().rule_for(op))
+            .map(|rule| challenge_scope(&rule.requirement().scopes_to_request(&|_| false)))
+            .filter(|s| !s.is_empty());
+        refused.rejection = refused.rejection.challenge(&[
+            ("resource_metadata", Some(&authz.http_state().metadata_url)),
+            ("scope", scope.as_deref()),
+        ]);
+    }
+    let seen = Seen {
+        rpc: rpc.as_ref(),
+        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
+        ..seen
+    };
+    refuse(authz, refused, seen).await
+}
+
+/// A request [`read_request`] refused, with what it read of it: the message's id and the
+/// message, when known.
+struct Unread {
+    refused: Box<Refused>,
+    id: Option<serde_json::Value>,
+    rpc: Option<rpc::RpcRequest>,
+}
+
+/// What the request asks for: its body, bounded in size and time, and, for a `POST`, the
+/// one JSON-RPC message in it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
+async fn read_request<B>(
+    authz: &Authz,
+    parts: &http::request::Parts,
+    body: B,
+) -> Result<(Bytes, Option<rpc::RpcRequest>), Unread>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     let limit = authz.http_state().settings.max_body_bytes;
     let Some(bytes) = read_body(&parts.headers, body, limit, BODY_TIME).await else {
         let refusal = Rejection::new(
@@ -393,131 +513,122 @@ where
         )
         // The rest of the body is unread: the connection cannot carry another request.
         .close_connection();
-        return refuse(&authz, refusal, seen).await;
-    };
-    let rpc = match (parts.method == Method::POST).then(|| rpc::parse(&bytes)) {
-        None => None,
-        Some(Err(e)) => {
-            let seen = Seen {
-                id: e.id.as_ref(),
-                ..seen
-            };
-            return refuse(&authz, invalid_request(e.reason).id(e.id.clone()), seen).await;
-        }
-        Some(Ok(rpc)) => Some(rpc),
-    };
-    let id = rpc.as_ref().and_then(|r| r.id.as_ref());
-    let seen = Seen {
-        rpc: rpc.as_ref(),
-        id,
-        ..seen
-    };
-    if let Some(rpc) = &rpc {
-        let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
-            let name = single_header(&parts.headers, NAME_HEADER)?;
-            rpc.check_headers(method, name)
+        return Err(Unread {
+            refused: refusal.into(),
+            id: None,
+            rpc: None,
         });
-        if let Err(reason) = checked {
-            return refuse(&authz, invalid_request(&reason).id(id.cloned()), seen).await;
-        }
+    };
+    if parts.method != Method::POST {
+        return Ok((bytes, None));
     }
-
-    // Sessions are never authentication: a session belongs to the principal that opened it.
-    // Every session is opened through this layer, so one it does not know is gone (or was
-    // forgotten): the client starts a new one, as after rmcp's own 404.
-    let session = session_id(&parts.headers).map(str::to_owned);
-    let sessions = &authz.http_state().sessions;
-    if let Some(session) = &session {
-        let refusal = match sessions.get(session) {
-            Some(owner) if owner.is(&principal) => None,
-            Some(_) => Some(Rejection::new(
-                StatusCode::FORBIDDEN,
-                RejectionKind::SessionMismatch,
-                "this session was opened by another principal; start your own session",
-            )),
-            None => Some(Rejection::new(
-                StatusCode::NOT_FOUND,
-                RejectionKind::UnknownSession,
-                "unknown session; start a new session",
-            )),
-        };
-        if let Some(refusal) = refusal {
-            return refuse(&authz, refusal.id(id.cloned()), seen).await;
+    let rpc = match rpc::parse(&bytes) {
+        Ok(rpc) => rpc,
+        Err(e) => {
+            return Err(Unread {
+                refused: invalid_request(e.reason).id(e.id.clone()).into(),
+                id: e.id,
+                rpc: None,
+            });
         }
+    };
+    let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
+        let name = single_header(&parts.headers, NAME_HEADER)?;
+        rpc.check_headers(method, name)
+    });
+    if let Err(reason) = checked {
+        return Err(Unread {
+            refused: invalid_request(&reason).id(rpc.id.clone()).into(),
+            id: rpc.id.clone(),
+            rpc: Some(rpc),
+        });
     }
+    Ok((bytes, Some(rpc)))
+}
 
+/// Sessions are never authentication: a session belongs to the principal that opened it.
+/// Every session is opened through this layer, so one it does not know is gone (or was
+/// forgotten): the client starts a new one, as after rmcp's own 404.
+fn check_session(
+    authz: &Authz,
+    session: Option<&str>,
+    principal: &Principal,
+) -> Result<(), Box<Refused>> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    match authz.http_state().sessions.get(session) {
+        Some(owner) if owner.is(principal) => Ok(()),
+        Some(_) => Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            RejectionKind::SessionMismatch,
+            "this session was opened by another principal; start your own session",
+        )
+        .into()),
+        None => Err(Rejection::new(
+            StatusCode::NOT_FOUND,
+            RejectionKind::UnknownSession,
+            "unknown session; start a new session",
+        )
+        .into()),
+    }
+}
+
+/// The decision, made once: a denial is answered with the status an HTTP client acts on;
+/// an allowed operation is handed on (as [`Decided`]) to the wrapper, which does not decide
+/// it again. What the layer leaves to the wrapper (lists, task ownership) passes as `None`.
+fn decide(
+    authz: &Authz,
+    principal: &Principal,
+    rpc: Option<&rpc::RpcRequest>,
+) -> Result<Option<Decided>, Box<Refused>> {
+    let Some(rpc) = rpc else {
+        return Ok(None);
+    };
+    let method = rpc.method.as_deref().unwrap_or_default();
+    let metadata_url = &authz.http_state().metadata_url;
     // A task operation of the task's owner is a use of the tool that started it: a scope
     // since lost is a step-up challenge here. Whose task it is, the wrapper decides, with
     // one answer for another caller's task and one never issued.
-    if let Some(rpc) = &rpc
-        && let Target::Task(task_id) = &rpc.target
+    if let Target::Task(task_id) = &rpc.target
         && let Some(owner) = authz.task_owner(task_id)
-        && owner.caller.is(&principal)
-        && let Decision::Deny(denial) = authz.decide(&principal, Operation::CallTool(&owner.tool))
+        && owner.caller.is(principal)
+        && let Decision::Deny(denial) = authz.decide(principal, Operation::CallTool(&owner.tool))
     {
-        let denial = denial.for_method(rpc.method.as_deref().unwrap_or_default());
-        let refusal = denial_rejection(&denial, metadata_url).id(id.cloned());
-        let seen = Seen {
-            cause: Cause::Denial(&denial),
-            ..seen
-        };
-        return refuse(&authz, refusal, seen).await;
+        return Err(Refused::denial(denial.for_method(method), metadata_url));
     }
-
-    // The decision, made once: a denial is answered here with the status an HTTP client
-    // acts on; an allowed operation is handed to the wrapper, which does not decide again.
-    if let Some(rpc) = &rpc
-        && let Some(operation) = operation_of(rpc)
-    {
-        match authz.decide(&principal, operation) {
-            Decision::Deny(denial) => {
-                let method = rpc.method.as_deref().unwrap_or_default();
-                let denial = denial.for_method(method);
-                let refusal = denial_rejection(&denial, metadata_url).id(id.cloned());
-                let seen = Seen {
-                    cause: Cause::Denial(&denial),
-                    ..seen
-                };
-                return refuse(&authz, refusal, seen).await;
-            }
-            _ => {
-                if let Some(decided) = Decided::of(operation) {
-                    parts.extensions.insert(decided);
-                }
-            }
-        }
-    }
-
-    let is_delete = parts.method == Method::DELETE;
-    if let Some(remote) = remote {
-        parts.extensions.insert(RemoteAddr(remote));
-    }
-    parts.extensions.insert(principal.clone());
-    parts.extensions.insert(VerifiedBy(authz.id()));
-    // The token goes no further: handlers get the principal, never the credential
-    // (no token passthrough, and nothing downstream can log it).
-    parts.headers.remove(AUTHORIZATION);
-    let response = match inner
-        .call(Request::from_parts(parts, Body::from(bytes)))
-        .await
-    {
-        Ok(response) => response,
-        Err(never) => match never {},
+    let Some(operation) = operation_of(rpc) else {
+        return Ok(None);
     };
-    match &session {
+    match authz.decide(principal, operation) {
+        Decision::Deny(denial) => Err(Refused::denial(denial.for_method(method), metadata_url)),
+        _ => Ok(Decided::of(operation)),
+    }
+}
+
+/// Remembers who opened the session rmcp's answer names, and forgets one that a `DELETE`
+/// closed.
+fn bind_session<B>(
+    authz: &Authz,
+    session: Option<&str>,
+    is_delete: bool,
+    response: &Response<B>,
+    principal: &Principal,
+) {
+    let sessions = &authz.http_state().sessions;
+    match session {
         None => {
             if let Some(new_id) = response
                 .headers()
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(&principal)));
+                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
             }
         }
         Some(id) if is_delete && response.status().is_success() => sessions.invalidate(id),
         Some(_) => {}
     }
-    response.map(Body::new)
 }
 
 /// A 400 for a request the layer cannot read as one MCP request.
@@ -531,12 +642,12 @@ fn invalid_request(message: &str) -> Rejection {
 
 /// The caller of a request, from its headers alone: the token from the one
 /// `Authorization: Bearer` header, verified. A refusal says why, with the verifier's error
-/// when it refused the token. The 401 for a missing token gets its challenge from the
-/// caller, which knows the scope hint.
+/// when it refused the token. The 401 for a missing token gets its challenge later, with
+/// the scope hint the body gives.
 async fn authenticate(
     authz: &Authz,
     parts: &http::request::Parts,
-) -> Result<Principal, (Rejection, Option<AuthError>)> {
+) -> Result<Principal, Box<Refused>> {
     let metadata_url: &str = &authz.http_state().metadata_url;
     let malformed = |message: &str| {
         invalid_request(message).challenge(&[
@@ -546,17 +657,15 @@ async fn authenticate(
     };
     // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
     if parts.uri.query().is_some_and(has_access_token_param) {
-        return Err((
-            malformed(
-                "access tokens in the query string are refused; send them in the Authorization header",
-            ),
-            None,
-        ));
+        return Err(malformed(
+            "access tokens in the query string are refused; send them in the Authorization header",
+        )
+        .into());
     }
     let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
     let (first, second) = (authorization.next(), authorization.next());
     if second.is_some() {
-        return Err((malformed("more than one Authorization header"), None));
+        return Err(malformed("more than one Authorization header").into());
     }
     let Some(token) = first.and_then(|v| bearer_token(v.as_bytes())) else {
         let refusal = Rejection::new(
@@ -564,13 +673,14 @@ async fn authenticate(
             RejectionKind::MissingToken,
             "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
         );
-        return Err((refusal, None));
+        return Err(refusal.into());
     };
-    authz
-        .verifier()
-        .verify(token)
-        .await
-        .map_err(|e| (token_rejection(&e, metadata_url), Some(e)))
+    authz.verifier().verify(token).await.map_err(|e| {
+        Box::new(Refused {
+            rejection: token_rejection(&e, metadata_url),
+            cause: Cause::Token(e),
+        })
+    })
 }
 
 /// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
@@ -623,23 +733,11 @@ struct Seen<'a> {
     principal: Option<&'a Principal>,
     rpc: Option<&'a rpc::RpcRequest>,
     id: Option<&'a serde_json::Value>,
-    cause: Cause<'a>,
-}
-
-/// Why a request was refused, for its audit event.
-#[derive(Clone, Copy)]
-enum Cause<'a> {
-    /// As the refusal says.
-    Refusal,
-    /// The verifier refused the token.
-    Token(&'a AuthError),
-    /// The policy denied the operation.
-    Denial(&'a Denial),
 }
 
 impl Seen<'_> {
     /// The refusal's audit event: denied, from what was seen of the request.
-    fn event(&self, refusal: &Rejection) -> AuditEvent {
+    fn event(&self, refused: &Refused) -> AuditEvent {
         let origin = Origin {
             transport: "http",
             session_id: session_id(&self.parts.headers),
@@ -659,8 +757,9 @@ impl Seen<'_> {
         if let Some(rpc) = self.rpc {
             describe_rpc(&mut event, rpc);
         }
-        match self.cause {
-            Cause::Refusal => event.set_denied(refusal.kind().code(), refusal.message()),
+        let rejection = &refused.rejection;
+        match &refused.cause {
+            Cause::Refusal => event.set_denied(rejection.kind().code(), rejection.message()),
             Cause::Token(e) => event.set_denied(e.error_code(), e.description()),
             Cause::Denial(d) => event.set_denied_by(d),
         }
@@ -670,14 +769,14 @@ impl Seen<'_> {
 
 /// Records the refusal's audit event, when there is an audit log, and answers with the
 /// refusal.
-async fn refuse(authz: &Authz, refusal: Rejection, seen: Seen<'_>) -> Response<Body> {
+async fn refuse(authz: &Authz, refused: Box<Refused>, seen: Seen<'_>) -> Response<Body> {
     if let Some(auditor) = authz.auditor() {
         // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refusal)).await {
+        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refused)).await {
             let _ = audit.finish(Outcome::Denied).await;
         }
     }
-    refusal.into_response()
+    refused.rejection.into_response()
 }
 
 /// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
