@@ -1,4 +1,4 @@
-//! The crate's error types: [`Error`] wraps the specific ones.
+//! Why the crate could not be set up: [`ConfigError`].
 //!
 //! [`AuthError`] says why a request's token was refused (at request time);
 //! [`ConfigError`] says why a verifier could not be built (at start-up), including the
@@ -9,25 +9,9 @@ use std::time::Duration;
 
 use crate::policy::PolicyError;
 use crate::token::Algorithm;
-use crate::token::{AuthError, KeyError};
-
-/// Any error from this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A token was refused.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// Configuration could not be used.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
-
-impl From<KeyError> for Error {
-    fn from(e: KeyError) -> Self {
-        Error::Config(ConfigError::Key(e))
-    }
-}
+#[cfg(doc)]
+use crate::token::AuthError;
+use crate::token::KeyError;
 
 /// Why a verifier (or later, a policy or server) could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +94,4 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
-}
-
-impl From<PolicyError> for Error {
-    fn from(e: PolicyError) -> Self {
-        Error::Config(ConfigError::Policy(e))
-    }
 }

@@ -141,7 +141,7 @@ pub mod token;
 pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::AUDIT_UNAVAILABLE;
-pub use error::{ConfigError, Error};
+pub use error::ConfigError;
 pub use principal::{Actor, Principal};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.
