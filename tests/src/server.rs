@@ -190,3 +190,24 @@ impl TestServer {
         .await
     }
 }
+
+/// `wrapped` served over an in-memory pipe (as on stdio: one caller, the principal given to
+/// `wrap_for`), and an rmcp client connected to it. The server task ends when the client
+/// closes; await it to know it stopped.
+pub async fn connect_in_memory<H: rmcp::ServerHandler>(
+    wrapped: rmcp_authz::server::Authorized<H>,
+) -> (RunningService<RoleClient, ()>, JoinHandle<()>) {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let running = wrapped
+            .serve(tokio::io::split(server_io))
+            .await
+            .expect("server starts");
+        let _ = running.waiting().await;
+    });
+    let client = tokio::time::timeout(crate::http::STEP, ().serve(tokio::io::split(client_io)))
+        .await
+        .expect("initialize in time")
+        .expect("the client connects");
+    (client, server)
+}

@@ -28,7 +28,7 @@ use rmcp_authz::{Authz, ManualClock};
 use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{STEP, mcp_post, send};
 use rmcp_authz_tests::notes::Notes;
-use rmcp_authz_tests::server::TestServer;
+use rmcp_authz_tests::server::{TestServer, connect_in_memory};
 use serde_json::{Value, json};
 use tokio::process::Command;
 use tokio::time::timeout;
@@ -239,18 +239,7 @@ async fn every_method_is_gated_and_audited_on_stdio_with_a_manual_clock() {
     let wrapped = authz
         .wrap_for(Notes::new(), principal)
         .expect("the policy fits the notes server");
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
     let mut seen = sink.events().len();
     assert_eq!(seen, 1, "initialize: {:?}", sink.events());
 
@@ -312,18 +301,7 @@ async fn discover_is_refused_after_exp_on_stdio() {
         .expect("mint");
     let principal = authz.verifier().verify(&token).await.expect("valid now");
     let wrapped = authz.wrap_for(Notes::new(), principal).expect("fits");
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
     clock.advance(Duration::from_secs(61));
     let seen = sink.events().len();
     let error = Method::Discover
@@ -552,18 +530,7 @@ async fn an_expiry_refusal_names_the_method_it_refused() {
         .expect("mint");
     let principal = authz.verifier().verify(&token).await.expect("valid now");
     let wrapped = authz.wrap_for(Notes::new(), principal).expect("fits");
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
     clock.advance(Duration::from_secs(60));
     let mut unnamed = Vec::new();
     for method in [

@@ -19,11 +19,12 @@ use rmcp::model::{
 use rmcp::service::{
     NotificationContext, RequestContext, RoleClient, RunningService, ServiceError,
 };
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Policy, ScopeExpr};
 use rmcp_authz::server::Authorized;
 use rmcp_authz::{Authz, Principal};
+use rmcp_authz_tests::server::connect_in_memory;
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
@@ -369,16 +370,7 @@ async fn wrapped_spy() -> (Spy, Authorized<Spy>) {
 
 /// Serves `wrapped` on one end of an in-memory pipe and connects a client to the other.
 async fn connect(wrapped: Authorized<Spy>) -> RunningService<RoleClient, ()> {
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(running) = wrapped.serve(tokio::io::split(server_io)).await {
-            let _ = running.waiting().await;
-        }
-    });
-    timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects")
+    connect_in_memory(wrapped).await.0
 }
 
 async fn request(

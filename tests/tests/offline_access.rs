@@ -8,13 +8,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rmcp::ServiceExt as _;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ServiceError;
 use rmcp_authz::policy::{Policy, ScopeExpr, all_of, any_of};
 use rmcp_authz_tests::http::{Challenge, Raw, STEP, call_body, mcp_post, metadata_url, send};
 use rmcp_authz_tests::notes::Notes;
-use rmcp_authz_tests::server::TestServer;
+use rmcp_authz_tests::server::{TestServer, connect_in_memory};
 use serde_json::{Value, json};
 
 const OFFLINE: &str = "offline_access";
@@ -349,18 +348,7 @@ async fn the_wrappers_denials_do_not_name_offline_access() {
     let wrapped = authz
         .wrap_for(Notes::new(), principal)
         .expect("the policy fits the notes server");
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = tokio::time::timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
 
     for (tool, expected) in [
         ("write_note", "notes:write"),

@@ -16,11 +16,11 @@ use rmcp::model::{
     ServerCapabilities, ServerConfig, Skill, SkillFrontmatter, SkillResources,
 };
 use rmcp::service::{RequestContext, RoleClient, RunningService, ServiceError};
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt as _};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use rmcp_authz::audit::{Auditor, DecisionKind, Durability, MemorySink};
 use rmcp_authz::policy::{Policy, ScopeExpr};
 use rmcp_authz_tests::http::{Raw, STEP, mcp_post, metadata_url, send};
-use rmcp_authz_tests::server::TestServer;
+use rmcp_authz_tests::server::{TestServer, connect_in_memory};
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
@@ -298,18 +298,7 @@ async fn the_wrapper_gates_skills_on_its_own() {
         .expect("mint");
     let principal = authz.verifier().verify(&token).await.expect("valid");
     let wrapped = authz.wrap_for(Skills, principal).expect("fits");
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
     let result = timeout(STEP, client.list_skills(None))
         .await
         .expect("in time")

@@ -17,6 +17,7 @@ use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::stdio::DEFAULT_TOKEN_VAR;
 use rmcp_authz::{Authz, ManualClock};
 use rmcp_authz_tests::notes::{Notes, notes_policy};
+use rmcp_authz_tests::server::connect_in_memory;
 use serde_json::json;
 use tokio::process::Command;
 use tokio::time::timeout;
@@ -321,18 +322,7 @@ async fn token_expiring_during_the_session_is_refused_per_call() {
         .wrap_for(Notes::new(), principal)
         .expect("the policy fits the notes server");
 
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = timeout(STEP, ().serve(tokio::io::split(client_io)))
-        .await
-        .expect("initialize in time")
-        .expect("the client connects");
+    let (client, server) = connect_in_memory(wrapped).await;
 
     let ok = call(&client, CallToolRequestParams::new("list_notes"))
         .await
