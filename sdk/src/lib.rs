@@ -126,6 +126,7 @@ pub mod config;
 pub mod dev;
 mod error;
 mod gate;
+mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 mod json;

@@ -1,7 +1,7 @@
 //! MCP over stdio: the token comes from the environment.
 //!
 //! The MCP authorization specification leaves stdio servers to take credentials from
-//! their environment. [`Authz::serve_stdio`] reads the access token from an environment
+//! their environment. [`Authz::serve_stdio`](crate::Authz::serve_stdio) reads the access token from an environment
 //! variable, verifies it before serving anything (a missing or invalid token is an error
 //! naming the variable, for `main` to print before exiting non-zero), and serves the
 //! wrapped handler on stdin/stdout. The same policy gates every call, and the token's
@@ -9,11 +9,14 @@
 //! serving when its token expires (and does not start with a token past its `exp`). The
 //! token itself is dropped once verified.
 
+use rmcp::service::ServerInitializeError;
 use rmcp::{ServerHandler, ServiceExt};
+use tokio::task::JoinError;
 
+use crate::audit::Auditor;
 use crate::audit::{AuditEvent, DecisionKind, EventKind, Outcome};
-use crate::authz::Authz;
 use crate::error::ConfigError;
+use crate::guard::Guard;
 use crate::principal::Principal;
 use crate::server::Authorized;
 use crate::token::AuthError;
@@ -47,125 +50,90 @@ pub enum StdioError {
     Config(#[from] ConfigError),
     /// The stdio transport failed.
     #[error("stdio transport: {0}")]
-    Transport(String),
+    Transport(#[source] Box<ServerInitializeError>),
+    /// The task serving the connection failed.
+    #[error("stdio transport: {0}")]
+    Serving(#[source] JoinError),
 }
 
-impl Authz {
-    /// Reads and verifies the token in environment variable `var`.
-    ///
-    /// # Errors
-    /// [`StdioError::MissingToken`] or [`StdioError::InvalidToken`].
-    pub async fn principal_from_env(&self, var: &str) -> Result<Principal, StdioError> {
-        let token = std::env::var(var).unwrap_or_default();
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(StdioError::MissingToken {
-                var: var.to_owned(),
-            });
-        }
-        let refused = |source| StdioError::InvalidToken {
+/// Reads and verifies the token in environment variable `var` (see
+/// `Authz::principal_from_env`).
+pub(crate) async fn principal_from_env(guard: &Guard, var: &str) -> Result<Principal, StdioError> {
+    let token = std::env::var(var).unwrap_or_default();
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(StdioError::MissingToken {
             var: var.to_owned(),
-            source,
-        };
-        let principal = self.verifier().verify(token).await.map_err(refused)?;
-        // Calls are refused from `exp` on, without leeway; so is starting after it.
-        let now = self.now();
-        if now >= principal.expires_at() {
-            return Err(refused(AuthError::Expired {
-                exp: principal.expires_at(),
-                now,
-                leeway_secs: 0,
-            }));
-        }
-        Ok(principal)
+        });
     }
-
-    /// Wraps `handler` for a transport with one caller, `principal` (stdio, or any
-    /// single-client transport): every request is decided for that principal, and refused
-    /// once its token has expired.
-    ///
-    /// # Errors
-    /// [`ConfigError::UnknownTools`], as [`Authz::wrap`].
-    pub fn wrap_for<H: ServerHandler>(
-        &self,
-        handler: H,
-        principal: Principal,
-    ) -> Result<Authorized<H>, ConfigError> {
-        let wrapped = self.wrap(handler)?;
-        Ok(Authorized::new(
-            wrapped.into_inner(),
-            self.clone(),
-            Some(principal),
-        ))
+    let refused = |source| StdioError::InvalidToken {
+        var: var.to_owned(),
+        source,
+    };
+    let principal = guard.verifier().verify(token).await.map_err(refused)?;
+    // Calls are refused from `exp` on, without leeway; so is starting after it.
+    let now = guard.now();
+    if now >= principal.expires_at() {
+        return Err(refused(AuthError::Expired {
+            exp: principal.expires_at(),
+            now,
+            leeway_secs: 0,
+        }));
     }
+    Ok(principal)
+}
 
-    /// Serves `handler` on stdin/stdout for the principal whose token is in `var`, until
-    /// the client closes the connection.
-    ///
-    /// ```no_run
-    /// # use rmcp_authz::{Authz, stdio::DEFAULT_TOKEN_VAR};
-    /// # async fn run<H: rmcp::ServerHandler>(authz: Authz, handler: H) {
-    /// if let Err(e) = authz.serve_stdio(handler, DEFAULT_TOKEN_VAR).await {
-    ///     eprintln!("{e}");
-    ///     std::process::exit(1);
-    /// }
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// A [`StdioError`] saying what to fix.
-    pub async fn serve_stdio(
-        &self,
-        handler: impl ServerHandler,
-        var: &str,
-    ) -> Result<(), StdioError> {
-        let principal = match self.principal_from_env(var).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.record_start_refusal(&e).await;
-                return Err(e);
-            }
-        };
-        let wrapped = self.wrap_for(handler, principal)?;
-        let served = async {
-            let service = wrapped
-                .serve(rmcp::transport::stdio())
-                .await
-                .map_err(|e| StdioError::Transport(e.to_string()))?;
-            service
-                .waiting()
-                .await
-                .map_err(|e| StdioError::Transport(e.to_string()))
+/// Serves `handler` on stdin/stdout for the principal whose token is in `var`, until the
+/// client closes the connection; closes the audit log before returning.
+pub(crate) async fn serve<H: ServerHandler>(
+    guard: &Guard,
+    handler: H,
+    var: &str,
+) -> Result<(), StdioError> {
+    let principal = match principal_from_env(guard, var).await {
+        Ok(p) => p,
+        Err(e) => {
+            record_start_refusal(guard.auditor(), &e).await;
+            return Err(e);
         }
-        .await;
-        if let Some(auditor) = self.auditor() {
-            auditor.close().await;
-        }
-        served.map(|_| ())
+    };
+    guard.check_tools(&handler)?;
+    let wrapped = Authorized::new(handler, guard.clone(), Some(principal));
+    let served = async {
+        let service = wrapped
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| StdioError::Transport(Box::new(e)))?;
+        service.waiting().await.map_err(StdioError::Serving)
     }
-
-    /// Records a refused start (no token, or one the verifier refused) as an
-    /// authentication failure, and closes the audit log: the process is about to exit.
-    async fn record_start_refusal(&self, error: &StdioError) {
-        let Some(auditor) = self.auditor() else {
-            return;
-        };
-        let (code, reason) = match error {
-            StdioError::InvalidToken { source, .. } => {
-                (source.error_code(), source.description().to_owned())
-            }
-            other => ("missing_token", other.to_string()),
-        };
-        let mut event = AuditEvent::new(
-            EventKind::AuthenticationFailure,
-            DecisionKind::Deny,
-            Outcome::Denied,
-        )
-        .denied(code, reason);
-        event.transport = Some("stdio".to_owned());
-        if let Ok(slot) = auditor.reserve().await {
-            let _ = slot.record(event).await;
-        }
+    .await;
+    if let Some(auditor) = guard.auditor() {
         auditor.close().await;
     }
+    served.map(|_| ())
+}
+
+/// Records a refused start (no token, or one the verifier refused) as an authentication
+/// failure, and closes the audit log: the process is about to exit.
+async fn record_start_refusal(auditor: Option<&Auditor>, error: &StdioError) {
+    let Some(auditor) = auditor else {
+        return;
+    };
+    let (code, reason) = match error {
+        StdioError::InvalidToken { source, .. } => {
+            (source.error_code(), source.description().to_owned())
+        }
+        other => ("missing_token", other.to_string()),
+    };
+    let mut event = AuditEvent::new(
+        EventKind::AuthenticationFailure,
+        DecisionKind::Deny,
+        Outcome::Denied,
+    )
+    .denied(code, reason);
+    event.transport = Some("stdio".to_owned());
+    if let Ok(slot) = auditor.reserve().await {
+        let _ = slot.record(event).await;
+    }
+    auditor.close().await;
 }

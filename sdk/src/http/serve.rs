@@ -4,7 +4,7 @@
 //! than one write (headers, then the body or the SSE events), and with Nagle on, the
 //! second small write waits for the client's acknowledgement of the first, which the
 //! client delays (delayed ACK, up to 40 ms on Linux): an SSE tool call then takes tens of
-//! milliseconds instead of a fraction of one. [`Authz::serve`] sets `TCP_NODELAY` on every
+//! milliseconds instead of a fraction of one. [`Authz::serve`](crate::Authz::serve) sets `TCP_NODELAY` on every
 //! connection, makes the peer's address available to the audit log, and on shutdown
 //! drains the audit log so no event is lost. docs/performance.md shows the difference.
 
@@ -14,55 +14,35 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::serve::ListenerExt as _;
 
-use crate::authz::Authz;
+use crate::audit::Auditor;
 
-impl Authz {
-    /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests
-    /// in flight and closes the audit log, if any, so every queued event is written and
-    /// synced before this returns.
-    ///
-    /// Every accepted connection gets `TCP_NODELAY`: without it, Nagle's algorithm and the
-    /// client's delayed ACK hold the second write of a response (an SSE event after the
-    /// headers) for up to 40 ms. Each request carries its peer's address, which audit
-    /// events record as `remote_addr`.
-    ///
-    /// ```no_run
-    /// # use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
-    /// # async fn run(authz: Authz, app: axum::Router) -> std::io::Result<()> {
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// // Until Ctrl-C (tokio's `signal` feature).
-    /// authz.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// The I/O error that stopped the server.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        app: Router,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(target: "rmcp_authz::http", %error, "could not set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        if let Some(auditor) = self.auditor() {
-            auditor.close().await;
+/// Serves `app` on `listener` until `shutdown` completes, then closes `auditor` (see
+/// `Authz::serve`).
+pub(crate) async fn serve(
+    auditor: Option<&Auditor>,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(target: "rmcp_authz::http", %error, "could not set TCP_NODELAY");
         }
-        served
+    });
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    if let Some(auditor) = auditor {
+        auditor.close().await;
     }
+    served
 }
 
 /// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM, which
-/// process managers (systemd, Kubernetes, Docker) send. Pass it to [`Authz::serve`] so a
+/// process managers (systemd, Kubernetes, Docker) send. Pass it to [`Authz::serve`](crate::Authz::serve) so a
 /// managed server drains its audit log before it exits.
 ///
 /// ```no_run

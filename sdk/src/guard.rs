@@ -1,0 +1,297 @@
+//! [`Guard`]: what every gate consults. The verifier, the policy, the clock, the audit
+//! pipeline, the `requestState` sealer and the task owners, shared by the
+//! [`Authorized`](crate::server::Authorized) wrapper, the HTTP layer and the stdio server.
+//!
+//! [`Authz`](crate::Authz) is the public face of a `Guard`: it builds one and hands clones
+//! of it to the pieces it makes. The gates depend on this module, never on `authz`, so the
+//! dependencies point one way (the transports below, the hub that assembles them above).
+
+use std::any::TypeId;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rmcp::{ErrorData as McpError, ServerHandler};
+
+use crate::audit::Auditor;
+use crate::clock::Clock;
+use crate::error::ConfigError;
+use crate::policy::{Decision, Operation, Policy};
+use crate::principal::Principal;
+use crate::request_state::{Originating, StateRejected, StateSealer};
+use crate::token::Verifier;
+
+/// The verifier, the policy and their shared state, behind an `Arc`. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Tells this `Guard` from every other in the process: the wrapper trusts only what
+    /// its own `Guard`'s layer verified and decided.
+    id: u64,
+    verifier: Arc<dyn Verifier>,
+    policy: Policy,
+    resource: String,
+    authorization_servers: Vec<String>,
+    clock: Arc<dyn Clock>,
+    auditor: Option<Auditor>,
+    tasks: Bounded<TaskOwner>,
+    /// Seals `requestState` to the caller; `None` only if no key could be generated.
+    request_state: Option<StateSealer>,
+    /// The first handler type whose tools [`Guard::check_tools`] found to cover the
+    /// policy.
+    checked_handler: OnceLock<TypeId>,
+}
+
+/// The parts of a [`Guard`], as the `Authz` builder collected them.
+pub(crate) struct GuardParts {
+    pub(crate) verifier: Arc<dyn Verifier>,
+    pub(crate) policy: Policy,
+    pub(crate) resource: String,
+    pub(crate) authorization_servers: Vec<String>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) auditor: Option<Auditor>,
+    pub(crate) request_state: Option<StateSealer>,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authz")
+            .field("verifier", &self.inner.verifier)
+            .field("policy", &self.inner.policy)
+            .field("resource", &self.inner.resource)
+            .field("auditor", &self.inner.auditor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    /// A guard of `parts`, with a `requestState` key generated now if none is given.
+    pub(crate) fn new(parts: GuardParts) -> Guard {
+        Guard {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                verifier: parts.verifier,
+                policy: parts.policy,
+                resource: parts.resource,
+                authorization_servers: parts.authorization_servers,
+                clock: parts.clock,
+                auditor: parts.auditor,
+                tasks: Bounded::new(MAX_TRACKED_TASKS),
+                request_state: parts.request_state.or_else(|| StateSealer::generate().ok()),
+                checked_handler: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn verifier(&self) -> &Arc<dyn Verifier> {
+        &self.inner.verifier
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub(crate) fn resource(&self) -> &str {
+        &self.inner.resource
+    }
+
+    pub(crate) fn authorization_servers(&self) -> &[String] {
+        &self.inner.authorization_servers
+    }
+
+    pub(crate) fn auditor(&self) -> Option<&Auditor> {
+        self.inner.auditor.as_ref()
+    }
+
+    /// The policy's decision on `operation` for `principal`, at this guard's clock's time.
+    pub(crate) fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
+        self.inner
+            .policy
+            .decide_at(principal, operation, self.now())
+    }
+
+    /// Checks that `handler` has every tool the policy names. Once a handler type has
+    /// passed, later handlers of that type pass without the lookup, so a factory that
+    /// wraps a handler per request (rmcp's stateless mode) pays for it once.
+    pub(crate) fn check_tools<H: ServerHandler>(&self, handler: &H) -> Result<(), ConfigError> {
+        let checked = &self.inner.checked_handler;
+        if checked.get() == Some(&TypeId::of::<H>()) {
+            return Ok(());
+        }
+        let unknown: Vec<String> = self
+            .inner
+            .policy
+            .tool_names()
+            .filter(|name| handler.get_tool(name).is_none())
+            .map(str::to_owned)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ConfigError::UnknownTools { tools: unknown });
+        }
+        let _ = checked.set(TypeId::of::<H>());
+        Ok(())
+    }
+
+    /// This guard's identity within the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now_unix()
+    }
+
+    /// Records who started a task. A task id that already has an owner keeps it: a
+    /// handler that hands an existing task to a second caller (deduplicating identical
+    /// requests, say) does not make that caller its owner.
+    pub(crate) fn record_task(&self, task_id: String, owner: TaskOwner) {
+        self.inner.tasks.insert_if_absent(task_id, owner);
+    }
+
+    pub(crate) fn task_owner(&self, task_id: &str) -> Option<TaskOwner> {
+        self.inner.tasks.get(task_id)
+    }
+
+    /// The incoming `requestState` hook: replaces the state a client echoes with the one
+    /// the handler emitted, or refuses the request (one `-32602` error) when it was not
+    /// sealed for this caller and this request.
+    pub(crate) fn open_state(
+        &self,
+        principal: &Principal,
+        request: Originating<'_>,
+        state: &mut Option<String>,
+    ) -> Result<(), McpError> {
+        if state.is_none() {
+            return Ok(());
+        }
+        let Some(sealer) = &self.inner.request_state else {
+            return Err(StateRejected::UnknownKey.to_mcp_error());
+        };
+        sealer
+            .open_in_place(principal, request, state, self.now())
+            .map_err(|e| {
+                tracing::debug!(target: "rmcp_authz::rejection", reason = e.code(), "requestState refused");
+                e.to_mcp_error()
+            })
+    }
+
+    /// The outgoing `requestState` hook: seals the state of an `InputRequiredResult` to
+    /// the caller and the request.
+    pub(crate) fn seal_state(
+        &self,
+        principal: &Principal,
+        request: Originating<'_>,
+        state: &mut Option<String>,
+    ) -> Result<(), McpError> {
+        if state.is_none() {
+            return Ok(());
+        }
+        let Some(sealer) = &self.inner.request_state else {
+            return Err(McpError::internal_error(
+                "no requestState key (the random generator failed at start-up); configure one with AuthzBuilder::request_state",
+                None,
+            ));
+        };
+        sealer.seal_in_place(principal, request, state, self.now());
+        Ok(())
+    }
+}
+
+/// The source of each `Guard`'s id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How many task owners are remembered; the oldest are forgotten first (and their tasks
+/// then refused, the safe side).
+const MAX_TRACKED_TASKS: usize = 100_000;
+
+/// Who started a task, and with which tool.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskOwner {
+    pub(crate) tool: String,
+    pub(crate) caller: CallerId,
+}
+
+/// The identity a session or task is bound to: issuer, subject and client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CallerId {
+    issuer: String,
+    subject: Option<String>,
+    client: Option<String>,
+}
+
+impl CallerId {
+    pub(crate) fn of(p: &Principal) -> CallerId {
+        CallerId {
+            issuer: p.issuer().to_owned(),
+            subject: p.subject().map(str::to_owned),
+            client: p.client_id().map(str::to_owned),
+        }
+    }
+
+    /// Whether `p` is this caller (compared in place, nothing copied).
+    pub(crate) fn is(&self, p: &Principal) -> bool {
+        self.issuer == p.issuer()
+            && self.subject.as_deref() == p.subject()
+            && self.client.as_deref() == p.client_id()
+    }
+}
+
+/// A map that forgets its oldest entries beyond a capacity.
+pub(crate) struct Bounded<V> {
+    capacity: usize,
+    state: Mutex<(HashMap<String, V>, VecDeque<String>)>,
+}
+
+impl<V: Clone> Bounded<V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Bounded {
+            capacity,
+            state: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    /// Inserts `value` unless `key` is already present (an existing value is kept).
+    pub(crate) fn insert_if_absent(&self, key: String, value: V) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *guard;
+        if map.contains_key(&key) {
+            return;
+        }
+        map.insert(key.clone(), value);
+        order.push_back(key);
+        while map.len() > self.capacity {
+            match order.pop_front() {
+                Some(old) => {
+                    map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.get(key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_map_forgets_the_oldest() {
+        let m = Bounded::new(2);
+        m.insert_if_absent("a".into(), 1);
+        m.insert_if_absent("b".into(), 2);
+        m.insert_if_absent("a".into(), 3);
+        assert_eq!(m.get("a"), Some(1), "an existing entry is kept");
+        m.insert_if_absent("c".into(), 4);
+        assert_eq!(m.get("a"), None);
+        assert_eq!(m.get("b"), Some(2));
+        assert_eq!(m.get("c"), Some(4));
+    }
+}

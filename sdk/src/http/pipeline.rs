@@ -1,0 +1,645 @@
+//! The request pipeline of the HTTP layer: the named steps one request goes through
+//! (authenticate, read the request, check the session, decide, bind the session), and
+//! the one place a refusal is answered and audited.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tower_service::Service;
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use super::challenge::Rejection;
+use super::layer::HttpState;
+use super::rpc::{self, Target};
+use super::*;
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId, VerifiedBy};
+use crate::guard::CallerId;
+use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
+use crate::principal::Principal;
+use crate::token::AuthError;
+
+/// The whole decision for one request, as a pipeline: who is calling, what the request
+/// asks for, whether its session is the caller's, whether the policy allows it; then the
+/// request goes on to rmcp with the caller and the decision. Each step either passes what
+/// it found to the next or refuses, and a refusal is answered and audited in one place.
+pub(super) async fn handle<S, ReqBody, ResBody>(
+    state: Arc<HttpState>,
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<axum::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    let (mut parts, body) = request.into_parts();
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    // What a refusal's audit event says is what the pipeline had found when it refused
+    // (`Seen`); an allowed request builds no event here (the wrapper records it).
+    let seen = Seen {
+        parts: &parts,
+        remote,
+        principal: None,
+        rpc: None,
+        id: None,
+    };
+
+    let principal = match authenticate(&state, &parts).await {
+        Ok(principal) => principal,
+        Err(refused) => return refuse_unauthenticated(&state, refused, body, seen).await,
+    };
+    let seen = Seen {
+        principal: Some(&principal),
+        ..seen
+    };
+    let (bytes, rpc) = match read_request(&state, &parts, body).await {
+        Ok(read) => read,
+        Err(unread) => {
+            let seen = Seen {
+                rpc: unread.rpc.as_ref(),
+                id: unread.id.as_ref(),
+                ..seen
+            };
+            return refuse(&state, unread.refused, seen).await;
+        }
+    };
+    let seen = Seen {
+        rpc: rpc.as_ref(),
+        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
+        ..seen
+    };
+    let session = session_id(&parts.headers).map(str::to_owned);
+    let decided = check_session(&state, session.as_deref(), &principal)
+        .and_then(|()| decide(&state, &principal, rpc.as_ref()));
+    let decided = match decided {
+        Ok(decided) => decided,
+        Err(refused) => {
+            let refused = refused.id(seen.id.cloned());
+            return refuse(&state, refused, seen).await;
+        }
+    };
+
+    // On to rmcp, with the caller and the decision; the token goes no further (handlers
+    // get the principal, never the credential: no token passthrough, nothing to log).
+    let is_delete = parts.method == Method::DELETE;
+    if let Some(decided) = decided {
+        parts.extensions.insert(decided);
+    }
+    if let Some(remote) = remote {
+        parts.extensions.insert(RemoteAddr(remote));
+    }
+    parts.extensions.insert(principal.clone());
+    parts.extensions.insert(VerifiedBy(state.guard.id()));
+    parts.headers.remove(AUTHORIZATION);
+    let response = match inner
+        .call(Request::from_parts(parts, Body::from(bytes)))
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    bind_session(&state, session.as_deref(), is_delete, &response, &principal);
+    response.map(Body::new)
+}
+
+/// A refusal, and why: what the answer and its audit event say.
+struct Refused {
+    rejection: Rejection,
+    cause: Cause,
+}
+
+/// Why a request was refused, for its audit event.
+enum Cause {
+    /// As the refusal says.
+    Refusal,
+    /// The verifier refused the token.
+    Token(AuthError),
+    /// The policy denied the operation.
+    Denial(Denial),
+}
+
+impl From<Rejection> for Box<Refused> {
+    fn from(rejection: Rejection) -> Self {
+        Box::new(Refused {
+            rejection,
+            cause: Cause::Refusal,
+        })
+    }
+}
+
+impl Refused {
+    /// The refusal of a policy denial, answered as [`denial_rejection`] says.
+    fn denial(denial: Denial, metadata_url: &str) -> Box<Refused> {
+        Box::new(Refused {
+            rejection: denial_rejection(&denial, metadata_url),
+            cause: Cause::Denial(denial),
+        })
+    }
+
+    /// With the JSON-RPC id of the request, for the answer's body.
+    fn id(mut self: Box<Self>, id: Option<serde_json::Value>) -> Box<Refused> {
+        self.rejection = self.rejection.id(id);
+        self
+    }
+}
+
+/// A request refused before its caller was known: read what a small body says (its id,
+/// for the answer and the audit event; the operation, for a 401's scope hint), which also
+/// keeps the connection usable for the client's retry. A body too large, or too slow, to
+/// read closes the connection.
+async fn refuse_unauthenticated<B>(
+    state: &HttpState,
+    refused: Box<Refused>,
+    body: B,
+    seen: Seen<'_>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let parts = seen.parts;
+    let bytes = read_body(
+        &parts.headers,
+        body,
+        UNAUTHENTICATED_BODY_BYTES,
+        UNAUTHENTICATED_BODY_TIME,
+    )
+    .await;
+    let rpc = bytes
+        .as_ref()
+        .filter(|_| parts.method == Method::POST)
+        .and_then(|b| rpc::parse(b).ok());
+    let mut refused = refused.id(rpc.as_ref().and_then(|r| r.id.clone()));
+    if bytes.is_none() {
+        refused.rejection = refused.rejection.close_connection();
+    }
+    if refused.rejection.kind() == RejectionKind::MissingToken {
+        let scope = rpc
+            .as_ref()
+            .and_then(operation_of)
+            .and_then(|op| state.guard.policy().rule_for(op))
+            .map(|rule| challenge_scope(&rule.requirement().scopes_to_request(&|_| false)))
+            .filter(|s| !s.is_empty());
+        refused.rejection = refused.rejection.challenge(&[
+            ("resource_metadata", Some(&state.metadata_url)),
+            ("scope", scope.as_deref()),
+        ]);
+    }
+    let seen = Seen {
+        rpc: rpc.as_ref(),
+        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
+        ..seen
+    };
+    refuse(state, refused, seen).await
+}
+
+/// A request [`read_request`] refused, with what it read of it: the message's id and the
+/// message, when known.
+struct Unread {
+    refused: Box<Refused>,
+    id: Option<serde_json::Value>,
+    rpc: Option<rpc::RpcRequest>,
+}
+
+/// What the request asks for: its body, bounded in size and time, and, for a `POST`, the
+/// one JSON-RPC message in it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
+async fn read_request<B>(
+    state: &HttpState,
+    parts: &http::request::Parts,
+    body: B,
+) -> Result<(Bytes, Option<rpc::RpcRequest>), Unread>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let limit = state.max_body_bytes;
+    let Some(bytes) = read_body(&parts.headers, body, limit, BODY_TIME).await else {
+        let refusal = Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RejectionKind::BodyTooLarge,
+            &format!(
+                "the request body is larger than {limit} bytes, could not be read, or did not \
+                 arrive within {} s",
+                BODY_TIME.as_secs()
+            ),
+        )
+        // The rest of the body is unread: the connection cannot carry another request.
+        .close_connection();
+        return Err(Unread {
+            refused: refusal.into(),
+            id: None,
+            rpc: None,
+        });
+    };
+    if parts.method != Method::POST {
+        return Ok((bytes, None));
+    }
+    let rpc = match rpc::parse(&bytes) {
+        Ok(rpc) => rpc,
+        Err(e) => {
+            return Err(Unread {
+                refused: invalid_request(e.reason).id(e.id.clone()).into(),
+                id: e.id,
+                rpc: None,
+            });
+        }
+    };
+    let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
+        let name = single_header(&parts.headers, NAME_HEADER)?;
+        rpc.check_headers(method, name)
+    });
+    if let Err(reason) = checked {
+        return Err(Unread {
+            refused: invalid_request(&reason).id(rpc.id.clone()).into(),
+            id: rpc.id.clone(),
+            rpc: Some(rpc),
+        });
+    }
+    Ok((bytes, Some(rpc)))
+}
+
+/// Sessions are never authentication: a session belongs to the principal that opened it.
+/// Every session is opened through this layer, so one it does not know is gone (or was
+/// forgotten): the client starts a new one, as after rmcp's own 404.
+fn check_session(
+    state: &HttpState,
+    session: Option<&str>,
+    principal: &Principal,
+) -> Result<(), Box<Refused>> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    match state.sessions.get(session) {
+        Some(owner) if owner.is(principal) => Ok(()),
+        Some(_) => Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            RejectionKind::SessionMismatch,
+            "this session was opened by another principal; start your own session",
+        )
+        .into()),
+        None => Err(Rejection::new(
+            StatusCode::NOT_FOUND,
+            RejectionKind::UnknownSession,
+            "unknown session; start a new session",
+        )
+        .into()),
+    }
+}
+
+/// The decision, made once: a denial is answered with the status an HTTP client acts on;
+/// an allowed operation is handed on (as [`Decided`]) to the wrapper, which does not decide
+/// it again. What the layer leaves to the wrapper (lists, task ownership) passes as `None`.
+fn decide(
+    state: &HttpState,
+    principal: &Principal,
+    rpc: Option<&rpc::RpcRequest>,
+) -> Result<Option<Decided>, Box<Refused>> {
+    let Some(rpc) = rpc else {
+        return Ok(None);
+    };
+    let method = rpc.method.as_deref().unwrap_or_default();
+    let metadata_url = &state.metadata_url;
+    // A task operation of the task's owner is a use of the tool that started it: a scope
+    // since lost is a step-up challenge here. Whose task it is, the wrapper decides, with
+    // one answer for another caller's task and one never issued.
+    if let Target::Task(task_id) = &rpc.target
+        && let Some(owner) = state.guard.task_owner(task_id)
+        && owner.caller.is(principal)
+        && let Decision::Deny(denial) = state
+            .guard
+            .decide(principal, Operation::CallTool(&owner.tool))
+    {
+        return Err(Refused::denial(denial.for_method(method), metadata_url));
+    }
+    let Some(operation) = operation_of(rpc) else {
+        return Ok(None);
+    };
+    match state.guard.decide(principal, operation) {
+        Decision::Deny(denial) => Err(Refused::denial(denial.for_method(method), metadata_url)),
+        _ => Ok(Decided::of(operation)),
+    }
+}
+
+/// Remembers who opened the session rmcp's answer names, and forgets one that a `DELETE`
+/// closed.
+fn bind_session<B>(
+    state: &HttpState,
+    session: Option<&str>,
+    is_delete: bool,
+    response: &Response<B>,
+    principal: &Principal,
+) {
+    let sessions = &state.sessions;
+    match session {
+        None => {
+            if let Some(new_id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
+            }
+        }
+        Some(id) if is_delete && response.status().is_success() => sessions.invalidate(id),
+        Some(_) => {}
+    }
+}
+
+/// A 400 for a request the layer cannot read as one MCP request.
+fn invalid_request(message: &str) -> Rejection {
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        RejectionKind::InvalidRequest,
+        message,
+    )
+}
+
+/// The caller of a request, from its headers alone: the token from the one
+/// `Authorization: Bearer` header, verified. A refusal says why, with the verifier's error
+/// when it refused the token. The 401 for a missing token gets its challenge later, with
+/// the scope hint the body gives.
+async fn authenticate(
+    state: &HttpState,
+    parts: &http::request::Parts,
+) -> Result<Principal, Box<Refused>> {
+    let metadata_url: &str = &state.metadata_url;
+    let malformed = |message: &str| {
+        invalid_request(message).challenge(&[
+            ("error", Some("invalid_request")),
+            ("resource_metadata", Some(metadata_url)),
+        ])
+    };
+    // RFC 6750 section 2.3 allows a query parameter; MCP forbids it, and URLs end up in logs.
+    if parts.uri.query().is_some_and(has_access_token_param) {
+        return Err(malformed(
+            "access tokens in the query string are refused; send them in the Authorization header",
+        )
+        .into());
+    }
+    let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
+    let (first, second) = (authorization.next(), authorization.next());
+    if second.is_some() {
+        return Err(malformed("more than one Authorization header").into());
+    }
+    let Some(token) = first.and_then(|v| bearer_token(v.as_bytes())) else {
+        let refusal = Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingToken,
+            "this MCP server needs an OAuth access token (Authorization: Bearer ...)",
+        );
+        return Err(refusal.into());
+    };
+    state.guard.verifier().verify(token).await.map_err(|e| {
+        Box::new(Refused {
+            rejection: token_rejection(&e, metadata_url),
+            cause: Cause::Token(e),
+        })
+    })
+}
+
+/// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
+/// 403 with a step-up challenge naming every scope needed when scopes are missing, a plain
+/// 403 otherwise.
+fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
+    let message = denial.to_string();
+    let refusal = if denial.needs_new_token() {
+        // A newer token would do: tell the client its token will not, as for an expired
+        // one (RFC 6750 invalid_token).
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::InvalidToken,
+            &message,
+        )
+        .challenge(&[
+            ("error", Some("invalid_token")),
+            (
+                "error_description",
+                Some("this operation needs a more recently issued access token"),
+            ),
+            ("resource_metadata", Some(metadata_url)),
+        ])
+    } else if let DenyReason::InsufficientScope { .. } = denial.reason() {
+        Rejection::new(
+            StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope,
+            &message,
+        )
+        .challenge(&[
+            ("error", Some("insufficient_scope")),
+            ("scope", denial.challenge_scope().as_deref()),
+            ("resource_metadata", Some(metadata_url)),
+            (
+                "error_description",
+                Some("the access token lacks scopes this operation needs"),
+            ),
+        ])
+    } else {
+        Rejection::new(StatusCode::FORBIDDEN, RejectionKind::Forbidden, &message)
+    };
+    refusal.data(denial.error_data())
+}
+
+/// What the layer knew of a request when it refused it: what its audit event says.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    parts: &'a http::request::Parts,
+    remote: Option<SocketAddr>,
+    principal: Option<&'a Principal>,
+    rpc: Option<&'a rpc::RpcRequest>,
+    id: Option<&'a serde_json::Value>,
+}
+
+impl Seen<'_> {
+    /// The refusal's audit event: denied, from what was seen of the request.
+    fn event(&self, refused: &Refused) -> AuditEvent {
+        let origin = Origin {
+            transport: "http",
+            session_id: session_id(&self.parts.headers),
+            request_id: self.id.map(RequestId::Json),
+            remote_addr: self.remote,
+        };
+        let mut event = Call {
+            kind: EventKind::AuthenticationFailure,
+            method: self.parts.method.as_str(),
+            target: None,
+        }
+        .event(&origin);
+        if let Some(principal) = self.principal {
+            event.set_principal(principal);
+            event.kind = EventKind::Other;
+        }
+        if let Some(rpc) = self.rpc {
+            describe_rpc(&mut event, rpc);
+        }
+        let rejection = &refused.rejection;
+        match &refused.cause {
+            Cause::Refusal => event.set_denied(rejection.kind().code(), rejection.message()),
+            Cause::Token(e) => event.set_denied(e.error_code(), e.description()),
+            Cause::Denial(d) => event.set_denied_by(d),
+        }
+        event
+    }
+}
+
+/// Records the refusal's audit event, when there is an audit log, and answers with the
+/// refusal.
+async fn refuse(state: &HttpState, refused: Box<Refused>, seen: Seen<'_>) -> Response<Body> {
+    if let Some(auditor) = state.guard.auditor() {
+        // A queue that refuses under overload has counted it; the refusal goes out anyway.
+        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refused)).await {
+            let _ = audit.finish(Outcome::Denied).await;
+        }
+    }
+    refused.rejection.into_response()
+}
+
+/// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
+fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
+    event.method.clone_from(&rpc.method);
+    // The kinds the wrapper records for the same methods.
+    let kind = match rpc.method.as_deref() {
+        Some("tools/call") => EventKind::ToolCall,
+        Some("prompts/get") => EventKind::PromptGet,
+        Some("resources/read" | "resources/subscribe" | "resources/directory/read") => {
+            EventKind::ResourceRead
+        }
+        _ => EventKind::Other,
+    };
+    let target = match &rpc.target {
+        Target::Tool(name) | Target::Prompt(name) => Some(name),
+        Target::Resource(uri) | Target::Skill(uri) | Target::Task(uri) => Some(uri),
+        Target::Custom | Target::Other => None,
+    };
+    if event.kind != EventKind::AuthenticationFailure {
+        event.kind = kind;
+    }
+    event.target = target.cloned();
+}
+
+/// The `Mcp-Session-Id` of a request, if any.
+fn session_id(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// The body, unless it is larger than `limit` (declared or actual), cannot be read, or is
+/// not all received `within` this time.
+async fn read_body<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: usize,
+    within: Duration,
+) -> Option<Bytes>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return None;
+    }
+    // A client that stops sending holds neither the connection nor a graceful shutdown
+    // (and with it the audit log's drain) for longer than `within`.
+    tokio::time::timeout(within, Limited::new(body, limit).collect())
+        .await
+        .ok()?
+        .ok()
+        .map(|c| c.to_bytes())
+}
+
+/// The value of a header that may appear at most once: `Err` when it is repeated (which
+/// RFC 9110 section 5.3 would read as a comma-joined list no body can match).
+fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => Err(format!("the {name} header is repeated; send it once")),
+        (Some(v), None) => Ok(Some(v.to_str().unwrap_or("\u{fffd}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The 401 (or 400) for a token the verifier refused.
+fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
+    let status = match error.error_code() {
+        "invalid_request" => StatusCode::BAD_REQUEST,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
+    Rejection::new(status, RejectionKind::InvalidToken, error.description()).challenge(&[
+        ("error", Some(error.error_code())),
+        ("error_description", Some(error.description())),
+        ("resource_metadata", Some(metadata_url)),
+    ])
+}
+
+/// The operation a request is decided as, if it needs a rule.
+fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
+    match &rpc.target {
+        Target::Tool(name) => Some(Operation::CallTool(name)),
+        Target::Prompt(name) => Some(Operation::GetPrompt(name)),
+        Target::Resource(uri) => Some(Operation::ReadResource(uri)),
+        // A skill URI in a form no rule can match is refused by the wrapper.
+        Target::Skill(uri) => crate::server::skill_name(uri).map(Operation::GetSkill),
+        Target::Custom => rpc.method.as_deref().map(Operation::Custom),
+        // Decided by the wrapper (ownership), and by the layer as the owner's tool.
+        Target::Task(_) | Target::Other => None,
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is matched without
+/// regard to case (RFC 9110 section 11.1). Other schemes give `None`.
+fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_start_matches(' ');
+    (!token.is_empty()).then_some(token)
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token(b"bEaReR  abc"), Some("abc"));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bearer"), None);
+        assert_eq!(bearer_token(&[0xff, 0x20, 0x41]), None);
+    }
+
+    #[test]
+    fn query_tokens_are_found() {
+        assert!(has_access_token_param("a=1&access_token=x"));
+        assert!(has_access_token_param("access_token"));
+        assert!(!has_access_token_param("my_access_token=x"));
+    }
+}

@@ -1,0 +1,371 @@
+//! [`Authorized<H>`]: any rmcp `ServerHandler`, with every request authorized.
+//!
+//! The wrapper implements `ServerHandler` by writing out the delegation of every method
+//! (rmcp gives each one a default, so a forgotten method would silently fall back to it;
+//! `#[deny(clippy::missing_trait_methods)]` on the impl and a test against rmcp's source
+//! catch that). It gates `tools/call`, `resources/read` (and subscriptions and directory
+//! reads), `prompts/get`, completions, task operations and custom requests through the
+//! [`Policy`](crate::policy::Policy); filters `tools/list`, `resources/list`,
+//! `resources/templates/list` and `prompts/list` to what the caller may use and marks those
+//! results `cacheScope: private`; and puts the [`Principal`] in the request context, where
+//! `#[tool]` functions read it with rmcp's `Extension<Principal>` extractor.
+//!
+//! Over HTTP the principal comes from the request (the HTTP layer verified it); over stdio
+//! it is the one verified at start-up, whose expiry is checked on every call.
+
+use std::future::Future;
+
+#[allow(deprecated)] // SetLevelRequestParams: forwarded, not used.
+use rmcp::model::CallToolResponse;
+use rmcp::model::Extensions;
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer};
+
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use crate::audit::{AuditEvent, AuditFailure, EventKind, Outcome};
+use crate::gate::{self, Audit, Call, Origin};
+use crate::guard::Guard;
+use crate::policy::{Denial, DenyReason, Operation};
+use crate::principal::Principal;
+
+mod handler;
+
+pub use crate::codes::{FORBIDDEN, UNAUTHENTICATED};
+
+/// A `ServerHandler` whose every request is authorized by an [`Authz`](crate::Authz).
+///
+/// Made by [`Authz::wrap`](crate::Authz::wrap) (HTTP, with the principal of each request) or by the stdio
+/// server (with the principal verified at start-up).
+#[derive(Debug, Clone)]
+pub struct Authorized<H> {
+    inner: H,
+    guard: Guard,
+    session_principal: Option<Principal>,
+}
+
+impl<H> Authorized<H> {
+    pub(crate) fn new(inner: H, guard: Guard, session_principal: Option<Principal>) -> Self {
+        Authorized {
+            inner,
+            guard,
+            session_principal,
+        }
+    }
+
+    /// The wrapped handler.
+    pub fn get_ref(&self) -> &H {
+        &self.inner
+    }
+
+    /// The wrapped handler, mutably.
+    pub fn get_mut(&mut self) -> &mut H {
+        &mut self.inner
+    }
+
+    /// Unwraps the handler.
+    pub fn into_inner(self) -> H {
+        self.inner
+    }
+
+    /// The caller of this `method` request: the principal the HTTP layer put in the
+    /// request, or the stdio session's principal while its token is valid.
+    fn principal(&self, extensions: &Extensions, method: &str) -> Result<Principal, NoCaller> {
+        // Only what this `Authz`'s own layer verified.
+        let from_http = extensions
+            .get::<http::request::Parts>()
+            .filter(|parts| gate::VerifiedBy::is(parts, self.guard.id()))
+            .and_then(|parts| parts.extensions.get::<Principal>());
+        if let Some(p) = from_http {
+            return Ok(p.clone());
+        }
+        let Some(p) = &self.session_principal else {
+            return Err(NoCaller::Missing);
+        };
+        let now = self.guard.now();
+        if now >= p.expires_at() {
+            let denial = Denial::new(
+                method.to_owned(),
+                DenyReason::TokenExpired {
+                    exp: p.expires_at(),
+                    now,
+                },
+            );
+            return Err(NoCaller::Expired(Box::new((p.clone(), denial))));
+        }
+        Ok(p.clone())
+    }
+
+    /// The denial of a task operation, if any: the task must have been started by this
+    /// caller, with a tool the caller may still call.
+    fn task_denial(&self, principal: &Principal, method: &str, task_id: &str) -> Option<Denial> {
+        let operation = format!("{method} {task_id}");
+        let Some(owner) = self.guard.task_owner(task_id) else {
+            return Some(Denial::new(operation, DenyReason::NoRule));
+        };
+        if !owner.caller.is(principal) {
+            return Some(Denial::new(operation, DenyReason::NotOwner));
+        }
+        self.guard
+            .decide(principal, Operation::CallTool(&owner.tool))
+            .denial()
+            .cloned()
+    }
+
+    /// One request, start to end: authenticates the caller, applies `check`, runs the
+    /// operation with the principal in its context, and records one audit event and one
+    /// span for it whatever happens.
+    async fn gated<C, T, F, Fut>(
+        &self,
+        carrier: C,
+        call: Call<'_>,
+        check: Check<'_>,
+        arguments: Option<Value>,
+        run: F,
+        ok: fn(&T) -> Outcome,
+    ) -> Result<T, McpError>
+    where
+        C: Carrier,
+        F: FnOnce(C, Principal) -> Fut,
+        Fut: Future<Output = Result<T, McpError>>,
+    {
+        let origin = Origin::of(carrier.request());
+        let span = gate::span(&call, &origin);
+        let auditor = self.guard.auditor();
+        let mut audit = Audit::begin(auditor, |a| {
+            let mut event = call.event(&origin);
+            if let Some(arguments) = &arguments {
+                gate::describe_arguments(a, &mut event, arguments);
+            }
+            event
+        })
+        .await?;
+
+        let principal = match self.principal(&carrier.request().extensions, call.method) {
+            Ok(p) => p,
+            Err(no_caller) => {
+                audit.update(|e| no_caller.describe(e));
+                gate::record_decision(&span, Some(no_caller.code()));
+                let _ = audit.finish(Outcome::Denied).await;
+                return Err(no_caller.error());
+            }
+        };
+        gate::record_principal(&span, &principal);
+        audit.update(|e| e.set_principal(&principal));
+        let task_id = match check {
+            Check::Task(id) => Some(id),
+            _ => None,
+        };
+        let denial = match check {
+            // The HTTP layer decided this operation for this request already.
+            Check::Operation(op)
+                if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
+            {
+                None
+            }
+            Check::Operation(op) => self.guard.decide(&principal, op).denial().cloned(),
+            Check::Operations(operations) => operations
+                .iter()
+                .find_map(|op| self.guard.decide(&principal, *op).denial().cloned()),
+            Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
+            Check::Authenticated => None,
+            Check::Refused(denial) => Some(denial),
+        }
+        .map(|denial| denial.for_method(call.method));
+        if let Some(denial) = denial {
+            tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
+            audit.update(|e| e.set_denied_by(&denial));
+            gate::record_decision(&span, Some(denial.code()));
+            let _ = audit.finish(Outcome::Denied).await;
+            return Err(match (task_id, denial.reason()) {
+                // Another caller's task and a task that does not exist look the same, so a
+                // caller cannot learn which task ids exist (the audit event tells them apart).
+                (Some(id), DenyReason::NotOwner | DenyReason::NoRule) => McpError::new(
+                    FORBIDDEN,
+                    format!(
+                        "{} {id} refused: no task started by this caller has this id",
+                        call.method
+                    ),
+                    Some(serde_json::json!({ "error": "access_denied" })),
+                ),
+                _ => denied(&denial),
+            });
+        }
+        if audit.must_refuse() {
+            const CODE: &str = "audit_unavailable";
+            audit.update(|e| {
+                e.set_denied(CODE, "the audit log is failing and fail_closed is set");
+            });
+            gate::record_decision(&span, Some(CODE));
+            if let Some(a) = auditor {
+                a.count_fail_closed_refusal();
+            }
+            // Recording the refusal also tells whether the log works again.
+            let _ = audit.finish(Outcome::Denied).await;
+            return Err(gate::unavailable(&AuditFailure::Closed));
+        }
+        gate::record_decision(&span, None);
+
+        let cancelled = carrier.request().ct.clone();
+        let mut carrier = carrier;
+        carrier.attach(principal.clone());
+        let result = run(carrier, principal).instrument(span.clone()).await;
+        let outcome = if cancelled.is_cancelled() {
+            Outcome::Cancelled
+        } else {
+            gate::outcome_of(&result, ok)
+        };
+        audit.update(|e| e.error_code = gate::error_code_of(&result));
+        if let Err(e) = &result {
+            span.record("error.type", e.code.0);
+        }
+        audit.finish(outcome).await?;
+        result
+    }
+}
+
+/// Why a request has no caller.
+enum NoCaller {
+    /// No verified token came with it.
+    Missing,
+    /// The stdio session's token has expired.
+    Expired(Box<(Principal, Denial)>),
+}
+
+impl NoCaller {
+    fn error(&self) -> McpError {
+        match self {
+            NoCaller::Missing => McpError::new(
+                UNAUTHENTICATED,
+                "unauthenticated: no verified access token for this request",
+                None,
+            ),
+            NoCaller::Expired(expired) => denied(&expired.1),
+        }
+    }
+
+    /// The reason code audited and traced.
+    fn code(&self) -> &'static str {
+        match self {
+            NoCaller::Missing => "missing_token",
+            NoCaller::Expired(expired) => expired.1.code(),
+        }
+    }
+
+    fn describe(&self, event: &mut AuditEvent) {
+        match self {
+            NoCaller::Missing => {
+                event.set_denied(self.code(), "no verified access token");
+                event.kind = EventKind::AuthenticationFailure;
+            }
+            NoCaller::Expired(expired) => {
+                event.set_principal(&expired.0);
+                event.set_denied_by(&expired.1);
+            }
+        }
+    }
+}
+
+/// What must hold before an operation runs.
+enum Check<'a> {
+    /// The policy allows this operation.
+    Operation(Operation<'a>),
+    /// The policy allows every one of these operations (one per resource for a
+    /// subscription).
+    Operations(Vec<Operation<'a>>),
+    /// The caller started the task, and may still call the tool that started it.
+    Task(&'a str),
+    /// A verified caller suffices (lists, which are filtered to what the caller may use).
+    Authenticated,
+    /// Refused whoever asks (a request that names its target in a form no rule can match).
+    Refused(Denial),
+}
+
+/// What carries a request's context into the operation.
+trait Carrier {
+    fn request(&self) -> &RequestContext<RoleServer>;
+    /// Puts the principal where the operation's extractors find it.
+    fn attach(&mut self, principal: Principal);
+}
+
+impl Carrier for RequestContext<RoleServer> {
+    fn request(&self) -> &RequestContext<RoleServer> {
+        self
+    }
+
+    fn attach(&mut self, principal: Principal) {
+        self.extensions.insert(principal);
+    }
+}
+
+impl Carrier for SubscriptionContext {
+    fn request(&self) -> &RequestContext<RoleServer> {
+        self.request_context()
+    }
+
+    fn attach(&mut self, _principal: Principal) {}
+}
+
+/// Successful unless the tool says otherwise.
+fn tool_outcome(response: &CallToolResponse) -> Outcome {
+    match response {
+        CallToolResponse::Complete(result) if result.is_error == Some(true) => Outcome::ToolError,
+        _ => Outcome::Success,
+    }
+}
+
+fn success<T>(_: &T) -> Outcome {
+    Outcome::Success
+}
+
+/// The skill a `SKILL.md` URI names: the path segment before `SKILL.md`, when it is a plain
+/// name (ASCII letters, digits, `-`, `_`, `.`). A URI that names none, or names one in any
+/// other form, is refused whatever the rules say.
+pub(crate) fn skill_name(uri: &str) -> Option<&str> {
+    // Only plain names: a percent-encoded or non-ASCII segment could name, once decoded and
+    // normalised (as rmcp compares skill names), a skill whose rule it would not match.
+    rmcp::model::skill_name_from_uri(uri).filter(|name| {
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
+}
+
+/// A request that needs only a verified caller.
+fn basic_call(method: &str) -> Call<'_> {
+    Call {
+        kind: EventKind::Other,
+        method,
+        target: None,
+    }
+}
+
+fn list_call(method: &str) -> Call<'_> {
+    Call {
+        kind: EventKind::List,
+        method,
+        target: None,
+    }
+}
+
+fn resource_call<'a>(method: &'a str, uri: &'a str) -> Call<'a> {
+    Call {
+        kind: EventKind::ResourceRead,
+        method,
+        target: Some(uri),
+    }
+}
+
+fn task_call<'a>(method: &'a str, task_id: &'a str) -> Call<'a> {
+    Call {
+        kind: EventKind::Other,
+        method,
+        target: Some(task_id),
+    }
+}
+
+/// The MCP error for a denial: the reason in words, and for missing scopes the scopes in
+/// `data` (`{"error": "insufficient_scope", "scope": "..."}`) so a client can step up.
+pub(crate) fn denied(denial: &Denial) -> McpError {
+    McpError::new(FORBIDDEN, denial.to_string(), Some(denial.error_data()))
+}
