@@ -19,7 +19,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use rmcp_authz::Principal;
-use rmcp_authz::policy::{Policy, ScopeExpr, all_of, tool_meta};
+use rmcp_authz::policy::{Policy, PolicyBuilder, ScopeExpr, all_of, tool_meta};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -219,6 +219,11 @@ impl ServerHandler for Notes {
 /// The policy for the notes server: a hierarchy admin > write > read, rules per tool
 /// (`purge`'s from its metadata), resources, prompts.
 pub fn notes_policy() -> Policy {
+    notes_rules().build().expect("the notes policy is valid")
+}
+
+/// The rules of [`notes_policy`], before it is built (to add a clock, say).
+pub fn notes_rules() -> PolicyBuilder {
     Policy::builder()
         .implies("notes:admin", ["notes:write", "notes:delete"])
         .implies("notes:write", ["notes:read"])
@@ -232,8 +237,6 @@ pub fn notes_policy() -> Policy {
         .resource("notes://{id}", "notes:read")
         .prompt("summarize", "notes:read")
         .prompt("audit_report", "notes:admin")
-        .build()
-        .expect("the notes policy is valid")
 }
 
 /// Where the stdio notes server finds its keys.

@@ -1,4 +1,4 @@
-//! Policy decision cost: `Policy::decide_at` for an already verified `Principal`, against
+//! Policy decision cost: `Policy::decide` for an already verified `Principal`, against
 //! a hand-written check, as the number of tools grows.
 //!
 //! The policy names 50 scopes (ten resource families, each with `read`, `write`,
@@ -15,14 +15,14 @@
 //! - `baseline`: what a hand-written check costs, and the base of the ratio: a
 //!   `HashMap<String, String>::get` of the tool name for its one required scope, then a
 //!   `Vec<String>::contains` over the caller's scopes.
-//! - `decide_at_allow`: `Policy::decide_at` with a fixed `now` for a tool the caller may
-//!   call through the hierarchy (`list_notes` needs `notes:read`).
-//! - `decide_allow`: `Policy::decide`, the same decision reading the system clock.
-//! - `decide_at_deny`: a tool the caller may not call (`purge_billing` needs
+//! - `decide_allow`: `Policy::decide` (reading the policy's clock, the system clock) for a
+//!   tool the caller may call through the hierarchy (`list_notes` needs `notes:read`).
+//! - `decide_deny`: a tool the caller may not call (`purge_billing` needs
 //!   `billing:admin` and `ops:admin`); the denial names the scopes to ask for.
 //!
-//! The `uncached` group measures, for N = 100, `Policy::decide_for` on the caller's scope
-//! strings, which resolves the grant set on every call (a `Principal` keeps it).
+//! The `uncached` group measures, for N = 100, a decision for a principal built afresh
+//! (`Principal::builder`) on every call, which resolves its grant set every time (a
+//! verified `Principal` keeps it for the requests of its token).
 //!
 //! At the end the run prints each median of this run and its ratio to `baseline`.
 //!
@@ -30,7 +30,7 @@
 //!
 //! ```text
 //! cargo bench -p rmcp-authz --bench policy
-//! cargo bench -p rmcp-authz --bench policy -- decide_at   # some cases only
+//! cargo bench -p rmcp-authz --bench policy -- decide_deny   # some cases only
 //! ```
 
 mod common;
@@ -141,7 +141,6 @@ fn main() {
         .configure_from_args();
     let who = principal();
     let scopes: Vec<String> = who.scopes().to_vec();
-    let now = who.issued_at().expect("iat") + 60;
 
     let mut group = criterion.benchmark_group("policy");
     for n in SIZES {
@@ -151,17 +150,12 @@ fn main() {
         let who = principal();
         assert!(
             policy
-                .decide_at(&who, Operation::CallTool(ALLOWED), now)
+                .decide(&who, Operation::CallTool(ALLOWED))
                 .is_allowed()
         );
         assert!(
             !policy
-                .decide_at(&who, Operation::CallTool(DENIED), now)
-                .is_allowed()
-        );
-        assert!(
-            policy
-                .decide(&who, Operation::CallTool(ALLOWED))
+                .decide(&who, Operation::CallTool(DENIED))
                 .is_allowed()
         );
         group.bench_with_input(BenchmarkId::new("baseline", n), &n, |b, _| {
@@ -170,37 +164,32 @@ fn main() {
                 black_box(required.is_some_and(|r| scopes.contains(r)))
             });
         });
-        group.bench_with_input(BenchmarkId::new("decide_at_allow", n), &n, |b, _| {
-            b.iter(|| {
-                policy.decide_at(
-                    black_box(&who),
-                    black_box(Operation::CallTool(ALLOWED)),
-                    now,
-                )
-            });
-        });
         group.bench_with_input(BenchmarkId::new("decide_allow", n), &n, |b, _| {
             b.iter(|| policy.decide(black_box(&who), black_box(Operation::CallTool(ALLOWED))));
         });
-        group.bench_with_input(BenchmarkId::new("decide_at_deny", n), &n, |b, _| {
-            b.iter(|| {
-                policy.decide_at(black_box(&who), black_box(Operation::CallTool(DENIED)), now)
-            });
+        group.bench_with_input(BenchmarkId::new("decide_deny", n), &n, |b, _| {
+            b.iter(|| policy.decide(black_box(&who), black_box(Operation::CallTool(DENIED))));
         });
     }
     group.finish();
 
     let mut group = criterion.benchmark_group("uncached");
     let (policy, _) = policy(100);
-    group.bench_with_input(BenchmarkId::new("decide_for_allow", 100), &100, |b, _| {
-        b.iter(|| {
-            policy.decide_for(
-                black_box(&scopes),
-                Some("research-agent"),
-                black_box(Operation::CallTool(ALLOWED)),
-            )
-        });
-    });
+    let expires_at = who.expires_at();
+    group.bench_with_input(
+        BenchmarkId::new("fresh_principal_allow", 100),
+        &100,
+        |b, _| {
+            b.iter(|| {
+                let fresh = Principal::builder("https://auth.example.com", expires_at)
+                    .client_id("research-agent")
+                    .scopes(black_box(&scopes))
+                    .build()
+                    .expect("principal");
+                policy.decide(&fresh, black_box(Operation::CallTool(ALLOWED)))
+            });
+        },
+    );
     group.finish();
     criterion.final_summary();
 
@@ -211,12 +200,7 @@ fn main() {
     );
     for n in SIZES {
         let base = median(&format!("policy/baseline/{n}"), started);
-        for case in [
-            "baseline",
-            "decide_at_allow",
-            "decide_allow",
-            "decide_at_deny",
-        ] {
+        for case in ["baseline", "decide_allow", "decide_deny"] {
             match (median(&format!("policy/{case}/{n}"), started), base) {
                 (Some(m), Some(b)) => {
                     println!("{n:>8}  {case:<17} {m:>7.1} ns {:>7.2}x", m / b);
@@ -226,7 +210,7 @@ fn main() {
             }
         }
     }
-    if let Some(m) = median("uncached/decide_for_allow/100", started) {
-        println!("{:>8}  {:<17} {m:>7.1} ns", 100, "decide_for_allow");
+    if let Some(m) = median("uncached/fresh_principal_allow/100", started) {
+        println!("{:>8}  {:<21} {m:>7.1} ns", 100, "fresh_principal_allow");
     }
 }

@@ -1,4 +1,4 @@
-//! [`Guard`]: what every gate consults. The verifier, the policy, the clock, the audit
+//! [`Guard`]: what every gate consults. The verifier, the policy (and its clock), the audit
 //! pipeline, the `requestState` sealer and the task owners, shared by the
 //! [`Authorized`](crate::server::Authorized) wrapper, the HTTP layer and the stdio server.
 //!
@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rmcp::{ErrorData as McpError, ServerHandler};
 
 use crate::audit::Auditor;
-use crate::clock::Clock;
 use crate::error::ConfigError;
 use crate::policy::{Decision, Operation, Policy};
 use crate::principal::Principal;
@@ -35,7 +34,6 @@ struct Inner {
     policy: Policy,
     resource: String,
     authorization_servers: Vec<String>,
-    clock: Arc<dyn Clock>,
     auditor: Option<Auditor>,
     tasks: Bounded<TaskOwner>,
     /// Seals `requestState` to the caller; `None` only if no key could be generated.
@@ -51,7 +49,6 @@ pub(crate) struct GuardParts {
     pub(crate) policy: Policy,
     pub(crate) resource: String,
     pub(crate) authorization_servers: Vec<String>,
-    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) auditor: Option<Auditor>,
     pub(crate) request_state: Option<StateSealer>,
 }
@@ -77,7 +74,6 @@ impl Guard {
                 policy: parts.policy,
                 resource: parts.resource,
                 authorization_servers: parts.authorization_servers,
-                clock: parts.clock,
                 auditor: parts.auditor,
                 tasks: Bounded::new(MAX_TRACKED_TASKS),
                 request_state: parts.request_state.or_else(|| StateSealer::generate().ok()),
@@ -106,11 +102,9 @@ impl Guard {
         self.inner.auditor.as_ref()
     }
 
-    /// The policy's decision on `operation` for `principal`, at this guard's clock's time.
+    /// The policy's decision on `operation` for `principal`.
     pub(crate) fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        self.inner
-            .policy
-            .decide_at(principal, operation, self.now())
+        self.inner.policy.decide(principal, operation)
     }
 
     /// Checks that `handler` has every tool the policy names. Once a handler type has
@@ -140,8 +134,10 @@ impl Guard {
         self.inner.id
     }
 
+    /// The time of the policy's clock: every decision, expiry and `requestState` check
+    /// reads the one clock.
     pub(crate) fn now(&self) -> i64 {
-        self.inner.clock.now_unix()
+        self.inner.policy.now()
     }
 
     /// Records who started a task. A task id that already has an owner keeps it: a

@@ -84,9 +84,9 @@
 //! let authz = Authz::new(verifier, policy);
 //!
 //! // notes:write implies notes:read.
-//! assert!(authz.decide(&alice, Operation::CallTool("list_notes")).is_allowed());
+//! assert!(authz.policy().decide(&alice, Operation::CallTool("list_notes")).is_allowed());
 //! // A denial names every scope the call needs: the step-up challenge.
-//! let denied = authz.decide(&alice, Operation::CallTool("purge"));
+//! let denied = authz.policy().decide(&alice, Operation::CallTool("purge"));
 //! assert_eq!(denied.denial().unwrap().challenge_scope().as_deref(), Some("notes:admin ops:purge"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -143,7 +143,7 @@ pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::AUDIT_UNAVAILABLE;
 pub use error::ConfigError;
-pub use principal::{Actor, Principal};
+pub use principal::{Actor, Principal, PrincipalBuilder, PrincipalError};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.
 #[cfg(all(doctest, feature = "http"))]

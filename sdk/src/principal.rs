@@ -120,12 +120,25 @@ impl Actor {
         self.client_id.as_deref()
     }
 
-    /// An actor named by `subject` or `client_id`; `None` when neither names it.
-    pub(crate) fn new(
+    /// An actor named by `subject` or `client_id` (an `act` claim's members), acting for
+    /// a token issued by `issuer` if given; `None` when neither `subject` nor `client_id`
+    /// names it, or when one is given empty.
+    ///
+    /// ```
+    /// use rmcp_authz::Actor;
+    /// let agent = Actor::new(Some("agent-7".into()), None, None).unwrap();
+    /// assert_eq!(agent.id(), "agent-7");
+    /// assert!(Actor::new(None, Some("https://as.example".into()), None).is_none());
+    /// ```
+    pub fn new(
         subject: Option<String>,
         issuer: Option<String>,
         client_id: Option<String>,
     ) -> Option<Self> {
+        let empty = |v: &Option<String>| v.as_deref().is_some_and(str::is_empty);
+        if empty(&subject) || empty(&client_id) || empty(&issuer) {
+            return None;
+        }
         (subject.is_some() || client_id.is_some()).then_some(Actor {
             subject,
             issuer,
@@ -266,6 +279,142 @@ impl Principal {
     /// policies that decide for this principal, shared by clones.
     pub(crate) fn grant_slots(&self) -> &[OnceLock<CachedGrants>] {
         &self.inner.grants
+    }
+}
+
+/// A [`Principal`] put together by a [`Verifier`](crate::token::Verifier) of your own,
+/// from a token it has verified (or, in tests, from nothing).
+///
+/// ```
+/// use rmcp_authz::{Actor, Principal};
+/// let alice = Principal::builder("https://as.example", 1_900_000_000)
+///     .subject("alice")
+///     .client_id("notes-app")
+///     .audiences(["https://mcp.example/mcp"])
+///     .scopes(["notes:read", "notes:write"])
+///     .actor(Actor::new(Some("agent-7".into()), None, None).unwrap())
+///     .issued_at(1_899_999_000)
+///     .build()?;
+/// assert_eq!(alice.agent(), Some("agent-7"));
+/// assert!(alice.has_scope("notes:write"));
+/// # Ok::<(), rmcp_authz::PrincipalError>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct PrincipalBuilder {
+    parts: PrincipalParts,
+}
+
+/// Why a [`PrincipalBuilder`] could not build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrincipalError {
+    /// A member that names someone is empty (an empty issuer, subject, client or scope
+    /// would match other empty values and grant what no one was given).
+    #[error("the principal's {member} is empty; leave it out or give its value")]
+    Empty {
+        /// `issuer`, `subject`, `client_id`, `audience` or `scope`.
+        member: &'static str,
+    },
+}
+
+impl Principal {
+    /// Starts a principal issued by `issuer` whose token expires at `expires_at`
+    /// (seconds since the epoch). Everything else is optional.
+    pub fn builder(issuer: impl Into<String>, expires_at: i64) -> PrincipalBuilder {
+        PrincipalBuilder {
+            parts: PrincipalParts {
+                issuer: issuer.into(),
+                exp: expires_at,
+                ..PrincipalParts::default()
+            },
+        }
+    }
+}
+
+impl PrincipalBuilder {
+    /// The user (`sub`).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.parts.subject = Some(subject.into());
+        self
+    }
+
+    /// The client application (`client_id`, or `azp`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.parts.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The token's audiences (`aud`).
+    pub fn audiences<S: Into<String>>(mut self, audiences: impl IntoIterator<Item = S>) -> Self {
+        self.parts.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The granted scopes (repeats are dropped, the first kept).
+    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        let mut kept: Vec<String> = Vec::new();
+        for scope in scopes.into_iter().map(Into::into) {
+            if !kept.contains(&scope) {
+                kept.push(scope);
+            }
+        }
+        self.parts.scopes = kept;
+        self
+    }
+
+    /// Adds an actor to the delegation chain: the first one added is the current actor,
+    /// the next the one it acts for, and so on.
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.parts.actors.push(actor);
+        self
+    }
+
+    /// The token id (`jti`).
+    pub fn token_id(mut self, jti: impl Into<String>) -> Self {
+        self.parts.jti = Some(jti.into());
+        self
+    }
+
+    /// When the token was issued (`iat`, seconds since the epoch).
+    pub fn issued_at(mut self, iat: i64) -> Self {
+        self.parts.iat = Some(iat);
+        self
+    }
+
+    /// Every claim of the token, for the handlers' own checks.
+    pub fn claims(mut self, claims: Map<String, Value>) -> Self {
+        self.parts.claims = claims;
+        self
+    }
+
+    /// The clock skew the verifier tolerated (default 30 s): the policy counts a
+    /// lifetime from now when `iat` is later than now plus this.
+    pub fn clock_leeway(mut self, leeway: std::time::Duration) -> Self {
+        self.parts.clock_leeway_secs = Some(i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The principal.
+    ///
+    /// # Errors
+    /// [`PrincipalError::Empty`] when the issuer, the subject, the client, an audience
+    /// or a scope is empty.
+    pub fn build(self) -> Result<Principal, PrincipalError> {
+        let p = &self.parts;
+        let empty = |v: Option<&str>| v.is_some_and(str::is_empty);
+        for (member, is_empty) in [
+            ("issuer", p.issuer.is_empty()),
+            ("subject", empty(p.subject.as_deref())),
+            ("client_id", empty(p.client_id.as_deref())),
+            ("audience", p.audiences.iter().any(String::is_empty)),
+            ("scope", p.scopes.iter().any(String::is_empty)),
+        ] {
+            if is_empty {
+                return Err(PrincipalError::Empty { member });
+            }
+        }
+        Ok(Principal::from(self.parts))
     }
 }
 

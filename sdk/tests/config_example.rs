@@ -348,6 +348,11 @@ fn the_example_equals_its_builder_form() {
             .map(|i| scopes[i].clone())
             .collect();
         for client in ["admin-console", "notes-app"] {
+            let caller = Principal::builder("https://auth.example.com", i64::MAX)
+                .client_id(client)
+                .scopes(&granted)
+                .build()
+                .expect("caller");
             for op in [
                 Operation::CallTool("list_notes"),
                 Operation::CallTool("read_note"),
@@ -361,8 +366,8 @@ fn the_example_equals_its_builder_form() {
                 Operation::GetPrompt("audit_report"),
             ] {
                 assert_eq!(
-                    from_file.decide_for(&granted, Some(client), op),
-                    built.decide_for(&granted, Some(client), op),
+                    from_file.decide(&caller, op),
+                    built.decide(&caller, op),
                     "{op} for {client} with {granted:?}"
                 );
             }
@@ -392,11 +397,13 @@ async fn authz_loads_from_the_example_in_one_call() {
     let who = authz.verifier().verify(&token).await.unwrap();
     assert!(
         authz
+            .policy()
             .decide(&who, Operation::CallTool("write_note"))
             .is_allowed()
     );
     assert!(
         !authz
+            .policy()
             .decide(&who, Operation::CallTool("purge"))
             .is_allowed()
     );

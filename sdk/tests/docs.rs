@@ -709,6 +709,7 @@ async fn the_denial_table_matches_the_policy_and_the_layer() {
         let principal = verifier.verify_sync(&token).expect("a valid token");
         let authz = Authz::new(verifier, policy);
         let denial: Denial = authz
+            .policy()
             .decide(&principal, Operation::CallTool(tool))
             .denial()
             .cloned()
@@ -771,10 +772,11 @@ async fn an_expired_session_token_is_denied_as_the_table_says() {
     let clock = Arc::new(ManualClock::new(now()));
     let sink = Arc::new(MemorySink::new());
     let auditor = Auditor::builder(sink.clone()).build().expect("auditor");
-    let authz = Authz::builder(verifier, Policy::builder().build().expect("policy"))
+    let policy = Policy::builder()
         .clock(clock.clone())
-        .auditor(auditor)
-        .build();
+        .build()
+        .expect("policy");
+    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
     let wrapped = authz
         .wrap_for(Tools::new(&[]), principal.clone())
         .expect("wrap");

@@ -22,7 +22,7 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ErrorData as McpError, Peer, ServiceExt as _};
 use rmcp_authz::audit::{AuditEvent, Auditor, DecisionKind, Durability, MemorySink, Outcome};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz::policy::{Policy, ScopeExpr, all_of};
+use rmcp_authz::policy::{Policy, PolicyBuilder, ScopeExpr, all_of};
 use rmcp_authz::stdio::DEFAULT_TOKEN_VAR;
 use rmcp_authz::{Authz, ManualClock};
 use rmcp_authz_tests::TempDir;
@@ -40,6 +40,11 @@ const ECHO: &str = "notes/echo";
 
 /// The notes policy, plus a rule for the custom request [`ECHO`].
 fn policy() -> Policy {
+    rules().build().expect("the policy is valid")
+}
+
+/// The rules of [`policy`], before it is built.
+fn rules() -> PolicyBuilder {
     Policy::builder()
         .implies("notes:admin", ["notes:write", "notes:delete"])
         .implies("notes:write", ["notes:read"])
@@ -54,8 +59,6 @@ fn policy() -> Policy {
         .prompt("summarize", "notes:read")
         .prompt("audit_report", "notes:admin")
         .custom_request(ECHO, ScopeExpr::authenticated())
-        .build()
-        .expect("the policy is valid")
 }
 
 /// One request of each method the gate must see, by the client's own API.
@@ -224,10 +227,8 @@ async fn every_method_is_gated_and_audited_on_stdio_with_a_manual_clock() {
         .durability(Durability::Durable)
         .build()
         .expect("auditor");
-    let authz = Authz::builder(verifier, policy())
-        .clock(clock.clone())
-        .auditor(auditor)
-        .build();
+    let policy = rules().clock(clock.clone()).build().expect("policy");
+    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
     let token = issuer
         .token(AUDIENCE)
         .subject("carol")
@@ -289,10 +290,8 @@ async fn discover_is_refused_after_exp_on_stdio() {
         .durability(Durability::Durable)
         .build()
         .expect("auditor");
-    let authz = Authz::builder(verifier, policy())
-        .clock(clock.clone())
-        .auditor(auditor)
-        .build();
+    let policy = rules().clock(clock.clone()).build().expect("policy");
+    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
     let token = issuer
         .token(AUDIENCE)
         .scopes(["notes:read"])
@@ -519,9 +518,8 @@ async fn an_expiry_refusal_names_the_method_it_refused() {
         .expect("dev issuer")
         .with_clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
-    let authz = Authz::builder(verifier, policy())
-        .clock(clock.clone())
-        .build();
+    let policy = rules().clock(clock.clone()).build().expect("policy");
+    let authz = Authz::builder(verifier, policy).build();
     let token = issuer
         .token(AUDIENCE)
         .scopes(["notes:read"])

@@ -169,7 +169,10 @@ fn wrapper_implements_every_server_handler_method() {
     // Names from rmcp's doc example must not be counted.
     assert!(!upstream_set.contains("MyServer"));
 
-    let wrapper_text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/src/server/handler.rs"));
+    let wrapper_text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sdk/src/server/handler.rs"
+    ));
     let wrapper = wrapper_methods(wrapper_text);
     let wrapper_set: BTreeSet<&str> = wrapper.iter().map(String::as_str).collect();
     assert!(
@@ -201,7 +204,10 @@ fn method_parsers_skip_comments_and_nested_items() {
     assert_eq!(wrapper_methods(wrapper), ["ping", "complete"]);
 
     // On the real source, a forwarding method taken out is noticed.
-    let real = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/src/server/handler.rs"));
+    let real = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sdk/src/server/handler.rs"
+    ));
     let without_listen = real.replacen("fn listen(", "fn not_listen(", 1);
     assert_ne!(
         without_listen, real,

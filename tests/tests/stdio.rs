@@ -16,7 +16,7 @@ use rmcp::{ErrorData as McpError, ServiceExt};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::stdio::DEFAULT_TOKEN_VAR;
 use rmcp_authz::{Authz, ManualClock};
-use rmcp_authz_tests::notes::{Notes, notes_policy};
+use rmcp_authz_tests::notes::{Notes, notes_rules};
 use rmcp_authz_tests::server::connect_in_memory;
 use serde_json::json;
 use tokio::process::Command;
@@ -306,9 +306,8 @@ async fn token_expiring_during_the_session_is_refused_per_call() {
         .expect("dev issuer")
         .with_clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
-    let authz = Authz::builder(verifier, notes_policy())
-        .clock(clock.clone())
-        .build();
+    let policy = notes_rules().clock(clock.clone()).build().expect("policy");
+    let authz = Authz::new(verifier, policy);
     let token = issuer
         .token(AUDIENCE)
         .subject("carol")

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use rmcp::ServerHandler;
 
 use crate::audit::Auditor;
-use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::guard::{Guard, GuardParts};
-use crate::policy::{Decision, Operation, Policy};
-use crate::principal::Principal;
+use crate::policy::Policy;
 use crate::request_state::StateSealer;
 use crate::server::Authorized;
 use crate::token::Verifier;
@@ -67,7 +65,6 @@ impl Authz {
             policy,
             resource,
             authorization_servers,
-            clock: Arc::new(SystemClock),
             auditor: None,
             request_state: None,
             #[cfg(feature = "http")]
@@ -100,12 +97,6 @@ impl Authz {
         self.guard.auditor()
     }
 
-    /// Decides `operation` for `principal` (the policy's decision, at this `Authz`'s
-    /// clock's time).
-    pub fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        self.guard.decide(principal, operation)
-    }
-
     /// Wraps `handler` so every call it serves is authorized.
     ///
     /// The first time a handler type is wrapped, every tool the policy names is looked up
@@ -129,7 +120,6 @@ pub struct AuthzBuilder {
     policy: Policy,
     resource: String,
     authorization_servers: Vec<String>,
-    clock: Arc<dyn Clock>,
     auditor: Option<Auditor>,
     request_state: Option<StateSealer>,
     #[cfg(feature = "http")]
@@ -159,12 +149,6 @@ impl AuthzBuilder {
         servers: impl IntoIterator<Item = S>,
     ) -> Self {
         self.authorization_servers = servers.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The clock for per-call expiry checks on stdio. Default: [`SystemClock`].
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -200,7 +184,6 @@ impl AuthzBuilder {
                 policy: self.policy,
                 resource: self.resource,
                 authorization_servers: self.authorization_servers,
-                clock: self.clock,
                 auditor: self.auditor,
                 request_state: self.request_state,
             }),

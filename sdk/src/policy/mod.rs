@@ -15,25 +15,31 @@
 //! few bit tests; what a [`Principal`]'s scopes amount to is computed once and kept in
 //! the principal.
 
+mod builder;
 mod compiled;
 mod conditions;
 mod decision;
 mod hierarchy;
+mod inspect;
+mod rule;
 mod scope;
 mod template;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use rmcp::model::{MetaObject, Tool};
+use rmcp::model::MetaObject;
 use serde_json::Value;
 
+pub use builder::{PolicyBuilder, PolicyError};
 pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
+pub use rule::{Operation, Rule};
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
+use crate::clock::Clock;
 use crate::principal::Principal;
 use compiled::{Held, Requirement, ScopeTable, holds};
 use hierarchy::Hierarchy;
@@ -77,133 +83,6 @@ pub fn tool_meta(requirement: impl Into<ScopeExpr>) -> MetaObject {
     MetaObject::from(object)
 }
 
-/// A rule: the scopes an operation needs and, optionally, the only clients it admits and
-/// [`Conditions`] on the delegation chain and token age.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    requirement: ScopeExpr,
-    clients: Option<Vec<String>>,
-    conditions: Conditions,
-}
-
-impl Rule {
-    /// A rule needing `requirement`.
-    pub fn new(requirement: impl Into<ScopeExpr>) -> Rule {
-        Rule {
-            requirement: requirement.into(),
-            clients: None,
-            conditions: Conditions::default(),
-        }
-    }
-
-    /// Adds conditions on the delegation chain and token age (see [`Conditions`]).
-    #[must_use]
-    pub fn with(mut self, conditions: Conditions) -> Rule {
-        self.conditions = conditions;
-        self
-    }
-
-    /// The rule's own conditions (the policy's defaults fill in what they leave unset).
-    pub fn conditions(&self) -> &Conditions {
-        &self.conditions
-    }
-
-    /// Admits only callers whose client (`client_id`, else `azp`) is one of `clients`;
-    /// others are denied with [`DenyReason::ClientNotPermitted`] whatever their scopes.
-    #[must_use]
-    pub fn only_clients<S: Into<String>>(mut self, clients: impl IntoIterator<Item = S>) -> Rule {
-        self.clients = Some(clients.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// The scope requirement.
-    pub fn requirement(&self) -> &ScopeExpr {
-        &self.requirement
-    }
-
-    /// The admitted clients, if restricted.
-    pub fn clients(&self) -> Option<&[String]> {
-        self.clients.as_deref()
-    }
-}
-
-impl From<ScopeExpr> for Rule {
-    fn from(requirement: ScopeExpr) -> Self {
-        Rule::new(requirement)
-    }
-}
-
-impl From<&str> for Rule {
-    /// A rule needing this one scope (taken literally).
-    fn from(scope: &str) -> Self {
-        Rule::new(scope)
-    }
-}
-
-/// An MCP operation the policy decides on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Operation<'a> {
-    /// `tools/call` of the named tool (and task operations on a task it started).
-    CallTool(&'a str),
-    /// `resources/read` (and subscriptions, directory reads) of the URI.
-    ReadResource(&'a str),
-    /// `prompts/get` of the named prompt.
-    GetPrompt(&'a str),
-    /// `skills/get` of the named skill (and the skill's place in `skills/list`).
-    GetSkill(&'a str),
-    /// A custom (non-MCP) request method.
-    Custom(&'a str),
-    /// Anything that needs only a valid token: `initialize`, `ping`, the `*/list` methods.
-    Basic,
-}
-
-impl fmt::Display for Operation<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Operation::CallTool(name) => write!(f, "tools/call {name}"),
-            Operation::ReadResource(uri) => write!(f, "resources/read {uri}"),
-            Operation::GetPrompt(name) => write!(f, "prompts/get {name}"),
-            Operation::GetSkill(name) => write!(f, "skills/get {name}"),
-            Operation::Custom(method) => write!(f, "{method}"),
-            Operation::Basic => f.write_str("basic access"),
-        }
-    }
-}
-
-/// Why a policy could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// A rule's scope expression is invalid.
-    #[error("{what}: {source}")]
-    Expr {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-        /// The expression error.
-        #[source]
-        source: ExprError,
-    },
-    /// Two rules for the same tool, resource, prompt or request.
-    #[error("{what} has two rules; give each one rule")]
-    DuplicateRule {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-    },
-    /// A resource rule's URI template does not parse.
-    #[error("resource rule {template:?}: braces do not pair up or a variable is unnamed")]
-    BadTemplate {
-        /// The template.
-        template: String,
-    },
-    /// A tool's `_meta` requirement is not a string.
-    #[error("tool {tool:?}: _meta {TOOL_META_KEY:?} must be a scope expression string")]
-    BadMeta {
-        /// The tool.
-        tool: String,
-    },
-}
-
 /// A built, immutable authorization policy. Cheap to clone.
 #[derive(Clone)]
 pub struct Policy {
@@ -227,6 +106,8 @@ struct Inner {
     unlisted_skills: Option<Entry>,
     scopes_supported: Vec<String>,
     max_token_lifetime: Option<std::time::Duration>,
+    /// The time of every decision.
+    clock: Arc<dyn Clock>,
 }
 
 /// The source of [`Inner::id`].
@@ -296,18 +177,28 @@ impl Policy {
         PolicyBuilder::default()
     }
 
-    /// Decides `operation` for `principal` now.
+    /// Decides `operation` for `principal`, at the time of the policy's clock
+    /// ([`PolicyBuilder::clock`]; the system clock by default): the client restriction,
+    /// the delegation chain, the token's lifetime, the scopes, then the token's age.
+    ///
+    /// This is the one way to ask the policy: [`Authz`](crate::Authz), the HTTP layer and
+    /// the [`Authorized`](crate::server::Authorized) wrapper all decide through it.
     pub fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.decide_at(principal, operation, now)
+        self.decide_at(principal, operation, self.now())
     }
 
-    /// Decides `operation` for `principal` at `now` (seconds since the epoch, for the
-    /// freshness conditions): the client restriction, the delegation chain, the token's
-    /// lifetime, the scopes, then the token's age.
-    pub fn decide_at(&self, principal: &Principal, operation: Operation<'_>, now: i64) -> Decision {
+    /// The time of the policy's clock, in seconds since the epoch.
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now_unix()
+    }
+
+    /// [`Policy::decide`] at `now` (seconds since the epoch).
+    pub(crate) fn decide_at(
+        &self,
+        principal: &Principal,
+        operation: Operation<'_>,
+        now: i64,
+    ) -> Decision {
         let Some(entry) = self.entry_for(operation) else {
             return unruled(operation);
         };
@@ -351,28 +242,6 @@ impl Policy {
         match freshness {
             Some(reason) => deny(reason),
             None => Decision::Allow,
-        }
-    }
-
-    /// Decides `operation` for a caller holding `granted` scopes with client `client`:
-    /// [`Policy::decide`] without a [`Principal`].
-    pub fn decide_for(
-        &self,
-        granted: &[String],
-        client: Option<&str>,
-        operation: Operation<'_>,
-    ) -> Decision {
-        let Some(entry) = self.entry_for(operation) else {
-            return unruled(operation);
-        };
-        if let Some(denied) = entry.client_denial(client, operation) {
-            return denied;
-        }
-        let held = self.inner.scopes.grants(granted);
-        if entry.requirement.is_met(held.words()) {
-            Decision::Allow
-        } else {
-            self.insufficient(entry, held.words(), operation)
         }
     }
 
@@ -432,7 +301,7 @@ impl Policy {
     /// Decides a resource template (as listed by `resources/templates/list`): allowed when
     /// a rule was declared for exactly this template, or for unlisted resources, and the
     /// caller meets it.
-    pub fn decide_template(&self, principal: &Principal, template: &str) -> Decision {
+    pub(crate) fn decide_template(&self, principal: &Principal, template: &str) -> Decision {
         let declared =
             self.inner.resources.contains_key(template) || self.inner.unlisted_resources.is_some();
         if declared {
@@ -443,65 +312,6 @@ impl Policy {
                 DenyReason::NoRule,
             ))
         }
-    }
-
-    /// Every rule, as (kind, name, rule), sorted by kind then name. Kinds are `tool`,
-    /// `resource`, `prompt`, `skill`, `custom request`, and `unlisted tools` /
-    /// `unlisted resources` / `unlisted prompts` / `unlisted skills` (with an empty name).
-    pub fn rules(&self) -> Vec<(&'static str, &str, &Rule)> {
-        let i = &self.inner;
-        let mut out: Vec<(&'static str, &str, &Rule)> = Vec::new();
-        for (kind, map) in [
-            ("tool", &i.tools),
-            ("resource", &i.resources),
-            ("prompt", &i.prompts),
-            ("skill", &i.skills),
-            ("custom request", &i.custom),
-        ] {
-            let mut named: Vec<_> = map
-                .iter()
-                .map(|(n, e)| (kind, n.as_str(), &e.rule))
-                .collect();
-            named.sort_by(|a, b| a.1.cmp(b.1));
-            out.extend(named);
-        }
-        for (kind, rule) in [
-            ("unlisted tools", &i.unlisted_tools),
-            ("unlisted resources", &i.unlisted_resources),
-            ("unlisted prompts", &i.unlisted_prompts),
-            ("unlisted skills", &i.unlisted_skills),
-        ] {
-            if let Some(entry) = rule {
-                out.push((kind, "", &entry.rule));
-            }
-        }
-        out
-    }
-
-    /// The resource templates (with variables), in the order they are tried, each with
-    /// the templates before it that also match a sample expansion of it (and so may shadow
-    /// it: a URI is decided by the first template that matches).
-    pub fn shadowed_templates(&self) -> Vec<(&str, Vec<&str>)> {
-        let templates = &self.inner.resource_templates;
-        templates
-            .iter()
-            .enumerate()
-            .map(|(i, (text, _, _))| {
-                let sample = template::sample_expansion(text);
-                let before = templates[..i]
-                    .iter()
-                    .filter(|(_, t, _)| t.matches(&sample))
-                    .map(|(text, _, _)| text.as_str())
-                    .collect();
-                (text.as_str(), before)
-            })
-            .collect()
-    }
-
-    /// The scopes `scope` implies under the declared hierarchy (transitively, itself
-    /// excluded).
-    pub fn implied_by(&self, scope: &str) -> &[String] {
-        self.inner.hierarchy.implied_by(scope)
     }
 
     /// The tools that have a rule of their own.
@@ -518,269 +328,28 @@ impl Policy {
     }
 }
 
-/// Builds a [`Policy`]. Errors are collected and reported by [`PolicyBuilder::build`].
-#[derive(Debug, Default)]
-#[must_use]
-pub struct PolicyBuilder {
-    edges: HashMap<String, Vec<String>>,
-    tools: Vec<(String, Rule)>,
-    prompts: Vec<(String, Rule)>,
-    skills: Vec<(String, Rule)>,
-    custom: Vec<(String, Rule)>,
-    resources: Vec<(String, Rule)>,
-    unlisted_tools: Option<Rule>,
-    unlisted_resources: Option<Rule>,
-    unlisted_prompts: Option<Rule>,
-    unlisted_skills: Option<Rule>,
-    default_conditions: Conditions,
-    max_token_lifetime: Option<std::time::Duration>,
-    errors: Vec<PolicyError>,
-}
-
-impl PolicyBuilder {
-    /// Declares that holding `scope` also grants each of `implied` (transitively).
-    pub fn implies<S: Into<String>>(
-        mut self,
-        scope: impl Into<String>,
-        implied: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.edges
-            .entry(scope.into())
-            .or_default()
-            .extend(implied.into_iter().map(Into::into));
-        self
-    }
-
-    /// Conditions on the delegation chain and token age for every rule; a rule's own
-    /// [`Conditions`] override them setting by setting.
-    pub fn default_conditions(mut self, conditions: Conditions) -> Self {
-        self.default_conditions = conditions;
-        self
-    }
-
-    /// Refuses tokens whose lifetime (`exp - iat`) is longer than `max` (and tokens
-    /// without `iat`), for every operation with a rule: long-lived bearer tokens are the
-    /// ones that leak and stay useful. An `iat` more than 30 s (the clock skew tolerated)
-    /// in the future counts as now, so a token dated ahead cannot make its lifetime look
-    /// short.
-    pub fn max_token_lifetime(mut self, max: std::time::Duration) -> Self {
-        self.max_token_lifetime = Some(max);
-        self
-    }
-
-    /// The rule for a tool.
-    pub fn tool(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
-        self.tools.push((name.into(), rule.into()));
-        self
-    }
-
-    /// Rules from tools' metadata: each tool whose `_meta` has [`TOOL_META_KEY`] (see
-    /// [`tool_meta`]) gets that rule. Pass `MyServer::tool_router().list_all()`.
-    pub fn tools_from_meta(mut self, tools: impl IntoIterator<Item = Tool>) -> Self {
-        for tool in tools {
-            let Some(value) = tool.meta.as_ref().and_then(|m| m.0.get(TOOL_META_KEY)) else {
-                continue;
-            };
-            match value.as_str() {
-                Some(text) => match ScopeExpr::parse(text) {
-                    Ok(expr) => self.tools.push((tool.name.to_string(), Rule::new(expr))),
-                    Err(source) => self.errors.push(PolicyError::Expr {
-                        what: format!("tool {:?} (_meta)", tool.name),
-                        source,
-                    }),
-                },
-                None => self.errors.push(PolicyError::BadMeta {
-                    tool: tool.name.to_string(),
-                }),
-            }
+/// For the crate's unit tests: a decision for a caller holding `granted` with `client`,
+/// as a principal whose token never expires.
+#[cfg(test)]
+impl Policy {
+    pub(crate) fn decide_for(
+        &self,
+        granted: &[String],
+        client: Option<&str>,
+        operation: Operation<'_>,
+    ) -> Decision {
+        let mut caller = Principal::builder("https://as.test", i64::MAX).scopes(granted);
+        if let Some(client) = client {
+            caller = caller.client_id(client);
         }
-        self
+        self.decide(&caller.build().expect("a test caller"), operation)
     }
-
-    /// The rule for a resource URI, or for every URI a URI template (`notes://{id}`)
-    /// matches. Exact URIs win over templates; templates are tried in the order given.
-    pub fn resource(mut self, uri_or_template: impl Into<String>, rule: impl Into<Rule>) -> Self {
-        self.resources.push((uri_or_template.into(), rule.into()));
-        self
-    }
-
-    /// The rule for a prompt.
-    pub fn prompt(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
-        self.prompts.push((name.into(), rule.into()));
-        self
-    }
-
-    /// The rule for a skill (`skills/get`; `skills/list` shows only the skills the caller
-    /// may get). Skills without a rule are denied.
-    pub fn skill(mut self, name: impl Into<String>, rule: impl Into<Rule>) -> Self {
-        self.skills.push((name.into(), rule.into()));
-        self
-    }
-
-    /// The rule for a custom request method (custom requests are denied without one).
-    pub fn custom_request(mut self, method: impl Into<String>, rule: impl Into<Rule>) -> Self {
-        self.custom.push((method.into(), rule.into()));
-        self
-    }
-
-    /// The rule for tools without a rule of their own (default: denied).
-    pub fn unlisted_tools(mut self, rule: impl Into<Rule>) -> Self {
-        self.unlisted_tools = Some(rule.into());
-        self
-    }
-
-    /// The rule for resources no rule matches (default: denied).
-    pub fn unlisted_resources(mut self, rule: impl Into<Rule>) -> Self {
-        self.unlisted_resources = Some(rule.into());
-        self
-    }
-
-    /// The rule for prompts without a rule of their own (default: denied).
-    pub fn unlisted_prompts(mut self, rule: impl Into<Rule>) -> Self {
-        self.unlisted_prompts = Some(rule.into());
-        self
-    }
-
-    /// The rule for skills without a rule of their own (default: denied).
-    pub fn unlisted_skills(mut self, rule: impl Into<Rule>) -> Self {
-        self.unlisted_skills = Some(rule.into());
-        self
-    }
-
-    /// Checks every rule and builds the policy.
-    ///
-    /// # Errors
-    /// The first [`PolicyError`]: an invalid scope or expression, a duplicate rule, a
-    /// malformed URI template, bad tool metadata.
-    pub fn build(mut self) -> Result<Policy, PolicyError> {
-        if !self.errors.is_empty() {
-            return Err(self.errors.remove(0));
-        }
-        for (scope, implied) in &self.edges {
-            for s in std::iter::once(scope).chain(implied) {
-                if !valid_scope(s) {
-                    return Err(PolicyError::Expr {
-                        what: format!("hierarchy entry {scope:?}"),
-                        source: ExprError::InvalidScope { scope: s.clone() },
-                    });
-                }
-            }
-        }
-        let mut mentioned: Vec<String> = self
-            .edges
-            .iter()
-            .flat_map(|(k, v)| std::iter::once(k).chain(v))
-            .cloned()
-            .collect();
-        let tools = keyed("tool", self.tools, &mut mentioned)?;
-        let prompts = keyed("prompt", self.prompts, &mut mentioned)?;
-        let skills = keyed("skill", self.skills, &mut mentioned)?;
-        let custom = keyed("custom request", self.custom, &mut mentioned)?;
-        let mut resources = Vec::new();
-        let mut resource_templates = Vec::new();
-        let mut seen = Vec::new();
-        for (uri, rule) in self.resources {
-            let what = format!("resource {uri:?}");
-            check_rule(&what, &rule, &mut mentioned)?;
-            if seen.contains(&uri) {
-                return Err(PolicyError::DuplicateRule { what });
-            }
-            seen.push(uri.clone());
-            let template = UriTemplate::parse(&uri).ok_or_else(|| PolicyError::BadTemplate {
-                template: uri.clone(),
-            })?;
-            if template.has_variables() {
-                resource_templates.push((uri.clone(), template, rule.clone()));
-            }
-            // Templates are also kept by their text, for resources/templates/list.
-            resources.push((uri, rule));
-        }
-        for (what, rule) in [
-            ("unlisted tools", &self.unlisted_tools),
-            ("unlisted resources", &self.unlisted_resources),
-            ("unlisted prompts", &self.unlisted_prompts),
-            ("unlisted skills", &self.unlisted_skills),
-        ] {
-            if let Some(rule) = rule {
-                check_rule(what, rule, &mut mentioned)?;
-            }
-        }
-        let hierarchy = Hierarchy::new(&self.edges);
-        let scopes = ScopeTable::new(mentioned.iter().map(String::as_str), &hierarchy);
-        let defaults = &self.default_conditions;
-        let entry = |rule: Rule| Entry::new(rule, &scopes, defaults);
-        let entries = |rules: Vec<(String, Rule)>| -> HashMap<String, Entry> {
-            rules.into_iter().map(|(k, r)| (k, entry(r))).collect()
-        };
-        let tools = entries(tools);
-        let prompts = entries(prompts);
-        let skills = entries(skills);
-        let custom = entries(custom);
-        let resources = entries(resources);
-        let resource_templates = resource_templates
-            .into_iter()
-            .map(|(text, template, rule)| (text, template, entry(rule)))
-            .collect();
-        let unlisted_tools = self.unlisted_tools.map(entry);
-        let unlisted_resources = self.unlisted_resources.map(entry);
-        let unlisted_prompts = self.unlisted_prompts.map(entry);
-        let unlisted_skills = self.unlisted_skills.map(entry);
-        mentioned.retain(|s| s != "offline_access");
-        mentioned.sort();
-        mentioned.dedup();
-        Ok(Policy {
-            inner: Arc::new(Inner {
-                id: NEXT_POLICY_ID.fetch_add(1, Ordering::Relaxed),
-                hierarchy,
-                scopes,
-                tools,
-                prompts,
-                custom,
-                resources,
-                resource_templates,
-                unlisted_tools,
-                unlisted_resources,
-                unlisted_prompts,
-                skills,
-                unlisted_skills,
-                scopes_supported: mentioned,
-                max_token_lifetime: self.max_token_lifetime,
-            }),
-        })
-    }
-}
-
-fn check_rule(what: &str, rule: &Rule, mentioned: &mut Vec<String>) -> Result<(), PolicyError> {
-    rule.requirement
-        .validate()
-        .map_err(|source| PolicyError::Expr {
-            what: what.to_owned(),
-            source,
-        })?;
-    mentioned.extend(rule.requirement.scopes().into_iter().map(str::to_owned));
-    Ok(())
-}
-
-/// Checks `rules` (one per name) and collects the scopes they mention.
-fn keyed(
-    kind: &str,
-    rules: Vec<(String, Rule)>,
-    mentioned: &mut Vec<String>,
-) -> Result<Vec<(String, Rule)>, PolicyError> {
-    let mut names = std::collections::HashSet::with_capacity(rules.len());
-    for (name, rule) in &rules {
-        let what = format!("{kind} {name:?}");
-        check_rule(&what, rule, mentioned)?;
-        if !names.insert(name.as_str()) {
-            return Err(PolicyError::DuplicateRule { what });
-        }
-    }
-    Ok(rules)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rmcp::model::Tool;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
@@ -938,8 +507,10 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, PolicyError::DuplicateRule { .. }), "{err}");
+        // (A space separates scopes in the text form, as in configuration files; a scope
+        // with a space can only be written as the literal variant.)
         let err = Policy::builder()
-            .tool("a", "bad scope")
+            .tool("a", Rule::new(ScopeExpr::Scope("bad scope".into())))
             .build()
             .unwrap_err();
         assert!(matches!(err, PolicyError::Expr { .. }), "{err}");

@@ -38,15 +38,30 @@ pub fn any_of<E: Into<ScopeExpr>>(parts: impl IntoIterator<Item = E>) -> ScopeEx
 }
 
 impl From<&str> for ScopeExpr {
-    /// One scope, taken literally (no parsing; use [`ScopeExpr::parse`] for the syntax).
-    fn from(scope: &str) -> Self {
-        ScopeExpr::Scope(scope.to_owned())
+    /// The text form, read as configuration files read it (see the module docs):
+    /// `"notes:read"` is one scope, `"a b"` needs both, `"a | b"` either, and `""` needs
+    /// no scope (any authenticated caller). Text that does not parse is kept as it is, and
+    /// [`ScopeExpr::validate`] (which `PolicyBuilder::build` runs) reports its error; use
+    /// [`ScopeExpr::parse`] to see the error at once.
+    fn from(text: &str) -> Self {
+        from_text(text).unwrap_or_else(|_| ScopeExpr::Scope(text.to_owned()))
     }
 }
 
 impl From<String> for ScopeExpr {
-    fn from(scope: String) -> Self {
-        ScopeExpr::Scope(scope)
+    /// As `From<&str>`.
+    fn from(text: String) -> Self {
+        ScopeExpr::from(text.as_str())
+    }
+}
+
+/// A requirement in the text form, as code (`From<&str>`) and configuration files read
+/// it: empty (or blank) needs no scope, anything else is parsed.
+pub(crate) fn from_text(text: &str) -> Result<ScopeExpr, ExprError> {
+    if text.trim().is_empty() {
+        Ok(ScopeExpr::authenticated())
+    } else {
+        ScopeExpr::parse(text)
     }
 }
 
@@ -66,7 +81,7 @@ pub enum ExprError {
     },
     /// A scope name is empty or has characters RFC 6749 section 3.3 does not allow.
     #[error(
-        "invalid scope {scope:?}: a scope is one or more printable ASCII characters other than space, '\"' and '\\\\'"
+        "invalid scope {scope:?}: a scope is one or more printable ASCII characters other than space, '\"', '\\\\', '|', '(' and ')'"
     )]
     InvalidScope {
         /// The offending scope.
@@ -109,6 +124,11 @@ impl ScopeExpr {
     pub fn validate(&self) -> Result<(), ExprError> {
         match self {
             ScopeExpr::Scope(s) if valid_scope(s) => Ok(()),
+            // Text kept whole by `From<&str>` because it does not parse: its syntax error.
+            ScopeExpr::Scope(s) if s.bytes().any(is_syntax) => match ScopeExpr::parse(s) {
+                Err(syntax @ ExprError::Syntax { .. }) => Err(syntax),
+                _ => Err(ExprError::InvalidScope { scope: s.clone() }),
+            },
             ScopeExpr::Scope(s) => Err(ExprError::InvalidScope { scope: s.clone() }),
             ScopeExpr::AllOf(parts) => parts.iter().try_for_each(ScopeExpr::validate),
             ScopeExpr::AnyOf(parts) if parts.is_empty() => Err(ExprError::EmptyAnyOf),
@@ -222,11 +242,18 @@ impl fmt::Display for ScopeExpr {
     }
 }
 
-/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`, without the
+/// characters of the expression syntax (`|`, `(`, `)`), which no requirement could name.
 pub(crate) fn valid_scope(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+        && s.bytes().all(|b| {
+            (b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) && !is_syntax(b)
+        })
+}
+
+/// Whether `b` belongs to the expression syntax: a separator or a grouping.
+fn is_syntax(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'|' | b'(' | b')')
 }
 
 struct Parser<'a> {
@@ -323,6 +350,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_in_code_reads_as_in_configuration_files() {
+        assert_eq!(
+            ScopeExpr::from("notes:read"),
+            ScopeExpr::Scope("notes:read".into())
+        );
+        assert_eq!(ScopeExpr::from("a b"), all_of(["a", "b"]));
+        assert_eq!(
+            ScopeExpr::from("a | b c"),
+            any_of([ScopeExpr::from("a"), all_of(["b", "c"])])
+        );
+        assert_eq!(ScopeExpr::from(" "), ScopeExpr::authenticated());
+        assert_eq!(
+            ScopeExpr::from(String::from("(a | b) c")),
+            from_text("(a | b) c").unwrap()
+        );
+        // Text that does not parse is refused when validated, with its syntax error.
+        let kept = ScopeExpr::from("a (b");
+        assert!(
+            matches!(kept.validate(), Err(ExprError::Syntax { position: 4, .. })),
+            "{kept:?}"
+        );
+        assert!(matches!(
+            ScopeExpr::from("a\"b").validate(),
+            Err(ExprError::InvalidScope { .. })
+        ));
+        // The expression's own characters cannot be part of a scope.
+        for scope in ["a|b", "f(x)", "(", "a b"] {
+            assert!(!valid_scope(scope), "{scope}");
+        }
+    }
+
+    #[test]
     fn juxtaposition_binds_tighter_than_bar() {
         assert_eq!(
             ScopeExpr::parse("a b | c").unwrap(),
@@ -372,7 +431,7 @@ mod tests {
             ScopeExpr::parse("a\"b"),
             Err(ExprError::InvalidScope { .. })
         ));
-        assert!(ScopeExpr::from("has space").validate().is_err());
+        assert!(ScopeExpr::Scope("has space".into()).validate().is_err());
         assert!(any_of(Vec::<ScopeExpr>::new()).validate().is_err());
         assert!(ScopeExpr::authenticated().validate().is_ok());
     }
