@@ -103,15 +103,16 @@ impl Conditions {
     }
 
     /// Requires the token to have been issued (`iat`) at most `age` ago; a token without
-    /// `iat`, or with one more than 30 s (the clock skew tolerated) in the future, is
-    /// refused. The denial tells the client to get a new token.
+    /// `iat`, or with one in the future beyond the leeway of the verifier that checked it
+    /// (the clock skew tolerated), is refused. The denial tells the client to get a new token.
     pub fn max_token_age(mut self, age: Duration) -> Conditions {
         self.max_token_age = Some(age);
         self
     }
 
     /// Requires the user to have authenticated (`auth_time`) at most `age` ago; a token
-    /// without `auth_time`, or with one more than 30 s in the future, is refused.
+    /// without `auth_time`, or with one in the future beyond the verifier's leeway, is
+    /// refused.
     pub fn max_auth_age(mut self, age: Duration) -> Conditions {
         self.max_auth_age = Some(age);
         self
