@@ -174,4 +174,6 @@ impl Authz {
 }
 
 #[cfg(test)]
+mod example_tests;
+#[cfg(test)]
 mod tests;
