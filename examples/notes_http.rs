@@ -245,14 +245,17 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}/mcp"));
 
-    let auditor = audit_log(&args)?;
+    // The file's [audit] section starts its audit log (check_flags_with refused audit
+    // flags beside it); otherwise the flags do.
+    let auditor = match config.as_ref().and_then(Config::audit) {
+        Some(settings) => Some(settings.start()?),
+        None => audit_log(&args)?,
+    };
     let with_audit = |builder: AuthzBuilder| match auditor {
         Some(a) => builder.auditor(a).build(),
         None => builder.build(),
     };
     let authz = match (config, &args.issuer, &args.jwks) {
-        // The file's [audit] section starts its audit log (check_flags refused audit flags).
-        (Some(config), _, _) if config.audit().is_some() => config.into_authz()?,
         (Some(config), _, _) => {
             let (verifier, policy) = config.into_parts();
             with_audit(Authz::builder(verifier, policy))

@@ -106,7 +106,7 @@
 //! | (none)  | token verification, principals, policy, the server wrapper, stdio, the development issuer |
 //! | `http`  | the tower layer for Streamable HTTP, challenges, Protected Resource Metadata routes (axum) |
 //! | `config` | configuration files: the verifier, policy and audit log from TOML (toml) |
-//! | `cli`   | the `rmcp-authz` command-line tool (clap) |
+//! | `cli`   | the `rmcp-authz` command-line tool, `cli::run` (clap, time) |
 //! | `jwks`  | keys from the issuer: remote JWK Sets following rotation, discovery, token introspection (reqwest, rustls) |
 //! | `cache` | a verified-token cache in front of any verifier, with revocation (moka) |
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
@@ -119,6 +119,8 @@
 pub mod agent;
 pub mod audit;
 mod authz;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod clock;
 pub mod codes;
 #[cfg(feature = "config")]

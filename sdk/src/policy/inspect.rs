@@ -1,5 +1,6 @@
 //! What the `rmcp-authz` command-line tool shows of a policy: every rule, the resource
-//! templates that may shadow one another, the scopes a scope implies.
+//! templates that may shadow one another, the scopes a scope implies. Crate-private: the
+//! tool is the library's `cli` module.
 
 use super::{Policy, Rule, template};
 
@@ -7,7 +8,9 @@ impl Policy {
     /// Every rule, as (kind, name, rule), sorted by kind then name. Kinds are `tool`,
     /// `resource`, `prompt`, `skill`, `custom request`, and `unlisted tools` /
     /// `unlisted resources` / `unlisted prompts` / `unlisted skills` (with an empty name).
-    pub fn rules(&self) -> Vec<(&'static str, &str, &Rule)> {
+    /// For `rmcp-authz policy check` and `policy show`.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn rules(&self) -> Vec<(&'static str, &str, &Rule)> {
         let i = &self.inner;
         let mut out: Vec<(&'static str, &str, &Rule)> = Vec::new();
         for (kind, map) in [
@@ -39,8 +42,9 @@ impl Policy {
 
     /// The resource templates (with variables), in the order they are tried, each with
     /// the templates before it that also match a sample expansion of it (and so may shadow
-    /// it: a URI is decided by the first template that matches).
-    pub fn shadowed_templates(&self) -> Vec<(&str, Vec<&str>)> {
+    /// it: a URI is decided by the first template that matches). For `rmcp-authz policy check`.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn shadowed_templates(&self) -> Vec<(&str, Vec<&str>)> {
         let templates = &self.inner.resource_templates;
         templates
             .iter()
@@ -58,8 +62,9 @@ impl Policy {
     }
 
     /// The scopes `scope` implies under the declared hierarchy (transitively, itself
-    /// excluded).
-    pub fn implied_by(&self, scope: &str) -> &[String] {
+    /// excluded). For `rmcp-authz policy show`.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn implied_by(&self, scope: &str) -> &[String] {
         self.inner.hierarchy.implied_by(scope)
     }
 }

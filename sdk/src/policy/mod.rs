@@ -37,6 +37,8 @@ pub use builder::{PolicyBuilder, PolicyError};
 pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
 pub use rule::{Operation, Rule};
+#[cfg_attr(not(feature = "config"), allow(unused_imports))]
+pub(crate) use scope::from_text as scope_text;
 pub use scope::{ExprError, ScopeExpr, all_of, any_of};
 
 use crate::clock::Clock;

@@ -1,12 +1,14 @@
-//! `policy check` and `policy show`.
+//! `policy check` and `policy show`: a configuration's policy linted, and its effective
+//! rules printed. Both read what the policy keeps to itself (`Policy::rules`,
+//! `Policy::shadowed_templates`, `Policy::implied_by`).
 
 use std::path::Path;
 
-use rmcp_authz::config::Config;
-use rmcp_authz::policy::Policy;
 use serde_json::{Value, json};
 
-use crate::{Outcome, print_json};
+use super::{Outcome, error_message, print_json};
+use crate::config::Config;
+use crate::policy::Policy;
 
 /// One lint finding.
 struct Finding {
@@ -15,15 +17,16 @@ struct Finding {
     message: String,
 }
 
+/// The policy of the configuration file at `path`.
 fn load(path: &Path) -> Result<Policy, String> {
     Ok(Config::from_file(path)
-        .map_err(|e| crate::error_message(&e))?
+        .map_err(|e| error_message(&e))?
         .into_parts()
         .1)
 }
 
 /// Lints the policy.
-pub(crate) fn check(config: &Path, tools: &[String], as_json: bool) -> Result<Outcome, String> {
+pub(super) fn check(config: &Path, tools: &[String], as_json: bool) -> Result<Outcome, String> {
     let policy = load(config)?;
     let findings = lint(&policy, tools);
     let errors = findings.iter().filter(|f| f.severity == "error").count();
@@ -50,6 +53,7 @@ pub(crate) fn check(config: &Path, tools: &[String], as_json: bool) -> Result<Ou
     })
 }
 
+/// What is wrong with `policy`, or suspicious, for a server with `tools` (none: unknown).
 fn lint(policy: &Policy, tools: &[String]) -> Vec<Finding> {
     let mut out = Vec::new();
     let rules = policy.rules();
@@ -140,7 +144,7 @@ fn similar(a: &str, b: &str) -> bool {
 }
 
 /// Prints the effective rules.
-pub(crate) fn show(config: &Path, tools: &[String], as_json: bool) -> Result<Outcome, String> {
+pub(super) fn show(config: &Path, tools: &[String], as_json: bool) -> Result<Outcome, String> {
     let policy = load(config)?;
     let mut rows: Vec<(String, String, String, String)> = policy
         .rules()

@@ -1,21 +1,46 @@
-//! `token inspect` and `token check`.
+//! `token inspect` and `token check`: what a token says, and what a configuration makes of
+//! it.
 
+use std::io::Read as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use rmcp_authz::config::Config;
-use rmcp_authz::policy::{Decision, DenyReason, Operation};
-use rmcp_authz::token::dangerous::decode_unverified;
-use rmcp_authz::token::{DEFAULT_MAX_TOKEN_BYTES, Verifier as _};
-use rmcp_authz::{Clock, SystemClock};
 use serde_json::{Map, Value, json};
 
-use crate::{Outcome, print_json};
+use super::{Outcome, error_message, print_json};
+use crate::config::Config;
+use crate::policy::{Decision, DenyReason, Operation};
+use crate::token::dangerous::decode_unverified;
+use crate::token::{Algorithm, DEFAULT_MAX_TOKEN_BYTES, Verifier as _};
+use crate::{Clock, SystemClock};
+
+/// The token argument, or standard input for `-`; surrounding whitespace and a
+/// `Bearer ` prefix are removed.
+pub(super) fn read(arg: &str) -> Result<String, String> {
+    let raw = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+        text
+    } else {
+        arg.to_owned()
+    };
+    let token = raw.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token);
+    if token.is_empty() {
+        return Err("the token is empty".to_owned());
+    }
+    Ok(token.to_owned())
+}
 
 /// Decodes without verifying, reports expiry and problems.
-pub(crate) fn inspect(token: &str, as_json: bool) -> Result<Outcome, String> {
+pub(super) fn inspect(token: &str, as_json: bool) -> Result<Outcome, String> {
     let decoded = decode_unverified(token)
-        .map_err(|e| format!("cannot decode the token: {}", crate::error_message(&e)))?;
+        .map_err(|e| format!("cannot decode the token: {}", error_message(&e)))?;
     let now = SystemClock.now_unix();
     let problems = problems(token, &decoded.header, &decoded.claims, now);
     let exp = decoded.claims.get("exp").and_then(Value::as_i64);
@@ -69,7 +94,7 @@ fn problems(
     match header.get("alg").and_then(Value::as_str) {
         None => out.push("the header has no \"alg\"".to_owned()),
         Some(a) if a.eq_ignore_ascii_case("none") => out.push("alg is \"none\": the token is unsigned and is always refused".to_owned()),
-        Some(a) if a.parse::<rmcp_authz::token::Algorithm>().is_err() => out.push(format!("alg {a:?} is not an algorithm rmcp-authz verifies")),
+        Some(a) if a.parse::<Algorithm>().is_err() => out.push(format!("alg {a:?} is not an algorithm rmcp-authz verifies")),
         Some(a) if a.starts_with("HS") => out.push(format!("alg {a} is a shared-secret algorithm: accepted only by verifiers configured with that secret")),
         Some(_) => {}
     }
@@ -135,13 +160,13 @@ fn problems(
 }
 
 /// Verifies with a configuration and explains the decision.
-pub(crate) fn check(
+pub(super) fn check(
     config: &Path,
     token: &str,
     tool: Option<&str>,
     as_json: bool,
 ) -> Result<Outcome, String> {
-    let config = Config::from_file(config).map_err(|e| crate::error_message(&e))?;
+    let config = Config::from_file(config).map_err(|e| error_message(&e))?;
     let (verifier, policy) = config.into_parts();
     let principal = match verifier.verify_sync(token) {
         Ok(p) => p,

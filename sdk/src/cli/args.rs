@@ -1,0 +1,133 @@
+//! The command line `rmcp-authz` accepts, as clap reads it: the commands, their arguments,
+//! and their help text (these doc comments).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::audit::{Filter, Format, GroupBy};
+
+/// Authorization for MCP servers: inspect access tokens, check them, lint policies.
+#[derive(Debug, Parser)]
+#[command(name = "rmcp-authz", version)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuditCommand {
+    /// Check the hash chain of JSON Lines audit files (oldest first) and name the first
+    /// record that was edited, deleted or reordered.
+    Verify {
+        /// The audit files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the events of JSON Lines audit files that match the filters, as a table or
+    /// (with --format jsonl or --json) as their lines, unchanged.
+    Query {
+        /// The audit files, read in the order given (oldest first).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        filter: Filter,
+        /// Print at most N events: the first N that match.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// How to print events (--json means jsonl).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Count the events of JSON Lines audit files per agent (or per subject, or per user
+    /// and delegation chain): events, allowed, denied, errors, and the most used targets;
+    /// then the totals.
+    Stats {
+        /// The audit files, read in the order given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        filter: Filter,
+        /// What to count events by.
+        #[arg(long, value_enum, default_value_t)]
+        by: GroupBy,
+    },
+    /// Print the last events of an audit file; with -f, keep printing new ones as they
+    /// are written, following the path across rotations, until interrupted.
+    Tail {
+        /// The audit file (the active one, for -f).
+        file: PathBuf,
+        /// Print the last N matching events.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        lines: usize,
+        /// Keep following the file (polling every 200 ms) for new events.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        filter: Filter,
+        /// How to print events (--json means jsonl).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TokenCommand {
+    /// Decode a token WITHOUT verifying it: header, claims, expiry, and problems a verifier
+    /// would object to.
+    Inspect {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// Verify a token with a configuration's keys and explain the decision.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        /// Also decide a call of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PolicyCommand {
+    /// Lint a configuration's policy: similar scope names, rules nobody can meet,
+    /// shadowed resource templates, and (with --tools) tools without rules and rules
+    /// without tools.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's tool names, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+    },
+    /// Show the effective rules: per tool, resource and prompt, what it requires.
+    Show {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's tool names, comma separated (tools without a rule are listed too).
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+    },
+}

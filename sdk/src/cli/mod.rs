@@ -1,0 +1,158 @@
+//! The `rmcp-authz` command-line tool (feature `cli`): inspect tokens, check them against a
+//! configuration, lint and show policies, and verify, query, summarize and follow audit
+//! files. The `rmcp-authz` binary is [`run`]; `docs/cli.md` has examples.
+//!
+//! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors /
+//! the audit chain holds / the audit command ran (even when no event matched); 1 the token
+//! was refused, the call denied, the token has problems, the policy has errors, or the
+//! audit chain is broken or torn; 2 the command could not run (bad arguments, unreadable or
+//! invalid configuration, undecodable token, an unreadable audit file or a line in it that
+//! is not an audit event).
+//!
+//! The tool lives in the library, not in its binary, so that it can use what the crate
+//! keeps to itself (a policy's rules and hierarchy, for `policy check` and `policy show`)
+//! without making that public API.
+
+mod args;
+mod audit;
+mod policy;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use args::{AuditCommand, Cli, Command, PolicyCommand, TokenCommand};
+
+/// Runs the `rmcp-authz` command line of this process (`std::env::args_os`) and returns
+/// its exit code: 0 when the command succeeded (the token accepted, the call allowed, the
+/// policy clean, the chain intact), 1 when it ran and the answer is no, 2 when it could not
+/// run, with the reason on standard error. `--help` and `--version` print and exit 0.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     rmcp_authz::cli::run()
+/// }
+/// ```
+#[must_use]
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Token(TokenCommand::Inspect { token }) => {
+            token::read(&token).and_then(|t| token::inspect(&t, json))
+        }
+        Command::Token(TokenCommand::Check {
+            config,
+            token,
+            tool,
+        }) => token::read(&token).and_then(|t| token::check(&config, &t, tool.as_deref(), json)),
+        Command::Policy(PolicyCommand::Check { config, tools }) => {
+            policy::check(&config, &tools, json)
+        }
+        Command::Policy(PolicyCommand::Show { config, tools }) => {
+            policy::show(&config, &tools, json)
+        }
+        Command::Audit(AuditCommand::Verify { files }) => audit::verify(&files, json),
+        Command::Audit(AuditCommand::Query {
+            files,
+            filter,
+            limit,
+            format,
+        }) => audit::query(&files, &filter, limit, format.or_jsonl(json)),
+        Command::Audit(AuditCommand::Stats { files, filter, by }) => {
+            audit::stats(&files, &filter, by, json)
+        }
+        Command::Audit(AuditCommand::Tail {
+            file,
+            lines,
+            follow,
+            filter,
+            format,
+        }) => audit::tail(&file, lines, follow, &filter, format.or_jsonl(json)),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Refused) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("rmcp-authz: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a command concluded, mapped to the exit code.
+enum Outcome {
+    /// Exit 0.
+    Ok,
+    /// Exit 1.
+    Refused,
+}
+
+/// The message for an error that stops a command: what the error says, then a
+/// `  caused by: <cause>` line for each cause ([`Error::source`](std::error::Error::source))
+/// that the text before it does not already say (rmcp-authz's own errors put their cause in
+/// their message). Never the error's `Debug` form.
+fn error_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str("\n  caused by: ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    message
+}
+
+/// Prints `value` as pretty JSON on standard output.
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    /// An error whose message does not say its cause.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot load the keys")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_message_adds_a_cause_the_message_does_not_say() {
+        let error = Outer(std::io::Error::other("permission denied"));
+        assert_eq!(
+            error_message(&error),
+            "cannot load the keys\n  caused by: permission denied"
+        );
+    }
+
+    #[test]
+    fn error_message_leaves_out_a_cause_the_message_already_says() {
+        let error = crate::config::Config::from_file("/nonexistent/rmcp-authz.toml")
+            .expect_err("no such file");
+        let message = error_message(&error);
+        assert!(
+            message.starts_with("cannot read configuration file /nonexistent/rmcp-authz.toml: "),
+            "{message}"
+        );
+        assert!(!message.contains("caused by"), "{message}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The configuration's unit tests: each section's values checked with their key and line,
+//! rules and conditions, the audit log started from a file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn load(policy: &str) -> Result<Config, ConfigFileError> {
+    let dir = std::env::temp_dir().join(format!(
+        "rmcp-authz-config-{}-{}",
+        std::process::id(),
+        policy.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+    std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    let text = format!(
+        "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n{policy}"
+    );
+    let result = Config::from_toml(&text, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[test]
+fn rules_load_as_strings_or_tables() {
+    let config = load(
+        "[policy.tools]\na = \"x | y z\"\nb = { requires = \"x\", clients = [\"c1\"] }\nc = \"\"\n",
+    )
+    .unwrap();
+    let p = config.policy();
+    use crate::policy::Operation::CallTool;
+    assert!(
+        p.decide_for(&["x".into()], None, CallTool("a"))
+            .is_allowed()
+    );
+    assert!(
+        !p.decide_for(&["x".into()], Some("c2"), CallTool("b"))
+            .is_allowed()
+    );
+    assert!(
+        p.decide_for(&["x".into()], Some("c1"), CallTool("b"))
+            .is_allowed()
+    );
+    assert!(p.decide_for(&[], None, CallTool("c")).is_allowed());
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key_and_line() {
+    let err = load("[policy]\nimplies = {}\ntolls = {}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tolls") && err.contains("line 8"), "{err}");
+    let err = load("[policy.tools]\na = { requires = \"x\", client = [\"c\"] }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("client"), "{err}");
+}
+
+#[test]
+fn bad_expressions_name_the_rule_and_line() {
+    let err = load("[policy.tools]\nok = \"x\"\npurge = \"a (b\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("policy.tools.\"purge\" (line 8)"), "{err}");
+}
+
+#[test]
+fn verifier_values_are_checked_with_their_key() {
+    let dir = std::env::temp_dir();
+    for (line, key) in [
+        ("leeway_secs = 301", "verifier.leeway_secs"),
+        ("typ = \"loose\"", "verifier.typ"),
+        ("algorithms = [\"RS1\"]", "verifier.algorithms"),
+        (
+            "jwks_file = \"/nonexistent/jwks.json\"",
+            "verifier.jwks_file",
+        ),
+        (
+            "hmac_secret_env = \"RMCP_AUTHZ_UNSET_VARIABLE_FOR_TEST\"",
+            "verifier.hmac_secret_env",
+        ),
+    ] {
+        let text =
+            format!("[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n{line}\n");
+        let err = Config::from_toml(&text, &dir).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{key} (line 4)")), "{err}");
+    }
+}
+
+#[test]
+fn missing_issuer_is_a_syntax_error_naming_it() {
+    let err = Config::from_toml("[verifier]\naudience = \"x\"\n", Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("issuer"), "{err}");
+}
+
+#[test]
+fn audit_values_are_checked_with_their_key() {
+    for (line, key) in [
+        ("durability = \"fast\"", "audit.durability"),
+        ("overload = \"drop\"", "audit.overload"),
+        ("queue_capacity = 0", "audit.queue_capacity"),
+        ("flush_interval_ms = 0", "audit.flush_interval_ms"),
+        (
+            "hmac_key_env = \"RMCP_AUTHZ_UNSET_VARIABLE_FOR_TEST\"",
+            "audit.hmac_key_env",
+        ),
+    ] {
+        let err = load(&format!("[audit]\nfile = \"audit.jsonl\"\n{line}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("{key} (line 8)")), "{err}");
+    }
+    let err = load("[audit]\ndurable = true\n").unwrap_err().to_string();
+    assert!(err.contains("durable"), "{err}");
+    let err = load("[audit]\nfail_closed = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("name a `file`"), "{err}");
+}
+
+/// An `[audit]` section that records nowhere names the section's line.
+#[test]
+fn an_audit_section_without_a_sink_names_its_line() {
+    let err = load("[audit]\nfail_closed = true\n").unwrap_err();
+    assert!(matches!(&err, ConfigFileError::Invalid { key, line: 6, .. } if key == "audit"));
+    assert_eq!(
+        err.to_string(),
+        "audit (line 6): name a `file`, or set `tracing = true`, or both"
+    );
+}
+
+/// Each error keeps the error it comes from: the TOML parser's, an unknown name's, a key's.
+#[test]
+fn errors_keep_their_source() {
+    use std::error::Error as _;
+    let err = load("[policy]\ntolls = {}\n").unwrap_err();
+    assert!(matches!(err, ConfigFileError::Syntax { file: None, .. }));
+    let source = err.source().expect("the TOML error");
+    assert!(source.is::<toml::de::Error>());
+    assert!(err.to_string().contains("line 7, column 1"), "{err}");
+    let err = load("[audit]\nfile = \"a.jsonl\"\noverload = \"drop\"\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "audit.overload (line 8): \"drop\": use \"block\" or \"refuse\""
+    );
+    assert!(err.source().is_some());
+    let err = load("[policy.tools]\nx = \"a (\"\n").unwrap_err();
+    assert!(err.source().unwrap().is::<crate::policy::ExprError>());
+}
+
+#[test]
+fn an_audit_section_starts_a_working_audit_log() {
+    let dir =
+        std::env::temp_dir().join(format!("rmcp-authz-config-audit-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+    std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    let text = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n[audit]\nfile = \"audit.jsonl\"\ndurability = \"durable\"\nfail_closed = true\nrecord_arguments = true\nredact = [\"password\"]\n";
+    let config = Config::from_toml(text, &dir).unwrap();
+    assert_eq!(
+        config.audit().unwrap().file(),
+        Some(dir.join("audit.jsonl").as_path())
+    );
+    let authz = config.into_authz().unwrap();
+    let auditor = authz.auditor().expect("an auditor");
+    assert!(auditor.is_fail_closed());
+    assert!(auditor.arguments().records_clear());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let slot = auditor.reserve().await.unwrap();
+        let event = crate::audit::AuditEvent::new(
+            crate::audit::EventKind::List,
+            crate::audit::DecisionKind::Allow,
+            crate::audit::Outcome::Success,
+        );
+        slot.record(event).await.unwrap();
+    });
+    let report = crate::audit::verify_chain(&[dir.join("audit.jsonl")]).unwrap();
+    assert_eq!(report.records, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unopenable_audit_file_is_a_clear_error() {
+    let dir = std::env::temp_dir();
+    let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+    let jwks = dir.join(format!("rmcp-authz-jwks-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
+    let text = format!(
+        "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\njwks_file = {:?}\n[audit]\nfile = \"/nonexistent/dir/audit.jsonl\"\n",
+        jwks.display().to_string()
+    );
+    let err = Config::from_toml(&text, &dir)
+        .unwrap()
+        .into_authz()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("[audit]: audit file /nonexistent/dir/audit.jsonl"),
+        "{err}"
+    );
+    std::fs::remove_file(&jwks).unwrap();
+}
+
+#[test]
+fn rules_carry_delegation_and_freshness_conditions() {
+    use crate::policy::DenyReason;
+    let config = load(
+        "[policy]\nmax_token_lifetime_secs = 7200\n[policy.defaults]\nmax_chain_depth = 1\n[policy.tools]\npurge = { requires = \"a\", user_only = true, max_token_age_secs = 60 }\nwrite = { requires = \"a\", agents = [\"bot\"], max_chain_depth = 2, forbid_actors = [\"rogue\"], actor_issuers = [\"https://as\"] }\n",
+    )
+    .unwrap();
+    let p = config.policy();
+    let purge = p
+        .rule_for(crate::policy::Operation::CallTool("purge"))
+        .unwrap();
+    assert_eq!(
+        *purge.conditions(),
+        crate::policy::Conditions::new()
+            .user_only()
+            .max_token_age(Duration::from_secs(60))
+    );
+    let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+    let token = issuer
+        .token("https://rs/mcp")
+        .subject("u")
+        .scopes(["a"])
+        .actor("bot")
+        .actor("planner")
+        .mint()
+        .unwrap();
+    let who = issuer
+        .verifier("https://rs/mcp")
+        .build()
+        .unwrap()
+        .verify_sync(&token)
+        .unwrap();
+    let now = who.issued_at().unwrap();
+    let reason = |tool| {
+        p.decide_at(&who, crate::policy::Operation::CallTool(tool), now)
+            .denial()
+            .map(|d| d.reason().clone())
+    };
+    assert!(matches!(
+        reason("purge"),
+        Some(DenyReason::DelegationNotAllowed { .. })
+    ));
+    assert_eq!(
+        reason("write"),
+        None,
+        "the rule's depth 2 overrides the default 1"
+    );
+    let err = load("[policy.tools]\nx = { requires = \"a\", user_ony = true }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("user_ony") && err.contains("user_only"),
+        "{err}"
+    );
+    let err = load("[policy.defaults]\nagnets = []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("agnets"), "{err}");
+}
+
+#[cfg(feature = "jwks")]
+mod jwks {
+    use super::*;
+
+    #[test]
+    fn a_jwks_uri_takes_the_keys_from_the_issuer() {
+        let base = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n";
+        let config = Config::from_toml(
+            &format!("{base}jwks_uri = \"https://as/jwks\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(config.verifier().remote_url(), Some("https://as/jwks"));
+        let err = Config::from_toml(
+            &format!("{base}jwks_uri = \"http://127.0.0.1:9/jwks\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("verifier.jwks_uri (line 4)") && err.contains("https"),
+            "{err}"
+        );
+        let config = Config::from_toml(
+            &format!("{base}jwks_uri = \"http://127.0.0.1:9/jwks\"\nallow_http_loopback = true\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(config.verifier().remote_url().is_some());
+    }
+
+    /// A JWK Set file that exists and loads, beside a `jwks_uri`: refused as two key
+    /// sources (not for a missing file, which would hide the check).
+    #[test]
+    fn a_jwks_uri_beside_a_jwks_file_is_refused_as_two_sources() {
+        let dir = std::env::temp_dir().join(format!("rmcp-authz-mixed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwks = crate::dev::DevIssuer::new("https://as").unwrap().jwks();
+        std::fs::write(dir.join("keys.json"), jwks.to_string()).unwrap();
+        let base = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n";
+        let only_file = format!("{base}jwks_file = \"keys.json\"\n");
+        let loaded = Config::from_toml(&only_file, &dir);
+        assert!(loaded.is_ok(), "the file alone loads: {:?}", loaded.err());
+        let err = Config::from_toml(
+            &format!("{base}jwks_uri = \"https://as/jwks\"\njwks_file = \"keys.json\"\n"),
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("one source"), "{err}");
+    }
+}
