@@ -191,21 +191,35 @@ impl TestServer {
     }
 }
 
+/// The client's end of an in-memory pipe (see [`serve_in_memory`]).
+pub type InMemoryTransport = (
+    tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    tokio::io::WriteHalf<tokio::io::DuplexStream>,
+);
+
+/// `wrapped` served on one end of an in-memory pipe (as on stdio: one caller, the principal
+/// given to `wrap_for`); the other end, for any rmcp client to connect through. The server
+/// task ends when the client closes, or when the handshake fails (a refused `initialize`).
+pub fn serve_in_memory<H: rmcp::ServerHandler>(
+    wrapped: rmcp_authz::server::Authorized<H>,
+) -> (InMemoryTransport, JoinHandle<()>) {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        if let Ok(running) = wrapped.serve(tokio::io::split(server_io)).await {
+            let _ = running.waiting().await;
+        }
+    });
+    (tokio::io::split(client_io), server)
+}
+
 /// `wrapped` served over an in-memory pipe (as on stdio: one caller, the principal given to
 /// `wrap_for`), and an rmcp client connected to it. The server task ends when the client
 /// closes; await it to know it stopped.
 pub async fn connect_in_memory<H: rmcp::ServerHandler>(
     wrapped: rmcp_authz::server::Authorized<H>,
 ) -> (RunningService<RoleClient, ()>, JoinHandle<()>) {
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let running = wrapped
-            .serve(tokio::io::split(server_io))
-            .await
-            .expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let client = tokio::time::timeout(crate::http::STEP, ().serve(tokio::io::split(client_io)))
+    let (client_io, server) = serve_in_memory(wrapped);
+    let client = tokio::time::timeout(crate::http::STEP, ().serve(client_io))
         .await
         .expect("initialize in time")
         .expect("the client connects");

@@ -2,8 +2,8 @@
 //!
 //! The wrapper implements `ServerHandler` by writing out the delegation of every method
 //! (rmcp gives each one a default, so a forgotten method would silently fall back to it;
-//! `#[deny(clippy::missing_trait_methods)]` on the impl and a test against rmcp's source
-//! catch that). It gates `tools/call`, `resources/read` (and subscriptions and directory
+//! `#[deny(clippy::missing_trait_methods)]` on the impl, and a test that calls every method
+//! through the wrapper to a spy handler, catch that). It gates `tools/call`, `resources/read` (and subscriptions and directory
 //! reads), `prompts/get`, completions, task operations and custom requests through the
 //! [`Policy`](crate::policy::Policy); filters `tools/list`, `resources/list`,
 //! `resources/templates/list` and `prompts/list` to what the caller may use and marks those
