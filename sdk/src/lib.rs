@@ -117,6 +117,7 @@
 
 #[cfg(feature = "agent")]
 pub mod agent;
+mod algorithm;
 pub mod audit;
 mod authz;
 mod clock;

@@ -30,9 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rmcp::model::{MetaObject, Tool};
 use serde_json::Value;
 
+pub use crate::error::{ExprError, PolicyError};
 pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
-pub use scope::{ExprError, ScopeExpr, all_of, any_of};
+pub use scope::{ScopeExpr, all_of, any_of};
 
 use crate::principal::Principal;
 use compiled::{Held, Requirement, ScopeTable, holds};
@@ -169,39 +170,6 @@ impl fmt::Display for Operation<'_> {
             Operation::Basic => f.write_str("basic access"),
         }
     }
-}
-
-/// Why a policy could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// A rule's scope expression is invalid.
-    #[error("{what}: {source}")]
-    Expr {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-        /// The expression error.
-        #[source]
-        source: ExprError,
-    },
-    /// Two rules for the same tool, resource, prompt or request.
-    #[error("{what} has two rules; give each one rule")]
-    DuplicateRule {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-    },
-    /// A resource rule's URI template does not parse.
-    #[error("resource rule {template:?}: braces do not pair up or a variable is unnamed")]
-    BadTemplate {
-        /// The template.
-        template: String,
-    },
-    /// A tool's `_meta` requirement is not a string.
-    #[error("tool {tool:?}: _meta {TOOL_META_KEY:?} must be a scope expression string")]
-    BadMeta {
-        /// The tool.
-        tool: String,
-    },
 }
 
 /// A built, immutable authorization policy. Cheap to clone.

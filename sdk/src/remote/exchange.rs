@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher};
 use crate::dev::exchange::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
-use crate::token::excerpt;
+use crate::error::excerpt;
 
 /// Which request parameter names the downstream service (RFC 8693 section 2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

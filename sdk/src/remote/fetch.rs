@@ -387,7 +387,7 @@ impl BearerResponse {
             Some(other) => {
                 return Err(format!(
                     "token_type {:?} is not Bearer",
-                    crate::token::excerpt(other)
+                    crate::error::excerpt(other)
                 ));
             }
             None => return Err("no token_type".to_owned()),
@@ -398,7 +398,7 @@ impl BearerResponse {
             Some(other) => {
                 return Err(format!(
                     "expires_in {} is not a number of seconds",
-                    crate::token::excerpt(&other.to_string())
+                    crate::error::excerpt(&other.to_string())
                 ));
             }
         };

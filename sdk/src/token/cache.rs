@@ -18,8 +18,9 @@ use aws_lc_rs::digest::{SHA256, digest};
 use moka::Expiry;
 use moka::sync::Cache;
 
-use super::{AuthError, Verifier, excerpt};
+use super::{AuthError, Verifier};
 use crate::clock::{Clock, SystemClock};
+use crate::error::excerpt;
 use crate::principal::Principal;
 
 /// Where hits and misses are traced.

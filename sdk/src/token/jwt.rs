@@ -13,9 +13,9 @@ use async_trait::async_trait;
 
 use super::claims::{self, ClaimRules};
 use super::jws::parse_object;
-use super::{Algorithm, AuthError, Key, KeyError, KeySet, Verifier, excerpt};
+use super::{Algorithm, AuthError, Key, KeyError, KeySet, Verifier};
 use crate::clock::{Clock, SystemClock};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, excerpt};
 use crate::principal::Principal;
 
 /// The default leeway for `exp` and `nbf`.

@@ -5,7 +5,6 @@
 //! bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
 //! introspection, caches) implement the same [`Verifier`] trait.
 
-mod algorithm;
 #[cfg(feature = "cache")]
 mod cache;
 pub(crate) mod claims;
@@ -23,11 +22,11 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use crate::algorithm::{Algorithm, UnknownAlgorithm};
+pub use crate::error::{KeyError, KeyName};
 #[cfg(feature = "cache")]
 pub use cache::{CacheOptions, CacheStats, CachedVerifier, Revocations};
-pub(crate) use error::excerpt;
-pub use error::{AuthError, AuthErrorKind, KeyError, KeyName};
+pub use error::{AuthError, AuthErrorKind};
 pub use jws::Jws;
 pub use jwt::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtVerifier, JwtVerifierBuilder, MAX_LEEWAY, TypCheck,

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::jws::{decode_object_part, split_compact};
-use super::{AuthError, Verifier, excerpt};
-use crate::error::ConfigError;
+use super::{AuthError, Verifier};
+use crate::error::{ConfigError, excerpt};
 use crate::principal::Principal;
 
 /// Verifiers for several issuers, one per issuer.

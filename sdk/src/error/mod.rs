@@ -1,17 +1,23 @@
-//! Why the crate could not be set up: [`ConfigError`].
+//! Why the crate could not be set up: [`ConfigError`], and the errors it carries.
 //!
-//! [`AuthError`] says why a request's token was refused (at request time);
-//! [`ConfigError`] says why a verifier could not be built (at start-up), including the
-//! [`KeyError`]s of key loading. Messages are lowercase, concrete, say what to do, and never
-//! contain a token or a secret.
+//! [`AuthError`](crate::token::AuthError) says why a request's token was refused (at
+//! request time); [`ConfigError`] says why a verifier, policy or server could not be built
+//! (at start-up), including the [`KeyError`]s of key loading and the [`PolicyError`]s of
+//! policy building. Those live here, on the ground floor with [`ConfigError`], so that
+//! this module imports nothing above it; users find them where they use them
+//! (`rmcp_authz::token::KeyError`, `rmcp_authz::policy::PolicyError`). Messages are
+//! lowercase, concrete, say what to do, and never contain a token or a secret: values that
+//! came from a token are cut with [`excerpt`].
+
+mod key;
+mod policy;
 
 use std::time::Duration;
 
-use crate::policy::PolicyError;
-use crate::token::Algorithm;
-#[cfg(doc)]
-use crate::token::AuthError;
-use crate::token::KeyError;
+pub use key::{KeyError, KeyName};
+pub use policy::{ExprError, PolicyError};
+
+use crate::algorithm::Algorithm;
 
 /// Why a verifier (or later, a policy or server) could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -94,4 +100,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+/// Cuts a value that came from a token to a length fit for an error message.
+pub(crate) fn excerpt(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
