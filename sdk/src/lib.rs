@@ -130,6 +130,8 @@ mod gate;
 #[cfg(feature = "http")]
 pub mod http;
 mod json;
+#[cfg(any(feature = "http", feature = "jwks"))]
+mod oauth;
 pub mod policy;
 mod principal;
 #[cfg(feature = "jwks")]

@@ -12,7 +12,7 @@
 //! exchange at a token endpoint, with RFC 8414 metadata and the JWK Set, so clients can
 //! discover the issuer and call it over HTTP.
 
-pub(crate) mod exchange;
+mod exchange;
 #[cfg(feature = "http")]
 mod token_endpoint;
 
