@@ -38,10 +38,30 @@ pub enum ConfigError {
         "no verification keys are configured; add a JWK Set, a PEM public key or an HMAC secret"
     )]
     NoKeys,
-    /// A remote source (a JWK Set URL, an introspection endpoint) cannot be used as
-    /// configured.
+    /// A remote source (an introspection endpoint, a JWK Set URL) cannot be used as
+    /// configured: its URL may not be fetched, or no HTTP client can be built for it. The
+    /// source is a `remote::FetchError` (feature `jwks`; `downcast_ref` it to match).
     #[error("{0}")]
-    Remote(String),
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Token introspection was configured without the resource server's client
+    /// credentials, which the introspection endpoint requires.
+    #[error("introspection needs the resource server's client credentials")]
+    NoClientCredentials,
+    /// A verifier given to a `MultiIssuer` trusts no issuer, or several: each of its
+    /// verifiers must trust exactly one, so that a token's `iss` picks one verifier.
+    #[error(
+        "each verifier of a MultiIssuer must trust exactly one issuer, this one trusts {issuers:?}"
+    )]
+    NotOneIssuer {
+        /// The issuers the verifier trusts.
+        issuers: Vec<String>,
+    },
+    /// Two verifiers given to a `MultiIssuer` trust the same issuer.
+    #[error("issuer {issuer} is configured twice")]
+    DuplicateIssuer {
+        /// The issuer.
+        issuer: String,
+    },
     /// Keys were given both directly and as a remote JWK Set.
     #[error(
         "keys are configured both directly and as a remote JWK Set; use one source (publish every key in the JWK Set)"

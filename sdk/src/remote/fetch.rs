@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Url;
 use serde_json::Value;
 
+use crate::error::ConfigError;
+
 /// The default time limit of one fetch.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -152,6 +154,14 @@ impl PartialEq for HttpClientError {
 }
 
 impl Eq for HttpClientError {}
+
+impl From<FetchError> for ConfigError {
+    /// A URL that may not be fetched, or an HTTP client that cannot be built, found while
+    /// setting up: [`ConfigError::Remote`], with the fetch error as its source.
+    fn from(e: FetchError) -> Self {
+        ConfigError::Remote(Box::new(e))
+    }
+}
 
 /// A fetched document, with how long the server says it may be cached.
 #[derive(Debug, Clone)]

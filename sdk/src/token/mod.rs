@@ -1,8 +1,9 @@
 //! Bearer token to [`Principal`]: the [`Verifier`] trait, JWT verification, keys.
 //!
 //! [`JwtVerifier`] checks JWT access tokens (RFC 9068) against a [`KeySet`] of keys each
-//! bound to one [`Algorithm`]; failures are [`AuthError`]s that name the failed check;
-//! bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
+//! bound to one [`Algorithm`], taken from a [`KeySource`] (the keys it was given, or a
+//! source that fetches them, such as a remote JWK Set); failures are [`AuthError`]s that
+//! name the failed check; bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
 //! introspection, caches) implement the same [`Verifier`] trait.
 
 #[cfg(feature = "cache")]
@@ -17,6 +18,7 @@ mod key;
 mod keyset;
 mod multi;
 mod roca;
+mod source;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -35,6 +37,7 @@ pub use key::Key;
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
 pub use multi::MultiIssuer;
+pub use source::KeySource;
 
 use crate::principal::Principal;
 

@@ -54,19 +54,17 @@ impl MultiIssuer {
     /// Adds the verifier of one issuer (it must trust exactly one).
     ///
     /// # Errors
-    /// [`ConfigError::Remote`] when the verifier trusts no issuer or several, or its
-    /// issuer is already configured.
+    /// [`ConfigError::NotOneIssuer`] when the verifier trusts no issuer or several,
+    /// [`ConfigError::DuplicateIssuer`] when its issuer is already configured.
     pub fn issuer(mut self, verifier: impl Verifier + 'static) -> Result<MultiIssuer, ConfigError> {
         let issuers = verifier.trusted_issuers();
         let [issuer] = issuers.as_slice() else {
-            return Err(ConfigError::Remote(format!(
-                "each verifier of a MultiIssuer must trust exactly one issuer, this one trusts {issuers:?}"
-            )));
+            return Err(ConfigError::NotOneIssuer { issuers });
         };
         if self.verifiers.iter().any(|(i, _)| i == issuer) {
-            return Err(ConfigError::Remote(format!(
-                "issuer {issuer} is configured twice"
-            )));
+            return Err(ConfigError::DuplicateIssuer {
+                issuer: issuer.clone(),
+            });
         }
         self.verifiers.push((issuer.clone(), Arc::new(verifier)));
         Ok(self)
