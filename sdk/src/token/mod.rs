@@ -17,6 +17,8 @@ mod jwt;
 mod key;
 mod keyset;
 mod multi;
+#[cfg(feature = "cache")]
+mod revocation;
 mod roca;
 mod source;
 
@@ -27,7 +29,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub use crate::algorithm::{Algorithm, UnknownAlgorithm};
 pub use crate::error::{KeyError, KeyName};
 #[cfg(feature = "cache")]
-pub use cache::{CacheOptions, CacheStats, CachedVerifier, Revocations};
+pub use cache::{CacheOptions, CacheStats, CachedVerifier};
 pub use error::{AuthError, AuthErrorKind};
 pub use jws::Jws;
 pub use jwt::{
@@ -37,6 +39,8 @@ pub use key::Key;
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
 pub use multi::MultiIssuer;
+#[cfg(feature = "cache")]
+pub use revocation::Revocations;
 pub use source::KeySource;
 
 use crate::principal::Principal;
