@@ -36,6 +36,7 @@ pub use jwt::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtVerifier, JwtVerifierBuilder, MAX_LEEWAY, TypCheck,
 };
 pub use key::Key;
+#[cfg(feature = "dev")]
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
 pub use multi::MultiIssuer;
