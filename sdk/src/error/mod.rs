@@ -62,7 +62,8 @@ pub enum ConfigError {
         /// The issuer.
         issuer: String,
     },
-    /// Keys were given both directly and as a remote JWK Set.
+    /// Keys were given both directly and as a key source (a remote JWK Set, or a
+    /// `token::KeySource` of your own).
     #[error(
         "keys are configured both directly and as a remote JWK Set; use one source (publish every key in the JWK Set)"
     )]
