@@ -103,12 +103,13 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | (none)  | token verification, principals, policy, the server wrapper, stdio, the development issuer |
+//! | (none)  | token verification, principals, policy, the server wrapper, stdio |
 //! | `http`  | the tower layer for Streamable HTTP, challenges, Protected Resource Metadata routes (axum) |
 //! | `config` | configuration files: the verifier, policy and audit log from TOML (toml) |
 //! | `cli`   | the `rmcp-authz` command-line tool, `cli::run` (clap, time) |
 //! | `jwks`  | keys from the issuer: remote JWK Sets following rotation, discovery, token introspection (reqwest, rustls) |
 //! | `cache` | a verified-token cache in front of any verifier, with revocation (moka) |
+//! | `dev`   | the development issuer (`dev::DevIssuer`) that mints tokens for demos, examples and tests, and with `http` its token endpoint; never needed in production |
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `full`  | every optional feature |
 
@@ -117,6 +118,7 @@
 
 #[cfg(feature = "agent")]
 pub mod agent;
+mod algorithm;
 pub mod audit;
 mod authz;
 #[cfg(feature = "cli")]
@@ -125,6 +127,7 @@ mod clock;
 pub mod codes;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 mod error;
 mod gate;
@@ -132,6 +135,8 @@ mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 mod json;
+#[cfg(any(all(feature = "dev", feature = "http"), feature = "jwks"))]
+mod oauth;
 pub mod policy;
 mod principal;
 #[cfg(feature = "jwks")]

@@ -23,9 +23,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::remote::{
-    DiscoveryError, FetchError, FetchOptions, RemoteJwks, RemoteJwksOptions, discover,
+    DiscoveryError, FetchError, FetchOptions, JwksError, RemoteJwks, RemoteJwksOptions, discover,
 };
-use rmcp_authz::token::{AuthError, JwtVerifier, Verifier};
+use rmcp_authz::token::{AuthError, JwtVerifier, KeyError, Verifier};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -460,6 +460,42 @@ async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
         strict.verify(&token(&issuer)).await,
         Err(AuthError::KeysUnavailable { .. })
     ));
+}
+
+#[tokio::test]
+async fn refresh_says_why_as_a_typed_error() {
+    let server = Server::start().await;
+    let issuer = server.issuer();
+    server.publish(&[&issuer]);
+    let jwks = RemoteJwks::new(server.jwks_url(), options()).unwrap();
+
+    server.control.set(Mode::Down);
+    let err = jwks.refresh().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            JwksError::Fetch(FetchError::Status { status: 503, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("HTTP status 503"), "{err}");
+
+    server.control.set(Mode::BadKeys);
+    let err = jwks.refresh().await.unwrap_err();
+    let JwksError::Keys { source } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(matches!(**source, KeyError::RsaKeySize { .. }), "{source}");
+    assert!(
+        err.to_string().starts_with("the JWK Set was refused: "),
+        "{err}"
+    );
+    let cause = std::error::Error::source(&err).expect("the key error is the source");
+    assert_eq!(cause.to_string(), source.to_string());
+
+    server.control.set(Mode::Serve);
+    jwks.refresh().await.unwrap();
+    assert_eq!(jwks.stats().keys, 1);
 }
 
 async fn verifier_with_keys_then_down(server: &Server, o: RemoteJwksOptions) -> JwtVerifier {

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::error::excerpt;
 use crate::remote::{ExchangeClientError, FetchError, FetchOptions, TokenExchangeClient};
-use crate::token::excerpt;
 
 use crate::remote::fetch::{BearerResponse, Fetcher};
 

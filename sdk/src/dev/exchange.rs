@@ -16,17 +16,6 @@ use crate::principal::Principal;
 use crate::token::DEFAULT_MAX_TOKEN_BYTES;
 use crate::token::claims::{self, ClaimRules, MAX_DELEGATION_DEPTH};
 
-/// The RFC 8693 grant type.
-#[cfg(any(feature = "http", feature = "jwks"))]
-pub(crate) const TOKEN_EXCHANGE_GRANT_TYPE: &str =
-    "urn:ietf:params:oauth:grant-type:token-exchange";
-/// The RFC 8693 token type of an OAuth access token.
-#[cfg(any(feature = "http", feature = "jwks"))]
-pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-/// The RFC 8693 token type of a JWT.
-#[cfg(any(feature = "http", feature = "jwks"))]
-pub(crate) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-
 /// The longest lifetime of an exchanged token, in seconds.
 const EXCHANGED_LIFETIME_SECS: i64 = 3600;
 

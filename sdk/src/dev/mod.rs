@@ -1,9 +1,11 @@
-//! A development issuer: local keys, tokens minted on demand, no identity provider.
+//! A development issuer (feature `dev`): local keys, tokens minted on demand, no identity
+//! provider.
 //!
 //! [`DevIssuer`] makes a signing key in memory (or loads a PKCS#8 PEM file), mints access
 //! tokens with any claims, publishes its JWK Set, and hands out a verifier builder that
 //! trusts it. It is for demos, examples and tests, yours included; production servers trust
-//! their authorization server's keys instead, and nothing here is used unless you ask.
+//! their authorization server's keys instead, and build without the feature, so none of
+//! this is compiled into them.
 //!
 //! It also plays the authorization server's part in delegation: [`DevIssuer::exchange`]
 //! trades a user's token, and optionally an agent's own token, for a token meant for
@@ -12,7 +14,7 @@
 //! exchange at a token endpoint, with RFC 8414 metadata and the JWK Set, so clients can
 //! discover the issuer and call it over HTTP.
 
-pub(crate) mod exchange;
+mod exchange;
 #[cfg(feature = "http")]
 mod token_endpoint;
 

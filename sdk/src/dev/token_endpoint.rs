@@ -22,10 +22,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::DevIssuer;
-use super::exchange::{
-    ACCESS_TOKEN_TYPE, ExchangeError, ExchangeErrorCode, ExchangeRequest, JWT_TOKEN_TYPE,
-    TOKEN_EXCHANGE_GRANT_TYPE,
-};
+use super::exchange::{ExchangeError, ExchangeErrorCode, ExchangeRequest};
+use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 
 const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 

@@ -1,5 +1,5 @@
-//! [`PolicyBuilder`]: rules in, a compiled [`Policy`] out, or the [`PolicyError`] that
-//! says which rule is wrong.
+//! [`PolicyBuilder`]: rules in, a compiled [`Policy`] out, or the
+//! [`PolicyError`](crate::policy::PolicyError) that says which rule is wrong.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,39 +9,6 @@ use rmcp::model::Tool;
 
 use super::*;
 use crate::clock::{Clock, SystemClock};
-
-/// Why a policy could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// A rule's scope expression is invalid.
-    #[error("{what}: {source}")]
-    Expr {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-        /// The expression error.
-        #[source]
-        source: ExprError,
-    },
-    /// Two rules for the same tool, resource, prompt or request.
-    #[error("{what} has two rules; give each one rule")]
-    DuplicateRule {
-        /// The rule, e.g. `tool "purge"`.
-        what: String,
-    },
-    /// A resource rule's URI template does not parse.
-    #[error("resource rule {template:?}: braces do not pair up or a variable is unnamed")]
-    BadTemplate {
-        /// The template.
-        template: String,
-    },
-    /// A tool's `_meta` requirement is not a string.
-    #[error("tool {tool:?}: _meta {TOOL_META_KEY:?} must be a scope expression string")]
-    BadMeta {
-        /// The tool.
-        tool: String,
-    },
-}
 
 /// Builds a [`Policy`]. Errors are collected and reported by [`PolicyBuilder::build`].
 #[derive(Debug, Default)]

@@ -33,13 +33,14 @@ use std::sync::atomic::AtomicU64;
 use rmcp::model::MetaObject;
 use serde_json::Value;
 
-pub use builder::{PolicyBuilder, PolicyError};
+pub use crate::error::{ExprError, PolicyError};
+pub use builder::PolicyBuilder;
 pub use conditions::Conditions;
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
 pub use rule::{Operation, Rule};
 #[cfg_attr(not(feature = "config"), allow(unused_imports))]
 pub(crate) use scope::from_text as scope_text;
-pub use scope::{ExprError, ScopeExpr, all_of, any_of};
+pub use scope::{ScopeExpr, all_of, any_of};
 
 use crate::clock::Clock;
 use crate::principal::Principal;

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::error::ExprError;
+
 /// What an operation needs from the caller's granted scopes.
 ///
 /// ```
@@ -63,33 +65,6 @@ pub(crate) fn from_text(text: &str) -> Result<ScopeExpr, ExprError> {
     } else {
         ScopeExpr::parse(text)
     }
-}
-
-/// Why a scope expression could not be parsed or used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExprError {
-    /// The text does not follow the expression syntax.
-    #[error("scope expression {text:?}: {reason} at byte {position}")]
-    Syntax {
-        /// The expression text.
-        text: String,
-        /// What was expected.
-        reason: &'static str,
-        /// Where, in bytes from the start.
-        position: usize,
-    },
-    /// A scope name is empty or has characters RFC 6749 section 3.3 does not allow.
-    #[error(
-        "invalid scope {scope:?}: a scope is one or more printable ASCII characters other than space, '\"', '\\\\', '|', '(' and ')'"
-    )]
-    InvalidScope {
-        /// The offending scope.
-        scope: String,
-    },
-    /// An `any of` with no alternatives can never hold.
-    #[error("an \"any of\" requirement with no alternatives can never be met")]
-    EmptyAnyOf,
 }
 
 impl ScopeExpr {

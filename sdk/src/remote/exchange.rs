@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher};
-use crate::dev::exchange::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
-use crate::token::excerpt;
+use crate::error::excerpt;
+use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 
 /// Which request parameter names the downstream service (RFC 8693 section 2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Url;
 use serde_json::Value;
 
+use crate::error::ConfigError;
+
 /// The default time limit of one fetch.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -152,6 +154,14 @@ impl PartialEq for HttpClientError {
 }
 
 impl Eq for HttpClientError {}
+
+impl From<FetchError> for ConfigError {
+    /// A URL that may not be fetched, or an HTTP client that cannot be built, found while
+    /// setting up: [`ConfigError::Remote`], with the fetch error as its source.
+    fn from(e: FetchError) -> Self {
+        ConfigError::Remote(Box::new(e))
+    }
+}
 
 /// A fetched document, with how long the server says it may be cached.
 #[derive(Debug, Clone)]
@@ -387,7 +397,7 @@ impl BearerResponse {
             Some(other) => {
                 return Err(format!(
                     "token_type {:?} is not Bearer",
-                    crate::token::excerpt(other)
+                    crate::error::excerpt(other)
                 ));
             }
             None => return Err("no token_type".to_owned()),
@@ -398,7 +408,7 @@ impl BearerResponse {
             Some(other) => {
                 return Err(format!(
                     "expires_in {} is not a number of seconds",
-                    crate::token::excerpt(&other.to_string())
+                    crate::error::excerpt(&other.to_string())
                 ));
             }
         };

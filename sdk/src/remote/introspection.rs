@@ -127,19 +127,18 @@ impl IntrospectionVerifierBuilder {
     /// Builds the verifier.
     ///
     /// # Errors
-    /// A [`ConfigError`]: empty issuer or audience, no client credentials, a leeway above
-    /// 5 minutes, an endpoint that is not HTTPS (or opted-in loopback HTTP), or an HTTP
-    /// client that cannot be built ([`ConfigError::Remote`] with the reason).
+    /// A [`ConfigError`]: empty issuer or audience, no client credentials
+    /// ([`ConfigError::NoClientCredentials`]), a leeway above 5 minutes, an endpoint that
+    /// is not HTTPS (or opted-in loopback HTTP), or an HTTP client that cannot be built
+    /// ([`ConfigError::Remote`], with the [`FetchError`](super::FetchError) as its source).
     pub fn build(self) -> Result<IntrospectionVerifier, ConfigError> {
         let rules = ClaimRules::new(self.issuer, self.audience, self.leeway, self.required)?;
         let Some((client_id, client_secret)) = self.client else {
-            return Err(ConfigError::Remote(
-                "introspection needs the resource server's client credentials".to_owned(),
-            ));
+            return Err(ConfigError::NoClientCredentials);
         };
         let fetcher = Fetcher::new(self.fetch)
             .and_then(|fetcher| fetcher.check_url(&self.endpoint).map(|_| fetcher))
-            .map_err(|e| ConfigError::Remote(e.to_string()))?;
+            .map_err(ConfigError::from)?;
         Ok(IntrospectionVerifier {
             endpoint: self.endpoint,
             client_id,

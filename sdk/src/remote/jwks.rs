@@ -28,9 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
 
 use super::fetch::{FetchError, FetchOptions, Fetcher};
-use crate::token::{AuthError, KeySet};
+use crate::token::{AuthError, JwtVerifier, JwtVerifierBuilder, KeyError, KeySet, KeySource};
 
 /// How a [`RemoteJwks`] refreshes, and how long it trusts what it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,14 +121,20 @@ struct Snapshot {
 
 #[derive(Default)]
 struct State {
-    /// No fetch before this (after a failure).
-    retry_at: Option<Instant>,
+    /// The last fetch failed: why, and no fetch before when.
+    failed: Option<Failed>,
     /// The last fetch caused by an unknown `kid`.
     last_unknown_fetch: Option<Instant>,
     /// Unknown `kid`s and when they may cause a fetch again.
     negative: HashMap<String, Instant>,
-    /// Why the last fetch failed.
-    last_error: Option<FetchOrKeys>,
+}
+
+/// A failed fetch, and the back-off it set.
+struct Failed {
+    /// Why it failed.
+    error: JwksError,
+    /// No fetch before this.
+    retry_at: Instant,
 }
 
 #[derive(Default)]
@@ -140,20 +147,24 @@ struct Counters {
     stale_uses: AtomicU64,
 }
 
-/// Why a fetch gave no keys.
-#[derive(Debug, Clone)]
-enum FetchOrKeys {
-    Fetch(FetchError),
-    Keys(String),
-}
-
-impl fmt::Display for FetchOrKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchOrKeys::Fetch(e) => e.fmt(f),
-            FetchOrKeys::Keys(e) => write!(f, "the JWK Set was refused: {e}"),
-        }
-    }
+/// Why a [`RemoteJwks`] got no keys from its URL: the document could not be fetched, or
+/// its keys were refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The document could not be fetched (the issuer down, slow, answering an error
+    /// status, too much, or not JSON).
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The document was fetched, but is not a usable JWK Set: a key in it failed the
+    /// checks every key gets (one bad key refuses the whole set). Shared, so that the
+    /// error of one fetch can be handed to every caller that waited for it.
+    #[error("the JWK Set was refused: {source}")]
+    Keys {
+        /// Why the set was refused.
+        #[source]
+        source: Arc<KeyError>,
+    },
 }
 
 impl fmt::Debug for RemoteJwks {
@@ -204,12 +215,10 @@ impl RemoteJwks {
     /// cannot be reached.
     ///
     /// # Errors
-    /// A description of why no keys could be had.
-    pub async fn refresh(&self) -> Result<(), String> {
-        self.fetch(Instant::now(), None, true)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    /// A [`JwksError`] saying why no keys could be had; the keys fetched before, if any,
+    /// stay in use.
+    pub async fn refresh(&self) -> Result<(), JwksError> {
+        self.fetch(Instant::now(), None, true).await.map(|_| ())
     }
 
     /// The keys in use now, without waiting: `None` before the first successful fetch.
@@ -241,33 +250,6 @@ impl RemoteJwks {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The keys to verify with, in order:
-    /// 1. the current set while fresh, without waiting;
-    /// 2. the current set once due but within `stale_for`, without waiting: a refresh is
-    ///    started in the background (see [`RemoteJwks::refresh_in_background`]);
-    /// 3. else (no set yet, or one too stale to use) a set fetched now, waited for.
-    ///
-    /// A `kid` the returned set lacks is [`RemoteJwks::keys_for_unknown_kid`]'s business.
-    ///
-    /// # Errors
-    /// [`AuthError::KeysUnavailable`] when there are no usable keys.
-    pub(crate) async fn keys(&self) -> Result<Arc<KeySet>, AuthError> {
-        let now = Instant::now();
-        if let Some(s) = &*self.inner.current.load() {
-            if now < s.refresh_at {
-                return Ok(Arc::clone(&s.keys));
-            }
-            if now < s.refresh_at + self.inner.options.stale_for {
-                self.inner.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
-                self.refresh_in_background(now);
-                return Ok(Arc::clone(&s.keys));
-            }
-        }
-        self.fetch(now, None, false)
-            .await
-            .map_err(|e| self.unavailable(&e))
-    }
-
     /// Starts a refresh in a task of its own, unless one is already running or a failed
     /// fetch's back-off (the cooldown) has not ended. The task goes through the same
     /// single flight as every fetch; a failure keeps the current set and sets the back-off,
@@ -276,7 +258,12 @@ impl RemoteJwks {
         if self.inner.refreshing.load(Ordering::Acquire) {
             return;
         }
-        if self.state().retry_at.is_some_and(|retry_at| now < retry_at) {
+        if self
+            .state()
+            .failed
+            .as_ref()
+            .is_some_and(|failed| now < failed.retry_at)
+        {
             return;
         }
         if self
@@ -310,9 +297,119 @@ impl RemoteJwks {
         });
     }
 
+    /// Fetches a new set, single flight: a caller that waited for another's fetch takes
+    /// its result if that fetch started after `since`, or if the set is no longer the
+    /// `seen` one (a background refresh may end while an unknown `kid` waits). Unless
+    /// `force`, no fetch happens before the retry time a failure set.
+    async fn fetch(
+        &self,
+        since: Instant,
+        seen: Option<&Arc<KeySet>>,
+        force: bool,
+    ) -> Result<Arc<KeySet>, JwksError> {
+        let _flight = self.inner.flight.lock().await;
+        if let Some(s) = self.inner.current.load_full()
+            && (s.fetched >= since || seen.is_some_and(|seen| !Arc::ptr_eq(seen, &s.keys)))
+        {
+            return Ok(Arc::clone(&s.keys));
+        }
+        if !force
+            && let Some(failed) = &self.state().failed
+            && Instant::now() < failed.retry_at
+        {
+            return Err(failed.error.clone());
+        }
+        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = Instant::now();
+        let result = match self.inner.fetcher.get_json(&self.inner.url).await {
+            Ok(doc) => KeySet::from_jwks_json(&serde_json::Value::Object(doc.document).to_string())
+                .map_err(|e| JwksError::Keys {
+                    source: Arc::new(e),
+                })
+                .map(|keys| (keys, doc.max_age)),
+            Err(e) => Err(JwksError::Fetch(e)),
+        };
+        let options = &self.inner.options;
+        match result {
+            Ok((keys, max_age)) => {
+                let age = max_age.map_or(options.default_age, |a| {
+                    a.clamp(options.min_age, options.max_age)
+                });
+                let keys = Arc::new(keys);
+                tracing::debug!(target: "rmcp_authz::jwks", url = %self.inner.url, keys = keys.len(), ?age, "JWK Set fetched");
+                self.inner.current.store(Some(Arc::new(Snapshot {
+                    keys: Arc::clone(&keys),
+                    fetched,
+                    refresh_at: fetched + age,
+                })));
+                let mut state = self.state();
+                state.failed = None;
+                state.negative.clear();
+                Ok(keys)
+            }
+            Err(e) => {
+                self.inner
+                    .stats
+                    .fetch_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "rmcp_authz::jwks", url = %self.inner.url, error = %e, "JWK Set fetch failed; keeping the previous keys");
+                self.state().failed = Some(Failed {
+                    error: e.clone(),
+                    retry_at: Instant::now() + options.cooldown,
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn unavailable(&self, e: &JwksError) -> AuthError {
+        AuthError::KeysUnavailable {
+            reason: format!(
+                "the issuer's keys cannot be had from {}: {e}",
+                self.inner.url
+            ),
+        }
+    }
+}
+
+/// The verifier's view of the set: the keys in use, fetched when due, and a newer set for
+/// an unknown `kid` at most once per cooldown.
+#[async_trait]
+impl KeySource for RemoteJwks {
+    /// The keys fetched so far, without waiting.
+    fn current_keys(&self) -> Result<Arc<KeySet>, AuthError> {
+        self.current().ok_or_else(|| AuthError::KeysUnavailable {
+            reason: format!("the JWK Set at {} has not been fetched yet", self.url()),
+        })
+    }
+
+    /// The keys to verify with, in order:
+    /// 1. the current set while fresh, without waiting;
+    /// 2. the current set once due but within `stale_for`, without waiting: a refresh is
+    ///    started in the background (see `RemoteJwks::refresh_in_background`);
+    /// 3. else (no set yet, or one too stale to use) a set fetched now, waited for.
+    ///
+    /// A `kid` the returned set lacks is `keys_for_unknown_kid`'s business.
+    async fn keys(&self) -> Result<Arc<KeySet>, AuthError> {
+        let now = Instant::now();
+        if let Some(s) = &*self.inner.current.load() {
+            if now < s.refresh_at {
+                return Ok(Arc::clone(&s.keys));
+            }
+            if now < s.refresh_at + self.inner.options.stale_for {
+                self.inner.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
+                self.refresh_in_background(now);
+                return Ok(Arc::clone(&s.keys));
+            }
+        }
+        self.fetch(now, None, false)
+            .await
+            .map_err(|e| self.unavailable(&e))
+    }
+
     /// After `seen` had no key for `kid`: a newer set that may have it, fetching one if
     /// the cooldown allows (one caller per cooldown; the others get `None` at once).
-    pub(crate) async fn keys_for_unknown_kid(
+    async fn keys_for_unknown_kid(
         &self,
         kid: Option<&str>,
         seen: &Arc<KeySet>,
@@ -353,81 +450,27 @@ impl RemoteJwks {
         self.fetch(now, Some(seen), false).await.ok()
     }
 
-    /// Fetches a new set, single flight: a caller that waited for another's fetch takes
-    /// its result if that fetch started after `since`, or if the set is no longer the
-    /// `seen` one (a background refresh may end while an unknown `kid` waits). Unless
-    /// `force`, no fetch happens before the retry time a failure set.
-    async fn fetch(
-        &self,
-        since: Instant,
-        seen: Option<&Arc<KeySet>>,
-        force: bool,
-    ) -> Result<Arc<KeySet>, FetchOrKeys> {
-        let _flight = self.inner.flight.lock().await;
-        if let Some(s) = self.inner.current.load_full()
-            && (s.fetched >= since || seen.is_some_and(|seen| !Arc::ptr_eq(seen, &s.keys)))
-        {
-            return Ok(Arc::clone(&s.keys));
-        }
-        {
-            let state = self.state();
-            if !force
-                && let Some(retry_at) = state.retry_at
-                && Instant::now() < retry_at
-            {
-                return Err(state
-                    .last_error
-                    .clone()
-                    .unwrap_or(FetchOrKeys::Keys("not fetched yet".to_owned())));
-            }
-        }
-        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched = Instant::now();
-        let result = match self.inner.fetcher.get_json(&self.inner.url).await {
-            Ok(doc) => KeySet::from_jwks_json(&serde_json::Value::Object(doc.document).to_string())
-                .map_err(|e| FetchOrKeys::Keys(e.to_string()))
-                .map(|keys| (keys, doc.max_age)),
-            Err(e) => Err(FetchOrKeys::Fetch(e)),
-        };
-        let options = &self.inner.options;
-        match result {
-            Ok((keys, max_age)) => {
-                let age = max_age.map_or(options.default_age, |a| {
-                    a.clamp(options.min_age, options.max_age)
-                });
-                let keys = Arc::new(keys);
-                tracing::debug!(target: "rmcp_authz::jwks", url = %self.inner.url, keys = keys.len(), ?age, "JWK Set fetched");
-                self.inner.current.store(Some(Arc::new(Snapshot {
-                    keys: Arc::clone(&keys),
-                    fetched,
-                    refresh_at: fetched + age,
-                })));
-                let mut state = self.state();
-                state.retry_at = None;
-                state.last_error = None;
-                state.negative.clear();
-                Ok(keys)
-            }
-            Err(e) => {
-                self.inner
-                    .stats
-                    .fetch_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "rmcp_authz::jwks", url = %self.inner.url, error = %e, "JWK Set fetch failed; keeping the previous keys");
-                let mut state = self.state();
-                state.retry_at = Some(Instant::now() + options.cooldown);
-                state.last_error = Some(e.clone());
-                Err(e)
-            }
-        }
+    fn location(&self) -> Option<&str> {
+        Some(self.url())
     }
+}
 
-    fn unavailable(&self, e: &FetchOrKeys) -> AuthError {
-        AuthError::KeysUnavailable {
-            reason: format!(
-                "the issuer's keys cannot be had from {}: {e}",
-                self.inner.url
-            ),
-        }
+// The verifier and its builder are defined in `token`, which knows keys only as a
+// `KeySource`; what is specific to a remote JWK Set is added here, where it is defined.
+impl JwtVerifierBuilder {
+    /// Takes the keys from a remote JWK Set, fetched and refreshed as the issuer rotates
+    /// them (feature `jwks`). It cannot be combined with keys given here. The same as
+    /// [`JwtVerifierBuilder::key_source`] with `jwks`.
+    pub fn remote_jwks(self, jwks: RemoteJwks) -> Self {
+        self.key_source(jwks)
+    }
+}
+
+impl JwtVerifier {
+    /// The remote JWK Set, if the keys come from one (its stats, a forced refresh)
+    /// (feature `jwks`).
+    pub fn remote_jwks(&self) -> Option<&RemoteJwks> {
+        let source: &dyn std::any::Any = self.key_source();
+        source.downcast_ref()
     }
 }

@@ -18,4 +18,4 @@ pub use fetch::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_DOCUMENT_BYTES, FetchError, FetchOptions, HttpClientError,
 };
 pub use introspection::{IntrospectionVerifier, IntrospectionVerifierBuilder};
-pub use jwks::{JwksStats, RemoteJwks, RemoteJwksOptions};
+pub use jwks::{JwksError, JwksStats, RemoteJwks, RemoteJwksOptions};

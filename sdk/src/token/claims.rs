@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::MAX_LEEWAY;
-use super::error::{AuthError, excerpt};
-use crate::error::ConfigError;
+use super::error::AuthError;
+use crate::error::{ConfigError, excerpt};
 use crate::principal::{Actor, Principal, PrincipalParts};
 
 /// The deepest delegation chain accepted; deeper `act` nesting is refused as invalid.

@@ -9,9 +9,9 @@
 
 use serde_json::{Map, Value};
 
-use super::algorithm::KeyFamily;
-use super::error::{KeyError, KeyName};
 use super::{Algorithm, Key, b64url_decode};
+use crate::algorithm::KeyFamily;
+use crate::error::{KeyError, KeyName};
 
 /// JWK members that only private keys have (RFC 7518 sections 6.2.2 and 6.3.2, RFC 8037).
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];

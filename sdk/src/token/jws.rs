@@ -12,8 +12,9 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::error::{AuthError, excerpt};
+use super::error::AuthError;
 use super::{Algorithm, KeySet, b64url_decode};
+use crate::error::excerpt;
 pub(crate) use crate::json::parse_object;
 
 /// A JWS whose signature has been verified with a configured key.

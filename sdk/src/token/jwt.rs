@@ -4,18 +4,20 @@
 //! `crit`, key selection by `kid`, signature, `typ`, then the claims. Issuer and audience
 //! are given to the builder and can never be skipped.
 
+use std::any::Any;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::claims::{self, ClaimRules};
 use super::jws::parse_object;
-use super::{Algorithm, AuthError, Key, KeyError, KeySet, Verifier, excerpt};
+use super::source::{KeySource, StaticKeys};
+use super::{Algorithm, AuthError, Key, KeyError, KeySet, Verifier};
 use crate::clock::{Clock, SystemClock};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, excerpt};
 use crate::principal::Principal;
 
 /// The default leeway for `exp` and `nbf`.
@@ -95,9 +97,7 @@ const PREFIX: &str = "application/";
 /// # }
 /// ```
 pub struct JwtVerifier {
-    keys: KeySet,
-    #[cfg(feature = "jwks")]
-    remote: Option<crate::remote::RemoteJwks>,
+    source: Arc<dyn KeySource>,
     algorithms: Vec<Algorithm>,
     typ: TypCheck,
     rules: ClaimRules,
@@ -111,7 +111,7 @@ impl fmt::Debug for JwtVerifier {
             .field("issuer", &self.rules.issuer)
             .field("audience", &self.rules.audience)
             .field("algorithms", &self.algorithms)
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys().len())
             .field("remote", &self.remote_url())
             .field("typ", &self.typ)
             .field("leeway_secs", &self.rules.leeway_secs)
@@ -131,8 +131,7 @@ impl JwtVerifier {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: KeySet::new(),
-            #[cfg(feature = "jwks")]
-            remote: None,
+            source: None,
             key_error: None,
             algorithms: None,
             typ: TypCheck::default(),
@@ -143,26 +142,28 @@ impl JwtVerifier {
         }
     }
 
-    /// Verifies `token` now and returns who it speaks for.
+    /// Verifies `token` now and returns who it speaks for, with the keys its source has
+    /// at hand: a source that fetches (a remote JWK Set) is not asked to fetch, and a `kid`
+    /// its keys lack is refused; the async [`Verifier::verify`] waits for both.
     ///
     /// # Errors
     /// An [`AuthError`] naming the first check that failed.
     pub fn verify_sync(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check_size(token)?;
+        // Without waiting: the keys the source has at hand.
+        let keys = self.source.current_keys()?;
+        self.verify_with(&keys, token)
+    }
+
+    /// Refuses a token over the size limit, before any decoding.
+    fn check_size(&self, token: &str) -> Result<(), AuthError> {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TooLarge {
                 size: token.len(),
                 limit: self.max_token_bytes,
             });
         }
-        #[cfg(feature = "jwks")]
-        if let Some(remote) = &self.remote {
-            // Without waiting: the keys fetched so far.
-            let keys = remote.current().ok_or_else(|| AuthError::KeysUnavailable {
-                reason: format!("the JWK Set at {} has not been fetched yet", remote.url()),
-            })?;
-            return self.verify_with(&keys, token);
-        }
-        self.verify_with(&self.keys, token)
+        Ok(())
     }
 
     /// The checks after the size limit, with `keys`.
@@ -188,65 +189,52 @@ impl JwtVerifier {
         &self.algorithms
     }
 
-    /// The keys configured in the verifier itself (empty when the keys come from a
-    /// remote JWK Set, feature `jwks`).
+    /// The keys configured in the verifier itself (empty when the keys come from another
+    /// [`KeySource`], such as a remote JWK Set, feature `jwks`).
     pub fn keys(&self) -> &KeySet {
-        &self.keys
+        static NONE: LazyLock<KeySet> = LazyLock::new(KeySet::new);
+        let source: &dyn Any = &*self.source;
+        source
+            .downcast_ref::<StaticKeys>()
+            .map_or(&NONE, |keys| &keys.0)
     }
 
-    /// The URL of the remote JWK Set, if the keys come from one.
+    /// Where the keys come from: the keys configured in the verifier, a remote JWK Set
+    /// (see `JwtVerifier::remote_jwks`, feature `jwks`), or a source of your own.
+    pub fn key_source(&self) -> &dyn KeySource {
+        &*self.source
+    }
+
+    /// The URL the keys are fetched from, if they come from a source that fetches them
+    /// (a remote JWK Set).
     pub fn remote_url(&self) -> Option<&str> {
-        #[cfg(feature = "jwks")]
-        if let Some(remote) = &self.remote {
-            return Some(remote.url());
-        }
-        None
+        self.source.location()
     }
+}
 
-    /// The remote JWK Set, if the keys come from one (its stats, a forced refresh).
-    #[cfg(feature = "jwks")]
-    pub fn remote_jwks(&self) -> Option<&crate::remote::RemoteJwks> {
-        self.remote.as_ref()
-    }
-
-    /// Verifies with the remote set: the current keys (fetched if due); for a `kid` they
-    /// lack, a newer set if the cooldown allows a fetch.
-    #[cfg(feature = "jwks")]
-    async fn verify_remote(
-        &self,
-        remote: &crate::remote::RemoteJwks,
-        token: &str,
-    ) -> Result<Principal, AuthError> {
-        if token.len() > self.max_token_bytes {
-            return Err(AuthError::TooLarge {
-                size: token.len(),
-                limit: self.max_token_bytes,
-            });
-        }
-        let keys = remote.keys().await?;
+#[async_trait]
+impl Verifier for JwtVerifier {
+    /// Verifies with the source's keys (fetched first if it has none fit for use); for a
+    /// `kid` they lack, with the newer set the source may find.
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check_size(token)?;
+        let keys = self.source.keys().await?;
         match self.verify_with(&keys, token) {
             Err(unknown @ AuthError::UnknownKey { .. }) => {
                 let AuthError::UnknownKey { kid, .. } = &unknown else {
                     return Err(unknown);
                 };
-                match remote.keys_for_unknown_kid(kid.as_deref(), &keys).await {
+                match self
+                    .source
+                    .keys_for_unknown_kid(kid.as_deref(), &keys)
+                    .await
+                {
                     Some(newer) => self.verify_with(&newer, token),
                     None => Err(unknown),
                 }
             }
             other => other,
         }
-    }
-}
-
-#[async_trait]
-impl Verifier for JwtVerifier {
-    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        #[cfg(feature = "jwks")]
-        if let Some(remote) = &self.remote {
-            return self.verify_remote(remote, token).await;
-        }
-        self.verify_sync(token)
     }
 
     fn resource_uri(&self) -> Option<&str> {
@@ -267,8 +255,7 @@ pub struct JwtVerifierBuilder {
     issuer: String,
     audience: String,
     keys: KeySet,
-    #[cfg(feature = "jwks")]
-    remote: Option<crate::remote::RemoteJwks>,
+    source: Option<Arc<dyn KeySource>>,
     key_error: Option<KeyError>,
     algorithms: Option<Vec<Algorithm>>,
     typ: TypCheck,
@@ -390,14 +377,11 @@ impl JwtVerifierBuilder {
             return Err(ConfigError::Key(e));
         }
         let rules = ClaimRules::new(self.issuer, self.audience, self.leeway, self.required)?;
-        #[cfg(feature = "jwks")]
-        let remote = self.remote.is_some();
-        #[cfg(not(feature = "jwks"))]
-        let remote = false;
-        if remote && !self.keys.is_empty() {
+        let elsewhere = self.source.is_some();
+        if elsewhere && !self.keys.is_empty() {
             return Err(ConfigError::MixedKeySources);
         }
-        if self.keys.is_empty() && !remote {
+        if self.keys.is_empty() && !elsewhere {
             return Err(ConfigError::NoKeys);
         }
         if self.max_token_bytes == 0 {
@@ -423,7 +407,7 @@ impl JwtVerifierBuilder {
         {
             return Err(ConfigError::HmacWithoutSecret { alg });
         }
-        if !remote && !key_algs.iter().any(|a| algorithms.contains(a)) {
+        if !elsewhere && !key_algs.iter().any(|a| algorithms.contains(a)) {
             return Err(ConfigError::NoUsableKey {
                 allowed: algorithms
                     .iter()
@@ -432,10 +416,11 @@ impl JwtVerifierBuilder {
                     .join(", "),
             });
         }
+        let source = self
+            .source
+            .unwrap_or_else(|| Arc::new(StaticKeys(Arc::new(self.keys))));
         Ok(JwtVerifier {
-            keys: self.keys,
-            #[cfg(feature = "jwks")]
-            remote: self.remote,
+            source,
             algorithms,
             typ: self.typ,
             rules,
@@ -444,11 +429,12 @@ impl JwtVerifierBuilder {
         })
     }
 
-    /// Takes the keys from a remote JWK Set, fetched and refreshed as the issuer rotates
-    /// them (feature `jwks`). It cannot be combined with keys given here.
-    #[cfg(feature = "jwks")]
-    pub fn remote_jwks(mut self, jwks: crate::remote::RemoteJwks) -> Self {
-        self.remote = Some(jwks);
+    /// Takes the keys from `source` instead of keys given here (it cannot be combined
+    /// with them): a remote JWK Set (see `JwtVerifierBuilder::remote_jwks`, feature
+    /// `jwks`) or a [`KeySource`] of your own. Every check of the builder still applies;
+    /// the algorithm allow-list defaults to the asymmetric algorithms.
+    pub fn key_source(mut self, source: impl KeySource) -> Self {
+        self.source = Some(Arc::new(source));
         self
     }
 

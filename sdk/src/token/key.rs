@@ -13,9 +13,9 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{self as sig, KeyPair, ParsedPublicKey, VerificationAlgorithm};
 use aws_lc_rs::{hmac, rsa};
 
-use super::algorithm::KeyFamily;
-use super::error::{KeyError, KeyName};
 use super::{Algorithm, roca};
+use crate::algorithm::KeyFamily;
+use crate::error::{KeyError, KeyName};
 
 /// A key that verifies token signatures with exactly one [`Algorithm`].
 ///

@@ -13,8 +13,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::error::{AuthError, KeyError, KeyName, excerpt};
+use super::error::AuthError;
 use super::{Algorithm, Key, jwk, key::read_file};
+use crate::error::{KeyError, KeyName, excerpt};
 
 /// The keys a verifier trusts.
 ///

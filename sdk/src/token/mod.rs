@@ -1,11 +1,11 @@
 //! Bearer token to [`Principal`]: the [`Verifier`] trait, JWT verification, keys.
 //!
 //! [`JwtVerifier`] checks JWT access tokens (RFC 9068) against a [`KeySet`] of keys each
-//! bound to one [`Algorithm`]; failures are [`AuthError`]s that name the failed check;
-//! bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
+//! bound to one [`Algorithm`], taken from a [`KeySource`] (the keys it was given, or a
+//! source that fetches them, such as a remote JWK Set); failures are [`AuthError`]s that
+//! name the failed check; bad keys are refused with [`KeyError`]s when loaded. Other verifiers (token
 //! introspection, caches) implement the same [`Verifier`] trait.
 
-mod algorithm;
 #[cfg(feature = "cache")]
 mod cache;
 pub(crate) mod claims;
@@ -17,25 +17,32 @@ mod jwt;
 mod key;
 mod keyset;
 mod multi;
+#[cfg(feature = "cache")]
+mod revocation;
 mod roca;
+mod source;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use crate::algorithm::{Algorithm, UnknownAlgorithm};
+pub use crate::error::{KeyError, KeyName};
 #[cfg(feature = "cache")]
-pub use cache::{CacheOptions, CacheStats, CachedVerifier, Revocations};
-pub(crate) use error::excerpt;
-pub use error::{AuthError, AuthErrorKind, KeyError, KeyName};
+pub use cache::{CacheOptions, CacheStats, CachedVerifier};
+pub use error::{AuthError, AuthErrorKind};
 pub use jws::Jws;
 pub use jwt::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtVerifier, JwtVerifierBuilder, MAX_LEEWAY, TypCheck,
 };
 pub use key::Key;
+#[cfg(feature = "dev")]
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
 pub use multi::MultiIssuer;
+#[cfg(feature = "cache")]
+pub use revocation::Revocations;
+pub use source::KeySource;
 
 use crate::principal::Principal;
 

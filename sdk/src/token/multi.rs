@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::jws::{decode_object_part, split_compact};
-use super::{AuthError, Verifier, excerpt};
-use crate::error::ConfigError;
+use super::{AuthError, Verifier};
+use crate::error::{ConfigError, excerpt};
 use crate::principal::Principal;
 
 /// Verifiers for several issuers, one per issuer.
@@ -54,19 +54,17 @@ impl MultiIssuer {
     /// Adds the verifier of one issuer (it must trust exactly one).
     ///
     /// # Errors
-    /// [`ConfigError::Remote`] when the verifier trusts no issuer or several, or its
-    /// issuer is already configured.
+    /// [`ConfigError::NotOneIssuer`] when the verifier trusts no issuer or several,
+    /// [`ConfigError::DuplicateIssuer`] when its issuer is already configured.
     pub fn issuer(mut self, verifier: impl Verifier + 'static) -> Result<MultiIssuer, ConfigError> {
         let issuers = verifier.trusted_issuers();
         let [issuer] = issuers.as_slice() else {
-            return Err(ConfigError::Remote(format!(
-                "each verifier of a MultiIssuer must trust exactly one issuer, this one trusts {issuers:?}"
-            )));
+            return Err(ConfigError::NotOneIssuer { issuers });
         };
         if self.verifiers.iter().any(|(i, _)| i == issuer) {
-            return Err(ConfigError::Remote(format!(
-                "issuer {issuer} is configured twice"
-            )));
+            return Err(ConfigError::DuplicateIssuer {
+                issuer: issuer.clone(),
+            });
         }
         self.verifiers.push((issuer.clone(), Arc::new(verifier)));
         Ok(self)

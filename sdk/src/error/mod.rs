@@ -1,17 +1,23 @@
-//! Why the crate could not be set up: [`ConfigError`].
+//! Why the crate could not be set up: [`ConfigError`], and the errors it carries.
 //!
-//! [`AuthError`] says why a request's token was refused (at request time);
-//! [`ConfigError`] says why a verifier could not be built (at start-up), including the
-//! [`KeyError`]s of key loading. Messages are lowercase, concrete, say what to do, and never
-//! contain a token or a secret.
+//! [`AuthError`](crate::token::AuthError) says why a request's token was refused (at
+//! request time); [`ConfigError`] says why a verifier, policy or server could not be built
+//! (at start-up), including the [`KeyError`]s of key loading and the [`PolicyError`]s of
+//! policy building. Those live here, on the ground floor with [`ConfigError`], so that
+//! this module imports nothing above it; users find them where they use them
+//! (`rmcp_authz::token::KeyError`, `rmcp_authz::policy::PolicyError`). Messages are
+//! lowercase, concrete, say what to do, and never contain a token or a secret: values that
+//! came from a token are cut with [`excerpt`].
+
+mod key;
+mod policy;
 
 use std::time::Duration;
 
-use crate::policy::PolicyError;
-use crate::token::Algorithm;
-#[cfg(doc)]
-use crate::token::AuthError;
-use crate::token::KeyError;
+pub use key::{KeyError, KeyName};
+pub use policy::{ExprError, PolicyError};
+
+use crate::algorithm::Algorithm;
 
 /// Why a verifier (or later, a policy or server) could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +38,32 @@ pub enum ConfigError {
         "no verification keys are configured; add a JWK Set, a PEM public key or an HMAC secret"
     )]
     NoKeys,
-    /// A remote source (a JWK Set URL, an introspection endpoint) cannot be used as
-    /// configured.
+    /// A remote source (an introspection endpoint, a JWK Set URL) cannot be used as
+    /// configured: its URL may not be fetched, or no HTTP client can be built for it. The
+    /// source is a `remote::FetchError` (feature `jwks`; `downcast_ref` it to match).
     #[error("{0}")]
-    Remote(String),
-    /// Keys were given both directly and as a remote JWK Set.
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Token introspection was configured without the resource server's client
+    /// credentials, which the introspection endpoint requires.
+    #[error("introspection needs the resource server's client credentials")]
+    NoClientCredentials,
+    /// A verifier given to a `MultiIssuer` trusts no issuer, or several: each of its
+    /// verifiers must trust exactly one, so that a token's `iss` picks one verifier.
+    #[error(
+        "each verifier of a MultiIssuer must trust exactly one issuer, this one trusts {issuers:?}"
+    )]
+    NotOneIssuer {
+        /// The issuers the verifier trusts.
+        issuers: Vec<String>,
+    },
+    /// Two verifiers given to a `MultiIssuer` trust the same issuer.
+    #[error("issuer {issuer} is configured twice")]
+    DuplicateIssuer {
+        /// The issuer.
+        issuer: String,
+    },
+    /// Keys were given both directly and as a key source (a remote JWK Set, or a
+    /// `token::KeySource` of your own).
     #[error(
         "keys are configured both directly and as a remote JWK Set; use one source (publish every key in the JWK Set)"
     )]
@@ -94,4 +121,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+/// Cuts a value that came from a token to a length fit for an error message.
+pub(crate) fn excerpt(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
