@@ -19,6 +19,7 @@ mod event;
 mod limits;
 mod pipeline;
 mod sinks;
+mod writer;
 
 use std::fmt;
 

@@ -20,12 +20,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use super::arguments::ArgumentRecording;
-use super::limits;
+use super::writer::writer_loop;
 use super::{AuditError, AuditEvent, AuditSink};
 
 /// The default queue capacity, in events.
@@ -35,18 +35,18 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The most events written in one batch.
-const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
 
 /// In `buffered` mode, while events keep coming, the writer looks at the queue this often
 /// instead of being woken for each event (a wake-up is a system call on the request path).
-const POLL_TICK: Duration = Duration::from_millis(1);
+pub(super) const POLL_TICK: Duration = Duration::from_millis(1);
 
 /// After this long without events, a `buffered` writer stops looking and sleeps until an
 /// event wakes it: an idle server costs nothing.
-const POLL_IDLE: Duration = Duration::from_millis(100);
+pub(super) const POLL_IDLE: Duration = Duration::from_millis(100);
 
 /// A `buffered` request wakes a looking writer anyway once this many events wait.
-const WAKE_AT: usize = MAX_BATCH / 2;
+pub(super) const WAKE_AT: usize = MAX_BATCH / 2;
 
 /// When a request is answered relative to its event reaching the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,22 +255,22 @@ impl fmt::Debug for Auditor {
 }
 
 /// State shared with the writer thread.
-struct Shared {
-    sink: Arc<dyn AuditSink>,
-    durability: Durability,
+pub(super) struct Shared {
+    pub(super) sink: Arc<dyn AuditSink>,
+    pub(super) durability: Durability,
     /// The free places in the queue. A reserved place is taken out of the semaphore
     /// (`forget`) and given back by the writer, for a whole batch at once, when it takes
     /// the batch from the queue (or by the slot, when it is dropped unused).
-    room: Semaphore,
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    healthy: AtomicBool,
-    counters: Counters,
+    pub(super) room: Semaphore,
+    pub(super) queue: Mutex<Queue>,
+    pub(super) wake: Condvar,
+    pub(super) healthy: AtomicBool,
+    pub(super) counters: Counters,
 }
 
 /// What the writer thread is doing, as far as a new event is concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum WriterState {
+pub(super) enum WriterState {
     /// Working: it takes everything queued when it is done, so nobody wakes it.
     #[default]
     Busy,
@@ -282,42 +282,42 @@ enum WriterState {
 }
 
 /// Tells a waiting request its event's result.
-type Ack = oneshot::Sender<Result<(), Arc<AuditError>>>;
+pub(super) type Ack = oneshot::Sender<Result<(), Arc<AuditError>>>;
 
 #[derive(Default)]
-struct Queue {
+pub(super) struct Queue {
     /// The events waiting for the writer, in order.
-    events: VecDeque<AuditEvent>,
+    pub(super) events: VecDeque<AuditEvent>,
     /// The requests waiting for the result of their event: its index in `events`, in
     /// increasing order.
-    acks: Vec<(usize, Ack)>,
+    pub(super) acks: Vec<(usize, Ack)>,
     /// What the writer is doing, which decides whether a new event wakes it.
-    writer: WriterState,
-    closing: bool,
+    pub(super) writer: WriterState,
+    pub(super) closing: bool,
     /// Set by the writer when it has written everything and stopped.
-    closed: bool,
+    pub(super) closed: bool,
     /// Told when the writer has stopped.
-    on_closed: Vec<oneshot::Sender<()>>,
+    pub(super) on_closed: Vec<oneshot::Sender<()>>,
 }
 
 #[derive(Default)]
-struct Counters {
-    written: AtomicU64,
-    failed: AtomicU64,
-    batches: AtomicU64,
-    syncs: AtomicU64,
-    overload_waits: AtomicU64,
-    overload_refusals: AtomicU64,
-    fail_closed_refusals: AtomicU64,
-    after_close: AtomicU64,
+pub(super) struct Counters {
+    pub(super) written: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) batches: AtomicU64,
+    pub(super) syncs: AtomicU64,
+    pub(super) overload_waits: AtomicU64,
+    pub(super) overload_refusals: AtomicU64,
+    pub(super) fail_closed_refusals: AtomicU64,
+    pub(super) after_close: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64, n: u64) {
+pub(super) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -538,171 +538,5 @@ impl AuditSlot {
             return Err(AuditFailure::Closed);
         }
         self.auditor.enqueue(event, ack)
-    }
-}
-
-/// The writer thread: waits for events, writes each batch with one call, syncs (each
-/// batch in `durable` mode; on an interval in `buffered` mode), and tells the waiting
-/// requests.
-fn writer_loop(shared: &Shared) {
-    // However the loop ends (a sink that panics included), waiting closers are told and
-    // later events are refused rather than queued for nobody.
-    struct Stopped<'a>(&'a Shared);
-    impl Drop for Stopped<'_> {
-        fn drop(&mut self) {
-            self.0.room.close();
-            let mut queue = self.0.lock();
-            queue.closed = true;
-            // Only left after a panic: their requests are told the log is closed.
-            queue.events.clear();
-            queue.acks.clear();
-            for tx in queue.on_closed.drain(..) {
-                let _ = tx.send(());
-            }
-        }
-    }
-    let _stopped = Stopped(shared);
-    let interval = match shared.durability {
-        Durability::Buffered { flush_interval } => Some(flush_interval),
-        Durability::Durable => None,
-    };
-    let mut unsynced = false;
-    let mut last_sync = Instant::now();
-    // When the writer last found events (it looks at the queue while they keep coming).
-    let mut last_events = Instant::now();
-    // The batch taken from the queue; both keep their allocations from batch to batch.
-    let mut events: Vec<AuditEvent> = Vec::new();
-    let mut acks: Vec<(usize, Ack)> = Vec::new();
-    loop {
-        let closing = {
-            let mut queue = shared.lock();
-            loop {
-                if !queue.events.is_empty() || queue.closing {
-                    break;
-                }
-                // Until the next sync is due, when there is something to sync.
-                let sync_due = match interval {
-                    Some(interval) if unsynced => {
-                        let left = interval.saturating_sub(last_sync.elapsed());
-                        if left.is_zero() {
-                            break;
-                        }
-                        Some(left)
-                    }
-                    _ => None,
-                };
-                let looking = interval.is_some() && last_events.elapsed() < POLL_IDLE;
-                let timeout = if looking {
-                    queue.writer = WriterState::Looking;
-                    Some(sync_due.map_or(POLL_TICK, |due| due.min(POLL_TICK)))
-                } else {
-                    queue.writer = WriterState::Asleep;
-                    sync_due
-                };
-                queue = match timeout {
-                    Some(timeout) => {
-                        shared
-                            .wake
-                            .wait_timeout(queue, timeout)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0
-                    }
-                    None => shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner()),
-                };
-            }
-            queue.writer = WriterState::Busy;
-            take_batch(&mut queue, &mut events, &mut acks);
-            queue.closing && queue.events.is_empty()
-        };
-        if !events.is_empty() {
-            last_events = Instant::now();
-            // The batch has left the queue: its places are free again, all at once.
-            shared.room.add_permits(events.len());
-            write_batch(shared, &mut events, &mut acks, interval.is_none());
-            unsynced = interval.is_some();
-        }
-        let due = interval.is_some_and(|i| last_sync.elapsed() >= i);
-        if unsynced && (due || closing) {
-            sync(shared);
-            unsynced = false;
-            last_sync = Instant::now();
-        }
-        if closing {
-            let mut queue = shared.lock();
-            if queue.events.is_empty() {
-                // Closed under the same lock that saw the queue empty: nothing can slip in.
-                queue.closed = true;
-                return;
-            }
-        }
-    }
-}
-
-/// Moves up to [`MAX_BATCH`] queued events (and their acks) into the empty `events` and
-/// `acks`. Taking the whole queue swaps buffers, moving no event.
-fn take_batch(queue: &mut Queue, events: &mut Vec<AuditEvent>, acks: &mut Vec<(usize, Ack)>) {
-    if queue.events.len() <= MAX_BATCH {
-        let taken = std::mem::replace(&mut queue.events, VecDeque::from(std::mem::take(events)));
-        // Free when the queue's buffer starts at its allocation, as one that is only
-        // pushed to and then taken whole does.
-        *events = Vec::from(taken);
-        std::mem::swap(&mut queue.acks, acks);
-    } else {
-        events.extend(queue.events.drain(..MAX_BATCH));
-        let waiting = queue.acks.partition_point(|(i, _)| *i < MAX_BATCH);
-        acks.extend(queue.acks.drain(..waiting));
-        for (i, _) in &mut queue.acks {
-            *i -= MAX_BATCH;
-        }
-    }
-}
-
-/// Writes `events` (and syncs them in `durable` mode), tells `acks` the result, and
-/// empties both.
-fn write_batch(
-    shared: &Shared,
-    events: &mut Vec<AuditEvent>,
-    acks: &mut Vec<(usize, Ack)>,
-    durable: bool,
-) {
-    let counters = &shared.counters;
-    let n = events.len() as u64;
-    // Every sink sees bounded events; off the request path, and a few length checks an
-    // event when nothing is too long.
-    for event in events.iter_mut() {
-        limits::bound(event);
-    }
-    let mut result = shared.sink.write(events);
-    bump(&counters.batches, 1);
-    if result.is_ok() && durable {
-        result = shared.sink.flush(true);
-        bump(&counters.syncs, 1);
-    }
-    let result = result.map_err(Arc::new);
-    match &result {
-        Ok(()) => {
-            bump(&counters.written, n);
-            if !shared.healthy.swap(true, Ordering::AcqRel) {
-                tracing::warn!(target: "rmcp_authz::audit", "audit log writable again");
-            }
-        }
-        Err(e) => {
-            bump(&counters.failed, n);
-            shared.healthy.store(false, Ordering::Release);
-            tracing::error!(target: "rmcp_authz::audit", error = %e, events = n, "audit events could not be written");
-        }
-    }
-    // Answer first; freeing the events can wait.
-    for (_, ack) in acks.drain(..) {
-        let _ = ack.send(result.clone());
-    }
-    events.clear();
-}
-
-fn sync(shared: &Shared) {
-    bump(&shared.counters.syncs, 1);
-    if let Err(e) = shared.sink.flush(true) {
-        shared.healthy.store(false, Ordering::Release);
-        tracing::error!(target: "rmcp_authz::audit", error = %e, "audit file could not be synced");
     }
 }

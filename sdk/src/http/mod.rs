@@ -44,6 +44,7 @@ mod endpoint;
 mod layer;
 mod metadata;
 mod pipeline;
+mod request;
 mod rpc;
 mod serve;
 

@@ -4,13 +4,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
 use std::net::SocketAddr;
@@ -19,6 +17,9 @@ use axum::extract::ConnectInfo;
 
 use super::challenge::Rejection;
 use super::layer::HttpState;
+use super::request::{
+    bearer_token, has_access_token_param, operation_of, read_body, session_id, single_header,
+};
 use super::rpc::{self, Target};
 use super::*;
 use crate::audit::{AuditEvent, EventKind, Outcome};
@@ -531,50 +532,6 @@ fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
     event.target = target.cloned();
 }
 
-/// The `Mcp-Session-Id` of a request, if any.
-fn session_id(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
-}
-
-/// The body, unless it is larger than `limit` (declared or actual), cannot be read, or is
-/// not all received `within` this time.
-async fn read_body<B>(
-    headers: &http::HeaderMap,
-    body: B,
-    limit: usize,
-    within: Duration,
-) -> Option<Bytes>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<axum::BoxError>,
-{
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return None;
-    }
-    // A client that stops sending holds neither the connection nor a graceful shutdown
-    // (and with it the audit log's drain) for longer than `within`.
-    tokio::time::timeout(within, Limited::new(body, limit).collect())
-        .await
-        .ok()?
-        .ok()
-        .map(|c| c.to_bytes())
-}
-
-/// The value of a header that may appear at most once: `Err` when it is repeated (which
-/// RFC 9110 section 5.3 would read as a comma-joined list no body can match).
-fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (_, Some(_)) => Err(format!("the {name} header is repeated; send it once")),
-        (Some(v), None) => Ok(Some(v.to_str().unwrap_or("\u{fffd}"))),
-        (None, None) => Ok(None),
-    }
-}
-
 /// The 401 (or 400) for a token the verifier refused.
 fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
     let status = match error.error_code() {
@@ -588,58 +545,4 @@ fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
         ("error_description", Some(error.description())),
         ("resource_metadata", Some(metadata_url)),
     ])
-}
-
-/// The operation a request is decided as, if it needs a rule.
-fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
-    match &rpc.target {
-        Target::Tool(name) => Some(Operation::CallTool(name)),
-        Target::Prompt(name) => Some(Operation::GetPrompt(name)),
-        Target::Resource(uri) => Some(Operation::ReadResource(uri)),
-        // A skill URI in a form no rule can match is refused by the wrapper.
-        Target::Skill(uri) => crate::server::skill_name(uri).map(Operation::GetSkill),
-        Target::Custom => rpc.method.as_deref().map(Operation::Custom),
-        // Decided by the wrapper (ownership), and by the layer as the owner's tool.
-        Target::Task(_) | Target::Other => None,
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` value; the scheme is matched without
-/// regard to case (RFC 9110 section 11.1). Other schemes give `None`.
-fn bearer_token(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = rest.trim_start_matches(' ');
-    (!token.is_empty()).then_some(token)
-}
-
-fn has_access_token_param(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token(b"bEaReR  abc"), Some("abc"));
-        assert_eq!(bearer_token(b"Basic abc"), None);
-        assert_eq!(bearer_token(b"Bearer "), None);
-        assert_eq!(bearer_token(b"Bearer"), None);
-        assert_eq!(bearer_token(&[0xff, 0x20, 0x41]), None);
-    }
-
-    #[test]
-    fn query_tokens_are_found() {
-        assert!(has_access_token_param("a=1&access_token=x"));
-        assert!(has_access_token_param("access_token"));
-        assert!(!has_access_token_param("my_access_token=x"));
-    }
 }

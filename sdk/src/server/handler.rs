@@ -31,8 +31,7 @@ use crate::principal::Principal;
 use crate::request_state::Originating;
 
 use super::{
-    Authorized, Check, basic_call, list_call, resource_call, skill_name, success, task_call,
-    tool_outcome,
+    Authorized, Check, basic_call, resource_call, skill_name, success, tool_outcome,
 };
 
 /// `ServerHandler` for the wrapper. Every method is written out: the `deny` below turns a
@@ -188,23 +187,16 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let run = |ctx, principal: Principal| async move {
-            let mut result = self.inner.list_prompts(request, ctx).await?;
-            result.prompts.retain(|p| {
-                self.guard
-                    .decide(&principal, Operation::GetPrompt(&p.name))
-                    .is_allowed()
-            });
-            result.cache_scope = Some(CacheScope::Private);
-            Ok(result)
-        };
-        self.gated(
+        let list = |ctx| self.inner.list_prompts(request, ctx);
+        self.listed(
             context,
-            list_call("prompts/list"),
-            Check::Authenticated,
-            None,
-            run,
-            success,
+            "prompts/list",
+            list,
+            |r: &mut ListPromptsResult, principal| {
+                r.prompts
+                    .retain(|p| self.allows(principal, Operation::GetPrompt(&p.name)));
+                r.cache_scope = Some(CacheScope::Private);
+            },
         )
         .await
     }
@@ -214,23 +206,16 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let run = |ctx, principal: Principal| async move {
-            let mut result = self.inner.list_resources(request, ctx).await?;
-            result.resources.retain(|r| {
-                self.guard
-                    .decide(&principal, Operation::ReadResource(&r.uri))
-                    .is_allowed()
-            });
-            result.cache_scope = Some(CacheScope::Private);
-            Ok(result)
-        };
-        self.gated(
+        let list = |ctx| self.inner.list_resources(request, ctx);
+        self.listed(
             context,
-            list_call("resources/list"),
-            Check::Authenticated,
-            None,
-            run,
-            success,
+            "resources/list",
+            list,
+            |r: &mut ListResourcesResult, principal| {
+                r.resources
+                    .retain(|res| self.allows(principal, Operation::ReadResource(&res.uri)));
+                r.cache_scope = Some(CacheScope::Private);
+            },
         )
         .await
     }
@@ -240,20 +225,22 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let run = |ctx, principal: Principal| async move {
-            let mut result = self.inner.list_resource_templates(request, ctx).await?;
-            let policy = self.guard.policy();
-            result.resource_templates.retain(|t| {
-                policy
-                    .decide_template(&principal, &t.uri_template)
-                    .is_allowed()
-            });
-            result.cache_scope = Some(CacheScope::Private);
-            Ok(result)
-        };
-        let call = list_call("resources/templates/list");
-        self.gated(context, call, Check::Authenticated, None, run, success)
-            .await
+        let list = |ctx| self.inner.list_resource_templates(request, ctx);
+        self.listed(
+            context,
+            "resources/templates/list",
+            list,
+            |r: &mut ListResourceTemplatesResult, principal| {
+                let policy = self.guard.policy();
+                r.resource_templates.retain(|t| {
+                    policy
+                        .decide_template(principal, &t.uri_template)
+                        .is_allowed()
+                });
+                r.cache_scope = Some(CacheScope::Private);
+            },
+        )
+        .await
     }
 
     async fn read_resource(
@@ -414,23 +401,16 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let run = |ctx, principal: Principal| async move {
-            let mut result = self.inner.list_tools(request, ctx).await?;
-            result.tools.retain(|t| {
-                self.guard
-                    .decide(&principal, Operation::CallTool(&t.name))
-                    .is_allowed()
-            });
-            result.cache_scope = Some(CacheScope::Private);
-            Ok(result)
-        };
-        self.gated(
+        let list = |ctx| self.inner.list_tools(request, ctx);
+        self.listed(
             context,
-            list_call("tools/list"),
-            Check::Authenticated,
-            None,
-            run,
-            success,
+            "tools/list",
+            list,
+            |r: &mut ListToolsResult, principal| {
+                r.tools
+                    .retain(|t| self.allows(principal, Operation::CallTool(&t.name)));
+                r.cache_scope = Some(CacheScope::Private);
+            },
         )
         .await
     }
@@ -525,15 +505,9 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
         let task_id = request.task_id.clone();
-        self.gated(
-            context,
-            task_call("tasks/get", &task_id),
-            Check::Task(&task_id),
-            None,
-            |ctx, _| self.inner.get_task(request, ctx),
-            success,
-        )
-        .await
+        let run = |ctx| self.inner.get_task(request, ctx);
+        self.task_operation(context, "tasks/get", &task_id, run)
+            .await
     }
 
     async fn update_task(
@@ -542,15 +516,9 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let task_id = request.task_id.clone();
-        self.gated(
-            context,
-            task_call("tasks/update", &task_id),
-            Check::Task(&task_id),
-            None,
-            |ctx, _| self.inner.update_task(request, ctx),
-            success,
-        )
-        .await
+        let run = |ctx| self.inner.update_task(request, ctx);
+        self.task_operation(context, "tasks/update", &task_id, run)
+            .await
     }
 
     async fn cancel_task(
@@ -559,15 +527,9 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let task_id = request.task_id.clone();
-        self.gated(
-            context,
-            task_call("tasks/cancel", &task_id),
-            Check::Task(&task_id),
-            None,
-            |ctx, _| self.inner.cancel_task(request, ctx),
-            success,
-        )
-        .await
+        let run = |ctx| self.inner.cancel_task(request, ctx);
+        self.task_operation(context, "tasks/cancel", &task_id, run)
+            .await
     }
 
     async fn list_skills(
@@ -575,21 +537,20 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListSkillsResult, McpError> {
-        let run = |ctx, principal: Principal| async move {
-            let mut result = self.inner.list_skills(request, ctx).await?;
-            result.skills.retain(|skill| {
-                skill_name(&skill.uri).is_some_and(|name| {
-                    self.guard
-                        .decide(&principal, Operation::GetSkill(name))
-                        .is_allowed()
-                })
-            });
-            result.cache_scope = Some(CacheScope::Private);
-            Ok(result)
-        };
-        let call = list_call("skills/list");
-        self.gated(context, call, Check::Authenticated, None, run, success)
-            .await
+        let list = |ctx| self.inner.list_skills(request, ctx);
+        self.listed(
+            context,
+            "skills/list",
+            list,
+            |r: &mut ListSkillsResult, principal| {
+                r.skills.retain(|skill| {
+                    skill_name(&skill.uri)
+                        .is_some_and(|name| self.allows(principal, Operation::GetSkill(name)))
+                });
+                r.cache_scope = Some(CacheScope::Private);
+            },
+        )
+        .await
     }
 
     async fn get_skill(

@@ -113,6 +113,63 @@ impl<H> Authorized<H> {
             .cloned()
     }
 
+    /// A `*/list` request: any authenticated caller may list, and `keep` leaves in the
+    /// inner handler's result only what the caller may use (and marks it private).
+    async fn listed<T, Fut>(
+        &self,
+        context: RequestContext<RoleServer>,
+        method: &'static str,
+        list: impl FnOnce(RequestContext<RoleServer>) -> Fut,
+        keep: impl FnOnce(&mut T, &Principal),
+    ) -> Result<T, McpError>
+    where
+        Fut: Future<Output = Result<T, McpError>>,
+    {
+        let run = |ctx, principal: Principal| async move {
+            let mut result = list(ctx).await?;
+            keep(&mut result, &principal);
+            Ok(result)
+        };
+        self.gated(
+            context,
+            list_call(method),
+            Check::Authenticated,
+            None,
+            run,
+            success,
+        )
+        .await
+    }
+
+    /// A task operation: decided as a call of the tool that started the task, and only
+    /// for the caller who started it.
+    async fn task_operation<T, Fut>(
+        &self,
+        context: RequestContext<RoleServer>,
+        method: &'static str,
+        task_id: &str,
+        run: impl FnOnce(RequestContext<RoleServer>) -> Fut,
+    ) -> Result<T, McpError>
+    where
+        Fut: Future<Output = Result<T, McpError>>,
+    {
+        let call = task_call(method, task_id);
+        self.gated(
+            context,
+            call,
+            Check::Task(task_id),
+            None,
+            |ctx, _| run(ctx),
+            success,
+        )
+        .await
+    }
+
+    /// Whether the policy allows `operation` for `principal`.
+    fn allows(&self, principal: &Principal, operation: Operation<'_>) -> bool {
+        self.guard.decide(principal, operation).is_allowed()
+    }
+
     /// One request, start to end: authenticates the caller, applies `check`, runs the
     /// operation with the principal in its context, and records one audit event and one
     /// span for it whatever happens.
