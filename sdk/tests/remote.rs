@@ -257,10 +257,8 @@ impl Server {
 }
 
 fn options() -> RemoteJwksOptions {
-    let mut o = RemoteJwksOptions::default();
-    o.fetch = FetchOptions::loopback_http();
-    o.fetch.timeout = Duration::from_millis(500);
-    o
+    RemoteJwksOptions::default()
+        .fetch(FetchOptions::loopback_http().timeout(Duration::from_millis(500)))
 }
 
 fn remote_verifier(server: &Server, options: RemoteJwksOptions) -> JwtVerifier {
@@ -286,10 +284,9 @@ async fn wait_until(why: &str, what: impl Fn() -> bool) {
 /// Options under which the set is due as soon as it is fetched, so every verification
 /// finds it due.
 fn due_at_once() -> RemoteJwksOptions {
-    let mut o = options();
-    o.default_age = Duration::ZERO;
-    o.min_age = Duration::ZERO;
-    o
+    options()
+        .default_age(Duration::ZERO)
+        .min_age(Duration::ZERO)
 }
 
 fn token(issuer: &DevIssuer) -> String {
@@ -419,7 +416,7 @@ async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
     let issuer = server.issuer();
     server.publish(&[&issuer]);
     // Due at once, so every verification wants a refresh.
-    let mut o = due_at_once();
+    let o = due_at_once();
     let verifier = remote_verifier(&server, o.clone());
     let jwks = verifier.remote_jwks().unwrap();
     verifier.verify(&token(&issuer)).await.unwrap();
@@ -454,8 +451,7 @@ async fn while_fetches_fail_the_last_good_keys_are_used_up_to_a_limit() {
     assert_eq!(stats.stale_uses, 40, "{stats:?}");
 
     // With no staleness allowed, the same failure refuses tokens.
-    o.stale_for = Duration::ZERO;
-    let strict = verifier_with_keys_then_down(&server, o).await;
+    let strict = verifier_with_keys_then_down(&server, o.stale_for(Duration::ZERO)).await;
     assert!(matches!(
         strict.verify(&token(&issuer)).await,
         Err(AuthError::KeysUnavailable { .. })
@@ -512,8 +508,7 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
     let issuer = server.issuer();
     server.publish(&[&issuer]);
     *server.control.max_age.lock().unwrap() = Some(0);
-    let mut o = options();
-    o.min_age = Duration::ZERO;
+    let o = options().min_age(Duration::ZERO);
     let verifier = remote_verifier(&server, o);
     let jwks = verifier.remote_jwks().unwrap();
     for hits in 1..=3 {
@@ -551,10 +546,9 @@ async fn a_due_set_serves_known_kids_while_its_refresh_hangs() {
     let server = Server::start().await;
     let issuer = server.issuer();
     server.publish(&[&issuer]);
-    let mut o = due_at_once();
     // Far longer than this test: a verification that waited for the refresh would find
     // it failed (timed out), not still running.
-    o.fetch.timeout = Duration::from_secs(30);
+    let o = due_at_once().fetch(FetchOptions::loopback_http().timeout(Duration::from_secs(30)));
     let verifier = remote_verifier(&server, o);
     let jwks = verifier.remote_jwks().unwrap();
     let known = token(&issuer);
@@ -620,8 +614,7 @@ async fn a_background_refresh_picks_up_a_rotated_set() {
     let server = Server::start().await;
     let old = server.issuer();
     server.publish(&[&old]);
-    let mut o = due_at_once();
-    o.fetch.timeout = Duration::from_secs(30);
+    let o = due_at_once().fetch(FetchOptions::loopback_http().timeout(Duration::from_secs(30)));
     let verifier = remote_verifier(&server, o);
     let jwks = verifier.remote_jwks().unwrap();
     verifier.verify(&token(&old)).await.unwrap();
@@ -656,8 +649,7 @@ async fn an_unknown_kid_waits_for_the_running_refresh_and_takes_its_set() {
     let server = Server::start().await;
     let old = server.issuer();
     server.publish(&[&old]);
-    let mut o = due_at_once();
-    o.fetch.timeout = Duration::from_secs(30);
+    let o = due_at_once().fetch(FetchOptions::loopback_http().timeout(Duration::from_secs(30)));
     let verifier = Arc::new(remote_verifier(&server, o));
     let jwks = verifier.remote_jwks().unwrap().clone();
     verifier.verify(&token(&old)).await.unwrap();
@@ -697,8 +689,7 @@ async fn a_failed_background_refresh_keeps_the_set_and_retries_after_the_cooldow
     let server = Server::start().await;
     let old = server.issuer();
     server.publish(&[&old]);
-    let mut o = due_at_once();
-    o.cooldown = Duration::ZERO;
+    let o = due_at_once().cooldown(Duration::ZERO);
     let verifier = remote_verifier(&server, o);
     let jwks = verifier.remote_jwks().unwrap();
     verifier.verify(&token(&old)).await.unwrap();

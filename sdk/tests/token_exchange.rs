@@ -53,8 +53,7 @@ async fn client(server: &Server) -> TokenExchangeClient {
 
 async fn verifier(server: &Server, audience: &str) -> JwtVerifier {
     let metadata = discovered(server).await;
-    let mut jwks_options = RemoteJwksOptions::default();
-    jwks_options.fetch = options();
+    let jwks_options = RemoteJwksOptions::default().fetch(options());
     let jwks = RemoteJwks::new(metadata.jwks_uri.unwrap(), jwks_options).unwrap();
     JwtVerifier::builder(server.url.clone(), audience)
         .remote_jwks(jwks)

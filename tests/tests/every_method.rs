@@ -220,7 +220,7 @@ async fn every_method_is_gated_and_audited_on_stdio_with_a_manual_clock() {
     let clock = Arc::new(ManualClock::new(T0));
     let issuer = DevIssuer::new(ISSUER)
         .expect("dev issuer")
-        .with_clock(clock.clone());
+        .clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
     let sink = Arc::new(MemorySink::new());
     let auditor = Auditor::builder(sink.clone())
@@ -283,7 +283,7 @@ async fn discover_is_refused_after_exp_on_stdio() {
     let clock = Arc::new(ManualClock::new(T0));
     let issuer = DevIssuer::new(ISSUER)
         .expect("dev issuer")
-        .with_clock(clock.clone());
+        .clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
     let sink = Arc::new(MemorySink::new());
     let auditor = Auditor::builder(sink.clone())
@@ -516,7 +516,7 @@ async fn an_expiry_refusal_names_the_method_it_refused() {
     let clock = Arc::new(ManualClock::new(T0));
     let issuer = DevIssuer::new(ISSUER)
         .expect("dev issuer")
-        .with_clock(clock.clone());
+        .clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
     let policy = rules().clock(clock.clone()).build().expect("policy");
     let authz = Authz::builder(verifier, policy).build();

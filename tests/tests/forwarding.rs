@@ -541,7 +541,7 @@ async fn wrapped_spy() -> (Spy, Authorized<Spy>) {
 async fn wrapped_spy_with(clock: Arc<dyn Clock>) -> (Spy, Authorized<Spy>) {
     let issuer = DevIssuer::new("https://auth.forwarding.test.invalid")
         .expect("issuer")
-        .with_clock(clock.clone());
+        .clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
     let policy = spy_rules().clock(clock).build().expect("spy policy");
     let authz = Authz::new(verifier, policy);

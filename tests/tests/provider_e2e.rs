@@ -18,9 +18,7 @@ use rmcp_authz_tests::provider::{self, Provider};
 use rmcp_authz_tests::server::legacy_client;
 
 fn loopback() -> RemoteJwksOptions {
-    let mut options = RemoteJwksOptions::default();
-    options.fetch = FetchOptions::loopback_http();
-    options
+    RemoteJwksOptions::default().fetch(FetchOptions::loopback_http())
 }
 
 /// The notes server on 127.0.0.1, trusting `provider` found by discovery alone.

@@ -304,7 +304,7 @@ async fn token_expiring_during_the_session_is_refused_per_call() {
     let clock = Arc::new(ManualClock::new(T0));
     let issuer = DevIssuer::new(ISSUER)
         .expect("dev issuer")
-        .with_clock(clock.clone());
+        .clock(clock.clone());
     let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
     let policy = notes_rules().clock(clock.clone()).build().expect("policy");
     let authz = Authz::new(verifier, policy);

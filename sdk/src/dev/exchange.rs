@@ -775,7 +775,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused_and_lifetimes_shortened() {
         let clock = Arc::new(ManualClock::new(2_000_000_000));
-        let issuer = issuer().with_clock(clock.clone());
+        let issuer = issuer().clock(clock.clone());
         let user = issuer
             .token(FIRST)
             .expires_in(Duration::from_secs(7200))

@@ -208,8 +208,8 @@ impl DevIssuer {
     /// The same issuer with its tokens dated by `clock` (default [`SystemClock`]), and
     /// its [`verifier`](DevIssuer::verifier) builders using the same clock.
     #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> DevIssuer {
-        self.clock = clock;
+    pub fn clock(mut self, clock: impl Clock + 'static) -> DevIssuer {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -438,7 +438,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(2_000_000_000));
         let issuer = DevIssuer::new("https://as.example")
             .unwrap()
-            .with_clock(clock.clone());
+            .clock(clock.clone());
         let v = issuer.verifier(AUD).build().unwrap();
         let token = issuer
             .token(AUD)

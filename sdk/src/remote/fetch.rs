@@ -24,13 +24,9 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FetchOptions {
-    /// The time limit of one fetch, connection included (default 5 s).
-    pub timeout: Duration,
-    /// The size limit of a document (default 256 KiB).
-    pub max_bytes: usize,
-    /// Allow plain `http://` URLs whose host is a loopback address (`127.0.0.0/8`, `::1`,
-    /// `localhost`): for development and tests. Off by default.
-    pub allow_http_loopback: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) max_bytes: usize,
+    pub(crate) allow_http_loopback: bool,
 }
 
 impl Default for FetchOptions {
@@ -44,6 +40,28 @@ impl Default for FetchOptions {
 }
 
 impl FetchOptions {
+    /// The time limit of one fetch, connection included (default 5 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The size limit of a document (default 256 KiB).
+    #[must_use]
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Allow plain `http://` URLs whose host is a loopback address (`127.0.0.0/8`, `::1`,
+    /// `localhost`): for development and tests. Off by default.
+    #[must_use]
+    pub fn allow_http_loopback(mut self, allow_http_loopback: bool) -> Self {
+        self.allow_http_loopback = allow_http_loopback;
+        self
+    }
+
     /// The defaults, with plain HTTP allowed to loopback addresses.
     pub fn loopback_http() -> FetchOptions {
         FetchOptions {

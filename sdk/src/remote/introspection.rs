@@ -119,8 +119,8 @@ impl IntrospectionVerifierBuilder {
     }
 
     /// The clock for expiry checks.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 

@@ -37,22 +37,12 @@ use crate::token::{AuthError, JwtVerifier, JwtVerifierBuilder, KeyError, KeySet,
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RemoteJwksOptions {
-    /// Limits on each fetch (HTTPS, time, size).
-    pub fetch: FetchOptions,
-    /// How long a fetched set is used when the server sends no `max-age` (default 10 min).
-    pub default_age: Duration,
-    /// The shortest `max-age` honoured (default 1 min): a server asking for less is
-    /// refreshed this often.
-    pub min_age: Duration,
-    /// The longest `max-age` honoured (default 1 day).
-    pub max_age: Duration,
-    /// The least time between two fetches caused by unknown `kid`s, and between retries
-    /// after a failed fetch (default 30 s).
-    pub cooldown: Duration,
-    /// How long past their age the last good keys are still used while fetches fail
-    /// (default 1 hour). After that, tokens are refused as unverifiable until a fetch
-    /// succeeds.
-    pub stale_for: Duration,
+    pub(crate) fetch: FetchOptions,
+    pub(crate) default_age: Duration,
+    pub(crate) min_age: Duration,
+    pub(crate) max_age: Duration,
+    pub(crate) cooldown: Duration,
+    pub(crate) stale_for: Duration,
 }
 
 impl Default for RemoteJwksOptions {
@@ -65,6 +55,54 @@ impl Default for RemoteJwksOptions {
             cooldown: Duration::from_secs(30),
             stale_for: Duration::from_secs(3600),
         }
+    }
+}
+
+impl RemoteJwksOptions {
+    /// Limits on each fetch (HTTPS, time, size).
+    #[must_use]
+    pub fn fetch(mut self, fetch: FetchOptions) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
+    /// How long a fetched set is used when the server sends no `max-age` (default 10 min).
+    #[must_use]
+    pub fn default_age(mut self, default_age: Duration) -> Self {
+        self.default_age = default_age;
+        self
+    }
+
+    /// The shortest `max-age` honoured (default 1 min): a server asking for less is
+    /// refreshed this often.
+    #[must_use]
+    pub fn min_age(mut self, min_age: Duration) -> Self {
+        self.min_age = min_age;
+        self
+    }
+
+    /// The longest `max-age` honoured (default 1 day).
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// The least time between two fetches caused by unknown `kid`s, and between retries
+    /// after a failed fetch (default 30 s).
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// How long past their age the last good keys are still used while fetches fail
+    /// (default 1 hour). After that, tokens are refused as unverifiable until a fetch
+    /// succeeds.
+    #[must_use]
+    pub fn stale_for(mut self, stale_for: Duration) -> Self {
+        self.stale_for = stale_for;
+        self
     }
 }
 

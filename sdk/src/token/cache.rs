@@ -45,29 +45,15 @@ struct Entry {
 /// let options = CacheOptions::default()
 ///     .max_entries(50_000)
 ///     .max_ttl(Duration::from_secs(60));
-/// assert_eq!(options.max_entries, 50_000);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CacheOptions {
-    /// The most verified tokens kept at once (moka evicts beyond it). Default 10,000.
-    pub max_entries: u64,
-    /// The longest an entry is kept, whatever the token's `exp`. It bounds how long a
-    /// change the cache cannot see (a key removed at the issuer, a token revoked there
-    /// but not on [`Revocations`]) takes to apply. Default 5 minutes; zero disables
-    /// caching (revocation still applies).
-    pub max_ttl: Duration,
-    /// How long a revoked `jti` stays on the revocation list. Keep it at least as long as
-    /// the longest lifetime your issuer gives tokens: after it, a revoked token that has
-    /// not expired is accepted again. Default 24 hours.
-    pub revocation_ttl: Duration,
-    /// The most `jti`s on the revocation list. When a revocation would exceed it,
-    /// entries past their `revocation_ttl` are dropped first, then the oldest (with a
-    /// warning). Zero turns revocation off. Default 100,000.
-    pub max_revocations: usize,
-    /// The clock entries' expiry and the revocation list's ages are checked against.
-    /// Default [`SystemClock`]; give the inner verifier the same one.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) max_entries: u64,
+    pub(crate) max_ttl: Duration,
+    pub(crate) revocation_ttl: Duration,
+    pub(crate) max_revocations: usize,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Default for CacheOptions {
@@ -89,38 +75,46 @@ impl CacheOptions {
         Self::default()
     }
 
-    /// Sets [`max_entries`](CacheOptions::max_entries).
+    /// The most verified tokens kept at once (moka evicts beyond it). Default 10,000.
     #[must_use]
     pub fn max_entries(mut self, max_entries: u64) -> Self {
         self.max_entries = max_entries;
         self
     }
 
-    /// Sets [`max_ttl`](CacheOptions::max_ttl).
+    /// The longest an entry is kept, whatever the token's `exp`. It bounds how long a
+    /// change the cache cannot see (a key removed at the issuer, a token revoked there
+    /// but not on [`Revocations`]) takes to apply. Default 5 minutes; zero disables
+    /// caching (revocation still applies).
     #[must_use]
     pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
         self.max_ttl = max_ttl;
         self
     }
 
-    /// Sets [`revocation_ttl`](CacheOptions::revocation_ttl).
+    /// How long a revoked `jti` stays on the revocation list. Keep it at least as long as
+    /// the longest lifetime your issuer gives tokens: after it, a revoked token that has
+    /// not expired is accepted again. Default 24 hours.
     #[must_use]
     pub fn revocation_ttl(mut self, revocation_ttl: Duration) -> Self {
         self.revocation_ttl = revocation_ttl;
         self
     }
 
-    /// Sets [`max_revocations`](CacheOptions::max_revocations).
+    /// The most `jti`s on the revocation list. When a revocation would exceed it,
+    /// entries past their `revocation_ttl` are dropped first, then the oldest (with a
+    /// warning). Zero turns revocation off. Default 100,000.
     #[must_use]
     pub fn max_revocations(mut self, max_revocations: usize) -> Self {
         self.max_revocations = max_revocations;
         self
     }
 
-    /// Sets the [`clock`](CacheOptions::clock).
+    /// The clock entries' expiry and the revocation list's ages are checked against.
+    /// Default [`SystemClock`]; give the inner verifier the same one.
     #[must_use]
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 }
@@ -426,7 +420,7 @@ mod tests {
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let issuer = DevIssuer::new("https://as")
             .unwrap()
-            .with_clock(Arc::clone(&dyn_clock));
+            .clock(Arc::clone(&dyn_clock));
         let jwt = issuer.verifier(AUD).leeway(Duration::ZERO).build().unwrap();
         let counting = Counting {
             inner: jwt,
@@ -521,9 +515,7 @@ mod tests {
     #[test]
     fn entry_lifetime_is_the_sooner_of_exp_and_max_ttl() {
         let clock = Arc::new(ManualClock::new(T0));
-        let issuer = DevIssuer::new("https://as")
-            .unwrap()
-            .with_clock(clock.clone());
+        let issuer = DevIssuer::new("https://as").unwrap().clock(clock.clone());
         let v = issuer.verifier(AUD).build().unwrap();
         let expiry = UntilExpiry {
             clock: clock.clone(),
@@ -543,9 +535,7 @@ mod tests {
     #[tokio::test]
     async fn expired_within_leeway_is_accepted_but_not_cached() {
         let clock = Arc::new(ManualClock::new(T0));
-        let issuer = DevIssuer::new("https://as")
-            .unwrap()
-            .with_clock(clock.clone());
+        let issuer = DevIssuer::new("https://as").unwrap().clock(clock.clone());
         let jwt = issuer.verifier(AUD).build().unwrap(); // 30 s leeway
         let cache = CachedVerifier::new(jwt, CacheOptions::default().clock(clock.clone()));
         let token = issuer.token(AUD).claim("exp", T0 - 5).mint().unwrap();
