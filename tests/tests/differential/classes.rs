@@ -109,7 +109,10 @@ impl<'a> Case<'a> {
     }
 
     fn invalid_claim_among(&self, names: &[&str]) -> bool {
-        matches!(self.ours_err(), Some(AuthError::InvalidClaim { claim, .. }) if names.contains(&claim.as_str()))
+        match self.ours_err() {
+            Some(AuthError::InvalidClaim { claim, .. }) => names.contains(&claim.as_str()),
+            _ => false,
+        }
     }
 }
 
@@ -117,25 +120,30 @@ impl<'a> Case<'a> {
 pub(crate) const CLASSES: &[Class] = &[
     Class {
         name: "token-too-large",
-        rule: "bounded work per token: the length is checked before any decoding (docs/security.md, resource exhaustion); jsonwebtoken has no limit",
+        rule: "bounded work per token: the length is checked before any decoding \
+            (docs/security.md, resource exhaustion); jsonwebtoken has no limit",
         ours_accepts: false,
         applies: |c| matches!(c.ours_err(), Some(AuthError::TooLarge { .. })),
     },
     Class {
         name: "duplicate-member",
-        rule: "RFC 7515 section 4 and RFC 7519 section 4 let a parser refuse repeated member names (RFC 8259 section 4: their meaning is unpredictable); jsonwebtoken keeps the last",
+        rule: "RFC 7515 section 4 and RFC 7519 section 4 let a parser refuse repeated member \
+            names (RFC 8259 section 4: their meaning is unpredictable); jsonwebtoken keeps \
+            the last",
         ours_accepts: false,
         applies: |c| c.ours_malformed() && c.duplicate_member,
     },
     Class {
         name: "claims-not-an-object",
-        rule: "RFC 7519 section 7.2 step 10: the claims set is a JSON object; jsonwebtoken reads a JSON array positionally as [exp, nbf, sub, iss, aud]",
+        rule: "RFC 7519 section 7.2 step 10: the claims set is a JSON object; jsonwebtoken \
+            reads a JSON array positionally as [exp, nbf, sub, iss, aud]",
         ours_accepts: false,
         applies: |c| c.ours_malformed() && c.payload.as_ref().is_some_and(|p| !p.is_object()),
     },
     Class {
         name: "kid-or-typ-null",
-        rule: "RFC 7515 sections 4.1.4 and 4.1.9: kid and typ are strings; jsonwebtoken reads null as absent",
+        rule: "RFC 7515 sections 4.1.4 and 4.1.9: kid and typ are strings; jsonwebtoken reads \
+            null as absent",
         ours_accepts: false,
         applies: |c| {
             c.ours_malformed()
@@ -145,7 +153,9 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "crit-refused",
-        rule: "RFC 7515 section 4.1.11: this crate implements no JWS extension, so every crit is refused; jsonwebtoken understands b64 (RFC 7797) and reads crit: null as absent",
+        rule: "RFC 7515 section 4.1.11: this crate implements no JWS extension, so every crit \
+            is refused; jsonwebtoken understands b64 (RFC 7797) and reads crit: null as \
+            absent",
         ours_accepts: false,
         applies: |c| {
             matches!(c.ours_err(), Some(AuthError::UnsupportedCritical { .. }))
@@ -154,7 +164,8 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "unknown-kid",
-        rule: "RFC 7515 section 4.1.4: kid names the key, and no configured key has this one; jsonwebtoken, given one key, ignores kid",
+        rule: "RFC 7515 section 4.1.4: kid names the key, and no configured key has this one; \
+            jsonwebtoken, given one key, ignores kid",
         ours_accepts: false,
         applies: |c| {
             matches!(
@@ -168,7 +179,9 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "one-key-one-algorithm",
-        rule: "RFC 8725 section 3.1: a key is used with one algorithm, so a PS256 token finds no key (or, naming the RS256 key's kid, is refused by it); jsonwebtoken verifies PS256 with a key meant for RS256 when both are allowed",
+        rule: "RFC 8725 section 3.1: a key is used with one algorithm, so a PS256 token finds \
+            no key (or, naming the RS256 key's kid, is refused by it); jsonwebtoken verifies \
+            PS256 with a key meant for RS256 when both are allowed",
         ours_accepts: false,
         applies: |c| {
             matches!(
@@ -179,19 +192,23 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "typ-not-access-token",
-        rule: "RFC 9068 section 4 and RFC 8725 section 3.11: an access token says typ at+jwt (the lenient check also takes none or JWT); jsonwebtoken does not check typ",
+        rule: "RFC 9068 section 4 and RFC 8725 section 3.11: an access token says typ at+jwt \
+            (the lenient check also takes none or JWT); jsonwebtoken does not check typ",
         ours_accepts: false,
         applies: |c| matches!(c.ours_err(), Some(AuthError::WrongType { .. })),
     },
     Class {
         name: "empty-identity",
-        rule: "RFC 9068 section 2.2: sub and client_id identify someone, and an empty string names no one (docs/security.md); jsonwebtoken takes any string",
+        rule: "RFC 9068 section 2.2: sub and client_id identify someone, and an empty string \
+            names no one (docs/security.md); jsonwebtoken takes any string",
         ours_accepts: false,
         applies: |c| matches!(c.ours_err(), Some(AuthError::EmptyClaim { .. })),
     },
     Class {
         name: "exp-boundary-second",
-        rule: "RFC 7519 section 4.1.4: now must be before exp, so exp = now - leeway is expired, and a fraction is floored (the safe side at whole seconds); jsonwebtoken accepts exp = now - leeway and rounds fractions",
+        rule: "RFC 7519 section 4.1.4: now must be before exp, so exp = now - leeway is \
+            expired, and a fraction is floored (the safe side at whole seconds); \
+            jsonwebtoken accepts exp = now - leeway and rounds fractions",
         ours_accepts: false,
         applies: |c| {
             matches!(c.ours_err(), Some(AuthError::Expired { .. }))
@@ -203,7 +220,8 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "nbf-fraction-rounded-up",
-        rule: "RFC 7519 section 4.1.5: the token is not accepted before nbf, so at whole seconds a fraction is rounded up; jsonwebtoken rounds it to the nearest second",
+        rule: "RFC 7519 section 4.1.5: the token is not accepted before nbf, so at whole \
+            seconds a fraction is rounded up; jsonwebtoken rounds it to the nearest second",
         ours_accepts: false,
         applies: |c| {
             matches!(c.ours_err(), Some(AuthError::NotYetValid { .. }))
@@ -215,43 +233,54 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "iat-in-the-future",
-        rule: "RFC 7519 section 4.1.6 dates the token; an iat beyond the leeway ahead of the clock would pass every age limit and is refused, as PyJWT does (docs/security.md); jsonwebtoken does not read iat",
+        rule: "RFC 7519 section 4.1.6 dates the token; an iat beyond the leeway ahead of the \
+            clock would pass every age limit and is refused, as PyJWT does \
+            (docs/security.md); jsonwebtoken does not read iat",
         ours_accepts: false,
         applies: |c| matches!(c.ours_err(), Some(AuthError::IssuedInFuture { .. })),
     },
     Class {
         name: "iss-not-a-string",
-        rule: "RFC 7519 section 4.1.1: iss is a StringOrURI, a string; jsonwebtoken also takes an array holding the issuer",
+        rule: "RFC 7519 section 4.1.1: iss is a StringOrURI, a string; jsonwebtoken also takes \
+            an array holding the issuer",
         ours_accepts: false,
         applies: |c| c.invalid_claim_among(&["iss"]),
     },
     Class {
         name: "numeric-date-not-a-number",
-        rule: "RFC 7519 sections 2, 4.1.5 and 4.1.6, OpenID Connect Core section 2: nbf, iat and auth_time are JSON numbers; jsonwebtoken reads a null nbf as absent and never reads iat or auth_time",
+        rule: "RFC 7519 sections 2, 4.1.5 and 4.1.6, OpenID Connect Core section 2: nbf, iat \
+            and auth_time are JSON numbers; jsonwebtoken reads a null nbf as absent and \
+            never reads iat or auth_time",
         ours_accepts: false,
         applies: |c| c.invalid_claim_among(&["nbf", "iat", "auth_time"]),
     },
     Class {
         name: "string-claim-not-a-string",
-        rule: "RFC 7519 sections 4.1.2 and 4.1.7, RFC 9068 section 2.2: sub, jti, client_id and azp are strings; jsonwebtoken does not read them (nor sub when it is not required)",
+        rule: "RFC 7519 sections 4.1.2 and 4.1.7, RFC 9068 section 2.2: sub, jti, client_id and \
+            azp are strings; jsonwebtoken does not read them (nor sub when it is not \
+            required)",
         ours_accepts: false,
         applies: |c| c.invalid_claim_among(&["sub", "jti", "client_id", "azp"]),
     },
     Class {
         name: "scope-shape",
-        rule: "RFC 8693 section 4.2 and RFC 9068 section 2.2.3: scope is a space-separated string (scp also an array of strings); jsonwebtoken does not read them",
+        rule: "RFC 8693 section 4.2 and RFC 9068 section 2.2.3: scope is a space-separated \
+            string (scp also an array of strings); jsonwebtoken does not read them",
         ours_accepts: false,
         applies: |c| c.invalid_claim_among(&["scope", "scp"]),
     },
     Class {
         name: "act-shape",
-        rule: "RFC 8693 section 4.1: act is a JSON object naming the actor by sub (or client_id); jsonwebtoken does not read it",
+        rule: "RFC 8693 section 4.1: act is a JSON object naming the actor by sub (or \
+            client_id); jsonwebtoken does not read it",
         ours_accepts: false,
         applies: |c| c.invalid_claim_among(&["act"]),
     },
     Class {
         name: "audience-case-and-default-port",
-        rule: "MCP authorization spec and RFC 3986 sections 6.2.2.1 and 6.2.3: the scheme and host are case-insensitive and a default port is the same URI; jsonwebtoken compares bytes",
+        rule: "MCP authorization spec and RFC 3986 sections 6.2.2.1 and 6.2.3: the scheme and \
+            host are case-insensitive and a default port is the same URI; jsonwebtoken \
+            compares bytes",
         ours_accepts: true,
         applies: |c| {
             matches!(c.theirs_err(), Some(ErrorKind::InvalidAudience))
@@ -262,7 +291,10 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "unused-header-parameter",
-        rule: "RFC 7515 section 4: this crate reads alg, kid, typ and crit only; keys come from configuration, never from jku, jwk, x5u or x5c (RFC 8725 section 3.10), cty, enc, zip, url and nonce are not JWS parameters it uses, and b64 means nothing outside crit (RFC 7797 section 6); jsonwebtoken type-checks them all",
+        rule: "RFC 7515 section 4: this crate reads alg, kid, typ and crit only; keys come from \
+            configuration, never from jku, jwk, x5u or x5c (RFC 8725 section 3.10), cty, \
+            enc, zip, url and nonce are not JWS parameters it uses, and b64 means nothing \
+            outside crit (RFC 7797 section 6); jsonwebtoken type-checks them all",
         ours_accepts: true,
         applies: |c| {
             matches!(
@@ -280,7 +312,9 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "nbf-before-1970",
-        rule: "RFC 7519 section 2: a NumericDate is any JSON number, a date before 1970 a negative one, and an nbf in the past allows use now (section 4.1.5); jsonwebtoken cannot hold it in a u64",
+        rule: "RFC 7519 section 2: a NumericDate is any JSON number, a date before 1970 a \
+            negative one, and an nbf in the past allows use now (section 4.1.5); \
+            jsonwebtoken cannot hold it in a u64",
         ours_accepts: true,
         applies: |c| {
             matches!(c.theirs_err(), Some(ErrorKind::InvalidClaimFormat(claim)) if claim == "nbf")
@@ -291,10 +325,17 @@ pub(crate) const CLASSES: &[Class] = &[
     },
     Class {
         name: "exp-beyond-u64",
-        rule: "RFC 7519 section 2: a NumericDate is any JSON number, and an exp beyond 2^64 seconds is in the future; jsonwebtoken cannot hold it in a u64",
+        rule: "RFC 7519 section 2: a NumericDate is any JSON number, and an exp beyond 2^64 \
+            seconds is in the future; jsonwebtoken cannot hold it in a u64",
         ours_accepts: true,
         applies: |c| {
-            matches!(c.theirs_err(), Some(ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim)) if claim == "exp")
+            let refused_exp = match c.theirs_err() {
+                Some(
+                    ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim),
+                ) => claim == "exp",
+                _ => false,
+            };
+            refused_exp
                 && c.claim("exp")
                     .and_then(Value::as_f64)
                     .is_some_and(|exp| exp >= 18_446_744_073_709_551_616.0)

@@ -1,6 +1,6 @@
 //! The differential oracle: this crate's [`JwtVerifier`] and `jsonwebtoken::decode`,
 //! configured alike, decide the same tokens, and every disagreement falls in a class named
-//! in [`CLASSES`] with the rule that justifies it.
+//! in [`classes::CLASSES`] with the rule that justifies it.
 //!
 //! A token is described by a [`Spec`] (header and payload written member by member, so
 //! names can repeat or be escaped; the key and algorithm it is signed with; a last tweak
@@ -16,7 +16,7 @@
 //! aws-lc-rs and url.
 
 #[path = "classes.rs"]
-mod classes;
+pub(crate) mod classes;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,8 +29,7 @@ use rmcp_authz::token::{Algorithm, AuthError, JwtVerifier, Key, TypCheck};
 use rmcp_authz::{ManualClock, Principal};
 use serde_json::Value;
 
-use classes::Case;
-pub(crate) use classes::{CLASSES, Class};
+use classes::{Case, Class};
 
 pub(crate) const ISSUER: &str = "https://auth.example.test";
 pub(crate) const AUDIENCE: &str = "https://mcp.example.test/mcp";
