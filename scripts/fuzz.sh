@@ -6,7 +6,8 @@
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`) and python3; installs
 # cargo-fuzz when `cargo fuzz` is missing. Seeds fuzz/corpus/ with the interop fixture
-# tokens and JWK Set. Crashes are saved under fuzz/artifacts/<target>/; reproduce one with
+# tokens and JWK Set (the differential target, whose input describes a token, starts
+# empty). Crashes are saved under fuzz/artifacts/<target>/; reproduce one with
 #   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<crash-file>
 set -euo pipefail
 
@@ -34,7 +35,7 @@ fi
 
 fixtures="$root/tests/fixtures/interop"
 corpus="$root/fuzz/corpus"
-mkdir -p "$corpus/verify_token" "$corpus/jwks"
+mkdir -p "$corpus/verify_token" "$corpus/jwks" "$corpus/differential"
 
 # Seed corpus: every token of the interop cases (accepted and refused), and the JWK Set.
 python3 - "$fixtures/cases.json" "$corpus/verify_token" <<'PY'
@@ -54,7 +55,7 @@ PY
 cp "$fixtures/keys/jwks.json" "$corpus/jwks/seed-interop-jwks.json"
 
 cd "$root"
-for target in verify_token jwks; do
+for target in verify_token jwks differential; do
     echo "== fuzzing $target for ${seconds}s"
     cargo +nightly fuzz run --fuzz-dir "$root/fuzz" "$target" -- \
         -max_total_time="$seconds" -max_len=20000

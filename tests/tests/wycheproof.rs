@@ -1,9 +1,11 @@
 //! Google Wycheproof JSON Web Signature and JSON Web Key vectors
 //! (tests/fixtures/wycheproof, Apache-2.0, see the LICENSE there).
 //!
-//! JWS vectors go through the signature path ([`KeySet::verify_jws`]: shape, base64url,
-//! algorithm binding, key choice, signature); their payloads are not JWT claims, so the
-//! claim checks are not involved. JWK vectors go through key loading
+//! JWS vectors go through the signature path `JwtVerifier` takes ([`KeySet::verify_payload`]:
+//! shape, base64url, the header read by its fast path or the general parser, algorithm
+//! binding, key choice, signature); their payloads are not JWT claims, so the claim checks
+//! are not involved. Each vector is also decided by [`KeySet::verify_jws`], which must
+//! agree (the same payload or the same error). JWK vectors go through key loading
 //! ([`KeySet::from_jwks_json`]) and then the same signature path. A vector counts as
 //! rejected when its key is refused at load time or its signature is refused.
 //!
@@ -95,7 +97,18 @@ fn decide(
     let jws = test["jws"].as_str().expect("jws");
     let valid = test["result"] == "valid";
     let accepted = match keys {
-        Ok(keys) => keys.verify_jws(jws, &Algorithm::ALL).is_ok(),
+        Ok(keys) => {
+            let decided = keys.verify_payload(jws, &Algorithm::ALL);
+            let general = keys
+                .verify_jws(jws, &Algorithm::ALL)
+                .map(|j| j.payload().to_vec());
+            if decided != general {
+                tally.disagreements.push(format!(
+                    "tcId {id}: verify_payload says {decided:?}, verify_jws says {general:?}"
+                ));
+            }
+            decided.is_ok()
+        }
         Err(_) => {
             tally.rejected_at_load += 1;
             false
@@ -125,7 +138,7 @@ fn decide(
             test["comment"],
             match keys {
                 Ok(keys) => keys
-                    .verify_jws(jws, &Algorithm::ALL)
+                    .verify_payload(jws, &Algorithm::ALL)
                     .unwrap_err()
                     .to_string(),
                 Err(e) => format!("key refused: {e}"),

@@ -5,7 +5,8 @@
 //! `aud` (a string or an array of strings) containing this resource's URI (RFC 8707: a token
 //! for another resource is refused), exactly but for the case of its scheme and host and a
 //! default port; `exp`, `nbf`, `iat` and `auth_time` JSON
-//! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway;
+//! numbers, never strings; `exp` in the future, `nbf` and `iat` in the past, within the leeway
+//! (at whole seconds, a fraction rounded to the safe side of each check);
 //! identity claims non-empty strings; `act` nested objects each with a `sub` or a
 //! `client_id`.
 
@@ -135,10 +136,12 @@ pub(crate) fn validate(
             claim: missing.clone(),
         });
     }
-    let exp = numeric_date(r.exp, "exp")?.ok_or_else(|| AuthError::MissingClaim {
-        claim: "exp".to_owned(),
-    })?;
-    let nbf = numeric_date(r.nbf, "nbf")?;
+    let exp = numeric_date(r.exp, "exp")?
+        .ok_or_else(|| AuthError::MissingClaim {
+            claim: "exp".to_owned(),
+        })?
+        .down;
+    let nbf = numeric_date(r.nbf, "nbf")?.map(|nbf| nbf.up);
     let iat = numeric_date(r.iat, "iat")?;
     numeric_date(r.auth_time, "auth_time")?;
 
@@ -179,10 +182,10 @@ pub(crate) fn validate(
     // RFC 7519 leaves `iat` unchecked, but a token dated ahead of the clock would read as
     // fresher than any real one and pass every age limit (`max_token_age`).
     if let Some(iat) = iat
-        && iat > now.saturating_add(leeway)
+        && iat.up > now.saturating_add(leeway)
     {
         return Err(AuthError::IssuedInFuture {
-            iat,
+            iat: iat.up,
             now,
             leeway_secs: rules.leeway_secs,
         });
@@ -205,7 +208,7 @@ pub(crate) fn validate(
         scopes,
         actors,
         jti,
-        iat,
+        iat: iat.map(|iat| iat.down),
         exp,
         claims,
         clock_leeway_secs: Some(i64::try_from(rules.leeway_secs).unwrap_or(i64::MAX)),
@@ -213,19 +216,33 @@ pub(crate) fn validate(
     .into())
 }
 
-/// A NumericDate claim (RFC 7519 section 2): a JSON number of seconds, fractions floored.
+/// A NumericDate at the clock's resolution, whole seconds: a fraction rounded down and
+/// up, so that each check takes its safe side. `exp` is read down (a token expires up to a
+/// second early), `nbf` and the future-`iat` check read up (a token becomes valid up to a
+/// second late); the principal's `iat` is read down.
+#[derive(Debug, Clone, Copy)]
+struct Seconds {
+    down: i64,
+    up: i64,
+}
+
+/// A NumericDate claim (RFC 7519 section 2): a JSON number of seconds, maybe fractional.
 /// A string, even of digits, is refused: parsers that coerce them have been exploited.
-fn numeric_date(value: Option<&Value>, name: &str) -> Result<Option<i64>, AuthError> {
+fn numeric_date(value: Option<&Value>, name: &str) -> Result<Option<Seconds>, AuthError> {
     match value {
         None => Ok(None),
         Some(Value::Number(n)) => {
+            let whole = |s| Some(Seconds { down: s, up: s });
             if let Some(i) = n.as_i64() {
-                Ok(Some(i))
+                Ok(whole(i))
             } else if n.is_u64() {
-                Ok(Some(i64::MAX))
+                Ok(whole(i64::MAX))
             } else {
                 // A float: JSON has no NaN or infinity, and `as` saturates.
-                Ok(n.as_f64().map(|f| f.floor() as i64))
+                Ok(n.as_f64().map(|f| Seconds {
+                    down: f.floor() as i64,
+                    up: f.ceil() as i64,
+                }))
             }
         }
         Some(other) => Err(AuthError::invalid_claim(
@@ -527,6 +544,26 @@ mod tests {
                 "{claim}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn fractions_round_to_the_safe_side_of_each_check() {
+        // exp down: NOW - 29.5 reads NOW - 30, expired with a 30 s leeway.
+        assert!(check(json!({"exp": (NOW - 30) as f64 + 0.5})).is_err());
+        // nbf up: NOW + 30.2 reads NOW + 31, beyond the leeway.
+        let err = check(json!({"nbf": (NOW + 30) as f64 + 0.2})).unwrap_err();
+        assert!(
+            matches!(err, AuthError::NotYetValid { nbf, .. } if nbf == NOW + 31),
+            "{err}"
+        );
+        assert!(check(json!({"nbf": (NOW + 29) as f64 + 0.9})).is_ok());
+        // iat up for the future check, down for the principal.
+        assert!(matches!(
+            check(json!({"iat": (NOW + 30) as f64 + 0.1})).unwrap_err(),
+            AuthError::IssuedInFuture { iat, .. } if iat == NOW + 31
+        ));
+        let p = check(json!({"iat": (NOW - 10) as f64 + 0.5})).unwrap();
+        assert_eq!(p.issued_at(), Some(NOW - 10));
     }
 
     #[test]

@@ -89,8 +89,40 @@ impl KeySet {
         })
     }
 
-    /// As [`KeySet::verify_jws`], for the verifier: `check_typ` is given the `typ` header
-    /// once the signature is good, and only the payload is returned.
+    /// Verifies a JWS compact serialization against this set, as [`KeySet::verify_jws`]
+    /// does, and returns only its payload: the path [`JwtVerifier`](super::JwtVerifier)
+    /// takes, without the claim checks.
+    ///
+    /// The usual header (`alg`, `kid` and `typ`, strings, nothing else) is read without
+    /// building a JSON map, so this is the cheaper call when the header is not needed.
+    /// The checks and errors are those of [`KeySet::verify_jws`]; `typ` is not checked
+    /// here either.
+    ///
+    /// ```
+    /// use rmcp_authz::dev::DevIssuer;
+    /// use rmcp_authz::token::{Algorithm, AuthError, KeySet};
+    ///
+    /// let issuer = DevIssuer::new("https://auth.example")?;
+    /// let keys = KeySet::from_jwks_json(&issuer.jwks().to_string())?;
+    /// let allowed = Algorithm::ASYMMETRIC;
+    /// let token = issuer.token("https://mcp.example/mcp").subject("alice").mint()?;
+    /// let payload = keys.verify_payload(&token, &allowed)?;
+    /// let claims: serde_json::Value = serde_json::from_slice(&payload)?;
+    /// assert_eq!(claims["sub"], "alice");
+    ///
+    /// let unsigned = "eyJhbGciOiJub25lIn0.e30.";
+    /// assert!(matches!(keys.verify_payload(unsigned, &allowed), Err(AuthError::Unsigned { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`KeySet::verify_jws`].
+    pub fn verify_payload(&self, token: &str, allowed: &[Algorithm]) -> Result<Vec<u8>, AuthError> {
+        self.verify_compact(token, allowed, |_| Ok(()))
+    }
+
+    /// As [`KeySet::verify_payload`], for the verifier: `check_typ` is given the `typ`
+    /// header once the signature is good.
     ///
     /// The usual header (`alg`, `kid` and `typ`, strings, nothing else) is read without
     /// building a JSON map; any other header is read as `verify_jws` reads it, so the
@@ -352,6 +384,9 @@ fn optional_string<'h>(
         ))),
     }
 }
+
+#[cfg(test)]
+mod header_paths;
 
 #[cfg(test)]
 mod tests {
