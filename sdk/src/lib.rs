@@ -112,6 +112,27 @@
 //! | `dev`   | the development issuer (`dev::DevIssuer`) that mints tokens for demos, examples and tests, and with `http` its token endpoint; never needed in production |
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `full`  | every optional feature |
+//!
+//! ## Architecture
+//!
+//! The modules form layers, and each imports only from the layers below it (or from its
+//! own, without cycles); no two modules import each other, directly or through a third.
+//! `sdk/tests/architecture.rs` checks this from the source, and CONTRIBUTING.md explains
+//! it.
+//!
+//! | layer | modules |
+//! |---|---|
+//! | the hub and its users | [`Authz`]; above it `config`, `dev`, `agent`, `cli` |
+//! | the gates | [`server`] (the [`Authorized`](server::Authorized) wrapper), `http` (the layer and endpoint), [`stdio`] |
+//! | what the gates share | a crate-private guard (verifier, policy, audit, task owners), the audit trail of one request, [`request_state`] |
+//! | services | [`audit`] (events, sinks, the writer), `remote` (discovery, JWK Sets, introspection, token exchange) |
+//! | decisions | [`token`] (a bearer token to a [`Principal`]), [`policy`] (what a principal may do) |
+//! | the ground floor | [`Clock`], [`Principal`], [`codes`], [`ConfigError`] and the other set-up errors, strict JSON, JWS algorithm names, OAuth constants |
+//!
+//! A lower layer that needs something of a higher one defines it itself: `token` reads
+//! keys through [`token::KeySource`] (static keys and remote JWK Sets implement it), a
+//! principal keeps a policy's grant set in a plain struct, and the gates work from the
+//! guard [`Authz`] hands them.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
