@@ -254,7 +254,7 @@ where
         Ok(rpc) => rpc,
         Err(e) => {
             return Err(Unread {
-                refused: invalid_request(e.reason).id(e.id.clone()).into(),
+                refused: invalid_request(&e.kind.to_string()).id(e.id.clone()).into(),
                 id: e.id,
                 rpc: None,
             });

@@ -75,8 +75,70 @@ pub(crate) struct RpcRequest {
 /// Why a body cannot be a single JSON-RPC message, with the message's id when known.
 #[derive(Debug)]
 pub(crate) struct BodyError {
-    pub(crate) reason: &'static str,
+    pub(crate) kind: BodyErrorKind,
     pub(crate) id: Option<Value>,
+}
+
+/// What is wrong with a body; its `Display` is the `-32600` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyErrorKind {
+    NotJson,
+    RepeatedMember,
+    Batch,
+    NotAMessage,
+    MethodNotAString,
+    NoMethod,
+    MissingParam(Member),
+    ParamNotAString(Member),
+}
+
+impl fmt::Display for BodyErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyErrorKind::NotJson => f.write_str("the body is not JSON"),
+            BodyErrorKind::RepeatedMember => {
+                f.write_str("the body repeats a member name; send each member once")
+            }
+            BodyErrorKind::Batch => {
+                f.write_str("JSON-RPC batches are not accepted; send one message per request")
+            }
+            BodyErrorKind::NotAMessage => f.write_str("the body is not a JSON-RPC message object"),
+            BodyErrorKind::MethodNotAString => f.write_str("\"method\" must be a string"),
+            BodyErrorKind::NoMethod => f.write_str("the message has no \"method\""),
+            BodyErrorKind::MissingParam(m) => write!(f, "\"params.{}\" is missing", m.name()),
+            BodyErrorKind::ParamNotAString(m) => {
+                write!(f, "\"params.{}\" must be a string", m.name())
+            }
+        }
+    }
+}
+
+/// A member of `params` the layer reads to find the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member {
+    Name,
+    Uri,
+    TaskId,
+}
+
+impl Member {
+    /// The member's name in the JSON.
+    fn name(self) -> &'static str {
+        match self {
+            Member::Name => "name",
+            Member::Uri => "uri",
+            Member::TaskId => "taskId",
+        }
+    }
+
+    /// Its value in `params`, if present.
+    fn get(self, params: &Params) -> Option<&Value> {
+        match self {
+            Member::Name => params.name.as_ref(),
+            Member::Uri => params.uri.as_ref(),
+            Member::TaskId => params.task_id.as_ref(),
+        }
+    }
 }
 
 /// Parses one JSON-RPC message (request, notification or response). Repeated member
@@ -88,11 +150,9 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
     let message = serde_json::from_slice::<Message>(body).map_err(|e| BodyError {
         // The visitors accept any JSON shape, so the one data error (as opposed to a syntax
         // error or an early end) they raise is a repeated member name.
-        reason: match e.classify() {
-            serde_json::error::Category::Data => {
-                "the body repeats a member name; send each member once"
-            }
-            _ => "the body is not JSON",
+        kind: match e.classify() {
+            serde_json::error::Category::Data => BodyErrorKind::RepeatedMember,
+            _ => BodyErrorKind::NotJson,
         },
         id: None,
     })?;
@@ -100,25 +160,25 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
         Message::Object(obj) => obj,
         Message::Batch => {
             return Err(BodyError {
-                reason: "JSON-RPC batches are not accepted; send one message per request",
+                kind: BodyErrorKind::Batch,
                 id: None,
             });
         }
         Message::Other => {
             return Err(BodyError {
-                reason: "the body is not a JSON-RPC message object",
+                kind: BodyErrorKind::NotAMessage,
                 id: None,
             });
         }
     };
     let id = obj.id;
-    let fail = |reason| BodyError {
-        reason,
+    let fail = |kind| BodyError {
+        kind,
         id: id.clone(),
     };
     let method = match obj.method {
         Some(Value::String(m)) => m,
-        Some(_) => return Err(fail("\"method\" must be a string")),
+        Some(_) => return Err(fail(BodyErrorKind::MethodNotAString)),
         None if obj.is_response => {
             // A client's response to a server request: no operation to decide.
             return Ok(RpcRequest {
@@ -128,48 +188,44 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
                 name_header_value: None,
             });
         }
-        None => return Err(fail("the message has no \"method\"")),
+        None => return Err(fail(BodyErrorKind::NoMethod)),
     };
     let params = obj.params;
     let is_request = id.is_some();
-    let member = |name: &str| match name {
-        "name" => params.name.as_ref(),
-        "uri" => params.uri.as_ref(),
-        _ => params.task_id.as_ref(),
-    };
-    let param = |name: &str| -> Result<String, BodyError> {
-        match member(name) {
+    // A member the operation needs: present and a string.
+    let param = |member: Member| -> Result<String, BodyError> {
+        match member.get(&params) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(fail(match name {
-                "name" => "\"params.name\" must be a string",
-                _ => "\"params.uri\" must be a string",
-            })),
-            None => Err(fail(match name {
-                "name" => "\"params.name\" is missing",
-                _ => "\"params.uri\" is missing",
-            })),
+            Some(_) => Err(fail(BodyErrorKind::ParamNotAString(member))),
+            None => Err(fail(BodyErrorKind::MissingParam(member))),
         }
     };
-    let string_param = |name: &str| member(name).and_then(Value::as_str).map(str::to_owned);
+    // A member only named in the `Mcp-Name` check: taken when it is a string.
+    let string_param = |member: Member| {
+        member
+            .get(&params)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let (target, name_header_value) = match method.as_str() {
         "tools/call" => {
-            let name = param("name")?;
+            let name = param(Member::Name)?;
             (Target::Tool(name.clone()), Some(name))
         }
         "prompts/get" => {
-            let name = param("name")?;
+            let name = param(Member::Name)?;
             (Target::Prompt(name.clone()), Some(name))
         }
         "resources/read" | "resources/subscribe" | "resources/directory/read" => {
-            let uri = param("uri")?;
+            let uri = param(Member::Uri)?;
             (Target::Resource(uri.clone()), Some(uri))
         }
-        "resources/unsubscribe" => (Target::Other, string_param("uri")),
+        "resources/unsubscribe" => (Target::Other, string_param(Member::Uri)),
         "tasks/get" | "tasks/update" | "tasks/cancel" => {
-            let task = string_param("taskId");
+            let task = string_param(Member::TaskId);
             (task.clone().map_or(Target::Other, Target::Task), task)
         }
-        "skills/get" => (Target::Skill(param("uri")?), None),
+        "skills/get" => (Target::Skill(param(Member::Uri)?), None),
         // Decided as the prompt or resource completed; any other kind of reference is
         // left to the wrapper (which denies it unless a custom rule names the method).
         "completion/complete" => {
@@ -443,7 +499,7 @@ mod tests {
                 "params.uri",
             ),
         ] {
-            let err = parse(body).unwrap_err().reason;
+            let err = parse(body).unwrap_err().kind.to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
     }
@@ -454,7 +510,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
         )
         .unwrap_err();
-        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        assert!(err.kind.to_string().contains("repeats"), "{}", err.kind);
         let err = parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":3}}"#)
             .unwrap_err();
         assert_eq!(err.id, Some(serde_json::json!(7)));
@@ -467,7 +523,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":[{"k":1,"k":2}]}}}"#,
         )
         .unwrap_err();
-        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        assert!(err.kind.to_string().contains("repeats"), "{}", err.kind);
         // An escaped member name is the member it decodes to.
         let r = parse(
             br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"na\u006de":"purge"}}"#,
@@ -478,11 +534,11 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","na\u006de":"b"}}"#,
         )
         .unwrap_err();
-        assert!(err.reason.contains("repeats"), "{}", err.reason);
+        assert!(err.kind.to_string().contains("repeats"), "{}", err.kind);
         // `params` that is not an object names nothing.
         let err = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["purge"]}"#)
             .unwrap_err();
-        assert!(err.reason.contains("params.name"), "{}", err.reason);
+        assert!(err.kind.to_string().contains("params.name"), "{}", err.kind);
         // A batch is refused whatever it holds, and trailing data is not JSON.
         assert!(parse(br#"[{"a":1,"a":1}]"#).is_err());
         assert!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#).is_err());
