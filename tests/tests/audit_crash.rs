@@ -28,10 +28,7 @@ const PRODUCERS: usize = 16;
 const ANSWERS_BEFORE_KILL: usize = 150;
 
 fn key() -> Vec<u8> {
-    (0..KEY_HEX.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&KEY_HEX[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(KEY_HEX).unwrap()
 }
 
 /// One `tools/call write_note` as a 2026-07-28 client sends it; `Some(arguments)` when
