@@ -196,11 +196,7 @@ fn event_id(now: std::time::SystemTime) -> String {
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let stamp = Timestamp::from_unix(
-        &CONTEXT,
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos(),
-    );
+    let stamp = Timestamp::from_unix(&CONTEXT, since_epoch.as_secs(), since_epoch.subsec_nanos());
     Uuid::new_v7(stamp).to_string()
 }
 

@@ -30,9 +30,7 @@ use crate::policy::{Denial, DenyReason, Operation};
 use crate::principal::Principal;
 use crate::request_state::Originating;
 
-use super::{
-    Authorized, Check, basic_call, resource_call, skill_name, success, tool_outcome,
-};
+use super::{Authorized, Check, basic_call, resource_call, skill_name, success, tool_outcome};
 
 /// `ServerHandler` for the wrapper. Every method is written out: the `deny` below turns a
 /// method rmcp adds later, and we forget, into a build error under clippy.
