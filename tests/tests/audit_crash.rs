@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use rmcp_authz::audit::{ArgumentRecording, AuditEvent, Outcome, verify_chain};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_tests::TempDir;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -77,8 +76,8 @@ async fn write_note(http: &reqwest::Client, url: &str, token: &str, id: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_durable_burst_loses_no_answered_call() {
-    let temp = TempDir::new("crash");
-    let dir = &temp.0;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let issuer = DevIssuer::new(ISSUER).unwrap();
     std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
     let config = dir.join("config.toml");
