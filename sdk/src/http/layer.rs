@@ -21,7 +21,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 
 /// Authenticates and authorizes every request before the inner MCP service sees it.
 ///
-/// See the [module documentation](self) for what it checks and an example.
+/// See the [module documentation](crate::http) for what it checks and an example.
 ///
 /// It builds only in front of rmcp's service of [`Authorized`] handlers. In front of a
 /// `Router`, where it could not know that the handlers behind it are gated, it does not
