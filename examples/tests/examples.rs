@@ -8,7 +8,6 @@
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +20,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz_examples::report::Report;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 /// How long an example may take to start, or to fail.
 const START: Duration = Duration::from_secs(60);
@@ -275,35 +275,9 @@ async fn connect(url: &str, token: &str) -> RunningService<RoleClient, ClientCon
         .expect("connect to notes_http")
 }
 
-/// A fresh directory under the system temp dir; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rmcp-authz-examples-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn path_of(&self, name: &str) -> String {
-        self.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// `name` in `dir`, as a command-line argument.
+fn path_of(dir: &TempDir, name: &str) -> String {
+    dir.path().join(name).display().to_string()
 }
 
 /// The one development issuer of this test binary.
@@ -315,13 +289,13 @@ fn issuer() -> &'static DevIssuer {
 /// Writes `rmcp-authz.toml` in `dir`: a verifier trusting [`issuer`] for [`AUDIENCE`], the
 /// notes policy's read and write rules, then `rest`.
 fn write_config(dir: &TempDir, rest: &str) -> String {
-    std::fs::write(dir.join("jwks.json"), issuer().jwks().to_string()).expect("write jwks");
+    std::fs::write(dir.path().join("jwks.json"), issuer().jwks().to_string()).expect("write jwks");
     let text = format!(
         "[verifier]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"jwks.json\"\n\n\
          [policy.tools]\nlist_notes = \"notes:read\"\nwrite_note = \"notes:write\"\n{rest}"
     );
-    std::fs::write(dir.join("rmcp-authz.toml"), text).expect("write the configuration");
-    dir.path_of("rmcp-authz.toml")
+    std::fs::write(dir.path().join("rmcp-authz.toml"), text).expect("write the configuration");
+    path_of(dir, "rmcp-authz.toml")
 }
 
 /// A token from [`issuer`] for [`AUDIENCE`] with `scopes`.
@@ -350,8 +324,8 @@ fn events(path: &Path) -> Vec<Value> {
 
 #[test]
 fn notes_http_audit_file_with_a_torn_tail_is_reported_by_its_message() {
-    let dir = TempDir::new("torn");
-    let audit = dir.join("audit.jsonl");
+    let dir = TempDir::new().unwrap();
+    let audit = dir.path().join("audit.jsonl");
     std::fs::write(&audit, "{\"schema_version\":1,\"id\":\"cut-short").unwrap();
     let out = run_to_exit(
         "notes_http",
@@ -369,8 +343,8 @@ fn notes_http_audit_file_with_a_torn_tail_is_reported_by_its_message() {
 
 #[test]
 fn notes_http_missing_config_file_is_reported_by_its_message() {
-    let dir = TempDir::new("missing-config");
-    let missing = dir.path_of("missing.toml");
+    let dir = TempDir::new().unwrap();
+    let missing = path_of(&dir, "missing.toml");
     let out = run_to_exit("notes_http", &["--port", "0", "--config", &missing]);
     assert_reported(
         &out,
@@ -394,8 +368,8 @@ fn notes_http_port_in_use_names_the_port_and_what_to_do() {
 
 #[test]
 fn notes_stdio_missing_jwks_file_is_reported_by_its_message() {
-    let dir = TempDir::new("stdio-jwks");
-    let missing = dir.path_of("missing.jwks.json");
+    let dir = TempDir::new().unwrap();
+    let missing = path_of(&dir, "missing.jwks.json");
     let out = run_to_exit(
         "notes_stdio",
         &[
@@ -453,7 +427,7 @@ fn report_leaves_out_a_cause_the_message_already_says() {
 
 #[test]
 fn notes_http_with_config_prints_the_configured_audience() {
-    let dir = TempDir::new("config-audience");
+    let dir = TempDir::new().unwrap();
     let config = write_config(&dir, "");
     let server = Server::start(&["--config", &config]);
     let line = server.banner_line("notes MCP server: ");
@@ -467,7 +441,7 @@ fn notes_http_with_config_prints_the_configured_audience() {
 
 #[test]
 fn notes_http_config_refuses_a_different_audience_naming_both_flags() {
-    let dir = TempDir::new("config-audience-flag");
+    let dir = TempDir::new().unwrap();
     let config = write_config(&dir, "");
     let out = run_to_exit(
         "notes_http",
@@ -488,9 +462,9 @@ fn notes_http_config_refuses_a_different_audience_naming_both_flags() {
 
 #[test]
 fn notes_http_config_refuses_issuer_and_jwks_saying_where_they_go() {
-    let dir = TempDir::new("config-issuer");
+    let dir = TempDir::new().unwrap();
     let config = write_config(&dir, "");
-    let jwks = dir.path_of("jwks.json");
+    let jwks = path_of(&dir, "jwks.json");
     let out = run_to_exit(
         "notes_http",
         &[
@@ -502,7 +476,7 @@ fn notes_http_config_refuses_issuer_and_jwks_saying_where_they_go() {
 
 #[test]
 fn notes_http_config_with_an_audit_section_refuses_audit_flags_saying_where_to_set_them() {
-    let dir = TempDir::new("config-audit-section");
+    let dir = TempDir::new().unwrap();
     let config = write_config(&dir, "\n[audit]\nfile = \"audit.jsonl\"\n");
     let out = run_to_exit(
         "notes_http",
@@ -518,7 +492,7 @@ fn notes_http_config_with_an_audit_section_refuses_audit_flags_saying_where_to_s
         ],
     );
     assert!(
-        !dir.join("audit.jsonl").exists(),
+        !dir.path().join("audit.jsonl").exists(),
         "refused before opening the file's audit log"
     );
 }
@@ -531,9 +505,9 @@ fn notes_http_audit_flags_without_an_audit_file_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_http_config_without_an_audit_section_takes_the_audit_flags() {
-    let dir = TempDir::new("config-audit-flags");
+    let dir = TempDir::new().unwrap();
     let config = write_config(&dir, "");
-    let audit = dir.path_of("audit.jsonl");
+    let audit = path_of(&dir, "audit.jsonl");
     let server = Server::start(&["--config", &config, "--audit-file", &audit, "--durable"]);
     assert!(server.banner_line("Audit log: ").contains("durable"));
     let result = server
@@ -596,8 +570,8 @@ async fn notes_http_fail_closed_refuses_requests_it_cannot_audit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_http_rotate_bytes_rotates_the_audit_file_and_keeps_the_chain() {
-    let dir = TempDir::new("rotate");
-    let audit = dir.path_of("audit.jsonl");
+    let dir = TempDir::new().unwrap();
+    let audit = path_of(&dir, "audit.jsonl");
     let server = Server::start(&["--audit-file", &audit, "--durable", "--rotate-bytes", "1"]);
     assert!(
         server
@@ -612,7 +586,7 @@ async fn notes_http_rotate_bytes_rotates_the_audit_file_and_keeps_the_chain() {
             .expect("list_notes is allowed");
     }
     server.stop();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
@@ -631,8 +605,8 @@ async fn notes_http_rotate_bytes_rotates_the_audit_file_and_keeps_the_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_http_record_arguments_records_them_with_fields_redacted() {
-    let dir = TempDir::new("arguments");
-    let audit = dir.path_of("audit.jsonl");
+    let dir = TempDir::new().unwrap();
+    let audit = path_of(&dir, "audit.jsonl");
     let server = Server::start(&[
         "--audit-file",
         &audit,

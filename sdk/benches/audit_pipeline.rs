@@ -31,7 +31,7 @@
 
 use std::cell::Cell;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,31 +85,6 @@ fn event(n: u64) -> AuditEvent {
     e.request_id = Some(n.to_string());
     e.transport = Some("http".to_owned());
     e
-}
-
-/// A directory for the audit files of this run, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("rmcp-authz-bench-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create the bench temp dir");
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Events and time over every timed iteration of a case (warm-up included), to print
@@ -331,7 +306,7 @@ fn audit_pipeline(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().expect("create the bench temp dir");
     let line = serde_json::to_vec(&event(0)).expect("serialize an event");
     eprintln!(
         "audit_pipeline: event JSON is {} bytes before the chain hash; files under {}",

@@ -178,11 +178,10 @@ fn request_path(c: &mut Criterion) {
         .expires_in(Duration::from_secs(3600))
         .mint()
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("rmcp-authz-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let auditor = |name: &str| {
         let _guard = runtime.enter();
-        Auditor::builder(Arc::new(JsonLines::open(dir.join(name)).unwrap()))
+        Auditor::builder(Arc::new(JsonLines::open(dir.path().join(name)).unwrap()))
             .build()
             .unwrap()
     };
@@ -311,7 +310,6 @@ fn request_path(c: &mut Criterion) {
         }
     }
     drop(cases);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The CPU time `work` takes, summed over every thread of this process (Linux

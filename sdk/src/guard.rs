@@ -7,9 +7,8 @@
 //! dependencies point one way (the transports below, the hub that assembles them above).
 
 use std::any::TypeId;
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use rmcp::{ErrorData as McpError, ServerHandler};
 
@@ -35,7 +34,8 @@ struct Inner {
     resource: String,
     authorization_servers: Vec<String>,
     auditor: Option<Auditor>,
-    tasks: Bounded<TaskOwner>,
+    /// Who started each task: a concurrent map bounded at [`MAX_TRACKED_TASKS`].
+    tasks: moka::sync::Cache<String, TaskOwner>,
     /// Seals `requestState` to the caller; `None` only if no key could be generated.
     request_state: Option<StateSealer>,
     /// The first handler type whose tools [`Guard::check_tools`] found to cover the
@@ -75,7 +75,7 @@ impl Guard {
                 resource: parts.resource,
                 authorization_servers: parts.authorization_servers,
                 auditor: parts.auditor,
-                tasks: Bounded::new(MAX_TRACKED_TASKS),
+                tasks: task_owners(MAX_TRACKED_TASKS),
                 request_state: parts.request_state.or_else(|| StateSealer::generate().ok()),
                 checked_handler: OnceLock::new(),
             }),
@@ -144,7 +144,7 @@ impl Guard {
     /// handler that hands an existing task to a second caller (deduplicating identical
     /// requests, say) does not make that caller its owner.
     pub(crate) fn record_task(&self, task_id: String, owner: TaskOwner) {
-        self.inner.tasks.insert_if_absent(task_id, owner);
+        self.inner.tasks.entry(task_id).or_insert(owner);
     }
 
     pub(crate) fn task_owner(&self, task_id: &str) -> Option<TaskOwner> {
@@ -199,8 +199,8 @@ impl Guard {
 /// The source of each `Guard`'s id.
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// How many task owners are remembered; the oldest are forgotten first (and their tasks
-/// then refused, the safe side).
+/// How many task owners are remembered; the least recently used are forgotten first (and
+/// their tasks then refused, the safe side).
 const MAX_TRACKED_TASKS: usize = 100_000;
 
 /// Who started a task, and with which tool.
@@ -235,59 +235,58 @@ impl CallerId {
     }
 }
 
-/// A map that forgets its oldest entries beyond a capacity.
-pub(crate) struct Bounded<V> {
-    capacity: usize,
-    state: Mutex<(HashMap<String, V>, VecDeque<String>)>,
-}
-
-impl<V: Clone> Bounded<V> {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Bounded {
-            capacity,
-            state: Mutex::new((HashMap::new(), VecDeque::new())),
-        }
-    }
-
-    /// Inserts `value` unless `key` is already present (an existing value is kept).
-    pub(crate) fn insert_if_absent(&self, key: String, value: V) {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order) = &mut *guard;
-        if map.contains_key(&key) {
-            return;
-        }
-        map.insert(key.clone(), value);
-        order.push_back(key);
-        while map.len() > self.capacity {
-            match order.pop_front() {
-                Some(old) => {
-                    map.remove(&old);
-                }
-                None => break,
-            }
-        }
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
-        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0.get(key).cloned()
-    }
+/// A map of task owners that forgets the least recently used beyond `capacity`. LRU
+/// admits every new task (TinyLFU could turn one away, leaving it without an owner).
+fn task_owners(capacity: usize) -> moka::sync::Cache<String, TaskOwner> {
+    moka::sync::Cache::builder()
+        .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
+        .build()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn owner(tool: &str) -> TaskOwner {
+        TaskOwner {
+            tool: tool.to_owned(),
+            caller: CallerId {
+                issuer: "https://as".to_owned(),
+                subject: None,
+                client: None,
+            },
+        }
+    }
+
+    fn tool(m: &moka::sync::Cache<String, TaskOwner>, key: &str) -> Option<String> {
+        m.get(key).map(|o| o.tool)
+    }
+
     #[test]
-    fn bounded_map_forgets_the_oldest() {
-        let m = Bounded::new(2);
-        m.insert_if_absent("a".into(), 1);
-        m.insert_if_absent("b".into(), 2);
-        m.insert_if_absent("a".into(), 3);
-        assert_eq!(m.get("a"), Some(1), "an existing entry is kept");
-        m.insert_if_absent("c".into(), 4);
-        assert_eq!(m.get("a"), None);
-        assert_eq!(m.get("b"), Some(2));
-        assert_eq!(m.get("c"), Some(4));
+    fn bounded_map_forgets_the_least_recently_used() {
+        let m = task_owners(2);
+        // moka applies writes and evicts in its housekeeping: run it after each step.
+        m.entry("a".into()).or_insert(owner("1"));
+        m.run_pending_tasks();
+        m.entry("b".into()).or_insert(owner("2"));
+        m.run_pending_tasks();
+        m.entry("a".into()).or_insert(owner("3"));
+        m.run_pending_tasks();
+        assert_eq!(
+            tool(&m, "a").as_deref(),
+            Some("1"),
+            "an existing entry is kept"
+        );
+        m.run_pending_tasks();
+        m.entry("c".into()).or_insert(owner("4"));
+        m.run_pending_tasks();
+        assert_eq!(tool(&m, "b"), None, "the least recently used is forgotten");
+        assert_eq!(tool(&m, "a").as_deref(), Some("1"));
+        assert_eq!(
+            tool(&m, "c").as_deref(),
+            Some("4"),
+            "a new entry is always admitted"
+        );
     }
 }

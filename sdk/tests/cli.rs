@@ -9,7 +9,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rmcp_authz::dev::DevIssuer;
@@ -43,22 +42,15 @@ const NOTES_TOOLS: &str = "list_notes,write_note,delete_note,purge,whoami";
 
 /// A temporary directory with a development issuer's `jwks.json`; removed on drop.
 struct Fixture {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     issuer: DevIssuer,
 }
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rmcp-authz-cli-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::TempDir::with_prefix(name).unwrap();
         let issuer = DevIssuer::new(ISSUER).unwrap();
-        std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
         Fixture { dir, issuer }
     }
 
@@ -71,7 +63,7 @@ impl Fixture {
 
     /// Writes `rmcp-authz.toml` with exactly `text`.
     fn config_text(&self, text: &str) -> PathBuf {
-        let path = self.dir.join("rmcp-authz.toml");
+        let path = self.dir.path().join("rmcp-authz.toml");
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -85,12 +77,6 @@ impl Fixture {
             .scopes(scopes)
             .mint()
             .unwrap()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -503,7 +489,14 @@ fn check_resolves_jwks_file_against_the_config_directory() {
     let token = f.token(&["notes:read"]);
     // A relative --config from the parent directory: jwks.json is next to the file,
     // not in the working directory.
-    let name = f.dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let name = f
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let out = finish(
         command(&[
             "token",
@@ -512,7 +505,7 @@ fn check_resolves_jwks_file_against_the_config_directory() {
             &format!("{name}/rmcp-authz.toml"),
             &token,
         ])
-        .current_dir(f.dir.parent().unwrap()),
+        .current_dir(f.dir.path().parent().unwrap()),
         None,
     );
     assert_eq!(out.code, 0, "{out:#?}");
@@ -827,7 +820,7 @@ fn bad_unlisted_rule_names_its_key() {
 #[test]
 fn missing_config_file_is_exit_2() {
     let f = Fixture::new("config-missing");
-    let missing = f.dir.join("nope.toml");
+    let missing = f.dir.path().join("nope.toml");
     let token = f.token(&["notes:read"]);
     for args in [
         vec!["policy", "check", "--config", path(&missing)],
@@ -854,7 +847,7 @@ fn errors_that_stop_a_command_print_their_message_never_a_debug_form() {
         "[verifier]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"missing.jwks.json\"\n"
     ));
     let token = f.token(&["notes:read"]);
-    let missing = f.dir.join("nope.toml");
+    let missing = f.dir.path().join("nope.toml");
     let cases: [(Vec<&str>, &str); 5] = [
         (
             vec!["policy", "check", "--config", path(&missing)],
@@ -868,8 +861,8 @@ fn errors_that_stop_a_command_print_their_message_never_a_debug_form() {
             vec!["token", "inspect", "not-a-token"],
             "cannot decode the token: ",
         ),
-        (vec!["audit", "verify", path(&f.dir)], "cannot read "),
-        (vec!["audit", "query", path(&f.dir)], "cannot read "),
+        (vec!["audit", "verify", path(f.dir.path())], "cannot read "),
+        (vec!["audit", "query", path(f.dir.path())], "cannot read "),
     ];
     for (args, says) in cases {
         let out = run(&args);
@@ -901,7 +894,7 @@ fn bad_arguments_are_exit_2() {
 /// Writes `n` events to a fresh audit file in the fixture's directory.
 fn audit_file(f: &Fixture, n: usize) -> PathBuf {
     use rmcp_authz::audit::{AuditEvent, AuditSink, DecisionKind, EventKind, JsonLines, Outcome};
-    let path = f.dir.join("audit.jsonl");
+    let path = f.dir.path().join("audit.jsonl");
     let sink = JsonLines::open(&path).expect("open audit file");
     let events: Vec<AuditEvent> = (0..n)
         .map(|_| AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success))
@@ -1034,7 +1027,7 @@ fn event(
 
 /// Writes `events` to `name` in the fixture's directory; returns the file and its lines.
 fn write_events(f: &Fixture, name: &str, events: &[AuditEvent]) -> (PathBuf, Vec<String>) {
-    let file = f.dir.join(name);
+    let file = f.dir.path().join(name);
     let sink = JsonLines::open(&file).expect("open audit file");
     sink.write(events).expect("write");
     sink.flush(true).expect("flush");
@@ -1663,7 +1656,7 @@ fn audit_tail_follow_prints_new_events_across_a_rotation() {
     use std::time::Duration;
 
     let f = Fixture::new("audit-tail-follow");
-    let file = f.dir.join("audit.jsonl");
+    let file = f.dir.path().join("audit.jsonl");
     let sink = JsonLines::open(&file).unwrap();
     sink.write(&[tagged("before-1"), tagged("before-2")])
         .unwrap();
@@ -1721,7 +1714,7 @@ fn audit_tail_follow_prints_new_events_across_a_rotation() {
     let sink = JsonLines::open(&file).unwrap();
     sink.write(&[tagged("last-in-old")]).unwrap();
     drop(sink);
-    std::fs::rename(&file, f.dir.join("audit.jsonl.1")).unwrap();
+    std::fs::rename(&file, f.dir.path().join("audit.jsonl.1")).unwrap();
     let sink = JsonLines::open(&file).unwrap();
     sink.write(&[tagged("rotated-1"), tagged("rotated-2")])
         .unwrap();

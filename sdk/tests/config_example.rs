@@ -10,7 +10,6 @@
 //! `sdk/src/config/example_tests.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp_authz::config::Config;
 use rmcp_authz::dev::DevIssuer;
@@ -28,7 +27,7 @@ fn example_text() -> String {
 
 /// A temporary directory holding the example (as `rmcp-authz.toml`) and `jwks.json`.
 struct Example {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     issuer: DevIssuer,
 }
 
@@ -40,22 +39,15 @@ impl Example {
 
     /// The example, edited.
     fn with_text(name: &str, text: &str) -> Example {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rmcp-authz-example-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::TempDir::with_prefix(name).unwrap();
         let issuer = DevIssuer::new(ISSUER).unwrap();
-        std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
-        std::fs::write(dir.join("rmcp-authz.toml"), text).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
+        std::fs::write(dir.path().join("rmcp-authz.toml"), text).unwrap();
         Example { dir, issuer }
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join("rmcp-authz.toml")
+        self.dir.path().join("rmcp-authz.toml")
     }
 
     fn load(&self) -> Config {
@@ -73,12 +65,6 @@ impl Example {
             .mint()
             .unwrap();
         config.verifier().verify_sync(&token).unwrap()
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -23,10 +23,10 @@ use rmcp_authz::audit::{
     JsonLines, MAX_FIELD_BYTES, MemorySink, Outcome, REDACTED, TRUNCATION_MARKER, TracingSink,
     verify_chain,
 };
-use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{bearer, call_body, call_body_2026, mcp_post, post, post_2026, send};
 use rmcp_authz_tests::server::TestServer;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
@@ -434,8 +434,8 @@ async fn request_spans_carry_opentelemetry_attributes() {
 #[tokio::test]
 async fn tokens_and_clear_arguments_never_reach_a_sink_unless_configured() {
     let captured = captured();
-    let dir = TempDir::new("audit-no-secrets");
-    let file = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
     let memory = Arc::new(MemorySink::new());
     let sinks: Vec<Arc<dyn AuditSink>> = vec![
         Arc::new(JsonLines::open(&file).unwrap()),
@@ -557,10 +557,10 @@ struct Unwritable {
 
 impl Unwritable {
     fn new(name: &str) -> Unwritable {
-        let dir = TempDir::new(name);
+        let dir = TempDir::with_prefix(name).unwrap();
         let mounted = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(&dir.0)
+            .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
         let root = std::process::Command::new("id")
@@ -571,7 +571,7 @@ impl Unwritable {
             mounted || !root,
             "running as root, but a tmpfs could not be mounted at {}: this test needs either \
              to mount a small tmpfs (root with CAP_SYS_ADMIN) or to run as a non-root user",
-            dir.0.display()
+            dir.path().display()
         );
         Unwritable {
             dir,
@@ -585,11 +585,11 @@ impl Unwritable {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.0.join("audit.jsonl")
+        self.dir.path().join("audit.jsonl")
     }
 
     fn filler(&self) -> PathBuf {
-        self.dir.0.join("filler")
+        self.dir.path().join("filler")
     }
 
     fn break_it(&self) {
@@ -604,7 +604,7 @@ impl Unwritable {
                 byte = [b'x'];
             }
         } else {
-            set_mode(&self.dir.0, 0o500);
+            set_mode(self.dir.path(), 0o500);
         }
     }
 
@@ -612,13 +612,13 @@ impl Unwritable {
         if self.tmpfs {
             std::fs::remove_file(self.filler()).unwrap();
         } else {
-            set_mode(&self.dir.0, 0o700);
+            set_mode(self.dir.path(), 0o700);
         }
     }
 
     /// The audit files, oldest first.
     fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir.0)
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| {
@@ -643,10 +643,10 @@ impl Drop for Unwritable {
             // Lazily: the audit file may still be open in a writer thread being stopped.
             let _ = std::process::Command::new("umount")
                 .arg("-l")
-                .arg(&self.dir.0)
+                .arg(self.dir.path())
                 .status();
         } else {
-            set_mode(&self.dir.0, 0o700);
+            set_mode(self.dir.path(), 0o700);
         }
     }
 }
@@ -786,8 +786,8 @@ async fn without_fail_closed_calls_go_on_and_the_failure_is_counted_and_logged()
 /// request is bounded now, and a restart continues the chain.
 #[tokio::test]
 async fn a_huge_tool_name_or_request_id_does_not_stop_a_restart() {
-    let dir = TempDir::new("audit-huge");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let auditor = Auditor::builder(Arc::new(JsonLines::open(&path).unwrap()))
         .durability(Durability::Durable)
         .build()

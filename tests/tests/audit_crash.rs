@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use rmcp_authz::audit::{ArgumentRecording, AuditEvent, Outcome, verify_chain};
 use rmcp_authz::dev::DevIssuer;
-use rmcp_authz_tests::TempDir;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -28,10 +27,7 @@ const PRODUCERS: usize = 16;
 const ANSWERS_BEFORE_KILL: usize = 150;
 
 fn key() -> Vec<u8> {
-    (0..KEY_HEX.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&KEY_HEX[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(KEY_HEX).unwrap()
 }
 
 /// One `tools/call write_note` as a 2026-07-28 client sends it; `Some(arguments)` when
@@ -80,8 +76,8 @@ async fn write_note(http: &reqwest::Client, url: &str, token: &str, id: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_durable_burst_loses_no_answered_call() {
-    let temp = TempDir::new("crash");
-    let dir = &temp.0;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let issuer = DevIssuer::new(ISSUER).unwrap();
     std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
     let config = dir.join("config.toml");

@@ -460,14 +460,14 @@ async fn a_pooled_client_survives_300_refused_requests() {
         .build()
         .expect("client");
     let refused = refused_tokens(&server);
-    let dir = rmcp_authz_tests::TempDir::new("pooled-bodies");
+    let dir = tempfile::tempdir().unwrap();
     for i in 0..300_usize {
         let id = i64::try_from(i).unwrap();
         // Bodies from a few bytes to 12 KiB, all under what the layer reads; every other
         // one streamed from a file, so its headers go out before it (chunked).
         let body = padded_call(id, 200 + (i % 7) * 2000);
         let body = if i % 2 == 1 {
-            let path = dir.0.join(format!("{i}.json"));
+            let path = dir.path().join(format!("{i}.json"));
             std::fs::write(&path, &body).expect("write the body file");
             reqwest::Body::from(tokio::fs::File::open(&path).await.expect("open"))
         } else {

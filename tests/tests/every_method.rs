@@ -25,7 +25,6 @@ use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Policy, PolicyBuilder, ScopeExpr, all_of};
 use rmcp_authz::stdio::DEFAULT_TOKEN_VAR;
 use rmcp_authz::{Authz, ManualClock};
-use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{STEP, mcp_post, send};
 use rmcp_authz_tests::notes::Notes;
 use rmcp_authz_tests::server::{TestServer, connect_in_memory};
@@ -340,10 +339,10 @@ fn audit_events(path: &Path) -> Vec<AuditEvent> {
 #[tokio::test]
 async fn an_expired_token_is_refused_for_every_method_by_the_stdio_server() {
     let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
-    let dir = TempDir::new("every-method-stdio");
-    let jwks = dir.0.join("jwks.json");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, issuer.jwks().to_string()).expect("write the JWK Set");
-    let audit = dir.0.join("audit.jsonl");
+    let audit = dir.path().join("audit.jsonl");
     let token = issuer
         .token(AUDIENCE)
         .subject("dave")

@@ -11,7 +11,6 @@ use rmcp_authz::remote::{
     FetchOptions, IntrospectionVerifier, RemoteJwks, RemoteJwksOptions, discover,
 };
 use rmcp_authz::token::{AuthError, JwtVerifier, Verifier};
-use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::http::{bearer, call_body, post_to, send};
 use rmcp_authz_tests::notes::{http_app, notes_policy};
 use rmcp_authz_tests::provider::{self, Provider};
@@ -80,8 +79,8 @@ async fn call(server: &NotesServer, token: &str, tool: &str) -> Result<String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_tokens_verify_end_to_end_and_survive_a_key_rotation() {
-    let dir = TempDir::new("provider-e2e");
-    let mut provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut provider = Provider::start(dir.path()).await;
     let server = notes_server(&provider).await;
     // `JwtVerifier::discover` finds the same keys.
     let discovered = JwtVerifier::discover(provider.issuer(), server.url.clone(), loopback())
@@ -161,8 +160,8 @@ fn kid(token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_provider_tokens_are_checked_by_introspection() {
-    let dir = TempDir::new("provider-introspection");
-    let provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path()).await;
     let verifier = IntrospectionVerifier::builder(
         provider.introspection_endpoint(),
         provider.issuer(),

@@ -21,7 +21,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use rmcp_authz::token::{AuthErrorKind, JwtVerifier};
-use rmcp_authz_tests::TempDir;
 use rmcp_authz_tests::provider::{AGENT_ID, AGENT_SECRET, OPAQUE_RESOURCE, Provider, SCOPES};
 use serde_json::Value;
 
@@ -64,8 +63,8 @@ fn verifier(provider: &Provider, jwks: &str, audience: &str) -> JwtVerifier {
 
 #[tokio::test]
 async fn discovery_names_the_issuer_and_its_jwks() {
-    let dir = TempDir::new("provider-discovery");
-    let provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path()).await;
     let issuer = provider.issuer();
     assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer}");
     assert!(!issuer.ends_with('/'), "{issuer}");
@@ -119,8 +118,8 @@ async fn discovery_names_the_issuer_and_its_jwks() {
 
 #[tokio::test]
 async fn a_client_credentials_token_verifies_with_the_static_verifier() {
-    let dir = TempDir::new("provider-token");
-    let provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path()).await;
     let response = provider.token_response(RESOURCE, "notes:read").await;
     assert_eq!(response["token_type"], "Bearer", "{response}");
     assert_eq!(response["scope"], "notes:read", "{response}");
@@ -162,8 +161,8 @@ async fn a_client_credentials_token_verifies_with_the_static_verifier() {
 
 #[tokio::test]
 async fn a_token_for_another_resource_fails_the_audience_check() {
-    let dir = TempDir::new("provider-audience");
-    let provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path()).await;
     let jwks = provider.jwks().await;
     let other = provider.token(OTHER_RESOURCE, "notes:read").await;
     assert_eq!(decode(&other).1["aud"], OTHER_RESOURCE);
@@ -187,8 +186,8 @@ async fn a_token_for_another_resource_fails_the_audience_check() {
 
 #[tokio::test]
 async fn the_provider_refuses_a_wrong_client_secret() {
-    let dir = TempDir::new("provider-secret");
-    let provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path()).await;
     assert_ne!(AGENT_SECRET, "wrong");
     let response = reqwest::Client::new()
         .post(provider.token_endpoint())
@@ -205,8 +204,8 @@ async fn the_provider_refuses_a_wrong_client_secret() {
 
 #[tokio::test]
 async fn rotation_publishes_the_new_key_first_and_keeps_the_old_one() {
-    let dir = TempDir::new("provider-rotate");
-    let mut provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut provider = Provider::start(dir.path()).await;
     let issuer = provider.issuer().to_owned();
     let before = provider.jwks().await;
     let old_kids = kids(&before);
@@ -261,8 +260,8 @@ async fn rotation_publishes_the_new_key_first_and_keeps_the_old_one() {
 
 #[tokio::test]
 async fn introspection_answers_for_opaque_tokens_and_refuses_jwts() {
-    let dir = TempDir::new("provider-introspect");
-    let mut provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut provider = Provider::start(dir.path()).await;
 
     let opaque = provider
         .token(OPAQUE_RESOURCE, "notes:read notes:write")
@@ -305,8 +304,8 @@ async fn introspection_answers_for_opaque_tokens_and_refuses_jwts() {
 
 #[tokio::test]
 async fn the_provider_exits_cleanly_on_sigterm() {
-    let dir = TempDir::new("provider-sigterm");
-    let mut provider = Provider::start(&dir.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut provider = Provider::start(dir.path()).await;
     let status = provider.stop().await;
     assert!(
         status.success(),

@@ -3,11 +3,9 @@
 //! trusts through a temporary file; and, in process, a token that expires during a
 //! session.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode, JsonObject};
 use rmcp::service::{RoleClient, RunningService, ServiceError};
@@ -30,29 +28,18 @@ const STEP: Duration = Duration::from_secs(8);
 /// A JWK Set file under the temp dir with a name no other test (or test run) uses,
 /// removed on drop.
 struct JwksFile {
-    path: PathBuf,
+    path: tempfile::TempPath,
 }
 
 impl JwksFile {
     fn new(issuer: &DevIssuer) -> JwksFile {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!(
-            "rmcp-authz-stdio-{}-{}-{nanos}.jwks.json",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let path = std::env::temp_dir().join(name);
+        let path = tempfile::Builder::new()
+            .suffix(".jwks.json")
+            .tempfile()
+            .expect("create the JWK Set file")
+            .into_temp_path();
         std::fs::write(&path, issuer.jwks().to_string()).expect("write the JWK Set file");
         JwksFile { path }
-    }
-}
-
-impl Drop for JwksFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -108,19 +108,13 @@ impl ArgumentRecording {
     pub fn digest(&self, arguments: &Value) -> String {
         let mut canonical = Vec::with_capacity(256);
         write_canonical(arguments, &mut canonical);
-        hex(hmac::sign(&self.key, &canonical).as_ref())
+        hex::encode(hmac::sign(&self.key, &canonical))
     }
 
     /// The clear arguments to record, redacted, when configured; else `None`.
     pub fn clear(&self, arguments: &Value) -> Option<Value> {
         self.clear.then(|| redact(arguments, &self.redact))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = vec![0_u8; bytes.len() * 2];
-    super::chain::write_hex(bytes, &mut out);
-    out.into_iter().map(char::from).collect()
 }
 
 /// `value` with the values of fields named in `names` replaced, at any depth.
@@ -193,7 +187,7 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"Jefe");
         let tag = hmac::sign(&key, b"what do ya want for nothing?");
         assert_eq!(
-            hex(tag.as_ref()),
+            hex::encode(tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

@@ -17,29 +17,16 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The SHA-256 of `line` (without its newline), in lowercase hex.
 pub(crate) fn line_hash(line: &[u8]) -> String {
-    line_hash_hex(line)
-        .iter()
-        .copied()
-        .map(char::from)
-        .collect()
+    hex::encode(digest(&SHA256, line))
 }
 
 /// [`line_hash`] into a fixed array (ASCII lowercase hex), without allocating: the file
 /// sink computes one per record.
 pub(crate) fn line_hash_hex(line: &[u8]) -> [u8; 64] {
-    let mut hex = [0_u8; 64];
-    write_hex(digest(&SHA256, line).as_ref(), &mut hex);
-    hex
-}
-
-/// Writes `bytes` into `out` as lowercase ASCII hex, two digits a byte, as far as `out`
-/// reaches.
-pub(crate) fn write_hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
-    }
+    let mut out = [0_u8; 64];
+    // A SHA-256 digest is 32 bytes: exactly the 64 digits `out` holds.
+    let _ = hex::encode_to_slice(digest(&SHA256, line), &mut out);
+    out
 }
 
 /// What a verification found, when the chain is intact.

@@ -183,41 +183,21 @@ pub struct AuditEvent {
 
 /// A fresh UUIDv7 (RFC 9562) for an event stamped `now`.
 ///
-/// The 74 bits after the millisecond timestamp hold 12 bits chosen at random once per
-/// process and a 62-bit counter that starts at a random value (RFC 9562 section 6.2,
-/// method 1, a fixed-length dedicated counter). Ids are unique and ordered within a
-/// process, unique across processes with overwhelming probability, and cost no call to
-/// the system's random generator per event.
+/// The id carries the event's own millisecond (one clock read per event) unless the
+/// process-wide context had to move it on to keep ids in order. The context keeps a
+/// counter that is reseeded at random each millisecond and padded with random bits
+/// (RFC 9562 section 6.2, method 1), so ids are ordered within this process and unique
+/// across processes with overwhelming probability.
 fn event_id(now: std::time::SystemTime) -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use uuid::{ContextV7, Timestamp, Uuid};
 
-    static STATE: OnceLock<(u16, AtomicU64)> = OnceLock::new();
-    let (random, counter) = STATE.get_or_init(|| {
-        use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-        let mut seed = [0u8; 10];
-        // Without a working random generator, ids stay unique within this process.
-        let _ = SystemRandom::new().fill(&mut seed);
-        let random = u16::from_be_bytes([seed[0], seed[1]]);
-        let start = u64::from_be_bytes([
-            seed[2], seed[3], seed[4], seed[5], seed[6], seed[7], seed[8], seed[9],
-        ]);
-        // Half the counter's range is left to count through before it could wrap.
-        (random, AtomicU64::new(start >> 3))
-    });
-    let count = counter.fetch_add(1, Ordering::Relaxed);
-    let millis = now
+    static CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
+    let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut bytes = [0u8; 10];
-    bytes[..2].copy_from_slice(&random.to_be_bytes());
-    // The top bits of byte 2 give way to the variant: the counter takes its low 6 bits
-    // and the 7 bytes after it.
-    let count = count & ((1 << 62) - 1);
-    bytes[2..].copy_from_slice(&count.to_be_bytes());
-    uuid::Builder::from_unix_timestamp_millis(millis, &bytes)
-        .into_uuid()
-        .to_string()
+        .unwrap_or_default();
+    let stamp = Timestamp::from_unix(&CONTEXT, since_epoch.as_secs(), since_epoch.subsec_nanos());
+    Uuid::new_v7(stamp).to_string()
 }
 
 impl AuditEvent {

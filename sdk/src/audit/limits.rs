@@ -652,28 +652,19 @@ mod tests {
         );
 
         // In a file (whose prev_hash is the chain's), then reopened as at a restart.
-        struct Removed(std::path::PathBuf);
-        impl Drop for Removed {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-        let file = Removed(std::env::temp_dir().join(format!(
-            "rmcp-authz-limits-{}-{}.jsonl",
-            std::process::id(),
-            uuid::Uuid::now_v7()
-        )));
-        let sink = JsonLines::open(&file.0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let sink = JsonLines::open(&file).unwrap();
         sink.write(&[e.clone(), e.clone()]).unwrap();
         drop(sink);
-        let sink = JsonLines::open(&file.0).expect("a restart reads the longest record back");
+        let sink = JsonLines::open(&file).expect("a restart reads the longest record back");
         sink.write(std::slice::from_ref(&e)).unwrap();
-        let text = std::fs::read_to_string(&file.0).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
         let last = text.lines().last().unwrap();
         assert!(last.len() <= MAX_RECORD_BYTES);
         let mut back: AuditEvent = serde_json::from_str(last).unwrap();
         back.prev_hash = None;
         assert_eq!(back, e, "written as it is");
-        assert_eq!(verify_chain(&[&file.0]).unwrap().records, 3);
+        assert_eq!(verify_chain(&[&file]).unwrap().records, 3);
     }
 }

@@ -275,8 +275,8 @@ async fn an_unused_slot_gives_its_place_back() {
 
 #[tokio::test]
 async fn a_rotating_file_continues_its_chain_across_files() {
-    let dir = std::env::temp_dir().join(format!("rmcp-authz-rotate-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let path = dir.join("audit.jsonl");
     let sink = Arc::new(JsonLines::open(&path).unwrap().rotate_at(2048));
     let auditor = Auditor::builder(sink)
@@ -287,7 +287,7 @@ async fn a_rotating_file_continues_its_chain_across_files() {
         record(&auditor, n).await.unwrap();
     }
     auditor.close().await;
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p != &path)
@@ -307,7 +307,6 @@ async fn a_rotating_file_continues_its_chain_across_files() {
     // The active file alone continues an earlier chain.
     let alone = verify_chain(&[&path]).unwrap();
     assert!(!alone.starts_at_genesis);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every sink behind an `Auditor` sees events cut to the size bounds, not only the file.

@@ -4,23 +4,20 @@ use std::path::PathBuf;
 
 use super::*;
 
-/// A file path in the temp dir, removed when dropped.
-struct TempFile(PathBuf);
+/// A path for a file not yet created, in a fresh temp dir removed (with the file) when
+/// dropped.
+struct TempFile {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl TempFile {
     fn new(name: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "rmcp-authz-audit-{}-{name}-{}.jsonl",
-            std::process::id(),
-            uuid::Uuid::now_v7()
-        ));
-        TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let dir = tempfile::tempdir().unwrap();
+        TempFile {
+            path: dir.path().join(format!("{name}.jsonl")),
+            _dir: dir,
+        }
     }
 }
 
@@ -48,8 +45,8 @@ fn lines(path: &PathBuf) -> Vec<String> {
 #[test]
 fn a_fresh_chain_starts_at_genesis_and_verifies() {
     let f = TempFile::new("fresh");
-    write_n(&f.0, 5);
-    let report = verify_chain(&[&f.0]).unwrap();
+    write_n(&f.path, 5);
+    let report = verify_chain(&[&f.path]).unwrap();
     assert_eq!(report.records, 5);
     assert!(report.starts_at_genesis);
     assert_eq!(report.torn_tail, None);
@@ -58,19 +55,19 @@ fn a_fresh_chain_starts_at_genesis_and_verifies() {
 #[test]
 fn reopening_continues_the_chain() {
     let f = TempFile::new("reopen");
-    write_n(&f.0, 2);
-    write_n(&f.0, 3);
-    assert_eq!(verify_chain(&[&f.0]).unwrap().records, 5);
+    write_n(&f.path, 2);
+    write_n(&f.path, 3);
+    assert_eq!(verify_chain(&[&f.path]).unwrap().records, 5);
 }
 
 #[test]
 fn editing_a_record_is_caught_at_the_next_one() {
     let f = TempFile::new("edit");
-    write_n(&f.0, 4);
-    let mut l = lines(&f.0);
+    write_n(&f.path, 4);
+    let mut l = lines(&f.path);
     l[1] = l[1].replace("tool1", "tool9");
-    std::fs::write(&f.0, l.join("\n") + "\n").unwrap();
-    match verify_chain(&[&f.0]) {
+    std::fs::write(&f.path, l.join("\n") + "\n").unwrap();
+    match verify_chain(&[&f.path]) {
         Err(ChainError::Broken { line, .. }) => assert_eq!(line, 3),
         other => panic!("{other:?}"),
     }
@@ -79,22 +76,22 @@ fn editing_a_record_is_caught_at_the_next_one() {
 #[test]
 fn deleting_or_reordering_records_is_caught() {
     let f = TempFile::new("delete");
-    write_n(&f.0, 4);
-    let mut l = lines(&f.0);
+    write_n(&f.path, 4);
+    let mut l = lines(&f.path);
     l.remove(1);
-    std::fs::write(&f.0, l.join("\n") + "\n").unwrap();
+    std::fs::write(&f.path, l.join("\n") + "\n").unwrap();
     assert!(matches!(
-        verify_chain(&[&f.0]),
+        verify_chain(&[&f.path]),
         Err(ChainError::Broken { line: 2, .. })
     ));
 
     let g = TempFile::new("reorder");
-    write_n(&g.0, 4);
-    let mut l = lines(&g.0);
+    write_n(&g.path, 4);
+    let mut l = lines(&g.path);
     l.swap(1, 2);
-    std::fs::write(&g.0, l.join("\n") + "\n").unwrap();
+    std::fs::write(&g.path, l.join("\n") + "\n").unwrap();
     assert!(matches!(
-        verify_chain(&[&g.0]),
+        verify_chain(&[&g.path]),
         Err(ChainError::Broken { line: 2, .. })
     ));
 }
@@ -102,10 +99,10 @@ fn deleting_or_reordering_records_is_caught() {
 #[test]
 fn deleting_the_first_record_is_reported_as_not_starting_at_genesis() {
     let f = TempFile::new("head");
-    write_n(&f.0, 3);
-    let l = lines(&f.0);
-    std::fs::write(&f.0, l[1..].join("\n") + "\n").unwrap();
-    let report = verify_chain(&[&f.0]).unwrap();
+    write_n(&f.path, 3);
+    let l = lines(&f.path);
+    std::fs::write(&f.path, l[1..].join("\n") + "\n").unwrap();
+    let report = verify_chain(&[&f.path]).unwrap();
     assert!(!report.starts_at_genesis);
     assert_eq!(report.records, 2);
 }
@@ -113,15 +110,15 @@ fn deleting_the_first_record_is_reported_as_not_starting_at_genesis() {
 #[test]
 fn a_torn_last_line_is_reported_not_counted_and_blocks_appending() {
     let f = TempFile::new("torn");
-    write_n(&f.0, 2);
-    let mut bytes = std::fs::read(&f.0).unwrap();
+    write_n(&f.path, 2);
+    let mut bytes = std::fs::read(&f.path).unwrap();
     bytes.extend_from_slice(br#"{"schema_version":1,"id":"#);
-    std::fs::write(&f.0, &bytes).unwrap();
-    let report = verify_chain(&[&f.0]).unwrap();
+    std::fs::write(&f.path, &bytes).unwrap();
+    let report = verify_chain(&[&f.path]).unwrap();
     assert_eq!(report.records, 2);
     assert_eq!(report.torn_tail.as_ref().map(|t| t.1), Some(3));
     assert!(matches!(
-        JsonLines::open(&f.0),
+        JsonLines::open(&f.path),
         Err(AuditError::TornTail { .. })
     ));
 }
@@ -129,25 +126,28 @@ fn a_torn_last_line_is_reported_not_counted_and_blocks_appending() {
 #[test]
 fn the_chain_runs_across_files_in_order() {
     let (a, b) = (TempFile::new("part1"), TempFile::new("part2"));
-    write_n(&a.0, 3);
-    let all = lines(&a.0);
-    std::fs::write(&a.0, all[..2].join("\n") + "\n").unwrap();
-    std::fs::write(&b.0, all[2..].join("\n") + "\n").unwrap();
-    assert_eq!(verify_chain(&[&a.0, &b.0]).unwrap().records, 3);
-    assert!(verify_chain(&[&b.0, &a.0]).is_err(), "files out of order");
+    write_n(&a.path, 3);
+    let all = lines(&a.path);
+    std::fs::write(&a.path, all[..2].join("\n") + "\n").unwrap();
+    std::fs::write(&b.path, all[2..].join("\n") + "\n").unwrap();
+    assert_eq!(verify_chain(&[&a.path, &b.path]).unwrap().records, 3);
+    assert!(
+        verify_chain(&[&b.path, &a.path]).is_err(),
+        "files out of order"
+    );
 }
 
 #[test]
 fn garbage_lines_are_malformed() {
     let f = TempFile::new("garbage");
-    std::fs::write(&f.0, "not json\n").unwrap();
+    std::fs::write(&f.path, "not json\n").unwrap();
     assert!(matches!(
-        verify_chain(&[&f.0]),
+        verify_chain(&[&f.path]),
         Err(ChainError::Malformed { line: 1, .. })
     ));
-    std::fs::write(&f.0, "{\"a\":1}\n").unwrap();
+    std::fs::write(&f.path, "{\"a\":1}\n").unwrap();
     assert!(matches!(
-        verify_chain(&[&f.0]),
+        verify_chain(&[&f.path]),
         Err(ChainError::Malformed { .. })
     ));
 }
@@ -157,8 +157,8 @@ fn garbage_lines_are_malformed() {
 fn the_file_is_private_to_its_owner() {
     use std::os::unix::fs::PermissionsExt as _;
     let f = TempFile::new("mode");
-    write_n(&f.0, 1);
-    let mode = std::fs::metadata(&f.0).unwrap().permissions().mode() & 0o777;
+    write_n(&f.path, 1);
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
 
@@ -222,11 +222,11 @@ fn records_are_byte_for_byte_the_serialized_event_with_its_prev_hash() {
         preset,
         AuditEvent::new(EventKind::List, DecisionKind::Deny, Outcome::Denied),
     ];
-    let sink = JsonLines::open(&f.0).unwrap();
+    let sink = JsonLines::open(&f.path).unwrap();
     sink.write(&events[..1]).unwrap();
     sink.write(&events[1..]).unwrap();
     let mut previous = GENESIS_HASH.to_owned();
-    let written = lines(&f.0);
+    let written = lines(&f.path);
     assert_eq!(written.len(), events.len());
     for (line, event) in written.iter().zip(&events) {
         let mut expected = event.clone();
@@ -235,7 +235,7 @@ fn records_are_byte_for_byte_the_serialized_event_with_its_prev_hash() {
         assert_eq!(line, &expected);
         previous = chain::line_hash(line.as_bytes());
     }
-    assert_eq!(verify_chain(&[&f.0]).unwrap().last_hash, previous);
+    assert_eq!(verify_chain(&[&f.path]).unwrap().last_hash, previous);
 }
 
 #[test]
@@ -258,18 +258,18 @@ fn a_huge_target_and_request_id_still_let_a_restart_continue_the_chain() {
         "tool {:?} is not covered by any rule",
         "t".repeat(600 * 1024)
     ));
-    let sink = JsonLines::open(&f.0).unwrap();
+    let sink = JsonLines::open(&f.path).unwrap();
     sink.write(&[huge]).unwrap();
     sink.flush(true).unwrap();
     drop(sink);
     // The restart.
-    let sink = JsonLines::open(&f.0).expect("a restart continues the chain");
+    let sink = JsonLines::open(&f.path).expect("a restart continues the chain");
     sink.write(&[event("after")]).unwrap();
     sink.flush(true).unwrap();
-    let report = verify_chain(&[&f.0]).unwrap();
+    let report = verify_chain(&[&f.path]).unwrap();
     assert_eq!(report.records, 2);
     assert!(report.starts_at_genesis);
-    let first: AuditEvent = serde_json::from_str(&lines(&f.0)[0]).unwrap();
+    let first: AuditEvent = serde_json::from_str(&lines(&f.path)[0]).unwrap();
     assert_eq!(first.truncated, ["reason", "target", "request_id"]);
     for cut in [&first.target, &first.request_id, &first.reason] {
         let cut = cut.as_deref().unwrap();

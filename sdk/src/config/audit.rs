@@ -232,14 +232,9 @@ impl AuditSection {
 
 /// A key written as hex (even length, only hex digits) or else unpadded base64url.
 fn decode_key(text: &str) -> Option<Vec<u8>> {
-    let is_hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hex {
-        return (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-            .collect();
-    }
-    URL_SAFE_NO_PAD.decode(text).ok()
+    hex::decode(text)
+        .ok()
+        .or_else(|| URL_SAFE_NO_PAD.decode(text).ok())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `rmcp-authz policy show`: so these two checks live here, and `tests/config_example.rs`
 //! checks the rest of the example through the public API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Config;
 use crate::dev::DevIssuer;
@@ -13,18 +13,14 @@ const ISSUER: &str = "https://auth.example.com";
 
 /// A temporary directory holding `jwks.json`, which the example names.
 struct Example {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Example {
     fn new(name: &str) -> Example {
-        let dir = std::env::temp_dir().join(format!(
-            "rmcp-authz-example-unit-{name}-{}",
-            uuid::Uuid::now_v7()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::TempDir::with_prefix(name).unwrap();
         let issuer = DevIssuer::new(ISSUER).unwrap();
-        std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
         Example { dir }
     }
 
@@ -33,13 +29,8 @@ impl Example {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rmcp-authz.example.toml");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        Config::from_toml(&text, &self.dir).unwrap_or_else(|e| panic!("the example loads: {e}"))
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Config::from_toml(&text, self.dir.path())
+            .unwrap_or_else(|e| panic!("the example loads: {e}"))
     }
 }
 

@@ -7,20 +7,13 @@ use std::time::Duration;
 use super::*;
 
 fn load(policy: &str) -> Result<Config, ConfigFileError> {
-    let dir = std::env::temp_dir().join(format!(
-        "rmcp-authz-config-{}-{}",
-        std::process::id(),
-        policy.len()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
-    std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
     let text = format!(
         "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n{policy}"
     );
-    let result = Config::from_toml(&text, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    Config::from_toml(&text, dir.path())
 }
 
 #[test]
@@ -154,13 +147,12 @@ fn errors_keep_their_source() {
 
 #[test]
 fn an_audit_section_starts_a_working_audit_log() {
-    let dir =
-        std::env::temp_dir().join(format!("rmcp-authz-config-audit-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
     std::fs::write(dir.join("jwks.json"), issuer.jwks().to_string()).unwrap();
     let text = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n[audit]\nfile = \"audit.jsonl\"\ndurability = \"durable\"\nfail_closed = true\nrecord_arguments = true\nredact = [\"password\"]\n";
-    let config = Config::from_toml(text, &dir).unwrap();
+    let config = Config::from_toml(text, dir).unwrap();
     assert_eq!(
         config.audit().unwrap().file(),
         Some(dir.join("audit.jsonl").as_path())
@@ -183,20 +175,20 @@ fn an_audit_section_starts_a_working_audit_log() {
     });
     let report = crate::audit::verify_chain(&[dir.join("audit.jsonl")]).unwrap();
     assert_eq!(report.records, 1);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn an_unopenable_audit_file_is_a_clear_error() {
-    let dir = std::env::temp_dir();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
-    let jwks = dir.join(format!("rmcp-authz-jwks-{}.json", uuid::Uuid::now_v7()));
+    let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
     let text = format!(
         "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\njwks_file = {:?}\n[audit]\nfile = \"/nonexistent/dir/audit.jsonl\"\n",
         jwks.display().to_string()
     );
-    let err = Config::from_toml(&text, &dir)
+    let err = Config::from_toml(&text, dir)
         .unwrap()
         .into_authz()
         .unwrap_err()
@@ -205,7 +197,6 @@ fn an_unopenable_audit_file_is_a_clear_error() {
         err.starts_with("[audit]: audit file /nonexistent/dir/audit.jsonl"),
         "{err}"
     );
-    std::fs::remove_file(&jwks).unwrap();
 }
 
 #[test]
@@ -303,21 +294,20 @@ mod jwks {
     /// sources (not for a missing file, which would hide the check).
     #[test]
     fn a_jwks_uri_beside_a_jwks_file_is_refused_as_two_sources() {
-        let dir = std::env::temp_dir().join(format!("rmcp-authz-mixed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let jwks = crate::dev::DevIssuer::new("https://as").unwrap().jwks();
         std::fs::write(dir.join("keys.json"), jwks.to_string()).unwrap();
         let base = "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs\"\n";
         let only_file = format!("{base}jwks_file = \"keys.json\"\n");
-        let loaded = Config::from_toml(&only_file, &dir);
+        let loaded = Config::from_toml(&only_file, dir);
         assert!(loaded.is_ok(), "the file alone loads: {:?}", loaded.err());
         let err = Config::from_toml(
             &format!("{base}jwks_uri = \"https://as/jwks\"\njwks_file = \"keys.json\"\n"),
-            &dir,
+            dir,
         )
         .unwrap_err()
         .to_string();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(err.contains("one source"), "{err}");
     }
 }

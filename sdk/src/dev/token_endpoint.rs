@@ -330,12 +330,12 @@ fn decode(part: &[u8]) -> Result<String, ExchangeError> {
         match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
-                let (Some(high), Some(low)) = (hex(bytes.next()), hex(bytes.next())) else {
+                let (Some(&high), Some(&low)) = (bytes.next(), bytes.next()) else {
                     return Err(bad());
                 };
-                // Two hex digits make at most 255.
-                out.push(u8::try_from(high * 16 + low).map_err(|_| bad())?);
+                let mut byte = [0_u8];
+                hex::decode_to_slice([high, low], &mut byte).map_err(|_| bad())?;
+                out.push(byte[0]);
             }
             _ => out.push(b),
         }

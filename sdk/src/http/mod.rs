@@ -7,15 +7,16 @@
 //! the operation (from the body, checked against the `Mcp-Method` / `Mcp-Name` headers of
 //! 2026-07-28 clients); refuse a session opened by another principal (403); ask the policy,
 //! and answer a denied call with 403 and a step-up challenge naming every scope it needs.
-//! Otherwise the verified [`Principal`](crate::Principal) goes into the request extensions, where rmcp hands
-//! it to the handler, and the request proceeds. See `docs/policy.md` for each response.
+//! Otherwise the verified [`Principal`](crate::Principal) goes into the request
+//! extensions, where rmcp hands it to the handler, and the request proceeds. See
+//! `docs/policy.md` for each response.
 //!
 //! [`Authz::router`](crate::Authz::router) builds the whole endpoint (rmcp's service, the wrapper on every
 //! handler, this layer, the metadata routes); use it unless you need your own assembly.
 //! For your own, the layer goes directly in front of rmcp's `StreamableHttpService` of
-//! [`Authorized`](crate::server::Authorized) handlers, and only there: it does not build in front of a `Router` or of
-//! unwrapped handlers, where a request it does not decide (a list, a task, a custom
-//! request) would pass ungated.
+//! [`Authorized`](crate::server::Authorized) handlers, and only there: it does not build
+//! in front of a `Router` or of unwrapped handlers, where a request it does not decide (a
+//! list, a task, a custom request) would pass ungated.
 //!
 //! ```no_run
 //! use std::sync::Arc;

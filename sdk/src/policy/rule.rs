@@ -37,7 +37,9 @@ impl Rule {
     }
 
     /// Admits only callers whose client (`client_id`, else `azp`) is one of `clients`;
-    /// others are denied with [`DenyReason::ClientNotPermitted`](super::DenyReason::ClientNotPermitted) whatever their scopes.
+    /// others are denied with
+    /// [`DenyReason::ClientNotPermitted`](super::DenyReason::ClientNotPermitted) whatever
+    /// their scopes.
     #[must_use]
     pub fn only_clients<S: Into<String>>(mut self, clients: impl IntoIterator<Item = S>) -> Rule {
         self.clients = Some(clients.into_iter().map(Into::into).collect());

@@ -670,7 +670,7 @@ mod tests {
         let debug = format!("{:?}", s.cache);
         assert!(!debug.contains(&token));
         assert!(!debug.contains("secret-jti"));
-        let digest_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let digest_hex = hex::encode(key);
         assert!(!debug.contains(&digest_hex));
     }
 }

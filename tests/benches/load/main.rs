@@ -224,7 +224,7 @@ struct ServerProc {
     child: Child,
     pid: u32,
     addr: std::net::SocketAddr,
-    _audit_dir: rmcp_authz_tests::TempDir,
+    _audit_dir: tempfile::TempDir,
 }
 
 impl ServerProc {
@@ -237,14 +237,14 @@ impl ServerProc {
         server_cpu: usize,
         nice: Option<i32>,
     ) -> Result<ServerProc, String> {
-        let audit_dir = rmcp_authz_tests::TempDir::new("load-audit");
+        let audit_dir = tempfile::tempdir().unwrap();
         let args = ServeArgs {
             variant,
             mode,
             nodelay,
             policy_tools,
             jwks: jwks.to_owned(),
-            audit_dir: audit_dir.0.clone(),
+            audit_dir: audit_dir.path().to_path_buf(),
         };
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut command = Command::new("taskset");
@@ -812,9 +812,9 @@ fn run_all(opts: Options) -> Result<(), String> {
         "servers on CPU {server_cpu} (1 tokio worker), load generator on CPU {generator_cpu}"
     );
 
-    let tmp = rmcp_authz_tests::TempDir::new("load");
+    let tmp = tempfile::tempdir().unwrap();
     let issuer = DevIssuer::new(ISSUER).map_err(|e| e.to_string())?;
-    let jwks = tmp.0.join("jwks.json");
+    let jwks = tmp.path().join("jwks.json");
     std::fs::write(&jwks, issuer.jwks().to_string()).map_err(|e| e.to_string())?;
     let token = mint(&issuer, 0)?;
     let big_token = mint_big(&issuer, 4096)?;
