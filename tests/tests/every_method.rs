@@ -17,7 +17,7 @@ use rmcp::model::{
     Implementation, LoggingLevel, PingRequest, ProtocolVersion, Reference, RequestMetaObject,
     ServerResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
 };
-use rmcp::service::{RoleClient, ServiceError};
+use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ErrorData as McpError, Peer, ServiceExt as _};
 use rmcp_authz::audit::{AuditEvent, Auditor, DecisionKind, Durability, MemorySink, Outcome};
@@ -30,6 +30,7 @@ use rmcp_authz_tests::notes::Notes;
 use rmcp_authz_tests::server::{TestServer, connect_in_memory};
 use serde_json::{Value, json};
 use tokio::process::Command;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 const ISSUER: &str = "https://auth.every-method.test.invalid";
@@ -211,35 +212,62 @@ fn one_event<'a>(new: &'a [AuditEvent], method: &str, decision: DecisionKind) ->
 // stdio, in process, with a manual clock.
 // ---------------------------------------------------------------------------------------
 
+/// The notes server wrapped for carol on stdio, in process: her 60 s token, verified at
+/// `T0` on a manual clock the verifier and the policy share, every decision recorded
+/// (durably) to a memory sink, and an rmcp client connected over an in-memory pipe.
+struct Session {
+    clock: Arc<ManualClock>,
+    sink: Arc<MemorySink>,
+    client: RunningService<RoleClient, ()>,
+    server: JoinHandle<()>,
+}
+
+impl Session {
+    async fn start() -> Session {
+        const T0: i64 = 1_900_000_000;
+        let clock = Arc::new(ManualClock::new(T0));
+        let issuer = DevIssuer::new(ISSUER)
+            .expect("dev issuer")
+            .clock(clock.clone());
+        let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
+        let sink = Arc::new(MemorySink::new());
+        let auditor = Auditor::builder(sink.clone())
+            .durability(Durability::Durable)
+            .build()
+            .expect("auditor");
+        let policy = rules().clock(clock.clone()).build().expect("policy");
+        let authz = Authz::builder(verifier, policy).auditor(auditor).build();
+        let token = issuer
+            .token(AUDIENCE)
+            .subject("carol")
+            .scopes(["notes:read"])
+            .expires_in(Duration::from_secs(60))
+            .mint()
+            .expect("mint");
+        let principal = authz.verifier().verify(&token).await.expect("valid now");
+        let wrapped = authz
+            .wrap_for(Notes::new(), principal)
+            .expect("the policy fits the notes server");
+        let (client, server) = connect_in_memory(wrapped).await;
+        Session {
+            clock,
+            sink,
+            client,
+            server,
+        }
+    }
+}
+
 /// Each method, before and after the token's `exp` on the injected clock: served (or
 /// answered by the handler) before, refused after; exactly one event for each request.
 #[tokio::test]
 async fn every_method_is_gated_and_audited_on_stdio_with_a_manual_clock() {
-    const T0: i64 = 1_900_000_000;
-    let clock = Arc::new(ManualClock::new(T0));
-    let issuer = DevIssuer::new(ISSUER)
-        .expect("dev issuer")
-        .clock(clock.clone());
-    let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
-    let sink = Arc::new(MemorySink::new());
-    let auditor = Auditor::builder(sink.clone())
-        .durability(Durability::Durable)
-        .build()
-        .expect("auditor");
-    let policy = rules().clock(clock.clone()).build().expect("policy");
-    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
-    let token = issuer
-        .token(AUDIENCE)
-        .subject("carol")
-        .scopes(["notes:read"])
-        .expires_in(Duration::from_secs(60))
-        .mint()
-        .expect("mint");
-    let principal = authz.verifier().verify(&token).await.expect("valid now");
-    let wrapped = authz
-        .wrap_for(Notes::new(), principal)
-        .expect("the policy fits the notes server");
-    let (client, server) = connect_in_memory(wrapped).await;
+    let Session {
+        clock,
+        sink,
+        client,
+        server,
+    } = Session::start().await;
     let mut seen = sink.events().len();
     assert_eq!(seen, 1, "initialize: {:?}", sink.events());
 
@@ -278,28 +306,12 @@ async fn every_method_is_gated_and_audited_on_stdio_with_a_manual_clock() {
 /// caches a discover answer, and serves a stale one when the request fails).
 #[tokio::test]
 async fn discover_is_refused_after_exp_on_stdio() {
-    const T0: i64 = 1_900_000_000;
-    let clock = Arc::new(ManualClock::new(T0));
-    let issuer = DevIssuer::new(ISSUER)
-        .expect("dev issuer")
-        .clock(clock.clone());
-    let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
-    let sink = Arc::new(MemorySink::new());
-    let auditor = Auditor::builder(sink.clone())
-        .durability(Durability::Durable)
-        .build()
-        .expect("auditor");
-    let policy = rules().clock(clock.clone()).build().expect("policy");
-    let authz = Authz::builder(verifier, policy).auditor(auditor).build();
-    let token = issuer
-        .token(AUDIENCE)
-        .scopes(["notes:read"])
-        .expires_in(Duration::from_secs(60))
-        .mint()
-        .expect("mint");
-    let principal = authz.verifier().verify(&token).await.expect("valid now");
-    let wrapped = authz.wrap_for(Notes::new(), principal).expect("fits");
-    let (client, server) = connect_in_memory(wrapped).await;
+    let Session {
+        clock,
+        sink,
+        client,
+        server,
+    } = Session::start().await;
     clock.advance(Duration::from_secs(61));
     let seen = sink.events().len();
     let error = Method::Discover
@@ -503,31 +515,17 @@ async fn every_method_leaves_exactly_one_event_over_http() {
     let _ = client.cancel().await;
 }
 
-/// KNOWN LIBRARY BUG (fails on main as of 7d19678; reported, not ignored): the issue asks
-/// that "every message names the method it refused", but a request refused because the
-/// stdio token has expired says `request refused: the token expired ...` whatever the
-/// method (`Authorized::principal` builds `Denial::new("request", ..)` and `gated` does
-/// not apply `for_method` to it). Expected: `ping refused: ...`, `tools/call whoami
-/// refused: ...` (the audit event already names the method).
+/// "Every message names the method it refused": a request refused because the stdio
+/// token has expired says `ping refused: ...`, `tools/call whoami refused: ...`, not a
+/// bare `request refused: ...` (the audit event names the method too).
 #[tokio::test]
 async fn an_expiry_refusal_names_the_method_it_refused() {
-    const T0: i64 = 1_900_000_000;
-    let clock = Arc::new(ManualClock::new(T0));
-    let issuer = DevIssuer::new(ISSUER)
-        .expect("dev issuer")
-        .clock(clock.clone());
-    let verifier = issuer.verifier(AUDIENCE).build().expect("verifier");
-    let policy = rules().clock(clock.clone()).build().expect("policy");
-    let authz = Authz::builder(verifier, policy).build();
-    let token = issuer
-        .token(AUDIENCE)
-        .scopes(["notes:read"])
-        .expires_in(Duration::from_secs(60))
-        .mint()
-        .expect("mint");
-    let principal = authz.verifier().verify(&token).await.expect("valid now");
-    let wrapped = authz.wrap_for(Notes::new(), principal).expect("fits");
-    let (client, server) = connect_in_memory(wrapped).await;
+    let Session {
+        clock,
+        client,
+        server,
+        ..
+    } = Session::start().await;
     clock.advance(Duration::from_secs(60));
     let mut unnamed = Vec::new();
     for method in [
