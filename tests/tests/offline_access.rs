@@ -263,19 +263,13 @@ async fn a_denial_for_offline_access_alone_does_not_name_it() {
     }
 }
 
-/// KNOWN LIBRARY BUG (fails on main as of 7d19678; reported, not ignored). The scope a
-/// challenge names is chosen first and `offline_access` dropped after, so:
+/// A challenge never names an empty scope (RFC 6749 section 3.3: one or more scope
+/// tokens; a client stepping up with `""` would ask for nothing). The scope is chosen
+/// with `offline_access` already left out:
 /// - when `offline_access` is the only scope missing (`delete_note` needs only it), the
-///   403 says `scope=""` and `data.scope` is `""`: an empty scope is no scope at all
-///   (RFC 6749 section 3.3: one or more scope tokens), and a client stepping up with it
-///   asks for nothing (the 401 path already leaves an empty hint out);
-/// - under `any_of(["offline_access", "notes:read"])` (`list_notes`) the choice falls on
-///   `offline_access`, so the 403 names `""` and the 401 names nothing, where
-///   `notes:read` would let the client in.
-///
-/// Expected: a challenge never names an empty scope; an alternative other than
-/// `offline_access` is named when there is one; nothing is named when nothing but
-/// `offline_access` would help.
+///   403 names no scope, and `data.scope` is left out rather than empty;
+/// - under `any_of(["offline_access", "notes:read"])` (`list_notes`) the 403 and the 401
+///   hint name `notes:read`, the alternative that lets the client in.
 #[tokio::test]
 async fn a_challenge_never_names_an_empty_scope() {
     let server = TestServer::start_with_policy(false, offline_policy()).await;
