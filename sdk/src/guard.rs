@@ -75,7 +75,7 @@ impl Guard {
                 resource: parts.resource,
                 authorization_servers: parts.authorization_servers,
                 auditor: parts.auditor,
-                tasks: task_owners(MAX_TRACKED_TASKS),
+                tasks: lru_map(MAX_TRACKED_TASKS),
                 request_state: parts.request_state.or_else(|| StateSealer::generate().ok()),
                 checked_handler: OnceLock::new(),
             }),
@@ -201,7 +201,7 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 /// How many task owners are remembered; the least recently used are forgotten first (and
 /// their tasks then refused, the safe side).
-const MAX_TRACKED_TASKS: usize = 100_000;
+const MAX_TRACKED_TASKS: u64 = 100_000;
 
 /// Who started a task, and with which tool.
 #[derive(Debug, Clone)]
@@ -235,11 +235,16 @@ impl CallerId {
     }
 }
 
-/// A map of task owners that forgets the least recently used beyond `capacity`. LRU
-/// admits every new task (TinyLFU could turn one away, leaving it without an owner).
-fn task_owners(capacity: usize) -> moka::sync::Cache<String, TaskOwner> {
+/// A concurrent map that forgets the least recently used entries beyond `capacity`: the
+/// task owners here, the HTTP layer's session bindings. LRU admits every new entry
+/// (TinyLFU could turn a new task or session away, leaving it without an owner).
+pub(crate) fn lru_map<K, V>(capacity: u64) -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     moka::sync::Cache::builder()
-        .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+        .max_capacity(capacity)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
         .build()
 }
@@ -265,7 +270,7 @@ mod tests {
 
     #[test]
     fn bounded_map_forgets_the_least_recently_used() {
-        let m = task_owners(2);
+        let m: moka::sync::Cache<String, TaskOwner> = lru_map(2);
         // moka applies writes and evicts in its housekeeping: run it after each step.
         m.entry("a".into()).or_insert(owner("1"));
         m.run_pending_tasks();

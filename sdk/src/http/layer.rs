@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::*;
-use crate::guard::{CallerId, Guard};
+use crate::guard::{CallerId, Guard, lru_map};
 use crate::server::Authorized;
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 
@@ -82,11 +82,7 @@ impl AuthzLayer {
                 metadata_url: metadata_url_for(guard.resource()),
                 guard,
                 max_body_bytes: settings.max_body_bytes,
-                sessions: moka::sync::Cache::builder()
-                    .max_capacity(MAX_SESSIONS)
-                    // LRU admits every new session (TinyLFU could turn a new one away).
-                    .eviction_policy(moka::policy::EvictionPolicy::lru())
-                    .build(),
+                sessions: lru_map(MAX_SESSIONS),
             }),
         }
     }
