@@ -36,6 +36,14 @@
 //!   `authz-noaudit` (the HTTP layer with the cache and the wrapper, no audit), then
 //!   `authz` (with the audit log). The layer alone is not a variant: it builds only in
 //!   front of wrapped handlers.
+//! - The main matrix runs `bare`, `authz-noaudit` and `authz` (and `authz-nocache` for
+//!   stateless JSON) in every mode and at every client count, and its targets table gives
+//!   each authz server's CPU per call over bare in the same cell, with its calls/s and p99
+//!   ratios.
+//! - `--before EXE` (EXE: this harness built from an earlier commit; `BEFORE=<rev>
+//!   scripts/bench.sh` builds it) adds every authz variant of that build to the main and
+//!   overhead cells as `<variant> (before)`, alternating with this build's: before and
+//!   after measured in the same run.
 //! - The `nagle` row is the bare server without TCP_NODELAY on its sockets (SSE, one
 //!   client); every other server sets it with `ListenerExt::tap_io`.
 //! - The `sweep` rows: 10,000 tools in the server and the policy (with and without
@@ -100,6 +108,40 @@ impl Variant {
             other => Err(format!(
                 "unknown variant {other:?} (bare, authz, authz-nocache, authz-noaudit)"
             )),
+        }
+    }
+}
+
+/// A server in a cell: a variant built from this tree, or from the `--before` build (an
+/// earlier commit's harness binary, for before/after figures measured in the same run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Server {
+    variant: Variant,
+    before: bool,
+}
+
+impl Server {
+    /// A server of this build.
+    fn now(variant: Variant) -> Server {
+        Server {
+            variant,
+            before: false,
+        }
+    }
+
+    /// The same variant from the `--before` build.
+    fn before(self) -> Server {
+        Server {
+            before: true,
+            ..self
+        }
+    }
+
+    fn name(self) -> String {
+        if self.before {
+            format!("{} (before)", self.variant.name())
+        } else {
+            self.variant.name().to_owned()
         }
     }
 }
@@ -228,11 +270,11 @@ struct ServerProc {
 }
 
 impl ServerProc {
+    /// Starts `variant` of the harness binary `exe` as `cell` asks, pinned to `server_cpu`.
     fn start(
+        exe: &Path,
         variant: Variant,
-        mode: Mode,
-        nodelay: bool,
-        policy_tools: usize,
+        cell: &Cell,
         jwks: &Path,
         server_cpu: usize,
         nice: Option<i32>,
@@ -240,20 +282,19 @@ impl ServerProc {
         let audit_dir = tempfile::tempdir().unwrap();
         let args = ServeArgs {
             variant,
-            mode,
-            nodelay,
-            policy_tools,
+            mode: cell.mode,
+            nodelay: cell.nodelay,
+            policy_tools: cell.policy_tools,
             jwks: jwks.to_owned(),
             audit_dir: audit_dir.path().to_path_buf(),
         };
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut command = Command::new("taskset");
         command.arg("-c").arg(server_cpu.to_string());
         if let Some(nice) = nice {
             command.args(["nice", "-n", &nice.to_string()]);
         }
         let mut child = command
-            .arg(&exe)
+            .arg(exe)
             .args(args.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -315,6 +356,7 @@ struct Options {
     sweep: bool,
     out: PathBuf,
     nice: Option<i32>,
+    before: Option<PathBuf>,
 }
 
 const HELP: &str = "\
@@ -333,6 +375,9 @@ load: the end-to-end load harness (bare rmcp vs rmcp + rmcp-authz)
                        more rounds: --no-main --no-nagle --no-sweep --rounds 9)
   --no-sweep           skip the policy-size and token-size rows
   --out DIR            where results.md and throughput.svg go (default target/load)
+  --before EXE         also run every authz variant from EXE, the load harness binary
+                       built from an earlier commit (see scripts/bench.sh before), as
+                       `<variant> (before)` in the same cells: before/after in one run
   --nice N             run the servers and the load generator at this nice value
                        (e.g. -10, as root) so other work on a shared machine
                        preempts them less; default: unchanged
@@ -367,6 +412,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         sweep: true,
         out: default_out(),
         nice: None,
+        before: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -404,6 +450,13 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--no-sweep" => o.sweep = false,
             "--out" => o.out = PathBuf::from(value()?),
             "--nice" => o.nice = Some(value()?.parse().map_err(|e| format!("--nice: {e}"))?),
+            "--before" => {
+                let exe = PathBuf::from(value()?);
+                if !exe.is_file() {
+                    return Err(format!("--before {}: no such file", exe.display()));
+                }
+                o.before = Some(exe);
+            }
             other => return Err(format!("unknown argument {other:?}\n\n{HELP}")),
         }
     }
@@ -505,7 +558,7 @@ struct Cell {
 /// A variant's runs in a cell, summarized.
 #[derive(Debug)]
 struct Summary {
-    variant: Variant,
+    server: Server,
     rate: f64,
     p50_us: f64,
     p99_us: f64,
@@ -539,7 +592,7 @@ fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
     sorted_ns[rank.clamp(1, sorted_ns.len()) - 1] as f64 / 1000.0
 }
 
-fn summarize(variant: Variant, runs: Vec<RunResult>) -> Summary {
+fn summarize(server: Server, runs: Vec<RunResult>) -> Summary {
     let rate = median(runs.iter().map(|r| r.rate).collect());
     let cpu_us = median(runs.iter().map(|r| r.server_cpu / r.rate * 1e6).collect());
     let writer_cpu_us = median(runs.iter().map(|r| r.writer_cpu / r.rate * 1e6).collect());
@@ -549,7 +602,7 @@ fn summarize(variant: Variant, runs: Vec<RunResult>) -> Summary {
     let mut latencies: Vec<u64> = runs.into_iter().flat_map(|r| r.latencies).collect();
     latencies.sort_unstable();
     Summary {
-        variant,
+        server,
         rate,
         p50_us: percentile_us(&latencies, 50.0),
         p99_us: percentile_us(&latencies, 99.0),
@@ -564,16 +617,31 @@ fn summarize(variant: Variant, runs: Vec<RunResult>) -> Summary {
 impl Bench {
     /// Runs one cell: a server per variant, then `rounds` rounds of every variant in
     /// turn (the order reversed every other round), and adds its rows.
+    ///
+    /// With `--before`, the main and overhead cells also run every authz variant of the
+    /// earlier build.
     fn cell(&mut self, cell: &Cell) -> Result<Vec<Summary>, String> {
-        let servers: Vec<ServerProc> = cell
-            .variants
+        let mut entries: Vec<Server> = cell.variants.iter().map(|&v| Server::now(v)).collect();
+        if self.opts.before.is_some() && matches!(cell.section, "main" | "overhead") {
+            let earlier: Vec<Server> = entries
+                .iter()
+                .filter(|s| s.variant != Variant::Bare)
+                .map(|s| s.before())
+                .collect();
+            entries.extend(earlier);
+        }
+        let current = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let servers: Vec<ServerProc> = entries
             .iter()
-            .map(|&v| {
+            .map(|&s| {
+                let exe = match (&self.opts.before, s.before) {
+                    (Some(before), true) => before.as_path(),
+                    _ => current.as_path(),
+                };
                 ServerProc::start(
-                    v,
-                    cell.mode,
-                    cell.nodelay,
-                    cell.policy_tools,
+                    exe,
+                    s.variant,
+                    cell,
                     &self.jwks,
                     self.server_cpu,
                     self.opts.nice,
@@ -582,7 +650,7 @@ impl Bench {
             .collect::<Result<_, _>>()?;
         let pids: Vec<String> = servers
             .iter()
-            .zip(&cell.variants)
+            .zip(&entries)
             .map(|(s, v)| format!("{} pid {}", v.name(), s.pid))
             .collect();
         eprintln!(
@@ -597,9 +665,9 @@ impl Bench {
         } else {
             Arc::clone(&self.token)
         };
-        let mut runs: Vec<Vec<RunResult>> = cell.variants.iter().map(|_| Vec::new()).collect();
+        let mut runs: Vec<Vec<RunResult>> = entries.iter().map(|_| Vec::new()).collect();
         for round in 0..cell.rounds {
-            let mut order: Vec<usize> = (0..cell.variants.len()).collect();
+            let mut order: Vec<usize> = (0..entries.len()).collect();
             if round % 2 == 1 {
                 order.reverse();
             }
@@ -609,7 +677,7 @@ impl Bench {
                     mode: cell.mode,
                     token: Arc::clone(&token),
                     mix: cell.mix.clone(),
-                    enforcing: cell.variants[i] != Variant::Bare,
+                    enforcing: entries[i].variant != Variant::Bare,
                     clients: cell.clients,
                     warmup: self.opts.warmup,
                     measure: self.opts.measure,
@@ -618,8 +686,8 @@ impl Bench {
                 let mut sorted = result.latencies.clone();
                 sorted.sort_unstable();
                 eprintln!(
-                    "    round {round} {:<14} {:>8.0} calls/s  server CPU {:>4.0}%  generator CPU {:>4.0}%  p50/p90/p99/max {:.0}/{:.0}/{:.0}/{:.0} µs  failures {}",
-                    cell.variants[i].name(),
+                    "    round {round} {:<23} {:>8.0} calls/s  server CPU {:>4.0}%  generator CPU {:>4.0}%  p50/p90/p99/max {:.0}/{:.0}/{:.0}/{:.0} µs  failures {}",
+                    entries[i].name(),
                     result.rate,
                     result.server_cpu * 100.0,
                     result.generator_cpu * 100.0,
@@ -633,15 +701,14 @@ impl Bench {
             }
         }
         drop(servers);
-        let summaries: Vec<Summary> = cell
-            .variants
+        let summaries: Vec<Summary> = entries
             .iter()
             .zip(runs)
             .map(|(&v, r)| summarize(v, r))
             .collect();
         let bare_rate = summaries
             .iter()
-            .find(|s| s.variant == Variant::Bare)
+            .find(|s| s.server.variant == Variant::Bare)
             .map(|s| s.rate);
         for s in &summaries {
             let mut notes = cell.note.clone();
@@ -660,7 +727,7 @@ impl Bench {
                     "FAILURES: {} {} clients {}: {} failed; first: {f}",
                     cell.mode.label(),
                     cell.clients,
-                    s.variant.name(),
+                    s.server.name(),
                     s.failures
                 );
             }
@@ -668,19 +735,19 @@ impl Bench {
                 section: cell.section.to_owned(),
                 mode: cell.mode.label().to_owned(),
                 clients: cell.clients,
-                variant: s.variant.name().to_owned(),
+                variant: s.server.name(),
                 rate: s.rate,
                 p50_us: s.p50_us,
                 p99_us: s.p99_us,
                 ratio: bare_rate
-                    .filter(|_| s.variant != Variant::Bare)
+                    .filter(|_| s.server.variant != Variant::Bare)
                     .map(|b| s.rate / b),
                 cpu_us: s.cpu_us,
                 failures: s.failures,
                 notes,
             };
             eprintln!(
-                "  {:<9} {:<15} {:>3} clients {:<14} {:>8.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>6.1} µs/call{}",
+                "  {:<9} {:<15} {:>3} clients {:<23} {:>8.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>6.1} µs/call{}",
                 row.section,
                 row.mode,
                 row.clients,
@@ -841,11 +908,13 @@ fn run_all(opts: Options) -> Result<(), String> {
     let mix_names: Vec<&str> = opts.mix.iter().map(|k| k.name()).collect();
     let mix_label = mix_names.join(" + ");
 
-    // The main matrix.
+    // The main matrix, and the issue's binding targets: server CPU per call over bare with
+    // the cache on, without and with the audit log, in every mode and at every client count.
     let mut main_rates: Vec<(Mode, usize, Variant, f64)> = Vec::new();
+    let mut targets = String::new();
     for &mode in opts.modes.iter().filter(|_| opts.main) {
         for &clients in &opts.clients {
-            let mut variants = vec![Variant::Bare, Variant::Authz];
+            let mut variants = vec![Variant::Bare, Variant::NoAudit, Variant::Authz];
             if opts.nocache && mode == Mode::Json {
                 variants.push(Variant::AuthzNoCache);
             }
@@ -861,10 +930,15 @@ fn run_all(opts: Options) -> Result<(), String> {
                 mix: opts.mix.clone(),
                 note: String::new(),
             };
-            for s in bench.cell(&cell)? {
-                main_rates.push((mode, clients, s.variant, s.rate));
+            let summaries = bench.cell(&cell)?;
+            targets.push_str(&target_rows(mode, clients, &summaries));
+            for s in summaries.iter().filter(|s| !s.server.before) {
+                main_rates.push((mode, clients, s.server.variant, s.rate));
             }
         }
+    }
+    if !targets.is_empty() {
+        targets.insert_str(0, TARGET_HEADER);
     }
 
     // What the SDK adds beyond the signature check, cache off, and where the time of the
@@ -902,31 +976,45 @@ fn run_all(opts: Options) -> Result<(), String> {
             let summaries = bench.cell(&cell)?;
             let after = bench.verify_cost_us(&token, Duration::from_millis(300));
             let verify = (before + after) / 2.0;
-            let summary = |v: Variant| summaries.iter().find(|s| s.variant == v);
-            let cpu = |v: Variant| summary(v).map_or(f64::NAN, |s| s.cpu_us);
-            let writer = summary(Variant::Authz).map_or(f64::NAN, |s| s.writer_cpu_us);
-            let added = cpu(Variant::AuthzNoCache) - cpu(Variant::Bare) - verify;
-            let line = format!(
-                "Cache off, stateless JSON, {clients} client(s), allowed calls only: server CPU \
-                 per call {:.1} µs (authz-nocache) − {:.1} µs (bare) − {verify:.1} µs (one ES256 \
-                 `verify_sync` of the same token in the harness process, measured before and \
-                 after: {before:.1} / {after:.1} µs) = **{added:.1} µs added beyond the \
-                 signature check** (target ≤ 5 µs: {}). Cache on, server CPU per call over \
-                 bare, one component at a time: layer and wrapper {:+.1} µs, audit log \
-                 {:+.1} µs (of which {writer:.1} µs on the audit writer thread); in all \
-                 {:+.1} µs.",
-                cpu(Variant::AuthzNoCache),
-                cpu(Variant::Bare),
-                if added <= 5.0 { "met" } else { "NOT met" },
-                cpu(Variant::NoAudit) - cpu(Variant::Bare),
-                cpu(Variant::Authz) - cpu(Variant::NoAudit),
-                cpu(Variant::Authz) - cpu(Variant::Bare),
-            );
-            eprintln!("{line}");
-            if !overhead.is_empty() {
-                overhead.push_str("\n\n");
+            for earlier in [false, true] {
+                let summary = |v: Variant| {
+                    summaries.iter().find(|s| {
+                        s.server.variant == v && (s.server.before == earlier || v == Variant::Bare)
+                    })
+                };
+                if earlier && summary(Variant::Authz).is_none() {
+                    continue;
+                }
+                let cpu = |v: Variant| summary(v).map_or(f64::NAN, |s| s.cpu_us);
+                let writer = summary(Variant::Authz).map_or(f64::NAN, |s| s.writer_cpu_us);
+                let added = cpu(Variant::AuthzNoCache) - cpu(Variant::Bare) - verify;
+                let line = format!(
+                    "{}Cache off, stateless JSON, {clients} client(s), allowed calls only: server \
+                     CPU per call {:.1} µs (authz-nocache) − {:.1} µs (bare) − {verify:.1} µs \
+                     (one ES256 `verify_sync` of the same token in the harness process, \
+                     measured before and after: {before:.1} / {after:.1} µs) = **{added:.1} µs \
+                     added beyond the signature check** (target ≤ 5 µs: {}). Cache on, server \
+                     CPU per call over bare, one component at a time: layer and wrapper \
+                     {:+.1} µs, audit log {:+.1} µs (of which {writer:.1} µs on the audit \
+                     writer thread); in all {:+.1} µs.",
+                    if earlier {
+                        "**Before** (the `--before` build): "
+                    } else {
+                        ""
+                    },
+                    cpu(Variant::AuthzNoCache),
+                    cpu(Variant::Bare),
+                    if added <= 5.0 { "met" } else { "NOT met" },
+                    cpu(Variant::NoAudit) - cpu(Variant::Bare),
+                    cpu(Variant::Authz) - cpu(Variant::NoAudit),
+                    cpu(Variant::Authz) - cpu(Variant::Bare),
+                );
+                eprintln!("{line}");
+                if !overhead.is_empty() {
+                    overhead.push_str("\n\n");
+                }
+                overhead.push_str(&line);
             }
-            overhead.push_str(&line);
         }
     }
 
@@ -1033,6 +1121,10 @@ fn run_all(opts: Options) -> Result<(), String> {
     ));
     md.push_str(&table);
     md.push('\n');
+    if !targets.is_empty() {
+        md.push_str(&targets);
+        md.push('\n');
+    }
     for line in [&overhead, &nagle] {
         if !line.is_empty() {
             md.push_str(line);
@@ -1055,6 +1147,42 @@ fn run_all(opts: Options) -> Result<(), String> {
         return Err(format!("{} row(s) had failures", bench.failed_runs));
     }
     Ok(())
+}
+
+/// The head of the targets table: one row per main cell and authz server.
+const TARGET_HEADER: &str = "\
+Server CPU per call over bare in the same cell, cache on (targets: at most 1.5 µs without \
+the audit log, 4 µs with the buffered audit log, its writer thread included; p99 under \
+1.5x bare's):
+
+| mode | clients | server | CPU over bare | target | calls/s ratio | p99 ratio |
+|---|---:|---|---:|---|---:|---:|
+";
+
+/// The targets table's rows for one main cell.
+fn target_rows(mode: Mode, clients: usize, summaries: &[Summary]) -> String {
+    let Some(bare) = summaries.iter().find(|s| s.server.variant == Variant::Bare) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for s in summaries {
+        let budget = match s.server.variant {
+            Variant::NoAudit => 1.5,
+            Variant::Authz => 4.0,
+            Variant::Bare | Variant::AuthzNoCache => continue,
+        };
+        let over = s.cpu_us - bare.cpu_us;
+        let p99 = s.p99_us / bare.p99_us;
+        let met = over <= budget && p99 < 1.5;
+        out.push_str(&format!(
+            "| {} | {clients} | {} | {over:+.1} µs | ≤ {budget} µs, p99 < 1.5x: {} | {:.3} | {p99:.2} |\n",
+            mode.label(),
+            s.server.name(),
+            if met { "met" } else { "**not met**" },
+            s.rate / bare.rate,
+        ));
+    }
+    out
 }
 
 /// Bare and authz calls/s of the main row for `mode` and `clients`.
