@@ -215,3 +215,115 @@ impl Entry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DenyReason;
+
+    fn principal() -> Principal {
+        let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+        let verifier = issuer.verifier("https://rs").build().unwrap();
+        let token = issuer
+            .token("https://rs")
+            .subject("alice")
+            .client_id("app")
+            .scopes(["notes:read", "notes:write"])
+            .actor("planner")
+            .mint()
+            .unwrap();
+        verifier.verify_sync(&token).unwrap()
+    }
+
+    /// The event a record becomes is the one the request path used to build itself.
+    #[test]
+    fn a_record_becomes_the_event_the_request_would_have_built() {
+        let principal = principal();
+        let recording = super::super::ArgumentRecording::with_key(&[9; 32])
+            .unwrap()
+            .clear_with_redaction(["password"]);
+        let arguments = serde_json::json!({"q": "x", "password": "p"});
+        let denial = Denial::new(
+            "tools/call purge".to_owned(),
+            DenyReason::InsufficientScope {
+                required: vec!["notes:admin".to_owned()],
+                missing: vec!["notes:admin".to_owned()],
+            },
+        );
+        let session = http::HeaderValue::from_static("session-1");
+        let remote: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let ids = [
+            RecordedId::Rmcp(rmcp::model::RequestId::Number(7)),
+            RecordedId::Rmcp(rmcp::model::RequestId::String("r-1".into())),
+            RecordedId::Json(serde_json::json!("j\"1")),
+            RecordedId::Json(serde_json::json!(12)),
+        ];
+        for id in ids {
+            for denied in [false, true] {
+                let mut record = Record::new(EventKind::ToolCall);
+                record.method = Some(method_text("tools/call"));
+                record.target = Some("purge".into());
+                record.arguments = Some(recording.describe(arguments.as_object().unwrap()));
+                record.transport = Some("http");
+                record.session_id = Some(session.clone());
+                record.request_id = Some(id.clone());
+                record.remote_addr = Some(remote);
+                record.principal = Some(principal.clone());
+                if denied {
+                    record.deny_by(&denial);
+                }
+                record.error_code = Some(-32000);
+                record.duration_ms = Some(1.5);
+                let at = record.at;
+                let event = record.into_event();
+
+                let mut expected = AuditEvent::at(
+                    EventKind::ToolCall,
+                    DecisionKind::Allow,
+                    Outcome::Success,
+                    at,
+                );
+                expected.method = Some("tools/call".to_owned());
+                expected.target = Some("purge".to_owned());
+                expected.arguments_hmac = Some(recording.digest(&arguments));
+                expected.arguments = recording.clear(&arguments);
+                expected.transport = Some("http".to_owned());
+                expected.session_id = Some("session-1".to_owned());
+                expected.request_id = Some(match &id {
+                    RecordedId::Rmcp(rmcp::model::RequestId::Number(n)) => n.to_string(),
+                    RecordedId::Rmcp(rmcp::model::RequestId::String(s)) => s.to_string(),
+                    RecordedId::Json(serde_json::Value::String(s)) => s.clone(),
+                    RecordedId::Json(other) => other.to_string(),
+                });
+                expected.remote_addr = Some("127.0.0.1:4000".to_owned());
+                expected.set_principal(&principal);
+                if denied {
+                    expected.set_denied_by(&denial);
+                }
+                expected.error_code = Some(-32000);
+                expected.duration_ms = Some(1.5);
+                // The ids differ (each is fresh); everything else is the same.
+                expected.id.clone_from(&event.id);
+                assert_eq!(event, expected);
+                assert_eq!(event.decision == DecisionKind::Deny, denied);
+            }
+        }
+    }
+
+    #[test]
+    fn other_denials_and_unknown_methods_and_sessions() {
+        let mut record = Record::new(EventKind::Other);
+        record.method = Some(method_text("custom/thing"));
+        record.session_id = Some(http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        record.deny("missing_token", "no verified access token");
+        let event = record.into_event();
+        assert_eq!(event.method.as_deref(), Some("custom/thing"));
+        // Not visible ASCII: not recorded, as before.
+        assert_eq!(event.session_id, None);
+        assert_eq!(event.decision, DecisionKind::Deny);
+        assert_eq!(event.outcome, Outcome::Denied);
+        assert_eq!(event.reason_code.as_deref(), Some("missing_token"));
+        assert_eq!(event.reason.as_deref(), Some("no verified access token"));
+        assert!(matches!(method_text("tools/call"), Cow::Borrowed(_)));
+    }
+}
