@@ -2,8 +2,8 @@
 //!
 //! The server wrapper and the HTTP layer both describe a request the same way: where it
 //! came from ([`Origin`]), what it asked for ([`Call`]), and, once decided, who asked and
-//! how it ended. [`Audit`] carries the event from the decision to the outcome and records
-//! it exactly once: when the request ends, or, if the request is dropped on the way
+//! how it ended. [`Audit`] carries the event's compact record (the audit writer makes the
+//! event from it) from the decision to the outcome and records it exactly once: when the request ends, or, if the request is dropped on the way
 //! (a cancelled call), from its destructor as `cancelled`. [`span`] opens the request's
 //! span with OpenTelemetry semantic-convention attribute names, so a
 //! `tracing-opentelemetry` subscriber exports useful traces with no code of the user's.
@@ -18,7 +18,7 @@ use serde_json::Value;
 use tracing::Span;
 
 use crate::audit::{
-    AuditEvent, AuditFailure, AuditSlot, Auditor, DecisionKind, EventKind, Outcome,
+    Arguments, AuditFailure, Auditor, Entry, EventKind, Outcome, Record, RecordedId, method_text,
 };
 use crate::policy::Operation;
 use crate::principal::Principal;
@@ -150,12 +150,25 @@ impl<'a> Origin<'a> {
         }
     }
 
-    fn stamp(&self, event: &mut AuditEvent) {
-        event.transport = Some(self.transport.to_owned());
-        event.session_id = self.session_id.map(str::to_owned);
-        event.request_id = self.request_id.map(|id| id.to_string());
-        event.remote_addr = self.remote_addr.map(|a| a.to_string());
+    /// Puts where the request came from in its audit record; the session id is the
+    /// request's `Mcp-Session-Id` header, `session`, shared rather than copied.
+    fn stamp(&self, record: &mut Record, session: Option<&http::HeaderValue>) {
+        record.transport = Some(self.transport);
+        record.session_id = session.cloned();
+        record.request_id = self.request_id.map(|id| match id {
+            RequestId::Rmcp(id) => RecordedId::Rmcp(id.clone()),
+            RequestId::Json(value) => RecordedId::Json(value.clone()),
+        });
+        record.remote_addr = self.remote_addr;
     }
+}
+
+/// The `Mcp-Session-Id` header of the HTTP request in `ctx`, if any: what
+/// [`Origin::of`] reads as the session id, for the audit record.
+pub(crate) fn session_header(ctx: &RequestContext<RoleServer>) -> Option<&http::HeaderValue> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
 }
 
 /// What a request asked for.
@@ -167,13 +180,18 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The event for this call from `origin`, allowed and successful until told otherwise.
-    pub(crate) fn event(&self, origin: &Origin<'_>) -> AuditEvent {
-        let mut event = AuditEvent::new(self.kind, DecisionKind::Allow, Outcome::Success);
-        event.method = Some(self.method.to_owned());
-        event.target = self.target.map(str::to_owned);
-        origin.stamp(&mut event);
-        event
+    /// The audit record of this call from `origin` (whose session header is `session`),
+    /// allowed and successful until told otherwise.
+    pub(crate) fn record(
+        &self,
+        origin: &Origin<'_>,
+        session: Option<&http::HeaderValue>,
+    ) -> Record {
+        let mut record = Record::new(self.kind);
+        record.method = Some(method_text(self.method));
+        record.target = self.target.map(|t| t.to_owned().into());
+        origin.stamp(&mut record, session);
+        record
     }
 }
 
@@ -240,45 +258,44 @@ pub(crate) fn record_decision(span: &Span, denied: Option<&str>) {
     }
 }
 
-/// The audit side of one request: its place in the queue and its event so far.
+/// The audit side of one request: its place in the queue and its record so far.
 #[derive(Debug)]
-pub(crate) struct Audit {
-    auditor: Option<Auditor>,
-    slot: Option<AuditSlot>,
-    event: Option<AuditEvent>,
+pub(crate) struct Audit<'a> {
+    auditor: Option<&'a Auditor>,
+    /// The record so far; while it is here, the request holds a place in the queue.
+    record: Option<Record>,
     started: Instant,
 }
 
-impl Audit {
-    /// Takes a place in the audit queue for the event `make` builds. Without an auditor
+impl<'a> Audit<'a> {
+    /// Takes a place in the audit queue for the record `make` builds. Without an auditor
     /// nothing is built: requests of servers that keep no audit log pay nothing for it.
     ///
     /// # Errors
     /// The MCP error to answer when the queue refuses (overload, closed).
     pub(crate) async fn begin(
-        auditor: Option<&Auditor>,
-        make: impl FnOnce(&Auditor) -> AuditEvent,
-    ) -> Result<Audit, McpError> {
+        auditor: Option<&'a Auditor>,
+        make: impl FnOnce() -> Record,
+    ) -> Result<Audit<'a>, McpError> {
         let started = Instant::now();
-        let (slot, event) = match auditor {
-            Some(a) => (
-                Some(a.reserve().await.map_err(|e| unavailable(&e))?),
-                Some(make(a)),
-            ),
-            None => (None, None),
+        let record = match auditor {
+            Some(a) => {
+                a.take_place().await.map_err(|e| unavailable(&e))?;
+                Some(make())
+            }
+            None => None,
         };
         Ok(Audit {
-            auditor: auditor.cloned(),
-            slot,
-            event,
+            auditor,
+            record,
             started,
         })
     }
 
-    /// Changes the event so far (nothing, without an auditor).
-    pub(crate) fn update(&mut self, change: impl FnOnce(&mut AuditEvent)) {
-        if let Some(event) = &mut self.event {
-            change(event);
+    /// Changes the record so far (nothing, without an auditor).
+    pub(crate) fn update(&mut self, change: impl FnOnce(&mut Record)) {
+        if let Some(record) = &mut self.record {
+            change(record);
         }
     }
 
@@ -286,7 +303,6 @@ impl Audit {
     /// under `fail_closed`.
     pub(crate) fn must_refuse(&self) -> bool {
         self.auditor
-            .as_ref()
             .is_some_and(|a| a.is_fail_closed() && a.is_failing())
     }
 
@@ -294,32 +310,30 @@ impl Audit {
     /// written is the MCP error to answer instead of the result; otherwise the failure
     /// is counted and logged by the pipeline, and `Ok` is returned.
     pub(crate) async fn finish(mut self, outcome: Outcome) -> Result<(), McpError> {
-        let (Some(slot), Some(mut event)) = (self.slot.take(), self.event.take()) else {
+        let (Some(auditor), Some(mut record)) = (self.auditor, self.record.take()) else {
             return Ok(());
         };
-        event.outcome = outcome;
-        event.duration_ms = Some(millis(self.started));
-        match slot.record(event).await {
+        record.outcome = outcome;
+        record.duration_ms = Some(millis(self.started));
+        match auditor.put(Entry::Record(record)).await {
             Ok(()) => Ok(()),
-            Err(e) => match &self.auditor {
-                Some(a) if a.is_fail_closed() => {
-                    a.count_fail_closed_refusal();
-                    Err(unavailable(&e))
-                }
-                _ => Ok(()),
-            },
+            Err(e) if auditor.is_fail_closed() => {
+                auditor.count_fail_closed_refusal();
+                Err(unavailable(&e))
+            }
+            Err(_) => Ok(()),
         }
     }
 }
 
-impl Drop for Audit {
+impl Drop for Audit<'_> {
     /// A request dropped before it finished (the client cancelled it, or the connection
     /// went away) still leaves its event, as `cancelled`.
     fn drop(&mut self) {
-        if let (Some(slot), Some(mut event)) = (self.slot.take(), self.event.take()) {
-            event.outcome = Outcome::Cancelled;
-            event.duration_ms = Some(millis(self.started));
-            slot.record_detached(event);
+        if let (Some(auditor), Some(mut record)) = (self.auditor, self.record.take()) {
+            record.outcome = Outcome::Cancelled;
+            record.duration_ms = Some(millis(self.started));
+            auditor.put_detached(Entry::Record(record));
         }
     }
 }
@@ -347,10 +361,13 @@ pub(crate) fn error_code_of<T>(result: &Result<T, McpError>) -> Option<i32> {
     result.as_ref().err().map(|e| e.code.0)
 }
 
-/// The digest (and, if configured, clear value) of call arguments, for the event.
-pub(crate) fn describe_arguments(auditor: &Auditor, event: &mut AuditEvent, arguments: &Value) {
-    event.arguments_hmac = Some(auditor.arguments().digest(arguments));
-    event.arguments = auditor.arguments().clear(arguments);
+/// What the event of a call records of its `arguments`, computed from the borrowed
+/// arguments before the call is handed on: nothing without an auditor.
+pub(crate) fn describe_arguments(
+    auditor: Option<&Auditor>,
+    arguments: Option<&serde_json::Map<String, Value>>,
+) -> Option<Arguments> {
+    Some(auditor?.arguments().describe(arguments?))
 }
 
 /// Milliseconds since `started`, to the microsecond.

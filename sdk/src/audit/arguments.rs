@@ -11,7 +11,7 @@ use std::fmt;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The text that replaces a redacted field's value.
 pub const REDACTED: &str = "[redacted]";
@@ -108,7 +108,26 @@ impl ArgumentRecording {
     pub fn digest(&self, arguments: &Value) -> String {
         let mut canonical = Vec::with_capacity(256);
         write_canonical(arguments, &mut canonical);
-        hex::encode(hmac::sign(&self.key, &canonical))
+        hex::encode(self.sign(&canonical))
+    }
+
+    /// What an event records of a call's `arguments` object, from the borrowed object:
+    /// the digest's bytes (the writer puts them in hex), and the clear value only when
+    /// configured. The digest is [`ArgumentRecording::digest`] of the object.
+    pub(crate) fn describe(&self, arguments: &Map<String, Value>) -> Arguments {
+        let mut canonical = Vec::with_capacity(256);
+        write_object(arguments, &mut canonical);
+        Arguments {
+            hmac: self.sign(&canonical),
+            clear: self.clear.then(|| redact_object(arguments, &self.redact)),
+        }
+    }
+
+    fn sign(&self, canonical: &[u8]) -> [u8; DIGEST_BYTES] {
+        let tag = hmac::sign(&self.key, canonical);
+        let mut bytes = [0; DIGEST_BYTES];
+        bytes.copy_from_slice(tag.as_ref());
+        bytes
     }
 
     /// The clear arguments to record, redacted, when configured; else `None`.
@@ -117,44 +136,48 @@ impl ArgumentRecording {
     }
 }
 
+/// The bytes of an HMAC-SHA256 digest.
+const DIGEST_BYTES: usize = 32;
+
+/// What an event records of a call's arguments, as the request path leaves it.
+#[derive(Debug, Clone)]
+pub(crate) struct Arguments {
+    /// The HMAC-SHA256 of their canonical JSON.
+    pub(crate) hmac: [u8; DIGEST_BYTES],
+    /// The clear, redacted value, when configured.
+    pub(crate) clear: Option<Value>,
+}
+
 /// `value` with the values of fields named in `names` replaced, at any depth.
 fn redact(value: &Value, names: &[String]) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if names.iter().any(|n| n == k) {
-                        Value::String(REDACTED.to_owned())
-                    } else {
-                        redact(v, names)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
+        Value::Object(map) => redact_object(map, names),
         Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, names)).collect()),
         other => other.clone(),
     }
+}
+
+/// [`redact`] of an object.
+fn redact_object(map: &Map<String, Value>, names: &[String]) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(k, v)| {
+                let v = if names.iter().any(|n| n == k) {
+                    Value::String(REDACTED.to_owned())
+                } else {
+                    redact(v, names)
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
 }
 
 /// Appends the canonical JSON of `value` to `out`: strings and numbers as `serde_json`
 /// writes them, object members sorted by the UTF-16 code units of their names.
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(k, out);
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -167,6 +190,22 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         scalar => write_scalar(scalar, out),
     }
+}
+
+/// [`write_canonical`] of an object.
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_scalar(k, out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 /// Appends a string or scalar as `serde_json` writes it, without an intermediate copy.
@@ -223,6 +262,20 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"m":-3,"n":1.5,"q\"\n":"\u0001x"}"#
         );
+    }
+
+    #[test]
+    fn describing_a_borrowed_object_gives_the_digest_and_the_clear_value() {
+        let args = json!({"title": "t", "password": "p", "n": [1, {"password": "q"}]});
+        let map = args.as_object().unwrap();
+        let digest_only = ArgumentRecording::with_key(&[7; 32]).unwrap();
+        let described = digest_only.describe(map);
+        assert_eq!(hex::encode(described.hmac), digest_only.digest(&args));
+        assert_eq!(described.clear, None);
+        let clear = digest_only.clone().clear_with_redaction(["password"]);
+        let described = clear.describe(map);
+        assert_eq!(hex::encode(described.hmac), clear.digest(&args));
+        assert_eq!(described.clear, clear.clear(&args));
     }
 
     #[test]

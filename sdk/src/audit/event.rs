@@ -203,7 +203,16 @@ fn event_id(now: std::time::SystemTime) -> String {
 impl AuditEvent {
     /// A new event of `kind` with `decision` and `outcome`, stamped now, with a fresh id.
     pub fn new(kind: EventKind, decision: DecisionKind, outcome: Outcome) -> AuditEvent {
-        let now = std::time::SystemTime::now();
+        AuditEvent::at(kind, decision, outcome, std::time::SystemTime::now())
+    }
+
+    /// [`AuditEvent::new`], stamped `now`.
+    pub(crate) fn at(
+        kind: EventKind,
+        decision: DecisionKind,
+        outcome: Outcome,
+        now: std::time::SystemTime,
+    ) -> AuditEvent {
         AuditEvent {
             schema_version: SCHEMA_VERSION,
             id: event_id(now),

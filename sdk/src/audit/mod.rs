@@ -11,13 +11,16 @@
 //! configured otherwise. Every field that comes from a request or a token is cut to a
 //! documented size ([`MAX_FIELD_BYTES`] and the other bounds, named in the event's
 //! `truncated`), so no request can make a record that a restart cannot read back. This
-//! module holds the records and the sinks; the request path produces events through them.
+//! module holds the records and the sinks; the request path produces events through them,
+//! handing the writer a compact record of each request from which the writer builds the
+//! event (`record`).
 
 mod arguments;
 mod chain;
 mod event;
 mod limits;
 mod pipeline;
+mod record;
 mod sinks;
 mod writer;
 
@@ -35,6 +38,9 @@ pub use pipeline::{
     DEFAULT_QUEUE_CAPACITY, Durability, Overload,
 };
 pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};
+
+pub(crate) use arguments::Arguments;
+pub(crate) use record::{Entry, Record, RecordedId, method_text};
 
 /// Why an audit sink could not record events.
 #[derive(Debug, thiserror::Error)]

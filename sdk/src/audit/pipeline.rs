@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use super::arguments::ArgumentRecording;
+use super::record::Entry;
 use super::writer::writer_loop;
 use super::{AuditError, AuditEvent, AuditSink};
 
@@ -286,8 +287,8 @@ pub(super) type Ack = oneshot::Sender<Result<(), Arc<AuditError>>>;
 
 #[derive(Default)]
 pub(super) struct Queue {
-    /// The events waiting for the writer, in order.
-    pub(super) events: VecDeque<AuditEvent>,
+    /// The events waiting for the writer, in order (as records, or as events).
+    pub(super) events: VecDeque<Entry>,
     /// The requests waiting for the result of their event: its index in `events`, in
     /// increasing order.
     pub(super) acks: Vec<(usize, Ack)>,
@@ -358,6 +359,16 @@ impl Auditor {
     /// [`AuditFailure::Overloaded`] when the queue is full under [`Overload::Refuse`];
     /// [`AuditFailure::Closed`] after [`Auditor::close`].
     pub async fn reserve(&self) -> Result<AuditSlot, AuditFailure> {
+        self.take_place().await?;
+        Ok(AuditSlot {
+            auditor: self.clone(),
+            holds_place: true,
+        })
+    }
+
+    /// Takes a place in the queue, as [`Auditor::reserve`] does; the caller then owns it
+    /// and must fill it with [`Auditor::put`] or [`Auditor::put_detached`].
+    pub(crate) async fn take_place(&self) -> Result<(), AuditFailure> {
         let counters = &self.inner.shared.counters;
         let room = &self.inner.shared.room;
         let permit = match room.try_acquire() {
@@ -375,12 +386,40 @@ impl Auditor {
                 }
             },
         };
-        // The place now belongs to the slot, then to the queued event; see `Shared::room`.
+        // The place now belongs to the caller, then to the queued event; see `Shared::room`.
         permit.forget();
-        Ok(AuditSlot {
-            auditor: self.clone(),
-            holds_place: true,
-        })
+        Ok(())
+    }
+
+    /// Queues `entry` in a place taken with [`Auditor::take_place`]. Returns once it is
+    /// queued, or, in `durable` mode or under `fail_closed`, once it is written (and, in
+    /// `durable` mode, synced).
+    ///
+    /// # Errors
+    /// As [`AuditSlot::record`].
+    pub(crate) async fn put(&self, entry: Entry) -> Result<(), AuditFailure> {
+        let wait =
+            matches!(self.inner.shared.durability, Durability::Durable) || self.inner.fail_closed;
+        if !wait {
+            return self.enqueue(entry, None);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(entry, Some(tx))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AuditFailure::Write(e)),
+            // The writer always answers; it went away only at shutdown.
+            Err(_) => Err(AuditFailure::Closed),
+        }
+    }
+
+    /// Queues `entry` in a place taken with [`Auditor::take_place`], without waiting for
+    /// it (for a request that is going away: a cancelled call records its event from a
+    /// destructor).
+    pub(crate) fn put_detached(&self, entry: Entry) {
+        if let Err(e) = self.enqueue(entry, None) {
+            tracing::warn!(target: "rmcp_authz::audit", error = %e, "audit event not recorded");
+        }
     }
 
     fn closed(&self) -> AuditFailure {
@@ -446,7 +485,7 @@ impl Auditor {
     }
 
     /// Queues `event`, whose place was reserved, and wakes the writer if it sleeps.
-    fn enqueue(&self, event: AuditEvent, ack: Option<Ack>) -> Result<(), AuditFailure> {
+    fn enqueue(&self, event: Entry, ack: Option<Ack>) -> Result<(), AuditFailure> {
         let shared = &*self.inner.shared;
         let wake = {
             let mut queue = shared.lock();
@@ -505,38 +544,17 @@ impl AuditSlot {
     /// [`AuditFailure::Write`] when the sink failed (only reported when waiting for the
     /// write); [`AuditFailure::Closed`] after [`Auditor::close`].
     pub async fn record(mut self, event: AuditEvent) -> Result<(), AuditFailure> {
-        let wait = matches!(self.auditor.inner.shared.durability, Durability::Durable)
-            || self.auditor.inner.fail_closed;
-        let (ack, result) = if wait {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        self.queue(event, ack)?;
-        match result {
-            None => Ok(()),
-            Some(rx) => match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(AuditFailure::Write(e)),
-                // The writer always answers; it went away only at shutdown.
-                Err(_) => Err(AuditFailure::Closed),
-            },
+        if !std::mem::take(&mut self.holds_place) {
+            return Err(AuditFailure::Closed);
         }
+        self.auditor.put(Entry::Event(Box::new(event))).await
     }
 
     /// Queues `event` without waiting for it (for a request that is going away: a
     /// cancelled call records its event from a destructor).
     pub fn record_detached(mut self, event: AuditEvent) {
-        if let Err(e) = self.queue(event, None) {
-            tracing::warn!(target: "rmcp_authz::audit", error = %e, "audit event not recorded");
+        if std::mem::take(&mut self.holds_place) {
+            self.auditor.put_detached(Entry::Event(Box::new(event)));
         }
-    }
-
-    fn queue(&mut self, event: AuditEvent, ack: Option<Ack>) -> Result<(), AuditFailure> {
-        if !std::mem::take(&mut self.holds_place) {
-            return Err(AuditFailure::Closed);
-        }
-        self.auditor.enqueue(event, ack)
     }
 }

@@ -13,6 +13,7 @@ use super::limits;
 use super::pipeline::{
     Ack, Durability, MAX_BATCH, POLL_IDLE, POLL_TICK, Queue, Shared, WriterState, bump,
 };
+use super::record::Entry;
 
 /// The writer thread: waits for events, writes each batch with one call, syncs (each
 /// batch in `durable` mode; on an interval in `buffered` mode), and tells the waiting
@@ -43,7 +44,9 @@ pub(super) fn writer_loop(shared: &Shared) {
     let mut last_sync = Instant::now();
     // When the writer last found events (it looks at the queue while they keep coming).
     let mut last_events = Instant::now();
-    // The batch taken from the queue; both keep their allocations from batch to batch.
+    // The batch taken from the queue, and its events; all keep their allocations from
+    // batch to batch.
+    let mut entries: Vec<Entry> = Vec::new();
     let mut events: Vec<AuditEvent> = Vec::new();
     let mut acks: Vec<(usize, Ack)> = Vec::new();
     loop {
@@ -84,13 +87,15 @@ pub(super) fn writer_loop(shared: &Shared) {
                 };
             }
             queue.writer = WriterState::Busy;
-            take_batch(&mut queue, &mut events, &mut acks);
+            take_batch(&mut queue, &mut entries, &mut acks);
             queue.closing && queue.events.is_empty()
         };
-        if !events.is_empty() {
+        if !entries.is_empty() {
             last_events = Instant::now();
             // The batch has left the queue: its places are free again, all at once.
-            shared.room.add_permits(events.len());
+            shared.room.add_permits(entries.len());
+            // The requests' records become events here, off the request path.
+            events.extend(entries.drain(..).map(Entry::into_event));
             write_batch(shared, &mut events, &mut acks, interval.is_none());
             unsynced = interval.is_some();
         }
@@ -113,7 +118,7 @@ pub(super) fn writer_loop(shared: &Shared) {
 
 /// Moves up to [`MAX_BATCH`] queued events (and their acks) into the empty `events` and
 /// `acks`. Taking the whole queue swaps buffers, moving no event.
-fn take_batch(queue: &mut Queue, events: &mut Vec<AuditEvent>, acks: &mut Vec<(usize, Ack)>) {
+fn take_batch(queue: &mut Queue, events: &mut Vec<Entry>, acks: &mut Vec<(usize, Ack)>) {
     if queue.events.len() <= MAX_BATCH {
         let taken = std::mem::replace(&mut queue.events, VecDeque::from(std::mem::take(events)));
         // Free when the queue's buffer starts at its allocation, as one that is only

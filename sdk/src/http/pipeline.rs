@@ -22,7 +22,7 @@ use super::request::{
 };
 use super::rpc::{self, Target};
 use super::*;
-use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::audit::{EventKind, Outcome, Record, method_text};
 use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId, VerifiedBy};
 use crate::guard::CallerId;
 use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
@@ -466,34 +466,36 @@ struct Seen<'a> {
 }
 
 impl Seen<'_> {
-    /// The refusal's audit event: denied, from what was seen of the request.
-    fn event(&self, refused: &Refused) -> AuditEvent {
+    /// The refusal's audit record: denied, from what was seen of the request.
+    fn record(&self, refused: &Refused) -> Record {
         let origin = Origin {
             transport: "http",
-            session_id: session_id(&self.parts.headers),
+            session_id: None,
             request_id: self.id.map(RequestId::Json),
             remote_addr: self.remote,
         };
-        let mut event = Call {
+        let mut record = Call {
             kind: EventKind::AuthenticationFailure,
             method: self.parts.method.as_str(),
             target: None,
         }
-        .event(&origin);
+        .record(&origin, self.parts.headers.get(SESSION_HEADER));
         if let Some(principal) = self.principal {
-            event.set_principal(principal);
-            event.kind = EventKind::Other;
+            record.principal = Some(principal.clone());
+            record.kind = EventKind::Other;
         }
         if let Some(rpc) = self.rpc {
-            describe_rpc(&mut event, rpc);
+            describe_rpc(&mut record, rpc);
         }
         let rejection = &refused.rejection;
         match &refused.cause {
-            Cause::Refusal => event.set_denied(rejection.kind().code(), rejection.message()),
-            Cause::Token(e) => event.set_denied(e.error_code(), e.description()),
-            Cause::Denial(d) => event.set_denied_by(d),
+            Cause::Refusal => {
+                record.deny(rejection.kind().code(), rejection.message().to_owned());
+            }
+            Cause::Token(e) => record.deny(e.error_code(), e.description()),
+            Cause::Denial(d) => record.deny_by(d),
         }
-        event
+        record
     }
 }
 
@@ -502,16 +504,16 @@ impl Seen<'_> {
 async fn refuse(state: &HttpState, refused: Box<Refused>, seen: Seen<'_>) -> Response<Body> {
     if let Some(auditor) = state.guard.auditor() {
         // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refused)).await {
+        if let Ok(audit) = Audit::begin(Some(auditor), || seen.record(&refused)).await {
             let _ = audit.finish(Outcome::Denied).await;
         }
     }
     refused.rejection.into_response()
 }
 
-/// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
-fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
-    event.method.clone_from(&rpc.method);
+/// What a parsed JSON-RPC request tells the audit record: the kind, method and target.
+fn describe_rpc(record: &mut Record, rpc: &rpc::RpcRequest) {
+    record.method = rpc.method.as_deref().map(method_text);
     // The kinds the wrapper records for the same methods.
     let kind = match rpc.method.as_deref() {
         Some("tools/call") => EventKind::ToolCall,
@@ -526,10 +528,10 @@ fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
         Target::Resource(uri) | Target::Skill(uri) | Target::Task(uri) => Some(uri),
         Target::Custom | Target::Other => None,
     };
-    if event.kind != EventKind::AuthenticationFailure {
-        event.kind = kind;
+    if record.kind != EventKind::AuthenticationFailure {
+        record.kind = kind;
     }
-    event.target = target.cloned();
+    record.target = target.map(|t| t.clone().into());
 }
 
 /// The 401 (or 400) for a token the verifier refused.

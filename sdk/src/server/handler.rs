@@ -21,10 +21,8 @@ use rmcp::model::{
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use serde_json::Value;
-
 use crate::audit::EventKind;
-use crate::gate::Call;
+use crate::gate::{self, Call};
 use crate::guard::{CallerId, TaskOwner};
 use crate::policy::{Denial, DenyReason, Operation};
 use crate::principal::Principal;
@@ -151,11 +149,8 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             method: "prompts/get",
             target: Some(&name),
         };
-        let arguments = self
-            .guard
-            .auditor()
-            .and_then(|_| request.arguments.clone())
-            .map(Value::Object);
+        // Digested from the borrowed arguments, before the request is handed on.
+        let arguments = gate::describe_arguments(self.guard.auditor(), request.arguments.as_ref());
         let name_ref = &name;
         let run = move |ctx, principal: Principal| async move {
             let mut request = request;
@@ -355,11 +350,8 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
             method: "tools/call",
             target: Some(&tool),
         };
-        let arguments = self
-            .guard
-            .auditor()
-            .and_then(|_| request.arguments.clone())
-            .map(Value::Object);
+        // Digested from the borrowed arguments, before the request is handed on.
+        let arguments = gate::describe_arguments(self.guard.auditor(), request.arguments.as_ref());
         let tool_ref = &tool;
         let run = move |ctx, principal: Principal| async move {
             let mut request = request;

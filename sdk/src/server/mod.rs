@@ -21,10 +21,9 @@ use rmcp::model::Extensions;
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer};
 
-use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::audit::{AuditEvent, AuditFailure, EventKind, Outcome};
+use crate::audit::{Arguments, AuditFailure, EventKind, Outcome, Record};
 use crate::gate::{self, Audit, Call, Origin};
 use crate::guard::Guard;
 use crate::policy::{Denial, DenyReason, Operation};
@@ -178,7 +177,7 @@ impl<H> Authorized<H> {
         carrier: C,
         call: Call<'_>,
         check: Check<'_>,
-        arguments: Option<Value>,
+        arguments: Option<Arguments>,
         run: F,
         ok: fn(&T) -> Outcome,
     ) -> Result<T, McpError>
@@ -190,26 +189,24 @@ impl<H> Authorized<H> {
         let origin = Origin::of(carrier.request());
         let span = gate::span(&call, &origin);
         let auditor = self.guard.auditor();
-        let mut audit = Audit::begin(auditor, |a| {
-            let mut event = call.event(&origin);
-            if let Some(arguments) = &arguments {
-                gate::describe_arguments(a, &mut event, arguments);
-            }
-            event
+        let mut audit = Audit::begin(auditor, || {
+            let mut record = call.record(&origin, gate::session_header(carrier.request()));
+            record.arguments = arguments;
+            record
         })
         .await?;
 
         let principal = match self.principal(&carrier.request().extensions, call.method) {
             Ok(p) => p,
             Err(no_caller) => {
-                audit.update(|e| no_caller.describe(e));
+                audit.update(|r| no_caller.describe(r));
                 gate::record_decision(&span, Some(no_caller.code()));
                 let _ = audit.finish(Outcome::Denied).await;
                 return Err(no_caller.error());
             }
         };
         gate::record_principal(&span, &principal);
-        audit.update(|e| e.set_principal(&principal));
+        audit.update(|r| r.principal = Some(principal.clone()));
         let task_id = match check {
             Check::Task(id) => Some(id),
             _ => None,
@@ -232,7 +229,7 @@ impl<H> Authorized<H> {
         .map(|denial| denial.for_method(call.method));
         if let Some(denial) = denial {
             tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
-            audit.update(|e| e.set_denied_by(&denial));
+            audit.update(|r| r.deny_by(&denial));
             gate::record_decision(&span, Some(denial.code()));
             let _ = audit.finish(Outcome::Denied).await;
             return Err(match (task_id, denial.reason()) {
@@ -251,9 +248,7 @@ impl<H> Authorized<H> {
         }
         if audit.must_refuse() {
             const CODE: &str = "audit_unavailable";
-            audit.update(|e| {
-                e.set_denied(CODE, "the audit log is failing and fail_closed is set");
-            });
+            audit.update(|r| r.deny(CODE, "the audit log is failing and fail_closed is set"));
             gate::record_decision(&span, Some(CODE));
             if let Some(a) = auditor {
                 a.count_fail_closed_refusal();
@@ -273,7 +268,7 @@ impl<H> Authorized<H> {
         } else {
             gate::outcome_of(&result, ok)
         };
-        audit.update(|e| e.error_code = gate::error_code_of(&result));
+        audit.update(|r| r.error_code = gate::error_code_of(&result));
         if let Err(e) = &result {
             span.record("error.type", e.code.0);
         }
@@ -310,15 +305,15 @@ impl NoCaller {
         }
     }
 
-    fn describe(&self, event: &mut AuditEvent) {
+    fn describe(&self, record: &mut Record) {
         match self {
             NoCaller::Missing => {
-                event.set_denied(self.code(), "no verified access token");
-                event.kind = EventKind::AuthenticationFailure;
+                record.deny(self.code(), "no verified access token");
+                record.kind = EventKind::AuthenticationFailure;
             }
             NoCaller::Expired(expired) => {
-                event.set_principal(&expired.0);
-                event.set_denied_by(&expired.1);
+                record.principal = Some(expired.0.clone());
+                record.deny_by(&expired.1);
             }
         }
     }
