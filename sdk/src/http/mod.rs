@@ -51,6 +51,8 @@ mod serve;
 
 use std::time::Duration;
 
+use http::HeaderName;
+
 pub use challenge::{AuthRejection, RejectionKind};
 pub use layer::{AuthzLayer, AuthzService, ResponseFuture};
 pub use serve::shutdown_signal;
@@ -77,9 +79,11 @@ pub(crate) const UNAUTHENTICATED_BODY_TIME: Duration = Duration::from_secs(2);
 /// How long the body of an authenticated request may take to arrive (413 after that).
 pub(crate) const BODY_TIME: Duration = Duration::from_secs(30);
 
-pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
-pub(crate) const METHOD_HEADER: &str = "mcp-method";
-pub(crate) const NAME_HEADER: &str = "mcp-name";
+// Header names, parsed once (a `&str` name is parsed on every lookup).
+pub(crate) const SESSION_HEADER: HeaderName = crate::gate::SESSION_ID;
+pub(crate) const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+pub(crate) const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+pub(crate) const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// The layer's settings, as the `Authz` builder collected them.
 #[derive(Debug, Clone)]

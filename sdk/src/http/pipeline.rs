@@ -8,7 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use tower_service::Service;
 
 use std::net::SocketAddr;
@@ -18,7 +19,8 @@ use axum::extract::ConnectInfo;
 use super::challenge::Rejection;
 use super::layer::HttpState;
 use super::request::{
-    bearer_token, has_access_token_param, operation_of, read_body, session_id, single_header,
+    Named, bearer_token, has_access_token_param, named, operation_of, read_body, session_id,
+    single_header,
 };
 use super::rpc::{self, Target};
 use super::*;
@@ -33,13 +35,18 @@ use crate::token::AuthError;
 /// asks for, whether its session is the caller's, whether the policy allows it; then the
 /// request goes on to rmcp with the caller and the decision. Each step either passes what
 /// it found to the next or refuses, and a refusal is answered and audited in one place.
+///
+/// What the request asks for is read from its headers when rmcp checks them against the
+/// body ([`named`]): the body is then parsed only if the layer would refuse the request
+/// (for the refusal's id and audit event, and to answer a header the body contradicts with
+/// 400 as before), or if rmcp refuses it ([`Recheck`]).
 pub(super) async fn handle<S, ReqBody, ResBody>(
     state: Arc<HttpState>,
     mut inner: S,
     request: Request<ReqBody>,
 ) -> Response<Body>
 where
-    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible>,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<axum::BoxError>,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
@@ -53,7 +60,8 @@ where
     // What a refusal's audit event says is what the pipeline had found when it refused
     // (`Seen`); an allowed request builds no event here (the wrapper records it).
     let seen = Seen {
-        parts: &parts,
+        method: &parts.method,
+        session: session_id(&parts.headers),
         remote,
         principal: None,
         rpc: None,
@@ -62,42 +70,67 @@ where
 
     let principal = match authenticate(&state, &parts).await {
         Ok(principal) => principal,
-        Err(refused) => return refuse_unauthenticated(&state, refused, body, seen).await,
+        Err(refused) => {
+            return refuse_unauthenticated(&state, refused, &parts, body, seen).await;
+        }
     };
     let seen = Seen {
         principal: Some(&principal),
         ..seen
     };
-    let (bytes, rpc) = match read_request(&state, &parts, body).await {
-        Ok(read) => read,
-        Err(unread) => {
+    let bytes = match read_request_body(&state, &parts, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refuse(&state, refused, seen).await,
+    };
+    let session = seen.session;
+    // From the headers, when they name the operation and the layer allows it.
+    let from_headers = (parts.method == Method::POST)
+        .then(|| named(&parts.headers))
+        .flatten()
+        .and_then(|named| {
+            check_session(&state, session, &principal).ok()?;
+            allows(&state, &principal, named)
+        });
+    let (decided, recheck) = match from_headers {
+        Some(decided) => (decided, Some(Recheck::of(&parts.headers, &bytes))),
+        // From the body: what the layer refuses is refused from what the body says.
+        None => {
+            let rpc = match read_message(&parts, &bytes) {
+                Ok(rpc) => rpc,
+                Err(unread) => {
+                    let seen = Seen {
+                        rpc: unread.rpc.as_ref(),
+                        id: unread.id.as_ref(),
+                        ..seen
+                    };
+                    return refuse(&state, unread.refused, seen).await;
+                }
+            };
             let seen = Seen {
-                rpc: unread.rpc.as_ref(),
-                id: unread.id.as_ref(),
+                rpc: rpc.as_ref(),
+                id: rpc.as_ref().and_then(|r| r.id.as_ref()),
                 ..seen
             };
-            return refuse(&state, unread.refused, seen).await;
-        }
-    };
-    let seen = Seen {
-        rpc: rpc.as_ref(),
-        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
-        ..seen
-    };
-    let session = session_id(&parts.headers).map(str::to_owned);
-    let decided = check_session(&state, session.as_deref(), &principal)
-        .and_then(|()| decide(&state, &principal, rpc.as_ref()));
-    let decided = match decided {
-        Ok(decided) => decided,
-        Err(refused) => {
-            let refused = refused.id(seen.id.cloned());
-            return refuse(&state, refused, seen).await;
+            match check_session(&state, session, &principal)
+                .and_then(|()| decide(&state, &principal, rpc.as_ref()))
+            {
+                Ok(true) => (rpc.and_then(into_decided), None),
+                Ok(false) => (None, None),
+                Err(refused) => {
+                    let refused = refused.id(seen.id.cloned());
+                    return refuse(&state, refused, seen).await;
+                }
+            }
         }
     };
 
+    // Only a `DELETE` needs the session id once rmcp has answered (to forget it).
+    let had_session = session.is_some();
+    let closing = (parts.method == Method::DELETE)
+        .then(|| session.map(str::to_owned))
+        .flatten();
     // On to rmcp, with the caller and the decision; the token goes no further (handlers
     // get the principal, never the credential: no token passthrough, nothing to log).
-    let is_delete = parts.method == Method::DELETE;
     if let Some(decided) = decided {
         parts.extensions.insert(decided);
     }
@@ -108,14 +141,104 @@ where
     parts.extensions.insert(VerifiedBy(state.guard.id()));
     parts.headers.remove(AUTHORIZATION);
     let response = match inner
-        .call(Request::from_parts(parts, Body::from(bytes)))
+        .call(Request::from_parts(parts, Full::new(bytes)))
         .await
     {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    bind_session(&state, session.as_deref(), is_delete, &response, &principal);
+    // rmcp refused a request the layer decided from its headers: if the body contradicts
+    // them, the answer is the layer's own 400, audited, as when the layer reads the body
+    // first.
+    if let Some(recheck) = recheck
+        && response.status().is_client_error()
+        && let Err(refusal) = recheck.confirm(&state, &principal, remote).await
+    {
+        return refusal;
+    }
+    bind_session(&state, had_session, closing.as_deref(), &response, &principal);
+    // axum's `Body` is a boxed body: rmcp's (a boxed body of another error type) is boxed
+    // once more here, as axum would box it in front of any router otherwise.
     response.map(Body::new)
+}
+
+/// Whether the policy allows what the headers name, checked as [`decide`] checks it from
+/// the body: `Some` with the decision to hand on when the layer lets the request through,
+/// `None` when it would refuse (and reads the body to say why).
+fn allows(state: &HttpState, principal: &Principal, named: Named) -> Option<Option<Decided>> {
+    let Named::Operation(decided) = named else {
+        return Some(None);
+    };
+    let allowed = match (&decided, decided.operation()) {
+        (_, Some(operation)) => state.guard.decide(principal, operation).is_allowed(),
+        (Decided::Task(task_id), None) => match state.guard.task_owner(task_id.as_str()) {
+            Some(owner) if owner.caller.is(principal) => state
+                .guard
+                .decide(principal, Operation::CallTool(&owner.tool))
+                .is_allowed(),
+            // Whose task it is, the wrapper decides.
+            _ => return Some(None),
+        },
+        (_, None) => false,
+    };
+    allowed.then_some(Some(decided))
+}
+
+/// What the layer keeps of a request it decided from its headers: enough to check the
+/// headers against the body if rmcp refuses the request (reference-counted clones).
+struct Recheck {
+    bytes: Bytes,
+    method: Option<HeaderValue>,
+    name: Option<HeaderValue>,
+    session: Option<HeaderValue>,
+}
+
+impl Recheck {
+    fn of(headers: &http::HeaderMap, bytes: &Bytes) -> Recheck {
+        Recheck {
+            bytes: bytes.clone(),
+            method: headers.get(METHOD_HEADER).cloned(),
+            name: headers.get(NAME_HEADER).cloned(),
+            session: headers.get(SESSION_HEADER).cloned(),
+        }
+    }
+
+    /// The layer's refusal, audited, when the body is not one message or contradicts the
+    /// headers (`Ok` when it agrees: rmcp's answer stands).
+    async fn confirm(
+        self,
+        state: &HttpState,
+        principal: &Principal,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), Response<Body>> {
+        fn text(value: &Option<HeaderValue>) -> Option<&str> {
+            value.as_ref().and_then(|v| v.to_str().ok())
+        }
+        let unread = match rpc::parse(&self.bytes) {
+            Ok(rpc) => match rpc.check_headers(text(&self.method), text(&self.name)) {
+                Ok(()) => return Ok(()),
+                Err(reason) => Unread {
+                    refused: invalid_request(&reason).id(rpc.id.clone()).into(),
+                    id: rpc.id.clone(),
+                    rpc: Some(rpc),
+                },
+            },
+            Err(e) => Unread {
+                refused: invalid_request(&e.kind.to_string()).id(e.id.clone()).into(),
+                id: e.id,
+                rpc: None,
+            },
+        };
+        let seen = Seen {
+            method: &Method::POST,
+            session: text(&self.session),
+            remote,
+            principal: Some(principal),
+            rpc: unread.rpc.as_ref(),
+            id: unread.id.as_ref(),
+        };
+        Err(refuse(state, unread.refused, seen).await)
+    }
 }
 
 /// A refusal, and why: what the answer and its audit event say.
@@ -166,6 +289,7 @@ impl Refused {
 async fn refuse_unauthenticated<B>(
     state: &HttpState,
     refused: Box<Refused>,
+    parts: &http::request::Parts,
     body: B,
     seen: Seen<'_>,
 ) -> Response<Body>
@@ -173,7 +297,6 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let parts = seen.parts;
     let bytes = read_body(
         &parts.headers,
         body,
@@ -217,40 +340,45 @@ struct Unread {
     rpc: Option<rpc::RpcRequest>,
 }
 
-/// What the request asks for: its body, bounded in size and time, and, for a `POST`, the
-/// one JSON-RPC message in it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
-async fn read_request<B>(
+/// The body, bounded in size and time (413 past either).
+async fn read_request_body<B>(
     state: &HttpState,
     parts: &http::request::Parts,
     body: B,
-) -> Result<(Bytes, Option<rpc::RpcRequest>), Unread>
+) -> Result<Bytes, Box<Refused>>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
     let limit = state.max_body_bytes;
-    let Some(bytes) = read_body(&parts.headers, body, limit, BODY_TIME).await else {
-        let refusal = Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            RejectionKind::BodyTooLarge,
-            &format!(
-                "the request body is larger than {limit} bytes, could not be read, or did not \
-                 arrive within {} s",
-                BODY_TIME.as_secs()
-            ),
-        )
-        // The rest of the body is unread: the connection cannot carry another request.
-        .close_connection();
-        return Err(Unread {
-            refused: refusal.into(),
-            id: None,
-            rpc: None,
-        });
-    };
+    read_body(&parts.headers, body, limit, BODY_TIME)
+        .await
+        .ok_or_else(|| {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RejectionKind::BodyTooLarge,
+                &format!(
+                    "the request body is larger than {limit} bytes, could not be read, or did \
+                     not arrive within {} s",
+                    BODY_TIME.as_secs()
+                ),
+            )
+            // The rest of the body is unread: the connection cannot carry another request.
+            .close_connection()
+            .into()
+        })
+}
+
+/// What the request asks for, from its body: for a `POST`, the one JSON-RPC message in
+/// it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
+fn read_message(
+    parts: &http::request::Parts,
+    bytes: &Bytes,
+) -> Result<Option<rpc::RpcRequest>, Unread> {
     if parts.method != Method::POST {
-        return Ok((bytes, None));
+        return Ok(None);
     }
-    let rpc = match rpc::parse(&bytes) {
+    let rpc = match rpc::parse(bytes) {
         Ok(rpc) => rpc,
         Err(e) => {
             return Err(Unread {
@@ -260,8 +388,8 @@ where
             });
         }
     };
-    let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
-        let name = single_header(&parts.headers, NAME_HEADER)?;
+    let checked = single_header(&parts.headers, &METHOD_HEADER).and_then(|method| {
+        let name = single_header(&parts.headers, &NAME_HEADER)?;
         rpc.check_headers(method, name)
     });
     if let Err(reason) = checked {
@@ -271,7 +399,7 @@ where
             rpc: Some(rpc),
         });
     }
-    Ok((bytes, Some(rpc)))
+    Ok(Some(rpc))
 }
 
 /// Sessions are never authentication: a session belongs to the principal that opened it.
@@ -303,61 +431,77 @@ fn check_session(
 }
 
 /// The decision, made once: a denial is answered with the status an HTTP client acts on;
-/// an allowed operation is handed on (as [`Decided`]) to the wrapper, which does not decide
-/// it again. What the layer leaves to the wrapper (lists, task ownership) passes as `None`.
+/// an allowed operation (`true`) is handed on ([`into_decided`]) to the wrapper, which
+/// does not decide it again. What the layer leaves to the wrapper (lists, another caller's
+/// task) is `false`.
 fn decide(
     state: &HttpState,
     principal: &Principal,
     rpc: Option<&rpc::RpcRequest>,
-) -> Result<Option<Decided>, Box<Refused>> {
+) -> Result<bool, Box<Refused>> {
     let Some(rpc) = rpc else {
-        return Ok(None);
+        return Ok(false);
     };
     let method = rpc.method.as_deref().unwrap_or_default();
     let metadata_url = &state.metadata_url;
-    // A task operation of the task's owner is a use of the tool that started it: a scope
-    // since lost is a step-up challenge here. Whose task it is, the wrapper decides, with
-    // one answer for another caller's task and one never issued.
-    if let Target::Task(task_id) = &rpc.target
-        && let Some(owner) = state.guard.task_owner(task_id)
-        && owner.caller.is(principal)
-        && let Decision::Deny(denial) = state
-            .guard
-            .decide(principal, Operation::CallTool(&owner.tool))
-    {
-        return Err(Refused::denial(denial.for_method(method), metadata_url));
-    }
-    let Some(operation) = operation_of(rpc) else {
-        return Ok(None);
+    let decision = if let Target::Task(task_id) = &rpc.target {
+        // A task operation of the task's owner is a use of the tool that started it: a
+        // scope since lost is a step-up challenge here. Whose task it is, the wrapper
+        // decides, with one answer for another caller's task and one never issued.
+        match state.guard.task_owner(task_id) {
+            Some(owner) if owner.caller.is(principal) => state
+                .guard
+                .decide(principal, Operation::CallTool(&owner.tool)),
+            _ => return Ok(false),
+        }
+    } else {
+        let Some(operation) = operation_of(rpc) else {
+            return Ok(false);
+        };
+        state.guard.decide(principal, operation)
     };
-    match state.guard.decide(principal, operation) {
+    match decision {
         Decision::Deny(denial) => Err(Refused::denial(denial.for_method(method), metadata_url)),
-        _ => Ok(Decided::of(operation)),
+        Decision::Allow => Ok(true),
     }
+}
+
+/// The operation [`decide`] allowed, moved out of the parsed body for the wrapper.
+fn into_decided(rpc: rpc::RpcRequest) -> Option<Decided> {
+    Some(match rpc.target {
+        Target::Tool(name) => Decided::Tool(name.into()),
+        Target::Prompt(name) => Decided::Prompt(name.into()),
+        Target::Resource(uri) => Decided::Resource(uri.into()),
+        Target::Task(task_id) => Decided::Task(task_id.into()),
+        Target::Skill(uri) => Decided::Skill(crate::server::skill_name(&uri)?.to_owned().into()),
+        Target::Custom => Decided::Custom(rpc.method?.into()),
+        Target::Other => return None,
+    })
 }
 
 /// Remembers who opened the session rmcp's answer names, and forgets one that a `DELETE`
 /// closed.
+/// `had_session`: the request named a session; `closing`: the one a `DELETE` names.
 fn bind_session<B>(
     state: &HttpState,
-    session: Option<&str>,
-    is_delete: bool,
+    had_session: bool,
+    closing: Option<&str>,
     response: &Response<B>,
     principal: &Principal,
 ) {
     let sessions = &state.sessions;
-    match session {
-        None => {
-            if let Some(new_id) = response
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
-                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
-            }
+    if !had_session {
+        if let Some(new_id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
         }
-        Some(id) if is_delete && response.status().is_success() => sessions.invalidate(id),
-        Some(_) => {}
+    } else if let Some(id) = closing
+        && response.status().is_success()
+    {
+        sessions.invalidate(id);
     }
 }
 
@@ -458,7 +602,8 @@ fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
 /// What the layer knew of a request when it refused it: what its audit event says.
 #[derive(Clone, Copy)]
 struct Seen<'a> {
-    parts: &'a http::request::Parts,
+    method: &'a Method,
+    session: Option<&'a str>,
     remote: Option<SocketAddr>,
     principal: Option<&'a Principal>,
     rpc: Option<&'a rpc::RpcRequest>,
@@ -470,13 +615,13 @@ impl Seen<'_> {
     fn event(&self, refused: &Refused) -> AuditEvent {
         let origin = Origin {
             transport: "http",
-            session_id: session_id(&self.parts.headers),
+            session_id: self.session,
             request_id: self.id.map(RequestId::Json),
             remote_addr: self.remote,
         };
         let mut event = Call {
             kind: EventKind::AuthenticationFailure,
-            method: self.parts.method.as_str(),
+            method: self.method.as_str(),
             target: None,
         }
         .event(&origin);
