@@ -35,6 +35,7 @@ pub(crate) const SESSION_ID: http::HeaderName = http::HeaderName::from_static("m
 /// the body ([`Decided::is`]): a decision the layer made from the request's headers covers
 /// only the operation they name, so a header that lies can never widen access.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum Decided {
     Tool(Name),
     Resource(Name),
@@ -42,18 +43,17 @@ pub(crate) enum Decided {
     Skill(Name),
     Custom(Name),
     /// A task operation of the task's owner, who may still call the tool that started it.
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Task(Name),
 }
 
 /// The name in a [`Decided`]: moved out of the layer's parse of the body, or the request's
 /// own `Mcp-Name` / `Mcp-Method` header value (a reference-counted clone, not a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum Name {
     /// Parsed from the body, or decoded from a base64-wrapped header value.
     Owned(String),
     /// A plain header value (visible ASCII, checked when the layer read it).
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Header(http::HeaderValue),
 }
 
@@ -197,10 +197,7 @@ impl<'a> Origin<'a> {
         match ctx.extensions.get::<http::request::Parts>() {
             Some(parts) => Origin {
                 transport: "http",
-                session_id: parts
-                    .headers
-                    .get(&SESSION_ID)
-                    .and_then(|v| v.to_str().ok()),
+                session_id: parts.headers.get(&SESSION_ID).and_then(|v| v.to_str().ok()),
                 request_id,
                 remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
             },
@@ -425,4 +422,33 @@ pub(crate) fn describe_arguments(auditor: &Auditor, event: &mut AuditEvent, argu
 /// Milliseconds since `started`, to the microsecond.
 fn millis(started: Instant) -> f64 {
     started.elapsed().as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_covers_only_the_operation_it_names() {
+        let header = |v: &'static str| Name::Header(http::HeaderValue::from_static(v));
+        let tool = Decided::Tool(header("list_notes"));
+        assert!(tool.is(Operation::CallTool("list_notes")));
+        // A header naming an allowed tool covers no other tool, nor another kind.
+        assert!(!tool.is(Operation::CallTool("purge")));
+        assert!(!tool.is(Operation::CallTool("list_notes ")));
+        assert!(!tool.is(Operation::GetPrompt("list_notes")));
+        assert!(!tool.is(Operation::Custom("list_notes")));
+        let custom = Decided::Custom(header("tools/call"));
+        assert!(custom.is(Operation::Custom("tools/call")));
+        assert!(!custom.is(Operation::CallTool("tools/call")));
+        // Names moved out of the body compare the same way.
+        let owned = Decided::Resource(Name::from("file:///a".to_owned()));
+        assert!(owned.is(Operation::ReadResource("file:///a")));
+        assert!(!owned.is(Operation::ReadResource("file:///b")));
+        assert_eq!(
+            owned.operation(),
+            Some(Operation::ReadResource("file:///a"))
+        );
+        assert_eq!(Decided::Task(header("t1")).operation(), None);
+    }
 }

@@ -1432,8 +1432,9 @@ async fn a_header_naming_an_allowed_tool_never_runs_a_denied_one() {
         // as a refusal of the body's tool.
         let events = sink.events();
         assert!(
-            events.iter().all(|e| e.target.as_deref() != Some("purge")
-                || e.decision == DecisionKind::Deny),
+            events
+                .iter()
+                .all(|e| e.target.as_deref() != Some("purge") || e.decision == DecisionKind::Deny),
             "{events:?}"
         );
         assert!(

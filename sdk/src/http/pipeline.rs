@@ -1,6 +1,6 @@
 //! The request pipeline of the HTTP layer: the named steps one request goes through
-//! (authenticate, read the request, check the session, decide, bind the session), and
-//! the one place a refusal is answered and audited.
+//! (authenticate, read the request, check the session, decide, bind the session); a
+//! refusal is answered and audited in one place, [`refusal`](super::refusal).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,18 +18,17 @@ use axum::extract::ConnectInfo;
 
 use super::challenge::Rejection;
 use super::layer::HttpState;
+use super::refusal::{Cause, Refused, Seen, invalid_request, refuse, token_rejection};
 use super::request::{
     Named, bearer_token, has_access_token_param, named, operation_of, read_body, session_id,
     single_header,
 };
 use super::rpc::{self, Target};
 use super::*;
-use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId, VerifiedBy};
+use crate::gate::{Decided, RemoteAddr, VerifiedBy};
 use crate::guard::CallerId;
-use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
+use crate::policy::{Decision, Operation, challenge_scope};
 use crate::principal::Principal;
-use crate::token::AuthError;
 
 /// The whole decision for one request, as a pipeline: who is calling, what the request
 /// asks for, whether its session is the caller's, whether the policy allows it; then the
@@ -98,6 +97,7 @@ where
             let rpc = match read_message(&parts, &bytes) {
                 Ok(rpc) => rpc,
                 Err(unread) => {
+                    let unread = *unread;
                     let seen = Seen {
                         rpc: unread.rpc.as_ref(),
                         id: unread.id.as_ref(),
@@ -156,7 +156,13 @@ where
     {
         return refusal;
     }
-    bind_session(&state, had_session, closing.as_deref(), &response, &principal);
+    bind_session(
+        &state,
+        had_session,
+        closing.as_deref(),
+        &response,
+        &principal,
+    );
     // axum's `Body` is a boxed body: rmcp's (a boxed body of another error type) is boxed
     // once more here, as axum would box it in front of any router otherwise.
     response.map(Body::new)
@@ -238,47 +244,6 @@ impl Recheck {
             id: unread.id.as_ref(),
         };
         Err(refuse(state, unread.refused, seen).await)
-    }
-}
-
-/// A refusal, and why: what the answer and its audit event say.
-struct Refused {
-    rejection: Rejection,
-    cause: Cause,
-}
-
-/// Why a request was refused, for its audit event.
-enum Cause {
-    /// As the refusal says.
-    Refusal,
-    /// The verifier refused the token.
-    Token(AuthError),
-    /// The policy denied the operation.
-    Denial(Denial),
-}
-
-impl From<Rejection> for Box<Refused> {
-    fn from(rejection: Rejection) -> Self {
-        Box::new(Refused {
-            rejection,
-            cause: Cause::Refusal,
-        })
-    }
-}
-
-impl Refused {
-    /// The refusal of a policy denial, answered as [`denial_rejection`] says.
-    fn denial(denial: Denial, metadata_url: &str) -> Box<Refused> {
-        Box::new(Refused {
-            rejection: denial_rejection(&denial, metadata_url),
-            cause: Cause::Denial(denial),
-        })
-    }
-
-    /// With the JSON-RPC id of the request, for the answer's body.
-    fn id(mut self: Box<Self>, id: Option<serde_json::Value>) -> Box<Refused> {
-        self.rejection = self.rejection.id(id);
-        self
     }
 }
 
@@ -374,18 +339,18 @@ where
 fn read_message(
     parts: &http::request::Parts,
     bytes: &Bytes,
-) -> Result<Option<rpc::RpcRequest>, Unread> {
+) -> Result<Option<rpc::RpcRequest>, Box<Unread>> {
     if parts.method != Method::POST {
         return Ok(None);
     }
     let rpc = match rpc::parse(bytes) {
         Ok(rpc) => rpc,
         Err(e) => {
-            return Err(Unread {
+            return Err(Box::new(Unread {
                 refused: invalid_request(&e.kind.to_string()).id(e.id.clone()).into(),
                 id: e.id,
                 rpc: None,
-            });
+            }));
         }
     };
     let checked = single_header(&parts.headers, &METHOD_HEADER).and_then(|method| {
@@ -393,11 +358,11 @@ fn read_message(
         rpc.check_headers(method, name)
     });
     if let Err(reason) = checked {
-        return Err(Unread {
+        return Err(Box::new(Unread {
             refused: invalid_request(&reason).id(rpc.id.clone()).into(),
             id: rpc.id.clone(),
             rpc: Some(rpc),
-        });
+        }));
     }
     Ok(Some(rpc))
 }
@@ -505,15 +470,6 @@ fn bind_session<B>(
     }
 }
 
-/// A 400 for a request the layer cannot read as one MCP request.
-fn invalid_request(message: &str) -> Rejection {
-    Rejection::new(
-        StatusCode::BAD_REQUEST,
-        RejectionKind::InvalidRequest,
-        message,
-    )
-}
-
 /// The caller of a request, from its headers alone: the token from the one
 /// `Authorization: Bearer` header, verified. A refusal says why, with the verifier's error
 /// when it refused the token. The 401 for a missing token gets its challenge later, with
@@ -555,139 +511,4 @@ async fn authenticate(
             cause: Cause::Token(e),
         })
     })
-}
-
-/// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
-/// 403 with a step-up challenge naming every scope needed when scopes are missing, a plain
-/// 403 otherwise.
-fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
-    let message = denial.to_string();
-    let refusal = if denial.needs_new_token() {
-        // A newer token would do: tell the client its token will not, as for an expired
-        // one (RFC 6750 invalid_token).
-        Rejection::new(
-            StatusCode::UNAUTHORIZED,
-            RejectionKind::InvalidToken,
-            &message,
-        )
-        .challenge(&[
-            ("error", Some("invalid_token")),
-            (
-                "error_description",
-                Some("this operation needs a more recently issued access token"),
-            ),
-            ("resource_metadata", Some(metadata_url)),
-        ])
-    } else if let DenyReason::InsufficientScope { .. } = denial.reason() {
-        Rejection::new(
-            StatusCode::FORBIDDEN,
-            RejectionKind::InsufficientScope,
-            &message,
-        )
-        .challenge(&[
-            ("error", Some("insufficient_scope")),
-            ("scope", denial.challenge_scope().as_deref()),
-            ("resource_metadata", Some(metadata_url)),
-            (
-                "error_description",
-                Some("the access token lacks scopes this operation needs"),
-            ),
-        ])
-    } else {
-        Rejection::new(StatusCode::FORBIDDEN, RejectionKind::Forbidden, &message)
-    };
-    refusal.data(denial.error_data())
-}
-
-/// What the layer knew of a request when it refused it: what its audit event says.
-#[derive(Clone, Copy)]
-struct Seen<'a> {
-    method: &'a Method,
-    session: Option<&'a str>,
-    remote: Option<SocketAddr>,
-    principal: Option<&'a Principal>,
-    rpc: Option<&'a rpc::RpcRequest>,
-    id: Option<&'a serde_json::Value>,
-}
-
-impl Seen<'_> {
-    /// The refusal's audit event: denied, from what was seen of the request.
-    fn event(&self, refused: &Refused) -> AuditEvent {
-        let origin = Origin {
-            transport: "http",
-            session_id: self.session,
-            request_id: self.id.map(RequestId::Json),
-            remote_addr: self.remote,
-        };
-        let mut event = Call {
-            kind: EventKind::AuthenticationFailure,
-            method: self.method.as_str(),
-            target: None,
-        }
-        .event(&origin);
-        if let Some(principal) = self.principal {
-            event.set_principal(principal);
-            event.kind = EventKind::Other;
-        }
-        if let Some(rpc) = self.rpc {
-            describe_rpc(&mut event, rpc);
-        }
-        let rejection = &refused.rejection;
-        match &refused.cause {
-            Cause::Refusal => event.set_denied(rejection.kind().code(), rejection.message()),
-            Cause::Token(e) => event.set_denied(e.error_code(), e.description()),
-            Cause::Denial(d) => event.set_denied_by(d),
-        }
-        event
-    }
-}
-
-/// Records the refusal's audit event, when there is an audit log, and answers with the
-/// refusal.
-async fn refuse(state: &HttpState, refused: Box<Refused>, seen: Seen<'_>) -> Response<Body> {
-    if let Some(auditor) = state.guard.auditor() {
-        // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), |_| seen.event(&refused)).await {
-            let _ = audit.finish(Outcome::Denied).await;
-        }
-    }
-    refused.rejection.into_response()
-}
-
-/// What a parsed JSON-RPC request tells the audit event: the kind, method and target.
-fn describe_rpc(event: &mut AuditEvent, rpc: &rpc::RpcRequest) {
-    event.method.clone_from(&rpc.method);
-    // The kinds the wrapper records for the same methods.
-    let kind = match rpc.method.as_deref() {
-        Some("tools/call") => EventKind::ToolCall,
-        Some("prompts/get") => EventKind::PromptGet,
-        Some("resources/read" | "resources/subscribe" | "resources/directory/read") => {
-            EventKind::ResourceRead
-        }
-        _ => EventKind::Other,
-    };
-    let target = match &rpc.target {
-        Target::Tool(name) | Target::Prompt(name) => Some(name),
-        Target::Resource(uri) | Target::Skill(uri) | Target::Task(uri) => Some(uri),
-        Target::Custom | Target::Other => None,
-    };
-    if event.kind != EventKind::AuthenticationFailure {
-        event.kind = kind;
-    }
-    event.target = target.cloned();
-}
-
-/// The 401 (or 400) for a token the verifier refused.
-fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
-    let status = match error.error_code() {
-        "invalid_request" => StatusCode::BAD_REQUEST,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
-    Rejection::new(status, RejectionKind::InvalidToken, error.description()).challenge(&[
-        ("error", Some(error.error_code())),
-        ("error_description", Some(error.description())),
-        ("resource_metadata", Some(metadata_url)),
-    ])
 }
