@@ -25,29 +25,75 @@ use crate::principal::Principal;
 
 pub(crate) use crate::codes::AUDIT_UNAVAILABLE;
 
+/// The `Mcp-Session-Id` header, named once (a name looked up from a `&str` is parsed on
+/// every lookup).
+pub(crate) const SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+
 /// An operation the HTTP layer decided, and allowed, for this request. The layer puts it
 /// in the request extensions; the wrapper finds it there and does not decide the same
-/// operation a second time.
+/// operation a second time. The wrapper compares it with the operation rmcp parsed from
+/// the body ([`Decided::is`]): a decision the layer made from the request's headers covers
+/// only the operation they name, so a header that lies can never widen access.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum Decided {
-    Tool(String),
-    Resource(String),
-    Prompt(String),
-    Skill(String),
-    Custom(String),
+    Tool(Name),
+    Resource(Name),
+    Prompt(Name),
+    Skill(Name),
+    Custom(Name),
+    /// A task operation of the task's owner, who may still call the tool that started it.
+    Task(Name),
+}
+
+/// The name in a [`Decided`]: moved out of the layer's parse of the body, or the request's
+/// own `Mcp-Name` / `Mcp-Method` header value (a reference-counted clone, not a copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) enum Name {
+    /// Parsed from the body, or decoded from a base64-wrapped header value.
+    Owned(String),
+    /// A plain header value (visible ASCII, checked when the layer read it).
+    Header(http::HeaderValue),
+}
+
+impl Name {
+    /// The name as text.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Owned(name) => name,
+            // Never empty in practice: the layer only keeps values `to_str` accepts.
+            Name::Header(value) => value.to_str().unwrap_or_default(),
+        }
+    }
+
+    /// Whether this is `name`.
+    fn is(&self, name: &str) -> bool {
+        match self {
+            Name::Owned(own) => own == name,
+            Name::Header(value) => value.as_bytes() == name.as_bytes(),
+        }
+    }
+}
+
+impl From<String> for Name {
+    fn from(name: String) -> Self {
+        Name::Owned(name)
+    }
 }
 
 impl Decided {
-    /// The record of `operation` allowed (`None` for basic access, which needs no rule).
+    /// The operation the policy decided (`None` for a task, decided as its owner's tool).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn of(operation: Operation<'_>) -> Option<Decided> {
-        Some(match operation {
-            Operation::CallTool(n) => Decided::Tool(n.to_owned()),
-            Operation::ReadResource(u) => Decided::Resource(u.to_owned()),
-            Operation::GetPrompt(n) => Decided::Prompt(n.to_owned()),
-            Operation::GetSkill(n) => Decided::Skill(n.to_owned()),
-            Operation::Custom(m) => Decided::Custom(m.to_owned()),
-            Operation::Basic => return None,
+    pub(crate) fn operation(&self) -> Option<Operation<'_>> {
+        Some(match self {
+            Decided::Tool(n) => Operation::CallTool(n.as_str()),
+            Decided::Resource(u) => Operation::ReadResource(u.as_str()),
+            Decided::Prompt(n) => Operation::GetPrompt(n.as_str()),
+            Decided::Skill(n) => Operation::GetSkill(n.as_str()),
+            Decided::Custom(m) => Operation::Custom(m.as_str()),
+            Decided::Task(_) => return None,
         })
     }
 
@@ -58,7 +104,7 @@ impl Decided {
             | (Decided::Resource(a), Operation::ReadResource(b))
             | (Decided::Prompt(a), Operation::GetPrompt(b))
             | (Decided::Skill(a), Operation::GetSkill(b))
-            | (Decided::Custom(a), Operation::Custom(b)) => a == b,
+            | (Decided::Custom(a), Operation::Custom(b)) => a.is(b),
             _ => false,
         }
     }
@@ -70,11 +116,27 @@ impl Decided {
         authz: u64,
         operation: Operation<'_>,
     ) -> bool {
+        Decided::in_request(ctx, authz).is_some_and(|d| d.is(operation))
+    }
+
+    /// Whether the HTTP layer of the `Authz` whose id is `authz` already allowed the
+    /// operation on task `task_id` for the request in `ctx` (the caller started it, and may
+    /// still call its tool).
+    pub(crate) fn task_allowed_in(
+        ctx: &RequestContext<RoleServer>,
+        authz: u64,
+        task_id: &str,
+    ) -> bool {
+        Decided::in_request(ctx, authz)
+            .is_some_and(|d| matches!(d, Decided::Task(id) if id.is(task_id)))
+    }
+
+    /// The decision the layer of the `Authz` whose id is `authz` left in the request.
+    fn in_request(ctx: &RequestContext<RoleServer>, authz: u64) -> Option<&Decided> {
         ctx.extensions
             .get::<http::request::Parts>()
             .filter(|parts| VerifiedBy::is(parts, authz))
             .and_then(|parts| parts.extensions.get::<Decided>())
-            .is_some_and(|d| d.is(operation))
     }
 }
 
@@ -135,10 +197,7 @@ impl<'a> Origin<'a> {
         match ctx.extensions.get::<http::request::Parts>() {
             Some(parts) => Origin {
                 transport: "http",
-                session_id: parts
-                    .headers
-                    .get("mcp-session-id")
-                    .and_then(|v| v.to_str().ok()),
+                session_id: parts.headers.get(&SESSION_ID).and_then(|v| v.to_str().ok()),
                 request_id,
                 remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
             },
@@ -231,8 +290,11 @@ pub(crate) fn span(call: &Call<'_>, origin: &Origin<'_>) -> Span {
     span
 }
 
-/// Records the caller on `span`.
+/// Records the caller on `span` (nothing when no subscriber wants it).
 pub(crate) fn record_principal(span: &Span, principal: &Principal) {
+    if span.is_disabled() {
+        return;
+    }
     if let Some(subject) = principal.subject() {
         span.record("enduser.id", subject);
     }
@@ -244,8 +306,12 @@ pub(crate) fn record_principal(span: &Span, principal: &Principal) {
     }
 }
 
-/// Records a decision on `span`: allowed, or denied with a reason code.
+/// Records a decision on `span`: allowed, or denied with a reason code (nothing when no
+/// subscriber wants it).
 pub(crate) fn record_decision(span: &Span, denied: Option<&str>) {
+    if span.is_disabled() {
+        return;
+    }
     match denied {
         None => {
             span.record("rmcp_authz.decision", "allow");
@@ -373,4 +439,33 @@ pub(crate) fn describe_arguments(
 /// Milliseconds since `started`, to the microsecond.
 fn millis(started: Instant) -> f64 {
     started.elapsed().as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_covers_only_the_operation_it_names() {
+        let header = |v: &'static str| Name::Header(http::HeaderValue::from_static(v));
+        let tool = Decided::Tool(header("list_notes"));
+        assert!(tool.is(Operation::CallTool("list_notes")));
+        // A header naming an allowed tool covers no other tool, nor another kind.
+        assert!(!tool.is(Operation::CallTool("purge")));
+        assert!(!tool.is(Operation::CallTool("list_notes ")));
+        assert!(!tool.is(Operation::GetPrompt("list_notes")));
+        assert!(!tool.is(Operation::Custom("list_notes")));
+        let custom = Decided::Custom(header("tools/call"));
+        assert!(custom.is(Operation::Custom("tools/call")));
+        assert!(!custom.is(Operation::CallTool("tools/call")));
+        // Names moved out of the body compare the same way.
+        let owned = Decided::Resource(Name::from("file:///a".to_owned()));
+        assert!(owned.is(Operation::ReadResource("file:///a")));
+        assert!(!owned.is(Operation::ReadResource("file:///b")));
+        assert_eq!(
+            owned.operation(),
+            Some(Operation::ReadResource("file:///a"))
+        );
+        assert_eq!(Decided::Task(header("t1")).operation(), None);
+    }
 }

@@ -1357,6 +1357,95 @@ async fn mcp_name_must_match_the_body() {
     }
 }
 
+/// The layer decides a 2026-07-28 request from its `Mcp-Method` / `Mcp-Name` headers
+/// before it reads the body. A header that names an allowed tool over a body that calls a
+/// denied one must not let the denied tool run: the request is refused (the layer's 400,
+/// audited as a refusal), whatever the body says besides, on stateful and stateless
+/// servers alike.
+#[tokio::test]
+async fn a_header_naming_an_allowed_tool_never_runs_a_denied_one() {
+    use std::sync::Arc;
+
+    use rmcp_authz::audit::{Auditor, DecisionKind, Durability, MemorySink};
+
+    for stateful in [true, false] {
+        let sink = Arc::new(MemorySink::new());
+        let auditor = Auditor::builder(sink.clone())
+            .durability(Durability::Durable)
+            .build()
+            .expect("auditor");
+        let server = TestServer::start_audited(stateful, auditor).await;
+        let reader = server.token(&["notes:read"]);
+
+        let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"}}"#;
+        // (body, refused by the layer with 400 or 403)
+        let bodies = [
+            (call_body_2026(1, "purge").to_string(), true),
+            // The denied tool behind a repeated member, either way round. rmcp reads such a
+            // body as a custom request `tools/call` (its own header check sees the last
+            // member): refused by rmcp's check and then the layer's, or by the wrapper, for
+            // which no rule names that custom request.
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"list_notes","name":"purge","arguments":{{}},{meta}}}}}"#
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"purge","name":"list_notes","arguments":{{}},{meta}}}}}"#
+                ),
+                false,
+            ),
+        ];
+        for (body, by_the_layer) in bodies {
+            let raw = send(
+                rmcp_authz_tests::http::post(&server, body.clone())
+                    .header("authorization", format!("Bearer {reader}"))
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "list_notes"),
+            )
+            .await;
+            let refused = raw.status == 400
+                || raw.status == 403
+                || (!by_the_layer
+                    && raw.status == 200
+                    && raw.message()["error"]["code"] == json!(-32003));
+            assert!(refused, "stateful={stateful}, {body}: {raw:?}");
+            assert!(!raw.body.contains("purged"), "{raw:?}");
+        }
+
+        // Nothing was purged: the notes are all there.
+        let raw = send(post_2026(
+            &server,
+            &reader,
+            &call_body_2026(4, "list_notes"),
+            "tools/call",
+            "list_notes",
+        ))
+        .await;
+        assert_eq!(raw.status, 200, "{raw:?}");
+        assert_eq!(raw.message()["result"]["content"][0]["text"], "welcome");
+
+        // The plain lie was refused by the layer, and audited (durably, before the answer)
+        // as a refusal of the body's tool.
+        let events = sink.events();
+        assert!(
+            events
+                .iter()
+                .all(|e| e.target.as_deref() != Some("purge") || e.decision == DecisionKind::Deny),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| e.target.as_deref() == Some("purge")
+                && e.decision == DecisionKind::Deny
+                && e.reason_code.as_deref() == Some("invalid_request")),
+            "{events:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn matching_2026_headers_are_accepted_and_decided() {
     let server = TestServer::start(false).await;

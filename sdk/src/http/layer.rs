@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -147,6 +148,11 @@ impl<S> AuthzService<S> {
 }
 
 /// The future of [`AuthzService`].
+///
+/// It boxes the pipeline's future: an `async fn`'s future has no name a type can hold on
+/// stable Rust (1.88), and a hand-written state machine for the pipeline would be far
+/// harder to review than one allocation per request is worth (rmcp boxes its own future
+/// behind it in any case).
 pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
 }
@@ -167,7 +173,7 @@ impl Future for ResponseFuture {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthzService<S>
 where
-    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,

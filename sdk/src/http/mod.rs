@@ -11,6 +11,20 @@
 //! extensions, where rmcp hands it to the handler, and the request proceeds. See
 //! `docs/policy.md` for each response.
 //!
+//! A 2026-07-28 request (one with `MCP-Protocol-Version: 2026-07-28` or later) names its
+//! operation in its `Mcp-Method` and `Mcp-Name` headers, and rmcp checks them against the
+//! body before it runs anything (400 on a mismatch). For the methods where that check
+//! covers everything the layer decides from (`tools/call`, `prompts/get`,
+//! `resources/read` and `subscribe`, the task operations, custom requests, and the methods
+//! that need no rule), the layer decides from the headers and does not parse the body,
+//! which it still reads under its size and time limits. It parses the body when it would
+//! refuse (for the refusal's JSON-RPC id and audit event, and so that a header the body
+//! contradicts is still the layer's 400), and when rmcp refuses the request (so a
+//! mismatch is answered and audited by the layer as before). The wrapper reuses the
+//! layer's decision only for the very operation rmcp parsed from the body, and decides
+//! anything else itself: a header that lies can never widen access. Older requests, and
+//! any request whose headers are missing, repeated or not plain, are decided from the body.
+//!
 //! [`Authz::router`](crate::Authz::router) builds the whole endpoint (rmcp's service, the wrapper on every
 //! handler, this layer, the metadata routes); use it unless you need your own assembly.
 //! For your own, the layer goes directly in front of rmcp's `StreamableHttpService` of
@@ -45,11 +59,14 @@ mod endpoint;
 mod layer;
 mod metadata;
 mod pipeline;
+mod refusal;
 mod request;
 mod rpc;
 mod serve;
 
 use std::time::Duration;
+
+use http::HeaderName;
 
 pub use challenge::{AuthRejection, RejectionKind};
 pub use layer::{AuthzLayer, AuthzService, ResponseFuture};
@@ -77,9 +94,11 @@ pub(crate) const UNAUTHENTICATED_BODY_TIME: Duration = Duration::from_secs(2);
 /// How long the body of an authenticated request may take to arrive (413 after that).
 pub(crate) const BODY_TIME: Duration = Duration::from_secs(30);
 
-pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
-pub(crate) const METHOD_HEADER: &str = "mcp-method";
-pub(crate) const NAME_HEADER: &str = "mcp-name";
+// Header names, parsed once (a `&str` name is parsed on every lookup).
+pub(crate) const SESSION_HEADER: HeaderName = crate::gate::SESSION_ID;
+pub(crate) const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+pub(crate) const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+pub(crate) const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// The layer's settings, as the `Authz` builder collected them.
 #[derive(Debug, Clone)]

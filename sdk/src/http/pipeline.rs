@@ -1,6 +1,6 @@
 //! The request pipeline of the HTTP layer: the named steps one request goes through
-//! (authenticate, read the request, check the session, decide, bind the session), and
-//! the one place a refusal is answered and audited.
+//! (authenticate, read the request, check the session, decide, bind the session); a
+//! refusal is answered and audited in one place, [`refusal`](super::refusal).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use tower_service::Service;
 
 use std::net::SocketAddr;
@@ -17,29 +18,34 @@ use axum::extract::ConnectInfo;
 
 use super::challenge::Rejection;
 use super::layer::HttpState;
+use super::refusal::{Cause, Refused, Seen, invalid_request, refuse, token_rejection};
 use super::request::{
-    bearer_token, has_access_token_param, operation_of, read_body, session_id, single_header,
+    Named, bearer_token, has_access_token_param, named, operation_of, read_body, session_id,
+    single_header,
 };
 use super::rpc::{self, Target};
 use super::*;
-use crate::audit::{EventKind, Outcome, Record, method_text};
-use crate::gate::{Audit, Call, Decided, Origin, RemoteAddr, RequestId, VerifiedBy};
+use crate::gate::{Decided, RemoteAddr, VerifiedBy};
 use crate::guard::CallerId;
-use crate::policy::{Decision, Denial, DenyReason, Operation, challenge_scope};
+use crate::policy::{Decision, Operation, challenge_scope};
 use crate::principal::Principal;
-use crate::token::AuthError;
 
 /// The whole decision for one request, as a pipeline: who is calling, what the request
 /// asks for, whether its session is the caller's, whether the policy allows it; then the
 /// request goes on to rmcp with the caller and the decision. Each step either passes what
 /// it found to the next or refuses, and a refusal is answered and audited in one place.
+///
+/// What the request asks for is read from its headers when rmcp checks them against the
+/// body ([`named`]): the body is then parsed only if the layer would refuse the request
+/// (for the refusal's id and audit event, and to answer a header the body contradicts with
+/// 400 as before), or if rmcp refuses it ([`Recheck`]).
 pub(super) async fn handle<S, ReqBody, ResBody>(
     state: Arc<HttpState>,
     mut inner: S,
     request: Request<ReqBody>,
 ) -> Response<Body>
 where
-    S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible>,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<axum::BoxError>,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
@@ -53,7 +59,8 @@ where
     // What a refusal's audit event says is what the pipeline had found when it refused
     // (`Seen`); an allowed request builds no event here (the wrapper records it).
     let seen = Seen {
-        parts: &parts,
+        method: &parts.method,
+        session: parts.headers.get(SESSION_HEADER),
         remote,
         principal: None,
         rpc: None,
@@ -62,42 +69,68 @@ where
 
     let principal = match authenticate(&state, &parts).await {
         Ok(principal) => principal,
-        Err(refused) => return refuse_unauthenticated(&state, refused, body, seen).await,
+        Err(refused) => {
+            return refuse_unauthenticated(&state, refused, &parts, body, seen).await;
+        }
     };
     let seen = Seen {
         principal: Some(&principal),
         ..seen
     };
-    let (bytes, rpc) = match read_request(&state, &parts, body).await {
-        Ok(read) => read,
-        Err(unread) => {
+    let bytes = match read_request_body(&state, &parts, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refuse(&state, refused, seen).await,
+    };
+    let session = session_id(&parts.headers);
+    // From the headers, when they name the operation and the layer allows it.
+    let from_headers = (parts.method == Method::POST)
+        .then(|| named(&parts.headers))
+        .flatten()
+        .and_then(|named| {
+            check_session(&state, session, &principal).ok()?;
+            allows(&state, &principal, named)
+        });
+    let (decided, recheck) = match from_headers {
+        Some(decided) => (decided, Some(Recheck::of(&parts.headers, &bytes))),
+        // From the body: what the layer refuses is refused from what the body says.
+        None => {
+            let rpc = match read_message(&parts, &bytes) {
+                Ok(rpc) => rpc,
+                Err(unread) => {
+                    let unread = *unread;
+                    let seen = Seen {
+                        rpc: unread.rpc.as_ref(),
+                        id: unread.id.as_ref(),
+                        ..seen
+                    };
+                    return refuse(&state, unread.refused, seen).await;
+                }
+            };
             let seen = Seen {
-                rpc: unread.rpc.as_ref(),
-                id: unread.id.as_ref(),
+                rpc: rpc.as_ref(),
+                id: rpc.as_ref().and_then(|r| r.id.as_ref()),
                 ..seen
             };
-            return refuse(&state, unread.refused, seen).await;
-        }
-    };
-    let seen = Seen {
-        rpc: rpc.as_ref(),
-        id: rpc.as_ref().and_then(|r| r.id.as_ref()),
-        ..seen
-    };
-    let session = session_id(&parts.headers).map(str::to_owned);
-    let decided = check_session(&state, session.as_deref(), &principal)
-        .and_then(|()| decide(&state, &principal, rpc.as_ref()));
-    let decided = match decided {
-        Ok(decided) => decided,
-        Err(refused) => {
-            let refused = refused.id(seen.id.cloned());
-            return refuse(&state, refused, seen).await;
+            match check_session(&state, session, &principal)
+                .and_then(|()| decide(&state, &principal, rpc.as_ref()))
+            {
+                Ok(true) => (rpc.and_then(into_decided), None),
+                Ok(false) => (None, None),
+                Err(refused) => {
+                    let refused = refused.id(seen.id.cloned());
+                    return refuse(&state, refused, seen).await;
+                }
+            }
         }
     };
 
+    // Only a `DELETE` needs the session id once rmcp has answered (to forget it).
+    let had_session = session.is_some();
+    let closing = (parts.method == Method::DELETE)
+        .then(|| session.map(str::to_owned))
+        .flatten();
     // On to rmcp, with the caller and the decision; the token goes no further (handlers
     // get the principal, never the credential: no token passthrough, nothing to log).
-    let is_delete = parts.method == Method::DELETE;
     if let Some(decided) = decided {
         parts.extensions.insert(decided);
     }
@@ -108,54 +141,109 @@ where
     parts.extensions.insert(VerifiedBy(state.guard.id()));
     parts.headers.remove(AUTHORIZATION);
     let response = match inner
-        .call(Request::from_parts(parts, Body::from(bytes)))
+        .call(Request::from_parts(parts, Full::new(bytes)))
         .await
     {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    bind_session(&state, session.as_deref(), is_delete, &response, &principal);
+    // rmcp refused a request the layer decided from its headers: if the body contradicts
+    // them, the answer is the layer's own 400, audited, as when the layer reads the body
+    // first.
+    if let Some(recheck) = recheck
+        && response.status().is_client_error()
+        && let Err(refusal) = recheck.confirm(&state, &principal, remote).await
+    {
+        return refusal;
+    }
+    bind_session(
+        &state,
+        had_session,
+        closing.as_deref(),
+        &response,
+        &principal,
+    );
+    // axum's `Body` is a boxed body: rmcp's (a boxed body of another error type) is boxed
+    // once more here, as axum would box it in front of any router otherwise.
     response.map(Body::new)
 }
 
-/// A refusal, and why: what the answer and its audit event say.
-struct Refused {
-    rejection: Rejection,
-    cause: Cause,
+/// Whether the policy allows what the headers name, checked as [`decide`] checks it from
+/// the body: `Some` with the decision to hand on when the layer lets the request through,
+/// `None` when it would refuse (and reads the body to say why).
+fn allows(state: &HttpState, principal: &Principal, named: Named) -> Option<Option<Decided>> {
+    let Named::Operation(decided) = named else {
+        return Some(None);
+    };
+    let allowed = match (&decided, decided.operation()) {
+        (_, Some(operation)) => state.guard.decide(principal, operation).is_allowed(),
+        (Decided::Task(task_id), None) => match state.guard.task_owner(task_id.as_str()) {
+            Some(owner) if owner.caller.is(principal) => state
+                .guard
+                .decide(principal, Operation::CallTool(&owner.tool))
+                .is_allowed(),
+            // Whose task it is, the wrapper decides.
+            _ => return Some(None),
+        },
+        (_, None) => false,
+    };
+    allowed.then_some(Some(decided))
 }
 
-/// Why a request was refused, for its audit event.
-enum Cause {
-    /// As the refusal says.
-    Refusal,
-    /// The verifier refused the token.
-    Token(AuthError),
-    /// The policy denied the operation.
-    Denial(Denial),
+/// What the layer keeps of a request it decided from its headers: enough to check the
+/// headers against the body if rmcp refuses the request (reference-counted clones).
+struct Recheck {
+    bytes: Bytes,
+    method: Option<HeaderValue>,
+    name: Option<HeaderValue>,
+    session: Option<HeaderValue>,
 }
 
-impl From<Rejection> for Box<Refused> {
-    fn from(rejection: Rejection) -> Self {
-        Box::new(Refused {
-            rejection,
-            cause: Cause::Refusal,
-        })
+impl Recheck {
+    fn of(headers: &http::HeaderMap, bytes: &Bytes) -> Recheck {
+        Recheck {
+            bytes: bytes.clone(),
+            method: headers.get(METHOD_HEADER).cloned(),
+            name: headers.get(NAME_HEADER).cloned(),
+            session: headers.get(SESSION_HEADER).cloned(),
+        }
     }
-}
 
-impl Refused {
-    /// The refusal of a policy denial, answered as [`denial_rejection`] says.
-    fn denial(denial: Denial, metadata_url: &str) -> Box<Refused> {
-        Box::new(Refused {
-            rejection: denial_rejection(&denial, metadata_url),
-            cause: Cause::Denial(denial),
-        })
-    }
-
-    /// With the JSON-RPC id of the request, for the answer's body.
-    fn id(mut self: Box<Self>, id: Option<serde_json::Value>) -> Box<Refused> {
-        self.rejection = self.rejection.id(id);
-        self
+    /// The layer's refusal, audited, when the body is not one message or contradicts the
+    /// headers (`Ok` when it agrees: rmcp's answer stands).
+    async fn confirm(
+        self,
+        state: &HttpState,
+        principal: &Principal,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), Response<Body>> {
+        fn text(value: &Option<HeaderValue>) -> Option<&str> {
+            value.as_ref().and_then(|v| v.to_str().ok())
+        }
+        let unread = match rpc::parse(&self.bytes) {
+            Ok(rpc) => match rpc.check_headers(text(&self.method), text(&self.name)) {
+                Ok(()) => return Ok(()),
+                Err(reason) => Unread {
+                    refused: invalid_request(&reason).id(rpc.id.clone()).into(),
+                    id: rpc.id.clone(),
+                    rpc: Some(rpc),
+                },
+            },
+            Err(e) => Unread {
+                refused: invalid_request(&e.kind.to_string()).id(e.id.clone()).into(),
+                id: e.id,
+                rpc: None,
+            },
+        };
+        let seen = Seen {
+            method: &Method::POST,
+            session: self.session.as_ref(),
+            remote,
+            principal: Some(principal),
+            rpc: unread.rpc.as_ref(),
+            id: unread.id.as_ref(),
+        };
+        Err(refuse(state, unread.refused, seen).await)
     }
 }
 
@@ -166,6 +254,7 @@ impl Refused {
 async fn refuse_unauthenticated<B>(
     state: &HttpState,
     refused: Box<Refused>,
+    parts: &http::request::Parts,
     body: B,
     seen: Seen<'_>,
 ) -> Response<Body>
@@ -173,7 +262,6 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let parts = seen.parts;
     let bytes = read_body(
         &parts.headers,
         body,
@@ -217,61 +305,66 @@ struct Unread {
     rpc: Option<rpc::RpcRequest>,
 }
 
-/// What the request asks for: its body, bounded in size and time, and, for a `POST`, the
-/// one JSON-RPC message in it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
-async fn read_request<B>(
+/// The body, bounded in size and time (413 past either).
+async fn read_request_body<B>(
     state: &HttpState,
     parts: &http::request::Parts,
     body: B,
-) -> Result<(Bytes, Option<rpc::RpcRequest>), Unread>
+) -> Result<Bytes, Box<Refused>>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
     let limit = state.max_body_bytes;
-    let Some(bytes) = read_body(&parts.headers, body, limit, BODY_TIME).await else {
-        let refusal = Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            RejectionKind::BodyTooLarge,
-            &format!(
-                "the request body is larger than {limit} bytes, could not be read, or did not \
-                 arrive within {} s",
-                BODY_TIME.as_secs()
-            ),
-        )
-        // The rest of the body is unread: the connection cannot carry another request.
-        .close_connection();
-        return Err(Unread {
-            refused: refusal.into(),
-            id: None,
-            rpc: None,
-        });
-    };
+    read_body(&parts.headers, body, limit, BODY_TIME)
+        .await
+        .ok_or_else(|| {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RejectionKind::BodyTooLarge,
+                &format!(
+                    "the request body is larger than {limit} bytes, could not be read, or did \
+                     not arrive within {} s",
+                    BODY_TIME.as_secs()
+                ),
+            )
+            // The rest of the body is unread: the connection cannot carry another request.
+            .close_connection()
+            .into()
+        })
+}
+
+/// What the request asks for, from its body: for a `POST`, the one JSON-RPC message in
+/// it, whose `Mcp-Method` / `Mcp-Name` headers must agree with it.
+fn read_message(
+    parts: &http::request::Parts,
+    bytes: &Bytes,
+) -> Result<Option<rpc::RpcRequest>, Box<Unread>> {
     if parts.method != Method::POST {
-        return Ok((bytes, None));
+        return Ok(None);
     }
-    let rpc = match rpc::parse(&bytes) {
+    let rpc = match rpc::parse(bytes) {
         Ok(rpc) => rpc,
         Err(e) => {
-            return Err(Unread {
+            return Err(Box::new(Unread {
                 refused: invalid_request(&e.kind.to_string()).id(e.id.clone()).into(),
                 id: e.id,
                 rpc: None,
-            });
+            }));
         }
     };
-    let checked = single_header(&parts.headers, METHOD_HEADER).and_then(|method| {
-        let name = single_header(&parts.headers, NAME_HEADER)?;
+    let checked = single_header(&parts.headers, &METHOD_HEADER).and_then(|method| {
+        let name = single_header(&parts.headers, &NAME_HEADER)?;
         rpc.check_headers(method, name)
     });
     if let Err(reason) = checked {
-        return Err(Unread {
+        return Err(Box::new(Unread {
             refused: invalid_request(&reason).id(rpc.id.clone()).into(),
             id: rpc.id.clone(),
             rpc: Some(rpc),
-        });
+        }));
     }
-    Ok((bytes, Some(rpc)))
+    Ok(Some(rpc))
 }
 
 /// Sessions are never authentication: a session belongs to the principal that opened it.
@@ -303,71 +396,78 @@ fn check_session(
 }
 
 /// The decision, made once: a denial is answered with the status an HTTP client acts on;
-/// an allowed operation is handed on (as [`Decided`]) to the wrapper, which does not decide
-/// it again. What the layer leaves to the wrapper (lists, task ownership) passes as `None`.
+/// an allowed operation (`true`) is handed on ([`into_decided`]) to the wrapper, which
+/// does not decide it again. What the layer leaves to the wrapper (lists, another caller's
+/// task) is `false`.
 fn decide(
     state: &HttpState,
     principal: &Principal,
     rpc: Option<&rpc::RpcRequest>,
-) -> Result<Option<Decided>, Box<Refused>> {
+) -> Result<bool, Box<Refused>> {
     let Some(rpc) = rpc else {
-        return Ok(None);
+        return Ok(false);
     };
     let method = rpc.method.as_deref().unwrap_or_default();
     let metadata_url = &state.metadata_url;
-    // A task operation of the task's owner is a use of the tool that started it: a scope
-    // since lost is a step-up challenge here. Whose task it is, the wrapper decides, with
-    // one answer for another caller's task and one never issued.
-    if let Target::Task(task_id) = &rpc.target
-        && let Some(owner) = state.guard.task_owner(task_id)
-        && owner.caller.is(principal)
-        && let Decision::Deny(denial) = state
-            .guard
-            .decide(principal, Operation::CallTool(&owner.tool))
-    {
-        return Err(Refused::denial(denial.for_method(method), metadata_url));
-    }
-    let Some(operation) = operation_of(rpc) else {
-        return Ok(None);
+    let decision = if let Target::Task(task_id) = &rpc.target {
+        // A task operation of the task's owner is a use of the tool that started it: a
+        // scope since lost is a step-up challenge here. Whose task it is, the wrapper
+        // decides, with one answer for another caller's task and one never issued.
+        match state.guard.task_owner(task_id) {
+            Some(owner) if owner.caller.is(principal) => state
+                .guard
+                .decide(principal, Operation::CallTool(&owner.tool)),
+            _ => return Ok(false),
+        }
+    } else {
+        let Some(operation) = operation_of(rpc) else {
+            return Ok(false);
+        };
+        state.guard.decide(principal, operation)
     };
-    match state.guard.decide(principal, operation) {
+    match decision {
         Decision::Deny(denial) => Err(Refused::denial(denial.for_method(method), metadata_url)),
-        _ => Ok(Decided::of(operation)),
+        Decision::Allow => Ok(true),
     }
+}
+
+/// The operation [`decide`] allowed, moved out of the parsed body for the wrapper.
+fn into_decided(rpc: rpc::RpcRequest) -> Option<Decided> {
+    Some(match rpc.target {
+        Target::Tool(name) => Decided::Tool(name.into()),
+        Target::Prompt(name) => Decided::Prompt(name.into()),
+        Target::Resource(uri) => Decided::Resource(uri.into()),
+        Target::Task(task_id) => Decided::Task(task_id.into()),
+        Target::Skill(uri) => Decided::Skill(crate::server::skill_name(&uri)?.to_owned().into()),
+        Target::Custom => Decided::Custom(rpc.method?.into()),
+        Target::Other => return None,
+    })
 }
 
 /// Remembers who opened the session rmcp's answer names, and forgets one that a `DELETE`
 /// closed.
+/// `had_session`: the request named a session; `closing`: the one a `DELETE` names.
 fn bind_session<B>(
     state: &HttpState,
-    session: Option<&str>,
-    is_delete: bool,
+    had_session: bool,
+    closing: Option<&str>,
     response: &Response<B>,
     principal: &Principal,
 ) {
     let sessions = &state.sessions;
-    match session {
-        None => {
-            if let Some(new_id) = response
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
-                sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
-            }
+    if !had_session {
+        if let Some(new_id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            sessions.insert(new_id.to_owned(), Arc::new(CallerId::of(principal)));
         }
-        Some(id) if is_delete && response.status().is_success() => sessions.invalidate(id),
-        Some(_) => {}
+    } else if let Some(id) = closing
+        && response.status().is_success()
+    {
+        sessions.invalidate(id);
     }
-}
-
-/// A 400 for a request the layer cannot read as one MCP request.
-fn invalid_request(message: &str) -> Rejection {
-    Rejection::new(
-        StatusCode::BAD_REQUEST,
-        RejectionKind::InvalidRequest,
-        message,
-    )
 }
 
 /// The caller of a request, from its headers alone: the token from the one
@@ -411,140 +511,4 @@ async fn authenticate(
             cause: Cause::Token(e),
         })
     })
-}
-
-/// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
-/// 403 with a step-up challenge naming every scope needed when scopes are missing, a plain
-/// 403 otherwise.
-fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
-    let message = denial.to_string();
-    let refusal = if denial.needs_new_token() {
-        // A newer token would do: tell the client its token will not, as for an expired
-        // one (RFC 6750 invalid_token).
-        Rejection::new(
-            StatusCode::UNAUTHORIZED,
-            RejectionKind::InvalidToken,
-            &message,
-        )
-        .challenge(&[
-            ("error", Some("invalid_token")),
-            (
-                "error_description",
-                Some("this operation needs a more recently issued access token"),
-            ),
-            ("resource_metadata", Some(metadata_url)),
-        ])
-    } else if let DenyReason::InsufficientScope { .. } = denial.reason() {
-        Rejection::new(
-            StatusCode::FORBIDDEN,
-            RejectionKind::InsufficientScope,
-            &message,
-        )
-        .challenge(&[
-            ("error", Some("insufficient_scope")),
-            ("scope", denial.challenge_scope().as_deref()),
-            ("resource_metadata", Some(metadata_url)),
-            (
-                "error_description",
-                Some("the access token lacks scopes this operation needs"),
-            ),
-        ])
-    } else {
-        Rejection::new(StatusCode::FORBIDDEN, RejectionKind::Forbidden, &message)
-    };
-    refusal.data(denial.error_data())
-}
-
-/// What the layer knew of a request when it refused it: what its audit event says.
-#[derive(Clone, Copy)]
-struct Seen<'a> {
-    parts: &'a http::request::Parts,
-    remote: Option<SocketAddr>,
-    principal: Option<&'a Principal>,
-    rpc: Option<&'a rpc::RpcRequest>,
-    id: Option<&'a serde_json::Value>,
-}
-
-impl Seen<'_> {
-    /// The refusal's audit record: denied, from what was seen of the request.
-    fn record(&self, refused: &Refused) -> Record {
-        let origin = Origin {
-            transport: "http",
-            session_id: None,
-            request_id: self.id.map(RequestId::Json),
-            remote_addr: self.remote,
-        };
-        let mut record = Call {
-            kind: EventKind::AuthenticationFailure,
-            method: self.parts.method.as_str(),
-            target: None,
-        }
-        .record(&origin, self.parts.headers.get(SESSION_HEADER));
-        if let Some(principal) = self.principal {
-            record.principal = Some(principal.clone());
-            record.kind = EventKind::Other;
-        }
-        if let Some(rpc) = self.rpc {
-            describe_rpc(&mut record, rpc);
-        }
-        let rejection = &refused.rejection;
-        match &refused.cause {
-            Cause::Refusal => {
-                record.deny(rejection.kind().code(), rejection.message().to_owned());
-            }
-            Cause::Token(e) => record.deny(e.error_code(), e.description()),
-            Cause::Denial(d) => record.deny_by(d),
-        }
-        record
-    }
-}
-
-/// Records the refusal's audit event, when there is an audit log, and answers with the
-/// refusal.
-async fn refuse(state: &HttpState, refused: Box<Refused>, seen: Seen<'_>) -> Response<Body> {
-    if let Some(auditor) = state.guard.auditor() {
-        // A queue that refuses under overload has counted it; the refusal goes out anyway.
-        if let Ok(audit) = Audit::begin(Some(auditor), || seen.record(&refused)).await {
-            let _ = audit.finish(Outcome::Denied).await;
-        }
-    }
-    refused.rejection.into_response()
-}
-
-/// What a parsed JSON-RPC request tells the audit record: the kind, method and target.
-fn describe_rpc(record: &mut Record, rpc: &rpc::RpcRequest) {
-    record.method = rpc.method.as_deref().map(method_text);
-    // The kinds the wrapper records for the same methods.
-    let kind = match rpc.method.as_deref() {
-        Some("tools/call") => EventKind::ToolCall,
-        Some("prompts/get") => EventKind::PromptGet,
-        Some("resources/read" | "resources/subscribe" | "resources/directory/read") => {
-            EventKind::ResourceRead
-        }
-        _ => EventKind::Other,
-    };
-    let target = match &rpc.target {
-        Target::Tool(name) | Target::Prompt(name) => Some(name),
-        Target::Resource(uri) | Target::Skill(uri) | Target::Task(uri) => Some(uri),
-        Target::Custom | Target::Other => None,
-    };
-    if record.kind != EventKind::AuthenticationFailure {
-        record.kind = kind;
-    }
-    record.target = target.map(|t| t.clone().into());
-}
-
-/// The 401 (or 400) for a token the verifier refused.
-fn token_rejection(error: &AuthError, metadata_url: &str) -> Rejection {
-    let status = match error.error_code() {
-        "invalid_request" => StatusCode::BAD_REQUEST,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    tracing::debug!(target: "rmcp_authz::rejection", %error, "token refused");
-    Rejection::new(status, RejectionKind::InvalidToken, error.description()).challenge(&[
-        ("error", Some(error.error_code())),
-        ("error_description", Some(error.description())),
-        ("resource_metadata", Some(metadata_url)),
-    ])
 }

@@ -9,9 +9,11 @@ use http_body_util::{BodyExt, Limited};
 
 use http::header::CONTENT_LENGTH;
 
-use super::SESSION_HEADER;
-use super::rpc::{self, Target};
+use super::rpc::{self, MCP_METHODS, Target};
+use super::{METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER};
+use crate::gate::{Decided, Name};
 use crate::policy::Operation;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The `Mcp-Session-Id` of a request, if any.
 pub(super) fn session_id(headers: &http::HeaderMap) -> Option<&str> {
@@ -50,7 +52,7 @@ where
 /// RFC 9110 section 5.3 would read as a comma-joined list no body can match).
 pub(super) fn single_header<'a>(
     headers: &'a http::HeaderMap,
-    name: &str,
+    name: &HeaderName,
 ) -> Result<Option<&'a str>, String> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
@@ -58,6 +60,74 @@ pub(super) fn single_header<'a>(
         (Some(v), None) => Ok(Some(v.to_str().unwrap_or("\u{fffd}"))),
         (None, None) => Ok(None),
     }
+}
+
+/// What a request names in its SEP-2243 headers, read without its body.
+pub(super) enum Named {
+    /// A method with nothing for the layer to decide (a list, `initialize`, a notification).
+    Nothing,
+    /// An operation the layer decides: a tool, prompt or resource, a custom request, or a
+    /// task operation.
+    Operation(Decided),
+}
+
+/// What a 2026-07-28 request names in its `Mcp-Method` and `Mcp-Name` headers, when rmcp
+/// checks both against the body before anything runs (it answers a mismatch with 400 and
+/// runs nothing); `None` when only the body can tell, and the layer reads it.
+///
+/// rmcp checks the headers of a request that declares `MCP-Protocol-Version` 2026-07-28
+/// or later, and requires `Mcp-Name` for the methods that name something (its value from
+/// `params.name`, `params.uri` or `params.taskId`). The headers are read here only where
+/// that check covers everything the layer decides from: a method rmcp names nothing for
+/// (`completion/complete`, `skills/get`, `resources/directory/read`), a repeated header, a
+/// value that is not visible ASCII or not valid base64, an `Mcp-Name` missing where rmcp
+/// requires one or present where it checks none, all leave the decision to the body.
+pub(super) fn named(headers: &HeaderMap) -> Option<Named> {
+    let version = only(headers, &VERSION_HEADER)??;
+    if version.to_str().ok()? < rmcp::model::ProtocolVersion::STANDARD_HEADERS.as_str() {
+        return None;
+    }
+    let method_value = only(headers, &METHOD_HEADER)??;
+    let method = method_value.to_str().ok()?;
+    let name = only(headers, &NAME_HEADER)?;
+    let decided = match method {
+        "tools/call" => Decided::Tool(name_of(name?)?),
+        "prompts/get" => Decided::Prompt(name_of(name?)?),
+        "resources/read" | "resources/subscribe" => Decided::Resource(name_of(name?)?),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Decided::Task(name_of(name?)?),
+        "resources/unsubscribe" => {
+            name?;
+            return Some(Named::Nothing);
+        }
+        // rmcp checks no `Mcp-Name` for these: the name is in the body only.
+        "completion/complete" | "skills/get" | "resources/directory/read" => return None,
+        _ if name.is_some() => return None,
+        m if MCP_METHODS.contains(&m) || m.starts_with("notifications/") => {
+            return Some(Named::Nothing);
+        }
+        // A custom request (or notification: a denial reads the body to tell).
+        _ => Decided::Custom(Name::Header(method_value.clone())),
+    };
+    Some(Named::Operation(decided))
+}
+
+/// The one value of header `name`: `Some(None)` when absent, `None` when repeated.
+fn only<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Option<&'a HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => None,
+        (value, None) => Some(value),
+    }
+}
+
+/// The name an `Mcp-Name` value carries: the value itself when plain (a reference-counted
+/// clone), decoded when base64-wrapped; `None` when it is neither.
+fn name_of(value: &HeaderValue) -> Option<Name> {
+    let text = value.to_str().ok()?;
+    if text.starts_with("=?base64?") {
+        return rpc::decode_header_value(text).map(Name::Owned);
+    }
+    Some(Name::Header(value.clone()))
 }
 
 /// The operation a request is decided as, if it needs a rule.

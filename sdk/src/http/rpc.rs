@@ -38,7 +38,7 @@ pub(crate) enum Target {
 
 /// The request methods MCP defines (as rmcp 3.11 knows them); any other method with an
 /// `id` is a custom request.
-const MCP_METHODS: [&str; 21] = [
+pub(super) const MCP_METHODS: [&str; 21] = [
     "initialize",
     "ping",
     "server/discover",
@@ -438,7 +438,7 @@ impl RpcRequest {
 
 /// SEP-2243 header values: plain visible ASCII, or `=?base64?<standard base64>?=`
 /// wrapping UTF-8.
-fn decode_header_value(value: &str) -> Option<String> {
+pub(super) fn decode_header_value(value: &str) -> Option<String> {
     match value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))

@@ -99,12 +99,13 @@ impl<H> Authorized<H> {
     /// The denial of a task operation, if any: the task must have been started by this
     /// caller, with a tool the caller may still call.
     fn task_denial(&self, principal: &Principal, method: &str, task_id: &str) -> Option<Denial> {
-        let operation = format!("{method} {task_id}");
+        // The operation's text is written only for a denial.
+        let denial = |reason| Some(Denial::new(format!("{method} {task_id}"), reason));
         let Some(owner) = self.guard.task_owner(task_id) else {
-            return Some(Denial::new(operation, DenyReason::NoRule));
+            return denial(DenyReason::NoRule);
         };
         if !owner.caller.is(principal) {
-            return Some(Denial::new(operation, DenyReason::NotOwner));
+            return denial(DenyReason::NotOwner);
         }
         self.guard
             .decide(principal, Operation::CallTool(&owner.tool))
@@ -222,6 +223,12 @@ impl<H> Authorized<H> {
             Check::Operations(operations) => operations
                 .iter()
                 .find_map(|op| self.guard.decide(&principal, *op).denial().cloned()),
+            // The HTTP layer found this caller's task and allowed its tool for this request.
+            Check::Task(task_id)
+                if gate::Decided::task_allowed_in(carrier.request(), self.guard.id(), task_id) =>
+            {
+                None
+            }
             Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
             Check::Authenticated => None,
             Check::Refused(denial) => Some(denial),
@@ -262,14 +269,22 @@ impl<H> Authorized<H> {
         let cancelled = carrier.request().ct.clone();
         let mut carrier = carrier;
         carrier.attach(principal.clone());
-        let result = run(carrier, principal).instrument(span.clone()).await;
+        // The operation runs in the span only when a subscriber wants it.
+        let run = run(carrier, principal);
+        let result = if span.is_disabled() {
+            run.await
+        } else {
+            run.instrument(span.clone()).await
+        };
         let outcome = if cancelled.is_cancelled() {
             Outcome::Cancelled
         } else {
             gate::outcome_of(&result, ok)
         };
         audit.update(|r| r.error_code = gate::error_code_of(&result));
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && !span.is_disabled()
+        {
             span.record("error.type", e.code.0);
         }
         audit.finish(outcome).await?;
