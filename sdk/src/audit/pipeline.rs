@@ -547,14 +547,14 @@ impl AuditSlot {
         if !std::mem::take(&mut self.holds_place) {
             return Err(AuditFailure::Closed);
         }
-        self.auditor.put(Entry::Event(Box::new(event))).await
+        self.auditor.put(Entry::Event(event)).await
     }
 
     /// Queues `event` without waiting for it (for a request that is going away: a
     /// cancelled call records its event from a destructor).
     pub fn record_detached(mut self, event: AuditEvent) {
         if std::mem::take(&mut self.holds_place) {
-            self.auditor.put_detached(Entry::Event(Box::new(event)));
+            self.auditor.put_detached(Entry::Event(event));
         }
     }
 }

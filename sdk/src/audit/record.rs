@@ -198,16 +198,19 @@ impl Record {
 }
 
 /// What the audit queue holds: a request's record, or an event a user recorded.
+///
+/// Both go into the queue by value: neither a request's record nor a user's event costs
+/// an allocation to enqueue (an entry is the size of the larger, the event).
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
-    reason = "a request's record goes into the queue by value: no allocation on the request path"
+    reason = "entries go into the queue by value: no allocation to enqueue either kind"
 )]
 pub(crate) enum Entry {
     /// From the request path; the writer makes the event.
     Record(Record),
     /// From [`AuditSlot::record`](super::AuditSlot::record).
-    Event(Box<AuditEvent>),
+    Event(AuditEvent),
 }
 
 impl Entry {
@@ -215,7 +218,7 @@ impl Entry {
     pub(crate) fn into_event(self) -> AuditEvent {
         match self {
             Entry::Record(record) => record.into_event(),
-            Entry::Event(event) => *event,
+            Entry::Event(event) => event,
         }
     }
 }
