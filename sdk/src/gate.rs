@@ -3,10 +3,11 @@
 //! The server wrapper and the HTTP layer both describe a request the same way: where it
 //! came from ([`Origin`]), what it asked for ([`Call`]), and, once decided, who asked and
 //! how it ended. [`Audit`] carries the event's compact record (the audit writer makes the
-//! event from it) from the decision to the outcome and records it exactly once: when the request ends, or, if the request is dropped on the way
-//! (a cancelled call), from its destructor as `cancelled`. [`span`] opens the request's
-//! span with OpenTelemetry semantic-convention attribute names, so a
-//! `tracing-opentelemetry` subscriber exports useful traces with no code of the user's.
+//! event from it) from the decision to the outcome and records it exactly once: when the
+//! request ends, or, if the request is dropped on the way (a cancelled call), from its
+//! destructor as `cancelled`. [`span`] opens the request's span with OpenTelemetry
+//! semantic-convention attribute names, so a `tracing-opentelemetry` subscriber exports
+//! useful traces with no code of the user's.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -227,7 +228,7 @@ impl<'a> Origin<'a> {
 pub(crate) fn session_header(ctx: &RequestContext<RoleServer>) -> Option<&http::HeaderValue> {
     ctx.extensions
         .get::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|parts| parts.headers.get(&SESSION_ID))
 }
 
 /// What a request asked for.
