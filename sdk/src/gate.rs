@@ -164,7 +164,8 @@ pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Origin<'a> {
     pub(crate) transport: &'static str,
-    pub(crate) session_id: Option<&'a str>,
+    /// The `Mcp-Session-Id` header: shared into the audit record, read as text for a span.
+    pub(crate) session: Option<&'a http::HeaderValue>,
     pub(crate) request_id: Option<RequestId<'a>>,
     pub(crate) remote_addr: Option<SocketAddr>,
 }
@@ -198,7 +199,7 @@ impl<'a> Origin<'a> {
         match ctx.extensions.get::<http::request::Parts>() {
             Some(parts) => Origin {
                 transport: "http",
-                session_id: parts.headers.get(&SESSION_ID).and_then(|v| v.to_str().ok()),
+                session: parts.headers.get(&SESSION_ID),
                 request_id,
                 remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
             },
@@ -210,25 +211,17 @@ impl<'a> Origin<'a> {
         }
     }
 
-    /// Puts where the request came from in its audit record; the session id is the
-    /// request's `Mcp-Session-Id` header, `session`, shared rather than copied.
-    fn stamp(&self, record: &mut Record, session: Option<&http::HeaderValue>) {
+    /// Puts where the request came from in its audit record; the session header is
+    /// shared rather than copied.
+    fn stamp(&self, record: &mut Record) {
         record.transport = Some(self.transport);
-        record.session_id = session.cloned();
+        record.session_id = self.session.cloned();
         record.request_id = self.request_id.map(|id| match id {
             RequestId::Rmcp(id) => RecordedId::Rmcp(id.clone()),
             RequestId::Json(value) => RecordedId::Json(value.clone()),
         });
         record.remote_addr = self.remote_addr;
     }
-}
-
-/// The `Mcp-Session-Id` header of the HTTP request in `ctx`, if any: what
-/// [`Origin::of`] reads as the session id, for the audit record.
-pub(crate) fn session_header(ctx: &RequestContext<RoleServer>) -> Option<&http::HeaderValue> {
-    ctx.extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get(&SESSION_ID))
 }
 
 /// What a request asked for.
@@ -240,17 +233,13 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The audit record of this call from `origin` (whose session header is `session`),
-    /// allowed and successful until told otherwise.
-    pub(crate) fn record(
-        &self,
-        origin: &Origin<'_>,
-        session: Option<&http::HeaderValue>,
-    ) -> Record {
+    /// The audit record of this call from `origin`, allowed and successful until told
+    /// otherwise.
+    pub(crate) fn record(&self, origin: &Origin<'_>) -> Record {
         let mut record = Record::new(self.kind);
         record.method = Some(method_text(self.method));
         record.target = self.target.map(|t| t.to_owned().into());
-        origin.stamp(&mut record, session);
+        origin.stamp(&mut record);
         record
     }
 }
@@ -267,7 +256,7 @@ pub(crate) fn span(call: &Call<'_>, origin: &Origin<'_>) -> Span {
         otel.name = tracing::field::Empty,
         otel.kind = "server",
         mcp.method.name = call.method,
-        mcp.session.id = origin.session_id,
+        mcp.session.id = origin.session.and_then(|v| v.to_str().ok()),
         jsonrpc.request.id = origin.request_id.map(tracing::field::display),
         network.transport = if origin.transport == "http" { "tcp" } else { "pipe" },
         client.address = origin.remote_addr.map(tracing::field::display),

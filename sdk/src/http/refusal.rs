@@ -126,7 +126,7 @@ impl Seen<'_> {
     pub(super) fn record(&self, refused: &Refused) -> Record {
         let origin = Origin {
             transport: "http",
-            session_id: None,
+            session: self.session,
             request_id: self.id.map(RequestId::Json),
             remote_addr: self.remote,
         };
@@ -135,7 +135,7 @@ impl Seen<'_> {
             method: self.method.as_str(),
             target: None,
         }
-        .record(&origin, self.session);
+        .record(&origin);
         if let Some(principal) = self.principal {
             record.principal = Some(principal.clone());
             record.kind = EventKind::Other;

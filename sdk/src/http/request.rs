@@ -54,12 +54,9 @@ pub(super) fn single_header<'a>(
     headers: &'a http::HeaderMap,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, String> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (_, Some(_)) => Err(format!("the {name} header is repeated; send it once")),
-        (Some(v), None) => Ok(Some(v.to_str().unwrap_or("\u{fffd}"))),
-        (None, None) => Ok(None),
-    }
+    let value = only(headers, name)
+        .ok_or_else(|| format!("the {name} header is repeated; send it once"))?;
+    Ok(value.map(|v| v.to_str().unwrap_or("\u{fffd}")))
 }
 
 /// What a request names in its SEP-2243 headers, read without its body.

@@ -191,7 +191,7 @@ impl<H> Authorized<H> {
         let span = gate::span(&call, &origin);
         let auditor = self.guard.auditor();
         let mut audit = Audit::begin(auditor, || {
-            let mut record = call.record(&origin, gate::session_header(carrier.request()));
+            let mut record = call.record(&origin);
             record.arguments = arguments;
             record
         })
