@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end and corpus tests of `rmcp-authz`.
 
+pub mod everything;
 pub mod http;
 pub mod notes;
 pub mod provider;
+pub mod proxy;
 pub mod server;
 
 use std::path::PathBuf;
