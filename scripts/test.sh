@@ -2,8 +2,9 @@
 # Runs every test of the workspace, after setting up what the tests need.
 #
 # Everything a test needs is installed by this script: beyond the Rust toolchain, the
-# Python and TypeScript MCP SDKs of the interop tests, under target/interop/ (by
-# scripts/setup-interop.sh). A test never skips because something is missing.
+# Python and TypeScript MCP SDKs of the interop tests and the official MCP conformance suite
+# (with the Node 22 it runs on), under target/interop/ (by scripts/setup-interop.sh). A test
+# never skips because something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -11,9 +12,9 @@ log=target/test-output.txt
 
 ./scripts/setup-interop.sh
 
-# The corpus tests print what they ran; show those summaries first.
-cargo test -q -p rmcp-authz-tests --test interop --test wycheproof -- --show-output 2>&1 \
-  | grep -E '^(interop|wycheproof)' || true
+# The corpus and conformance tests print what they ran; show those summaries first.
+cargo test -q -p rmcp-authz-tests --test interop --test wycheproof --test conformance \
+  -- --show-output 2>&1 | grep -E '^(interop|wycheproof|conformance)' || true
 
 status=0
 cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$log" || status=$?
