@@ -1,6 +1,10 @@
-//! An agent: an rmcp client that presents the access token in `MCP_ACCESS_TOKEN` to the
-//! MCP server at `MCP_URL`, lists the tools it may use, and calls one. A refusal is shown
-//! with the server's challenge, which names the scopes to ask the authorization server for.
+//! An agent: an rmcp client on the agent side of `rmcp-authz`, calling the MCP server at
+//! `MCP_URL`. Its tokens are either the access token in `MCP_ACCESS_TOKEN`, or, with
+//! `MCP_CLIENT_ID` and `MCP_CLIENT_SECRET`, its own by the client credentials grant, which
+//! rmcp's client auth performs after finding the authorization server from the server's
+//! protected resource metadata. Before any token is sent, the server's metadata must name
+//! `MCP_URL`. The agent lists the tools it may use and calls one; a refusal is shown with
+//! the server's challenge, which names the scopes to ask the authorization server for.
 //!
 //! Run with (against `cargo run -p rmcp-authz-examples --example notes_http`, which prints
 //! tokens):
@@ -12,11 +16,12 @@
 
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::auth::ClientCredentialsConfig;
+use rmcp_authz::agent::{self, AccessToken, ClientCredentials, Refreshing, TokenSource};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,15 +30,37 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn Error>> {
     let url = std::env::var("MCP_URL").map_err(|_| "set MCP_URL to the server's MCP endpoint")?;
-    let token = std::env::var("MCP_ACCESS_TOKEN")
-        .map_err(|_| "set MCP_ACCESS_TOKEN to an access token for that server")?;
     let tool = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "list_notes".to_owned());
+    let env = |name: &str| std::env::var(name).ok();
+    let source: Arc<dyn TokenSource> = match (
+        env("MCP_ACCESS_TOKEN"),
+        env("MCP_CLIENT_ID"),
+        env("MCP_CLIENT_SECRET"),
+    ) {
+        (Some(token), _, _) => Arc::new(AccessToken::new(token, None, Vec::<String>::new())),
+        (None, Some(client_id), Some(client_secret)) => {
+            let config = ClientCredentialsConfig::ClientSecret {
+                client_id,
+                client_secret,
+                scopes: vec![],
+                resource: None,
+            };
+            Arc::new(Refreshing::new(
+                ClientCredentials::discover(&url, config).await?,
+            ))
+        }
+        _ => {
+            return Err(
+                "set MCP_ACCESS_TOKEN to an access token for that server, or \
+                        MCP_CLIENT_ID and MCP_CLIENT_SECRET to get the agent's own"
+                    .into(),
+            );
+        }
+    };
 
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url).auth_header(token),
-    );
+    let transport = agent::transport(url, source, Vec::<String>::new());
     let client = match ClientConfig::default().serve(transport).await {
         Ok(client) => client,
         Err(e) => {

@@ -7,9 +7,13 @@
 //! - `purge` takes the user's own token only.
 //!
 //! Alice's token is exchanged by an orchestrator, which hands the task to a research agent,
-//! which exchanges again; each calls the notes server with its own delegated token. A
-//! scraper, a third hop and a delegated purge are refused. The audit log at the end shows
-//! who did what on whose behalf. Exits 0.
+//! which exchanges the orchestrator's delegated token again; each calls the notes server
+//! with its own delegated tokens, through the agent side of `rmcp-authz`: an `Exchanged`
+//! token source (RFC 8693, the agent's own token as the actor token) behind a `Refreshing`
+//! cache, presented by `agent::transport`, which checks the server's protected resource
+//! metadata first and steps up when a tool needs more scopes. A scraper, a third hop and a
+//! delegated purge are refused. The audit log at the end shows who did what on whose
+//! behalf. Exits 0.
 //!
 //! ```sh
 //! cargo run -p rmcp-authz-examples --example delegation
@@ -21,9 +25,8 @@ use std::sync::Arc;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp_authz::Authz;
+use rmcp_authz::agent::{self, Exchanged, Refreshing, TokenSource};
 use rmcp_authz::audit::{Auditor, Durability, MemorySink};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::{Conditions, Policy, Rule, ScopeExpr, all_of};
@@ -135,76 +138,55 @@ async fn story(issuer: &DevIssuer, issuer_url: &str, notes: &str) -> Result<(), 
             .mint()
     };
 
+    // Each agent's tokens for the notes server: Alice's token (or the token the agent
+    // was handed) exchanged with the agent's own token as the actor token, cached.
+    let acting = |subject: Arc<dyn TokenSource>, who: &str| -> Result<_, Box<dyn Error>> {
+        let exchanged =
+            Exchanged::from_source(exchange.clone(), subject, notes).actor_token(agent(who)?);
+        Ok(Arc::new(Refreshing::new(exchanged)) as Arc<dyn TokenSource>)
+    };
+    let alice_app: Arc<dyn TokenSource> =
+        Arc::new(Exchanged::new(exchange.clone(), alice.clone(), notes));
+
     println!("== The orchestrator exchanges Alice's token, asking only to read");
-    let orchestrator = exchange
-        .exchange(
-            &alice,
-            Some(&agent("orchestrator")?),
-            notes,
-            &["notes:read"],
-        )
-        .await?;
+    let orchestrator = acting(alice_app.clone(), "orchestrator")?;
+    let read = ["notes:read"];
     report(
         "orchestrator",
-        &call(notes, &orchestrator.access_token, "whoami").await,
+        &call(notes, &orchestrator, &read, "whoami").await,
     );
     report(
         "orchestrator",
-        &call(notes, &orchestrator.access_token, "list_notes").await,
+        &call(notes, &orchestrator, &read, "list_notes").await,
     );
 
     println!("\n== It hands the task to the research agent, which exchanges again");
-    let research = exchange
-        .exchange(
-            &alice,
-            Some(&agent("orchestrator")?),
-            notes,
-            &["notes:read", "notes:write"],
-        )
-        .await?;
-    let research = exchange
-        .exchange(
-            &research.access_token,
-            Some(&agent("research-agent")?),
-            notes,
-            &[],
-        )
-        .await?;
+    println!("   (asking to read; write_note's 403 names notes:write, and it steps up)");
+    let research = acting(orchestrator.clone(), "research-agent")?;
     report(
         "research-agent",
-        &call(notes, &research.access_token, "whoami").await,
+        &call(notes, &research, &read, "whoami").await,
     );
     report(
         "research-agent",
-        &call(notes, &research.access_token, "write_note").await,
+        &call(notes, &research, &read, "write_note").await,
     );
 
     println!("\n== Refused: a scraper may not write, three hops are too many, purge is the user's");
-    let scraper = exchange
-        .exchange(&alice, Some(&agent("scraper")?), notes, &["notes:write"])
-        .await?;
+    let scraper = acting(alice_app.clone(), "scraper")?;
     report(
         "scraper",
-        &call(notes, &scraper.access_token, "write_note").await,
+        &call(notes, &scraper, &["notes:write"], "write_note").await,
     );
-    let third = exchange
-        .exchange(
-            &research.access_token,
-            Some(&agent("summarizer")?),
-            notes,
-            &["notes:read"],
-        )
-        .await?;
+    let summarizer = acting(research.clone(), "summarizer")?;
     report(
         "summarizer",
-        &call(notes, &third.access_token, "list_notes").await,
+        &call(notes, &summarizer, &read, "list_notes").await,
     );
-    let delegated_purge = exchange
-        .exchange(&alice, Some(&agent("orchestrator")?), notes, &[])
-        .await?;
+    let purge = ["notes:admin", "ops:purge"];
     report(
         "orchestrator",
-        &call(notes, &delegated_purge.access_token, "purge").await,
+        &call(notes, &orchestrator, &purge, "purge").await,
     );
 
     println!("\n== Scopes are never widened: asking for more than Alice granted is refused");
@@ -225,10 +207,7 @@ async fn story(issuer: &DevIssuer, issuer_url: &str, notes: &str) -> Result<(), 
     }
 
     println!("\n== Alice's own token may purge");
-    let own = exchange
-        .exchange(&alice, None, notes, &["notes:admin", "ops:purge"])
-        .await?;
-    report("alice", &call(notes, &own.access_token, "purge").await);
+    report("alice", &call(notes, &alice_app, &purge, "purge").await);
     Ok(())
 }
 
@@ -239,11 +218,10 @@ fn report(who: &str, outcome: &Outcome) {
     }
 }
 
-/// Calls `tool` on the notes server with `token`; the answer text or the refusal.
-async fn call(url: &str, token: &str, tool: &str) -> Outcome {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
-    );
+/// Calls `tool` on the notes server with tokens from `source`, starting with `scopes`; the
+/// answer text or the refusal.
+async fn call(url: &str, source: &Arc<dyn TokenSource>, scopes: &[&str], tool: &str) -> Outcome {
+    let transport = agent::transport(url.to_owned(), source.clone(), scopes.iter().copied());
     let client = ClientConfig::default()
         .with_protocol_version(ProtocolVersion::V_2025_06_18)
         .serve(transport)

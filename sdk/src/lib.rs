@@ -156,7 +156,6 @@ mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 mod json;
-#[cfg(any(all(feature = "dev", feature = "http"), feature = "jwks"))]
 mod oauth;
 pub mod policy;
 mod principal;
@@ -171,6 +170,7 @@ pub use authz::{Authz, AuthzBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::AUDIT_UNAVAILABLE;
 pub use error::ConfigError;
+pub use oauth::SubjectToken;
 pub use principal::{Actor, Principal, PrincipalBuilder, PrincipalError};
 
 /// The README's code blocks, compiled and run as doctests so they cannot rot.
@@ -204,9 +204,14 @@ pub struct CliDoctests;
 pub struct ConfigDoctests;
 
 /// docs/delegation.md's code blocks, compiled as doctests.
-#[cfg(all(doctest, feature = "jwks"))]
+#[cfg(all(doctest, feature = "agent"))]
 #[doc = include_str!("../../docs/delegation.md")]
 pub struct DelegationDoctests;
+
+/// docs/agent.md's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "agent"))]
+#[doc = include_str!("../../docs/agent.md")]
+pub struct AgentDoctests;
 
 /// docs/keys.md's code blocks, compiled as doctests.
 #[cfg(all(doctest, feature = "jwks", feature = "cache"))]

@@ -1,8 +1,12 @@
-//! The agent side against real servers on 127.0.0.1: a token endpoint the test controls
-//! (client credentials, tokens minted by the development issuer, scopes narrowed or refused
-//! as configured), and an MCP server behind `Authz`'s HTTP layer, whose policy gives each
-//! tool its own scope. An rmcp client over `AuthorizedHttpClient` steps up once on
-//! `insufficient_scope`, and, with a refreshing source, never presents an expired token.
+//! The agent side against real servers on 127.0.0.1: an authorization server the test
+//! controls (RFC 8414 metadata, a client credentials endpoint minting tokens with the
+//! development issuer, scopes narrowed or refused as configured, and the development
+//! issuer's token exchange), and an MCP server behind `Authz`'s HTTP layer, whose policy
+//! gives each tool its own scope. Client credentials go through rmcp's client auth, found
+//! by rmcp's discovery from the MCP server's protected resource metadata. An rmcp client
+//! over `AuthorizedHttpClient` steps up once on `insufficient_scope`, with a refreshing
+//! source never presents an expired token, and sends nothing to a server whose metadata
+//! names another resource, or that has none.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rmcp::model::{
@@ -24,11 +28,13 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::auth::ClientCredentialsConfig;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use rmcp_authz::Authz;
 use rmcp_authz::agent::{
-    AuthorizedHttpClient, ClientCredentials, Exchanged, Refreshing, TokenSource, TokenSourceError,
+    self, AuthorizedHttpClient, ClientCredentials, Exchanged, OnBehalfOf, Refreshing, TokenSource,
+    TokenSourceError,
 };
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::Policy;
@@ -177,8 +183,9 @@ async fn count(
 
 struct Setup {
     auth: Arc<AuthServer>,
-    token_url: String,
     exchange_url: String,
+    /// Token exchange requests.
+    exchanges: Arc<AtomicUsize>,
     mcp_url: String,
     statuses: Arc<Statuses>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -212,11 +219,33 @@ async fn setup(lifetime: Duration) -> Setup {
         hits: AtomicUsize::new(0),
         scopes_asked: Mutex::new(Vec::new()),
     });
-    // Client credentials at /cc/token; the development issuer's token exchange at /token.
+    // Client credentials at /cc/token, with the metadata rmcp's discovery reads (HTTP
+    // Basic only, as this endpoint checks); the development issuer's token exchange at
+    // /dev/token.
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let metadata = json!({
+        "issuer": issuer_url,
+        "authorization_endpoint": format!("{issuer_url}/authorize"),
+        "token_endpoint": format!("{issuer_url}/cc/token"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+    });
     let as_app = Router::new()
         .route("/cc/token", post(token_endpoint))
         .with_state(auth.clone())
-        .merge(issuer.token_endpoint_router());
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(move || async move { axum::Json(metadata) }),
+        )
+        .nest(
+            "/dev",
+            issuer
+                .token_endpoint_router()
+                .layer(middleware::from_fn_with_state(
+                    exchanges.clone(),
+                    count_requests,
+                )),
+        );
 
     let mut policy = Policy::builder();
     for (name, scope) in TOOLS {
@@ -239,8 +268,8 @@ async fn setup(lifetime: Duration) -> Setup {
     ];
     Setup {
         auth,
-        token_url: format!("{issuer_url}/cc/token"),
-        exchange_url: format!("{issuer_url}/token"),
+        exchange_url: format!("{issuer_url}/dev/token"),
+        exchanges,
         mcp_url,
         statuses,
         tasks,
@@ -248,15 +277,17 @@ async fn setup(lifetime: Duration) -> Setup {
 }
 
 impl Setup {
-    fn credentials(&self) -> ClientCredentials {
-        ClientCredentials::new(
-            self.token_url.clone(),
-            CLIENT_ID,
-            CLIENT_SECRET,
-            FetchOptions::loopback_http(),
-        )
-        .unwrap()
-        .resource(self.mcp_url.clone())
+    /// The agent's client credentials, by rmcp's discovery from the MCP server (which
+    /// first probes the server without a token, for its challenge: one 401).
+    async fn credentials(&self) -> ClientCredentials {
+        ClientCredentials::discover(&self.mcp_url, secret(CLIENT_SECRET))
+            .await
+            .unwrap()
+    }
+
+    /// 401s the MCP server answered, beyond discovery's probes.
+    fn unauthorized(&self, probes: usize) -> usize {
+        self.statuses.unauthorized.load(Ordering::SeqCst) - probes
     }
 
     fn client(
@@ -279,6 +310,15 @@ impl Setup {
     }
 }
 
+fn secret(secret: &str) -> ClientCredentialsConfig {
+    ClientCredentialsConfig::ClientSecret {
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: secret.to_owned(),
+        scopes: vec![],
+        resource: None,
+    }
+}
+
 fn text(result: &CallToolResult) -> String {
     serde_json::to_value(&result.content).unwrap()[0]["text"]
         .as_str()
@@ -289,7 +329,8 @@ fn text(result: &CallToolResult) -> String {
 #[tokio::test]
 async fn steps_up_once_for_exactly_the_scopes_the_challenge_names() {
     let setup = setup(Duration::from_secs(3600)).await;
-    let source = Arc::new(Refreshing::new(setup.credentials()));
+    let source = Arc::new(Refreshing::new(setup.credentials().await));
+    let probes = setup.statuses.unauthorized.load(Ordering::SeqCst);
     let (http, transport) = setup.client(source.clone());
     let client = ClientConfig::default().serve(transport).await.unwrap();
 
@@ -355,7 +396,7 @@ async fn steps_up_once_for_exactly_the_scopes_the_challenge_names() {
         .await
         .unwrap();
     assert_eq!(text(&read), "read done");
-    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+    assert_eq!(setup.unauthorized(probes), 0);
     client.cancel().await.unwrap();
 }
 
@@ -363,7 +404,9 @@ async fn steps_up_once_for_exactly_the_scopes_the_challenge_names() {
 async fn a_refreshing_source_never_presents_an_expired_token() {
     // Tokens live 1 s, the margin is 2 s: every request gets a new token.
     let setup = setup(Duration::from_secs(1)).await;
-    let source = Arc::new(Refreshing::new(setup.credentials()).margin(Duration::from_secs(2)));
+    let source =
+        Arc::new(Refreshing::new(setup.credentials().await).margin(Duration::from_secs(2)));
+    let probes = setup.statuses.unauthorized.load(Ordering::SeqCst);
     let (http, transport) = setup.client(source.clone());
     let client = ClientConfig::default().serve(transport).await.unwrap();
     for _ in 0..4 {
@@ -382,14 +425,14 @@ async fn a_refreshing_source_never_presents_an_expired_token() {
     assert_eq!(stats.reused, 0, "{stats:?}");
     assert_eq!(stats.fetched, http.stats().tokens_requested);
     assert_eq!(setup.auth.hits.load(Ordering::SeqCst) as u64, stats.fetched);
-    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+    assert_eq!(setup.unauthorized(probes), 0);
     client.cancel().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_token_far_from_expiry_is_reused() {
     let setup = setup(Duration::from_secs(3600)).await;
-    let source = Arc::new(Refreshing::new(setup.credentials()));
+    let source = Arc::new(Refreshing::new(setup.credentials().await));
     let (http, transport) = setup.client(source.clone());
     let client = ClientConfig::default().serve(transport).await.unwrap();
     for _ in 0..5 {
@@ -412,24 +455,24 @@ async fn a_token_far_from_expiry_is_reused() {
 #[tokio::test]
 async fn token_endpoint_refusals_keep_their_oauth_error() {
     let setup = setup(Duration::from_secs(60)).await;
-    let wrong = ClientCredentials::new(
-        setup.token_url.clone(),
-        CLIENT_ID,
-        "wrong",
-        FetchOptions::loopback_http(),
-    )
-    .unwrap()
-    .resource(setup.mcp_url.clone());
+    let wrong = ClientCredentials::discover(&setup.mcp_url, secret("wrong"))
+        .await
+        .unwrap();
     let err = wrong.token(&["notes:read".to_owned()]).await.unwrap_err();
-    assert_eq!(err.error_code(), Some("invalid_client"), "{err}");
+    assert!(
+        matches!(err, TokenSourceError::OAuth(_)) && err.to_string().contains("invalid_client"),
+        "{err}"
+    );
     let err = setup
         .credentials()
+        .await
         .token(&[REFUSED.to_owned()])
         .await
         .unwrap_err();
-    assert_eq!(err.error_code(), Some("invalid_scope"), "{err}");
+    assert!(err.to_string().contains("invalid_scope"), "{err}");
     let token = setup
         .credentials()
+        .await
         .token(&["notes:read".to_owned(), "notes:admin".to_owned()])
         .await
         .unwrap();
@@ -515,4 +558,199 @@ async fn no_token_means_nothing_is_sent() {
     );
     assert_eq!(http.stats().tokens_requested, 1);
     assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+}
+
+/// Counts every request.
+async fn count_requests(
+    State(seen): State<Arc<AtomicUsize>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    seen.fetch_add(1, Ordering::SeqCst);
+    next.run(request).await
+}
+
+/// Counts the requests that carry an `Authorization` header.
+async fn count_bearers(
+    State(seen): State<Arc<AtomicUsize>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if request.headers().contains_key("authorization") {
+        seen.fetch_add(1, Ordering::SeqCst);
+    }
+    next.run(request).await
+}
+
+/// Serves `app` on 127.0.0.1, counting the requests with a bearer token; its `/mcp` URL.
+async fn serve_counted(
+    app: Router,
+    seen: Arc<AtomicUsize>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = app.layer(middleware::from_fn_with_state(seen, count_bearers));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn nothing_is_sent_to_a_server_whose_metadata_names_another_resource_or_none() {
+    let setup = setup(Duration::from_secs(60)).await;
+    // A server elsewhere that claims to be the notes server: its verifier, and so its
+    // protected resource metadata, name the notes server's URL.
+    let verifier = setup
+        .auth
+        .issuer
+        .verifier(setup.mcp_url.clone())
+        .build()
+        .unwrap();
+    let authz = Authz::new(
+        verifier,
+        Policy::builder()
+            .tool("read", "notes:read")
+            .build()
+            .unwrap(),
+    );
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (impostor, task) =
+        serve_counted(authz.router("/mcp", || Notes).unwrap(), seen.clone()).await;
+    // And a server that publishes no metadata at all.
+    let bare = Router::new().route("/mcp", post(|| async { StatusCode::OK }));
+    let (silent, silent_task) = serve_counted(bare, seen.clone()).await;
+
+    // rmcp's discovery refuses to get client credentials for either.
+    let err = ClientCredentials::discover(&impostor, secret(CLIENT_SECRET))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TokenSourceError::ResourceMismatch { named, .. } if *named == setup.mcp_url),
+        "{err}"
+    );
+    assert!(
+        ClientCredentials::discover(&silent, secret(CLIENT_SECRET))
+            .await
+            .is_err()
+    );
+
+    // A client with tokens in hand asks for none, and sends none.
+    let source = Arc::new(Refreshing::new(setup.credentials().await));
+    for (url, expected) in [
+        (&impostor, "ResourceMismatch"),
+        (&silent, "NoResourceMetadata"),
+    ] {
+        let http =
+            AuthorizedHttpClient::new(reqwest::Client::new(), source.clone(), ["notes:read"]);
+        let transport = StreamableHttpClientTransport::with_client(
+            http.clone(),
+            StreamableHttpClientTransportConfig::with_uri(url.as_str()),
+        );
+        let err = ClientConfig::default().serve(transport).await.unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(shown.contains(expected), "{url}: {shown}");
+        assert_eq!(http.stats().tokens_requested, 0, "{url}");
+        let checked = agent::check_resource(url).await.unwrap_err();
+        assert!(format!("{checked:?}").contains(expected), "{checked:?}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    assert_eq!(source.stats().fetched, 0);
+    // The notes server itself passes the check.
+    agent::check_resource(&setup.mcp_url).await.unwrap();
+    task.abort();
+    silent_task.abort();
+}
+
+/// An MCP server whose one tool, `relay`, reads a note from the notes server on its
+/// caller's behalf.
+#[derive(Clone)]
+struct Desk {
+    downstream: Arc<OnBehalfOf>,
+    notes: String,
+}
+
+impl ServerHandler for Desk {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let schema = json!({"type": "object"}).as_object().unwrap().clone();
+        (name == "relay").then(|| Tool::new("relay", "reads a note downstream", Arc::new(schema)))
+    }
+
+    async fn call_tool(
+        &self,
+        _request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let failed = |e: String| McpError::internal_error(e, None);
+        let subject = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| rmcp_authz::SubjectToken::of(&parts.extensions))
+            .ok_or_else(|| failed("no caller token".to_owned()))?;
+        let source = self.downstream.source(subject, &self.notes);
+        let transport = agent::transport(self.notes.clone(), source, ["notes:read"]);
+        let client = ClientConfig::default()
+            .serve(transport)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let read = client
+            .call_tool(CallToolRequestParams::new("read"))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        client.cancel().await.map_err(|e| failed(e.to_string()))?;
+        Ok(read.into())
+    }
+}
+
+#[tokio::test]
+async fn a_tool_calls_downstream_on_its_callers_behalf_with_one_exchange() {
+    let setup = setup(Duration::from_secs(3600)).await;
+    let issuer = &setup.auth.issuer;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let desk_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let exchange =
+        TokenExchangeClient::new(setup.exchange_url.clone(), FetchOptions::loopback_http())
+            .unwrap();
+    let desk = Desk {
+        downstream: Arc::new(OnBehalfOf::new(exchange)),
+        notes: setup.mcp_url.clone(),
+    };
+    let downstream = desk.downstream.clone();
+    let authz = Authz::new(
+        issuer.verifier(desk_url.clone()).build().unwrap(),
+        Policy::builder().tool("relay", "desk:use").build().unwrap(),
+    );
+    let app = authz.router("/mcp", move || desk.clone()).unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+
+    let alice = issuer
+        .token(desk_url.clone())
+        .subject("alice")
+        .scopes(["desk:use", "notes:read"])
+        .mint()
+        .unwrap();
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        StreamableHttpClientTransportConfig::with_uri(desk_url.as_str()).auth_header(alice),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    for _ in 0..2 {
+        let relayed = client
+            .call_tool(CallToolRequestParams::new("relay"))
+            .await
+            .unwrap();
+        assert_eq!(text(&relayed), "read done", "{relayed:?}");
+    }
+    // One exchange served both calls; the notes server took every exchanged token.
+    assert_eq!(setup.exchanges.load(Ordering::SeqCst), 1);
+    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 0);
+    downstream.clear();
+    client.cancel().await.unwrap();
+    task.abort();
 }

@@ -1,8 +1,8 @@
 //! [`AuthorizedHttpClient`]: an rmcp Streamable HTTP client that presents a fresh token
-//! from a [`TokenSource`] on every request and steps up once on an `insufficient_scope`
-//! challenge.
+//! from a [`TokenSource`] on every request, only to a server whose protected resource
+//! metadata names it, and steps up once on an `insufficient_scope` challenge.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 
+use super::oauth::check_resource;
 use super::source::{TokenSource, TokenSourceError, split_scopes};
 
 /// Why an [`AuthorizedHttpClient`] request failed before or around the HTTP client.
@@ -25,6 +26,10 @@ pub enum AuthorizedClientError<E: std::error::Error + Send + Sync + 'static> {
     /// No token could be had for the scopes held; nothing was sent.
     #[error("no access token: {0}")]
     TokenSource(#[source] TokenSourceError),
+    /// The server's protected resource metadata could not be read, or names another
+    /// resource ([`TokenSourceError::ResourceMismatch`]); no token was sent to it.
+    #[error("not sending a token: {0}")]
+    Resource(#[source] TokenSourceError),
     /// The server asked for more scopes (`required_scope`, from its challenge) and the
     /// token source would not give a token for them; the message was not sent again.
     #[error("step-up to {required_scope:?} refused: {source}")]
@@ -56,6 +61,8 @@ pub struct AuthorizedClientStats {
 #[derive(Default)]
 struct Shared {
     scopes: Mutex<BTreeSet<String>>,
+    /// The URIs whose protected resource metadata named them; `None`: not checked.
+    checked: Option<tokio::sync::Mutex<HashSet<Arc<str>>>>,
     tokens_requested: AtomicU64,
     step_ups: AtomicU64,
     step_ups_failed: AtomicU64,
@@ -63,6 +70,13 @@ struct Shared {
 
 /// An rmcp `StreamableHttpClient` that authorizes every request with a token from a
 /// [`TokenSource`] (feature `agent`).
+///
+/// Before the first token goes to a URI, [`check_resource`](super::check_resource) reads
+/// the server's protected resource metadata (RFC 9728): a server whose metadata names
+/// another resource, or that publishes none, gets no token, and the request fails with
+/// [`AuthorizedClientError::Resource`]. (rmcp's own `AuthClient` makes the same check
+/// during its discovery.) [`without_resource_check`](AuthorizedHttpClient::without_resource_check)
+/// turns it off for servers that predate RFC 9728.
 ///
 /// Each request (message POSTs, the GET of the event stream, the session DELETE) asks the
 /// source for a token for the scopes held, and sends it as the bearer token, in place of
@@ -101,6 +115,7 @@ impl<C> AuthorizedHttpClient<C> {
         scopes: impl IntoIterator<Item = S>,
     ) -> AuthorizedHttpClient<C> {
         let shared = Shared {
+            checked: Some(tokio::sync::Mutex::default()),
             scopes: Mutex::new(
                 scopes
                     .into_iter()
@@ -114,6 +129,22 @@ impl<C> AuthorizedHttpClient<C> {
             inner,
             source,
             shared: Arc::new(shared),
+        }
+    }
+
+    /// Sends tokens without reading the server's protected resource metadata first: for
+    /// MCP servers that predate RFC 9728 (protocol 2025-03-26 and earlier). Such a server
+    /// can be handed a token meant for another, so use this only for a URL you trust.
+    #[must_use]
+    pub fn without_resource_check(self) -> Self {
+        let shared = Shared {
+            scopes: Mutex::new(self.held()),
+            checked: None,
+            ..Shared::default()
+        };
+        AuthorizedHttpClient {
+            shared: Arc::new(shared),
+            ..self
         }
     }
 
@@ -147,8 +178,22 @@ impl<C> AuthorizedHttpClient<C> {
 }
 
 impl<C: StreamableHttpClient> AuthorizedHttpClient<C> {
-    /// A token for the scopes held, or the error the transport reports.
-    async fn bearer(&self) -> Result<String, StreamableHttpError<AuthorizedClientError<C::Error>>> {
+    /// A token for the scopes held, for the server at `uri` once its protected resource
+    /// metadata has been checked, or the error the transport reports.
+    async fn bearer(
+        &self,
+        uri: &Arc<str>,
+    ) -> Result<String, StreamableHttpError<AuthorizedClientError<C::Error>>> {
+        if let Some(checked) = &self.shared.checked {
+            // Held across discovery: concurrent first requests wait for one check.
+            let mut checked = checked.lock().await;
+            if !checked.contains(uri) {
+                check_resource(uri)
+                    .await
+                    .map_err(|e| StreamableHttpError::Client(AuthorizedClientError::Resource(e)))?;
+                checked.insert(uri.clone());
+            }
+        }
         self.token_for(&self.held())
             .await
             .map_err(|e| StreamableHttpError::Client(AuthorizedClientError::TokenSource(e)))
@@ -260,7 +305,7 @@ where
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let held = self.held();
-        let token = self.bearer().await?;
+        let token = self.bearer(&uri).await?;
         let first = self
             .inner
             .post_message_with_response_limits(
@@ -339,7 +384,7 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
-        let token = self.bearer().await?;
+        let token = self.bearer(&uri).await?;
         self.inner
             .delete_session(uri, session_id, Some(token), custom_headers)
             .await
@@ -354,7 +399,7 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
-        let token = self.bearer().await?;
+        let token = self.bearer(&uri).await?;
         self.inner
             .get_stream(uri, session_id, last_event_id, Some(token), custom_headers)
             .await
@@ -370,7 +415,7 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
-        let token = self.bearer().await?;
+        let token = self.bearer(&uri).await?;
         self.inner
             .get_stream_with_max_sse_event_size(
                 uri,

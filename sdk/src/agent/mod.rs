@@ -1,41 +1,49 @@
-//! The agent side of delegated tokens (feature `agent`): where an MCP client gets the
-//! access tokens it presents, how they are kept fresh, and how a Streamable HTTP client
-//! steps up when a server asks for more scopes.
+//! The agent side (feature `agent`): where an MCP client gets the access tokens it
+//! presents, how they are kept fresh, how it acts for a user through other agents, and how
+//! a Streamable HTTP client presents them, only to the server they are meant for, stepping
+//! up when the server asks for more scopes.
 //!
-//! This module owns the [`TokenSource`] trait and its implementations, and
-//! [`AuthorizedHttpClient`], an rmcp `StreamableHttpClient` that puts a token from a
-//! source on every request:
+//! rmcp's own client auth (`rmcp::transport::auth`) does the OAuth work: discovery, client
+//! registration, the authorization code flow, client credentials with a secret or
+//! `private_key_jwt`, refresh, ID-JAG. This module adapts its results and adds delegation,
+//! which rmcp lacks. It owns the [`TokenSource`] trait and:
 //!
-//! - [`ClientCredentials`]: the agent's own tokens, by the OAuth client credentials grant
-//!   (RFC 6749 section 4.4), optionally for one resource (RFC 8707).
-//! - [`Exchanged`]: tokens obtained by token exchange (RFC 8693) from a user's token, so
-//!   the agent acts for that user and is named in the delegation chain.
+//! - [`ClientCredentials`]: the agent's own tokens by rmcp's client credentials grant,
+//!   after rmcp's discovery from the MCP server; [`Managed`]: the tokens of an rmcp
+//!   `AuthorizationManager` (a signed-in user); an [`AccessToken`] held is a source of
+//!   itself (rmcp's ID-JAG tokens convert into one).
+//! - [`Exchanged`]: delegated tokens by token exchange (RFC 8693), with the agent's own
+//!   token as the actor token, extending the chain of the tokens it was handed.
+//! - [`OnBehalfOf`]: tokens for downstream calls on a caller's behalf, from the request's
+//!   [`SubjectToken`](crate::SubjectToken), cached per caller, audience and scopes.
 //! - [`Refreshing`]: a cache in front of any source, one token per scope set, replaced a
 //!   margin before it expires; concurrent callers share one fetch, and an expired token is
 //!   never handed out.
+//! - [`AuthorizedHttpClient`] (and [`transport`]): an rmcp `StreamableHttpClient` that
+//!   checks the server's protected resource metadata names it ([`check_resource`]), asks
+//!   the source for a token on every request, and on a 403 `insufficient_scope`
+//!   challenge asks for the scopes it holds plus those named and sends the refused
+//!   message once more.
 //!
-//! A long-running agent combines them: `Refreshing::new(ClientCredentials::new(..))` as
-//! the source of [`AuthorizedHttpClient`], which asks the source for a token on every
-//! request (the cache makes that cheap), and on a 403 `insufficient_scope` challenge asks
-//! for the scopes it already holds plus those the challenge names and sends the refused
-//! message once more.
+//! docs/agent.md walks through each with an example.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use rmcp::ServiceExt;
+//! use rmcp::transport::auth::ClientCredentialsConfig;
 //! use rmcp_authz::agent::{self, ClientCredentials, Refreshing};
-//! use rmcp_authz::remote::FetchOptions;
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let credentials = ClientCredentials::new(
-//!     "https://auth.example/token",
-//!     "research-agent",
-//!     "client-secret",
-//!     FetchOptions::default(),
-//! )?
-//! .resource("https://notes.example/mcp");
-//! let source = Arc::new(Refreshing::new(credentials));
-//! let transport = agent::transport("https://notes.example/mcp", source, ["notes:read"]);
-//! let client = rmcp::model::ClientConfig::default().serve(transport).await?;
+//! let url = "https://notes.example/mcp";
+//! let config = ClientCredentialsConfig::ClientSecret {
+//!     client_id: "research-agent".into(),
+//!     client_secret: "client-secret".into(),
+//!     scopes: vec![],
+//!     resource: None,
+//! };
+//! let source = Arc::new(Refreshing::new(ClientCredentials::discover(url, config).await?));
+//! let client = rmcp::model::ClientConfig::default()
+//!     .serve(agent::transport(url, source, ["notes:read"]))
+//!     .await?;
 //! let tools = client.list_all_tools().await?;
 //! # let _ = tools;
 //! # Ok(())
@@ -43,9 +51,13 @@
 //! ```
 
 mod client;
+mod oauth;
+mod on_behalf_of;
 mod refreshing;
 mod source;
 
 pub use client::{AuthorizedClientError, AuthorizedClientStats, AuthorizedHttpClient, transport};
+pub use oauth::{ClientCredentials, Managed, check_resource, discover};
+pub use on_behalf_of::{DEFAULT_MAX_SUBJECTS, OnBehalfOf};
 pub use refreshing::{DEFAULT_REFRESH_MARGIN, RefreshStats, Refreshing};
-pub use source::{AccessToken, ClientCredentials, Exchanged, TokenSource, TokenSourceError};
+pub use source::{AccessToken, Exchanged, TokenSource, TokenSourceError};

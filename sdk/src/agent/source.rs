@@ -1,6 +1,6 @@
-//! Where tokens come from: the [`TokenSource`] trait, the [`AccessToken`] it returns, and
-//! the two sources that talk to an authorization server's token endpoint, by the client
-//! credentials grant ([`ClientCredentials`]) and by token exchange ([`Exchanged`]).
+//! Where tokens come from: the [`TokenSource`] trait, the [`AccessToken`] it returns, its
+//! errors, and delegation by token exchange ([`Exchanged`]), which rmcp's client auth does
+//! not do.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,12 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::error::excerpt;
-use crate::remote::{ExchangeClientError, FetchError, FetchOptions, TokenExchangeClient};
-
-use crate::remote::fetch::{BearerResponse, Fetcher};
+use crate::SubjectToken;
+use crate::remote::{ExchangeClientError, TokenExchangeClient};
 
 /// An access token, with when it expires and the scopes it carries.
 ///
@@ -78,36 +76,39 @@ impl AccessToken {
 }
 
 /// Why a token could not be obtained.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenSourceError {
-    /// The token endpoint refused, with an OAuth error (RFC 6749 section 5.2).
-    #[error("token request at {endpoint} refused with {error} (HTTP {status}){}", .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Refused {
-        /// The token endpoint.
-        endpoint: String,
-        /// The HTTP status.
-        status: u16,
-        /// The OAuth error code: `invalid_client`, `invalid_scope`, `invalid_target`, ...
-        error: String,
-        /// The server's `error_description`, if any (shortened).
-        description: Option<String>,
+    /// rmcp's client auth failed: discovery, the token endpoint's refusal, a refresh.
+    #[error("OAuth: {0}")]
+    OAuth(#[source] Arc<rmcp::transport::auth::AuthError>),
+    /// The MCP server's protected resource metadata (RFC 9728) names another resource: no
+    /// token is requested for it or sent to it.
+    #[error(
+        "{url} publishes protected resource metadata for {named}, not for itself: no token is sent to it (check the URL, or the server's resource configuration)"
+    )]
+    ResourceMismatch {
+        /// The URL the agent was to call.
+        url: String,
+        /// The resource its metadata names.
+        named: String,
     },
-    /// The token endpoint could not be reached, or answered an error without an OAuth
-    /// error body.
-    #[error("token request failed: {0}")]
-    Fetch(#[from] FetchError),
+    /// The MCP server publishes no protected resource metadata (RFC 9728), so the agent
+    /// cannot tell which resource it would send tokens to.
+    #[error(
+        "{url} publishes no protected resource metadata (RFC 9728): the agent cannot check that tokens sent there are meant for it"
+    )]
+    NoResourceMetadata {
+        /// The URL the agent was to call.
+        url: String,
+    },
+    /// The protected resource metadata could not be fetched (unreachable, not HTTPS, not
+    /// JSON, too large).
+    #[error("protected resource metadata: {0}")]
+    Fetch(#[from] crate::remote::FetchError),
     /// The token exchange failed (with the OAuth error code when the server refused).
     #[error(transparent)]
     Exchange(#[from] ExchangeClientError),
-    /// The token endpoint answered 200 with something that is not a bearer token response.
-    #[error("token endpoint {endpoint}: unusable answer: {reason}")]
-    InvalidResponse {
-        /// The token endpoint.
-        endpoint: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// The source returned a token that has already expired; it is not used.
     #[error("the token source returned a token that has already expired")]
     Expired,
@@ -117,11 +118,10 @@ pub enum TokenSourceError {
 }
 
 impl TokenSourceError {
-    /// The OAuth error code of a refusal by the token endpoint (`invalid_scope`,
-    /// `invalid_grant`, ...), from either grant.
+    /// The OAuth error code of a token exchange the token endpoint refused
+    /// (`invalid_scope`, `invalid_grant`, ...).
     pub fn error_code(&self) -> Option<&str> {
         match self {
-            TokenSourceError::Refused { error, .. } => Some(error),
             TokenSourceError::Exchange(e) => e.error_code(),
             _ => None,
         }
@@ -142,160 +142,24 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     async fn token(&self, scopes: &[String]) -> Result<AccessToken, TokenSourceError>;
 }
 
+/// A token already held is a source of itself: for a token handed over by the user or
+/// by an orchestrator, presented as it is (the scopes asked for are not checked; the
+/// server decides). Once it has expired, [`TokenSourceError::Expired`].
+#[async_trait]
+impl TokenSource for AccessToken {
+    async fn token(&self, _scopes: &[String]) -> Result<AccessToken, TokenSourceError> {
+        if self.is_expired() {
+            return Err(TokenSourceError::Expired);
+        }
+        Ok(self.clone())
+    }
+}
+
 #[async_trait]
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     async fn token(&self, scopes: &[String]) -> Result<AccessToken, TokenSourceError> {
         (**self).token(scopes).await
     }
-}
-
-/// Tokens for the agent itself, by the OAuth client credentials grant (RFC 6749 section
-/// 4.4; feature `agent`).
-///
-/// POSTs `grant_type=client_credentials`, the scopes asked for and, when set, the
-/// `resource` (RFC 8707) to the token endpoint, authenticating with HTTP Basic (each of
-/// the id and secret form-encoded first, RFC 6749 section 2.3.1). The request follows
-/// the crate's defensive fetch rules (HTTPS only, loopback HTTP on opt-in, no
-/// redirects, time and size limits). The expiry is the earlier of `expires_in` and, for
-/// a JWT, its `exp` claim, so a token is never believed to live longer than it does.
-#[derive(Clone)]
-pub struct ClientCredentials {
-    endpoint: String,
-    client_id: String,
-    client_secret: String,
-    resource: Option<String>,
-    fetcher: Fetcher,
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the client secret.
-        f.debug_struct("ClientCredentials")
-            .field("endpoint", &self.endpoint)
-            .field("client_id", &self.client_id)
-            .field("resource", &self.resource)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientCredentials {
-    /// A source for `client_id` at `token_endpoint`, with `options` limiting each request.
-    ///
-    /// # Errors
-    /// A [`FetchError`] when the URL is invalid or not HTTPS (or loopback HTTP with the
-    /// opt-in), or [`FetchError::Client`] when the HTTP client cannot be built.
-    pub fn new(
-        token_endpoint: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: impl Into<String>,
-        options: FetchOptions,
-    ) -> Result<ClientCredentials, FetchError> {
-        let endpoint = token_endpoint.into();
-        let fetcher = Fetcher::new(options)?;
-        fetcher.check_url(&endpoint)?;
-        Ok(ClientCredentials {
-            endpoint,
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            resource: None,
-            fetcher,
-        })
-    }
-
-    /// Asks for tokens meant for the resource at `uri` (RFC 8707 `resource`): the MCP
-    /// server's URI, which its verifier checks as the audience.
-    #[must_use]
-    pub fn resource(mut self, uri: impl Into<String>) -> Self {
-        self.resource = Some(uri.into());
-        self
-    }
-
-    /// The token endpoint.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-}
-
-#[async_trait]
-impl TokenSource for ClientCredentials {
-    async fn token(&self, scopes: &[String]) -> Result<AccessToken, TokenSourceError> {
-        let scope = scopes.join(" ");
-        let mut form = vec![("grant_type", "client_credentials")];
-        if !scope.is_empty() {
-            form.push(("scope", &scope));
-        }
-        if let Some(resource) = &self.resource {
-            form.push(("resource", resource));
-        }
-        let sent = Instant::now();
-        let (status, document) = self
-            .fetcher
-            .post_form(
-                &self.endpoint,
-                &form,
-                Some((&self.client_id, &self.client_secret)),
-            )
-            .await?;
-        if status != 200 {
-            return Err(refusal(&self.endpoint, status, document.as_ref()));
-        }
-        let Some(document) = document else {
-            return Err(TokenSourceError::InvalidResponse {
-                endpoint: self.endpoint.clone(),
-                reason: "the answer is not a JSON object".to_owned(),
-            });
-        };
-        token_response(&self.endpoint, &document, scopes, sent)
-    }
-}
-
-/// A non-200 answer: an OAuth refusal when it carries an `error` code, else the status.
-fn refusal(endpoint: &str, status: u16, document: Option<&Map<String, Value>>) -> TokenSourceError {
-    let member = |name: &str| document.and_then(|d| d.get(name)).and_then(Value::as_str);
-    match member("error") {
-        Some(error) if !error.is_empty() => TokenSourceError::Refused {
-            endpoint: endpoint.to_owned(),
-            status,
-            error: excerpt(error),
-            description: member("error_description").map(|d| {
-                let mut end = d.len().min(512);
-                while !d.is_char_boundary(end) {
-                    end -= 1;
-                }
-                d[..end].to_owned()
-            }),
-        },
-        _ => TokenSourceError::Fetch(FetchError::Status {
-            url: endpoint.to_owned(),
-            status,
-        }),
-    }
-}
-
-/// Reads a bearer token response (RFC 6749 section 5.1), received for a request sent at
-/// `sent`.
-fn token_response(
-    endpoint: &str,
-    document: &Map<String, Value>,
-    requested: &[String],
-    sent: Instant,
-) -> Result<AccessToken, TokenSourceError> {
-    let invalid = |reason: String| TokenSourceError::InvalidResponse {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
-    let bearer = BearerResponse::read(document).map_err(invalid)?;
-    let token = bearer.access_token;
-    let expires_in = bearer.expires_in;
-    let scopes = bearer.scope.unwrap_or_else(|| requested.to_vec());
-    Ok(AccessToken {
-        expires_at: earliest(
-            expires_in.map(|d| sent + d),
-            jwt_expiry(&token, Instant::now()),
-        ),
-        token,
-        scopes,
-    })
 }
 
 /// A space-separated scope string, split.
@@ -307,7 +171,7 @@ pub(crate) fn split_scopes(scope: &str) -> Vec<String> {
         .collect()
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -316,7 +180,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// The `exp` of a JWT, read without verification (only to know when to stop using it),
 /// as an instant on the monotonic clock; `None` for anything else.
-fn jwt_expiry(token: &str, now: Instant) -> Option<Instant> {
+pub(super) fn jwt_expiry(token: &str, now: Instant) -> Option<Instant> {
     let mut parts = token.split('.');
     let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
         return None;
@@ -334,45 +198,141 @@ fn jwt_expiry(token: &str, now: Instant) -> Option<Instant> {
     Some(now + Duration::try_from_secs_f64(left).ok()?)
 }
 
-/// Tokens obtained by token exchange (RFC 8693) from a user's token (feature `agent`):
-/// the agent acts for the user, toward one audience, named in the delegation chain when
-/// it presents its own token as the actor token.
+/// A token, fixed or taken fresh from a source for each exchange.
+#[derive(Clone)]
+pub(super) enum Presented {
+    Token(String),
+    Source(Arc<dyn TokenSource>),
+}
+
+impl Presented {
+    async fn get(&self) -> Result<std::borrow::Cow<'_, str>, TokenSourceError> {
+        match self {
+            Presented::Token(token) => Ok(token.as_str().into()),
+            Presented::Source(source) => Ok(source.token(&[]).await?.token.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Presented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token.
+        match self {
+            Presented::Token(token) => write!(f, "<token, {} bytes>", token.len()),
+            Presented::Source(source) => source.fmt(f),
+        }
+    }
+}
+
+/// Delegated tokens, by token exchange (RFC 8693) of a user's token (feature `agent`):
+/// the agent acts for the user, toward one audience, and is named in the delegation chain
+/// (`act`) when it presents its own token as the actor token.
 ///
-/// Wraps a [`TokenExchangeClient`]; each call exchanges the subject token for a token for
-/// the audience with the scopes asked for. The subject token is fixed: when it expires,
-/// exchanges fail and a new `Exchanged` is needed.
+/// Each call exchanges the subject token at the [`TokenExchangeClient`]'s token endpoint
+/// for a token meant for the audience, with the scopes asked for (the authorization
+/// server narrows: never more than the subject token carries). The subject and the actor
+/// token are either fixed or taken from a [`TokenSource`] for each exchange:
+///
+/// - the subject from a source chains delegation: an agent that received its task from
+///   an orchestrator exchanges the orchestrator's delegated tokens, and the new tokens
+///   carry the whole chain (`act` nested in `act`);
+/// - the actor from a source keeps the agent's own token fresh: a
+///   [`ClientCredentials`](super::ClientCredentials) behind a
+///   [`Refreshing`](super::Refreshing) cache, say.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rmcp::transport::auth::ClientCredentialsConfig;
+/// use rmcp_authz::agent::{ClientCredentials, Exchanged, Refreshing};
+/// use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
+/// # async fn run(alice_token: String) -> Result<(), Box<dyn std::error::Error>> {
+/// let notes = "https://notes.example/mcp";
+/// // The agent's own identity, by rmcp's client credentials grant.
+/// let own = Refreshing::new(
+///     ClientCredentials::discover(
+///         notes,
+///         ClientCredentialsConfig::ClientSecret {
+///             client_id: "orchestrator".into(),
+///             client_secret: "client-secret".into(),
+///             scopes: vec![],
+///             resource: None,
+///         },
+///     )
+///     .await?,
+/// );
+/// let exchange = TokenExchangeClient::new("https://auth.example/token", FetchOptions::default())?
+///     .client_credentials("orchestrator", "client-secret");
+/// // Alice's tokens for the notes server, naming the orchestrator as the actor.
+/// let for_alice = Exchanged::new(exchange, alice_token, notes).actor(Arc::new(own));
+/// # let _ = for_alice;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Exchanged {
     client: TokenExchangeClient,
-    subject_token: String,
-    actor_token: Option<String>,
+    subject: Presented,
+    actor: Option<Presented>,
     audience: String,
 }
 
 impl fmt::Debug for Exchanged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the tokens.
         f.debug_struct("Exchanged")
             .field("client", &self.client)
             .field("audience", &self.audience)
-            .field("actor_token", &self.actor_token.is_some())
-            .finish_non_exhaustive()
+            .field("subject", &self.subject)
+            .field("actor", &self.actor)
+            .finish()
     }
 }
 
 impl Exchanged {
-    /// Exchanges `subject_token` (the user's access token) at `client`'s token endpoint
-    /// for tokens meant for `audience` (the MCP server's URI, or a logical name with
-    /// [`TargetParameter::Audience`](crate::remote::TargetParameter::Audience)).
+    /// Exchanges `subject_token` (the user's access token, or a delegated token received
+    /// with a task) at `client`'s token endpoint for tokens meant for `audience` (the MCP
+    /// server's URI, or a logical name with
+    /// [`TargetParameter::Audience`](crate::remote::TargetParameter::Audience)). When the
+    /// subject token expires, exchanges fail: use [`Exchanged::from_source`] for a
+    /// subject that is kept fresh.
     pub fn new(
         client: TokenExchangeClient,
         subject_token: impl Into<String>,
         audience: impl Into<String>,
     ) -> Exchanged {
+        Exchanged::presenting(client, Presented::Token(subject_token.into()), audience)
+    }
+
+    /// Exchanges the tokens of `subject` (asked with no scopes: whatever it grants), one
+    /// taken for each exchange: another [`Exchanged`] to extend its delegation chain, or a
+    /// [`Managed`](super::Managed) user session.
+    pub fn from_source(
+        client: TokenExchangeClient,
+        subject: Arc<dyn TokenSource>,
+        audience: impl Into<String>,
+    ) -> Exchanged {
+        Exchanged::presenting(client, Presented::Source(subject), audience)
+    }
+
+    /// Exchanges the token a request was authorized with (a tool's caller, on whose
+    /// behalf the tool calls `audience`); see also [`OnBehalfOf`](super::OnBehalfOf),
+    /// which caches per caller.
+    pub fn for_subject(
+        client: TokenExchangeClient,
+        subject: &SubjectToken,
+        audience: impl Into<String>,
+    ) -> Exchanged {
+        Exchanged::new(client, subject.token(), audience)
+    }
+
+    pub(super) fn presenting(
+        client: TokenExchangeClient,
+        subject: Presented,
+        audience: impl Into<String>,
+    ) -> Exchanged {
         Exchanged {
             client,
-            subject_token: subject_token.into(),
-            actor_token: None,
+            subject,
+            actor: None,
             audience: audience.into(),
         }
     }
@@ -381,24 +341,37 @@ impl Exchanged {
     /// tokens name the agent as the current actor (`act`).
     #[must_use]
     pub fn actor_token(mut self, token: impl Into<String>) -> Self {
-        self.actor_token = Some(token.into());
+        self.actor = Some(Presented::Token(token.into()));
         self
+    }
+
+    /// Presents a token of `actor` (the agent's own tokens, asked with no scopes) as the
+    /// actor token of each exchange.
+    #[must_use]
+    pub fn actor(mut self, actor: Arc<dyn TokenSource>) -> Self {
+        self.actor = Some(Presented::Source(actor));
+        self
+    }
+
+    /// The audience the tokens are for.
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 }
 
 #[async_trait]
 impl TokenSource for Exchanged {
     async fn token(&self, scopes: &[String]) -> Result<AccessToken, TokenSourceError> {
+        let subject = self.subject.get().await?;
+        let actor = match &self.actor {
+            Some(actor) => Some(actor.get().await?),
+            None => None,
+        };
         let asked: Vec<&str> = scopes.iter().map(String::as_str).collect();
         let sent = Instant::now();
         let exchanged = self
             .client
-            .exchange(
-                &self.subject_token,
-                self.actor_token.as_deref(),
-                &self.audience,
-                &asked,
-            )
+            .exchange(&subject, actor.as_deref(), &self.audience, &asked)
             .await?;
         let expires_at = earliest(
             exchanged.expires_in.map(|d| sent + d),
@@ -417,76 +390,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_hides_token_and_secret() {
+    fn debug_hides_tokens() {
         let token = AccessToken::new("eyJsecret", None, ["a"]);
         let shown = format!("{token:?}");
         assert!(
             !shown.contains("eyJsecret") && shown.contains("9 bytes"),
             "{shown}"
         );
-        let source = ClientCredentials::new(
+        let client = TokenExchangeClient::new(
             "https://as.example/token",
-            "agent",
-            "hunter2",
-            FetchOptions::default(),
+            crate::remote::FetchOptions::default(),
         )
-        .unwrap();
-        let shown = format!("{source:?}");
+        .unwrap()
+        .client_credentials("agent", "hunter2");
+        let exchanged =
+            Exchanged::new(client, "eyJsubject", "https://mcp.example/mcp").actor_token("eyJactor");
+        let shown = format!("{exchanged:?}");
+        for secret in ["hunter2", "eyJsubject", "eyJactor"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
         assert!(
-            shown.contains("agent") && !shown.contains("hunter2"),
+            shown.contains("agent") && shown.contains("10 bytes"),
             "{shown}"
         );
     }
 
     #[test]
-    fn expiry_is_the_earlier_of_expires_in_and_exp() {
+    fn jwt_expiry_reads_exp_and_nothing_else() {
         let now = Instant::now();
         let exp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs()
             + 10;
-        let payload = URL_SAFE_NO_PAD.encode(format!("{{\"exp\":{exp}}}"));
-        let jwt = format!("e30.{payload}.sig");
-        let doc = |v: Value| v.as_object().unwrap().clone();
-        let long = token_response(
-            "t",
-            &doc(serde_json::json!({"access_token": jwt, "token_type": "Bearer", "expires_in": 3600})),
-            &[],
-            now,
-        )
-        .unwrap();
-        assert!(long.remaining().unwrap() <= Duration::from_secs(10));
-        let short = token_response(
-            "t",
-            &doc(serde_json::json!({"access_token": jwt, "token_type": "bearer", "expires_in": 2, "scope": "a b"})),
-            &[],
-            now,
-        )
-        .unwrap();
-        assert!(short.remaining().unwrap() <= Duration::from_secs(2));
-        assert_eq!(short.scopes, ["a", "b"]);
-        let opaque = token_response(
-            "t",
-            &doc(serde_json::json!({"access_token": "opaque", "token_type": "Bearer"})),
-            &["x".to_owned()],
-            now,
-        )
-        .unwrap();
-        assert_eq!(
-            (opaque.expires_at, opaque.scopes),
-            (None, vec!["x".to_owned()])
-        );
-        for bad in [
-            serde_json::json!({"token_type": "Bearer"}),
-            serde_json::json!({"access_token": "t", "token_type": "DPoP"}),
-            serde_json::json!({"access_token": "t", "token_type": "Bearer", "expires_in": "60"}),
-            serde_json::json!({"access_token": "t", "token_type": "Bearer", "scope": ["a"]}),
+        let jwt = |claims: String| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims));
+        let at = jwt_expiry(&jwt(format!("{{\"exp\":{exp}}}")), now).unwrap();
+        assert!(at > now && at <= now + Duration::from_secs(10));
+        let past = jwt_expiry(&jwt("{\"exp\":1}".to_owned()), now);
+        assert_eq!(past, Some(now));
+        for other in [
+            "opaque".to_owned(),
+            jwt("{}".to_owned()),
+            jwt("{\"exp\":\"soon\"}".to_owned()),
+            format!("{}.extra", jwt(format!("{{\"exp\":{exp}}}"))),
         ] {
-            assert!(matches!(
-                token_response("t", &doc(bad), &[], now),
-                Err(TokenSourceError::InvalidResponse { .. })
-            ));
+            assert_eq!(jwt_expiry(&other, now), None, "{other}");
         }
+        assert_eq!(earliest(Some(now), None), Some(now));
+        assert_eq!(
+            earliest(Some(now + Duration::from_secs(1)), Some(now)),
+            Some(now)
+        );
     }
 }

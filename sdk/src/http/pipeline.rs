@@ -20,13 +20,13 @@ use super::challenge::Rejection;
 use super::layer::HttpState;
 use super::refusal::{Cause, Refused, Seen, invalid_request, refuse, token_rejection};
 use super::request::{
-    Named, bearer_token, has_access_token_param, named, operation_of, read_body, session_id,
-    single_header,
+    Named, has_access_token_param, named, operation_of, read_body, session_id, single_header,
 };
 use super::rpc::{self, Target};
 use super::*;
 use crate::gate::{Decided, RemoteAddr, VerifiedBy};
 use crate::guard::CallerId;
+use crate::oauth::{SubjectToken, bearer_token};
 use crate::policy::{Decision, Operation, challenge_scope};
 use crate::principal::Principal;
 
@@ -130,7 +130,8 @@ where
         .then(|| session.map(str::to_owned))
         .flatten();
     // On to rmcp, with the caller and the decision; the token goes no further (handlers
-    // get the principal, never the credential: no token passthrough, nothing to log).
+    // get the principal, and the credential only as a `SubjectToken` to exchange: no token
+    // passthrough, nothing to log).
     if let Some(decided) = decided {
         parts.extensions.insert(decided);
     }
@@ -139,7 +140,11 @@ where
     }
     parts.extensions.insert(principal.clone());
     parts.extensions.insert(VerifiedBy(state.guard.id()));
-    parts.headers.remove(AUTHORIZATION);
+    if let Some(authorization) = parts.headers.remove(AUTHORIZATION) {
+        parts
+            .extensions
+            .insert(SubjectToken::from_authorization(authorization));
+    }
     let response = match inner
         .call(Request::from_parts(parts, Full::new(bytes)))
         .await

@@ -141,18 +141,6 @@ pub(super) fn operation_of(rpc: &rpc::RpcRequest) -> Option<Operation<'_>> {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` value; the scheme is matched without
-/// regard to case (RFC 9110 section 11.1). Other schemes give `None`.
-pub(super) fn bearer_token(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = rest.trim_start_matches(' ');
-    (!token.is_empty()).then_some(token)
-}
-
 pub(super) fn has_access_token_param(query: &str) -> bool {
     query
         .split('&')
@@ -162,16 +150,6 @@ pub(super) fn has_access_token_param(query: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token(b"bEaReR  abc"), Some("abc"));
-        assert_eq!(bearer_token(b"Basic abc"), None);
-        assert_eq!(bearer_token(b"Bearer "), None);
-        assert_eq!(bearer_token(b"Bearer"), None);
-        assert_eq!(bearer_token(&[0xff, 0x20, 0x41]), None);
-    }
 
     #[test]
     fn query_tokens_are_found() {

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher};
 use crate::error::excerpt;
-use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
+use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, SubjectToken, TOKEN_EXCHANGE_GRANT_TYPE};
 
 /// Which request parameter names the downstream service (RFC 8693 section 2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,17 +42,21 @@ pub enum TargetParameter {
 /// Inside a tool, exchange the caller's token for one meant for the downstream service,
 /// rather than forwarding it: the MCP specification forbids token passthrough, and the
 /// exchanged token is limited to that service and to the scopes asked for. Over
-/// Streamable HTTP the caller's token is the `Authorization` header of the
-/// `http::request::Parts` rmcp puts in the request context's extensions (a
-/// [`Principal`](crate::Principal) never holds the token).
+/// Streamable HTTP the caller's token is the [`SubjectToken`] the HTTP layer keeps in the
+/// extensions of the `http::request::Parts` rmcp hands the tool (a
+/// [`Principal`](crate::Principal) never holds the token, and the `Authorization` header
+/// is gone); [`exchange_subject`](TokenExchangeClient::exchange_subject) exchanges it. With
+/// feature `agent`, `agent::OnBehalfOf` caches the exchanged tokens.
 ///
 /// ```no_run
+/// use rmcp_authz::SubjectToken;
 /// use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
-/// # async fn tool(incoming: &str, own_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn tool(parts: http::request::Parts, own_token: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// let exchange = TokenExchangeClient::new("https://auth.example/token", FetchOptions::default())?
 ///     .client_credentials("notes-mcp", "client-secret");
+/// let incoming = SubjectToken::of(&parts.extensions).ok_or("no caller token")?;
 /// let downstream = exchange
-///     .exchange(incoming, Some(own_token), "https://calendar.example/mcp", &["calendar:read"])
+///     .exchange_subject(incoming, Some(own_token), "https://calendar.example/mcp", &["calendar:read"])
 ///     .await?;
 /// // Call https://calendar.example/mcp with `Bearer {downstream.access_token}`.
 /// # Ok(())
@@ -202,6 +206,22 @@ impl TokenExchangeClient {
     /// The token endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Exchanges the token a request was authorized with ([`SubjectToken`]) as
+    /// [`exchange`](TokenExchangeClient::exchange) exchanges a token.
+    ///
+    /// # Errors
+    /// As [`exchange`](TokenExchangeClient::exchange).
+    pub async fn exchange_subject(
+        &self,
+        subject: &SubjectToken,
+        actor_token: Option<&str>,
+        audience: &str,
+        scopes: &[&str],
+    ) -> Result<ExchangedToken, ExchangeClientError> {
+        self.exchange(subject.token(), actor_token, audience, scopes)
+            .await
     }
 
     /// Exchanges `subject_token` (the caller's access token) for a token meant for
