@@ -45,8 +45,7 @@ const CLIENT_NAME: &str = "rmcp-authz conformance client";
 /// authorization server supports CIMD. The conformance suite checks for this URL.
 const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
-/// The credentials a client is configured with.
-#[derive(Debug)]
+/// The credentials a client is configured with (no `Debug`: it holds secrets).
 pub(crate) enum Credentials {
     /// The authorization-code flow with PKCE: a pre-registered client when `client_id` is
     /// set, otherwise CIMD or dynamic registration.
@@ -268,6 +267,11 @@ pub(crate) async fn step_up(
         .split_whitespace()
         .map(str::to_owned)
         .collect();
+    if required.is_empty() {
+        return Err(Failure::new(
+            "the server refuses for insufficient scope but names no scope to ask for",
+        ));
+    }
     let mut slot = http.auth_manager.lock().await;
     let current = slot.get_current_scopes().await;
     if required.iter().all(|scope| current.contains(scope)) {
