@@ -1,23 +1,32 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`, pinned in
-//! `tests/conformance/package.json`) against the everything server (`tests/src/everything/`),
-//! served twice on 127.0.0.1: bare (rmcp's `StreamableHttpService`) and behind `rmcp-authz`,
-//! reached through a local proxy (`tests/src/proxy.rs`) that adds a bearer token holding every
-//! scope of the policy, since the suite sends none. The suite runs all its server scenarios
-//! against each, and the test asserts, scenario by scenario:
+//! `tests/conformance/package.json`), both sides:
 //!
-//! - the protected server's result equals the bare server's: the same verdict and the same
+//! - its server scenarios against the everything server (`tests/src/everything/`),
+//!   served twice on 127.0.0.1: bare (rmcp's `StreamableHttpService`) and behind
+//!   `rmcp-authz`, reached through a local proxy (`tests/src/proxy.rs`) that adds a bearer
+//!   token holding every scope of the policy, since the suite sends none. The suite runs all
+//!   its server scenarios against each, and the test asserts, scenario by scenario, that
+//!   the protected server's result equals the bare server's: the same verdict and the same
 //!   status for every check the suite reports (its INFO records, which log traffic, aside).
 //!   The authorization layer is meant to be transparent to a caller it allows;
-//! - both match `tests/conformance/expected-failures.txt`: a scenario listed there must fail
-//!   (an entry for a scenario that now passes fails the test, which says to remove it), and
-//!   every other scenario must pass. A scenario passes when none of its checks is a FAILURE
-//!   or a WARNING, as the suite's own `--expected-failures` baseline counts it.
+//! - its client auth scenarios (the `auth/` ones) against the conformance client
+//!   (`tests/src/bin/conformance_client/`), an MCP client that authorizes itself with
+//!   rmcp's own client auth against the suite's mock authorization servers, which approve
+//!   without a person. Each scenario runs on its own (several at a time), so that its
+//!   verdict counts the client's exit status and time limit as the suite's does.
+//!
+//! Every result must match `tests/conformance/expected-failures.txt`: a scenario listed
+//! there must fail (an entry for a scenario that now passes fails the test, which says to
+//! remove it), and every other scenario must pass. A scenario passes when none of its
+//! checks is a FAILURE or a WARNING, as the suite's own `--expected-failures` baseline
+//! counts it, and, for a client scenario, the suite exits with success.
 //!
 //! The suite runs on Node 22 (the npm package `node`), installed with it under
 //! `target/interop/conformance/` by `scripts/setup-interop.sh` (which `scripts/test.sh`
 //! runs first). If it is missing the test fails, saying so; it never skips. The suite's
-//! results (a `checks.json` per scenario) and its output go to
-//! `target/conformance/{bare,protected}/`.
+//! results (a `checks.json` per scenario, and for a client scenario the client's
+//! `stdout.txt` and `stderr.txt`) and its output go to
+//! `target/conformance/{bare,protected,client}/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -116,17 +125,18 @@ fn suite_command() -> tokio::process::Command {
     command
 }
 
-/// The server scenarios the suite has (`conformance list --server`).
-async fn server_scenarios() -> Vec<String> {
+/// The scenarios the suite lists for one side (`conformance list --server` or
+/// `--client`).
+async fn listed(side: &str) -> Vec<String> {
     let output = suite_command()
-        .args(["list", "--server"])
+        .args(["list", &format!("--{side}")])
         .output()
         .await
         .expect("run conformance list");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "conformance list --server failed ({}):\n{stdout}\n{}",
+        "conformance list --{side} failed ({}):\n{stdout}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
@@ -137,6 +147,45 @@ async fn server_scenarios() -> Vec<String> {
         .collect();
     assert!(!scenarios.is_empty(), "no scenario listed:\n{stdout}");
     scenarios
+}
+
+/// The server scenarios the suite has.
+async fn server_scenarios() -> Vec<String> {
+    listed("server").await
+}
+
+/// The client scenarios of the suite that test authorization (`auth/...`); the others
+/// (initialize, tools, elicitation, SSE retries) test an MCP client's core, not its auth.
+async fn client_auth_scenarios() -> Vec<String> {
+    let scenarios: Vec<String> = listed("client")
+        .await
+        .into_iter()
+        .filter(|scenario| scenario.starts_with("auth/"))
+        .collect();
+    assert!(
+        !scenarios.is_empty(),
+        "the suite lists no client auth scenario"
+    );
+    scenarios
+}
+
+/// The entries of `tests/conformance/expected-failures.txt` that name neither a server
+/// scenario nor a client auth scenario of the suite.
+fn unknown_entries(
+    expected: &BTreeMap<String, String>,
+    server: &[String],
+    client: &[String],
+) -> Vec<String> {
+    expected
+        .keys()
+        .filter(|entry| !server.contains(entry) && !client.contains(entry))
+        .map(|entry| {
+            format!(
+                "{entry}: listed in tests/conformance/expected-failures.txt, but the suite \
+                 has no such server or client auth scenario"
+            )
+        })
+        .collect()
 }
 
 /// One check of a scenario, as the suite reports it.
@@ -164,8 +213,11 @@ impl Outcome {
             .map(|check| Check {
                 id: check["id"].as_str().unwrap_or_default().to_owned(),
                 status: check["status"].as_str().unwrap_or_default().to_owned(),
+                // Server checks explain a failure in `errorMessage`, client checks in
+                // `description`.
                 message: check["errorMessage"]
                     .as_str()
+                    .or_else(|| check["description"].as_str())
                     .unwrap_or_default()
                     .to_owned(),
             })
@@ -364,12 +416,11 @@ async fn start_protected() -> (String, Serving, Proxy) {
     (url, serving, proxy)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn server_scenarios_pass_protected_exactly_as_bare() {
-    let pinned_suite = pinned("@modelcontextprotocol/conformance");
+/// Fails unless the suite and Node installed under [`install_dir`] are the pinned ones.
+fn assert_pinned_install() {
     assert_eq!(
         installed_suite(),
-        pinned_suite,
+        pinned("@modelcontextprotocol/conformance"),
         "the installed conformance suite is not the pinned one: run ./scripts/setup-interop.sh"
     );
     let version = std::process::Command::new(node())
@@ -381,8 +432,12 @@ async fn server_scenarios_pass_protected_exactly_as_bare() {
         format!("v{}", pinned("node")),
         "the installed Node is not the pinned one: run ./scripts/setup-interop.sh"
     );
+}
 
-    let scenarios = server_scenarios().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_scenarios_pass_protected_exactly_as_bare() {
+    assert_pinned_install();
+    let (scenarios, client_scenarios) = tokio::join!(server_scenarios(), client_auth_scenarios());
     let expected = expected_failures();
     let (bare_url, _bare) = start_bare().await;
     let (protected_url, _protected, _proxy) = start_protected().await;
@@ -393,13 +448,7 @@ async fn server_scenarios_pass_protected_exactly_as_bare() {
         run_suite("protected", &protected_url)
     );
 
-    let mut problems = Vec::new();
-    for unknown in expected.keys().filter(|s| !scenarios.contains(s)) {
-        problems.push(format!(
-            "{unknown}: listed in tests/conformance/expected-failures.txt, but the suite has \
-             no such server scenario"
-        ));
-    }
+    let mut problems = unknown_entries(&expected, &scenarios, &client_scenarios);
     let listed: BTreeSet<&String> = scenarios.iter().collect();
     for (label, outcomes) in [("bare", &bare), ("protected", &protected)] {
         for stray in outcomes.keys().filter(|s| !listed.contains(s)) {
@@ -454,13 +503,223 @@ async fn server_scenarios_pass_protected_exactly_as_bare() {
         "conformance: {} server scenarios: bare {bare_passed} pass, protected \
          {protected_passed} pass, {} expected to fail; {:.1} s",
         scenarios.len(),
-        expected.len(),
+        scenarios
+            .iter()
+            .filter(|s| expected.contains_key(*s))
+            .count(),
         started.elapsed().as_secs_f64()
     );
     assert!(
         problems.is_empty(),
         "the conformance suite's server scenarios did not come out as expected \
          (results under target/conformance/):\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// How long one client scenario may take before the test fails; the suite gives the
+/// client 30 s of it.
+const CLIENT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Client scenarios run at the same time: each is a Node process (the suite's mock servers)
+/// and the client, mostly waiting on each other.
+const CLIENT_SCENARIOS_AT_ONCE: usize = 6;
+
+/// The conformance client, as the suite's `--command`.
+fn client_command() -> String {
+    let path = env!("CARGO_BIN_EXE_conformance_client");
+    assert!(
+        !path.contains(char::is_whitespace),
+        "the suite splits its --command at spaces, and the client's path has one: {path}"
+    );
+    path.to_owned()
+}
+
+/// What the suite reported for one client scenario.
+#[derive(Debug)]
+struct ClientOutcome {
+    /// The scenario's checks; `None` when the suite wrote none.
+    outcome: Option<Outcome>,
+    /// The suite's exit status, which also counts the client's exit status (unless the
+    /// scenario expects the client to fail) and its time limit.
+    status: std::process::ExitStatus,
+    elapsed: Duration,
+    /// Where the suite's output and the scenario's results are.
+    dir: PathBuf,
+}
+
+impl ClientOutcome {
+    fn passed(&self) -> bool {
+        self.status.success() && self.outcome.as_ref().is_some_and(Outcome::passed)
+    }
+
+    fn summary(&self) -> String {
+        let verdict = if self.passed() { "pass" } else { "FAIL" };
+        let checks = match &self.outcome {
+            Some(outcome) => {
+                let successes = outcome
+                    .checks
+                    .iter()
+                    .filter(|c| c.status == "SUCCESS")
+                    .count();
+                format!("{successes}/{} checks", outcome.checks.len())
+            }
+            None => "no results".to_owned(),
+        };
+        let status = self
+            .status
+            .code()
+            .map_or_else(|| self.status.to_string(), |code| format!("exit {code}"));
+        format!(
+            "{verdict} ({checks}, suite {status}) {:.1} s",
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    fn problems(&self) -> String {
+        let checks = self
+            .outcome
+            .as_ref()
+            .map(Outcome::problems)
+            .unwrap_or_default();
+        format!(
+            "suite {}; {checks} (the suite's output, the client's stderr.txt and checks.json \
+             are under {})",
+            self.status,
+            self.dir.display()
+        )
+    }
+}
+
+/// The files named `name` under `dir`, at any depth.
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(find_files(&path, name));
+        } else if path.file_name().is_some_and(|file| file == name) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Runs one client scenario of the suite against `client`, writing its results under
+/// `target/conformance/client/<scenario>/`, and reads them back.
+async fn run_client_scenario(scenario: &str, client: &str) -> ClientOutcome {
+    let dir = repo()
+        .join("target/conformance/client")
+        .join(scenario.replace('/', "-"));
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results).expect("create the results directory");
+    let log = std::fs::File::create(dir.join("suite-output.txt")).expect("create the suite log");
+    let mut command = suite_command();
+    command
+        .args(["client", "--command", client, "--scenario", scenario])
+        .arg("--output-dir")
+        .arg(&results)
+        .current_dir(&dir)
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log);
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{scenario}: could not start the suite: {e}"));
+    let status = tokio::time::timeout(CLIENT_SCENARIO_TIMEOUT, child.wait())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{scenario}: the suite did not finish in {CLIENT_SCENARIO_TIMEOUT:?}")
+        })
+        .unwrap_or_else(|e| panic!("{scenario}: waiting for the suite: {e}"));
+    let elapsed = started.elapsed();
+
+    // The results are in `<scenario>-<timestamp>/checks.json`; the `/` in the scenario's
+    // name makes a directory of its prefix.
+    let checks = find_files(&results, "checks.json");
+    assert!(
+        checks.len() <= 1,
+        "{scenario}: more than one checks.json: {checks:?}"
+    );
+    let outcome = checks.first().map(|path| {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{scenario}: {}: {e}", path.display()));
+        Outcome::from_checks(&serde_json::from_str(&text).expect("checks.json is JSON"))
+    });
+    ClientOutcome {
+        outcome,
+        status,
+        elapsed,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_auth_scenarios_pass_with_rmcp_client_auth() {
+    use futures::StreamExt as _;
+
+    assert_pinned_install();
+    let (server_scenarios, scenarios) = tokio::join!(server_scenarios(), client_auth_scenarios());
+    let expected = expected_failures();
+    let client = client_command();
+    let _ = std::fs::remove_dir_all(repo().join("target/conformance/client"));
+
+    let started = Instant::now();
+    let outcomes: BTreeMap<String, ClientOutcome> = futures::stream::iter(scenarios.clone())
+        .map(|scenario| {
+            let client = client.clone();
+            async move {
+                let outcome = run_client_scenario(&scenario, &client).await;
+                (scenario, outcome)
+            }
+        })
+        .buffer_unordered(CLIENT_SCENARIOS_AT_ONCE)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+
+    let mut problems = unknown_entries(&expected, &server_scenarios, &scenarios);
+    let mut passed = 0;
+    for scenario in &scenarios {
+        let outcome = &outcomes[scenario];
+        passed += usize::from(outcome.passed());
+        let listed = if expected.contains_key(scenario) {
+            ", expected to fail"
+        } else {
+            ""
+        };
+        println!(
+            "conformance: client {scenario:<44} {}{listed}",
+            outcome.summary()
+        );
+        match (expected.get(scenario), outcome.passed()) {
+            (None, false) => problems.push(format!(
+                "{scenario}: fails, unexpectedly: {}",
+                outcome.problems()
+            )),
+            (Some(reason), true) => problems.push(format!(
+                "{scenario}: passes, but tests/conformance/expected-failures.txt expects it to \
+                 fail ({reason}): remove it from the file"
+            )),
+            _ => {}
+        }
+    }
+    println!(
+        "conformance: {} client auth scenarios: {passed} pass, {} expected to fail; {:.1} s",
+        scenarios.len(),
+        scenarios
+            .iter()
+            .filter(|s| expected.contains_key(*s))
+            .count(),
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "the conformance suite's client auth scenarios did not come out as expected \
+         (results under target/conformance/client/):\n  {}",
         problems.join("\n  ")
     );
 }
