@@ -135,6 +135,8 @@ impl<C> AuthorizedHttpClient<C> {
     /// Sends tokens without reading the server's protected resource metadata first: for
     /// MCP servers that predate RFC 9728 (protocol 2025-03-26 and earlier). Such a server
     /// can be handed a token meant for another, so use this only for a URL you trust.
+    /// Call it on a new client: the result shares nothing (scopes aside) with clones made
+    /// before.
     #[must_use]
     pub fn without_resource_check(self) -> Self {
         let shared = Shared {
