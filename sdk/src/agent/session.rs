@@ -52,9 +52,9 @@ pub enum SessionError {
     Auth {
         /// What the session was doing.
         step: &'static str,
-        /// rmcp's error.
+        /// rmcp's error (boxed: it is large).
         #[source]
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The [`Approval`] of the authorization code flow returned no callback.
     #[error("approval: {0}")]
@@ -112,7 +112,10 @@ pub enum SessionError {
 impl SessionError {
     /// Maps rmcp's error at `step`.
     pub(super) fn auth(step: &'static str) -> impl FnOnce(AuthError) -> SessionError {
-        move |source| SessionError::Auth { step, source }
+        move |source| SessionError::Auth {
+            step,
+            source: Box::new(source),
+        }
     }
 }
 
