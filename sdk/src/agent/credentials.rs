@@ -42,8 +42,10 @@ pub enum Credentials {
     },
     /// The client credentials grant (SEP-1046) with rmcp's configuration: a client secret
     /// (`client_secret_basic` or `client_secret_post`, as the server supports) or a
-    /// `private_key_jwt` assertion (RFC 7523). Its scopes, when empty, are those rmcp
-    /// selects from the challenge; its resource is always the session's URL.
+    /// `private_key_jwt` assertion (RFC 7523). The first grant asks for its scopes, or when
+    /// it names none for those rmcp selects (the challenge's, else the protected
+    /// resource's `scopes_supported`); a step-up for the scopes held plus those the
+    /// challenge names. Its resource is always the session's URL.
     ClientCredentials(ClientCredentialsConfig),
     /// The enterprise-managed flow (SEP-990): the identity provider's ID token exchanged
     /// there for an ID-JAG for this server, redeemed at the server's authorization server
@@ -150,8 +152,11 @@ pub(super) async fn authorize(session: &OAuthSession, challenge: &str) -> Result
         Credentials::ClientCredentials(config) => {
             let mut manager = session.http.auth_manager.lock().await;
             discover(&mut manager, challenge).await?;
-            let selected = initial_scopes(&manager).await;
-            let config = for_resource(config, Some(selected), &session.url)?;
+            let selected = match own_scopes(config) {
+                [] => Some(initial_scopes(&manager).await),
+                _ => None,
+            };
+            let config = for_resource(config, selected, &session.url)?;
             manager
                 .validate_client_credentials_metadata(&config)
                 .map_err(SessionError::auth(
@@ -319,17 +324,23 @@ async fn initial_scopes(manager: &AuthorizationManager) -> Vec<String> {
         .collect()
 }
 
-/// The configuration for `resource`, asking for its own scopes, or for `scopes` when it
-/// has none or `scopes` names one it lacks (a challenge's, a step-up's).
+/// The scopes the configuration names.
+fn own_scopes(config: &ClientCredentialsConfig) -> &[String] {
+    match config {
+        ClientCredentialsConfig::ClientSecret { scopes, .. }
+        | ClientCredentialsConfig::PrivateKeyJwt { scopes, .. } => scopes,
+        _ => &[],
+    }
+}
+
+/// The configuration for `resource`, asking for `scopes` (rmcp's selection, a step-up's
+/// wider set) when given, else for its own.
 fn for_resource(
     config: &ClientCredentialsConfig,
     scopes: Option<Vec<String>>,
     resource: &str,
 ) -> Result<ClientCredentialsConfig, SessionError> {
-    let pick = |own: &Vec<String>| match &scopes {
-        Some(scopes) if own.is_empty() || scopes.iter().any(|s| !own.contains(s)) => scopes.clone(),
-        _ => own.clone(),
-    };
+    let pick = |own: &Vec<String>| scopes.clone().unwrap_or_else(|| own.clone());
     let resource = Some(resource.to_owned());
     Ok(match config {
         ClientCredentialsConfig::ClientSecret {
@@ -507,14 +518,9 @@ mod tests {
             _ => unreachable!(),
         };
         let url = "https://notes.example/mcp";
-        let selected = Some(vec!["notes:read".to_owned()]);
-        // Its own scopes win over rmcp's selection; none: the selection.
-        let own = for_resource(
-            &config(&["notes:read", "notes:write"]),
-            selected.clone(),
-            url,
-        );
+        let own = for_resource(&config(&["notes:read", "notes:write"]), None, url);
         assert_eq!(scopes_of(own.unwrap()), ["notes:read", "notes:write"]);
+        let selected = Some(vec!["notes:read".to_owned()]);
         let none = for_resource(&config(&[]), selected, url);
         assert_eq!(scopes_of(none.unwrap()), ["notes:read"]);
         // A step-up beyond its own scopes asks for the wider set.
