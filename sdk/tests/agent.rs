@@ -6,7 +6,8 @@
 //! by rmcp's discovery from the MCP server's protected resource metadata. An rmcp client
 //! over `AuthorizedHttpClient` steps up once on `insufficient_scope`, with a refreshing
 //! source never presents an expired token, and sends nothing to a server whose metadata
-//! names another resource, or that has none.
+//! names another resource, or that has none. An `OAuthSession` with client credentials
+//! authorizes on the server's challenge, steps up, and gives up after its cap.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,8 +34,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use rmcp_authz::Authz;
 use rmcp_authz::agent::{
-    self, AuthorizedHttpClient, ClientCredentials, Exchanged, OnBehalfOf, Refreshing, TokenSource,
-    TokenSourceError,
+    self, AuthorizedHttpClient, ClientCredentials, Credentials, Exchanged, OAuthSession,
+    OnBehalfOf, Refreshing, SessionError, TokenSource, TokenSourceError,
 };
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::policy::Policy;
@@ -397,6 +398,62 @@ async fn steps_up_once_for_exactly_the_scopes_the_challenge_names() {
         .unwrap();
     assert_eq!(text(&read), "read done");
     assert_eq!(setup.unauthorized(probes), 0);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_authorizes_on_the_challenge_and_steps_up_within_its_cap() {
+    let setup = setup(Duration::from_secs(3600)).await;
+    let credentials = Credentials::ClientCredentials(ClientCredentialsConfig::ClientSecret {
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: CLIENT_SECRET.to_owned(),
+        scopes: vec!["notes:read".to_owned()],
+        resource: None,
+    });
+    let session = OAuthSession::builder(&setup.mcp_url, credentials)
+        .build()
+        .await
+        .unwrap();
+    let forbidden = || setup.statuses.forbidden.load(Ordering::SeqCst);
+
+    // The first request goes out without a token; its 401 is answered with one grant.
+    let client = session.connect(ClientConfig::default()).await.unwrap();
+    assert_eq!(setup.statuses.unauthorized.load(Ordering::SeqCst), 1);
+    assert_eq!(setup.scopes_asked(), ["notes:read"]);
+    let read = session
+        .request(|| client.call_tool(CallToolRequestParams::new("read")))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "read done");
+
+    // write: refused with insufficient_scope, stepped up to read + write, sent again.
+    let write = session
+        .request(|| client.call_tool(CallToolRequestParams::new("write")))
+        .await
+        .unwrap();
+    assert_eq!(text(&write), "write done");
+    assert_eq!(forbidden(), 1);
+    assert_eq!(setup.scopes_asked().len(), 2);
+    assert_eq!(setup.scopes_asked()[1], "notes:read notes:write");
+
+    // purge: notes:admin is left out of every token; three step-ups, then the session
+    // gives up.
+    let purge = session
+        .request(|| client.call_tool(CallToolRequestParams::new("purge")))
+        .await;
+    assert!(
+        matches!(
+            purge,
+            Err(SessionError::TooManyAuthorizations { max: 3, .. })
+        ),
+        "{purge:?}"
+    );
+    assert_eq!(forbidden(), 5);
+    assert_eq!(setup.scopes_asked().len(), 5);
+
+    // The signed-in session is a token source, with the scopes granted.
+    let token = session.token(&[]).await.unwrap();
+    assert_eq!(token.scopes, ["notes:read", "notes:write"]);
     client.cancel().await.unwrap();
 }
 

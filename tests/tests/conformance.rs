@@ -10,9 +10,9 @@
 //!   status for every check the suite reports (its INFO records, which log traffic, aside).
 //!   The authorization layer is meant to be transparent to a caller it allows;
 //! - its client auth scenarios (the `auth/` ones) against the conformance client
-//!   (`tests/src/bin/conformance_client/`), an MCP client that authorizes itself with
-//!   rmcp's own client auth against the suite's mock authorization servers, which approve
-//!   without a person. Each scenario runs on its own (several at a time), so that its
+//!   (`tests/src/bin/conformance_client/`), an MCP client built on the agent side
+//!   (`rmcp_authz::agent::OAuthSession`, on rmcp's own client auth) that authorizes itself
+//!   against the suite's mock authorization servers, which approve without a person. Each scenario runs on its own (several at a time), so that its
 //!   verdict counts the client's exit status and time limit as the suite's does.
 //!
 //! Every result must match `tests/conformance/expected-failures.txt`: a scenario listed

@@ -24,6 +24,12 @@
 //!   the source for a token on every request, and on a 403 `insufficient_scope`
 //!   challenge asks for the scopes it holds plus those named and sends the refused
 //!   message once more.
+//! - [`OAuthSession`]: an agent's session with one MCP server on rmcp's `AuthClient`,
+//!   answering its `WWW-Authenticate` challenges with the [`Credentials`] it signs in with
+//!   (authorization code, client credentials, ID-JAG; step-up on `insufficient_scope`),
+//!   a capped number of times per request, and connecting an rmcp client that way; its
+//!   errors are [`SessionError`]. The authorization code flow's approval is an
+//!   [`Approval`]; [`HeadlessApproval`] serves servers that approve without a person.
 //!
 //! docs/agent.md walks through each with an example.
 //!
@@ -50,14 +56,24 @@
 //! # }
 //! ```
 
+mod approval;
 mod client;
+mod credentials;
 mod oauth;
 mod on_behalf_of;
 mod refreshing;
+mod session;
 mod source;
 
+pub use approval::{Approval, ApprovalError, HeadlessApproval};
+
 pub use client::{AuthorizedClientError, AuthorizedClientStats, AuthorizedHttpClient, transport};
+pub use credentials::Credentials;
 pub use oauth::{ClientCredentials, Managed, check_resource, discover};
 pub use on_behalf_of::{DEFAULT_MAX_SUBJECTS, OnBehalfOf};
 pub use refreshing::{DEFAULT_REFRESH_MARGIN, RefreshStats, Refreshing};
+pub use session::{
+    DEFAULT_CLIENT_NAME, DEFAULT_MAX_AUTHORIZATIONS, DEFAULT_REDIRECT_URI, OAuthSession,
+    OAuthSessionBuilder, SessionError,
+};
 pub use source::{AccessToken, Exchanged, TokenSource, TokenSourceError};
