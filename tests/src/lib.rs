@@ -9,6 +9,15 @@ pub mod server;
 
 use std::path::PathBuf;
 
+/// The workspace's root directory (where `target/interop/`, set up by
+/// `scripts/setup-interop.sh`, lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
 /// The directory holding test fixtures (`tests/fixtures`).
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")

@@ -45,16 +45,9 @@ use tokio::task::JoinHandle;
 /// How long one run of the whole suite may take before the test fails.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
-}
-
 /// Where `scripts/setup-interop.sh` installs the suite and Node 22.
 fn install_dir() -> PathBuf {
-    repo().join("target/interop/conformance")
+    rmcp_authz_tests::repo_root().join("target/interop/conformance")
 }
 
 fn missing(what: &Path) -> ! {
@@ -86,7 +79,7 @@ fn suite_script() -> PathBuf {
 
 /// The version of `package` pinned in `tests/conformance/package.json`.
 fn pinned(package: &str) -> String {
-    let path = repo().join("tests/conformance/package.json");
+    let path = rmcp_authz_tests::repo_root().join("tests/conformance/package.json");
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read package.json"))
             .expect("package.json is JSON");
@@ -261,7 +254,9 @@ impl Outcome {
 /// Runs every server scenario of the suite against `url`, writing its results under
 /// `target/conformance/<label>/`, and reads them back.
 async fn run_suite(label: &str, url: &str) -> BTreeMap<String, Outcome> {
-    let out = repo().join("target/conformance").join(label);
+    let out = rmcp_authz_tests::repo_root()
+        .join("target/conformance")
+        .join(label);
     let _ = std::fs::remove_dir_all(&out);
     let results = out.join("results");
     std::fs::create_dir_all(&results).expect("create the results directory");
@@ -315,7 +310,7 @@ const TIMESTAMP_SUFFIX: usize = "-2026-01-31T12-00-00-000Z".len();
 
 /// The scenarios `tests/conformance/expected-failures.txt` lists, each with its reason.
 fn expected_failures() -> BTreeMap<String, String> {
-    let path = repo().join("tests/conformance/expected-failures.txt");
+    let path = rmcp_authz_tests::repo_root().join("tests/conformance/expected-failures.txt");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut expected = BTreeMap::new();
@@ -611,7 +606,7 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 /// Runs one client scenario of the suite against `client`, writing its results under
 /// `target/conformance/client/<scenario>/`, and reads them back.
 async fn run_client_scenario(scenario: &str, client: &str) -> ClientOutcome {
-    let dir = repo()
+    let dir = rmcp_authz_tests::repo_root()
         .join("target/conformance/client")
         .join(scenario.replace('/', "-"));
     let results = dir.join("results");
@@ -665,7 +660,8 @@ async fn client_auth_scenarios_pass_with_rmcp_client_auth() {
     let (server_scenarios, scenarios) = tokio::join!(server_scenarios(), client_auth_scenarios());
     let expected = expected_failures();
     let client = client_command();
-    let _ = std::fs::remove_dir_all(repo().join("target/conformance/client"));
+    let _ =
+        std::fs::remove_dir_all(rmcp_authz_tests::repo_root().join("target/conformance/client"));
 
     let started = Instant::now();
     let outcomes: BTreeMap<String, ClientOutcome> = futures::stream::iter(scenarios.clone())

@@ -55,19 +55,12 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// What a `notes:read` token may call.
 const READ_TOOLS: [&str; 3] = ["list_notes", "read_note", "whoami"];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
-}
-
 fn clients_dir() -> PathBuf {
-    repo().join("tests/clients")
+    rmcp_authz_tests::repo_root().join("tests/clients")
 }
 
 fn interop_dir() -> PathBuf {
-    repo().join("target/interop")
+    rmcp_authz_tests::repo_root().join("target/interop")
 }
 
 fn missing(what: &Path) -> ! {
