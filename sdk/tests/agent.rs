@@ -711,6 +711,29 @@ async fn nothing_is_sent_to_a_server_whose_metadata_names_another_resource_or_no
         let checked = agent::check_resource(url).await.unwrap_err();
         assert!(format!("{checked:?}").contains(expected), "{checked:?}");
     }
+    // An OAuth session authorizes for neither: nothing asked of the authorization server.
+    let hits = setup.auth.hits.load(Ordering::SeqCst);
+    for url in [&impostor, &silent] {
+        let session = OAuthSession::builder(
+            url.as_str(),
+            Credentials::ClientCredentials(secret(CLIENT_SECRET)),
+        )
+        .build()
+        .await
+        .unwrap();
+        let err = session
+            .connect(ClientConfig::default())
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        if url == &impostor {
+            assert!(
+                matches!(&err, rmcp_authz::agent::SessionError::ResourceMismatch { named, .. } if *named == setup.mcp_url),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(setup.auth.hits.load(Ordering::SeqCst), hits);
     assert_eq!(seen.load(Ordering::SeqCst), 0);
     assert_eq!(source.stats().fetched, 0);
     // The notes server itself passes the check.

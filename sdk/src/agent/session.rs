@@ -16,7 +16,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 
 use super::approval::{Approval, ApprovalError, HeadlessApproval};
 use super::credentials::{self, Credentials};
-use super::oauth::Managed;
+use super::oauth::{Managed, check_resource};
 use super::source::{AccessToken, TokenSource, TokenSourceError};
 
 /// The authorizations (the first one and step-ups) an [`OAuthSession`] attempts for one
@@ -73,6 +73,19 @@ pub enum SessionError {
         max: u32,
         /// The server's last `WWW-Authenticate` challenge.
         challenge: String,
+    },
+    /// The server's protected resource metadata, at its well-known URL, names another
+    /// resource: the session does not authorize for it (rmcp checks the metadata a
+    /// challenge points to; a document found only at the well-known URL it would pass
+    /// over, falling back to the server's origin).
+    #[error(
+        "{url} publishes protected resource metadata for {named}, not for itself: no authorization is requested for it"
+    )]
+    ResourceMismatch {
+        /// The MCP server's URL.
+        url: String,
+        /// The resource its metadata names.
+        named: String,
     },
     /// A 403 `insufficient_scope` named no scope to ask for.
     #[error("the server refuses for insufficient scope but names no scope to ask for")]
@@ -318,6 +331,13 @@ impl OAuthSession {
             credentials::step_up(self, &params).await
         } else {
             tracing::debug!(target: "rmcp_authz::agent", challenge, "authorization");
+            // Metadata that names another resource stops the session here, wherever rmcp
+            // would find it; none at all is left to rmcp (the 2025-03-26 fallback).
+            if let Err(TokenSourceError::ResourceMismatch { url, named }) =
+                check_resource(&self.url).await
+            {
+                return Err(SessionError::ResourceMismatch { url, named });
+            }
             credentials::authorize(self, challenge).await
         }
     }
