@@ -23,6 +23,7 @@ use rmcp::transport::auth::{
 };
 use tokio::sync::MutexGuard;
 
+use super::oauth;
 use super::session::{OAuthSession, SessionError};
 
 /// What an [`OAuthSession`] signs in with (feature `agent`). `Debug` shows no secret.
@@ -340,37 +341,7 @@ fn for_resource(
     scopes: Option<Vec<String>>,
     resource: &str,
 ) -> Result<ClientCredentialsConfig, SessionError> {
-    let pick = |own: &Vec<String>| scopes.clone().unwrap_or_else(|| own.clone());
-    let resource = Some(resource.to_owned());
-    Ok(match config {
-        ClientCredentialsConfig::ClientSecret {
-            client_id,
-            client_secret,
-            scopes: own,
-            ..
-        } => ClientCredentialsConfig::ClientSecret {
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            scopes: pick(own),
-            resource,
-        },
-        ClientCredentialsConfig::PrivateKeyJwt {
-            client_id,
-            signing_key,
-            signing_algorithm,
-            token_endpoint_audience,
-            scopes: own,
-            ..
-        } => ClientCredentialsConfig::PrivateKeyJwt {
-            client_id: client_id.clone(),
-            signing_key: signing_key.clone(),
-            signing_algorithm: *signing_algorithm,
-            token_endpoint_audience: token_endpoint_audience.clone(),
-            scopes: pick(own),
-            resource,
-        },
-        _ => return Err(SessionError::UnknownClientAuthentication),
-    })
+    oauth::for_resource(config, scopes, resource).ok_or(SessionError::UnknownClientAuthentication)
 }
 
 /// The enterprise-managed flow (SEP-990) with rmcp's `enterprise` module: the resource's

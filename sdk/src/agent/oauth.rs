@@ -262,21 +262,16 @@ fn resource_of(config: &ClientCredentialsConfig) -> Option<&str> {
     }
 }
 
-/// The configuration, asking for `scopes` (its own when empty) for `resource`.
-fn asking(
+/// `config` asking for `scopes` (its own when `None`) for `resource`; `None` for a client
+/// authentication this version does not know (rmcp's enum is non-exhaustive).
+pub(super) fn for_resource(
     config: &ClientCredentialsConfig,
-    scopes: &[String],
+    scopes: Option<Vec<String>>,
     resource: &str,
-) -> Result<ClientCredentialsConfig, TokenSourceError> {
-    let pick = |own: &Vec<String>| {
-        if scopes.is_empty() {
-            own.clone()
-        } else {
-            scopes.to_vec()
-        }
-    };
+) -> Option<ClientCredentialsConfig> {
+    let pick = |own: &Vec<String>| scopes.clone().unwrap_or_else(|| own.clone());
     let resource = Some(resource.to_owned());
-    Ok(match config {
+    Some(match config {
         ClientCredentialsConfig::ClientSecret {
             client_id,
             client_secret,
@@ -303,18 +298,20 @@ fn asking(
             scopes: pick(own),
             resource,
         },
-        other => {
-            return Err(oauth(AuthError::ClientCredentialsError(format!(
-                "this version of rmcp-authz does not know the client authentication of {other:?}"
-            ))));
-        }
+        _ => return None,
     })
 }
 
 #[async_trait]
 impl TokenSource for ClientCredentials {
     async fn token(&self, scopes: &[String]) -> Result<AccessToken, TokenSourceError> {
-        let config = asking(&self.config, scopes, &self.resource)?;
+        let asked = (!scopes.is_empty()).then(|| scopes.to_vec());
+        let config = for_resource(&self.config, asked, &self.resource).ok_or_else(|| {
+            oauth(AuthError::ClientCredentialsError(format!(
+                "this version of rmcp-authz does not know the client authentication of {:?}",
+                self.config
+            )))
+        })?;
         let sent = Instant::now();
         // rmcp 3.11's exchange is not `Send` (the oauth2 request it builds holds a
         // non-`Sync` reference across an await), and a `TokenSource` must be: it runs on
