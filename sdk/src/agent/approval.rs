@@ -70,6 +70,9 @@ pub enum ApprovalError {
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// How long [`HeadlessApproval`] waits for the authorization endpoint's answer.
+pub const HEADLESS_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Approval without a person (feature `agent`): requests the authorization URL as a
 /// browser would, without following redirects, and returns the `Location` the
 /// authorization server redirects to.
@@ -79,7 +82,8 @@ pub enum ApprovalError {
 /// client are pre-consented. A server that answers with a sign-in or consent page gets
 /// [`ApprovalError::NoRedirect`]. The redirect must go to the redirect URI (same origin
 /// and path, else [`ApprovalError::WrongRedirect`]); one carrying an OAuth `error` is
-/// [`ApprovalError::Refused`]. No cookies are kept between requests.
+/// [`ApprovalError::Refused`]. No cookies are kept between requests. The request gives up
+/// after [`HEADLESS_APPROVAL_TIMEOUT`].
 #[derive(Debug, Clone, Default)]
 pub struct HeadlessApproval {
     _private: (),
@@ -101,6 +105,7 @@ impl Approval for HeadlessApproval {
     ) -> Result<String, ApprovalError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(HEADLESS_APPROVAL_TIMEOUT)
             .build()
             .map_err(ApprovalError::Request)?;
         let response = client

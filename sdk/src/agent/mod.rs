@@ -65,7 +65,7 @@ mod refreshing;
 mod session;
 mod source;
 
-pub use approval::{Approval, ApprovalError, HeadlessApproval};
+pub use approval::{Approval, ApprovalError, HEADLESS_APPROVAL_TIMEOUT, HeadlessApproval};
 
 pub use client::{AuthorizedClientError, AuthorizedClientStats, AuthorizedHttpClient, transport};
 pub use credentials::Credentials;
