@@ -230,17 +230,11 @@ async fn grant(
     session: &OAuthSession,
     config: ClientCredentialsConfig,
 ) -> Result<(), SessionError> {
-    // rmcp 3.11's exchange is not `Send` (the oauth2 request it builds holds a non-`Sync`
-    // reference across an await), and the session's futures must be: it runs on the
-    // blocking pool, driven by this runtime's I/O, which the caller's task keeps running
-    // while it waits.
+    // rmcp's exchange is not `Send`, and the session's futures must be.
     let manager = Arc::clone(&session.http.auth_manager);
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        runtime.block_on(async move {
-            let manager = manager.lock().await;
-            manager.exchange_client_credentials(&config).await.map(drop)
-        })
+    oauth::off_task(move || async move {
+        let manager = manager.lock().await;
+        manager.exchange_client_credentials(&config).await.map(drop)
     })
     .await
     .unwrap_or_else(|e| {

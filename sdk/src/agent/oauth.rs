@@ -313,20 +313,30 @@ impl TokenSource for ClientCredentials {
             )))
         })?;
         let sent = Instant::now();
-        // rmcp 3.11's exchange is not `Send` (the oauth2 request it builds holds a
-        // non-`Sync` reference across an await), and a `TokenSource` must be: it runs on
-        // the blocking pool, driven by this runtime's I/O, which the caller's task keeps
-        // running while it waits.
         let manager = Arc::clone(&self.manager);
-        let runtime = tokio::runtime::Handle::current();
-        let response = tokio::task::spawn_blocking(move || {
-            runtime.block_on(manager.exchange_client_credentials(&config))
-        })
-        .await
-        .map_err(|e| TokenSourceError::Other(format!("the token request task failed: {e}")))?
-        .map_err(oauth)?;
+        let response =
+            off_task(move || async move { manager.exchange_client_credentials(&config).await })
+                .await
+                .map_err(|e| {
+                    TokenSourceError::Other(format!("the token request task failed: {e}"))
+                })?
+                .map_err(oauth)?;
         Ok(access_token(&response, scopes, sent))
     }
+}
+
+/// Runs the future `make` returns to completion on the blocking pool, driven by this
+/// runtime's I/O (which the caller's task keeps running while it waits): for rmcp 3.11's
+/// client credentials exchange, which is not `Send` (the oauth2 request it builds holds a
+/// non-`Sync` reference across an await), where this module's futures must be.
+pub(super) async fn off_task<F, Fut>(make: F) -> Result<Fut::Output, tokio::task::JoinError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(make())).await
 }
 
 /// An rmcp token response, received for a request sent at `sent`, as an [`AccessToken`]:
