@@ -115,16 +115,16 @@ impl Credentials {
 
 /// Answers a 401 `challenge` with the session's credentials.
 pub(super) async fn authorize(session: &OAuthSession, challenge: &str) -> Result<(), SessionError> {
-    match &session.credentials {
+    match &session.settings.credentials {
         Credentials::AuthorizationCode {
             client_id,
             client_secret,
         } => {
-            let mut request = AuthorizationRequest::new(session.redirect_uri.as_str())
+            let mut request = AuthorizationRequest::new(session.settings.redirect_uri.as_str())
                 .with_challenge(challenge)
                 .with_initial_scope_selection()
-                .with_client_name(session.client_name.as_str());
-            if let Some(url) = &session.client_metadata_url {
+                .with_client_name(session.settings.client_name.as_str());
+            if let Some(url) = &session.settings.client_metadata_url {
                 request = request.with_client_metadata_url(url.as_str());
             }
             if let Some(client_id) = client_id {
@@ -134,7 +134,8 @@ pub(super) async fn authorize(session: &OAuthSession, challenge: &str) -> Result
                 request = request.with_client_secret(client_secret.as_str());
             }
             let mut slot = session.http.auth_manager.lock().await;
-            let state = OAuthState::Unauthorized(take_manager(&mut slot, &session.url).await?);
+            let state =
+                OAuthState::Unauthorized(take_manager(&mut slot, &session.settings.url).await?);
             with_state(&mut slot, state, async |state| {
                 // Discovery stops here, before any authorization request, when the
                 // protected resource metadata names another resource.
@@ -157,7 +158,7 @@ pub(super) async fn authorize(session: &OAuthSession, challenge: &str) -> Result
                 [] => Some(initial_scopes(&manager).await),
                 _ => None,
             };
-            let config = for_resource(config, selected, &session.url)?;
+            let config = for_resource(config, selected, &session.settings.url)?;
             manager
                 .validate_client_credentials_metadata(&config)
                 .map_err(SessionError::auth(
@@ -195,12 +196,13 @@ pub(super) async fn step_up(
     if required.iter().all(|scope| held.contains(scope)) {
         return Err(SessionError::ScopesAlreadyHeld { required, held });
     }
-    match &session.credentials {
+    match &session.settings.credentials {
         Credentials::AuthorizationCode { .. } => {
-            let state = OAuthState::Authorized(take_manager(&mut slot, &session.url).await?);
+            let state =
+                OAuthState::Authorized(take_manager(&mut slot, &session.settings.url).await?);
             with_state(&mut slot, state, async |state| {
                 let authorization_url = state
-                    .request_scope_upgrade(&required.join(" "), &session.redirect_uri)
+                    .request_scope_upgrade(&required.join(" "), &session.settings.redirect_uri)
                     .await
                     .map_err(SessionError::auth("request the scope upgrade"))?;
                 approve_and_exchange(session, state, &authorization_url).await
@@ -214,7 +216,7 @@ pub(super) async fn step_up(
                     scopes.push(scope);
                 }
             }
-            let config = for_resource(config, Some(scopes), &session.url)?;
+            let config = for_resource(config, Some(scopes), &session.settings.url)?;
             drop(slot);
             grant(session, config).await
         }
@@ -252,8 +254,9 @@ async fn approve_and_exchange(
     authorization_url: &str,
 ) -> Result<(), SessionError> {
     let callback = session
+        .settings
         .approval
-        .approve(authorization_url, &session.redirect_uri)
+        .approve(authorization_url, &session.settings.redirect_uri)
         .await
         .map_err(SessionError::Approval)?;
     state
@@ -350,7 +353,7 @@ async fn id_jag(session: &OAuthSession, challenge: &str) -> Result<(), SessionEr
         idp_id_token,
         idp_issuer,
         idp_token_endpoint,
-    } = &session.credentials
+    } = &session.settings.credentials
     else {
         unreachable!("id_jag is called for ID-JAG credentials only");
     };
@@ -381,11 +384,16 @@ async fn id_jag(session: &OAuthSession, challenge: &str) -> Result<(), SessionEr
     let scopes = initial_scopes(&manager).await;
     let oauth_http = default_oauth_http_client().map_err(SessionError::auth("the HTTP client"))?;
     let oauth_http: &dyn OAuthHttpClient = &oauth_http;
-    let token = EmaExchangeRequest::new_with_id_token(idp, resource_as, &session.url, idp_id_token)
-        .with_scopes(scopes)
-        .exchange(oauth_http, oauth_http)
-        .await
-        .map_err(SessionError::IdJag)?;
+    let token = EmaExchangeRequest::new_with_id_token(
+        idp,
+        resource_as,
+        &session.settings.url,
+        idp_id_token,
+    )
+    .with_scopes(scopes)
+    .exchange(oauth_http, oauth_http)
+    .await
+    .map_err(SessionError::IdJag)?;
     install_token(&mut manager, client_id, token).await
 }
 

@@ -168,8 +168,21 @@ impl SessionError {
 /// # let _ = tools; Ok(()) }
 /// ```
 pub struct OAuthSession {
-    pub(super) url: String,
     pub(super) http: AuthClient<reqwest::Client>,
+    pub(super) settings: Settings,
+}
+
+impl fmt::Debug for OAuthSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthSession")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session is built with: the builder's settings, kept by the session.
+pub(super) struct Settings {
+    pub(super) url: String,
     pub(super) credentials: Credentials,
     pub(super) approval: Arc<dyn Approval>,
     pub(super) redirect_uri: String,
@@ -178,9 +191,9 @@ pub struct OAuthSession {
     max_authorizations: u32,
 }
 
-impl fmt::Debug for OAuthSession {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthSession")
+        f.debug_struct("Settings")
             .field("url", &self.url)
             .field("credentials", &self.credentials)
             .field("redirect_uri", &self.redirect_uri)
@@ -193,47 +206,29 @@ impl fmt::Debug for OAuthSession {
 
 /// Builds an [`OAuthSession`]: the settings of the authorization code flow and the cap on
 /// authorizations, each with a default.
+#[derive(Debug)]
 pub struct OAuthSessionBuilder {
-    url: String,
-    credentials: Credentials,
-    approval: Arc<dyn Approval>,
-    redirect_uri: String,
-    client_name: String,
-    client_metadata_url: Option<String>,
-    max_authorizations: u32,
-}
-
-impl fmt::Debug for OAuthSessionBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthSessionBuilder")
-            .field("url", &self.url)
-            .field("credentials", &self.credentials)
-            .field("redirect_uri", &self.redirect_uri)
-            .field("client_name", &self.client_name)
-            .field("client_metadata_url", &self.client_metadata_url)
-            .field("max_authorizations", &self.max_authorizations)
-            .finish_non_exhaustive()
-    }
+    settings: Settings,
 }
 
 impl OAuthSessionBuilder {
     /// The approval of the authorization code flow; [`HeadlessApproval`] unless set.
     pub fn approval(mut self, approval: impl Approval + 'static) -> OAuthSessionBuilder {
-        self.approval = Arc::new(approval);
+        self.settings.approval = Arc::new(approval);
         self
     }
 
     /// The redirect URI of the authorization code flow, registered with the client;
     /// [`DEFAULT_REDIRECT_URI`] unless set.
     pub fn redirect_uri(mut self, redirect_uri: impl Into<String>) -> OAuthSessionBuilder {
-        self.redirect_uri = redirect_uri.into();
+        self.settings.redirect_uri = redirect_uri.into();
         self
     }
 
     /// The client's name in dynamic client registration; [`DEFAULT_CLIENT_NAME`] unless
     /// set.
     pub fn client_name(mut self, client_name: impl Into<String>) -> OAuthSessionBuilder {
-        self.client_name = client_name.into();
+        self.settings.client_name = client_name.into();
         self
     }
 
@@ -241,7 +236,7 @@ impl OAuthSessionBuilder {
     /// SEP-991), used as its `client_id` by authorization servers that support it, in
     /// place of dynamic registration; none unless set.
     pub fn client_metadata_url(mut self, url: impl Into<String>) -> OAuthSessionBuilder {
-        self.client_metadata_url = Some(url.into());
+        self.settings.client_metadata_url = Some(url.into());
         self
     }
 
@@ -249,7 +244,7 @@ impl OAuthSessionBuilder {
     /// giving up with [`SessionError::TooManyAuthorizations`];
     /// [`DEFAULT_MAX_AUTHORIZATIONS`] unless set.
     pub fn max_authorizations(mut self, max: u32) -> OAuthSessionBuilder {
-        self.max_authorizations = max;
+        self.settings.max_authorizations = max;
         self
     }
 
@@ -262,22 +257,17 @@ impl OAuthSessionBuilder {
     /// [`SessionError::Url`] when the URL is not one; [`SessionError::Auth`] when rmcp
     /// cannot create its manager.
     pub async fn build(self) -> Result<OAuthSession, SessionError> {
-        url::Url::parse(&self.url).map_err(|source| SessionError::Url {
-            url: self.url.clone(),
+        let settings = self.settings;
+        url::Url::parse(&settings.url).map_err(|source| SessionError::Url {
+            url: settings.url.clone(),
             source,
         })?;
-        let manager = AuthorizationManager::new(self.url.as_str())
+        let manager = AuthorizationManager::new(settings.url.as_str())
             .await
             .map_err(SessionError::auth("create the authorization manager"))?;
         Ok(OAuthSession {
             http: AuthClient::new(reqwest::Client::new(), manager),
-            url: self.url,
-            credentials: self.credentials,
-            approval: self.approval,
-            redirect_uri: self.redirect_uri,
-            client_name: self.client_name,
-            client_metadata_url: self.client_metadata_url,
-            max_authorizations: self.max_authorizations,
+            settings,
         })
     }
 }
@@ -287,19 +277,21 @@ impl OAuthSession {
     /// `credentials`.
     pub fn builder(url: impl Into<String>, credentials: Credentials) -> OAuthSessionBuilder {
         OAuthSessionBuilder {
-            url: url.into(),
-            credentials,
-            approval: Arc::new(HeadlessApproval::new()),
-            redirect_uri: DEFAULT_REDIRECT_URI.to_owned(),
-            client_name: DEFAULT_CLIENT_NAME.to_owned(),
-            client_metadata_url: None,
-            max_authorizations: DEFAULT_MAX_AUTHORIZATIONS,
+            settings: Settings {
+                url: url.into(),
+                credentials,
+                approval: Arc::new(HeadlessApproval::new()),
+                redirect_uri: DEFAULT_REDIRECT_URI.to_owned(),
+                client_name: DEFAULT_CLIENT_NAME.to_owned(),
+                client_metadata_url: None,
+                max_authorizations: DEFAULT_MAX_AUTHORIZATIONS,
+            },
         }
     }
 
     /// The MCP server's URL.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.settings.url
     }
 
     /// rmcp's HTTP client, which presents the session's token on every request: for a
@@ -321,8 +313,8 @@ impl OAuthSession {
     /// step-up [`SessionError::NoScopeNamed`], [`SessionError::ScopesAlreadyHeld`] or
     /// [`SessionError::StepUpUnsupported`].
     pub async fn answer(&self, challenge: &str) -> Result<(), SessionError> {
-        let base = url::Url::parse(&self.url).map_err(|source| SessionError::Url {
-            url: self.url.clone(),
+        let base = url::Url::parse(&self.settings.url).map_err(|source| SessionError::Url {
+            url: self.settings.url.clone(),
             source,
         })?;
         let params = WWWAuthenticateParams::parse(challenge, &base);
@@ -334,7 +326,7 @@ impl OAuthSession {
             // Metadata that names another resource stops the session here, wherever rmcp
             // would find it; none at all is left to rmcp (the 2025-03-26 fallback).
             if let Err(TokenSourceError::ResourceMismatch { url, named }) =
-                check_resource(&self.url).await
+                check_resource(&self.settings.url).await
             {
                 return Err(SessionError::ResourceMismatch { url, named });
             }
@@ -360,7 +352,7 @@ impl OAuthSession {
         loop {
             let transport = StreamableHttpClientTransport::with_client(
                 self.http.clone(),
-                StreamableHttpClientTransportConfig::with_uri(self.url.clone()),
+                StreamableHttpClientTransportConfig::with_uri(self.settings.url.clone()),
             );
             match handler.clone().serve(transport).await {
                 Ok(running) => return Ok(running),
@@ -403,9 +395,9 @@ impl OAuthSession {
         challenge: &str,
         attempts: &mut u32,
     ) -> Result<(), SessionError> {
-        if *attempts >= self.max_authorizations {
+        if *attempts >= self.settings.max_authorizations {
             return Err(SessionError::TooManyAuthorizations {
-                max: self.max_authorizations,
+                max: self.settings.max_authorizations,
                 challenge: challenge.to_owned(),
             });
         }
