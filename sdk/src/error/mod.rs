@@ -9,11 +9,15 @@
 //! lowercase, concrete, say what to do, and never contain a token or a secret: values that
 //! came from a token are cut with [`excerpt`].
 
+#[cfg(feature = "cedar")]
+mod cedar;
 mod key;
 mod policy;
 
 use std::time::Duration;
 
+#[cfg(feature = "cedar")]
+pub use cedar::{CedarError, PolicyProblem, SourcePosition};
 pub use key::{KeyError, KeyName};
 pub use policy::{ExprError, PolicyError};
 
@@ -105,6 +109,11 @@ pub enum ConfigError {
     /// The policy could not be built.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The Cedar policies could not be loaded, or do not check against the server's tools
+    /// (feature `cedar`).
+    #[cfg(feature = "cedar")]
+    #[error(transparent)]
+    Cedar(#[from] CedarError),
     /// Policy rules name tools the wrapped server does not have.
     #[error(
         "the policy has rules for tools the server does not have: {tools:?}; fix the names or remove the rules"

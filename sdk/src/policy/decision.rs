@@ -124,6 +124,23 @@ pub enum DenyReason {
         /// The most the policy admits.
         max_secs: u64,
     },
+    /// Cedar `forbid` policies apply to the call (feature `cedar`).
+    Forbidden {
+        /// Their ids.
+        policies: Vec<String>,
+    },
+    /// No Cedar `permit` policy applies to the call (feature `cedar`): deny by default.
+    NotPermitted,
+    /// The call's arguments cannot be handed to the Cedar policies: one has the wrong
+    /// type, a required one is missing, or there are too many (feature `cedar`).
+    InvalidArguments {
+        /// What is wrong, and where.
+        problem: String,
+    },
+    /// Cedar policies apply to every tool, and this one was not among the server's tools
+    /// when they were checked at start-up (a tool only `unlisted_tools` admits): refused
+    /// rather than decided unchecked (feature `cedar`).
+    PolicyUnchecked,
 }
 
 impl Denial {
@@ -173,6 +190,15 @@ impl Denial {
             | DenyReason::TokenTooOld { .. }
             | DenyReason::IssuedInFuture { .. }
             | DenyReason::LifetimeTooLong { .. } => serde_json::json!({ "error": "invalid_token" }),
+            DenyReason::Forbidden { policies } => {
+                serde_json::json!({ "error": "access_denied", "policies": policies })
+            }
+            DenyReason::NotPermitted => {
+                serde_json::json!({ "error": "access_denied", "policies": [] })
+            }
+            DenyReason::InvalidArguments { .. } => {
+                serde_json::json!({ "error": "invalid_request" })
+            }
             _ => serde_json::json!({ "error": "access_denied" }),
         }
     }
@@ -181,7 +207,9 @@ impl Denial {
     /// `no_rule`, `client_not_permitted`, `token_expired`, `not_owner`,
     /// `delegation_not_allowed`, `agent_not_allowed`, `chain_too_deep`,
     /// `actor_issuer_not_allowed`, `forbidden_actor`, `token_too_old`,
-    /// `token_issued_in_future` or `token_lifetime_too_long`.
+    /// `token_issued_in_future`, `token_lifetime_too_long`, and from Cedar policies
+    /// `forbidden_by_policy`, `not_permitted_by_policy`, `invalid_arguments` or
+    /// `policy_unchecked`.
     pub fn code(&self) -> &'static str {
         match &self.reason {
             DenyReason::InsufficientScope { .. } => "insufficient_scope",
@@ -197,6 +225,10 @@ impl Denial {
             DenyReason::TokenTooOld { .. } => "token_too_old",
             DenyReason::IssuedInFuture { .. } => "token_issued_in_future",
             DenyReason::LifetimeTooLong { .. } => "token_lifetime_too_long",
+            DenyReason::Forbidden { .. } => "forbidden_by_policy",
+            DenyReason::NotPermitted => "not_permitted_by_policy",
+            DenyReason::InvalidArguments { .. } => "invalid_arguments",
+            DenyReason::PolicyUnchecked => "policy_unchecked",
         }
     }
 
@@ -333,6 +365,26 @@ impl fmt::Display for Denial {
                 "{} refused by the policy's max_token_lifetime: the token lives {} s (exp - iat, from now if iat is later), at most {max_secs} s admitted; ask for a shorter-lived token",
                 self.operation,
                 lifetime_secs.map_or_else(|| "an unknown number of".to_owned(), |l| l.to_string())
+            ),
+            DenyReason::Forbidden { policies } => write!(
+                f,
+                "{} refused by Cedar policies {policies:?}",
+                self.operation
+            ),
+            DenyReason::NotPermitted => write!(
+                f,
+                "{} refused: no Cedar policy permits this call (deny by default)",
+                self.operation
+            ),
+            DenyReason::InvalidArguments { problem } => write!(
+                f,
+                "{} refused: its arguments cannot be checked against the Cedar policies: {problem}",
+                self.operation
+            ),
+            DenyReason::PolicyUnchecked => write!(
+                f,
+                "{} refused: Cedar policies apply to every tool, and this tool was not checked against them at start-up; give it a scope rule so the server declares it",
+                self.operation
             ),
         }
     }

@@ -16,6 +16,8 @@
 //! the principal.
 
 mod builder;
+#[cfg(feature = "cedar")]
+pub mod cedar;
 mod compiled;
 mod conditions;
 mod decision;
