@@ -141,6 +141,23 @@ impl Decided {
     }
 }
 
+/// The Cedar policies that allowed the operation the HTTP layer decided ([`Decided`]),
+/// put in the request extensions beside it for the wrapper's audit event.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) struct Determining(pub(crate) Vec<String>);
+
+impl Determining {
+    /// The policies the layer left in the request (none when it left none).
+    pub(crate) fn in_request(ctx: &RequestContext<RoleServer>) -> Vec<String> {
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Determining>())
+            .map(|d| d.0.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Which `Authz`'s HTTP layer verified the request's principal and decided its operation
 /// (its id), put in the request extensions beside them. A wrapper trusts the principal and
 /// the decision only from its own `Authz`'s layer: a layer of another `Authz` in front of

@@ -14,6 +14,8 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 
 use crate::audit::Auditor;
 use crate::error::ConfigError;
+#[cfg(feature = "cedar")]
+use crate::policy::cedar::{Cedar, CedarPolicies};
 use crate::policy::{Decision, Operation, Policy};
 use crate::principal::Principal;
 use crate::request_state::{Originating, StateRejected, StateSealer};
@@ -41,6 +43,24 @@ struct Inner {
     /// The first handler type whose tools [`Guard::check_tools`] found to cover the
     /// policy.
     checked_handler: OnceLock<TypeId>,
+    /// The Cedar policies as configured, and compiled against the first handler's tools.
+    #[cfg(feature = "cedar")]
+    cedar: Option<CedarStage>,
+}
+
+/// The Cedar policies of a guard: compiled when the first handler is checked, and until
+/// then (a layer used without the wrapper) refusing every operation they govern.
+#[cfg(feature = "cedar")]
+struct CedarStage {
+    policies: CedarPolicies,
+    compiled: OnceLock<Cedar>,
+}
+
+/// A decision, and the Cedar policies that determined it (none for scope rules alone).
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    pub(crate) decision: Decision,
+    pub(crate) policies: Vec<String>,
 }
 
 /// The parts of a [`Guard`], as the `Authz` builder collected them.
@@ -51,6 +71,8 @@ pub(crate) struct GuardParts {
     pub(crate) authorization_servers: Vec<String>,
     pub(crate) auditor: Option<Auditor>,
     pub(crate) request_state: Option<StateSealer>,
+    #[cfg(feature = "cedar")]
+    pub(crate) cedar: Option<CedarPolicies>,
 }
 
 impl fmt::Debug for Guard {
@@ -78,6 +100,11 @@ impl Guard {
                 tasks: lru_map(MAX_TRACKED_TASKS),
                 request_state: parts.request_state.or_else(|| StateSealer::generate().ok()),
                 checked_handler: OnceLock::new(),
+                #[cfg(feature = "cedar")]
+                cedar: parts.cedar.map(|policies| CedarStage {
+                    policies,
+                    compiled: OnceLock::new(),
+                }),
             }),
         }
     }
@@ -102,9 +129,90 @@ impl Guard {
         self.inner.auditor.as_ref()
     }
 
-    /// The policy's decision on `operation` for `principal`.
+    /// The decision on `operation` for `principal` when its arguments are not at hand
+    /// (lists, task operations): the scope rules, then the Cedar policies that apply,
+    /// which for a tool deny only a call denied whatever its arguments. A call is decided
+    /// with [`Guard::decide_call`].
     pub(crate) fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
-        self.inner.policy.decide(principal, operation)
+        let decision = self.inner.policy.decide(principal, operation);
+        #[cfg(feature = "cedar")]
+        if decision.is_allowed()
+            && let Some(cedar) = &self.inner.cedar
+        {
+            let Some(compiled) = cedar.compiled.get() else {
+                return unchecked(operation, &cedar.policies);
+            };
+            if let Operation::CallTool(_) = operation {
+                let scopes = self.inner.policy.held_scopes(principal);
+                if !compiled.may_allow(principal, &scopes, operation, self.now()) {
+                    return Decision::Deny(crate::policy::Denial::new(
+                        operation.to_string(),
+                        crate::policy::DenyReason::NotPermitted,
+                    ));
+                }
+            } else {
+                return self.decide_call(principal, operation, None).decision;
+            }
+        }
+        decision
+    }
+
+    /// The decision on a request for `operation` with `arguments` (a `tools/call`'s):
+    /// the scope rules, then the Cedar policies that apply to it.
+    pub(crate) fn decide_call(
+        &self,
+        principal: &Principal,
+        operation: Operation<'_>,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Verdict {
+        let decision = self.inner.policy.decide(principal, operation);
+        #[cfg(feature = "cedar")]
+        if decision.is_allowed()
+            && let Some(cedar) = &self.inner.cedar
+        {
+            let Some(compiled) = cedar.compiled.get() else {
+                return Verdict {
+                    decision: unchecked(operation, &cedar.policies),
+                    policies: Vec::new(),
+                };
+            };
+            if compiled.governs(operation) {
+                let scopes = self.inner.policy.held_scopes(principal);
+                if let Some(v) =
+                    compiled.decide(principal, &scopes, operation, arguments, self.now())
+                {
+                    return Verdict {
+                        decision: v.decision,
+                        policies: v.policies,
+                    };
+                }
+            }
+        }
+        let _ = arguments;
+        Verdict {
+            decision,
+            policies: Vec::new(),
+        }
+    }
+
+    /// Whether deciding a call of `operation` needs its arguments (Cedar policies apply
+    /// to it): the HTTP layer then reads them from the body, never decides from headers.
+    pub(crate) fn needs_arguments(&self, operation: Operation<'_>) -> bool {
+        #[cfg(feature = "cedar")]
+        if let Some(cedar) = &self.inner.cedar {
+            return match cedar.compiled.get() {
+                Some(compiled) => compiled.governs(operation),
+                None => !cedar.policies.is_empty(),
+            };
+        }
+        let _ = operation;
+        false
+    }
+
+    /// The compiled Cedar policies, once a handler's tools were checked.
+    #[cfg(feature = "cedar")]
+    pub(crate) fn cedar(&self) -> Option<&Cedar> {
+        self.inner.cedar.as_ref().and_then(|c| c.compiled.get())
     }
 
     /// Checks that `handler` has every tool the policy names. Once a handler type has
@@ -124,6 +232,22 @@ impl Guard {
             .collect();
         if !unknown.is_empty() {
             return Err(ConfigError::UnknownTools { tools: unknown });
+        }
+        #[cfg(feature = "cedar")]
+        if let Some(cedar) = &self.inner.cedar {
+            // The tools a call can reach: those with scope rules (deny by default) and
+            // those the Cedar policies name.
+            let mut names: Vec<String> =
+                self.inner.policy.tool_names().map(str::to_owned).collect();
+            names.extend(cedar.policies.tool_names());
+            names.sort_unstable();
+            names.dedup();
+            let tools: Vec<rmcp::model::Tool> =
+                names.iter().filter_map(|n| handler.get_tool(n)).collect();
+            let compiled = cedar.policies.compile(&tools)?;
+            // The first handler's tools decide; later handlers of other types are checked
+            // against the same policies.
+            let _ = cedar.compiled.set(compiled);
         }
         let _ = checked.set(TypeId::of::<H>());
         Ok(())
@@ -194,6 +318,19 @@ impl Guard {
         sealer.seal_in_place(principal, request, state, self.now());
         Ok(())
     }
+}
+
+/// The denial of an operation Cedar policies may govern, before they were checked
+/// against a handler's tools: nothing is decided unchecked.
+#[cfg(feature = "cedar")]
+fn unchecked(operation: Operation<'_>, policies: &CedarPolicies) -> Decision {
+    if policies.is_empty() || matches!(operation, Operation::Basic | Operation::Custom(_)) {
+        return Decision::Allow;
+    }
+    Decision::Deny(crate::policy::Denial::new(
+        operation.to_string(),
+        crate::policy::DenyReason::PolicyUnchecked,
+    ))
 }
 
 /// The source of each `Guard`'s id.

@@ -128,6 +128,12 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
     pub scopes_required: Vec<String>,
+    /// The Cedar policies that determined the decision (feature `cedar`): the permits
+    /// that allowed it, the forbids that denied it, or the permit whose `@scopes` a
+    /// step-up would bring.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
+    pub policies: Vec<String>,
     /// The tool, resource URI or prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_FIELD_BYTES))]
@@ -230,6 +236,7 @@ impl AuditEvent {
             token_id: None,
             scopes_granted: Vec::new(),
             scopes_required: Vec::new(),
+            policies: Vec::new(),
             target: None,
             method: None,
             arguments_hmac: None,
@@ -296,6 +303,7 @@ impl AuditEvent {
         if let DenyReason::InsufficientScope { required, .. } = denial.reason() {
             self.scopes_required.clone_from(required);
         }
+        self.policies = denial.policies().to_vec();
         self.set_denied(denial.code(), denial.to_string());
     }
 

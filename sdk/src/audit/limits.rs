@@ -11,7 +11,7 @@
 //!
 //! - a string field: at most [`MAX_FIELD_BYTES`] bytes of UTF-8, cut at a character
 //!   boundary and ending with [`TRUNCATION_MARKER`];
-//! - a list (`delegation_chain`, `scopes_granted`, `scopes_required`): at most
+//! - a list (`delegation_chain`, `scopes_granted`, `scopes_required`, `policies`): at most
 //!   [`MAX_LIST_ITEMS`] items of at most [`MAX_FIELD_BYTES`] bytes each and
 //!   [`MAX_LIST_BYTES`] bytes together, the items past that dropped (the last one kept may
 //!   be cut);
@@ -63,7 +63,7 @@ enum Shape {
 
 /// The fields that are bounded, in the order of the record: the names `truncated` may
 /// hold.
-const BOUNDED: [(&str, Shape); 21] = [
+const BOUNDED: [(&str, Shape); 22] = [
     ("id", Shape::Text),
     ("timestamp", Shape::Text),
     ("reason", Shape::Text),
@@ -76,6 +76,7 @@ const BOUNDED: [(&str, Shape); 21] = [
     ("token_id", Shape::Text),
     ("scopes_granted", Shape::List),
     ("scopes_required", Shape::List),
+    ("policies", Shape::List),
     ("target", Shape::Text),
     ("method", Shape::Text),
     ("arguments_hmac", Shape::Text),
@@ -168,6 +169,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         token_id,
         scopes_granted,
         scopes_required,
+        policies,
         target,
         method,
         arguments_hmac,
@@ -195,6 +197,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         && optional(token_id)
         && list_within_bounds(scopes_granted)
         && list_within_bounds(scopes_required)
+        && list_within_bounds(policies)
         && optional(target)
         && optional(method)
         && optional(arguments_hmac)
@@ -227,6 +230,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
         token_id,
         scopes_granted,
         scopes_required,
+        policies,
         target,
         method,
         arguments_hmac,
@@ -253,6 +257,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
     cuts.optional("token_id", token_id);
     cuts.list("scopes_granted", scopes_granted);
     cuts.list("scopes_required", scopes_required);
+    cuts.list("policies", policies);
     cuts.optional("target", target);
     cuts.optional("method", method);
     cuts.optional("arguments_hmac", arguments_hmac);
@@ -532,6 +537,7 @@ mod tests {
             &mut e.delegation_chain,
             &mut e.scopes_granted,
             &mut e.scopes_required,
+            &mut e.policies,
         ] {
             *list = vec![long()];
         }
@@ -631,6 +637,7 @@ mod tests {
             &mut e.delegation_chain,
             &mut e.scopes_granted,
             &mut e.scopes_required,
+            &mut e.policies,
         ] {
             *list = vec![item.clone(); MAX_LIST_ITEMS];
         }

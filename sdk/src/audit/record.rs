@@ -38,6 +38,8 @@ pub(crate) struct Record {
     pub(crate) method: Option<Text>,
     pub(crate) target: Option<Text>,
     pub(crate) arguments: Option<Arguments>,
+    /// The Cedar policies that allowed it (a denial's are in its [`Denial`]).
+    pub(crate) policies: Vec<String>,
     pub(crate) error_code: Option<i32>,
     pub(crate) duration_ms: Option<f64>,
     pub(crate) transport: Option<&'static str>,
@@ -129,6 +131,7 @@ impl Record {
             method: None,
             target: None,
             arguments: None,
+            policies: Vec::new(),
             error_code: None,
             duration_ms: None,
             transport: None,
@@ -164,6 +167,7 @@ impl Record {
             method,
             target,
             arguments,
+            policies,
             error_code,
             duration_ms,
             transport,
@@ -178,6 +182,7 @@ impl Record {
             event.arguments_hmac = Some(hex::encode(arguments.hmac));
             event.arguments = arguments.clear;
         }
+        event.policies = policies;
         event.transport = transport.map(str::to_owned);
         event.session_id = session_id.and_then(|v| v.to_str().ok().map(str::to_owned));
         event.request_id = request_id.map(|id| id.to_string());

@@ -67,6 +67,8 @@ impl Authz {
             authorization_servers,
             auditor: None,
             request_state: None,
+            #[cfg(feature = "cedar")]
+            cedar: None,
             #[cfg(feature = "http")]
             http: crate::http::HttpSettings::default(),
         }
@@ -92,6 +94,13 @@ impl Authz {
         self.guard.authorization_servers()
     }
 
+    /// The Cedar policies, compiled against the tools of the first handler wrapped
+    /// (`None` before, or without Cedar policies).
+    #[cfg(feature = "cedar")]
+    pub fn cedar(&self) -> Option<&crate::policy::cedar::Cedar> {
+        self.guard.cedar()
+    }
+
     /// The audit pipeline, if one is set.
     pub fn auditor(&self) -> Option<&Auditor> {
         self.guard.auditor()
@@ -106,7 +115,9 @@ impl Authz {
     ///
     /// # Errors
     /// [`ConfigError::UnknownTools`] when a policy rule names a tool the handler does not
-    /// have (the handler must answer `get_tool`, as `#[tool_handler]` servers do).
+    /// have (the handler must answer `get_tool`, as `#[tool_handler]` servers do);
+    /// `ConfigError::Cedar` when Cedar policies name a tool it does not have or do not
+    /// type-check against its tools' schemas.
     pub fn wrap<H: ServerHandler>(&self, handler: H) -> Result<Authorized<H>, ConfigError> {
         self.guard.check_tools(&handler)?;
         Ok(Authorized::new(handler, self.guard.clone(), None))
@@ -122,6 +133,8 @@ pub struct AuthzBuilder {
     authorization_servers: Vec<String>,
     auditor: Option<Auditor>,
     request_state: Option<StateSealer>,
+    #[cfg(feature = "cedar")]
+    cedar: Option<crate::policy::cedar::CedarPolicies>,
     #[cfg(feature = "http")]
     http: crate::http::HttpSettings,
 }
@@ -168,6 +181,17 @@ impl AuthzBuilder {
         self
     }
 
+    /// Decides the operations `policies` apply to with them too, after the scope rules
+    /// (feature `cedar`; see [`policy::cedar`](crate::policy::cedar)). They are checked
+    /// against the server's tools when the first handler is wrapped
+    /// ([`Authz::wrap`], [`Authz::router`](crate::Authz)), which fails with every problem
+    /// found; until then, every operation they could govern is refused.
+    #[cfg(feature = "cedar")]
+    pub fn cedar(mut self, policies: crate::policy::cedar::CedarPolicies) -> Self {
+        self.cedar = Some(policies);
+        self
+    }
+
     /// The largest JSON-RPC request body the HTTP layer reads to find the operation
     /// (default 1 MiB); larger bodies are refused with 413.
     #[cfg(feature = "http")]
@@ -186,6 +210,8 @@ impl AuthzBuilder {
                 authorization_servers: self.authorization_servers,
                 auditor: self.auditor,
                 request_state: self.request_state,
+                #[cfg(feature = "cedar")]
+                cedar: self.cedar,
             }),
             #[cfg(feature = "http")]
             http: self.http,

@@ -24,7 +24,7 @@ use super::request::{
 };
 use super::rpc::{self, Target};
 use super::*;
-use crate::gate::{Decided, RemoteAddr, VerifiedBy};
+use crate::gate::{Decided, Determining, RemoteAddr, VerifiedBy};
 use crate::guard::CallerId;
 use crate::oauth::{SubjectToken, bearer_token};
 use crate::policy::{Decision, Operation, challenge_scope};
@@ -90,8 +90,12 @@ where
             check_session(&state, session, &principal).ok()?;
             allows(&state, &principal, named)
         });
-    let (decided, recheck) = match from_headers {
-        Some(decided) => (decided, Some(Recheck::of(&parts.headers, &bytes))),
+    let (decided, recheck, determining) = match from_headers {
+        Some(decided) => (
+            decided,
+            Some(Recheck::of(&parts.headers, &bytes)),
+            Vec::new(),
+        ),
         // From the body: what the layer refuses is refused from what the body says.
         None => {
             let rpc = match read_message(&parts, &bytes) {
@@ -112,10 +116,10 @@ where
                 ..seen
             };
             match check_session(&state, session, &principal)
-                .and_then(|()| decide(&state, &principal, rpc.as_ref()))
+                .and_then(|()| decide(&state, &principal, rpc.as_ref(), &bytes))
             {
-                Ok(true) => (rpc.and_then(into_decided), None),
-                Ok(false) => (None, None),
+                Ok(Some(policies)) => (rpc.and_then(into_decided), None, policies),
+                Ok(None) => (None, None, Vec::new()),
                 Err(refused) => {
                     let refused = refused.id(seen.id.cloned());
                     return refuse(&state, refused, seen).await;
@@ -134,6 +138,9 @@ where
     // passthrough, nothing to log).
     if let Some(decided) = decided {
         parts.extensions.insert(decided);
+        if !determining.is_empty() {
+            parts.extensions.insert(Determining(determining));
+        }
     }
     if let Some(remote) = remote {
         parts.extensions.insert(RemoteAddr(remote));
@@ -181,6 +188,8 @@ fn allows(state: &HttpState, principal: &Principal, named: Named) -> Option<Opti
         return Some(None);
     };
     let allowed = match (&decided, decided.operation()) {
+        // Cedar policies decide on the arguments, which only the body has.
+        (_, Some(operation)) if state.guard.needs_arguments(operation) => return None,
         (_, Some(operation)) => state.guard.decide(principal, operation).is_allowed(),
         (Decided::Task(task_id), None) => match state.guard.task_owner(task_id.as_str()) {
             Some(owner) if owner.caller.is(principal) => state
@@ -401,17 +410,19 @@ fn check_session(
 }
 
 /// The decision, made once: a denial is answered with the status an HTTP client acts on;
-/// an allowed operation (`true`) is handed on ([`into_decided`]) to the wrapper, which
-/// does not decide it again. What the layer leaves to the wrapper (lists, another caller's
-/// task) is `false`.
+/// an allowed operation (`Some`, with the Cedar policies that allowed it) is handed on
+/// ([`into_decided`]) to the wrapper, which does not decide it again. What the layer
+/// leaves to the wrapper (lists, another caller's task) is `None`.
 fn decide(
     state: &HttpState,
     principal: &Principal,
     rpc: Option<&rpc::RpcRequest>,
-) -> Result<bool, Box<Refused>> {
+    bytes: &Bytes,
+) -> Result<Option<Vec<String>>, Box<Refused>> {
     let Some(rpc) = rpc else {
-        return Ok(false);
+        return Ok(None);
     };
+    let mut policies = Vec::new();
     let method = rpc.method.as_deref().unwrap_or_default();
     let metadata_url = &state.metadata_url;
     let decision = if let Target::Task(task_id) = &rpc.target {
@@ -422,17 +433,27 @@ fn decide(
             Some(owner) if owner.caller.is(principal) => state
                 .guard
                 .decide(principal, Operation::CallTool(&owner.tool)),
-            _ => return Ok(false),
+            _ => return Ok(None),
         }
     } else {
         let Some(operation) = operation_of(rpc) else {
-            return Ok(false);
+            return Ok(None);
         };
-        state.guard.decide(principal, operation)
+        // Only a call Cedar policies decide pays for reading its arguments.
+        let arguments = state
+            .guard
+            .needs_arguments(operation)
+            .then(|| rpc::arguments(bytes))
+            .flatten();
+        let verdict = state
+            .guard
+            .decide_call(principal, operation, arguments.as_ref());
+        policies = verdict.policies;
+        verdict.decision
     };
     match decision {
         Decision::Deny(denial) => Err(Refused::denial(denial.for_method(method), metadata_url)),
-        Decision::Allow => Ok(true),
+        Decision::Allow => Ok(Some(policies)),
     }
 }
 

@@ -62,6 +62,23 @@ pub(super) const MCP_METHODS: [&str; 21] = [
     "skills/get",
 ];
 
+/// The `params.arguments` object of a request body (a `tools/call`'s), when it has one;
+/// read only for a call Cedar policies decide on its arguments.
+pub(crate) fn arguments(bytes: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        arguments: Option<serde_json::Map<String, Value>>,
+    }
+    serde_json::from_slice::<Body>(bytes)
+        .ok()?
+        .params?
+        .arguments
+}
+
 /// A parsed request body.
 #[derive(Debug)]
 pub(crate) struct RpcRequest {
@@ -252,6 +269,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<RpcRequest, BodyError> {
 }
 
 /// The top of a body: an object (the one shape accepted), a batch, or anything else.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, on the stack while the body is read; with serde_json's \
+              preserve_order (which Cedar turns on) a `Value` is 72 bytes"
+)]
 enum Message {
     Object(Envelope),
     Batch,

@@ -93,6 +93,11 @@ impl ScopeTable {
         table
     }
 
+    /// The interned scopes; a scope's index is its position.
+    pub(crate) fn names(&self) -> &[Box<str>] {
+        &self.names
+    }
+
     /// The index of `scope`, if the policy names it.
     pub(crate) fn index(&self, scope: &str) -> Option<u32> {
         self.index.get(scope).copied()

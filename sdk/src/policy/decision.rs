@@ -38,6 +38,8 @@ impl Decision {
 pub struct Denial {
     operation: String,
     reason: DenyReason,
+    /// The Cedar policies that determined it (feature `cedar`).
+    policies: Vec<String>,
 }
 
 /// Why an operation was refused.
@@ -145,7 +147,25 @@ pub enum DenyReason {
 
 impl Denial {
     pub(crate) fn new(operation: String, reason: DenyReason) -> Denial {
-        Denial { operation, reason }
+        Denial {
+            operation,
+            reason,
+            policies: Vec::new(),
+        }
+    }
+
+    /// This denial, determined by the Cedar policies `policies`.
+    #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
+    pub(crate) fn by_policies(mut self, policies: Vec<String>) -> Denial {
+        self.policies = policies;
+        self
+    }
+
+    /// The ids of the Cedar policies that determined this denial: the `forbid`s that
+    /// apply, or the `permit` whose `@scopes` a step-up would bring; empty for a denial
+    /// by scope rules, or when no Cedar `permit` applies.
+    pub fn policies(&self) -> &[String] {
+        &self.policies
     }
 
     /// This denial, naming `method` as the refused request when it is not the method the
@@ -177,6 +197,14 @@ impl Denial {
     /// "scope": "..."}` for missing scopes (without `scope` when nothing can be named), `{"error": "invalid_token"}` for an expired
     /// token, `{"error": "access_denied"}` otherwise.
     pub fn error_data(&self) -> serde_json::Value {
+        let mut data = self.reason_data();
+        if !self.policies.is_empty() {
+            data["policies"] = self.policies.clone().into();
+        }
+        data
+    }
+
+    fn reason_data(&self) -> serde_json::Value {
         match &self.reason {
             DenyReason::InsufficientScope { required, .. } => {
                 let mut data = serde_json::json!({ "error": "insufficient_scope" });
@@ -190,9 +218,6 @@ impl Denial {
             | DenyReason::TokenTooOld { .. }
             | DenyReason::IssuedInFuture { .. }
             | DenyReason::LifetimeTooLong { .. } => serde_json::json!({ "error": "invalid_token" }),
-            DenyReason::Forbidden { policies } => {
-                serde_json::json!({ "error": "access_denied", "policies": policies })
-            }
             DenyReason::NotPermitted => {
                 serde_json::json!({ "error": "access_denied", "policies": [] })
             }

@@ -264,6 +264,26 @@ impl Policy {
         Held::Computed(self.inner.scopes.grants(principal.scopes()))
     }
 
+    /// The scopes `principal` holds under this policy: the token's, and those the
+    /// hierarchy or a wildcard grants among the scopes the policy names; sorted.
+    #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
+    pub(crate) fn held_scopes(&self, principal: &Principal) -> Vec<String> {
+        let held = self.held_by(principal);
+        let mut scopes: Vec<String> = self
+            .inner
+            .scopes
+            .names()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| holds(held.words(), i)))
+            .map(|(_, name)| name.to_string())
+            .chain(principal.scopes().iter().cloned())
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
     /// The denial for a caller holding `held` that does not meet `entry`'s requirement:
     /// every scope of the cheapest way to meet it, and those of them not held.
     fn insufficient(&self, entry: &Entry, held: &[u64], operation: Operation<'_>) -> Decision {

@@ -352,6 +352,13 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         };
         // Digested from the borrowed arguments, before the request is handed on.
         let arguments = gate::describe_arguments(self.guard.auditor(), request.arguments.as_ref());
+        // Cedar policies that apply to the tool decide on its arguments: a copy, as the
+        // request goes on to the handler (none when the HTTP layer decided the call).
+        let operation = Operation::CallTool(&tool);
+        let for_policy = (self.guard.needs_arguments(operation)
+            && !gate::Decided::allowed_in(&context, self.guard.id(), operation))
+        .then(|| request.arguments.clone())
+        .flatten();
         let tool_ref = &tool;
         let run = move |ctx, principal: Principal| async move {
             let mut request = request;
@@ -378,7 +385,7 @@ impl<H: ServerHandler> ServerHandler for Authorized<H> {
         self.gated(
             context,
             call,
-            Check::Operation(Operation::CallTool(&tool)),
+            Check::Call(Operation::CallTool(&tool), for_policy.as_ref()),
             arguments,
             run,
             tool_outcome,

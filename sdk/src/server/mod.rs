@@ -220,6 +220,23 @@ impl<H> Authorized<H> {
                 None
             }
             Check::Operation(op) => self.guard.decide(&principal, op).denial().cloned(),
+            // Decided by the HTTP layer, with the Cedar policies that allowed it.
+            Check::Call(op, _)
+                if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
+            {
+                let policies = gate::Determining::in_request(carrier.request());
+                if !policies.is_empty() {
+                    audit.update(|r| r.policies = policies);
+                }
+                None
+            }
+            Check::Call(op, arguments) => {
+                let verdict = self.guard.decide_call(&principal, op, arguments);
+                if verdict.decision.is_allowed() && !verdict.policies.is_empty() {
+                    audit.update(|r| r.policies = verdict.policies);
+                }
+                verdict.decision.denial().cloned()
+            }
             Check::Operations(operations) => operations
                 .iter()
                 .find_map(|op| self.guard.decide(&principal, *op).denial().cloned()),
@@ -338,6 +355,12 @@ impl NoCaller {
 enum Check<'a> {
     /// The policy allows this operation.
     Operation(Operation<'a>),
+    /// The policy allows this call with these arguments (`Some` only when Cedar policies
+    /// apply to it and the HTTP layer did not decide it).
+    Call(
+        Operation<'a>,
+        Option<&'a serde_json::Map<String, serde_json::Value>>,
+    ),
     /// The policy allows every one of these operations (one per resource for a
     /// subscription).
     Operations(Vec<Operation<'a>>),

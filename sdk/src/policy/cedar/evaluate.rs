@@ -31,7 +31,9 @@ pub struct Verdict {
 impl Verdict {
     fn deny(operation: Operation<'_>, reason: DenyReason, policies: Vec<String>) -> Verdict {
         Verdict {
-            decision: Decision::Deny(Denial::new(operation.to_string(), reason)),
+            decision: Decision::Deny(
+                Denial::new(operation.to_string(), reason).by_policies(policies.clone()),
+            ),
             policies,
         }
     }
