@@ -39,6 +39,7 @@
 //! that turn it into what it builds.
 
 mod audit;
+mod cedar;
 mod error;
 mod names;
 mod policy;
@@ -62,7 +63,7 @@ use error::Locator;
 use policy::PolicySection;
 use verifier::VerifierSection;
 
-/// A whole file as written: its three sections.
+/// A whole file as written: its sections.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -70,6 +71,7 @@ struct File {
     #[serde(default)]
     policy: PolicySection,
     audit: Option<Spanned<AuditSection>>,
+    cedar: Option<cedar::CedarSection>,
 }
 
 /// A loaded configuration: a verifier, a policy, and the audit settings. Nothing is
@@ -80,6 +82,8 @@ pub struct Config {
     verifier: JwtVerifier,
     policy: Policy,
     audit: Option<AuditSettings>,
+    #[cfg(feature = "cedar")]
+    cedar: Option<crate::policy::cedar::CedarPolicies>,
 }
 
 impl Config {
@@ -118,10 +122,14 @@ impl Config {
             .audit
             .map(|a| AuditSection::validate(a, &at, base_dir))
             .transpose()?;
+        #[cfg_attr(not(feature = "cedar"), allow(unused_variables))]
+        let cedar = file.cedar.map(|c| c.build(&at, base_dir)).transpose()?;
         Ok(Config {
             verifier,
             policy,
             audit,
+            #[cfg(feature = "cedar")]
+            cedar,
         })
     }
 
@@ -135,14 +143,21 @@ impl Config {
         &self.policy
     }
 
+    /// The `[cedar]` policies, if the file has the section (feature `cedar`).
+    #[cfg(feature = "cedar")]
+    pub fn cedar(&self) -> Option<&crate::policy::cedar::CedarPolicies> {
+        self.cedar.as_ref()
+    }
+
     /// The `[audit]` settings, if the file has the section.
     pub fn audit(&self) -> Option<&AuditSettings> {
         self.audit.as_ref()
     }
 
-    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]` section is left
-    /// out: start it first with [`AuditSettings::start`] and pass the auditor to
-    /// [`AuthzBuilder::auditor`](crate::AuthzBuilder::auditor).
+    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]` and `[cedar]`
+    /// sections are left out: start the audit log with [`AuditSettings::start`] and pass
+    /// the auditor to [`AuthzBuilder::auditor`](crate::AuthzBuilder::auditor), and the
+    /// policies of `Config::cedar` to `AuthzBuilder::cedar`.
     pub fn into_parts(self) -> (JwtVerifier, Policy) {
         (self.verifier, self.policy)
     }
@@ -152,6 +167,11 @@ impl Config {
     fn into_authz(self) -> Result<Authz, ConfigFileError> {
         let auditor = self.audit.as_ref().map(AuditSettings::start).transpose()?;
         let builder = Authz::builder(self.verifier, self.policy);
+        #[cfg(feature = "cedar")]
+        let builder = match self.cedar {
+            Some(policies) => builder.cedar(policies),
+            None => builder,
+        };
         Ok(match auditor {
             Some(auditor) => builder.auditor(auditor).build(),
             None => builder.build(),

@@ -311,3 +311,32 @@ mod jwks {
         assert!(err.contains("one source"), "{err}");
     }
 }
+
+#[cfg(feature = "cedar")]
+#[test]
+fn cedar_policies_load_from_files_relative_to_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = crate::dev::DevIssuer::new("https://as").unwrap();
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "@id(\"base\") permit(principal, action, resource);",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.cedar"), "forbid(principal, action, resource)\nwhen { 1 + };").unwrap();
+    let with = |cedar: &str| {
+        let text = format!(
+            "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n[cedar]\n{cedar}"
+        );
+        Config::from_toml(&text, dir.path())
+    };
+    let config = with("policies = \"a.cedar\"\nclaims = { tenant = \"string\" }\n").unwrap();
+    assert_eq!(config.cedar().unwrap().ids().collect::<Vec<_>>(), ["base"]);
+    let err = with("policies = [\"a.cedar\", \"b.cedar\"]\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cedar.policies (line 7)") && text.contains("b.cedar:2:"), "{text}");
+    let err = with("policies = \"a.cedar\"\nclaims = { tenant = \"text\" }\n").unwrap_err();
+    assert!(err.to_string().contains("cedar.claims.tenant (line 8)"), "{err}");
+    let err = with("policies = []\n").unwrap_err();
+    assert!(err.to_string().contains("at least one"), "{err}");
+}
