@@ -2213,3 +2213,140 @@ fn audit_query_shows_the_chain_column_only_for_delegated_events() {
     let out = run(&["audit", "tail", "-n", "3", path(&file)]);
     assert_eq!(table_header(&out), base, "{out:#?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Cedar: policy check --tools-json, policy explain
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "cedar")]
+const NOTES_CEDAR: &str = r#"
+@id("baseline")
+permit(principal, action, resource);
+
+@id("own-folder")
+forbid(principal, action == Action::"tools/call", resource == Tool::"write_note")
+unless { principal has user && context.arguments.folder == principal.user };
+"#;
+
+/// What a `tools/list` of the notes server answers, as a JSON-RPC response.
+#[cfg(feature = "cedar")]
+fn notes_tools_json(dir: &Path) -> PathBuf {
+    let object = |props: Value, required: &[&str]| serde_json::json!({ "type": "object", "properties": props, "required": required });
+    let tools = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "result": { "tools": [
+        { "name": "write_note", "inputSchema": object(serde_json::json!({
+            "folder": { "type": "string" }, "text": { "type": "string" } }), &["folder", "text"]) },
+        { "name": "list_notes", "inputSchema": object(serde_json::json!({}), &[]),
+          "annotations": { "readOnlyHint": true } },
+        { "name": "delete_note", "inputSchema": object(serde_json::json!({}), &[]) },
+        { "name": "purge", "inputSchema": object(serde_json::json!({}), &[]) },
+        { "name": "whoami", "inputSchema": object(serde_json::json!({}), &[]) },
+    ]}});
+    let path = dir.join("tools.json");
+    std::fs::write(&path, tools.to_string()).unwrap();
+    path
+}
+
+#[cfg(feature = "cedar")]
+#[test]
+fn policy_check_checks_cedar_policies_against_the_tool_list() {
+    let f = Fixture::new("cli-cedar-check");
+    let tools = notes_tools_json(f.dir.path());
+    let write = |text: &str| std::fs::write(f.dir.path().join("notes.cedar"), text).unwrap();
+    write(NOTES_CEDAR);
+    let config = f.config(&format!(
+        "{NOTES_POLICY}\n[cedar]\npolicies = \"notes.cedar\"\n"
+    ));
+    let clean = run(&[
+        "policy",
+        "check",
+        "--config",
+        path(&config),
+        "--tools-json",
+        path(&tools),
+    ]);
+    assert_eq!(clean.code, 0, "{clean:#?}");
+    // Without the tool list, the policies are only parsed: a warning says so.
+    let unchecked = run(&["--json", "policy", "check", "--config", path(&config)]);
+    assert_eq!(unchecked.code, 0, "{unchecked:#?}");
+    assert!(
+        unchecked.stdout.contains("cedar-unchecked"),
+        "{unchecked:#?}"
+    );
+    // An argument the tool does not have: the policy id and its line and column.
+    write(&NOTES_CEDAR.replace("arguments.folder", "arguments.fodler"));
+    let typo = run(&[
+        "policy",
+        "check",
+        "--config",
+        path(&config),
+        "--tools-json",
+        path(&tools),
+    ]);
+    assert_eq!(typo.code, 1, "{typo:#?}");
+    assert!(
+        typo.stdout.contains("error[cedar]")
+            && typo.stdout.contains("notes.cedar:7:")
+            && typo.stdout.contains("\"own-folder\"")
+            && typo.stdout.contains("write_note"),
+        "{typo:#?}"
+    );
+}
+
+#[cfg(feature = "cedar")]
+#[test]
+fn policy_explain_decides_a_call_and_names_the_policies() {
+    let f = Fixture::new("cli-cedar-explain");
+    let tools = notes_tools_json(f.dir.path());
+    std::fs::write(f.dir.path().join("notes.cedar"), NOTES_CEDAR).unwrap();
+    let config = f.config(&format!(
+        "{NOTES_POLICY}\n[cedar]\npolicies = \"notes.cedar\"\n"
+    ));
+    let token = f.token(&["notes:write"]);
+    let explain = |arguments: &str| {
+        run(&[
+            "--json",
+            "policy",
+            "explain",
+            "--config",
+            path(&config),
+            "--tools-json",
+            path(&tools),
+            "--tool",
+            "write_note",
+            "--arguments",
+            arguments,
+            &token,
+        ])
+    };
+    let own = explain(r#"{"folder": "alice", "text": "hi"}"#);
+    assert_eq!(own.code, 0, "{own:#?}");
+    assert_eq!(own.json()["policies"], serde_json::json!(["baseline"]));
+    let other = explain(r#"{"folder": "bob", "text": "hi"}"#);
+    assert_eq!(other.code, 1, "{other:#?}");
+    let out = other.json();
+    assert_eq!(out["reason_code"], "forbidden_by_policy");
+    assert_eq!(out["policies"], serde_json::json!(["own-folder"]));
+    let wrong = explain(r#"{"folder": 3, "text": "hi"}"#);
+    assert_eq!(
+        wrong.json()["reason_code"],
+        "invalid_arguments",
+        "{wrong:#?}"
+    );
+    let text = run(&[
+        "policy",
+        "explain",
+        "--config",
+        path(&config),
+        "--tools-json",
+        path(&tools),
+        "--tool",
+        "write_note",
+        "--arguments",
+        r#"{"folder": "bob", "text": "x"}"#,
+        &token,
+    ]);
+    assert!(
+        text.stdout.contains("DENIED") && text.stdout.contains("own-folder"),
+        "{text:#?}"
+    );
+}

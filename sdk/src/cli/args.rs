@@ -120,6 +120,30 @@ pub(super) enum PolicyCommand {
         /// The server's tool names, comma separated.
         #[arg(long, value_delimiter = ',')]
         tools: Vec<String>,
+        /// A file with the server's `tools/list` answer (JSON): the tool names, and the
+        /// schemas the `[cedar]` policies are checked against.
+        #[cfg(feature = "cedar")]
+        #[arg(long)]
+        tools_json: Option<PathBuf>,
+    },
+    /// Decide one tool call with a token, by the scope rules and the `[cedar]` policies,
+    /// and say why.
+    #[cfg(feature = "cedar")]
+    Explain {
+        /// The configuration file (TOML) with a `[cedar]` section.
+        #[arg(long)]
+        config: PathBuf,
+        /// A file with the server's `tools/list` answer (JSON).
+        #[arg(long)]
+        tools_json: PathBuf,
+        /// The tool called.
+        #[arg(long)]
+        tool: String,
+        /// The call's arguments, a JSON object.
+        #[arg(long)]
+        arguments: Option<String>,
+        /// The token, or `-` to read it from standard input.
+        token: String,
     },
     /// Show the effective rules: per tool, resource and prompt, what it requires.
     Show {

@@ -15,6 +15,8 @@
 
 mod args;
 mod audit;
+#[cfg(feature = "cedar")]
+mod cedar;
 mod policy;
 mod token;
 
@@ -47,9 +49,26 @@ pub fn run() -> ExitCode {
             token,
             tool,
         }) => token::read(&token).and_then(|t| token::check(&config, &t, tool.as_deref(), json)),
-        Command::Policy(PolicyCommand::Check { config, tools }) => {
-            policy::check(&config, &tools, json)
+        Command::Policy(PolicyCommand::Check {
+            config,
+            tools,
+            #[cfg(feature = "cedar")]
+            tools_json,
+        }) => {
+            #[cfg(not(feature = "cedar"))]
+            let tools_json: Option<std::path::PathBuf> = None;
+            policy::check(&config, &tools, tools_json.as_deref(), json)
         }
+        #[cfg(feature = "cedar")]
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            tools_json,
+            tool,
+            arguments,
+            token,
+        }) => token::read(&token).and_then(|t| {
+            cedar::explain(&config, &tools_json, &t, &tool, arguments.as_deref(), json)
+        }),
         Command::Policy(PolicyCommand::Show { config, tools }) => {
             policy::show(&config, &tools, json)
         }

@@ -25,10 +25,48 @@ fn load(path: &Path) -> Result<Policy, String> {
         .1)
 }
 
-/// Lints the policy.
-pub(super) fn check(config: &Path, tools: &[String], as_json: bool) -> Result<Outcome, String> {
-    let policy = load(config)?;
-    let findings = lint(&policy, tools);
+/// Lints the policy; with `tools_json` (a `tools/list` answer), against the server's
+/// tools, the `[cedar]` policies included.
+pub(super) fn check(
+    config: &Path,
+    tools: &[String],
+    tools_json: Option<&Path>,
+    as_json: bool,
+) -> Result<Outcome, String> {
+    let config = Config::from_file(config).map_err(|e| error_message(&e))?;
+    #[cfg_attr(not(feature = "cedar"), allow(unused_mut))]
+    let mut tools = tools.to_vec();
+    #[cfg_attr(not(feature = "cedar"), allow(unused_mut))]
+    let mut findings = Vec::new();
+    #[cfg(feature = "cedar")]
+    {
+        let listed = tools_json.map(super::cedar::tools_from).transpose()?;
+        if let Some(listed) = &listed {
+            tools.extend(listed.iter().map(|t| t.name.to_string()));
+        }
+        if let Some(policies) = config.cedar() {
+            match &listed {
+                Some(listed) => {
+                    findings.extend(super::cedar::problems(policies, listed).into_iter().map(
+                        |message| Finding {
+                            severity: "error",
+                            code: "cedar",
+                            message,
+                        },
+                    ));
+                }
+                None => findings.push(Finding {
+                    severity: "warning",
+                    code: "cedar-unchecked",
+                    message: "the [cedar] policies parse, but are checked against the server's tools only with --tools-json".to_owned(),
+                }),
+            }
+        }
+    }
+    #[cfg(not(feature = "cedar"))]
+    let _ = tools_json;
+    let policy = config.into_parts().1;
+    findings.splice(0..0, lint(&policy, &tools));
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     if as_json {
         print_json(&json!({

@@ -323,7 +323,11 @@ fn cedar_policies_load_from_files_relative_to_the_configuration() {
         "@id(\"base\") permit(principal, action, resource);",
     )
     .unwrap();
-    std::fs::write(dir.path().join("b.cedar"), "forbid(principal, action, resource)\nwhen { 1 + };").unwrap();
+    std::fs::write(
+        dir.path().join("b.cedar"),
+        "forbid(principal, action, resource)\nwhen { 1 + };",
+    )
+    .unwrap();
     let with = |cedar: &str| {
         let text = format!(
             "[verifier]\nissuer = \"https://as\"\naudience = \"https://rs/mcp\"\njwks_file = \"jwks.json\"\n\n[cedar]\n{cedar}"
@@ -334,9 +338,15 @@ fn cedar_policies_load_from_files_relative_to_the_configuration() {
     assert_eq!(config.cedar().unwrap().ids().collect::<Vec<_>>(), ["base"]);
     let err = with("policies = [\"a.cedar\", \"b.cedar\"]\n").unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("cedar.policies (line 7)") && text.contains("b.cedar:2:"), "{text}");
+    assert!(
+        text.contains("cedar.policies (line 7)") && text.contains("b.cedar:2:"),
+        "{text}"
+    );
     let err = with("policies = \"a.cedar\"\nclaims = { tenant = \"text\" }\n").unwrap_err();
-    assert!(err.to_string().contains("cedar.claims.tenant (line 8)"), "{err}");
+    assert!(
+        err.to_string().contains("cedar.claims.tenant (line 8)"),
+        "{err}"
+    );
     let err = with("policies = []\n").unwrap_err();
     assert!(err.to_string().contains("at least one"), "{err}");
 }
