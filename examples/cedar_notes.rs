@@ -75,7 +75,12 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     println!("Cedar policies: {}", cedar_file().display());
     println!("Trusting a development issuer. Tokens for user alice (valid for one hour):");
     let tokens = [
-        ("writer", None, vec!["notes:write"], "write_note into folder alice"),
+        (
+            "writer",
+            None,
+            vec!["notes:write"],
+            "write_note into folder alice",
+        ),
         (
             "sharer",
             None,
@@ -99,7 +104,11 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         if let Some(actor) = actor {
             token = token.actor(actor);
         }
-        println!("\n{name} ({}; may {may}):\n{}", scopes.join(" "), token.mint()?);
+        println!(
+            "\n{name} ({}; may {may}):\n{}",
+            scopes.join(" "),
+            token.mint()?
+        );
     }
     println!("\nnotes MCP server: {url}");
     println!(
