@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use rmcp_authz::Authz;
-use rmcp_authz::audit::{Auditor, JsonLines};
+use rmcp_authz::audit::{Auditor, Durability, JsonLines};
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz_examples::folder_notes::{cedar_file, cedar_policies, router, scope_policy};
 use rmcp_authz_examples::report;
@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Record every decision, with the Cedar policies that made it, to this JSON Lines
-    /// file.
+    /// file (durably: each event is synced before its answer).
     #[arg(long)]
     audit_file: Option<PathBuf>,
 }
@@ -63,7 +63,10 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         // Parsed here; checked against the server's tools by `router` below.
         .cedar(cedar_policies()?);
     if let Some(path) = &args.audit_file {
-        let auditor = Auditor::builder(Arc::new(JsonLines::open(path)?)).build()?;
+        // Durable: each event is on disk before its answer.
+        let auditor = Auditor::builder(Arc::new(JsonLines::open(path)?))
+            .durability(Durability::Durable)
+            .build()?;
         builder = builder.auditor(auditor);
         println!("Audit log: {}", path.display());
     }
