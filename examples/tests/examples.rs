@@ -52,6 +52,10 @@ fn example(name: &str) -> PathBuf {
         if profile_dir.ends_with("release") {
             cargo.arg("--release");
         }
+        // The features this test binary was built with (`cedar_notes` needs `cedar`).
+        if cfg!(feature = "cedar") {
+            cargo.args(["--features", "cedar"]);
+        }
         let status = cargo.status().expect("run cargo build");
         assert!(status.success(), "cargo build --example {name} failed");
     }
@@ -157,7 +161,7 @@ fn assert_refused_flags(out: &Output, says: &[&str]) {
     }
 }
 
-/// A `notes_http` process serving on a free port; killed on drop.
+/// A `notes_http` (or `cedar_notes`) process serving on a free port; killed on drop.
 struct Server {
     child: Child,
     /// What it printed before its `Ctrl-C ...` line: tokens, the audit log, the URL.
@@ -167,14 +171,19 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(example("notes_http"))
+        Server::start_example("notes_http", args)
+    }
+
+    /// Example `name` (a server printing the same banner as `notes_http`) with `args`.
+    fn start_example(name: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example(name))
             .args(["--port", "0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start notes_http");
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let (lines, received) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
@@ -208,7 +217,7 @@ impl Server {
                     }
                     let _ = child.wait();
                     panic!(
-                        "notes_http {args:?} did not start; stdout:\n{}\nstderr:\n{stderr}",
+                        "{name} {args:?} did not start; stdout:\n{}\nstderr:\n{stderr}",
                         banner.join("\n")
                     );
                 }
@@ -642,4 +651,56 @@ async fn notes_http_record_arguments_records_them_with_fields_redacted() {
         json!({ "id": "n1", "text": "[redacted]" })
     );
     assert!(call["arguments_hmac"].is_string());
+}
+
+// ---------------------------------------------------------------------------------------
+// cedar_notes: the Cedar policies decide on the arguments
+// ---------------------------------------------------------------------------------------
+
+/// The example as a process: the tokens it prints meet `examples/cedar/notes.cedar`, and
+/// its audit log names the deciding policies. (`tests/tests/cedar_e2e.rs` covers the
+/// policies in full.)
+#[cfg(feature = "cedar")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cedar_notes_decides_writes_on_their_folder_and_prints_how_to_call_it() {
+    let dir = TempDir::new().unwrap();
+    let audit = path_of(&dir, "audit.jsonl");
+    let server = Server::start_example("cedar_notes", &["--audit-file", &audit]);
+    assert!(
+        server
+            .banner_line("Cedar policies: ")
+            .ends_with("notes.cedar")
+    );
+    assert!(server.banner_line("  curl ").contains(&server.url));
+    let writer = server.dev_token("writer");
+    let note = |folder: &str| json!({"folder": folder, "title": "t", "text": "x"});
+    let wrote = server
+        .call(&writer, "write_note", note("alice"))
+        .await
+        .expect("alice's own folder");
+    assert_ne!(wrote.is_error, Some(true), "{wrote:?}");
+    let refused = server.call(&writer, "write_note", note("bob")).await;
+    assert!(refused.is_err(), "bob's folder: {refused:?}");
+    let delegated = server.dev_token("delegated");
+    let refused = server.call(&delegated, "write_note", note("alice")).await;
+    assert!(refused.is_err(), "a delegated write: {refused:?}");
+    server.stop();
+    let decided: Vec<(String, Value)> = events(Path::new(&audit))
+        .into_iter()
+        .filter(|e| e["target"] == "write_note")
+        .map(|e| {
+            (
+                e["decision"].as_str().unwrap_or_default().to_owned(),
+                e["policies"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("allow".to_owned(), json!(["write"])),
+            ("deny".to_owned(), json!(["own-folder-only"])),
+            ("deny".to_owned(), json!(["delegated-read-only"])),
+        ]
+    );
 }
