@@ -10,12 +10,18 @@
 //!   forbid with another), so a call is decided by its tool's two policies and the
 //!   generic ones (a baseline forbid for delegated callers on tools that are not
 //!   read-only). This is what a real policy file looks like.
+//! - `scoped_100_text`: the same, with conditions on the folder (a string) and the tags
+//!   instead of the amount: no decimal to construct or compare, Cedar's cheapest case.
 //! - `all_100`: all 100 policies apply to the tool called (unscoped, conditions on the
 //!   principal and arguments): the worst case, every policy evaluated.
 //!
 //! For each: `scopes_only` (the scope rule, what every call pays anyway), `cedar_allow`
-//! (the Cedar stage alone, allowed) and `cedar_deny` (denied by a forbid). `ungoverned`
-//! is what a tool no Cedar policy applies to pays: the look-up that says so.
+//! (the Cedar stage alone, allowed) and `cedar_deny` (denied by a forbid), both with the
+//! same arguments each call; `cedar_allow_new_amount` with a new `amount` each call (Cedar
+//! parses the name of its `decimal` constructor on every construction, so the stage keeps
+//! the expressions of the decimals it saw last: this case shows a call that finds none),
+//! and `arguments_clone`, the cost of making those new arguments, to subtract from it.
+//! `ungoverned` is what a tool no Cedar policy applies to pays: the look-up that says so.
 //!
 //! Run with `cargo bench -p rmcp-authz --features cedar --bench cedar`; the run ends by
 //! printing each median and its ratio to `scopes_only`.
@@ -66,6 +72,21 @@ fn scoped() -> String {
         text.push_str(&format!(
             "@id(\"p{i}\") permit(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
              when {{ context.arguments.amount.lessThan(decimal(\"{i}00.0\")) && principal.scopes.contains(\"notes:write\") }};\n\
+             @id(\"f{i}\") forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
+             when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n"
+        ));
+    }
+    text
+}
+
+/// Two policies per tool, each naming it, with conditions on strings and sets only (no
+/// decimal to construct and compare).
+fn scoped_text() -> String {
+    let mut text = String::new();
+    for i in 0..TOOLS {
+        text.push_str(&format!(
+            "@id(\"p{i}\") permit(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
+             when {{ context.arguments.folder == \"alice\" && principal.scopes.contains(\"notes:write\") }};\n\
              @id(\"f{i}\") forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
              when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n"
         ));
@@ -130,7 +151,11 @@ fn main() {
     let now = 1_800_000_000;
     let call = Operation::CallTool("t7");
 
-    let shapes: [(&str, String); 2] = [("scoped_100", scoped()), ("all_100", unscoped())];
+    let shapes: [(&str, String); 3] = [
+        ("scoped_100", scoped()),
+        ("scoped_100_text", scoped_text()),
+        ("all_100", unscoped()),
+    ];
     for (shape, text) in &shapes {
         let cedar: Cedar = CedarPolicies::parse(shape, text)
             .expect("parse")
@@ -148,17 +173,54 @@ fn main() {
             b.iter(|| policy.decide(black_box(&who), black_box(call)))
         });
         group.bench_function("cedar_allow", |b| {
-            b.iter(|| cedar.decide(black_box(&who), &scopes, call, Some(black_box(&allowed)), now))
+            b.iter(|| {
+                cedar.decide(
+                    black_box(&who),
+                    &scopes,
+                    call,
+                    Some(black_box(&allowed)),
+                    now,
+                )
+            })
         });
         group.bench_function("cedar_deny", |b| {
-            b.iter(|| cedar.decide(black_box(&who), &scopes, call, Some(black_box(&denied)), now))
+            b.iter(|| {
+                cedar.decide(
+                    black_box(&who),
+                    &scopes,
+                    call,
+                    Some(black_box(&denied)),
+                    now,
+                )
+            })
+        });
+        // A new amount each call: no decimal expression kept from an earlier call.
+        let mut amount = 0_u64;
+        group.bench_function("cedar_allow_new_amount", |b| {
+            b.iter(|| {
+                amount += 1;
+                let mut args = allowed.clone();
+                args.insert("amount".into(), json!(amount as f64 / 100.0 + 0.25));
+                cedar.decide(black_box(&who), &scopes, call, Some(&args), now)
+            })
+        });
+        group.bench_function("arguments_clone", |b| {
+            b.iter(|| {
+                amount += 1;
+                let mut args = allowed.clone();
+                args.insert("amount".into(), json!(amount as f64 / 100.0 + 0.25));
+                black_box(args)
+            })
         });
         group.finish();
     }
-    let cedar = CedarPolicies::parse("one", "permit(principal, action, resource == Tool::\"t1\");")
-        .expect("parse")
-        .compile(&tools)
-        .expect("compile");
+    let cedar = CedarPolicies::parse(
+        "one",
+        "permit(principal, action, resource == Tool::\"t1\");",
+    )
+    .expect("parse")
+    .compile(&tools)
+    .expect("compile");
     let mut group = criterion.benchmark_group("ungoverned");
     group.bench_function("governs", |b| {
         b.iter(|| cedar.governs(black_box(Operation::CallTool("t7"))))
@@ -169,19 +231,25 @@ fn main() {
     println!("\nmedians of this run (ratio to scopes_only of the same shape):");
     for (shape, _) in &shapes {
         let base = median(&format!("{shape}/scopes_only"), started);
-        for case in ["scopes_only", "cedar_allow", "cedar_deny"] {
+        for case in [
+            "scopes_only",
+            "cedar_allow",
+            "cedar_deny",
+            "cedar_allow_new_amount",
+            "arguments_clone",
+        ] {
             match (median(&format!("{shape}/{case}"), started), base) {
                 (Some(m), Some(b)) => println!(
-                    "{shape:>11}  {case:<12} {:>9.2} µs {:>8.1}x",
+                    "{shape:>15}  {case:<23} {:>9.2} µs {:>8.1}x",
                     m / 1000.0,
                     m / b
                 ),
-                (Some(m), None) => println!("{shape:>11}  {case:<12} {:>9.2} µs", m / 1000.0),
+                (Some(m), None) => println!("{shape:>15}  {case:<23} {:>9.2} µs", m / 1000.0),
                 _ => {}
             }
         }
     }
     if let Some(m) = median("ungoverned/governs", started) {
-        println!("{:>11}  {:<12} {m:>9.1} ns", "ungoverned", "governs");
+        println!("{:>15}  {:<23} {m:>9.1} ns", "ungoverned", "governs");
     }
 }

@@ -11,6 +11,7 @@
 //! token makes cost a few bit tests each. Clones share them, as they share everything
 //! else.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -51,6 +52,9 @@ struct Inner {
     clock_leeway_secs: i64,
     /// The scopes' effective grant sets under the first policies that asked.
     grants: [OnceLock<CachedGrants>; GRANT_SLOTS],
+    /// What the first policy stage that asked derived from this principal (the Cedar
+    /// stage's entity for it), under that stage's id.
+    derived: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
 }
 
 /// A principal's grant set under one policy, computed by the policy and kept in the
@@ -185,6 +189,7 @@ impl From<PrincipalParts> for Principal {
                 claims: p.claims,
                 clock_leeway_secs: p.clock_leeway_secs.unwrap_or(DEFAULT_CLOCK_LEEWAY_SECS),
                 grants: [const { OnceLock::new() }; GRANT_SLOTS],
+                derived: OnceLock::new(),
             }),
         }
     }
@@ -279,6 +284,29 @@ impl Principal {
     /// policies that decide for this principal, shared by clones.
     pub(crate) fn grant_slots(&self) -> &[OnceLock<CachedGrants>] {
         &self.inner.grants
+    }
+
+    /// What the policy stage `owner` derives from this principal with `make`: made once
+    /// and kept for the first stage that asks (a server has one), shared by clones; made
+    /// afresh for any other stage. The principal needs to know nothing of the value.
+    #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
+    pub(crate) fn derived<T: Any + Send + Sync, E>(
+        &self,
+        owner: u64,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        if let Some((kept_for, value)) = self.inner.derived.get() {
+            if *kept_for == owner
+                && let Ok(value) = Arc::clone(value).downcast::<T>()
+            {
+                return Ok(value);
+            }
+            return make().map(Arc::new);
+        }
+        let value = Arc::new(make()?);
+        let shared: Arc<dyn Any + Send + Sync> = value.clone();
+        let _ = self.inner.derived.set((owner, shared));
+        Ok(value)
     }
 }
 

@@ -103,14 +103,19 @@ impl ToolArgs {
     /// `arguments` as a Cedar record of this type. Members the type does not have are
     /// left out; a member of the wrong type, a missing required member, or more than
     /// [`MAX_VALUES`] values or [`MAX_STRING_BYTES`] bytes of strings is an error.
+    ///
+    /// `decimal` makes the expression of a decimal from its text (the stage keeps those
+    /// it made: Cedar's constructor parses the function's name on every call).
     pub(crate) fn convert(
         &self,
         arguments: Option<&Map<String, Value>>,
+        decimal: &dyn Fn(String) -> RestrictedExpression,
     ) -> Result<RestrictedExpression, ArgumentError> {
         let empty = Map::new();
         let mut budget = Budget {
             values: MAX_VALUES,
             bytes: MAX_STRING_BYTES,
+            decimal,
         };
         convert_record(
             &self.fields,
@@ -311,13 +316,14 @@ fn record_json(fields: &[Field]) -> Value {
     serde_json::json!({ "type": "Record", "attributes": attributes })
 }
 
-/// What a call's arguments may still hand to Cedar.
-struct Budget {
+/// What a call's arguments may still hand to Cedar, and how decimals are made.
+struct Budget<'a> {
     values: usize,
     bytes: usize,
+    decimal: &'a dyn Fn(String) -> RestrictedExpression,
 }
 
-impl Budget {
+impl Budget<'_> {
     fn take(&mut self, path: &str, bytes: usize) -> Result<(), ArgumentError> {
         match (self.values.checked_sub(1), self.bytes.checked_sub(bytes)) {
             (Some(values), Some(bytes)) => {
@@ -354,7 +360,7 @@ fn convert(
     ty: &ArgType,
     value: &Value,
     path: &str,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
     if depth > MAX_DEPTH {
@@ -373,7 +379,7 @@ fn convert(
             })?)
         }
         (ArgType::Decimal, Value::Number(n)) => {
-            RestrictedExpression::new_decimal(decimal(n).ok_or_else(|| ArgumentError {
+            (budget.decimal)(decimal(n).ok_or_else(|| ArgumentError {
                 path: path.to_owned(),
                 problem: format!(
                     "{n} is not a Cedar decimal (at most 4 decimal places, magnitude below 922337203685477)"
@@ -410,7 +416,7 @@ fn convert_record(
     fields: &[Field],
     members: &Map<String, Value>,
     path: &str,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
     let mut record = Vec::with_capacity(fields.len());

@@ -2,6 +2,10 @@ use serde_json::json;
 
 use super::*;
 
+fn new_decimal(text: String) -> RestrictedExpression {
+    RestrictedExpression::new_decimal(text)
+}
+
 #[derive(schemars::JsonSchema, serde::Deserialize)]
 #[allow(dead_code)]
 struct Refund {
@@ -89,7 +93,7 @@ fn values_convert_or_say_where_they_are_wrong() {
         "order": "A-1", "amount": 99.5, "count": 3, "tags": ["a", "b"],
         "address": { "city": "Oslo" }, "note": null, "extra": [1, 2, 3],
     });
-    assert!(args.convert(good.as_object()).is_ok());
+    assert!(args.convert(good.as_object(), &new_decimal).is_ok());
     let cases = [
         (
             json!({ "order": 1 }),
@@ -123,7 +127,7 @@ fn values_convert_or_say_where_they_are_wrong() {
         ),
     ];
     for (value, path, problem) in cases {
-        let e = args.convert(value.as_object()).unwrap_err();
+        let e = args.convert(value.as_object(), &new_decimal).unwrap_err();
         assert_eq!(e.path, path, "{value}");
         assert!(e.problem.contains(problem), "{value}: {e}");
     }
@@ -157,15 +161,15 @@ fn huge_arguments_are_refused_with_a_bound_not_converted() {
     let args = ToolArgs::of(schema.as_object().unwrap());
     let many: Vec<u32> = (0..MAX_VALUES as u32 + 1).collect();
     let e = args
-        .convert(json!({ "items": many }).as_object())
+        .convert(json!({ "items": many }).as_object(), &new_decimal)
         .unwrap_err();
     assert!(e.problem.contains("too large"), "{e}");
     let long = "x".repeat(MAX_STRING_BYTES + 1);
     let e = args
-        .convert(json!({ "text": long }).as_object())
+        .convert(json!({ "text": long }).as_object(), &new_decimal)
         .unwrap_err();
     assert!(e.problem.contains("too large"), "{e}");
     // Members the type does not have are never converted, whatever their size.
     let ignored = json!({ "other": many });
-    assert!(args.convert(ignored.as_object()).is_ok());
+    assert!(args.convert(ignored.as_object(), &new_decimal).is_ok());
 }

@@ -31,6 +31,12 @@ pub(super) const CALL_TOOL: &str = "tools/call";
 pub(super) const READ_RESOURCE: &str = "resources/read";
 pub(super) const GET_PROMPT: &str = "prompts/get";
 
+/// The source of each stage's id.
+static NEXT_STAGE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How many decimal values a stage keeps the expressions of.
+const MAX_KEPT_DECIMALS: u64 = 4096;
+
 /// What a policy may apply to.
 #[derive(Debug, Clone, Copy)]
 enum Kind<'a> {
@@ -182,6 +188,8 @@ impl CedarPolicies {
         };
         Ok(Cedar {
             inner: Arc::new(Stage {
+                id: NEXT_STAGE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                decimals: moka::sync::Cache::new(MAX_KEPT_DECIMALS),
                 tools: governed,
                 resources: group(Kind::Resource),
                 prompts: group(Kind::Prompt),
@@ -203,6 +211,7 @@ impl CedarPolicies {
                     .collect(),
                 claims: self.claims.clone(),
                 authorizer: Authorizer::new(),
+                names: Names::new(),
                 schemas,
             }),
         })
@@ -264,6 +273,14 @@ impl Problems {
                     "argument `{}` is not in the tool's Cedar type: {}",
                     omitted.path, omitted.reason
                 ));
+            }
+            if message.contains("attribute `arguments` in context for Action::\"resources/read\"")
+                || message.contains("attribute `arguments` in context for Action::\"prompts/get\"")
+            {
+                help = Some(
+                    "`context.arguments` is a tools/call's: scope the policy with `action == Action::\"tools/call\"`"
+                        .to_owned(),
+                );
             }
             let found = self
                 .found
@@ -379,13 +396,39 @@ fn schema_json(arguments: &Value, claims: &[(String, ClaimType)]) -> Value {
     }})
 }
 
-/// `Type::"id"`.
+/// `Type::"id"`. Parsing a type name runs Cedar's parser (microseconds): the request
+/// path uses the names [`Names`] parsed once.
 pub(super) fn uid(ty: &str, id: &str) -> EntityUid {
-    // Both are fixed names of this model: a parse failure is impossible.
-    let ty: EntityTypeName = ty
-        .parse()
-        .unwrap_or_else(|_| unreachable!("a valid type name"));
-    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+    EntityUid::from_type_name_and_id(type_name(ty), EntityId::new(id))
+}
+
+fn type_name(ty: &str) -> EntityTypeName {
+    // The fixed names of this model: a parse failure is impossible.
+    ty.parse()
+        .unwrap_or_else(|_| unreachable!("{ty} is a valid type name"))
+}
+
+/// The entity type names and actions of the model, parsed once.
+pub(super) struct Names {
+    pub(super) agent: EntityTypeName,
+    pub(super) resource: EntityTypeName,
+    pub(super) prompt: EntityTypeName,
+    pub(super) call_tool: EntityUid,
+    pub(super) read_resource: EntityUid,
+    pub(super) get_prompt: EntityUid,
+}
+
+impl Names {
+    pub(super) fn new() -> Names {
+        Names {
+            agent: type_name("Agent"),
+            resource: type_name("Resource"),
+            prompt: type_name("Prompt"),
+            call_tool: uid("Action", CALL_TOOL),
+            read_resource: uid("Action", READ_RESOURCE),
+            get_prompt: uid("Action", GET_PROMPT),
+        }
+    }
 }
 
 /// A tool's entity: its name and annotations, with MCP's defaults for those it leaves

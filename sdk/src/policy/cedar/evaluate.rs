@@ -6,12 +6,11 @@
 use std::collections::HashSet;
 
 use cedar_policy::{
-    Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet, Request,
-    RequestBuilder, RestrictedExpression,
+    Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RequestBuilder, RestrictedExpression,
 };
 use serde_json::{Map, Value};
 
-use super::compile::{CALL_TOOL, GET_PROMPT, READ_RESOURCE, uid};
 use super::{Cedar, ClaimType, Stage};
 use crate::policy::{Decision, Denial, DenyReason, Operation};
 use crate::principal::Principal;
@@ -41,7 +40,7 @@ impl Verdict {
 
 /// What one operation is decided on.
 struct Target<'a> {
-    action: &'static str,
+    action: &'a EntityUid,
     policies: &'a PolicySet,
     resource: Resource<'a>,
 }
@@ -49,7 +48,7 @@ struct Target<'a> {
 enum Resource<'a> {
     Built(&'a Entity),
     Named {
-        ty: &'static str,
+        ty: &'a EntityTypeName,
         attribute: &'static str,
         id: &'a str,
     },
@@ -87,7 +86,7 @@ impl Cedar {
             Operation::CallTool(name) => {
                 // `target` found the tool.
                 let governed = self.inner.tools.get(name)?;
-                match governed.args.convert(arguments) {
+                match governed.args.convert(arguments, &|text| self.decimal(text)) {
                     Ok(converted) => Some(converted),
                     Err(e) => {
                         let reason = DenyReason::InvalidArguments {
@@ -167,7 +166,7 @@ impl Cedar {
         Some(Ok(match operation {
             Operation::CallTool(name) => match stage.tools.get(name) {
                 Some(governed) => Target {
-                    action: CALL_TOOL,
+                    action: &stage.names.call_tool,
                     policies: &governed.policies,
                     resource: Resource::Built(&governed.entity),
                 },
@@ -181,19 +180,19 @@ impl Cedar {
                 None => return None,
             },
             Operation::ReadResource(uri) => Target {
-                action: READ_RESOURCE,
+                action: &stage.names.read_resource,
                 policies: stage.resources.as_ref()?,
                 resource: Resource::Named {
-                    ty: "Resource",
+                    ty: &stage.names.resource,
                     attribute: "uri",
                     id: uri,
                 },
             },
             Operation::GetPrompt(name) => Target {
-                action: GET_PROMPT,
+                action: &stage.names.get_prompt,
                 policies: stage.prompts.as_ref()?,
                 resource: Resource::Named {
-                    ty: "Prompt",
+                    ty: &stage.names.prompt,
                     attribute: "name",
                     id: name,
                 },
@@ -212,7 +211,16 @@ impl Cedar {
         arguments: Option<RestrictedExpression>,
         now: i64,
     ) -> Result<Asked, String> {
-        let agent = self.principal_entity(principal, scopes)?;
+        // Made once per token (and kept in its principal), unless asked with other scopes.
+        let kept = principal.derived(self.inner.id, || {
+            self.principal_entity(principal, scopes)
+                .map(|entity| (scopes.to_vec(), entity))
+        })?;
+        let agent = if kept.0 == scopes {
+            kept.1.clone()
+        } else {
+            self.principal_entity(principal, scopes)?
+        };
         let agent_uid = agent.uid();
         let named;
         let resource = match &target.resource {
@@ -223,7 +231,7 @@ impl Cedar {
                     RestrictedExpression::new_string((*id).to_owned()),
                 )];
                 named = Entity::new(
-                    uid(ty, id),
+                    EntityUid::from_type_name_and_id((*ty).clone(), EntityId::new(id)),
                     attributes.into_iter().collect(),
                     HashSet::new(),
                 )
@@ -248,7 +256,7 @@ impl Cedar {
             Entities::from_entities([agent, resource.clone()], None).map_err(|e| e.to_string())?;
         Ok(Asked {
             principal: agent_uid,
-            action: uid("Action", target.action),
+            action: target.action.clone(),
             resource: resource_uid,
             context,
             entities,
@@ -329,6 +337,15 @@ impl Cedar {
         }
     }
 
+    /// The expression of the decimal `text`: kept for the values seen last (Cedar's
+    /// constructor parses the name `decimal` with its full parser on every call, some
+    /// microseconds; a kept one is a clone).
+    fn decimal(&self, text: String) -> RestrictedExpression {
+        self.inner
+            .decimals
+            .get_with(text.clone(), || RestrictedExpression::new_decimal(text))
+    }
+
     /// The principal's entity: `Agent::"<agent>"` and its attributes.
     fn principal_entity(&self, principal: &Principal, scopes: &[String]) -> Result<Entity, String> {
         let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
@@ -377,7 +394,10 @@ impl Cedar {
             RestrictedExpression::new_record(claims).map_err(|e| e.to_string())?,
         ));
         Entity::new(
-            uid("Agent", principal.agent().unwrap_or_default()),
+            EntityUid::from_type_name_and_id(
+                self.inner.names.agent.clone(),
+                EntityId::new(principal.agent().unwrap_or_default()),
+            ),
             attributes.into_iter().collect(),
             HashSet::<EntityUid>::new(),
         )

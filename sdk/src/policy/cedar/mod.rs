@@ -248,6 +248,10 @@ pub struct Cedar {
 }
 
 struct Stage {
+    /// This stage's identity, never reused: principals keep their entity under it.
+    id: u64,
+    /// The expressions of the decimals seen last, by their text.
+    decimals: moka::sync::Cache<String, cedar_policy::RestrictedExpression>,
     /// The tools some policy applies to.
     tools: HashMap<String, Governed>,
     /// `resources/read`, when some policy applies to it.
@@ -261,6 +265,7 @@ struct Stage {
     policies: HashMap<PolicyId, Info>,
     claims: Vec<(String, ClaimType)>,
     authorizer: Authorizer,
+    names: compile::Names,
     /// The generated schema of each tool, in Cedar's JSON schema format.
     schemas: Vec<(String, serde_json::Value)>,
 }
