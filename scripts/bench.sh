@@ -50,8 +50,9 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 
 if [ "$what" != load ]; then
-  for bench in verify policy audit_pipeline request_path; do
-    if [ -n "${BEFORE:-}" ]; then
+  for bench in verify policy cedar audit_pipeline request_path; do
+    # (An earlier revision may not have this bench yet.)
+    if [ -n "${BEFORE:-}" ] && [ -f "$before_dir/src/sdk/benches/$bench.rs" ]; then
       echo "== (before: $rev) cargo bench -p rmcp-authz --all-features --bench $bench" | tee -a "$log"
       ( cd "$before_dir/src" && CARGO_TARGET_DIR="$before_dir/target" \
           cargo bench -p rmcp-authz --all-features --bench "$bench" -- "$@" ) 2>&1 | tee -a "$log"

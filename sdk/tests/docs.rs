@@ -147,9 +147,12 @@ impl ServerHandler for Tools {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
+        // One optional integer argument, `n`, for the Cedar denials.
+        let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+        let schema = schema.as_object().cloned().unwrap_or_default();
         self.0
             .contains(&name)
-            .then(|| Tool::new(name.to_owned(), "a tool", Arc::new(JsonObject::new())))
+            .then(|| Tool::new(name.to_owned(), "a tool", Arc::new(schema)))
     }
 
     async fn call_tool(
@@ -751,7 +754,62 @@ async fn the_denial_table_matches_the_policy_and_the_layer() {
         assert_eq!(status_in(&row[3]), None, "{name} is never an HTTP status");
         names.insert(name.to_owned());
     }
+    #[cfg(feature = "cedar")]
+    for name in cedar_denials(&table, &rejections, &issuer).await {
+        assert!(names.insert(name.clone()), "{name} made twice");
+    }
     assert_eq!(table.names(), names, "the table lists exactly the reasons");
+}
+
+/// The denials Cedar policies give (feature `cedar`), each made over HTTP and checked
+/// against its row: (Cedar policies, the call's tool and arguments).
+#[cfg(feature = "cedar")]
+async fn cedar_denials(table: &Table, rejections: &Table, issuer: &DevIssuer) -> Vec<String> {
+    use rmcp_authz::policy::cedar::CedarPolicies;
+
+    let permit = "permit(principal, action, resource);";
+    let cases = [
+        (format!("{permit} forbid(principal, action, resource == Tool::\"t\");"), "t", json!({})),
+        ("forbid(principal, action, resource) when { false };".to_owned(), "t", json!({})),
+        (format!("{permit} forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t\") when {{ context.arguments has n && context.arguments.n > 3 }};"), "t", json!({"n": "three"})),
+        (permit.to_owned(), "u", json!({})),
+    ];
+    let mut names = Vec::new();
+    for (text, tool, arguments) in cases {
+        let verifier = issuer.verifier(RESOURCE).build().expect("verifier");
+        let token = issuer.token(RESOURCE).subject("alice").client_id("app").mint().expect("token");
+        let principal = verifier.verify_sync(&token).expect("a valid token");
+        // `u` is admitted by `unlisted_tools` only: not among the tools checked at start.
+        let policy = Policy::builder()
+            .tool("t", ScopeExpr::authenticated())
+            .unlisted_tools(ScopeExpr::authenticated())
+            .build()
+            .expect("policy");
+        let policies = CedarPolicies::parse("docs", &text).expect("policies");
+        let authz = Authz::builder(verifier, policy).cedar(policies).build();
+        let app = authz.router("/mcp", || Tools::new(&["t", "u"])).expect("router");
+        let denial = authz
+            .cedar()
+            .expect("compiled")
+            .decide(&principal, principal.scopes(), Operation::CallTool(tool), arguments.as_object(), now())
+            .expect("governed")
+            .decision
+            .denial()
+            .cloned()
+            .expect("denied");
+        let name = variant_name(&format!("{:?}", denial.reason())).to_owned();
+        let row = table.row(&name);
+        assert_eq!(first_code(&row[1]), denial.code(), "{name}: code()");
+        assert_eq!(json!(first_code(&row[2])), denial.error_data()["error"], "{name}: data.error");
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": tool, "arguments": arguments}});
+        let answer = ask(&app, request("/mcp", Some(&token), body.to_string())).await;
+        assert_eq!(status_in(&row[3]), Some(answer.status.as_u16()), "{name}: {answer:?}");
+        assert_eq!(answer.challenge, None, "{name}");
+        check_rejection_row(rejections, &answer, &name);
+        names.push(name);
+    }
+    names
 }
 
 /// `TokenExpired`: a single-caller server (as on stdio) whose caller's token expires
