@@ -769,15 +769,34 @@ async fn cedar_denials(table: &Table, rejections: &Table, issuer: &DevIssuer) ->
 
     let permit = "permit(principal, action, resource);";
     let cases = [
-        (format!("{permit} forbid(principal, action, resource == Tool::\"t\");"), "t", json!({})),
-        ("forbid(principal, action, resource) when { false };".to_owned(), "t", json!({})),
-        (format!("{permit} forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t\") when {{ context.arguments has n && context.arguments.n > 3 }};"), "t", json!({"n": "three"})),
+        (
+            format!("{permit} forbid(principal, action, resource == Tool::\"t\");"),
+            "t",
+            json!({}),
+        ),
+        (
+            "forbid(principal, action, resource) when { false };".to_owned(),
+            "t",
+            json!({}),
+        ),
+        (
+            format!(
+                "{permit} forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t\") when {{ context.arguments has n && context.arguments.n > 3 }};"
+            ),
+            "t",
+            json!({"n": "three"}),
+        ),
         (permit.to_owned(), "u", json!({})),
     ];
     let mut names = Vec::new();
     for (text, tool, arguments) in cases {
         let verifier = issuer.verifier(RESOURCE).build().expect("verifier");
-        let token = issuer.token(RESOURCE).subject("alice").client_id("app").mint().expect("token");
+        let token = issuer
+            .token(RESOURCE)
+            .subject("alice")
+            .client_id("app")
+            .mint()
+            .expect("token");
         let principal = verifier.verify_sync(&token).expect("a valid token");
         // `u` is admitted by `unlisted_tools` only: not among the tools checked at start.
         let policy = Policy::builder()
@@ -787,11 +806,19 @@ async fn cedar_denials(table: &Table, rejections: &Table, issuer: &DevIssuer) ->
             .expect("policy");
         let policies = CedarPolicies::parse("docs", &text).expect("policies");
         let authz = Authz::builder(verifier, policy).cedar(policies).build();
-        let app = authz.router("/mcp", || Tools::new(&["t", "u"])).expect("router");
+        let app = authz
+            .router("/mcp", || Tools::new(&["t", "u"]))
+            .expect("router");
         let denial = authz
             .cedar()
             .expect("compiled")
-            .decide(&principal, principal.scopes(), Operation::CallTool(tool), arguments.as_object(), now())
+            .decide(
+                &principal,
+                principal.scopes(),
+                Operation::CallTool(tool),
+                arguments.as_object(),
+                now(),
+            )
             .expect("governed")
             .decision
             .denial()
@@ -800,11 +827,19 @@ async fn cedar_denials(table: &Table, rejections: &Table, issuer: &DevIssuer) ->
         let name = variant_name(&format!("{:?}", denial.reason())).to_owned();
         let row = table.row(&name);
         assert_eq!(first_code(&row[1]), denial.code(), "{name}: code()");
-        assert_eq!(json!(first_code(&row[2])), denial.error_data()["error"], "{name}: data.error");
+        assert_eq!(
+            json!(first_code(&row[2])),
+            denial.error_data()["error"],
+            "{name}: data.error"
+        );
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                           "params": {"name": tool, "arguments": arguments}});
         let answer = ask(&app, request("/mcp", Some(&token), body.to_string())).await;
-        assert_eq!(status_in(&row[3]), Some(answer.status.as_u16()), "{name}: {answer:?}");
+        assert_eq!(
+            status_in(&row[3]),
+            Some(answer.status.as_u16()),
+            "{name}: {answer:?}"
+        );
         assert_eq!(answer.challenge, None, "{name}");
         check_rejection_row(rejections, &answer, &name);
         names.push(name);
