@@ -54,6 +54,8 @@ struct Inner {
 struct CedarStage {
     policies: CedarPolicies,
     compiled: OnceLock<Cedar>,
+    /// The tools they were compiled against.
+    checked: OnceLock<Vec<rmcp::model::Tool>>,
 }
 
 /// A decision, and the Cedar policies that determined it (none for scope rules alone).
@@ -104,6 +106,7 @@ impl Guard {
                 cedar: parts.cedar.map(|policies| CedarStage {
                     policies,
                     compiled: OnceLock::new(),
+                    checked: OnceLock::new(),
                 }),
             }),
         }
@@ -244,10 +247,28 @@ impl Guard {
             names.dedup();
             let tools: Vec<rmcp::model::Tool> =
                 names.iter().filter_map(|n| handler.get_tool(n)).collect();
-            let compiled = cedar.policies.compile(&tools)?;
-            // The first handler's tools decide; later handlers of other types are checked
-            // against the same policies.
-            let _ = cedar.compiled.set(compiled);
+            match cedar.checked.get() {
+                // A later handler of another type: it must have the same tools, as the
+                // policies decide with the first one's annotations and argument types.
+                Some(first) => {
+                    let differs = |f: &rmcp::model::Tool| {
+                        tools.iter().find(|t| t.name == f.name).is_none_or(|t| {
+                            f.input_schema != t.input_schema || f.annotations != t.annotations
+                        })
+                    };
+                    if let Some(changed) = first.iter().find(|f| differs(f)) {
+                        return Err(crate::error::CedarError::ToolChanged {
+                            tool: changed.name.to_string(),
+                        }
+                        .into());
+                    }
+                }
+                None => {
+                    let compiled = cedar.policies.compile(&tools)?;
+                    let _ = cedar.compiled.set(compiled);
+                    let _ = cedar.checked.set(tools);
+                }
+            }
         }
         let _ = checked.set(TypeId::of::<H>());
         Ok(())

@@ -58,7 +58,15 @@ pub(super) fn explain(
         .cedar()
         .cloned()
         .ok_or("the configuration has no [cedar] section: nothing for Cedar to explain")?;
-    let tools = tools_from(tools_json)?;
+    // The tools the server compiles against: those with a scope rule and those the
+    // policies name (a tool only `unlisted_tools` admits is refused when a policy applies
+    // to every tool, as the server refuses it).
+    let scope_rules: Vec<String> = config.policy().tool_names().map(str::to_owned).collect();
+    let named = policies.tool_names();
+    let tools: Vec<Tool> = tools_from(tools_json)?
+        .into_iter()
+        .filter(|t| scope_rules.iter().chain(&named).any(|n| *n == t.name))
+        .collect();
     let cedar = policies.compile(&tools).map_err(|e| error_message(&e))?;
     let arguments: Option<Map<String, Value>> = arguments
         .map(|text| {

@@ -110,6 +110,17 @@ pub enum CedarError {
         /// The annotation's value.
         value: String,
     },
+    /// A policy template (`?principal`, `?resource`): templates are linked at run time in
+    /// Cedar, and this crate has no links to give them, so one would be silently ignored.
+    #[error(
+        "{position}: policy {policy:?} is a template (it has ?principal or ?resource); write the entity it stands for instead"
+    )]
+    Template {
+        /// The template.
+        policy: String,
+        /// Where it is.
+        position: SourcePosition,
+    },
     /// A `@scopes` annotation on a `forbid`: only a permit can be unlocked by scopes.
     #[error(
         "{position}: policy {policy:?}: @scopes belongs on a permit (the scopes that unlock it), not on a forbid"
@@ -130,6 +141,15 @@ pub enum CedarError {
         /// Where it is.
         position: SourcePosition,
         /// The tool it names.
+        tool: String,
+    },
+    /// A second handler has a tool the policies were compiled for with another input
+    /// schema or other annotations (or one the first handler did not have).
+    #[error(
+        "tool {tool:?} of this handler differs from the one the Cedar policies were checked against (input schema or annotations); one Authz with Cedar policies serves one set of tools: build an Authz per handler"
+    )]
+    ToolChanged {
+        /// The tool.
         tool: String,
     },
     /// A claim chosen for the principal entity has an invalid name or type.

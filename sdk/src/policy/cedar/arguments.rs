@@ -41,8 +41,13 @@ pub(crate) enum ArgType {
     Decimal,
     String,
     Set(Box<ArgType>),
-    Record(Vec<Field>),
+    /// A record, and for an object whose schema admits no other members
+    /// (`additionalProperties: false`) the names it admits.
+    Record(Vec<Field>, Closed),
 }
+
+/// The member names a closed object admits (`None`: any).
+pub(crate) type Closed = Option<Box<[String]>>;
 
 /// A member of a record type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub(crate) struct Field {
     pub(crate) name: String,
     pub(crate) ty: ArgType,
     pub(crate) required: bool,
+    /// The schema's `default`, which the handler will use when the member is absent: the
+    /// policies see it too.
+    pub(crate) default: Option<Value>,
 }
 
 /// An argument left out of a tool's Cedar type, and why.
@@ -64,6 +72,7 @@ pub(crate) struct Omitted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ToolArgs {
     pub(crate) fields: Vec<Field>,
+    pub(crate) closed: Closed,
     pub(crate) omitted: Vec<Omitted>,
 }
 
@@ -87,10 +96,30 @@ impl ToolArgs {
         let mut mapper = Mapper {
             root: schema,
             omitted: Vec::new(),
+            nodes: 0,
         };
-        let fields = mapper.fields(schema, "", 0);
+        let root = Value::Object(schema.clone());
+        let (fields, closed) = if schema.contains_key("properties") {
+            (mapper.fields(schema, "", 0), closed(schema))
+        } else {
+            // A root that is a `$ref` or an `allOf` names its object elsewhere.
+            match mapper.map(&root, "", 0) {
+                Ok((ArgType::Record(fields, closed), _)) => (fields, closed),
+                Ok(_) => (Vec::new(), None),
+                Err(reason) => {
+                    if schema.contains_key("$ref") || schema.contains_key("allOf") {
+                        mapper.omitted.push(Omitted {
+                            path: "(all arguments)".to_owned(),
+                            reason,
+                        });
+                    }
+                    (Vec::new(), None)
+                }
+            }
+        };
         ToolArgs {
             fields,
+            closed,
             omitted: mapper.omitted,
         }
     }
@@ -119,6 +148,7 @@ impl ToolArgs {
         };
         convert_record(
             &self.fields,
+            self.closed.as_deref(),
             arguments.unwrap_or(&empty),
             "arguments",
             &mut budget,
@@ -131,6 +161,21 @@ impl ToolArgs {
 struct Mapper<'a> {
     root: &'a Map<String, Value>,
     omitted: Vec<Omitted>,
+    /// Schema nodes visited so far: bounded, as `$ref`s can make a small schema a large
+    /// tree.
+    nodes: usize,
+}
+
+/// The most schema nodes one tool's type is made of.
+const MAX_TYPE_NODES: usize = 10_000;
+
+/// The names a closed object schema admits.
+fn closed(schema: &Map<String, Value>) -> Closed {
+    if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+        return None;
+    }
+    let properties = schema.get("properties").and_then(Value::as_object);
+    Some(properties.map(|p| p.keys().cloned().collect()).unwrap_or_default())
 }
 
 /// A schema's type: the Cedar type, and whether `null` is also allowed.
@@ -159,6 +204,7 @@ impl<'a> Mapper<'a> {
                     name: name.clone(),
                     ty,
                     required: required.contains(&name.as_str()) && !nullable,
+                    default: member.get("default").filter(|d| !d.is_null()).cloned(),
                 }),
                 Err(reason) => self.omitted.push(Omitted {
                     path: member_path,
@@ -170,6 +216,10 @@ impl<'a> Mapper<'a> {
     }
 
     fn map(&mut self, schema: &'a Value, path: &str, depth: usize) -> Mapped {
+        self.nodes += 1;
+        if self.nodes > MAX_TYPE_NODES {
+            return Err("the schema is too large a tree to type (many nested $refs?)");
+        }
         if depth > MAX_DEPTH {
             return Err("it nests deeper than Cedar types are generated for (recursive?)");
         }
@@ -242,7 +292,7 @@ impl<'a> Mapper<'a> {
                 if !schema.contains_key("properties") {
                     return Err("it is an object without `properties` (a map)");
                 }
-                ArgType::Record(self.fields(schema, path, depth))
+                ArgType::Record(self.fields(schema, path, depth), closed(schema))
             }
             "null" => return Err("it can only be null"),
             _ => return Err("its `type` is not a JSON Schema type"),
@@ -300,7 +350,7 @@ fn type_json(ty: &ArgType) -> Value {
         ArgType::Set(element) => {
             serde_json::json!({ "type": "Set", "element": type_json(element) })
         }
-        ArgType::Record(fields) => record_json(fields),
+        ArgType::Record(fields, _) => record_json(fields),
     }
 }
 
@@ -395,8 +445,8 @@ fn convert(
             }
             RestrictedExpression::new_set(converted)
         }
-        (ArgType::Record(fields), Value::Object(members)) => {
-            convert_record(fields, members, path, budget, depth + 1)?
+        (ArgType::Record(fields, closed), Value::Object(members)) => {
+            convert_record(fields, closed.as_deref(), members, path, budget, depth + 1)?
         }
         (ty, value) => {
             let expected = match ty {
@@ -405,31 +455,46 @@ fn convert(
                 ArgType::Decimal => "a number",
                 ArgType::String => "a string",
                 ArgType::Set(_) => "an array",
-                ArgType::Record(_) => "an object",
+                ArgType::Record(..) => "an object",
             };
             return Err(wrong(path, expected, value));
         }
     })
 }
 
+/// `members` as a record of `fields`: an absent member takes the schema's `default`
+/// (the handler will), and a closed object refuses members it does not admit.
 fn convert_record(
     fields: &[Field],
+    closed: Option<&[String]>,
     members: &Map<String, Value>,
     path: &str,
     budget: &mut Budget<'_>,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
+    if let Some(admitted) = closed
+        && let Some(name) = members.keys().find(|k| !admitted.contains(k))
+    {
+        return Err(ArgumentError {
+            path: format!("{path}.{name}"),
+            problem: "the tool takes no such argument (its schema admits no others)".to_owned(),
+        });
+    }
     let mut record = Vec::with_capacity(fields.len());
     for field in fields {
         let field_path = format!("{path}.{}", field.name);
-        match members.get(&field.name) {
-            None | Some(Value::Null) if field.required => {
+        let value = match members.get(&field.name) {
+            None | Some(Value::Null) => field.default.as_ref(),
+            Some(value) => Some(value),
+        };
+        match value {
+            None if field.required => {
                 return Err(ArgumentError {
                     path: field_path,
                     problem: "this required argument is missing".to_owned(),
                 });
             }
-            None | Some(Value::Null) => {}
+            None => {}
             Some(value) => {
                 let converted = convert(&field.ty, value, &field_path, budget, depth)?;
                 record.push((field.name.clone(), converted));

@@ -49,7 +49,7 @@ fn schemars_schemas_map_to_cedar_types() {
         field(&args.fields, "tags").ty,
         ArgType::Set(Box::new(ArgType::String))
     );
-    let ArgType::Record(address) = &field(&args.fields, "address").ty else {
+    let ArgType::Record(address, _) = &field(&args.fields, "address").ty else {
         panic!("address is a record")
     };
     assert!(field(address, "city").required);
@@ -172,4 +172,49 @@ fn huge_arguments_are_refused_with_a_bound_not_converted() {
     // Members the type does not have are never converted, whatever their size.
     let ignored = json!({ "other": many });
     assert!(args.convert(ignored.as_object(), &new_decimal).is_ok());
+}
+
+#[test]
+fn defaults_fill_absent_arguments_and_closed_objects_refuse_others() {
+    let schema = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "folder": { "type": "string", "default": "shared" },
+            "loose": { "type": ["string", "integer"] },
+        },
+    });
+    let args = ToolArgs::of(schema.as_object().unwrap());
+    // The handler will write into "shared": so do the policies see it.
+    assert!(args.convert(json!({}).as_object(), &new_decimal).is_ok());
+    assert_eq!(args.fields[0].default, Some(json!("shared")));
+    // A member the schema does not admit is refused, not dropped; one it admits but
+    // Cedar cannot type is left out.
+    let e = args.convert(json!({ "dir": "x" }).as_object(), &new_decimal).unwrap_err();
+    assert_eq!(e.path, "arguments.dir");
+    assert!(args.convert(json!({ "loose": 3 }).as_object(), &new_decimal).is_ok());
+}
+
+#[test]
+fn a_root_ref_is_followed_and_ref_trees_are_bounded() {
+    let schema = json!({
+        "$ref": "#/$defs/Args",
+        "$defs": { "Args": { "type": "object", "required": ["folder"],
+                             "properties": { "folder": { "type": "string" } } } },
+    });
+    let args = ToolArgs::of(schema.as_object().unwrap());
+    assert_eq!(args.fields.len(), 1, "{args:?}");
+    assert!(args.fields[0].required);
+    // Each level refers to itself five times: without a bound, 5^16 nodes.
+    let node = json!({ "type": "object", "properties": {
+        "a": { "$ref": "#/$defs/N" }, "b": { "$ref": "#/$defs/N" }, "c": { "$ref": "#/$defs/N" },
+        "d": { "$ref": "#/$defs/N" }, "e": { "$ref": "#/$defs/N" } } });
+    let schema = json!({ "type": "object", "properties": { "n": { "$ref": "#/$defs/N" } },
+                         "$defs": { "N": node } });
+    let args = ToolArgs::of(schema.as_object().unwrap());
+    assert!(
+        args.omitted.iter().any(|o| o.reason.contains("too large")),
+        "{:?}",
+        args.omitted.len()
+    );
 }

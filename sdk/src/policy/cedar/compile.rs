@@ -138,16 +138,16 @@ impl CedarPolicies {
             let name = tool.name.as_ref();
             let args = ToolArgs::of(&tool.input_schema);
             let schema_json = schema_json(&args.schema_json(), &self.claims);
-            let schema =
-                Schema::from_json_value(schema_json.clone()).map_err(|e| CedarError::Schema {
-                    tool: name.to_owned(),
-                    message: e.to_string(),
-                })?;
-            schemas.push((name.to_owned(), schema_json));
+            schemas.push((name.to_owned(), schema_json.clone()));
             let applicable = self.matching(Kind::Tool(name));
             if applicable.is_empty() {
+                // No policy decides this tool: its schema is never used.
                 continue;
             }
+            let schema = Schema::from_json_value(schema_json).map_err(|e| CedarError::Schema {
+                tool: name.to_owned(),
+                message: e.to_string(),
+            })?;
             problems.check(&applicable, &schema, Some((name, &args)));
             governed.insert(
                 name.to_owned(),

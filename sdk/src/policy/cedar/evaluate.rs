@@ -12,6 +12,7 @@ use cedar_policy::{
 use serde_json::{Map, Value};
 
 use super::{Cedar, ClaimType, Stage};
+use crate::policy::hierarchy::wildcard_prefix;
 use crate::policy::{Decision, Denial, DenyReason, Operation};
 use crate::principal::Principal;
 
@@ -303,7 +304,13 @@ impl Cedar {
             };
             return Verdict::deny(operation, reason, policies);
         }
-        let held = |s: &String| scopes.contains(s);
+        // Held directly, or under a wildcard the token holds (`notes:*` holds
+        // `notes:share`), for scopes the scope rules never mention.
+        let held = |s: &String| {
+            scopes.iter().any(|h| {
+                h == s || wildcard_prefix(h).is_some_and(|p| s.starts_with(p))
+            })
+        };
         let scopes_of =
             |id: &cedar_policy::PolicyId| stage.policies.get(id).and_then(|i| i.scopes.as_deref());
         let unlocked: Vec<&cedar_policy::PolicyId> = reasons

@@ -111,19 +111,36 @@ impl CedarPolicies {
                 message: e.to_string(),
             }
         })?;
+        if let Some(template) = set.templates().next() {
+            let start = text.find(&template.to_string()).unwrap_or(0);
+            return Err(CedarError::Template {
+                policy: template
+                    .annotation("id")
+                    .map_or_else(|| template.id().to_string(), str::to_owned),
+                position: SourcePosition::at(source, text, start),
+            });
+        }
         let text: Arc<str> = Arc::from(text);
-        // Cedar numbers the policies of one text in order (`policy0`, ...); the text of
-        // each is a slice of the source, found again for its position.
-        let mut found: Vec<(usize, cedar_policy::Policy)> = set
+        // Cedar numbers the policies of one text in the order written (`policy0`, ...);
+        // the text of each is a slice of the source, found again, after the previous one,
+        // for its position.
+        let mut in_order: Vec<(usize, cedar_policy::Policy)> = set
             .policies()
             .map(|p| {
-                let start = text.find(&p.to_string()).unwrap_or(0);
-                (start, p.clone())
+                let n = p.id().to_string().strip_prefix("policy").and_then(|n| n.parse().ok());
+                (n.unwrap_or(usize::MAX), p.clone())
             })
             .collect();
-        found.sort_by_key(|(start, _)| *start);
+        in_order.sort_by_key(|(n, _)| *n);
         let mut policies = CedarPolicies::default();
-        for (start, policy) in found {
+        let mut from = 0;
+        for (_, policy) in in_order {
+            let written = policy.to_string();
+            let start = text
+                .get(from..)
+                .and_then(|rest| rest.find(&written))
+                .map_or(from, |i| from + i);
+            from = start + written.len();
             let position = SourcePosition::at(source, &text, start);
             let id = policy.annotation("id").map(str::to_owned);
             let scopes = match policy.annotation("scopes") {
