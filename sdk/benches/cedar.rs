@@ -65,47 +65,37 @@ fn tools() -> Vec<Tool> {
         .collect()
 }
 
-/// Two policies per tool, each naming it.
-fn scoped() -> String {
+/// Two policies per tool: a permit whose condition is `permit_when` (of the tool's
+/// number), and a forbid on a tag; each names its tool in its scope when `scoped`, else
+/// applies to every tool.
+fn policies(scoped: bool, permit_when: fn(usize) -> String) -> String {
     let mut text = String::new();
     for i in 0..TOOLS {
+        let resource = if scoped {
+            format!("resource == Tool::\"t{i}\"")
+        } else {
+            "resource".to_owned()
+        };
+        let call = format!("principal, action == Action::\"tools/call\", {resource}");
         text.push_str(&format!(
-            "@id(\"p{i}\") permit(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
-             when {{ context.arguments.amount.lessThan(decimal(\"{i}00.0\")) && principal.scopes.contains(\"notes:write\") }};\n\
-             @id(\"f{i}\") forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
-             when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n"
+            "@id(\"p{i}\") permit({call})\n\
+             when {{ {} && principal.scopes.contains(\"notes:write\") }};\n\
+             @id(\"f{i}\") forbid({call})\n\
+             when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n",
+            permit_when(i)
         ));
     }
     text
 }
 
-/// Two policies per tool, each naming it, with conditions on strings and sets only (no
-/// decimal to construct and compare).
-fn scoped_text() -> String {
-    let mut text = String::new();
-    for i in 0..TOOLS {
-        text.push_str(&format!(
-            "@id(\"p{i}\") permit(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
-             when {{ context.arguments.folder == \"alice\" && principal.scopes.contains(\"notes:write\") }};\n\
-             @id(\"f{i}\") forbid(principal, action == Action::\"tools/call\", resource == Tool::\"t{i}\")\n\
-             when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n"
-        ));
-    }
-    text
+/// A condition on the decimal `amount`.
+fn below(i: usize) -> String {
+    format!("context.arguments.amount.lessThan(decimal(\"{i}00.0\"))")
 }
 
-/// 100 policies that all apply to every tool.
-fn unscoped() -> String {
-    let mut text = String::new();
-    for i in 0..TOOLS {
-        text.push_str(&format!(
-            "@id(\"p{i}\") permit(principal, action == Action::\"tools/call\", resource)\n\
-             when {{ context.arguments.amount.lessThan(decimal(\"{i}00.0\")) && principal.scopes.contains(\"notes:write\") }};\n\
-             @id(\"f{i}\") forbid(principal, action == Action::\"tools/call\", resource)\n\
-             when {{ context.arguments has tags && context.arguments.tags.contains(\"secret-{i}\") }};\n"
-        ));
-    }
-    text
+/// A condition on the string `folder` (no decimal to construct and compare).
+fn in_folder(_: usize) -> String {
+    "context.arguments.folder == \"alice\"".to_owned()
 }
 
 fn principal() -> Principal {
@@ -152,9 +142,9 @@ fn main() {
     let call = Operation::CallTool("t7");
 
     let shapes: [(&str, String); 3] = [
-        ("scoped_100", scoped()),
-        ("scoped_100_text", scoped_text()),
-        ("all_100", unscoped()),
+        ("scoped_100", policies(true, below)),
+        ("scoped_100_text", policies(true, in_folder)),
+        ("all_100", policies(false, below)),
     ];
     for (shape, text) in &shapes {
         let cedar: Cedar = CedarPolicies::parse(shape, text)

@@ -15,6 +15,18 @@ use serde_json::{Map, Value};
 
 use crate::error::excerpt;
 
+/// What kind of JSON value `v` is, for messages: `a string`, `an object`, `null`, ...
+pub(crate) fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Parses a JSON object, refusing duplicate member names at any depth.
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
     match parse_value(bytes)? {

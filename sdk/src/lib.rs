@@ -111,6 +111,7 @@
 //! | `cache` | a verified-token cache in front of any verifier, with revocation (moka) |
 //! | `dev`   | the development issuer (`dev::DevIssuer`) that mints tokens for demos, examples and tests, and with `http` its token endpoint; never needed in production |
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
+//! | `cedar` | argument-level policy: Cedar policies over the caller, the tool and its arguments, checked at start-up against the server's tool schemas (`policy::cedar`; cedar-policy 4.7) |
 //! | `full`  | every optional feature |
 //!
 //! ## Architecture

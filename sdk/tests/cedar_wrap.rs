@@ -28,8 +28,12 @@ impl<const READ_ONLY: bool> ServerHandler for Notes<READ_ONLY> {
         let schema = json!({"type": "object", "required": ["folder"],
                             "properties": {"folder": {"type": "string"}}});
         (name == "write_note").then(|| {
-            Tool::new("write_note", "", Arc::new(schema.as_object().cloned().unwrap()))
-                .annotate(ToolAnnotations::new().read_only(READ_ONLY))
+            Tool::new(
+                "write_note",
+                "",
+                Arc::new(schema.as_object().cloned().unwrap()),
+            )
+            .annotate(ToolAnnotations::new().read_only(READ_ONLY))
         })
     }
 }
@@ -37,7 +41,10 @@ impl<const READ_ONLY: bool> ServerHandler for Notes<READ_ONLY> {
 fn authz(text: &str) -> Authz {
     let issuer = DevIssuer::new("https://as").unwrap();
     let verifier = issuer.verifier("https://rs/mcp").build().unwrap();
-    let policy = Policy::builder().tool("write_note", "notes:write").build().unwrap();
+    let policy = Policy::builder()
+        .tool("write_note", "notes:write")
+        .build()
+        .unwrap();
     Authz::builder(verifier, policy)
         .cedar(CedarPolicies::parse("notes.cedar", text).unwrap())
         .build()
@@ -53,7 +60,10 @@ when { principal.delegated } unless { resource.readOnlyHint };
 #[test]
 fn policies_compile_against_the_first_handler_and_a_different_one_is_refused() {
     let authz = authz(POLICIES);
-    assert!(authz.cedar().is_none(), "nothing compiled before a handler is wrapped");
+    assert!(
+        authz.cedar().is_none(),
+        "nothing compiled before a handler is wrapped"
+    );
     authz.wrap(Notes::<false>).expect("the first handler");
     let cedar = authz.cedar().expect("compiled");
     assert!(cedar.governs(Operation::CallTool("write_note")));

@@ -2350,3 +2350,129 @@ fn policy_explain_decides_a_call_and_names_the_policies() {
         "{text:#?}"
     );
 }
+
+/// A server with the notes tools of `notes_tools_json`, listing them to any caller with
+/// `notes:write`, on a port of 127.0.0.1 (feature `cedar` with `jwks` and `http`).
+#[cfg(all(feature = "cedar", feature = "jwks", feature = "http"))]
+mod running {
+    use std::sync::Arc;
+
+    use rmcp::ServerHandler;
+    use rmcp::model::{
+        ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    };
+    use rmcp::service::RequestContext;
+    use rmcp::{ErrorData, RoleServer};
+
+    #[derive(Debug, Clone)]
+    pub(super) struct Listed(pub(super) Arc<Vec<Tool>>);
+
+    impl ServerHandler for Listed {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+
+        fn get_tool(&self, name: &str) -> Option<Tool> {
+            self.0.iter().find(|t| t.name == name).cloned()
+        }
+
+        async fn list_tools(
+            &self,
+            _request: Option<PaginatedRequestParams>,
+            _context: RequestContext<RoleServer>,
+        ) -> Result<ListToolsResult, ErrorData> {
+            Ok(ListToolsResult::with_all_items(self.0.to_vec()))
+        }
+    }
+}
+
+#[cfg(all(feature = "cedar", feature = "jwks", feature = "http"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_check_and_explain_ask_a_running_server_for_its_tools() {
+    let f = Fixture::new("cli-cedar-server");
+    let listed = notes_tools_json(f.dir.path());
+    let tools: Vec<rmcp::model::Tool> = serde_json::from_value(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&listed).unwrap()).unwrap()
+            ["result"]["tools"]
+            .clone(),
+    )
+    .unwrap();
+    let verifier = f.issuer.verifier(AUDIENCE).build().unwrap();
+    let policy = rmcp_authz::policy::Policy::builder()
+        .unlisted_tools("notes:write")
+        .build()
+        .unwrap();
+    let authz = rmcp_authz::Authz::new(verifier, policy);
+    let tools = std::sync::Arc::new(tools);
+    let app = authz
+        .router("/mcp", move || running::Listed(tools.clone()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        authz
+            .serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    std::fs::write(f.dir.path().join("notes.cedar"), NOTES_CEDAR).unwrap();
+    let config = f.config(&format!(
+        "{NOTES_POLICY}\n[cedar]\npolicies = \"notes.cedar\"\n"
+    ));
+    let token = f.token(&["notes:write"]);
+    let (config_path, url_ref, token_ref) = (config.clone(), url.clone(), token.clone());
+    let runs = tokio::task::spawn_blocking(move || {
+        let clean = run(&[
+            "policy",
+            "check",
+            "--config",
+            path(&config_path),
+            "--server",
+            &url_ref,
+            "--token",
+            &token_ref,
+        ]);
+        let explain = run(&[
+            "--json",
+            "policy",
+            "explain",
+            "--config",
+            path(&config_path),
+            "--server",
+            &url_ref,
+            "--tool",
+            "write_note",
+            "--arguments",
+            r#"{"folder": "bob", "text": "x"}"#,
+            &token_ref,
+        ]);
+        let refused = run(&[
+            "policy",
+            "check",
+            "--config",
+            path(&config_path),
+            "--server",
+            &url_ref,
+            "--token",
+            "not-a-token",
+        ]);
+        (clean, explain, refused)
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let (clean, explain, refused) = runs;
+    assert_eq!(clean.code, 0, "{clean:#?}");
+    assert_eq!(explain.code, 1, "{explain:#?}");
+    assert_eq!(
+        explain.json()["policies"],
+        serde_json::json!(["own-folder"])
+    );
+    // A server that refuses the token: the command cannot run, and says why.
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains("401"), "{refused:#?}");
+}

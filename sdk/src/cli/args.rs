@@ -123,8 +123,16 @@ pub(super) enum PolicyCommand {
         /// A file with the server's `tools/list` answer (JSON): the tool names, and the
         /// schemas the `[cedar]` policies are checked against.
         #[cfg(feature = "cedar")]
-        #[arg(long)]
+        #[arg(long, conflicts_with = "server")]
         tools_json: Option<PathBuf>,
+        /// A running server's MCP endpoint to ask for its tools instead (with --token).
+        #[cfg(all(feature = "cedar", feature = "jwks"))]
+        #[arg(long, requires = "token")]
+        server: Option<String>,
+        /// The access token to list the running server's tools with (`-`: standard input).
+        #[cfg(all(feature = "cedar", feature = "jwks"))]
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Decide one tool call with a token, by the scope rules and the `[cedar]` policies,
     /// and say why.
@@ -134,8 +142,12 @@ pub(super) enum PolicyCommand {
         #[arg(long)]
         config: PathBuf,
         /// A file with the server's `tools/list` answer (JSON).
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        tools_json: Option<PathBuf>,
+        /// A running server's MCP endpoint to ask for its tools instead (with the token).
+        #[cfg(feature = "jwks")]
         #[arg(long)]
-        tools_json: PathBuf,
+        server: Option<String>,
         /// The tool called.
         #[arg(long)]
         tool: String,

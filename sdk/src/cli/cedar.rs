@@ -2,7 +2,7 @@
 //! configuration's Cedar policies checked against a server's tool list (the JSON a
 //! `tools/list` answers), and one call decided with the reasons printed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rmcp::model::Tool;
 use serde_json::{Map, Value, json};
@@ -33,6 +33,43 @@ pub(super) fn tools_from(path: &Path) -> Result<Vec<Tool>, String> {
     })
 }
 
+/// Where a server's tools come from: a file with its `tools/list` answer, or the running
+/// server itself (its endpoint and a token; feature `jwks`).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub(super) enum ToolList {
+    None,
+    File(PathBuf),
+    Server { url: String, token: String },
+}
+
+impl ToolList {
+    pub(super) fn of(file: Option<PathBuf>, server: Option<(String, String)>) -> ToolList {
+        match (file, server) {
+            (Some(file), _) => ToolList::File(file),
+            (None, Some((url, token))) => ToolList::Server { url, token },
+            (None, None) => ToolList::None,
+        }
+    }
+
+    /// The tools, `None` when no list was given.
+    pub(super) fn load(&self) -> Result<Option<Vec<Tool>>, String> {
+        match self {
+            ToolList::None => Ok(None),
+            ToolList::File(path) => tools_from(path).map(Some),
+            #[cfg(feature = "jwks")]
+            ToolList::Server { url, token } => {
+                let token = super::token::read(token)?;
+                tools_from_server(url, &token).map(Some)
+            }
+            #[cfg(not(feature = "jwks"))]
+            ToolList::Server { .. } => Err(
+                "asking a running server for its tools needs the crate feature `jwks`".to_owned(),
+            ),
+        }
+    }
+}
+
 /// The problems of `policies` against `tools`, one line each (none when they check).
 pub(super) fn problems(policies: &CedarPolicies, tools: &[Tool]) -> Vec<String> {
     match policies.compile(tools) {
@@ -44,10 +81,10 @@ pub(super) fn problems(policies: &CedarPolicies, tools: &[Tool]) -> Vec<String> 
 
 /// Verifies `token` with the configuration at `config`, and decides a call of `tool`
 /// with `arguments` by its scope rules and its Cedar policies, compiled against the tools
-/// of `tools_json`; prints the decision and why.
+/// `listed`; prints the decision and why.
 pub(super) fn explain(
     config: &Path,
-    tools_json: &Path,
+    listed: ToolList,
     token: &str,
     tool: &str,
     arguments: Option<&str>,
@@ -63,7 +100,9 @@ pub(super) fn explain(
     // to every tool, as the server refuses it).
     let scope_rules: Vec<String> = config.policy().tool_names().map(str::to_owned).collect();
     let named = policies.tool_names();
-    let tools: Vec<Tool> = tools_from(tools_json)?
+    let tools: Vec<Tool> = listed
+        .load()?
+        .ok_or("give the server's tools: --tools-json FILE or --server URL")?
         .into_iter()
         .filter(|t| scope_rules.iter().chain(&named).any(|n| *n == t.name))
         .collect();
@@ -145,4 +184,87 @@ pub(super) fn explain(
     } else {
         Outcome::Refused
     })
+}
+
+/// The tools a running MCP server lists (feature `jwks`, for its HTTP client): the
+/// initialize handshake over Streamable HTTP with `token`, then every page of
+/// `tools/list`. Answers may be JSON or a server-sent event stream.
+#[cfg(feature = "jwks")]
+pub(super) fn tools_from_server(url: &str, token: &str) -> Result<Vec<Tool>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an async runtime: {e}"))?;
+    runtime.block_on(list_tools(url, token))
+}
+
+#[cfg(feature = "jwks")]
+async fn list_tools(url: &str, token: &str) -> Result<Vec<Tool>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let mut session: Option<String> = None;
+    let mut post = async |body: Value| -> Result<Option<Value>, String> {
+        let mut request = client
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(id) = &session {
+            request = request.header("mcp-session-id", id);
+        }
+        let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        if let Some(id) = response.headers().get("mcp-session-id") {
+            session = id.to_str().ok().map(str::to_owned);
+        }
+        let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}: {}", text.trim()));
+        }
+        Ok(answer_of(&text, &body["id"]))
+    };
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "rmcp-authz policy check", "version": env!("CARGO_PKG_VERSION")}}});
+    post(initialize).await?;
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+    let mut tools = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for id in 2.. {
+        let mut params = json!({});
+        if let Some(cursor) = cursor.take() {
+            params["cursor"] = cursor;
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
+        let answer = post(body)
+            .await?
+            .ok_or_else(|| format!("{url} sent no answer to tools/list"))?;
+        if let Some(error) = answer.get("error") {
+            return Err(format!("{url} refused tools/list: {error}"));
+        }
+        let page: Vec<Tool> = serde_json::from_value(answer["result"]["tools"].clone())
+            .map_err(|e| format!("{url}: tools/list answered something else: {e}"))?;
+        tools.extend(page);
+        match answer["result"].get("nextCursor") {
+            Some(next) if !next.is_null() && id < 1_000 => cursor = Some(next.clone()),
+            _ => break,
+        }
+    }
+    Ok(tools)
+}
+
+/// The JSON-RPC answer with `id` in a body: the body itself, or one of the `data:` events
+/// of a server-sent event stream.
+#[cfg(feature = "jwks")]
+fn answer_of(text: &str, id: &Value) -> Option<Value> {
+    let is_answer = |v: &Value| !id.is_null() && v.get("id") == Some(id);
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        return is_answer(&value).then_some(value);
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(is_answer)
 }

@@ -54,20 +54,37 @@ pub fn run() -> ExitCode {
             tools,
             #[cfg(feature = "cedar")]
             tools_json,
+            #[cfg(all(feature = "cedar", feature = "jwks"))]
+            server,
+            #[cfg(all(feature = "cedar", feature = "jwks"))]
+            token,
         }) => {
+            #[cfg(feature = "cedar")]
+            let listed = {
+                #[cfg(feature = "jwks")]
+                let from_server = server.zip(token);
+                #[cfg(not(feature = "jwks"))]
+                let from_server: Option<(String, String)> = None;
+                cedar::ToolList::of(tools_json, from_server)
+            };
             #[cfg(not(feature = "cedar"))]
-            let tools_json: Option<std::path::PathBuf> = None;
-            policy::check(&config, &tools, tools_json.as_deref(), json)
+            let listed = ();
+            policy::check(&config, &tools, listed, json)
         }
         #[cfg(feature = "cedar")]
         Command::Policy(PolicyCommand::Explain {
             config,
             tools_json,
+            #[cfg(feature = "jwks")]
+            server,
             tool,
             arguments,
             token,
         }) => token::read(&token).and_then(|t| {
-            cedar::explain(&config, &tools_json, &t, &tool, arguments.as_deref(), json)
+            #[cfg(not(feature = "jwks"))]
+            let server: Option<String> = None;
+            let listed = cedar::ToolList::of(tools_json, server.map(|s| (s, t.clone())));
+            cedar::explain(&config, listed, &t, &tool, arguments.as_deref(), json)
         }),
         Command::Policy(PolicyCommand::Show { config, tools }) => {
             policy::show(&config, &tools, json)

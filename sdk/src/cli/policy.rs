@@ -25,12 +25,13 @@ fn load(path: &Path) -> Result<Policy, String> {
         .1)
 }
 
-/// Lints the policy; with `tools_json` (a `tools/list` answer), against the server's
-/// tools, the `[cedar]` policies included.
+/// Lints the policy; with the server's tool list (`listed`: a `tools/list` answer, or the
+/// running server's), against its tools, the `[cedar]` policies included.
 pub(super) fn check(
     config: &Path,
     tools: &[String],
-    tools_json: Option<&Path>,
+    #[cfg(feature = "cedar")] listed: super::cedar::ToolList,
+    #[cfg(not(feature = "cedar"))] _listed: (),
     as_json: bool,
 ) -> Result<Outcome, String> {
     let config = Config::from_file(config).map_err(|e| error_message(&e))?;
@@ -40,7 +41,7 @@ pub(super) fn check(
     let mut findings = Vec::new();
     #[cfg(feature = "cedar")]
     {
-        let listed = tools_json.map(super::cedar::tools_from).transpose()?;
+        let listed = listed.load()?;
         if let Some(listed) = &listed {
             tools.extend(listed.iter().map(|t| t.name.to_string()));
         }
@@ -58,13 +59,11 @@ pub(super) fn check(
                 None => findings.push(Finding {
                     severity: "warning",
                     code: "cedar-unchecked",
-                    message: "the [cedar] policies parse, but are checked against the server's tools only with --tools-json".to_owned(),
+                    message: "the [cedar] policies parse, but are checked against the server's tools only with --tools-json or --server".to_owned(),
                 }),
             }
         }
     }
-    #[cfg(not(feature = "cedar"))]
-    let _ = tools_json;
     let policy = config.into_parts().1;
     findings.splice(0..0, lint(&policy, &tools));
     let errors = findings.iter().filter(|f| f.severity == "error").count();

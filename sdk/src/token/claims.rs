@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::MAX_LEEWAY;
 use super::error::AuthError;
 use crate::error::{ConfigError, excerpt};
+use crate::json::kind_of;
 use crate::principal::{Actor, Principal, PrincipalParts};
 
 /// The deepest delegation chain accepted; deeper `act` nesting is refused as invalid.
@@ -249,7 +250,7 @@ fn numeric_date(value: Option<&Value>, name: &str) -> Result<Option<Seconds>, Au
             name,
             format!(
                 "must be a number of seconds since the epoch (NumericDate), found {}",
-                json_type(other)
+                kind_of(other)
             ),
         )),
     }
@@ -261,7 +262,7 @@ fn string<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, A
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(AuthError::invalid_claim(
             name,
-            format!("must be a string, found {}", json_type(other)),
+            format!("must be a string, found {}", kind_of(other)),
         )),
     }
 }
@@ -372,7 +373,7 @@ fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, AuthError> {
             "aud",
             format!(
                 "must be a string or an array of strings, found {}",
-                json_type(other)
+                kind_of(other)
             ),
         )),
     }
@@ -412,7 +413,7 @@ fn scopes(scope: Option<&Value>, scp: Option<&Value>) -> Result<Vec<String>, Aut
                     } else {
                         ""
                     },
-                    json_type(other)
+                    kind_of(other)
                 ),
             ));
         }
@@ -463,17 +464,6 @@ fn actors(act: Option<&Value>) -> Result<Vec<Actor>, AuthError> {
         next = act.get("act");
     }
     Ok(chain)
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

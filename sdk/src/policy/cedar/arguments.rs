@@ -23,6 +23,8 @@
 use cedar_policy::RestrictedExpression;
 use serde_json::{Map, Value};
 
+use crate::json::kind_of;
+
 /// How deep a schema (and a value) may nest: `$ref`s, records and sets together.
 pub(crate) const MAX_DEPTH: usize = 16;
 
@@ -175,7 +177,11 @@ fn closed(schema: &Map<String, Value>) -> Closed {
         return None;
     }
     let properties = schema.get("properties").and_then(Value::as_object);
-    Some(properties.map(|p| p.keys().cloned().collect()).unwrap_or_default())
+    Some(
+        properties
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    )
 }
 
 /// A schema's type: the Cedar type, and whether `null` is also allowed.
@@ -392,17 +398,9 @@ impl Budget<'_> {
 }
 
 fn wrong(path: &str, expected: &str, value: &Value) -> ArgumentError {
-    let found = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
     ArgumentError {
         path: path.to_owned(),
-        problem: format!("expected {expected}, found {found}"),
+        problem: format!("expected {expected}, found {}", kind_of(value)),
     }
 }
 

@@ -190,9 +190,14 @@ fn defaults_fill_absent_arguments_and_closed_objects_refuse_others() {
     assert_eq!(args.fields[0].default, Some(json!("shared")));
     // A member the schema does not admit is refused, not dropped; one it admits but
     // Cedar cannot type is left out.
-    let e = args.convert(json!({ "dir": "x" }).as_object(), &new_decimal).unwrap_err();
+    let e = args
+        .convert(json!({ "dir": "x" }).as_object(), &new_decimal)
+        .unwrap_err();
     assert_eq!(e.path, "arguments.dir");
-    assert!(args.convert(json!({ "loose": 3 }).as_object(), &new_decimal).is_ok());
+    assert!(
+        args.convert(json!({ "loose": 3 }).as_object(), &new_decimal)
+            .is_ok()
+    );
 }
 
 #[test]

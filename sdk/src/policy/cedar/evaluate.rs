@@ -307,9 +307,9 @@ impl Cedar {
         // Held directly, or under a wildcard the token holds (`notes:*` holds
         // `notes:share`), for scopes the scope rules never mention.
         let held = |s: &String| {
-            scopes.iter().any(|h| {
-                h == s || wildcard_prefix(h).is_some_and(|p| s.starts_with(p))
-            })
+            scopes
+                .iter()
+                .any(|h| h == s || wildcard_prefix(h).is_some_and(|p| s.starts_with(p)))
         };
         let scopes_of =
             |id: &cedar_policy::PolicyId| stage.policies.get(id).and_then(|i| i.scopes.as_deref());

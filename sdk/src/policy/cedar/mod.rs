@@ -127,7 +127,11 @@ impl CedarPolicies {
         let mut in_order: Vec<(usize, cedar_policy::Policy)> = set
             .policies()
             .map(|p| {
-                let n = p.id().to_string().strip_prefix("policy").and_then(|n| n.parse().ok());
+                let n = p
+                    .id()
+                    .to_string()
+                    .strip_prefix("policy")
+                    .and_then(|n| n.parse().ok());
                 (n.unwrap_or(usize::MAX), p.clone())
             })
             .collect();

@@ -178,7 +178,13 @@ permit(principal, action, resource == Tool::"refund");
     // A wildcard the token holds unlocks it too, though no scope rule names the scope.
     let wildcard = ["refunds:*".to_owned()];
     let v = cedar
-        .decide(&who, &wildcard, Operation::CallTool("refund"), json!({ "amount": 100 }).as_object(), 0)
+        .decide(
+            &who,
+            &wildcard,
+            Operation::CallTool("refund"),
+            json!({ "amount": 100 }).as_object(),
+            0,
+        )
         .unwrap();
     assert!(v.decision.is_allowed(), "{v:?}");
 }
