@@ -126,6 +126,23 @@ impl ToolArgs {
         }
     }
 
+    /// This type without the top-level members no text of `policies` names (a member
+    /// whose name appears anywhere in one is kept): what the policies can read of the
+    /// arguments. A member left out is neither converted nor checked.
+    pub(crate) fn named_in(&self, policies: &[String]) -> ToolArgs {
+        let named = |name: &str| policies.iter().any(|p| names_word(p, name));
+        ToolArgs {
+            fields: self
+                .fields
+                .iter()
+                .filter(|f| named(&f.name))
+                .cloned()
+                .collect(),
+            closed: self.closed.clone(),
+            omitted: self.omitted.clone(),
+        }
+    }
+
     /// The record type in Cedar's JSON schema format.
     pub(crate) fn schema_json(&self) -> Value {
         record_json(&self.fields)
@@ -152,7 +169,7 @@ impl ToolArgs {
             &self.fields,
             self.closed.as_deref(),
             arguments.unwrap_or(&empty),
-            "arguments",
+            &Path::Arguments,
             &mut budget,
             0,
         )
@@ -372,6 +389,38 @@ fn record_json(fields: &[Field]) -> Value {
     serde_json::json!({ "type": "Record", "attributes": attributes })
 }
 
+/// Whether `text` holds `word` as a word of its own (not inside a longer identifier: `text`
+/// is not in `context`), or `word` is not an identifier and appears at all.
+pub(crate) fn names_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    if word.is_empty() || !word.chars().all(ident) {
+        return text.contains(word);
+    }
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+/// Where a value is in the arguments, written out only for an error message.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Arguments,
+    Member(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Arguments => f.write_str("arguments"),
+            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 /// What a call's arguments may still hand to Cedar, and how decimals are made.
 struct Budget<'a> {
     values: usize,
@@ -380,7 +429,7 @@ struct Budget<'a> {
 }
 
 impl Budget<'_> {
-    fn take(&mut self, path: &str, bytes: usize) -> Result<(), ArgumentError> {
+    fn take(&mut self, path: &Path<'_>, bytes: usize) -> Result<(), ArgumentError> {
         match (self.values.checked_sub(1), self.bytes.checked_sub(bytes)) {
             (Some(values), Some(bytes)) => {
                 self.values = values;
@@ -388,7 +437,7 @@ impl Budget<'_> {
                 Ok(())
             }
             _ => Err(ArgumentError {
-                path: path.to_owned(),
+                path: path.to_string(),
                 problem: format!(
                     "the arguments are too large for a policy decision (more than {MAX_VALUES} values or {MAX_STRING_BYTES} bytes of strings); send less"
                 ),
@@ -397,9 +446,9 @@ impl Budget<'_> {
     }
 }
 
-fn wrong(path: &str, expected: &str, value: &Value) -> ArgumentError {
+fn wrong(path: &Path<'_>, expected: &str, value: &Value) -> ArgumentError {
     ArgumentError {
-        path: path.to_owned(),
+        path: path.to_string(),
         problem: format!("expected {expected}, found {}", kind_of(value)),
     }
 }
@@ -407,13 +456,13 @@ fn wrong(path: &str, expected: &str, value: &Value) -> ArgumentError {
 fn convert(
     ty: &ArgType,
     value: &Value,
-    path: &str,
+    path: &Path<'_>,
     budget: &mut Budget<'_>,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
     if depth > MAX_DEPTH {
         return Err(ArgumentError {
-            path: path.to_owned(),
+            path: path.to_string(),
             problem: "nested too deeply".to_owned(),
         });
     }
@@ -422,13 +471,13 @@ fn convert(
         (ArgType::Bool, Value::Bool(b)) => RestrictedExpression::new_bool(*b),
         (ArgType::Long, Value::Number(n)) => {
             RestrictedExpression::new_long(integer(n).ok_or_else(|| ArgumentError {
-                path: path.to_owned(),
+                path: path.to_string(),
                 problem: format!("{n} is not an integer within the 64-bit range Cedar holds"),
             })?)
         }
         (ArgType::Decimal, Value::Number(n)) => {
             (budget.decimal)(decimal(n).ok_or_else(|| ArgumentError {
-                path: path.to_owned(),
+                path: path.to_string(),
                 problem: format!(
                     "{n} is not a Cedar decimal (at most 4 decimal places, magnitude below 922337203685477)"
                 ),
@@ -438,7 +487,7 @@ fn convert(
         (ArgType::Set(element), Value::Array(items)) => {
             let mut converted = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let item_path = format!("{path}[{i}]");
+                let item_path = Path::Index(path, i);
                 converted.push(convert(element, item, &item_path, budget, depth + 1)?);
             }
             RestrictedExpression::new_set(converted)
@@ -466,7 +515,7 @@ fn convert_record(
     fields: &[Field],
     closed: Option<&[String]>,
     members: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
     budget: &mut Budget<'_>,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
@@ -474,13 +523,13 @@ fn convert_record(
         && let Some(name) = members.keys().find(|k| !admitted.contains(k))
     {
         return Err(ArgumentError {
-            path: format!("{path}.{name}"),
+            path: Path::Member(path, name).to_string(),
             problem: "the tool takes no such argument (its schema admits no others)".to_owned(),
         });
     }
     let mut record = Vec::with_capacity(fields.len());
     for field in fields {
-        let field_path = format!("{path}.{}", field.name);
+        let field_path = Path::Member(path, &field.name);
         let value = match members.get(&field.name) {
             None | Some(Value::Null) => field.default.as_ref(),
             Some(value) => Some(value),
@@ -488,7 +537,7 @@ fn convert_record(
         match value {
             None if field.required => {
                 return Err(ArgumentError {
-                    path: field_path,
+                    path: field_path.to_string(),
                     problem: "this required argument is missing".to_owned(),
                 });
             }
@@ -501,7 +550,7 @@ fn convert_record(
     }
     // Names are unique: they come from one JSON object's keys.
     RestrictedExpression::new_record(record).map_err(|e| ArgumentError {
-        path: path.to_owned(),
+        path: path.to_string(),
         problem: e.to_string(),
     })
 }

@@ -20,7 +20,7 @@ use miette::Diagnostic as _;
 use rmcp::model::Tool;
 use serde_json::{Value, json};
 
-use super::arguments::ToolArgs;
+use super::arguments::{ToolArgs, names_word};
 use super::{
     Cedar, CedarError, CedarPolicies, ClaimType, Governed, Info, Loaded, PolicyProblem,
     SourcePosition, Stage, first_offset,
@@ -149,12 +149,19 @@ impl CedarPolicies {
                 message: e.to_string(),
             })?;
             problems.check(&applicable, &schema, Some((name, &args)));
+            let texts: Vec<String> = applicable.iter().map(|l| l.policy.to_string()).collect();
             governed.insert(
                 name.to_owned(),
                 Governed {
                     policies: set_of(&applicable),
                     entity: tool_entity(tool)?,
-                    args,
+                    times: names_any(&applicable, &["now", "token_age"])
+                        || whole_read(&texts, "context"),
+                    args: if whole_read(&texts, "context") || whole_read(&texts, "arguments") {
+                        args
+                    } else {
+                        args.named_in(&texts)
+                    },
                 },
             );
         }
@@ -224,6 +231,33 @@ impl CedarPolicies {
             .filter(|l| applies(&l.policy, kind))
             .collect()
     }
+}
+
+/// Whether the text of one of `policies` holds one of `names` (as any part of it: a
+/// conservative test, never a false "no").
+fn names_any(policies: &[&Loaded], names: &[&str]) -> bool {
+    policies.iter().any(|l| {
+        let text = l.policy.to_string();
+        names.iter().any(|n| names_word(&text, n))
+    })
+}
+
+/// Whether one of `texts` may use `word` (`context`, `arguments`) as a whole value rather
+/// than read one of its members (`.x`, `["x"]`, `has x`): then nothing may be left out of
+/// it. Conservative: any use of the word not followed by one of those counts.
+fn whole_read(texts: &[String], word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    texts.iter().any(|text| {
+        text.match_indices(word).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let rest = &text[i + word.len()..];
+            if before.is_some_and(ident) || rest.chars().next().is_some_and(ident) {
+                return false; // inside a longer name
+            }
+            let rest = rest.trim_start();
+            !(rest.starts_with('.') || rest.starts_with('[') || rest.starts_with("has "))
+        })
+    })
 }
 
 fn set_of(policies: &[&Loaded]) -> PolicySet {

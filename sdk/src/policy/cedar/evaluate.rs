@@ -42,6 +42,8 @@ impl Verdict {
 /// What one operation is decided on.
 struct Target<'a> {
     action: &'a EntityUid,
+    /// Whether the context needs `now` and `token_age`.
+    times: bool,
     policies: &'a PolicySet,
     resource: Resource<'a>,
 }
@@ -168,6 +170,7 @@ impl Cedar {
             Operation::CallTool(name) => match stage.tools.get(name) {
                 Some(governed) => Target {
                     action: &stage.names.call_tool,
+                    times: governed.times,
                     policies: &governed.policies,
                     resource: Resource::Built(&governed.entity),
                 },
@@ -182,6 +185,7 @@ impl Cedar {
             },
             Operation::ReadResource(uri) => Target {
                 action: &stage.names.read_resource,
+                times: true,
                 policies: stage.resources.as_ref()?,
                 resource: Resource::Named {
                     ty: &stage.names.resource,
@@ -191,6 +195,7 @@ impl Cedar {
             },
             Operation::GetPrompt(name) => Target {
                 action: &stage.names.get_prompt,
+                times: true,
                 policies: stage.prompts.as_ref()?,
                 resource: Resource::Named {
                     ty: &stage.names.prompt,
@@ -245,10 +250,11 @@ impl Cedar {
             .issued_at()
             .map_or(now, |iat| now.saturating_sub(iat))
             .max(0);
-        let mut context = vec![
-            ("now".to_owned(), RestrictedExpression::new_long(now)),
-            ("token_age".to_owned(), RestrictedExpression::new_long(age)),
-        ];
+        let mut context = Vec::with_capacity(3);
+        if target.times {
+            context.push(("now".to_owned(), RestrictedExpression::new_long(now)));
+            context.push(("token_age".to_owned(), RestrictedExpression::new_long(age)));
+        }
         if let Some(arguments) = arguments {
             context.push(("arguments".to_owned(), arguments));
         }

@@ -296,7 +296,11 @@ struct Governed {
     policies: PolicySet,
     /// The tool's entity, built once.
     entity: Entity,
+    /// The arguments' type, without the top-level members no applicable policy names
+    /// (Cedar is handed only what it may read).
     args: ToolArgs,
+    /// Whether some applicable policy may read `context.now` or `context.token_age`.
+    times: bool,
 }
 
 /// A policy's effect and the scopes that unlock it.

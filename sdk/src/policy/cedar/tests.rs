@@ -281,3 +281,24 @@ fn unknown_tools_duplicate_ids_and_bad_scopes_are_errors() {
     .unwrap_err();
     assert!(parse.to_string().starts_with("p.cedar:2:"), "{parse}");
 }
+
+#[test]
+fn arguments_no_policy_names_are_left_out_unless_one_reads_them_whole() {
+    let write = |text: &str, args: serde_json::Value| {
+        let cedar = CedarPolicies::parse("p", text)
+            .unwrap()
+            .compile(&tools())
+            .unwrap();
+        decide(&cedar, &caller("alice", &[]), "write_note", args)
+            .decision
+            .is_allowed()
+    };
+    let args = json!({ "folder": "alice", "text": 5 });
+    // `text` is named by no policy: it is not handed to Cedar, nor checked.
+    let by_member = r#"permit(principal, action, resource == Tool::"write_note") when { context.arguments.folder == "alice" };"#;
+    assert!(write(by_member, args.clone()));
+    // A policy that compares the whole record sees every member, and a wrong one is refused.
+    let whole = r#"permit(principal, action, resource == Tool::"write_note") when { context.arguments == {"folder": "alice", "text": "x"} };"#;
+    assert!(!write(whole, args));
+    assert!(write(whole, json!({ "folder": "alice", "text": "x" })));
+}
