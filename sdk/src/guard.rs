@@ -139,22 +139,15 @@ impl Guard {
     pub(crate) fn decide(&self, principal: &Principal, operation: Operation<'_>) -> Decision {
         let decision = self.inner.policy.decide(principal, operation);
         #[cfg(feature = "cedar")]
-        if decision.is_allowed()
-            && let Some(cedar) = &self.inner.cedar
-        {
-            let Some(compiled) = cedar.compiled.get() else {
-                return unchecked(operation, &cedar.policies);
+        if decision.is_allowed() {
+            // A tool's call is decided on its arguments: without them, only whether some
+            // could be allowed.
+            let arguments = match operation {
+                Operation::CallTool(_) => CedarArguments::Unknown,
+                _ => CedarArguments::Given(None),
             };
-            if let Operation::CallTool(_) = operation {
-                let scopes = self.inner.policy.held_scopes(principal);
-                if !compiled.may_allow(principal, &scopes, operation, self.now()) {
-                    return Decision::Deny(crate::policy::Denial::new(
-                        operation.to_string(),
-                        crate::policy::DenyReason::NotPermitted,
-                    ));
-                }
-            } else {
-                return self.decide_call(principal, operation, None).decision;
+            if let Some(verdict) = self.cedar_verdict(principal, operation, arguments) {
+                return verdict.decision;
             }
         }
         decision
@@ -171,30 +164,55 @@ impl Guard {
         let decision = self.inner.policy.decide(principal, operation);
         #[cfg(feature = "cedar")]
         if decision.is_allowed()
-            && let Some(cedar) = &self.inner.cedar
+            && let Some(verdict) =
+                self.cedar_verdict(principal, operation, CedarArguments::Given(arguments))
         {
-            let Some(compiled) = cedar.compiled.get() else {
-                return Verdict {
-                    decision: unchecked(operation, &cedar.policies),
-                    policies: Vec::new(),
-                };
-            };
-            if compiled.governs(operation) {
-                let scopes = self.inner.policy.held_scopes(principal);
-                if let Some(v) =
-                    compiled.decide(principal, &scopes, operation, arguments, self.now())
-                {
-                    return Verdict {
-                        decision: v.decision,
-                        policies: v.policies,
-                    };
-                }
-            }
+            return verdict;
         }
         let _ = arguments;
         Verdict {
             decision,
             policies: Vec::new(),
+        }
+    }
+
+    /// The Cedar policies' verdict on an operation the scope rules allowed, `None` when
+    /// none applies. Before the policies were checked against a handler's tools, every
+    /// operation they could govern is refused.
+    #[cfg(feature = "cedar")]
+    fn cedar_verdict(
+        &self,
+        principal: &Principal,
+        operation: Operation<'_>,
+        arguments: CedarArguments<'_>,
+    ) -> Option<Verdict> {
+        use crate::policy::{Denial, DenyReason};
+
+        let cedar = self.inner.cedar.as_ref()?;
+        let deny = |reason| Verdict {
+            decision: Decision::Deny(Denial::new(operation.to_string(), reason)),
+            policies: Vec::new(),
+        };
+        let Some(compiled) = cedar.compiled.get() else {
+            let governable = !cedar.policies.is_empty()
+                && !matches!(operation, Operation::Basic | Operation::Custom(_));
+            return governable.then(|| deny(DenyReason::PolicyUnchecked));
+        };
+        if !compiled.governs(operation) {
+            return None;
+        }
+        let scopes = self.inner.policy.held_scopes(principal);
+        match arguments {
+            CedarArguments::Unknown => {
+                (!compiled.may_allow(principal, &scopes, operation, self.now()))
+                    .then(|| deny(DenyReason::NotPermitted))
+            }
+            CedarArguments::Given(arguments) => compiled
+                .decide(principal, &scopes, operation, arguments, self.now())
+                .map(|v| Verdict {
+                    decision: v.decision,
+                    policies: v.policies,
+                }),
         }
     }
 
@@ -238,15 +256,12 @@ impl Guard {
         }
         #[cfg(feature = "cedar")]
         if let Some(cedar) = &self.inner.cedar {
-            // The tools a call can reach: those with scope rules (deny by default) and
-            // those the Cedar policies name.
-            let mut names: Vec<String> =
-                self.inner.policy.tool_names().map(str::to_owned).collect();
-            names.extend(cedar.policies.tool_names());
-            names.sort_unstable();
-            names.dedup();
-            let tools: Vec<rmcp::model::Tool> =
-                names.iter().filter_map(|n| handler.get_tool(n)).collect();
+            let tools: Vec<rmcp::model::Tool> = cedar
+                .policies
+                .tools_to_check(&self.inner.policy)
+                .iter()
+                .filter_map(|n| handler.get_tool(n))
+                .collect();
             match cedar.checked.get() {
                 // A later handler of another type: it must have the same tools, as the
                 // policies decide with the first one's annotations and argument types.
@@ -341,17 +356,13 @@ impl Guard {
     }
 }
 
-/// The denial of an operation Cedar policies may govern, before they were checked
-/// against a handler's tools: nothing is decided unchecked.
+/// What a Cedar decision knows of an operation's arguments.
 #[cfg(feature = "cedar")]
-fn unchecked(operation: Operation<'_>, policies: &CedarPolicies) -> Decision {
-    if policies.is_empty() || matches!(operation, Operation::Basic | Operation::Custom(_)) {
-        return Decision::Allow;
-    }
-    Decision::Deny(crate::policy::Denial::new(
-        operation.to_string(),
-        crate::policy::DenyReason::PolicyUnchecked,
-    ))
+enum CedarArguments<'a> {
+    /// Not at hand (a list, a task operation): deny only what every call would be denied.
+    Unknown,
+    /// A call's (`None` for one without, or an operation that takes none).
+    Given(Option<&'a serde_json::Map<String, serde_json::Value>>),
 }
 
 /// The source of each `Guard`'s id.

@@ -65,6 +65,9 @@ pub(crate) struct CachedGrants {
     pub(crate) policy: u64,
     /// The scopes held, as the policy's bit set.
     pub(crate) words: Box<[u64]>,
+    /// The same scopes by name, with the token's own, sorted: made the first time a
+    /// policy stage asks for them (Cedar's `principal.scopes`).
+    pub(crate) names: OnceLock<Box<[String]>>,
 }
 
 /// How many policies' grant sets a principal keeps: one server has one policy, and a

@@ -98,13 +98,12 @@ pub(super) fn explain(
     // The tools the server compiles against: those with a scope rule and those the
     // policies name (a tool only `unlisted_tools` admits is refused when a policy applies
     // to every tool, as the server refuses it).
-    let scope_rules: Vec<String> = config.policy().tool_names().map(str::to_owned).collect();
-    let named = policies.tool_names();
+    let checked = policies.tools_to_check(config.policy());
     let tools: Vec<Tool> = listed
         .load()?
         .ok_or("give the server's tools: --tools-json FILE or --server URL")?
         .into_iter()
-        .filter(|t| scope_rules.iter().chain(&named).any(|n| *n == t.name))
+        .filter(|t| checked.iter().any(|n| *n == t.name))
         .collect();
     let cedar = policies.compile(&tools).map_err(|e| error_message(&e))?;
     let arguments: Option<Map<String, Value>> = arguments

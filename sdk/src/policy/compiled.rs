@@ -18,6 +18,7 @@
 //! [`Principal`]: crate::principal::Principal
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use super::hierarchy::{Hierarchy, wildcard_prefix};
 use super::scope::ScopeExpr;
@@ -174,6 +175,7 @@ impl ScopeTable {
         CachedGrants {
             policy,
             words: held.words()[..self.words()].into(),
+            names: OnceLock::new(),
         }
     }
 
@@ -242,7 +244,7 @@ impl GrantSet {
 #[derive(Debug)]
 pub(crate) enum Held<'a> {
     /// The grant set a principal keeps.
-    Cached(&'a [u64]),
+    Cached(&'a CachedGrants),
     /// A grant set computed for this decision.
     Computed(GrantSet),
 }
@@ -252,7 +254,7 @@ impl Held<'_> {
     #[inline]
     pub(crate) fn words(&self) -> &[u64] {
         match self {
-            Held::Cached(words) => words,
+            Held::Cached(cached) => &cached.words,
             Held::Computed(set) => set.words(),
         }
     }

@@ -27,6 +27,7 @@ mod rule;
 mod scope;
 mod template;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -258,30 +259,38 @@ impl Policy {
             let cached =
                 slot.get_or_init(|| self.inner.scopes.cached_grants(principal.scopes(), id));
             if cached.policy == id {
-                return Held::Cached(&cached.words);
+                return Held::Cached(cached);
             }
         }
         Held::Computed(self.inner.scopes.grants(principal.scopes()))
     }
 
     /// The scopes `principal` holds under this policy: the token's, and those the
-    /// hierarchy or a wildcard grants among the scopes the policy names; sorted.
+    /// hierarchy or a wildcard grants among the scopes the policy names; sorted. Kept
+    /// beside the principal's grant set once made, so a token's calls make them once.
     #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
-    pub(crate) fn held_scopes(&self, principal: &Principal) -> Vec<String> {
-        let held = self.held_by(principal);
-        let mut scopes: Vec<String> = self
-            .inner
-            .scopes
-            .names()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| holds(held.words(), i)))
-            .map(|(_, name)| name.to_string())
-            .chain(principal.scopes().iter().cloned())
-            .collect();
-        scopes.sort_unstable();
-        scopes.dedup();
-        scopes
+    pub(crate) fn held_scopes<'p>(&self, principal: &'p Principal) -> Cow<'p, [String]> {
+        let named = |words: &[u64]| -> Vec<String> {
+            let mut scopes: Vec<String> = self
+                .inner
+                .scopes
+                .names()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| holds(words, i)))
+                .map(|(_, name)| name.to_string())
+                .chain(principal.scopes().iter().cloned())
+                .collect();
+            scopes.sort_unstable();
+            scopes.dedup();
+            scopes
+        };
+        match self.held_by(principal) {
+            Held::Cached(cached) => {
+                Cow::Borrowed(cached.names.get_or_init(|| named(&cached.words).into()))
+            }
+            Held::Computed(set) => Cow::Owned(named(set.words())),
+        }
     }
 
     /// The denial for a caller holding `held` that does not meet `entry`'s requirement:

@@ -126,9 +126,9 @@ impl ToolArgs {
         }
     }
 
-    /// This type without the top-level members no text of `policies` names (a member
-    /// whose name appears anywhere in one is kept): what the policies can read of the
-    /// arguments. A member left out is neither converted nor checked.
+    /// This type without the top-level members no text of `policies` names as a word of
+    /// its own ([`names_word`]): what the policies can read of the arguments. A member
+    /// left out is neither converted nor checked.
     pub(crate) fn named_in(&self, policies: &[String]) -> ToolArgs {
         let named = |name: &str| policies.iter().any(|p| names_word(p, name));
         ToolArgs {

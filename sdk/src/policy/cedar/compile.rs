@@ -149,15 +149,19 @@ impl CedarPolicies {
                 message: e.to_string(),
             })?;
             problems.check(&applicable, &schema, Some((name, &args)));
+            // What the applicable policies can read: only that is handed to Cedar.
             let texts: Vec<String> = applicable.iter().map(|l| l.policy.to_string()).collect();
+            let whole_context = whole_read(&texts, "context");
             governed.insert(
                 name.to_owned(),
                 Governed {
                     policies: set_of(&applicable),
                     entity: tool_entity(tool)?,
-                    times: names_any(&applicable, &["now", "token_age"])
-                        || whole_read(&texts, "context"),
-                    args: if whole_read(&texts, "context") || whole_read(&texts, "arguments") {
+                    times: whole_context
+                        || texts
+                            .iter()
+                            .any(|t| names_word(t, "now") || names_word(t, "token_age")),
+                    args: if whole_context || whole_read(&texts, "arguments") {
                         args
                     } else {
                         args.named_in(&texts)
@@ -231,15 +235,6 @@ impl CedarPolicies {
             .filter(|l| applies(&l.policy, kind))
             .collect()
     }
-}
-
-/// Whether the text of one of `policies` holds one of `names` (as any part of it: a
-/// conservative test, never a false "no").
-fn names_any(policies: &[&Loaded], names: &[&str]) -> bool {
-    policies.iter().any(|l| {
-        let text = l.policy.to_string();
-        names.iter().any(|n| names_word(&text, n))
-    })
 }
 
 /// Whether one of `texts` may use `word` (`context`, `arguments`) as a whole value rather

@@ -224,6 +224,17 @@ impl CedarPolicies {
         names
     }
 
+    /// The tools the policies are compiled against for a server whose scope rules are
+    /// `scope_rules`: those the rules name (deny by default: the only ones a call can reach
+    /// unless `unlisted_tools` admits more) and those the policies name; sorted.
+    pub(crate) fn tools_to_check(&self, scope_rules: &super::Policy) -> Vec<String> {
+        let mut names: Vec<String> = scope_rules.tool_names().map(str::to_owned).collect();
+        names.extend(self.tool_names());
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     fn push(&mut self, mut loaded: Loaded) -> Result<(), CedarError> {
         if !loaded.named {
             let id = format!("policy{}", self.policies.len());
