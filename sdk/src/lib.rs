@@ -112,6 +112,7 @@
 //! | `dev`   | the development issuer (`dev::DevIssuer`) that mints tokens for demos, examples and tests, and with `http` its token endpoint; never needed in production |
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `cedar` | argument-level policy: Cedar policies over the caller, the tool and its arguments, checked at start-up against the server's tool schemas (`policy::cedar`; cedar-policy 4.7) |
+//! | `postgres` | the audit trail (a hash chain per replica) and the revocation list shared through PostgreSQL (`postgres`; tokio-postgres) |
 //! | `full`  | every optional feature |
 //!
 //! ## Architecture
@@ -125,7 +126,7 @@
 //! |---|---|
 //! | the hub and its users | [`Authz`]; above it `config`, `dev`, `agent`, `cli` |
 //! | the gates | [`server`] (the [`Authorized`](server::Authorized) wrapper), `http` (the layer and endpoint), [`stdio`] |
-//! | what the gates share | a crate-private guard (verifier, policy, audit, task owners), the audit trail of one request, [`request_state`] |
+//! | what the gates share | a crate-private guard (verifier, policy, audit, task owners), the audit trail of one request, [`request_state`]; beside them `postgres` (the audit sink and revocation list replicas share) |
 //! | services | [`audit`] (events, sinks, the writer), `remote` (discovery, JWK Sets, introspection, token exchange) |
 //! | decisions | [`token`] (a bearer token to a [`Principal`]), [`policy`] (what a principal may do) |
 //! | the ground floor | [`Clock`], [`Principal`], [`codes`], [`ConfigError`] and the other set-up errors, strict JSON, JWS algorithm names, OAuth constants |
@@ -159,6 +160,8 @@ pub mod http;
 mod json;
 mod oauth;
 pub mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod principal;
 #[cfg(feature = "jwks")]
 pub mod remote;

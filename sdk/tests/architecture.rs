@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["token", "policy"],
     &["audit", "remote"],
-    &["gate", "guard", "request_state"],
+    &["gate", "guard", "request_state", "postgres"],
     &["server", "http", "stdio"],
     &["authz"],
     &["config", "dev", "agent", "cli"],

@@ -3,6 +3,7 @@
 pub mod everything;
 pub mod http;
 pub mod notes;
+pub mod postgres;
 pub mod provider;
 pub mod proxy;
 pub mod server;

@@ -40,7 +40,11 @@ pub use pipeline::{
 pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};
 
 pub(crate) use arguments::Arguments;
+#[cfg(feature = "postgres")]
+pub(crate) use chain::line_hash;
 pub(crate) use record::{Entry, Record, RecordedId, method_text};
+#[cfg(feature = "postgres")]
+pub(crate) use sinks::append_record;
 
 /// Why an audit sink could not record events.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,14 @@ pub enum AuditError {
     /// An event could not be serialized.
     #[error("cannot serialize an audit event: {0}")]
     Serialize(String),
+    /// A database sink could not record the events (feature `postgres`).
+    #[error("audit database {database}: {message}")]
+    Database {
+        /// The database (host, port and name; never its password).
+        database: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Where audit events go.
@@ -89,6 +101,18 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
         let _ = durable;
         Ok(())
     }
+
+    /// Records `events` and, with `durable`, makes them survive a crash before returning:
+    /// what the writer calls for each batch. The default writes, then flushes with
+    /// `durable`; a sink whose write is itself a commit (a database) overrides it to
+    /// commit once, synchronously or not.
+    ///
+    /// # Errors
+    /// An [`AuditError`] when they could not be recorded (or made durable).
+    fn commit(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
+        self.write(events)?;
+        if durable { self.flush(true) } else { Ok(()) }
+    }
 }
 
 impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
@@ -98,6 +122,10 @@ impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
 
     fn flush(&self, durable: bool) -> Result<(), AuditError> {
         (**self).flush(durable)
+    }
+
+    fn commit(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
+        (**self).commit(events, durable)
     }
 }
 

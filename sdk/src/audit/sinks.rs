@@ -155,7 +155,7 @@ const PREV_HASH_KEY: &[u8] = b",\"prev_hash\":\"";
 /// Byte for byte what `serde_json::to_vec` writes for the event cut to its bounds (see
 /// `limits`) with `prev_hash` set, but, for an event within them, without cloning it or
 /// allocating.
-fn append_record(
+pub(crate) fn append_record(
     buffer: &mut Vec<u8>,
     event: &AuditEvent,
     prev_hash: &[u8; 64],
@@ -383,6 +383,15 @@ impl AuditSink for FanOut {
 
     fn flush(&self, durable: bool) -> Result<(), AuditError> {
         let results: Vec<_> = self.sinks.iter().map(|s| s.flush(durable)).collect();
+        results.into_iter().collect()
+    }
+
+    fn commit(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
+        let results: Vec<_> = self
+            .sinks
+            .iter()
+            .map(|s| s.commit(events, durable))
+            .collect();
         results.into_iter().collect()
     }
 }

@@ -150,10 +150,9 @@ fn write_batch(
     for event in events.iter_mut() {
         limits::bound(event);
     }
-    let mut result = shared.sink.write(events);
+    let result = shared.sink.commit(events, durable);
     bump(&counters.batches, 1);
-    if result.is_ok() && durable {
-        result = shared.sink.flush(true);
+    if durable {
         bump(&counters.syncs, 1);
     }
     let result = result.map_err(Arc::new);

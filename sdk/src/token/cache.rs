@@ -17,7 +17,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use moka::Expiry;
 use moka::sync::Cache;
 
-use super::revocation::Revocations;
+use super::revocation::{RevocationKind, Revocations};
 use super::{AuthError, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::error::excerpt;
@@ -189,7 +189,8 @@ impl Expiry<TokenDigest, Entry> for UntilExpiry {
 /// Refusals are never cached. At most [`CacheOptions::max_entries`] tokens are kept.
 ///
 /// Every verification, hit or miss, also checks the [`Revocations`] list: a token whose
-/// `jti` was revoked is refused with [`AuthError::Revoked`].
+/// `jti` was revoked is refused with [`AuthError::Revoked`], one whose subject was with
+/// [`AuthError::SubjectRevoked`].
 ///
 /// Hits and misses are traced at target `rmcp_authz::cache` (level `TRACE`), without
 /// tokens or digests.
@@ -293,23 +294,33 @@ impl<V> CachedVerifier<V> {
         }
     }
 
-    /// Refuses `principal` if its `jti` is revoked at `now`, dropping its entry.
+    /// Refuses `principal` if its `jti` or its subject is revoked at `now`, dropping its
+    /// entry.
     fn check_revoked(
         &self,
         key: &TokenDigest,
         principal: &Principal,
         now: i64,
     ) -> Result<(), AuthError> {
-        let Some(jti) = principal.token_id() else {
+        let refused = if let Some(jti) = principal.token_id()
+            && self.revocations.is_revoked_at(jti, now)
+        {
+            AuthError::Revoked { jti: excerpt(jti) }
+        } else if let Some(subject) = principal.subject()
+            && self
+                .revocations
+                .listed_at(RevocationKind::Subject, subject, now)
+        {
+            AuthError::SubjectRevoked {
+                subject: excerpt(subject),
+            }
+        } else {
             return Ok(());
         };
-        if !self.revocations.is_revoked_at(jti, now) {
-            return Ok(());
-        }
         self.cache.invalidate(key);
         self.revoked.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(target: TRACE_TARGET, outcome = "revoked", "token refused: jti revoked");
-        Err(AuthError::Revoked { jti: excerpt(jti) })
+        tracing::trace!(target: TRACE_TARGET, outcome = "revoked", "token refused: revoked");
+        Err(refused)
     }
 }
 

@@ -192,6 +192,12 @@ pub enum AuthError {
         /// The revoked `jti` (truncated).
         jti: String,
     },
+    /// The token's subject is on the application's revocation list.
+    #[error("the token's subject was revoked (sub {subject:?})")]
+    SubjectRevoked {
+        /// The revoked `sub` (truncated).
+        subject: String,
+    },
 }
 
 fn unknown_key_text(kid: Option<&str>, alg: Algorithm) -> String {
@@ -247,7 +253,7 @@ pub enum AuthErrorKind {
     NotYetValid,
     /// [`AuthError::KeysUnavailable`].
     KeysUnavailable,
-    /// [`AuthError::Inactive`] and [`AuthError::Revoked`].
+    /// [`AuthError::Inactive`], [`AuthError::Revoked`] and [`AuthError::SubjectRevoked`].
     Revoked,
 }
 
@@ -275,7 +281,9 @@ impl AuthError {
                 AuthErrorKind::NotYetValid
             }
             AuthError::KeysUnavailable { .. } => AuthErrorKind::KeysUnavailable,
-            AuthError::Inactive | AuthError::Revoked { .. } => AuthErrorKind::Revoked,
+            AuthError::Inactive | AuthError::Revoked { .. } | AuthError::SubjectRevoked { .. } => {
+                AuthErrorKind::Revoked
+            }
         }
     }
 
@@ -320,7 +328,9 @@ impl AuthError {
                 "the authorization server's keys cannot be reached; retry later"
             }
             AuthError::Inactive => "the access token is not active",
-            AuthError::Revoked { .. } => "the access token was revoked",
+            AuthError::Revoked { .. } | AuthError::SubjectRevoked { .. } => {
+                "the access token was revoked"
+            }
         }
     }
 

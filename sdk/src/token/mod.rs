@@ -40,8 +40,10 @@ pub use key::Key;
 pub(crate) use key::read_file as read_key_file;
 pub use keyset::KeySet;
 pub use multi::MultiIssuer;
+#[cfg(feature = "postgres")]
+pub(crate) use revocation::Lists as RevocationLists;
 #[cfg(feature = "cache")]
-pub use revocation::Revocations;
+pub use revocation::{RevocationKind, Revocations};
 pub use source::KeySource;
 
 use crate::principal::Principal;
