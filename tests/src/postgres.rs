@@ -7,12 +7,19 @@
 //! `PG_BINDIR` environment variable. PostgreSQL refuses to run as root, so when the tests
 //! run as root (as CI does) the cluster belongs to the `postgres` user and its commands
 //! run through `runuser`. A missing installation fails the test and says how to install
-//! it; no test skips.
+//! it; no test skips. The `sdk` crate's tests include this file too (`#[path]`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::repo_root;
+/// The workspace's root: the parent of the crate whose tests include this file (the
+/// `tests` crate, or `sdk`, which includes it with `#[path]`).
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the workspace")
+        .to_path_buf()
+}
 
 /// A running PostgreSQL cluster.
 #[derive(Debug)]

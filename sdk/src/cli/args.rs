@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use super::audit::{Filter, Format, GroupBy};
 
@@ -44,8 +44,10 @@ pub(super) enum AuditCommand {
     /// (with --format jsonl or --json) as their lines, unchanged.
     Query {
         /// The audit files, read in the order given (oldest first).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresSource,
         #[command(flatten)]
         filter: Filter,
         /// Print at most N events: the first N that match.
@@ -60,8 +62,10 @@ pub(super) enum AuditCommand {
     /// then the totals.
     Stats {
         /// The audit files, read in the order given.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresSource,
         #[command(flatten)]
         filter: Filter,
         /// What to count events by.
@@ -72,7 +76,10 @@ pub(super) enum AuditCommand {
     /// are written, following the path across rotations, until interrupted.
     Tail {
         /// The audit file (the active one, for -f).
-        file: PathBuf,
+        #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresSource,
         /// Print the last N matching events.
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
         lines: usize,
@@ -85,6 +92,16 @@ pub(super) enum AuditCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+/// `--postgres`: read the audit trail from a database instead of files.
+#[derive(Debug, Clone, Args)]
+pub(super) struct PostgresSource {
+    /// Read every chain of this PostgreSQL database (a postgres:// URL, or `env:VAR` for
+    /// the URL in environment variable VAR) instead of files; needs the `postgres`
+    /// feature.
+    #[arg(long, value_name = "URL")]
+    pub(super) postgres: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +123,48 @@ pub(super) enum TokenCommand {
         #[arg(long)]
         tool: Option<String>,
     },
+    /// Revoke a token id (jti) or a subject for every replica sharing a PostgreSQL
+    /// revocation list: they refuse it within a second.
+    Revoke {
+        #[command(flatten)]
+        target: RevocationTarget,
+        /// The database (a postgres:// URL, or `env:VAR`).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// How long the revocation lasts: at least the longest lifetime of the issuer's
+        /// tokens (e.g. 24h, 30m, 7d).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Why, kept with the revocation.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a revocation made with `token revoke`.
+    Unrevoke {
+        #[command(flatten)]
+        target: RevocationTarget,
+        /// The database (a postgres:// URL, or `env:VAR`).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+    },
+    /// List the revocations in force in a PostgreSQL revocation list.
+    Revocations {
+        /// The database (a postgres:// URL, or `env:VAR`).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+    },
+}
+
+/// What a revocation names: one token or one subject.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub(super) struct RevocationTarget {
+    /// A token id (the `jti` claim).
+    #[arg(long)]
+    pub(super) jti: Option<String>,
+    /// A subject (the `sub` claim): every token of it.
+    #[arg(long)]
+    pub(super) sub: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

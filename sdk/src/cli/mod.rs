@@ -18,13 +18,15 @@ mod audit;
 #[cfg(feature = "cedar")]
 mod cedar;
 mod policy;
+#[cfg(feature = "postgres")]
+mod revocation;
 mod token;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use args::{AuditCommand, Cli, Command, PolicyCommand, TokenCommand};
+use args::{AuditCommand, Cli, Command, PolicyCommand, PostgresSource, TokenCommand};
 
 /// Runs the `rmcp-authz` command line of this process (`std::env::args_os`) and returns
 /// its exit code: 0 when the command succeeded (the token accepted, the call allowed, the
@@ -49,6 +51,32 @@ pub fn run() -> ExitCode {
             token,
             tool,
         }) => token::read(&token).and_then(|t| token::check(&config, &t, tool.as_deref(), json)),
+        Command::Token(TokenCommand::Revoke {
+            target,
+            postgres,
+            ttl,
+            reason,
+        }) => database(&postgres).and_then(|_db| {
+            #[cfg(feature = "postgres")]
+            return revocation::revoke(&_db, &target, ttl, reason.as_deref(), json);
+            #[cfg(not(feature = "postgres"))]
+            return Err(without_postgres(&(target, ttl, reason)));
+        }),
+        Command::Token(TokenCommand::Unrevoke { target, postgres }) => database(&postgres)
+            .and_then(|_db| {
+                #[cfg(feature = "postgres")]
+                return revocation::unrevoke(&_db, &target, json);
+                #[cfg(not(feature = "postgres"))]
+                return Err(without_postgres(&target));
+            }),
+        Command::Token(TokenCommand::Revocations { postgres }) => {
+            database(&postgres).and_then(|_db| {
+                #[cfg(feature = "postgres")]
+                return revocation::list(&_db, json);
+                #[cfg(not(feature = "postgres"))]
+                return Err(without_postgres(&()));
+            })
+        }
         Command::Policy(PolicyCommand::Check {
             config,
             tools,
@@ -92,20 +120,35 @@ pub fn run() -> ExitCode {
         Command::Audit(AuditCommand::Verify { files }) => audit::verify(&files, json),
         Command::Audit(AuditCommand::Query {
             files,
+            postgres,
             filter,
             limit,
             format,
-        }) => audit::query(&files, &filter, limit, format.or_jsonl(json)),
-        Command::Audit(AuditCommand::Stats { files, filter, by }) => {
-            audit::stats(&files, &filter, by, json)
-        }
+        }) => source(files, &postgres)
+            .and_then(|s| audit::query(&s, &filter, limit, format.or_jsonl(json))),
+        Command::Audit(AuditCommand::Stats {
+            files,
+            postgres,
+            filter,
+            by,
+        }) => source(files, &postgres).and_then(|s| audit::stats(&s, &filter, by, json)),
         Command::Audit(AuditCommand::Tail {
             file,
+            postgres,
             lines,
             follow,
             filter,
             format,
-        }) => audit::tail(&file, lines, follow, &filter, format.or_jsonl(json)),
+        }) => match source(file.into_iter().collect(), &postgres) {
+            Ok(audit::Source::Files(files)) => {
+                audit::tail(&files[0], lines, follow, &filter, format.or_jsonl(json))
+            }
+            #[cfg(feature = "postgres")]
+            Ok(audit::Source::Postgres(db)) => {
+                audit::tail_postgres(&db, lines, follow, &filter, format.or_jsonl(json))
+            }
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -114,6 +157,38 @@ pub fn run() -> ExitCode {
             eprintln!("rmcp-authz: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The database a `--postgres` argument names (`env:VAR` reads it from the environment).
+#[cfg(feature = "postgres")]
+fn database(arg: &str) -> Result<crate::postgres::Database, String> {
+    audit::database(arg)
+}
+
+/// Without the `postgres` feature, no database can be named.
+#[cfg(not(feature = "postgres"))]
+fn database(_arg: &str) -> Result<(), String> {
+    Err(without_postgres(&()))
+}
+
+/// The error for a PostgreSQL command in a build without the `postgres` feature.
+#[cfg(not(feature = "postgres"))]
+fn without_postgres<T>(_unused: &T) -> String {
+    "this rmcp-authz was built without PostgreSQL support: rebuild it with the `postgres` feature (cargo install rmcp-authz --features cli,postgres)".to_owned()
+}
+
+/// Where audit records are read from: the files, or the `--postgres` database.
+fn source(
+    files: Vec<std::path::PathBuf>,
+    postgres: &PostgresSource,
+) -> Result<audit::Source, String> {
+    match &postgres.postgres {
+        None => Ok(audit::Source::Files(files)),
+        #[cfg(feature = "postgres")]
+        Some(url) => database(url).map(|db| audit::Source::Postgres(Box::new(db))),
+        #[cfg(not(feature = "postgres"))]
+        Some(url) => database(url).map(|()| audit::Source::Files(files)),
     }
 }
 

@@ -39,6 +39,7 @@ pub(super) struct AuditSection {
     record_arguments: bool,
     #[serde(default)]
     redact: Vec<String>,
+    postgres: Option<super::postgres::AuditPostgresSection>,
 }
 
 /// `durability`: when a request's event counts as written.
@@ -82,6 +83,8 @@ pub struct AuditSettings {
     queue_capacity: usize,
     overload: Overload,
     arguments: Option<ArgumentRecording>,
+    #[cfg(feature = "postgres")]
+    postgres: Option<super::postgres::AuditPostgres>,
 }
 
 impl AuditSettings {
@@ -95,6 +98,7 @@ impl AuditSettings {
     /// # Errors
     /// [`ConfigFileError::Audit`] when the file cannot be opened (its directory is
     /// missing or not writable, or its last record is torn);
+    /// [`ConfigFileError::Database`] when the `[audit.postgres]` database cannot be used;
     /// [`ConfigFileError::AuditWriter`] when the writer's thread cannot start.
     pub fn start(&self) -> Result<Auditor, ConfigFileError> {
         let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
@@ -104,6 +108,10 @@ impl AuditSettings {
                 file = file.rotate_at(max);
             }
             sinks.push(Arc::new(file));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(postgres) = &self.postgres {
+            sinks.push(Arc::new(postgres.start()?));
         }
         if self.tracing {
             sinks.push(Arc::new(TracingSink));
@@ -132,11 +140,11 @@ impl AuditSection {
         base: &Path,
     ) -> Result<AuditSettings, ConfigFileError> {
         let this = section.get_ref();
-        if this.file.is_none() && !this.tracing {
+        if this.file.is_none() && !this.tracing && this.postgres.is_none() {
             return Err(at.invalid(
                 "audit",
                 &section,
-                "name a `file`, or set `tracing = true`, or both",
+                "name a `file`, or an [audit.postgres] database, or set `tracing = true` (or several)",
             ));
         }
         let durability = this.durability(at)?;
@@ -156,7 +164,9 @@ impl AuditSection {
             None => DEFAULT_QUEUE_CAPACITY,
         };
         let arguments = this.arguments(at)?;
-        let this = section.into_inner();
+        let mut this = section.into_inner();
+        #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+        let postgres = this.postgres.take().map(|p| p.build(at)).transpose()?;
         let arguments = match arguments {
             Some(a) if this.record_arguments => Some(a.clear_with_redaction(this.redact)),
             other => other,
@@ -174,6 +184,8 @@ impl AuditSection {
             queue_capacity,
             overload,
             arguments,
+            #[cfg(feature = "postgres")]
+            postgres,
         })
     }
 

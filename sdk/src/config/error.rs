@@ -65,6 +65,17 @@ pub enum ConfigFileError {
     /// The audit writer's thread could not start.
     #[error("[audit]: cannot start the audit writer: {0}")]
     AuditWriter(#[source] std::io::Error),
+    /// A database the configuration names could not be used at start (feature
+    /// `postgres`): unreachable, without the schema, or holding a chain that does not
+    /// verify.
+    #[error("[{section}]: {source}")]
+    Database {
+        /// The section: `audit.postgres` or `revocation`.
+        section: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn Error + Send + Sync + 'static>,
+    },
 }
 
 /// `path: ` before a syntax error read from a file.

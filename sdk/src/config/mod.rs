@@ -43,6 +43,7 @@ mod cedar;
 mod error;
 mod names;
 mod policy;
+mod postgres;
 mod rule;
 mod verifier;
 
@@ -72,6 +73,7 @@ struct File {
     policy: PolicySection,
     audit: Option<Spanned<AuditSection>>,
     cedar: Option<cedar::CedarSection>,
+    revocation: Option<postgres::RevocationSection>,
 }
 
 /// A loaded configuration: a verifier, a policy, and the audit settings. Nothing is
@@ -84,6 +86,8 @@ pub struct Config {
     audit: Option<AuditSettings>,
     #[cfg(feature = "cedar")]
     cedar: Option<crate::policy::cedar::CedarPolicies>,
+    #[cfg(feature = "postgres")]
+    revocation: Option<postgres::RevocationSettings>,
 }
 
 impl Config {
@@ -124,12 +128,16 @@ impl Config {
             .transpose()?;
         #[cfg_attr(not(feature = "cedar"), allow(unused_variables))]
         let cedar = file.cedar.map(|c| c.build(&at, base_dir)).transpose()?;
+        #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+        let revocation = file.revocation.map(|r| r.build(&at)).transpose()?;
         Ok(Config {
             verifier,
             policy,
             audit,
             #[cfg(feature = "cedar")]
             cedar,
+            #[cfg(feature = "postgres")]
+            revocation,
         })
     }
 
@@ -163,9 +171,16 @@ impl Config {
     }
 
     /// The [`Authz`] of this configuration, with its audit log started when the file has
-    /// an `[audit]` section.
+    /// an `[audit]` section, and its verifier following the shared revocation list when
+    /// it has a `[revocation]` section.
     fn into_authz(self) -> Result<Authz, ConfigFileError> {
         let auditor = self.audit.as_ref().map(AuditSettings::start).transpose()?;
+        #[cfg(feature = "postgres")]
+        let builder = match &self.revocation {
+            Some(revocation) => Authz::builder(revocation.start(self.verifier)?, self.policy),
+            None => Authz::builder(self.verifier, self.policy),
+        };
+        #[cfg(not(feature = "postgres"))]
         let builder = Authz::builder(self.verifier, self.policy);
         #[cfg(feature = "cedar")]
         let builder = match self.cedar {

@@ -169,7 +169,7 @@ impl Database {
     }
 
     /// A [`PostgresError::Query`] for `error`, naming this database.
-    pub(super) fn query_error(&self, error: &tokio_postgres::Error) -> PostgresError {
+    pub(crate) fn query_error(&self, error: &tokio_postgres::Error) -> PostgresError {
         PostgresError::Query {
             database: self.to_string(),
             message: driver_message(error),
@@ -177,7 +177,7 @@ impl Database {
     }
 
     /// Fails unless the schema is at [`SCHEMA_VERSION`].
-    pub(super) async fn check_schema(&self, client: &Client) -> Result<(), PostgresError> {
+    pub(crate) async fn check_schema(&self, client: &Client) -> Result<(), PostgresError> {
         let found = schema_version(client)
             .await
             .map_err(|e| self.query_error(&e))?;

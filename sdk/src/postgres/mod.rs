@@ -20,13 +20,16 @@
 
 mod chain;
 mod connect;
+#[cfg(feature = "cli")]
+pub(crate) mod read;
 mod revocation;
 mod sink;
 
 pub use chain::{ChainBreak, ChainBreakKind, PgChainReport, PgVerifyOptions, verify_chains};
 pub use connect::{Database, PostgresError, SCHEMA_VERSION, migrate};
 pub use revocation::{
-    DEFAULT_RELOAD_INTERVAL, RevocationKind, Revoked, SharedRevocations, revoke, revoked, unrevoke,
+    DEFAULT_RELOAD_INTERVAL, RevocationKind, Revoked, SharedRevocationVerifier, SharedRevocations,
+    revoke, revoked, unrevoke,
 };
 pub use sink::{PostgresSink, PostgresSinkBuilder};
 

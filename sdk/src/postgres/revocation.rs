@@ -427,3 +427,64 @@ async fn follow(
 fn warn_unreachable(error: &PostgresError) {
     tracing::warn!(target: "rmcp_authz::postgres", error = %error, "revocation list not reloaded; keeping the last one");
 }
+
+/// A verifier that refuses what the shared list revokes: a
+/// [`CachedVerifier`](crate::token::CachedVerifier) in front of `V`, whose revocation
+/// list a [`SharedRevocations`] keeps equal to the database's for as long as this value
+/// lives. What the `[revocation]` configuration section builds.
+pub struct SharedRevocationVerifier<V> {
+    cache: crate::token::CachedVerifier<V>,
+    shared: SharedRevocations,
+}
+
+impl<V: fmt::Debug> fmt::Debug for SharedRevocationVerifier<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRevocationVerifier")
+            .field("cache", &self.cache)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<V> SharedRevocationVerifier<V> {
+    /// Puts a cache with `options` in front of `inner`, and starts following
+    /// `database`'s list into it (as [`SharedRevocations::start_with`]).
+    ///
+    /// # Errors
+    /// As [`SharedRevocations::start`].
+    pub fn start(
+        inner: V,
+        options: crate::token::CacheOptions,
+        database: Database,
+        reload_interval: Duration,
+    ) -> Result<Self, PostgresError> {
+        let cache = crate::token::CachedVerifier::new(inner, options);
+        let shared = SharedRevocations::start_with(database, cache.revocations(), reload_interval)?;
+        Ok(SharedRevocationVerifier { cache, shared })
+    }
+
+    /// The cache (its counters, its list).
+    pub fn cache(&self) -> &crate::token::CachedVerifier<V> {
+        &self.cache
+    }
+
+    /// The follower of the shared list: revoke through it.
+    pub fn shared(&self) -> &SharedRevocations {
+        &self.shared
+    }
+}
+
+#[async_trait::async_trait]
+impl<V: crate::token::Verifier> crate::token::Verifier for SharedRevocationVerifier<V> {
+    async fn verify(&self, token: &str) -> Result<crate::Principal, crate::token::AuthError> {
+        self.cache.verify(token).await
+    }
+
+    fn resource_uri(&self) -> Option<&str> {
+        self.cache.resource_uri()
+    }
+
+    fn trusted_issuers(&self) -> Vec<String> {
+        self.cache.trusted_issuers()
+    }
+}

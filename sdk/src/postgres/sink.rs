@@ -147,6 +147,22 @@ impl PostgresSink {
             .expect("the runtime lives as long as the sink")
     }
 
+    /// Runs `work` on the sink's runtime: here, from the writer thread (or any thread
+    /// outside a runtime); from async code (a caller writing to the sink directly), on a
+    /// thread of its own, since a runtime cannot block inside another.
+    fn block_on<T: Send>(&self, work: impl Future<Output = T> + Send) -> T {
+        let runtime = self.runtime();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return runtime.block_on(work);
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(work))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     fn error(&self, message: impl Into<String>) -> AuditError {
         AuditError::Database {
             database: self.database.to_string(),
@@ -165,9 +181,7 @@ impl PostgresSink {
         let mut delay = RETRY_FIRST;
         let mut failures = 0_u32;
         loop {
-            let result = self
-                .runtime()
-                .block_on(self.attempt(state, events, durable));
+            let result = self.block_on(self.attempt(state, events, durable));
             let error = match result {
                 Ok(()) => {
                     if failures > 0 {

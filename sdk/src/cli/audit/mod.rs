@@ -12,6 +12,8 @@
 
 mod filter;
 mod output;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod read;
 mod stats;
@@ -25,9 +27,14 @@ use super::Outcome;
 
 pub(super) use filter::Filter;
 pub(super) use output::Format;
+#[cfg(feature = "postgres")]
+pub(super) use postgres::database;
 pub(super) use query::query;
+pub(super) use read::Source;
 pub(super) use stats::{GroupBy, stats};
 pub(super) use tail::tail;
+#[cfg(feature = "postgres")]
+pub(super) use tail::tail_postgres;
 pub(super) use verify::verify;
 
 /// Why a command stopped before its end.

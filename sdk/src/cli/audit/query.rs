@@ -2,29 +2,28 @@
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use super::filter::Filter;
 use super::output::{
     BASE_COLUMNS, COLUMNS, Format, Row, row, widths, write_line, write_row, write_table_row,
 };
-use super::read::for_each_record;
+use super::read::{Source, for_each_record};
 use super::{Stop, conclude, output_error};
 use crate::cli::Outcome;
 
 /// Prints the events of `files` (in order) that match `filter`, at most `limit` of them.
 pub(in crate::cli) fn query(
-    files: &[PathBuf],
+    source: &Source,
     filter: &Filter,
     limit: Option<usize>,
     format: Format,
 ) -> Result<Outcome, String> {
-    conclude(run_query(files, filter, limit, format))
+    conclude(run_query(source, filter, limit, format))
 }
 
 /// [`query`], stopping at a closed standard output.
 fn run_query(
-    files: &[PathBuf],
+    source: &Source,
     filter: &Filter,
     limit: Option<usize>,
     format: Format,
@@ -33,7 +32,7 @@ fn run_query(
     let limit = limit.unwrap_or(usize::MAX);
     let mut matched = 0;
     let mut rows: Vec<Row> = Vec::new();
-    for_each_record(files, filter, |record| {
+    for_each_record(source, filter, |record| {
         if matched == limit {
             return Ok(ControlFlow::Break(()));
         }

@@ -78,7 +78,7 @@ pub(super) fn read_records(
 }
 
 /// Parses line `number` of `name` as an event.
-fn parse_record(line: Vec<u8>, name: &str, number: usize) -> Result<Record, String> {
+pub(super) fn parse_record(line: Vec<u8>, name: &str, number: usize) -> Result<Record, String> {
     let event: AuditEvent = serde_json::from_slice(&line).map_err(|e| {
         // serde_json's position is within the line; the file's line is ours.
         let text = e.to_string();
@@ -105,13 +105,32 @@ pub(super) fn warn_partial(name: &str, number: usize) {
     );
 }
 
-/// Reads `files` in order, passing the records that match `filter` to `each` until it
-/// breaks; an incomplete last line of a file is skipped with a warning.
+/// Where audit records are read from.
+#[derive(Debug)]
+pub(in crate::cli) enum Source {
+    /// JSON Lines files, in the order given (oldest first).
+    Files(Vec<PathBuf>),
+    /// Every chain of a PostgreSQL database, merged in time order (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(Box<crate::postgres::Database>),
+}
+
+/// Reads the records of `source` in order, passing those that match `filter` to `each`
+/// until it breaks; an incomplete last line of a file is skipped with a warning.
 pub(super) fn for_each_record(
-    files: &[PathBuf],
+    source: &Source,
     filter: &Filter,
     mut each: impl FnMut(Record) -> Result<ControlFlow<()>, Stop>,
 ) -> Result<(), Stop> {
+    // One arm without the `postgres` feature.
+    #[allow(clippy::infallible_destructuring_match)]
+    let files = match source {
+        Source::Files(files) => files,
+        #[cfg(feature = "postgres")]
+        Source::Postgres(database) => {
+            return super::postgres::Trail::open(database)?.for_each(filter, &mut each);
+        }
+    };
     for path in files {
         let name = path.display().to_string();
         let file = File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use super::filter::Filter;
-use super::read::for_each_record;
+use super::read::{Source, for_each_record};
 use super::{Stop, conclude, output_error};
 use crate::audit::{AuditEvent, DecisionKind, Outcome as EventOutcome};
 use crate::cli::Outcome;
@@ -174,24 +173,24 @@ impl GroupKey {
 /// Prints counts of the events of `files` that match `filter` per group (`by`): events,
 /// allowed, denied, errors and the top targets; then the totals.
 pub(in crate::cli) fn stats(
-    files: &[PathBuf],
+    source: &Source,
     filter: &Filter,
     by: GroupBy,
     as_json: bool,
 ) -> Result<Outcome, String> {
-    conclude(run_stats(files, filter, by, as_json))
+    conclude(run_stats(source, filter, by, as_json))
 }
 
 /// [`stats`], stopping at a closed standard output.
 fn run_stats(
-    files: &[PathBuf],
+    source: &Source,
     filter: &Filter,
     by: GroupBy,
     as_json: bool,
 ) -> Result<Outcome, Stop> {
     let mut groups: HashMap<GroupKey, Counts> = HashMap::new();
     let mut total = Counts::default();
-    for_each_record(files, filter, |record| {
+    for_each_record(source, filter, |record| {
         let event = &record.event;
         groups
             .entry(GroupKey::of(event, by))

@@ -51,55 +51,17 @@ fn run_tail(
         &name,
         &mut pos,
         filter,
-        &mut |record| {
-            if count > 0 {
-                if last.len() == count {
-                    last.pop_front();
-                }
-                last.push_back(record);
-            }
-            Ok(ControlFlow::Continue(()))
-        },
+        &mut keep_last(count, &mut last),
     )?;
     if end == End::Partial && !follow {
         warn_partial(&name, pos.lines + 1);
     }
     let mut out = io::stdout().lock();
-    let rows: Vec<Row> = last.iter().map(|r| row(&r.event)).collect();
-    let widths = widths(
-        &rows,
-        if follow {
-            &FOLLOW_WIDTHS
-        } else {
-            &[0; BASE_COLUMNS]
-        },
-    );
-    match format {
-        Format::Table if last.is_empty() && !follow => eprintln!("no matching events"),
-        Format::Table => {
-            write_row(&mut out, &COLUMNS, &widths)?;
-            for row in &rows {
-                write_table_row(&mut out, row, &widths)?;
-            }
-        }
-        Format::Jsonl => {
-            for record in &last {
-                write_line(&mut out, record)?;
-            }
-        }
-    }
-    out.flush().map_err(output_error)?;
+    let widths = show_last(&mut out, &last, follow, format)?;
     if !follow {
         return Ok(Outcome::Ok);
     }
-    let mut print = |record: Record| -> Result<ControlFlow<()>, Stop> {
-        match format {
-            Format::Table => write_table_row(&mut out, &row(&record.event), &widths)?,
-            Format::Jsonl => write_line(&mut out, &record)?,
-        }
-        out.flush().map_err(output_error)?;
-        Ok(ControlFlow::Continue(()))
-    };
+    let mut print = printer(&mut out, widths, format);
     loop {
         read_new(&mut file, &name, &mut pos, filter, &mut print)?;
         match replacement(path, &file, pos.offset)
@@ -122,6 +84,97 @@ fn run_tail(
             }
         }
     }
+}
+
+/// Prints the last events read (with a header, for a table); returns the table's column
+/// widths, which new rows keep when following.
+fn show_last(
+    out: &mut impl Write,
+    last: &VecDeque<Record>,
+    follow: bool,
+    format: Format,
+) -> Result<Vec<usize>, Stop> {
+    let rows: Vec<Row> = last.iter().map(|r| row(&r.event)).collect();
+    let widths = widths(
+        &rows,
+        if follow {
+            &FOLLOW_WIDTHS
+        } else {
+            &[0; BASE_COLUMNS]
+        },
+    );
+    match format {
+        Format::Table if last.is_empty() && !follow => eprintln!("no matching events"),
+        Format::Table => {
+            write_row(out, &COLUMNS, &widths)?;
+            for row in &rows {
+                write_table_row(out, row, &widths)?;
+            }
+        }
+        Format::Jsonl => {
+            for record in last {
+                write_line(out, record)?;
+            }
+        }
+    }
+    out.flush().map_err(output_error)?;
+    Ok(widths)
+}
+
+/// What prints each new record when following.
+fn printer(
+    out: &mut impl Write,
+    widths: Vec<usize>,
+    format: Format,
+) -> impl FnMut(Record) -> Result<ControlFlow<()>, Stop> + '_ {
+    move |record: Record| {
+        match format {
+            Format::Table => write_table_row(out, &row(&record.event), &widths)?,
+            Format::Jsonl => write_line(out, &record)?,
+        }
+        out.flush().map_err(output_error)?;
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// Keeps the last `count` records offered.
+fn keep_last(
+    count: usize,
+    last: &mut VecDeque<Record>,
+) -> impl FnMut(Record) -> Result<ControlFlow<()>, Stop> + '_ {
+    move |record| {
+        if count > 0 {
+            if last.len() == count {
+                last.pop_front();
+            }
+            last.push_back(record);
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// [`tail`] on a PostgreSQL trail (feature `postgres`): the last events across every
+/// chain, then, with `follow`, the records each chain gains.
+#[cfg(feature = "postgres")]
+pub(in crate::cli) fn tail_postgres(
+    database: &crate::postgres::Database,
+    count: usize,
+    follow: bool,
+    filter: &Filter,
+    format: Format,
+) -> Result<Outcome, String> {
+    conclude((|| {
+        let trail = super::postgres::Trail::open(database)?;
+        let mut ends = std::collections::HashMap::new();
+        let mut last = VecDeque::new();
+        trail.for_each_tracking(filter, &mut ends, &mut keep_last(count, &mut last))?;
+        let mut out = io::stdout().lock();
+        let widths = show_last(&mut out, &last, follow, format)?;
+        if follow {
+            trail.follow(ends, filter, &mut printer(&mut out, widths, format))?;
+        }
+        Ok(Outcome::Ok)
+    })())
 }
 
 /// Reads the lines of `file` from `pos` to its end, passing matching records to `each`.

@@ -1,0 +1,137 @@
+//! The audit trail in PostgreSQL as a source of records (`--postgres URL`, feature
+//! `postgres`): every replica's chain, merged in the order the events were recorded, read
+//! a page at a time; and, for `tail -f`, what each chain gains.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio_postgres::Client;
+
+use super::Stop;
+use super::filter::Filter;
+use super::read::{Each, Record, parse_record};
+use crate::postgres::Database;
+use crate::postgres::read::{StoredRecord, page, since};
+
+/// Records read per query.
+const PAGE: i64 = 2000;
+
+/// How often `tail -f` looks for new records.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The connection string `--postgres` names: the value itself, or, written `env:VAR`, the
+/// value of environment variable `VAR` (which keeps a password off the command line).
+pub(in crate::cli) fn database(arg: &str) -> Result<Database, String> {
+    let parsed = match arg.strip_prefix("env:") {
+        Some(var) => Database::from_env(var),
+        None => Database::parse(arg),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+/// A connection to the database, on a runtime of its own.
+pub(super) struct Trail {
+    runtime: Runtime,
+    client: Client,
+    database: Database,
+}
+
+impl Trail {
+    /// Connects, and checks the schema.
+    pub(super) fn open(database: &Database) -> Result<Trail, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start an async runtime: {e}"))?;
+        let client = runtime
+            .block_on(async {
+                let client = database.connect().await?;
+                database.check_schema(&client).await?;
+                Ok::<_, crate::postgres::PostgresError>(client)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Trail {
+            runtime,
+            client,
+            database: database.clone(),
+        })
+    }
+
+    fn failed(&self, e: &tokio_postgres::Error) -> Stop {
+        Stop::Error(self.database.query_error(e).to_string())
+    }
+
+    /// Passes every record matching `filter`, in time order, to `each` until it breaks.
+    pub(super) fn for_each(&self, filter: &Filter, each: &mut Each<'_>) -> Result<(), Stop> {
+        self.for_each_tracking(filter, &mut HashMap::new(), each)
+    }
+
+    /// [`Trail::for_each`], noting in `ends` the last sequence number read of each chain
+    /// (matching or not): where [`Trail::follow`] goes on from.
+    pub(super) fn for_each_tracking(
+        &self,
+        filter: &Filter,
+        ends: &mut HashMap<String, i64>,
+        each: &mut Each<'_>,
+    ) -> Result<(), Stop> {
+        let mut after = None;
+        loop {
+            let records = self
+                .runtime
+                .block_on(page(&self.client, after.as_ref(), PAGE))
+                .map_err(|e| self.failed(&e))?;
+            let Some(last) = records.last() else {
+                return Ok(());
+            };
+            after = Some((last.at, last.chain.clone(), last.seq));
+            let full = records.len() as i64 == PAGE;
+            if pass(records, filter, Some(ends), each)?.is_break() || !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Passes the records each chain gains after `ends` to `each`, polling until killed.
+    pub(super) fn follow(
+        &self,
+        mut ends: HashMap<String, i64>,
+        filter: &Filter,
+        each: &mut Each<'_>,
+    ) -> Result<(), Stop> {
+        loop {
+            let records = self
+                .runtime
+                .block_on(since(&self.client, &mut ends))
+                .map_err(|e| self.failed(&e))?;
+            if records.is_empty() {
+                std::thread::sleep(POLL_INTERVAL);
+            } else if pass(records, filter, None, each)?.is_break() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Parses `records` and passes those matching `filter` to `each`, noting each chain's
+/// last sequence number in `ends`.
+fn pass(
+    records: Vec<StoredRecord>,
+    filter: &Filter,
+    mut ends: Option<&mut HashMap<String, i64>>,
+    each: &mut Each<'_>,
+) -> Result<ControlFlow<()>, Stop> {
+    for stored in records {
+        if let Some(ends) = ends.as_deref_mut() {
+            ends.insert(stored.chain.clone(), stored.seq);
+        }
+        let name = format!("postgres chain {:?}", stored.chain);
+        let number = usize::try_from(stored.seq).unwrap_or(usize::MAX);
+        let record: Record = parse_record(stored.record.into_bytes(), &name, number)?;
+        if filter.matches(&record) && each(record)?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
