@@ -36,7 +36,7 @@ fn run(args: &[&str]) -> Run {
 }
 
 fn event(n: usize) -> AuditEvent {
-    let (decision, outcome) = if n % 3 == 0 {
+    let (decision, outcome) = if n.is_multiple_of(3) {
         (DecisionKind::Deny, Outcome::Denied)
     } else {
         (DecisionKind::Allow, Outcome::Success)
