@@ -172,7 +172,17 @@ impl TestPostgres {
         );
     }
 
-    /// Starts it again after [`TestPostgres::kill`] (same port, same data).
+    /// Stops the server cleanly but without waiting for clients (`-m fast`): sessions are
+    /// ended, committed work is flushed, as in a planned restart.
+    pub fn stop(&self) {
+        run(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Starts it again after [`TestPostgres::kill`] or [`TestPostgres::stop`] (same
+    /// port, same data).
     pub fn restart(&self) {
         self.start_server();
     }
