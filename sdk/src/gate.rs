@@ -379,6 +379,36 @@ impl<'a> Audit<'a> {
             .is_some_and(|a| a.is_fail_closed() && a.is_failing())
     }
 
+    /// Under `fail_closed`, records the intent of an allowed operation before it runs and
+    /// waits until it is written (and, in `durable` mode, synced): so a refusal means the
+    /// operation did not run, and a client that retries after one repeats no side effect.
+    /// The outcome's event names the intent's id. Does nothing otherwise.
+    ///
+    /// # Errors
+    /// The MCP error to answer instead of running the operation: the intent could not be
+    /// recorded (its record is then marked refused, and recorded as such when the request
+    /// finishes).
+    pub(crate) async fn record_intent(&mut self) -> Result<(), McpError> {
+        let (Some(auditor), Some(record)) = (self.auditor, self.record.as_mut()) else {
+            return Ok(());
+        };
+        if !auditor.is_fail_closed() {
+            return Ok(());
+        }
+        let written = match auditor.take_place().await {
+            Ok(()) => auditor.put(Entry::Record(record.intent())).await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| {
+            auditor.count_fail_closed_refusal();
+            record.deny(
+                "audit_unavailable",
+                "the intent could not be recorded and fail_closed is set; the operation did not run",
+            );
+            unavailable(&e)
+        })
+    }
+
     /// Records the event with `outcome`. Under `fail_closed`, an event that could not be
     /// written is the MCP error to answer instead of the result; otherwise the failure
     /// is counted and logged by the pipeline, and `Ok` is returned.

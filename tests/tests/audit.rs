@@ -676,8 +676,8 @@ async fn fail_closed_refuses_calls_while_the_audit_file_cannot_be_written() {
 
     place.break_it();
     // A full tmpfs still takes writes into the file's last page, so calls go on until
-    // that is full (a few events). Then a call ran, but its event could not be written:
-    // its result is withheld.
+    // that is full (a few events). Then a call's intent cannot be written: it is refused
+    // before its tool runs (tests/tests/audit_intent.rs checks that it did not run).
     let mut served = 0;
     loop {
         let result = call(&client, "list_notes", json!({})).await;

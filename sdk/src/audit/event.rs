@@ -61,6 +61,10 @@ pub enum Outcome {
     Denied,
     /// The client cancelled it.
     Cancelled,
+    /// It was allowed and is about to run: under `fail_closed`, a tool call's intent is
+    /// recorded (and waited for) before the tool runs, and its outcome follows in a second
+    /// event whose `intent_id` is this event's `id`.
+    Started,
 }
 
 /// One audit record.
@@ -172,6 +176,11 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_FIELD_BYTES))]
     pub remote_addr: Option<String>,
+    /// For the outcome of a tool call whose intent was recorded first (`fail_closed`): the
+    /// `id` of that `started` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
+    pub intent_id: Option<String>,
     /// The fields that were cut to their size bound, in the order they appear in the
     /// record. A string field holds at most 4096 bytes of UTF-8, and a cut one ends with
     /// `...[truncated]`; a list at most 256 items of 16384 bytes together, and a cut one
@@ -194,7 +203,7 @@ pub struct AuditEvent {
 /// counter that is reseeded at random each millisecond and padded with random bits
 /// (RFC 9562 section 6.2, method 1), so ids are ordered within this process and unique
 /// across processes with overwhelming probability.
-fn event_id(now: std::time::SystemTime) -> String {
+pub(crate) fn event_id(now: std::time::SystemTime) -> String {
     use std::sync::Mutex;
     use uuid::{ContextV7, Timestamp, Uuid};
 
@@ -247,6 +256,7 @@ impl AuditEvent {
             request_id: None,
             transport: None,
             remote_addr: None,
+            intent_id: None,
             truncated: Vec::new(),
             prev_hash: None,
         }

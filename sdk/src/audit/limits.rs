@@ -63,7 +63,7 @@ enum Shape {
 
 /// The fields that are bounded, in the order of the record: the names `truncated` may
 /// hold.
-const BOUNDED: [(&str, Shape); 22] = [
+const BOUNDED: [(&str, Shape); 23] = [
     ("id", Shape::Text),
     ("timestamp", Shape::Text),
     ("reason", Shape::Text),
@@ -85,6 +85,7 @@ const BOUNDED: [(&str, Shape); 22] = [
     ("request_id", Shape::Text),
     ("transport", Shape::Text),
     ("remote_addr", Shape::Text),
+    ("intent_id", Shape::Text),
     ("prev_hash", Shape::Text),
 ];
 
@@ -180,6 +181,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         request_id,
         transport,
         remote_addr,
+        intent_id,
         truncated,
         prev_hash,
     } = event;
@@ -206,6 +208,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         && optional(request_id)
         && optional(transport)
         && optional(remote_addr)
+        && optional(intent_id)
         && optional(prev_hash)
         && names_within_bounds(truncated)
 }
@@ -241,6 +244,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
         request_id,
         transport,
         remote_addr,
+        intent_id,
         truncated,
         prev_hash,
     } = event;
@@ -269,6 +273,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
     cuts.optional("request_id", request_id);
     cuts.optional("transport", transport);
     cuts.optional("remote_addr", remote_addr);
+    cuts.optional("intent_id", intent_id);
     cuts.optional("prev_hash", prev_hash);
     if cuts.0 == 0 && names_within_bounds(truncated) {
         return false;
@@ -529,6 +534,7 @@ mod tests {
             &mut e.request_id,
             &mut e.transport,
             &mut e.remote_addr,
+            &mut e.intent_id,
             &mut e.prev_hash,
         ] {
             *field = Some(long());
@@ -629,6 +635,7 @@ mod tests {
             &mut e.request_id,
             &mut e.transport,
             &mut e.remote_addr,
+            &mut e.intent_id,
         ] {
             *field = Some(worst());
         }

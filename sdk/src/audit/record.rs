@@ -47,6 +47,11 @@ pub(crate) struct Record {
     pub(crate) session_id: Option<http::HeaderValue>,
     pub(crate) request_id: Option<RecordedId>,
     pub(crate) remote_addr: Option<SocketAddr>,
+    /// The event's id when it was made on the request path (an intent's, which its
+    /// outcome names); otherwise the writer makes it.
+    id: Option<String>,
+    /// The id of the intent recorded before the operation ran.
+    intent_id: Option<String>,
 }
 
 /// Why a request was denied.
@@ -138,6 +143,36 @@ impl Record {
             session_id: None,
             request_id: None,
             remote_addr: None,
+            id: None,
+            intent_id: None,
+        }
+    }
+
+    /// The intent of this allowed request: a copy of its record so far, with outcome
+    /// `started` and an id made now, which this record's event will name as its
+    /// `intent_id`.
+    pub(crate) fn intent(&mut self) -> Record {
+        let at = SystemTime::now();
+        let id = super::event::event_id(at);
+        self.intent_id = Some(id.clone());
+        Record {
+            at,
+            kind: self.kind,
+            outcome: Outcome::Started,
+            denied: None,
+            principal: self.principal.clone(),
+            method: self.method.clone(),
+            target: self.target.clone(),
+            arguments: self.arguments.clone(),
+            policies: self.policies.clone(),
+            error_code: None,
+            duration_ms: None,
+            transport: self.transport,
+            session_id: self.session_id.clone(),
+            request_id: self.request_id.clone(),
+            remote_addr: self.remote_addr,
+            id: Some(id),
+            intent_id: None,
         }
     }
 
@@ -174,8 +209,14 @@ impl Record {
             session_id,
             request_id,
             remote_addr,
+            id,
+            intent_id,
         } = self;
         let mut event = AuditEvent::at(kind, DecisionKind::Allow, outcome, at);
+        if let Some(id) = id {
+            event.id = id;
+        }
+        event.intent_id = intent_id;
         event.method = method.map(Cow::into_owned);
         event.target = target.map(Cow::into_owned);
         if let Some(arguments) = arguments {

@@ -122,7 +122,7 @@ fn an_audit_section_without_a_sink_names_its_line() {
     assert!(matches!(&err, ConfigFileError::Invalid { key, line: 6, .. } if key == "audit"));
     assert_eq!(
         err.to_string(),
-        "audit (line 6): name a `file`, or set `tracing = true`, or both"
+        "audit (line 6): name a `file`, or an [audit.postgres] database, or set `tracing = true` (or several)"
     );
 }
 

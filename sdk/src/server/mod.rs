@@ -212,6 +212,7 @@ impl<H> Authorized<H> {
             Check::Task(id) => Some(id),
             _ => None,
         };
+        let tool_call = matches!(check, Check::Call(..));
         let denial = match check {
             // The HTTP layer decided this operation for this request already.
             Check::Operation(op)
@@ -282,6 +283,11 @@ impl<H> Authorized<H> {
             return Err(gate::unavailable(&AuditFailure::Closed));
         }
         gate::record_decision(&span, None);
+        // A tool call under fail_closed runs only once its intent is recorded.
+        if tool_call && let Err(refused) = audit.record_intent().await {
+            let _ = audit.finish(Outcome::Denied).await;
+            return Err(refused);
+        }
 
         let cancelled = carrier.request().ct.clone();
         let mut carrier = carrier;

@@ -11,7 +11,7 @@ use super::read::{Source, for_each_record};
 use super::{Stop, conclude, output_error};
 use crate::cli::Outcome;
 
-/// Prints the events of `files` (in order) that match `filter`, at most `limit` of them.
+/// Prints the events of `source` (in order) that match `filter`, at most `limit` of them.
 pub(in crate::cli) fn query(
     source: &Source,
     filter: &Filter,

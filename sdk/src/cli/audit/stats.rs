@@ -170,7 +170,7 @@ impl GroupKey {
     }
 }
 
-/// Prints counts of the events of `files` that match `filter` per group (`by`): events,
+/// Prints counts of the events of `source` that match `filter` per group (`by`): events,
 /// allowed, denied, errors and the top targets; then the totals.
 pub(in crate::cli) fn stats(
     source: &Source,
@@ -192,6 +192,10 @@ fn run_stats(
     let mut total = Counts::default();
     for_each_record(source, filter, |record| {
         let event = &record.event;
+        // An intent (`fail_closed`) is followed by its outcome's event, which is counted.
+        if event.outcome == EventOutcome::Started {
+            return Ok(ControlFlow::Continue(()));
+        }
         groups
             .entry(GroupKey::of(event, by))
             .or_default()
