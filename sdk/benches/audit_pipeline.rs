@@ -18,6 +18,12 @@
 //! - `durable_jsonl/64`: 64 concurrent producers (tokio tasks), `Durability::Durable`:
 //!   events waiting at the same time share one `fsync` (group commit).
 //!
+//! - with feature `postgres`, the same three pipeline cases into the PostgreSQL sink
+//!   (`buffered_postgres/1`, `buffered_postgres/64`, `durable_postgres/64`), on a fresh
+//!   local PostgreSQL cluster the bench starts (as the tests do, under
+//!   `target/pg-tests/`; `fsync` on): one statement and one commit per batch, a
+//!   synchronous commit in `durable` mode.
+//!
 //! In the pipeline cases the events are built before the clock starts (building one, with
 //! its UUID and timestamp, is the caller's cost, not the pipeline's), and the clock of an
 //! iteration batch stops once every event of the batch has been written by the sink (and,
@@ -378,7 +384,45 @@ fn audit_pipeline(c: &mut Criterion) {
         pipeline_case(&mut group, &rt, &name, auditor, producers, Some(&path));
     }
 
+    #[cfg(feature = "postgres")]
+    postgres_cases(&mut group, &rt, buffered);
+
     group.finish();
+}
+
+/// A local PostgreSQL cluster, started as the tests start theirs.
+#[cfg(feature = "postgres")]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/postgres.rs"]
+mod pg;
+
+/// The PostgreSQL sink's cases, beside the file's: buffered with one and with 64
+/// producers, durable with 64.
+#[cfg(feature = "postgres")]
+fn postgres_cases(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, buffered: Durability) {
+    use rmcp_authz::postgres::{Database, PostgresSink};
+
+    let server = pg::TestPostgres::start();
+    let database = Database::parse(&server.url).expect("the cluster's URL");
+    for (name, durability, producers) in [
+        ("buffered_postgres/1", buffered, 1),
+        ("buffered_postgres/64", buffered, 64),
+        ("durable_postgres/64", Durability::Durable, 64),
+    ] {
+        let sink = PostgresSink::builder(database.clone(), name)
+            .migrate(true)
+            .connect()
+            .expect("connect the PostgreSQL sink");
+        let auditor = Auditor::builder(Arc::new(sink))
+            .durability(durability)
+            .build()
+            .expect("start the auditor");
+        pipeline_case(group, rt, name, auditor, producers, None);
+    }
+    eprintln!(
+        "postgres: {} rows in rmcp_authz_audit after the cases",
+        server.psql("SELECT count(*) FROM rmcp_authz_audit")
+    );
 }
 
 // What `criterion_group!`/`criterion_main!` expand to, written out: the macros declare an

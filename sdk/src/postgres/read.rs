@@ -1,11 +1,12 @@
 //! Reading the audit trail back, for `rmcp-authz audit query|stats|tail --postgres`: every
-//! chain's records in the order they were recorded, a page at a time, and the records
-//! added to each chain since a cursor.
+//! chain's records in the order they were recorded (one sorted scan, read through a
+//! cursor a page at a time), and the records each chain gained since a cursor (through
+//! the chains' heads and the primary key, without scanning the table).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 /// One stored record.
 #[derive(Debug, Clone)]
@@ -20,9 +21,6 @@ pub(crate) struct StoredRecord {
     pub(crate) record: String,
 }
 
-/// Where a page ends: the next page starts after it.
-pub(crate) type Cursor = (SystemTime, String, i64);
-
 fn stored(row: &tokio_postgres::Row) -> StoredRecord {
     StoredRecord {
         at: row.get(0),
@@ -32,33 +30,28 @@ fn stored(row: &tokio_postgres::Row) -> StoredRecord {
     }
 }
 
-/// Up to `limit` records after `after`, ordered by time, chain and sequence number.
-pub(crate) async fn page(
-    client: &Client,
-    after: Option<&Cursor>,
-    limit: i64,
+/// Opens a cursor over every record, ordered by time, chain and sequence number, in
+/// `transaction` (read with [`fetch`]).
+pub(crate) async fn open_cursor(
+    transaction: &Transaction<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    transaction
+        .batch_execute(
+            "DECLARE rmcp_authz_records NO SCROLL CURSOR FOR
+             SELECT recorded_at, chain_id, seq, record FROM rmcp_authz_audit
+             ORDER BY recorded_at, chain_id, seq",
+        )
+        .await
+}
+
+/// The next `count` records of the cursor ([`open_cursor`]); fewer at its end.
+pub(crate) async fn fetch(
+    transaction: &Transaction<'_>,
+    count: i64,
 ) -> Result<Vec<StoredRecord>, tokio_postgres::Error> {
-    let rows = match after {
-        None => {
-            client
-                .query(
-                    "SELECT recorded_at, chain_id, seq, record FROM rmcp_authz_audit
-                     ORDER BY recorded_at, chain_id, seq LIMIT $1",
-                    &[&limit],
-                )
-                .await?
-        }
-        Some((at, chain, seq)) => {
-            client
-                .query(
-                    "SELECT recorded_at, chain_id, seq, record FROM rmcp_authz_audit
-                     WHERE (recorded_at, chain_id, seq) > ($1, $2, $3)
-                     ORDER BY recorded_at, chain_id, seq LIMIT $4",
-                    &[at, chain, seq, &limit],
-                )
-                .await?
-        }
-    };
+    let rows = transaction
+        .query(&format!("FETCH {count} FROM rmcp_authz_records"), &[])
+        .await?;
     Ok(rows.iter().map(stored).collect())
 }
 
@@ -68,21 +61,30 @@ pub(crate) async fn since(
     client: &Client,
     ends: &mut HashMap<String, i64>,
 ) -> Result<Vec<StoredRecord>, tokio_postgres::Error> {
-    let (chains, seqs): (Vec<String>, Vec<i64>) = ends.iter().map(|(c, s)| (c.clone(), *s)).unzip();
-    let rows = client
+    let heads = client
         .query(
-            "SELECT a.recorded_at, a.chain_id, a.seq, a.record
-             FROM rmcp_authz_audit a
-             LEFT JOIN unnest($1::text[], $2::bigint[]) AS e(chain_id, seq) USING (chain_id)
-             WHERE a.seq > coalesce(e.seq, 0)
-             ORDER BY a.recorded_at, a.chain_id, a.seq LIMIT 10000",
-            &[&chains, &seqs],
+            "SELECT chain_id, last_seq FROM rmcp_authz_audit_chains",
+            &[],
         )
         .await?;
-    let records: Vec<StoredRecord> = rows.iter().map(stored).collect();
-    for r in &records {
-        let end = ends.entry(r.chain.clone()).or_insert(0);
-        *end = (*end).max(r.seq);
+    let mut records = Vec::new();
+    for head in &heads {
+        let chain: String = head.get(0);
+        let last: i64 = head.get(1);
+        let after = ends.get(&chain).copied().unwrap_or(0);
+        if last <= after {
+            continue;
+        }
+        let rows = client
+            .query(
+                "SELECT recorded_at, chain_id, seq, record FROM rmcp_authz_audit
+                 WHERE chain_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                &[&chain, &after, &last],
+            )
+            .await?;
+        records.extend(rows.iter().map(stored));
+        ends.insert(chain, last);
     }
+    records.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
     Ok(records)
 }

@@ -2,10 +2,11 @@
 //! replica, one statement (one commit) per batch.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use super::connect::{Database, PostgresError, driver_message, migrate};
@@ -87,11 +88,19 @@ struct State {
     /// A batch that failed after it may have been committed (the connection dropped
     /// during the statement): its end, to compare with the head before the next write.
     uncertain: Option<(i64, [u8; 64])>,
+    /// A batch sent and not yet confirmed (buffered mode).
+    in_flight: Option<InFlight>,
     buffer: Vec<u8>,
 }
 
+/// A batch whose statement is running.
+struct InFlight {
+    batch: Arc<Batch>,
+    handle: JoinHandle<Result<u64, Failure>>,
+}
+
 struct Connected {
-    client: Client,
+    client: Arc<Client>,
     append: Statement,
     /// The session's `synchronous_commit`, once set.
     synchronous: Option<bool>,
@@ -99,6 +108,8 @@ struct Connected {
 
 /// One batch, serialized and chained after a given head.
 struct Batch {
+    base_seq: i64,
+    base_hash: [u8; 64],
     seqs: Vec<i64>,
     times: Vec<SystemTime>,
     lines: Vec<String>,
@@ -108,6 +119,8 @@ struct Batch {
 
 /// Why an attempt failed.
 enum Failure {
+    /// The statement failed, with the driver's error (classified once back).
+    Sent(tokio_postgres::Error),
     /// Worth trying again (the database is away, restarting, or overloaded).
     Retry(AuditError),
     /// Trying again cannot help.
@@ -171,26 +184,108 @@ impl PostgresSink {
     }
 
     /// Records `events` with one commit, trying again as the type's documentation says.
+    /// In buffered mode without [`give_up_after`](PostgresSinkBuilder::give_up_after),
+    /// the batch is sent and left in flight: the next call (or [`AuditSink::flush`])
+    /// settles it, while this thread serializes the next batch.
     fn append(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         let mut guard = self.lock();
         let state = &mut *guard;
+        if state.uncertain.is_some() {
+            // A batch given up on may have been committed: learn where the chain ends.
+            self.until_done(|| self.block_on(self.resolve(state)))?;
+        }
+        if events.is_empty() {
+            return self.settle(state);
+        }
+        let (base_seq, base_hash) = state
+            .in_flight
+            .as_ref()
+            .map_or((state.last_seq, state.last_hash), |f| {
+                (f.batch.last_seq, f.batch.last_hash)
+            });
+        let mut batch = chain_batch(&mut state.buffer, events, base_seq, &base_hash)?;
+        self.settle(state)?;
+        if (batch.base_seq, batch.base_hash) != (state.last_seq, state.last_hash) {
+            // The batch in flight was not written after all: chain after what was.
+            batch = chain_batch(&mut state.buffer, events, state.last_seq, &state.last_hash)?;
+        }
+        let batch = Arc::new(batch);
+        if !durable && self.give_up_after.is_none() {
+            match self.block_on(self.send(state, &batch, false)) {
+                Ok(handle) => {
+                    state.in_flight = Some(InFlight { batch, handle });
+                    return Ok(());
+                }
+                Err(failure) => match self.verdict(failure) {
+                    // Not even sent: write it the patient way.
+                    Ok(_) => {}
+                    Err(fatal) => return Err(fatal),
+                },
+            }
+        }
+        self.write(state, &batch, durable)
+    }
+
+    /// Waits for the batch in flight, if any, and writes it again if it failed.
+    fn settle(&self, state: &mut State) -> Result<(), AuditError> {
+        let Some(InFlight { batch, handle }) = state.in_flight.take() else {
+            return Ok(());
+        };
+        let sent = self.block_on(async {
+            match handle.await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+            }
+        });
+        match self
+            .conclude(state, &batch, sent)
+            .map_err(|f| self.verdict(f))
+        {
+            Ok(()) => Ok(()),
+            Err(Err(fatal)) => Err(fatal),
+            Err(Ok(_)) => self.write(state, &batch, false),
+        }
+    }
+
+    /// Writes `batch` and waits for its commit, trying again until it is written, a
+    /// fatal error, or the time given up after.
+    fn write(
+        &self,
+        state: &mut State,
+        batch: &Arc<Batch>,
+        durable: bool,
+    ) -> Result<(), AuditError> {
+        self.until_done(|| {
+            let sent = self.block_on(async {
+                let handle = self.send(state, batch, durable).await?;
+                match handle.await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+                }
+            });
+            self.conclude(state, batch, sent)
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the time to give up comes,
+    /// waiting longer between tries.
+    fn until_done(
+        &self,
+        mut attempt: impl FnMut() -> Result<(), Failure>,
+    ) -> Result<(), AuditError> {
         let deadline = self.give_up_after.map(|d| Instant::now() + d);
         let mut delay = RETRY_FIRST;
         let mut failures = 0_u32;
         loop {
-            let result = self.block_on(self.attempt(state, events, durable));
-            let error = match result {
+            let error = match attempt().map_err(|f| self.verdict(f)) {
                 Ok(()) => {
                     if failures > 0 {
                         tracing::warn!(target: "rmcp_authz::audit", chain = %self.chain, failures, "audit database writable again");
                     }
                     return Ok(());
                 }
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry(e)) => e,
+                Err(Err(fatal)) => return Err(fatal),
+                Err(Ok(retry)) => retry,
             };
             failures += 1;
             if failures == 1 || failures.is_multiple_of(20) {
@@ -204,13 +299,55 @@ impl PostgresSink {
         }
     }
 
-    /// One try: connect if needed, settle an uncertain earlier batch, write this one.
-    async fn attempt(
+    /// Connects if needed, and sends `batch` as one statement (on the session's commit
+    /// mode); the returned task ends with the statement's result.
+    async fn send(
         &self,
         state: &mut State,
-        events: &[AuditEvent],
+        batch: &Arc<Batch>,
         durable: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<JoinHandle<Result<u64, Failure>>, Failure> {
+        let connection = self.connected(state).await?;
+        if connection.synchronous != Some(durable) {
+            let set = if durable {
+                "SET synchronous_commit = on"
+            } else {
+                "SET synchronous_commit = off"
+            };
+            connection
+                .client
+                .batch_execute(set)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            connection.synchronous = Some(durable);
+        }
+        let client = Arc::clone(&connection.client);
+        let statement = connection.append.clone();
+        let (batch, chain) = (Arc::clone(batch), self.chain.clone());
+        Ok(tokio::spawn(async move {
+            let new_hash = hash_text(&batch.last_hash);
+            let old_hash = hash_text(&batch.base_hash);
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &chain,
+                        &batch.last_seq,
+                        &new_hash,
+                        &batch.base_seq,
+                        &old_hash,
+                        &batch.seqs,
+                        &batch.times,
+                        &batch.lines,
+                    ],
+                )
+                .await
+                .map_err(Failure::Sent)
+        }))
+    }
+
+    /// The connection, made if there is none (or it closed).
+    async fn connected<'s>(&self, state: &'s mut State) -> Result<&'s mut Connected, Failure> {
         if state
             .connection
             .as_ref()
@@ -227,63 +364,25 @@ impl PostgresSink {
                 .await
                 .map_err(|e| self.classify(&e))?;
             state.connection = Some(Connected {
-                client,
+                client: Arc::new(client),
                 append,
                 synchronous: None,
             });
         }
-        let Some(connection) = state.connection.as_mut() else {
-            return Err(Failure::Retry(self.error("not connected")));
-        };
-        if let Some((seq, hash)) = state.uncertain {
-            let (head_seq, head_hash) = read_head(&connection.client, &self.chain)
-                .await
-                .map_err(|e| self.classify(&e))?;
-            if head_seq == seq && head_hash.as_bytes() == hash {
-                // The batch was committed after all.
-                state.last_seq = seq;
-                state.last_hash = hash;
-            } else if head_seq != state.last_seq || head_hash.as_bytes() != state.last_hash {
-                return Err(Failure::Fatal(self.error(format!(
-                    "chain {:?} ends at record {head_seq}, not where this process left it: another process writes it, or its head was changed",
-                    self.chain
-                ))));
-            }
-            state.uncertain = None;
-        }
-        let batch = chain_batch(&mut state.buffer, events, state.last_seq, &state.last_hash)?;
-        if connection.synchronous != Some(durable) {
-            let set = if durable {
-                "SET synchronous_commit = on"
-            } else {
-                "SET synchronous_commit = off"
-            };
-            connection
-                .client
-                .batch_execute(set)
-                .await
-                .map_err(|e| self.classify(&e))?;
-            connection.synchronous = Some(durable);
-        }
-        let new_hash = hash_text(&batch.last_hash);
-        let old_hash = hash_text(&state.last_hash);
-        let written = connection
-            .client
-            .execute(
-                &connection.append,
-                &[
-                    &self.chain,
-                    &batch.last_seq,
-                    &new_hash,
-                    &state.last_seq,
-                    &old_hash,
-                    &batch.seqs,
-                    &batch.times,
-                    &batch.lines,
-                ],
-            )
-            .await;
-        match written {
+        state
+            .connection
+            .as_mut()
+            .ok_or_else(|| Failure::Retry(self.error("not connected")))
+    }
+
+    /// Moves the chain past `batch` when its statement wrote it whole.
+    fn conclude(
+        &self,
+        state: &mut State,
+        batch: &Batch,
+        sent: Result<u64, Failure>,
+    ) -> Result<(), Failure> {
+        match sent {
             Ok(n) if n == batch.lines.len() as u64 => {
                 state.last_seq = batch.last_seq;
                 state.last_hash = batch.last_hash;
@@ -291,16 +390,55 @@ impl PostgresSink {
             }
             Ok(_) => Err(Failure::Fatal(self.error(format!(
                 "chain {:?} does not end where this process left it (record {}): another process writes it, or its head was changed",
-                self.chain, state.last_seq
+                self.chain, batch.base_seq
             )))),
-            Err(e) => {
+            Err(Failure::Sent(e)) => {
                 if e.as_db_error().is_none() {
                     // The statement may have been committed before the connection went.
                     state.uncertain = Some((batch.last_seq, batch.last_hash));
                     state.connection = None;
+                    let resolved = self.block_on(self.resolve(state));
+                    if resolved.is_ok() && state.last_seq == batch.last_seq {
+                        return Ok(());
+                    }
                 }
                 Err(self.classify(&e))
             }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Settles a batch whose commit is uncertain by reading the chain's head: it was
+    /// written (the chain moves past it), or it was not.
+    async fn resolve(&self, state: &mut State) -> Result<(), Failure> {
+        let Some((seq, hash)) = state.uncertain else {
+            return Ok(());
+        };
+        let (last_seq, last_hash) = (state.last_seq, state.last_hash);
+        let connection = self.connected(state).await?;
+        let (head_seq, head_hash) = read_head(&connection.client, &self.chain)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        if head_seq == seq && head_hash.as_bytes() == hash {
+            state.last_seq = seq;
+            state.last_hash = hash;
+        } else if head_seq != last_seq || head_hash.as_bytes() != last_hash {
+            return Err(Failure::Fatal(self.error(format!(
+                "chain {:?} ends at record {head_seq}, not where this process left it: another process writes it, or its head was changed",
+                self.chain
+            ))));
+        }
+        state.uncertain = None;
+        Ok(())
+    }
+
+    /// A failure as an error worth trying again (`Ok`) or not (`Err`).
+    fn verdict(&self, failure: Failure) -> Result<AuditError, AuditError> {
+        match failure {
+            Failure::Retry(e) => Ok(e),
+            Failure::Fatal(e) => Err(e),
+            // `classify` answers `Retry` or `Fatal`.
+            Failure::Sent(e) => self.verdict(self.classify(&e)),
         }
     }
 
@@ -335,11 +473,11 @@ impl AuditSink for PostgresSink {
         self.append(events, false)
     }
 
-    /// Nothing to do: a durable batch was committed synchronously by
-    /// [`AuditSink::commit`], and PostgreSQL flushes asynchronous commits within three
-    /// `wal_writer_delay`s.
+    /// Waits for the batch in flight, if any (writing it again if it failed). A durable
+    /// batch was committed synchronously by [`AuditSink::commit`]; PostgreSQL flushes
+    /// asynchronous commits within three `wal_writer_delay`s.
     fn flush(&self, _durable: bool) -> Result<(), AuditError> {
-        Ok(())
+        self.append(&[], false)
     }
 
     fn commit(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
@@ -376,7 +514,10 @@ impl PostgresSinkBuilder {
                 reason: "the chain id is empty".to_owned(),
             });
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker: a buffered batch's statement runs there while the writer thread
+        // serializes the next batch.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .thread_name("rmcp-authz-postgres")
             .build()
@@ -408,6 +549,7 @@ impl PostgresSinkBuilder {
                 last_seq,
                 last_hash,
                 uncertain: None,
+                in_flight: None,
                 buffer: Vec::new(),
             }),
         })
@@ -467,7 +609,7 @@ impl PostgresSinkBuilder {
         let append = client.prepare(APPEND).await.map_err(fail)?;
         Ok((
             Connected {
-                client,
+                client: Arc::new(client),
                 append,
                 synchronous: None,
             },
@@ -489,8 +631,10 @@ fn chain_batch(
     events: &[AuditEvent],
     mut seq: i64,
     hash: &[u8; 64],
-) -> Result<Batch, Failure> {
+) -> Result<Batch, AuditError> {
     let mut batch = Batch {
+        base_seq: seq,
+        base_hash: *hash,
         seqs: Vec::with_capacity(events.len()),
         times: Vec::with_capacity(events.len()),
         lines: Vec::with_capacity(events.len()),
@@ -499,10 +643,10 @@ fn chain_batch(
     };
     for event in events {
         buffer.clear();
-        batch.last_hash = append_record(buffer, event, &batch.last_hash).map_err(Failure::Fatal)?;
+        batch.last_hash = append_record(buffer, event, &batch.last_hash)?;
         buffer.pop(); // the newline
         let line = String::from_utf8(std::mem::take(buffer))
-            .map_err(|_| Failure::Fatal(AuditError::Serialize("not UTF-8".to_owned())))?;
+            .map_err(|_| AuditError::Serialize("not UTF-8".to_owned()))?;
         seq += 1;
         batch.seqs.push(seq);
         batch.times.push(

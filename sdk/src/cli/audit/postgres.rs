@@ -13,7 +13,7 @@ use super::Stop;
 use super::filter::Filter;
 use super::read::{Each, Record, parse_record};
 use crate::postgres::Database;
-use crate::postgres::read::{StoredRecord, page, since};
+use crate::postgres::read::{StoredRecord, fetch, open_cursor, since};
 
 /// Records read per query.
 const PAGE: i64 = 2000;
@@ -64,33 +64,42 @@ impl Trail {
     }
 
     /// Passes every record matching `filter`, in time order, to `each` until it breaks.
-    pub(super) fn for_each(&self, filter: &Filter, each: &mut Each<'_>) -> Result<(), Stop> {
+    pub(super) fn for_each(&mut self, filter: &Filter, each: &mut Each<'_>) -> Result<(), Stop> {
         self.for_each_tracking(filter, &mut HashMap::new(), each)
     }
 
     /// [`Trail::for_each`], noting in `ends` the last sequence number read of each chain
     /// (matching or not): where [`Trail::follow`] goes on from.
     pub(super) fn for_each_tracking(
-        &self,
+        &mut self,
         filter: &Filter,
         ends: &mut HashMap<String, i64>,
         each: &mut Each<'_>,
     ) -> Result<(), Stop> {
-        let mut after = None;
-        loop {
-            let records = self
-                .runtime
-                .block_on(page(&self.client, after.as_ref(), PAGE))
-                .map_err(|e| self.failed(&e))?;
-            let Some(last) = records.last() else {
-                return Ok(());
-            };
-            after = Some((last.at, last.chain.clone(), last.seq));
-            let full = records.len() as i64 == PAGE;
-            if pass(records, filter, Some(ends), each)?.is_break() || !full {
-                return Ok(());
+        let Trail {
+            runtime,
+            client,
+            database,
+        } = self;
+        let failed = |e: tokio_postgres::Error| Stop::Error(database.query_error(&e).to_string());
+        runtime.block_on(async {
+            // A read-only snapshot: the records as they were when the command started.
+            let transaction = client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .await
+                .map_err(failed)?;
+            open_cursor(&transaction).await.map_err(failed)?;
+            loop {
+                let records = fetch(&transaction, PAGE).await.map_err(failed)?;
+                let full = records.len() as i64 == PAGE;
+                if pass(records, filter, Some(ends), each)?.is_break() || !full {
+                    return Ok(());
+                }
             }
-        }
+        })
     }
 
     /// Passes the records each chain gains after `ends` to `each`, polling until killed.

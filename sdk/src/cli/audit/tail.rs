@@ -164,7 +164,7 @@ pub(in crate::cli) fn tail_postgres(
     format: Format,
 ) -> Result<Outcome, String> {
     conclude((|| {
-        let trail = super::postgres::Trail::open(database)?;
+        let mut trail = super::postgres::Trail::open(database)?;
         let mut ends = std::collections::HashMap::new();
         let mut last = VecDeque::new();
         trail.for_each_tracking(filter, &mut ends, &mut keep_last(count, &mut last))?;
