@@ -321,6 +321,10 @@ impl<'o> Scan<'o> {
         for (i, line) in lines.iter().enumerate() {
             self.record(&name, i + 1, line)?;
         }
+        // Every complete line is a record: the last is the file's last record.
+        if !lines.is_empty() {
+            self.last_record = Some((name.clone(), lines.len()));
+        }
         self.last_file = Some(name);
         Ok(())
     }
@@ -362,7 +366,6 @@ impl<'o> Scan<'o> {
         if self.anchor.is_none() && self.is_anchor(&hash) {
             self.anchor = Some(((name.to_owned(), number), self.records));
         }
-        self.last_record = Some((name.to_owned(), number));
         self.previous = Some(hash);
         Ok(())
     }
