@@ -999,6 +999,381 @@ fn audit_verify_catches_a_deleted_last_but_one_record() {
     assert_eq!(json["intact"], false, "{json:#}");
 }
 
+/// The lines of `file`.
+fn file_lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `last_hash` that `audit verify --json` prints for `files`.
+fn last_hash(files: &[&Path]) -> String {
+    let mut args = vec!["--json", "audit", "verify"];
+    args.extend(files.iter().map(|f| path(f)));
+    let out = run(&args);
+    assert_eq!(out.code, 0, "{out:#?}");
+    out.json()["last_hash"].as_str().unwrap().to_owned()
+}
+
+/// Issue 18: an anchor saved earlier is found while records are only appended.
+#[test]
+fn audit_verify_finds_a_saved_anchor_after_appends() {
+    let f = Fixture::new("audit-anchor");
+    let file = audit_file(&f, 3);
+    let saved = last_hash(&[&file]);
+    // Two more records, appended by a restarted sink.
+    let sink = JsonLines::open(&file).unwrap();
+    sink.write(&[tagged("a"), tagged("b")]).unwrap();
+    sink.flush(true).unwrap();
+    let out = run(&["audit", "verify", "--anchor", &saved, path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("5 records, chain intact"), "{out:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "anchor found: {} line 3; 2 records appended since",
+            path(&file)
+        )),
+        "{out:#?}"
+    );
+    let json = run(&["--json", "audit", "verify", "--anchor", &saved, path(&file)]).json();
+    assert_eq!(json["intact"], true, "{json:#}");
+    assert_eq!(json["anchor"]["hash"], saved.as_str(), "{json:#}");
+    assert_eq!(json["anchor"]["found"], true, "{json:#}");
+    assert_eq!(json["anchor"]["file"], path(&file), "{json:#}");
+    assert_eq!(json["anchor"]["line"], 3, "{json:#}");
+    assert_eq!(json["anchor"]["records_after"], 2, "{json:#}");
+
+    // From a file, with the whitespace an editor or `echo` leaves, in capitals.
+    let anchor_file = f.dir.path().join("anchor.txt");
+    std::fs::write(&anchor_file, format!("  {}\n\n", saved.to_uppercase())).unwrap();
+    let out = run(&[
+        "audit",
+        "verify",
+        "--anchor-file",
+        path(&anchor_file),
+        path(&file),
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("anchor found"), "{out:#?}");
+}
+
+/// Issue 18: the newest records dropped (the file truncated) leave every remaining link
+/// intact; only the anchor catches it.
+#[test]
+fn audit_verify_anchor_catches_dropped_last_records() {
+    let f = Fixture::new("audit-anchor-dropped");
+    let file = audit_file(&f, 5);
+    let saved = last_hash(&[&file]);
+    let lines = file_lines(&file);
+    let keep: usize = lines[..3].iter().map(|l| l.len() + 1).sum();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(keep as u64)
+        .unwrap();
+    // Without the anchor, nothing shows.
+    let out = run(&["audit", "verify", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let out = run(&["audit", "verify", "--anchor", &saved, path(&file)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("anchored record is gone"), "{out:#?}");
+    assert!(out.stdout.contains(&saved), "{out:#?}");
+    let json = run(&["--json", "audit", "verify", "--anchor", &saved, path(&file)]).json();
+    assert_eq!(json["intact"], false, "{json:#}");
+    assert_eq!(json["kind"], "anchor_missing", "{json:#}");
+    assert_eq!(json["file"], path(&file), "{json:#}");
+    assert_eq!(json["line"], 3, "{json:#}");
+    assert_eq!(json["anchor"]["hash"], saved.as_str(), "{json:#}");
+    assert_eq!(json["anchor"]["found"], false, "{json:#}");
+}
+
+/// Issue 18: the last record rewritten (its link to the one before kept) changes its hash;
+/// the anchor catches it.
+#[test]
+fn audit_verify_anchor_catches_a_rewritten_last_record() {
+    let f = Fixture::new("audit-anchor-rewritten");
+    let file = audit_file(&f, 3);
+    let saved = last_hash(&[&file]);
+    let out = verify_tampered(&file, |lines| {
+        lines[2] = lines[2].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    });
+    assert_eq!(out.code, 0, "the links still hold: {out:#?}");
+    let out = run(&["audit", "verify", "--anchor", &saved, path(&file)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.contains("anchored record is gone"), "{out:#?}");
+}
+
+#[test]
+fn audit_verify_refuses_an_anchor_that_is_not_a_hash() {
+    let f = Fixture::new("audit-anchor-bad");
+    let file = audit_file(&f, 1);
+    let out = run(&["audit", "verify", "--anchor", "not-a-hash", path(&file)]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("--anchor"), "{out:#?}");
+    assert!(out.stderr.contains("64 hex digits"), "{out:#?}");
+    let missing = f.dir.path().join("no-anchor.txt");
+    let out = run(&[
+        "audit",
+        "verify",
+        "--anchor-file",
+        path(&missing),
+        path(&file),
+    ]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains("cannot read the anchor file"),
+        "{out:#?}"
+    );
+    let out = run(&[
+        "audit",
+        "verify",
+        "--anchor",
+        &"0".repeat(64),
+        "--anchor-file",
+        path(&missing),
+        path(&file),
+    ]);
+    assert_eq!(out.code, 2, "one or the other: {out:#?}");
+}
+
+/// Issue 18: `--json` names the file, line and kind of a break.
+#[test]
+fn audit_verify_json_names_the_file_line_and_kind_of_an_edited_record() {
+    let f = Fixture::new("audit-json-edited");
+    let file = audit_file(&f, 4);
+    let lines = file_lines(&file);
+    let out = verify_tampered(&file, |lines| {
+        lines[1] = lines[1].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    let json = run(&["--json", "audit", "verify", path(&file)]).json();
+    assert_eq!(json["intact"], false, "{json:#}");
+    assert_eq!(json["kind"], "broken", "{json:#}");
+    assert_eq!(json["file"], path(&file), "{json:#}");
+    assert_eq!(json["line"], 3, "{json:#}");
+    // The record on line 3 still carries the hash of line 2 as it was written.
+    let carried: Value = serde_json::from_str(&lines[2]).unwrap();
+    assert_eq!(json["found"], carried["prev_hash"], "{json:#}");
+    assert_ne!(json["expected"], json["found"], "{json:#}");
+    assert_eq!(json["expected"].as_str().unwrap().len(), 64, "{json:#}");
+    assert!(
+        json["error"].as_str().unwrap().contains("line 3"),
+        "{json:#}"
+    );
+}
+
+#[test]
+fn audit_verify_json_names_a_torn_record_inside_the_chain() {
+    let f = Fixture::new("audit-json-torn-inside");
+    let old = audit_file(&f, 3);
+    let lines = file_lines(&old);
+    let newer = f.dir.path().join("audit.jsonl.newer");
+    std::fs::write(&newer, lines[2].clone() + "\n").unwrap();
+    // The older file loses its last newline and record: a torn line 2, then more records.
+    std::fs::write(&old, format!("{}\n{}", lines[0], &lines[1][..20])).unwrap();
+    let json = run(&["--json", "audit", "verify", path(&old), path(&newer)]).json();
+    assert_eq!(json["intact"], false, "{json:#}");
+    assert_eq!(json["kind"], "torn_inside", "{json:#}");
+    assert_eq!(json["file"], path(&old), "{json:#}");
+    assert_eq!(json["line"], 2, "{json:#}");
+
+    // A line that is not JSON.
+    std::fs::write(&old, format!("{}\nnot json\n", lines[0])).unwrap();
+    let json = run(&["--json", "audit", "verify", path(&old)]).json();
+    assert_eq!(json["kind"], "malformed", "{json:#}");
+    assert_eq!(
+        (json["file"].as_str(), json["line"].as_u64()),
+        (Some(path(&old)), Some(2))
+    );
+}
+
+/// Issue 18: a deleted first record is an error unless the caller says older files were
+/// rotated away.
+#[test]
+fn audit_verify_a_deleted_first_record_fails_unless_rotated() {
+    let f = Fixture::new("audit-deleted-first");
+    let file = audit_file(&f, 3);
+    assert_eq!(run(&["audit", "verify", path(&file)]).code, 0);
+    let out = verify_tampered(&file, |lines| {
+        lines.remove(0);
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("BROKEN: "), "{out:#?}");
+    assert!(out.stdout.contains("line 1"), "{out:#?}");
+    assert!(
+        out.stdout.contains("earlier records were deleted"),
+        "{out:#?}"
+    );
+    let json = run(&["--json", "audit", "verify", path(&file)]).json();
+    assert_eq!(json["kind"], "missing_start", "{json:#}");
+    assert_eq!(json["file"], path(&file), "{json:#}");
+    assert_eq!(json["line"], 1, "{json:#}");
+
+    let out = run(&["audit", "verify", "--rotated", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("2 records, chain intact"), "{out:#?}");
+    assert!(
+        out.stdout.contains("continues an earlier chain"),
+        "{out:#?}"
+    );
+    let json = run(&["--json", "audit", "verify", "--rotated", path(&file)]).json();
+    assert_eq!(json["intact"], true, "{json:#}");
+    assert_eq!(json["starts_at_genesis"], false, "{json:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// audit repair
+// ---------------------------------------------------------------------------------------
+
+/// The start of a record cut short by a crash.
+const TORN: &[u8] = b"{\"schema_version\":1,\"id\":\"01JD";
+
+/// Appends [`TORN`] to `file`.
+fn tear(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes.extend_from_slice(TORN);
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// The files in `dir` whose names start with `prefix`, sorted.
+fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Issue 18: a torn file repaired keeps one chain: the sink reopens it and continues, and
+/// the file verifies, alone and with the file a later rotation starts.
+#[test]
+fn audit_repair_lets_the_chain_continue_across_the_cut() {
+    let f = Fixture::new("audit-repair");
+    let file = audit_file(&f, 3);
+    let intact = file_lines(&file);
+    tear(&file);
+    let out = run(&["audit", "verify", path(&file)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.contains("audit repair"), "{out:#?}");
+    let refused = JsonLines::open(&file).unwrap_err().to_string();
+    assert!(
+        refused.contains(&format!("rmcp-authz audit repair {}", path(&file))),
+        "{refused}"
+    );
+    assert!(!refused.contains("aside"), "{refused}");
+
+    let out = run(&["audit", "repair", path(&file)]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let sides = files_starting(f.dir.path(), "audit.jsonl.torn-");
+    assert_eq!(sides.len(), 1, "one side file: {sides:?}");
+    assert_eq!(
+        std::fs::read(&sides[0]).unwrap(),
+        TORN,
+        "the torn bytes, exactly"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&sides[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        out.stdout.contains("line 4 was incomplete") && out.stdout.contains(path(&sides[0])),
+        "{out:#?}"
+    );
+    assert_eq!(
+        file_lines(&file),
+        intact,
+        "the complete records are untouched"
+    );
+
+    // The sink opens it again and continues the chain; a rotation then starts a new file.
+    let sink = JsonLines::open(&file)
+        .expect("a repaired file opens")
+        .rotate_at(1);
+    sink.write(&[tagged("after-repair")]).unwrap();
+    sink.write(&[tagged("next")]).unwrap();
+    sink.flush(true).unwrap();
+    drop(sink);
+    let rotated = files_starting(f.dir.path(), "audit.jsonl.2");
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    let mut args = vec!["audit", "verify"];
+    args.extend(rotated.iter().map(|p| path(p)));
+    args.push(path(&file));
+    let out = run(&args);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("5 records, chain intact"), "{out:#?}");
+    // The newest file alone continues the chain: rotated.
+    assert_eq!(run(&["audit", "verify", path(&file)]).code, 1);
+    assert_eq!(run(&["audit", "verify", "--rotated", path(&file)]).code, 0);
+}
+
+#[test]
+fn audit_repair_json_says_what_it_did() {
+    let f = Fixture::new("audit-repair-json");
+    let file = audit_file(&f, 2);
+    let kept = std::fs::metadata(&file).unwrap().len();
+    let before = last_hash(&[&file]);
+    tear(&file);
+    let json = run(&["--json", "audit", "repair", path(&file)]).json();
+    assert_eq!(json["repaired"], true, "{json:#}");
+    assert_eq!(json["file"], path(&file), "{json:#}");
+    assert_eq!(json["torn_line"], 3, "{json:#}");
+    assert_eq!(json["torn_bytes"], TORN.len(), "{json:#}");
+    assert_eq!(json["kept_bytes"], kept, "{json:#}");
+    assert_eq!(json["records"], 2, "{json:#}");
+    assert_eq!(json["last_hash"], before.as_str(), "{json:#}");
+    let side = PathBuf::from(json["side_file"].as_str().unwrap());
+    assert_eq!(std::fs::read(side).unwrap(), TORN);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), kept);
+}
+
+#[test]
+fn audit_repair_refuses_a_file_that_is_not_torn() {
+    let f = Fixture::new("audit-repair-whole");
+    let file = audit_file(&f, 2);
+    let before = std::fs::read(&file).unwrap();
+    let out = run(&["audit", "repair", path(&file)]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.starts_with("rmcp-authz: "), "{out:#?}");
+    assert!(out.stderr.contains("is not torn"), "{out:#?}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    assert!(files_starting(f.dir.path(), "audit.jsonl.torn-").is_empty());
+    // Nor what cannot be read, said without a Debug form.
+    let out = run(&["audit", "repair", path(f.dir.path())]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("cannot repair "), "{out:#?}");
+    assert!(!out.stderr.contains("Os {"), "{out:#?}");
+}
+
+#[test]
+fn audit_repair_refuses_when_the_records_before_the_cut_do_not_verify() {
+    let f = Fixture::new("audit-repair-broken");
+    let file = audit_file(&f, 4);
+    let out = verify_tampered(&file, |lines| {
+        lines[1] = lines[1].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    });
+    assert_eq!(out.code, 1, "{out:#?}");
+    tear(&file);
+    let before = std::fs::read(&file).unwrap();
+    let out = run(&["audit", "repair", path(&file)]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("do not verify"), "{out:#?}");
+    assert!(out.stderr.contains("line 3"), "{out:#?}");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "left as it was");
+    assert!(files_starting(f.dir.path(), "audit.jsonl.torn-").is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // audit query, stats, tail
 // ---------------------------------------------------------------------------------------

@@ -106,6 +106,56 @@ async fn the_database_reads_like_a_file() {
         );
     }
 
+    // `audit verify --postgres`: intact, then an anchor saved, then a row edited.
+    let verified = run(&["audit", "verify", "--postgres", &pg.url, "--json"]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    let report: Value = serde_json::from_str(&verified.stdout).unwrap();
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["chains"][0]["chain"], "replica-a");
+    assert_eq!(report["chains"][0]["records"], 30);
+    let anchor = report["chains"][0]["last_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let anchored = run(&[
+        "audit",
+        "verify",
+        "--postgres",
+        &pg.url,
+        "--chain",
+        "replica-a",
+        "--anchor",
+        &anchor,
+    ]);
+    assert_eq!(anchored.code, 0, "{}{}", anchored.stdout, anchored.stderr);
+    let unnamed = run(&[
+        "audit",
+        "verify",
+        "--postgres",
+        &pg.url,
+        "--anchor",
+        &anchor,
+    ]);
+    assert_eq!(
+        unnamed.code, 2,
+        "an anchor needs --chain: {}",
+        unnamed.stderr
+    );
+    pg.psql("UPDATE rmcp_authz_audit SET record = replace(record, 'agent-1', 'agent-9') WHERE chain_id = 'replica-a' AND seq = 8");
+    let broken = run(&["audit", "verify", "--postgres", &pg.url, "--json"]);
+    assert_eq!(broken.code, 1, "{}", broken.stdout);
+    let report: Value = serde_json::from_str(&broken.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["chains"][0]["kind"], "broken");
+    assert_eq!(report["chains"][0]["seq"], 9);
+    let text = run(&["audit", "verify", "--postgres", &pg.url]);
+    assert!(
+        text.stdout
+            .starts_with("BROKEN: chain \"replica-a\" record 9"),
+        "{}",
+        text.stdout
+    );
+
     // The URL can come from the environment; a bad one is a clear error, exit 2.
     let from_env = Command::new(env!("CARGO_BIN_EXE_rmcp-authz"))
         .args(["audit", "query", "--json", "--postgres", "env:AUDIT_DB"])

@@ -3,7 +3,10 @@
 //! [`AuditEvent`] is the record (a stable, versioned JSON object with a committed JSON
 //! Schema). [`AuditSink`]s write events: [`JsonLines`] appends them to a file (mode 0600)
 //! as a hash chain, where each record carries the SHA-256 of the previous line, so
-//! [`verify_chain`] names the first record that was edited, deleted or moved;
+//! [`verify_chain`] names the first record that was edited, deleted or moved
+//! ([`verify_chain_with`] also checks a saved anchor, and accepts a log whose older files
+//! were rotated away), and [`repair_torn_tail`] cuts a record torn by a crash off the end
+//! of a file without breaking its chain;
 //! [`TracingSink`] emits them as structured `tracing` events on target
 //! `rmcp_authz::audit`; [`MemorySink`] keeps them for tests; [`FanOut`] writes to several.
 //!
@@ -21,13 +24,17 @@ mod event;
 mod limits;
 mod pipeline;
 mod record;
+mod repair;
 mod sinks;
 mod writer;
 
 use std::fmt;
 
 pub use arguments::{ArgumentRecording, KeyLengthError, MIN_KEY_BYTES, REDACTED};
-pub use chain::{ChainError, ChainReport, GENESIS_HASH, verify_chain};
+pub use chain::{
+    AnchorMatch, ChainError, ChainReport, GENESIS_HASH, VerifyOptions, verify_chain,
+    verify_chain_with,
+};
 pub use event::{AuditEvent, DecisionKind, EventKind, Outcome, SCHEMA_VERSION};
 pub use limits::{
     MAX_ARGUMENTS_BYTES, MAX_FIELD_BYTES, MAX_LIST_BYTES, MAX_LIST_ITEMS, MAX_RECORD_BYTES,
@@ -37,6 +44,7 @@ pub use pipeline::{
     AuditFailure, AuditSlot, AuditStats, Auditor, AuditorBuilder, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_QUEUE_CAPACITY, Durability, Overload,
 };
+pub use repair::{RepairError, RepairReport, repair_torn_tail};
 pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};
 
 pub(crate) use arguments::Arguments;
@@ -60,9 +68,11 @@ pub enum AuditError {
         source: std::io::Error,
     },
     /// The file's last record is incomplete (a crash during a write), so the chain cannot
-    /// be continued safely.
+    /// be continued safely. [`repair_torn_tail`] (`rmcp-authz audit repair FILE`) moves the
+    /// torn bytes into a side file and cuts the file back to its last complete record, from
+    /// which the chain then continues.
     #[error(
-        "audit file {path}: the last record is incomplete; check it with `rmcp-authz audit verify` and move the file aside before appending"
+        "audit file {path}: the last record is incomplete; check it with `rmcp-authz audit verify {path}`, then repair it with `rmcp-authz audit repair {path}` (which keeps the torn bytes in a side file and lets the chain continue)"
     )]
     TornTail {
         /// The file.

@@ -62,7 +62,9 @@ impl JsonLines {
     ///
     /// # Errors
     /// [`AuditError::Io`] when the file cannot be opened or read;
-    /// [`AuditError::TornTail`] when its last record is incomplete.
+    /// [`AuditError::TornTail`] when its last record is incomplete (a crash during a
+    /// write): [`repair_torn_tail`](super::repair_torn_tail) (`rmcp-authz audit repair`)
+    /// cuts it off into a side file, after which the file opens and continues its chain.
     pub fn open(path: impl AsRef<Path>) -> Result<JsonLines, AuditError> {
         let path = path.as_ref().to_path_buf();
         let mut file = open_append(&path)?;
@@ -93,6 +95,13 @@ impl JsonLines {
     /// and renamed to `<path>.<UTC time>` (names that sort oldest first), and a new file is
     /// started at `path` whose first record continues the chain. A batch larger than
     /// `max_bytes` goes whole into a fresh file. Rotated files are never deleted here.
+    ///
+    /// The chain runs across the files: verify them together, oldest first, with the file
+    /// at `path` last. Once older files are shipped and deleted, the first file left
+    /// continues a chain that starts elsewhere: verify it with
+    /// [`VerifyOptions::rotated`](super::VerifyOptions#structfield.rotated) (`audit verify
+    /// --rotated`), since a strict [`verify_chain`](super::verify_chain) takes a first record
+    /// that does not start a chain for deleted records.
     #[must_use]
     pub fn rotate_at(mut self, max_bytes: u64) -> JsonLines {
         self.max_bytes = Some(max_bytes.max(1));

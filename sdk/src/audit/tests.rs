@@ -102,9 +102,255 @@ fn deleting_the_first_record_is_reported_as_not_starting_at_genesis() {
     write_n(&f.path, 3);
     let l = lines(&f.path);
     std::fs::write(&f.path, l[1..].join("\n") + "\n").unwrap();
-    let report = verify_chain(&[&f.path]).unwrap();
+    // Allowed only when the caller says older files were rotated away.
+    let rotated = VerifyOptions::default().rotated(true);
+    let report = verify_chain_with(&[&f.path], &rotated).unwrap();
     assert!(!report.starts_at_genesis);
     assert_eq!(report.records, 2);
+}
+
+/// Issue 18: a deleted first record left every remaining link intact and passed; it is an
+/// error now unless the caller says the log was rotated.
+#[test]
+fn deleting_the_first_record_is_an_error_unless_rotated() {
+    let f = TempFile::new("head-strict");
+    write_n(&f.path, 3);
+    let l = lines(&f.path);
+    // Untouched, it passes strictly.
+    assert!(verify_chain(&[&f.path]).unwrap().starts_at_genesis);
+    std::fs::write(&f.path, l[1..].join("\n") + "\n").unwrap();
+    let first_hash = chain::line_hash(l[0].as_bytes());
+    match verify_chain(&[&f.path]) {
+        Err(ChainError::MissingStart { path, line, found }) => {
+            assert_eq!((path, line), (f.path.display().to_string(), 1));
+            assert_eq!(found, first_hash);
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = verify_chain_with(&[&f.path], &VerifyOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("earlier records were deleted"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--rotated"), "{err}");
+    assert!(
+        verify_chain_with(&[&f.path], &VerifyOptions::default().rotated(true)).is_ok(),
+        "rotated"
+    );
+}
+
+/// An empty first file does not hide the start: the first record is in the next one.
+#[test]
+fn the_first_record_may_be_in_a_later_file() {
+    let (empty, a) = (TempFile::new("empty"), TempFile::new("after-empty"));
+    std::fs::write(&empty.path, "").unwrap();
+    write_n(&a.path, 2);
+    assert!(
+        verify_chain(&[&empty.path, &a.path])
+            .unwrap()
+            .starts_at_genesis
+    );
+    let l = lines(&a.path);
+    std::fs::write(&a.path, l[1..].join("\n") + "\n").unwrap();
+    assert!(matches!(
+        verify_chain(&[&empty.path, &a.path]),
+        Err(ChainError::MissingStart { line: 1, .. })
+    ));
+}
+
+#[test]
+fn an_anchor_is_found_with_the_records_appended_since() {
+    let f = TempFile::new("anchor");
+    write_n(&f.path, 3);
+    let saved = verify_chain(&[&f.path]).unwrap().last_hash;
+    write_n(&f.path, 2);
+    let report =
+        verify_chain_with(&[&f.path], &VerifyOptions::default().anchor(saved.clone())).unwrap();
+    let anchor = report.anchor.unwrap();
+    assert_eq!(anchor.hash, saved);
+    assert_eq!(anchor.at, Some((f.path.display().to_string(), 3)));
+    assert_eq!(anchor.records_after, 2);
+    // Case does not matter; no anchor, no match reported.
+    let upper = VerifyOptions::default().anchor(saved.to_ascii_uppercase());
+    assert!(verify_chain_with(&[&f.path], &upper).is_ok());
+    assert_eq!(verify_chain(&[&f.path]).unwrap().anchor, None);
+}
+
+#[test]
+fn dropping_the_anchored_record_is_caught() {
+    let f = TempFile::new("anchor-dropped");
+    write_n(&f.path, 4);
+    let saved = verify_chain(&[&f.path]).unwrap().last_hash;
+    let l = lines(&f.path);
+    // The newest two records dropped: every remaining link holds.
+    std::fs::write(&f.path, l[..2].join("\n") + "\n").unwrap();
+    assert!(verify_chain(&[&f.path]).is_ok());
+    match verify_chain_with(&[&f.path], &VerifyOptions::default().anchor(saved.clone())) {
+        Err(ChainError::AnchorMissing { anchor, path, line }) => {
+            assert_eq!(anchor, saved);
+            assert_eq!((path, line), (f.path.display().to_string(), 2));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rewriting_the_anchored_record_is_caught() {
+    let f = TempFile::new("anchor-rewritten");
+    write_n(&f.path, 3);
+    let saved = verify_chain(&[&f.path]).unwrap().last_hash;
+    // The last record rewritten: still linked to the one before, but another hash.
+    let mut l = lines(&f.path);
+    l[2] = l[2].replace("tool2", "tool7");
+    std::fs::write(&f.path, l.join("\n") + "\n").unwrap();
+    assert!(verify_chain(&[&f.path]).is_ok());
+    assert!(matches!(
+        verify_chain_with(&[&f.path], &VerifyOptions::default().anchor(saved)),
+        Err(ChainError::AnchorMissing { line: 3, .. })
+    ));
+}
+
+#[test]
+fn a_genesis_anchor_is_found_at_the_start_of_a_chain_only() {
+    let f = TempFile::new("anchor-genesis");
+    std::fs::write(&f.path, "").unwrap();
+    let genesis = VerifyOptions::default().anchor(GENESIS_HASH);
+    let report = verify_chain_with(&[&f.path], &genesis).unwrap();
+    assert_eq!(
+        report.anchor.map(|a| (a.at, a.records_after)),
+        Some((None, 0))
+    );
+    write_n(&f.path, 2);
+    let report = verify_chain_with(&[&f.path], &genesis).unwrap();
+    assert_eq!(report.anchor.map(|a| a.records_after), Some(2));
+    let l = lines(&f.path);
+    std::fs::write(&f.path, l[1..].join("\n") + "\n").unwrap();
+    assert!(matches!(
+        verify_chain_with(&[&f.path], &genesis.rotated(true)),
+        Err(ChainError::AnchorMissing { .. })
+    ));
+}
+
+/// A torn file: `n` records, then the start of another without its newline.
+fn torn_file(name: &str, n: usize) -> (TempFile, Vec<u8>) {
+    let f = TempFile::new(name);
+    write_n(&f.path, n);
+    let torn = br#"{"schema_version":1,"id":"01J"#.to_vec();
+    let mut bytes = std::fs::read(&f.path).unwrap();
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&f.path, &bytes).unwrap();
+    (f, torn)
+}
+
+#[test]
+fn repairing_a_torn_file_keeps_the_chain_and_the_torn_bytes() {
+    let (f, torn) = torn_file("repair", 3);
+    let before = verify_chain(&[&f.path]).unwrap();
+    assert!(matches!(
+        JsonLines::open(&f.path),
+        Err(AuditError::TornTail { .. })
+    ));
+    let report = repair_torn_tail(&f.path).unwrap();
+    assert_eq!(report.records, 3);
+    assert_eq!(report.torn_line, 4);
+    assert_eq!(report.torn_bytes, torn.len() as u64);
+    assert_eq!(report.last_hash, before.last_hash);
+    assert!(report.starts_at_genesis);
+    assert_eq!(std::fs::read(&report.side_file).unwrap(), torn);
+    let side_name = report.side_file.file_name().unwrap().to_string_lossy();
+    assert!(side_name.starts_with("repair.jsonl.torn-"), "{side_name}");
+    assert_eq!(std::fs::metadata(&f.path).unwrap().len(), report.kept_bytes);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&report.side_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    write_n(&f.path, 2);
+    let after = verify_chain(&[&f.path]).unwrap();
+    assert_eq!((after.records, after.torn_tail), (5, None));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&lines(&f.path)[3]).unwrap()["prev_hash"],
+        before.last_hash.as_str()
+    );
+}
+
+#[test]
+fn repairing_a_file_of_one_torn_line_leaves_it_empty() {
+    let f = TempFile::new("repair-only");
+    std::fs::write(&f.path, "{\"schema").unwrap();
+    let report = repair_torn_tail(&f.path).unwrap();
+    assert_eq!(
+        (report.records, report.torn_line, report.kept_bytes),
+        (0, 1, 0)
+    );
+    assert_eq!(std::fs::read(&report.side_file).unwrap(), b"{\"schema");
+    write_n(&f.path, 1);
+    assert!(verify_chain(&[&f.path]).unwrap().starts_at_genesis);
+}
+
+#[test]
+fn repair_refuses_a_file_that_is_not_torn_and_leaves_it() {
+    let f = TempFile::new("repair-whole");
+    for bytes in [&b"\n"[..], &b""[..]] {
+        std::fs::write(&f.path, bytes).unwrap();
+        assert!(matches!(
+            repair_torn_tail(&f.path),
+            Err(RepairError::NotTorn { .. })
+        ));
+    }
+    write_n(&f.path, 2);
+    let before = std::fs::read(&f.path).unwrap();
+    let err = repair_torn_tail(&f.path).unwrap_err();
+    assert!(matches!(err, RepairError::NotTorn { .. }), "{err:?}");
+    assert!(err.to_string().contains("is not torn"), "{err}");
+    assert_eq!(std::fs::read(&f.path).unwrap(), before);
+    assert_eq!(
+        std::fs::read_dir(f.path.parent().unwrap()).unwrap().count(),
+        1,
+        "no side file"
+    );
+    assert!(matches!(
+        repair_torn_tail(f.path.with_extension("missing")),
+        Err(RepairError::Io { .. })
+    ));
+}
+
+#[test]
+fn repair_refuses_a_file_whose_records_before_the_cut_do_not_verify() {
+    let (f, torn) = torn_file("repair-broken", 4);
+    let text = String::from_utf8(std::fs::read(&f.path).unwrap()).unwrap();
+    let edited = text.replacen("tool1", "tool9", 1);
+    std::fs::write(&f.path, &edited).unwrap();
+    match repair_torn_tail(&f.path) {
+        Err(RepairError::Chain {
+            source: ChainError::Broken { line, .. },
+            ..
+        }) => assert_eq!(line, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), edited);
+    assert!(edited.ends_with(std::str::from_utf8(&torn).unwrap()));
+    assert_eq!(
+        std::fs::read_dir(f.path.parent().unwrap()).unwrap().count(),
+        1,
+        "no side file"
+    );
+}
+
+/// The active file of a rotated log continues an older file: repairing it alone works.
+#[test]
+fn repair_accepts_the_active_file_of_a_rotated_log() {
+    let (f, _) = torn_file("repair-rotated", 3);
+    let text = std::fs::read_to_string(&f.path).unwrap();
+    let rest = text.split_once('\n').unwrap().1;
+    std::fs::write(&f.path, rest).unwrap();
+    let report = repair_torn_tail(&f.path).unwrap();
+    assert_eq!(report.records, 2);
+    assert!(!report.starts_at_genesis);
 }
 
 #[test]

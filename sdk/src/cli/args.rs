@@ -37,8 +37,33 @@ pub(super) enum AuditCommand {
     /// record that was edited, deleted or reordered.
     Verify {
         /// The audit files, oldest first.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresSource,
+        /// With --postgres: verify only this chain (a replica's chain id); needed with an
+        /// anchor.
+        #[arg(long, value_name = "ID", requires = "postgres")]
+        chain: Option<String>,
+        /// A record hash saved earlier (the `last_hash` of `audit verify --json`): the
+        /// chain holds only if a record still hashes to it, so dropping or rewriting the
+        /// newest records is caught.
+        #[arg(long, value_name = "HASH", conflicts_with = "anchor_file")]
+        anchor: Option<String>,
+        /// Read the anchor from a file (its content, whitespace trimmed).
+        #[arg(long, value_name = "PATH")]
+        anchor_file: Option<PathBuf>,
+        /// Older files were rotated away: the first record may continue an earlier chain
+        /// (without this, that means its earlier records were deleted).
+        #[arg(long)]
+        rotated: bool,
+    },
+    /// Repair an audit file whose last record is incomplete (a crash during a write): move
+    /// the torn bytes into a side file FILE.torn-<UTC time> and cut FILE back to its last
+    /// complete record, so that the chain continues from it.
+    Repair {
+        /// The audit file (no server may be writing to it).
+        file: PathBuf,
     },
     /// Print the events of JSON Lines audit files that match the filters, as a table or
     /// (with --format jsonl or --json) as their lines, unchanged.

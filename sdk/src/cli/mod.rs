@@ -3,11 +3,12 @@
 //! files. The `rmcp-authz` binary is [`run`]; `docs/cli.md` has examples.
 //!
 //! Exit codes: 0 the token was accepted / the call allowed / the policy has no errors /
-//! the audit chain holds / the audit command ran (even when no event matched); 1 the token
-//! was refused, the call denied, the token has problems, the policy has errors, or the
-//! audit chain is broken or torn; 2 the command could not run (bad arguments, unreadable or
-//! invalid configuration, undecodable token, an unreadable audit file or a line in it that
-//! is not an audit event).
+//! the audit chain holds / the audit command ran (even when no event matched) / the audit
+//! file was repaired; 1 the token was refused, the call denied, the token has problems, the
+//! policy has errors, or the audit chain is broken or torn (or its anchor is gone); 2 the
+//! command could not run (bad arguments, unreadable or invalid configuration, undecodable
+//! token, an unreadable audit file or a line in it that is not an audit event, an audit
+//! file that `repair` refuses).
 //!
 //! The tool lives in the library, not in its binary, so that it can use what the crate
 //! keeps to itself (a policy's rules and hierarchy, for `policy check` and `policy show`)
@@ -117,7 +118,25 @@ pub fn run() -> ExitCode {
         Command::Policy(PolicyCommand::Show { config, tools }) => {
             policy::show(&config, &tools, json)
         }
-        Command::Audit(AuditCommand::Verify { files }) => audit::verify(&files, json),
+        Command::Audit(AuditCommand::Verify {
+            files,
+            postgres,
+            chain,
+            anchor,
+            anchor_file,
+            rotated,
+        }) => audit::read_anchor(anchor, anchor_file.as_deref()).and_then(|anchor| {
+            #[cfg(not(feature = "postgres"))]
+            let _ = chain;
+            match source(files, &postgres)? {
+                audit::Source::Files(files) => audit::verify(&files, anchor, rotated, json),
+                #[cfg(feature = "postgres")]
+                audit::Source::Postgres(db) => {
+                    audit::verify_postgres(&db, chain, anchor, rotated, json)
+                }
+            }
+        }),
+        Command::Audit(AuditCommand::Repair { file }) => audit::repair(&file, json),
         Command::Audit(AuditCommand::Query {
             files,
             postgres,

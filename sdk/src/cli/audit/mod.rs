@@ -1,7 +1,8 @@
-//! `audit verify`, `audit query`, `audit stats` and `audit tail`: reading JSON Lines audit
-//! files.
+//! `audit verify`, `audit repair`, `audit query`, `audit stats` and `audit tail`: reading
+//! (and repairing) JSON Lines audit files.
 //!
-//! `verify` checks the hash chain. The other three read events through one function,
+//! `verify` checks the hash chain, and `repair` cuts a torn last record off a file into a
+//! side file so that the chain continues. The other three read events through one function,
 //! [`read::read_records`], which parses each complete line as an
 //! [`AuditEvent`](crate::audit::AuditEvent), applies the shared [`Filter`], and hands on the
 //! matching records with their lines exactly as written. A last line without its newline (a
@@ -16,6 +17,7 @@ mod output;
 mod postgres;
 mod query;
 mod read;
+mod repair;
 mod stats;
 mod tail;
 mod timestamp;
@@ -28,14 +30,15 @@ use super::Outcome;
 pub(super) use filter::Filter;
 pub(super) use output::Format;
 #[cfg(feature = "postgres")]
-pub(super) use postgres::database;
+pub(super) use postgres::{database, verify_postgres};
 pub(super) use query::query;
 pub(super) use read::Source;
+pub(super) use repair::repair;
 pub(super) use stats::{GroupBy, stats};
 pub(super) use tail::tail;
 #[cfg(feature = "postgres")]
 pub(super) use tail::tail_postgres;
-pub(super) use verify::verify;
+pub(super) use verify::{read_anchor, verify};
 
 /// Why a command stopped before its end.
 #[derive(Debug)]
