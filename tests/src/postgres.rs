@@ -87,6 +87,34 @@ fn run(program: &Path, args: &[&str]) {
     );
 }
 
+/// A fresh directory under `parent` for a cluster, owned by `postgres` when root.
+fn cluster_dir(parent: &Path) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pg-")
+        .tempdir_in(parent)
+        .unwrap_or_else(|e| panic!("a temporary directory under {}: {e}", parent.display()));
+    if is_root() {
+        let uid = Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .expect("a `postgres` user (the postgresql package creates it)");
+        std::os::unix::fs::chown(dir.path(), Some(uid), None).expect("chown to postgres");
+    }
+    dir
+}
+
+/// Whether the `postgres` user can write in `dir` (every directory above it must let it
+/// through).
+fn postgres_can_write(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-w"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -100,18 +128,16 @@ impl TestPostgres {
         let bin = bin_dir();
         let parent = repo_root().join("target/pg-tests");
         std::fs::create_dir_all(&parent).expect("create target/pg-tests");
-        let dir = tempfile::Builder::new()
-            .prefix("pg-")
-            .tempdir_in(&parent)
-            .expect("a temporary directory under target/pg-tests");
-        if is_root() {
-            let uid = Command::new("id")
-                .args(["-u", "postgres"])
-                .output()
-                .ok()
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-                .expect("a `postgres` user (the postgresql package creates it)");
-            std::os::unix::fs::chown(dir.path(), Some(uid), None).expect("chown to postgres");
+        let mut dir = cluster_dir(&parent);
+        if is_root() && !postgres_can_write(dir.path()) {
+            // The checkout is somewhere the `postgres` user cannot reach (under /root,
+            // say): use the system's temporary directory instead.
+            dir = cluster_dir(&std::env::temp_dir());
+            assert!(
+                postgres_can_write(dir.path()),
+                "the postgres user cannot write {}",
+                dir.path().display()
+            );
         }
         let data = dir.path().join("data");
         run(
