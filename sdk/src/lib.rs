@@ -217,6 +217,11 @@ pub struct DelegationDoctests;
 #[doc = include_str!("../../docs/agent.md")]
 pub struct AgentDoctests;
 
+/// docs/deploy.md's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../../docs/deploy.md")]
+pub struct DeployDoctests;
+
 /// docs/keys.md's code blocks, compiled as doctests.
 #[cfg(all(doctest, feature = "jwks", feature = "cache"))]
 #[doc = include_str!("../../docs/keys.md")]

@@ -538,6 +538,9 @@ fn auth_errors() -> Vec<AuthError> {
         AuthError::KeysUnavailable { reason: "r".into() },
         AuthError::Inactive,
         AuthError::Revoked { jti: "j".into() },
+        AuthError::SubjectRevoked {
+            subject: "s".into(),
+        },
     ]
 }
 

@@ -31,7 +31,7 @@ pub(in crate::cli) struct Filter {
     decision: Option<DecisionKind>,
     /// Only events that ended this way.
     #[arg(long, value_parser = snake_case::<EventOutcome>(
-        &["success", "tool_error", "protocol_error", "denied", "cancelled"]
+        &["success", "tool_error", "protocol_error", "denied", "cancelled", "started"]
     ))]
     outcome: Option<EventOutcome>,
     /// Only events of this kind.
