@@ -401,6 +401,8 @@ impl<'a> Audit<'a> {
         };
         written.map_err(|e| {
             auditor.count_fail_closed_refusal();
+            // The intent may not be on record: the refusal names none.
+            record.forget_intent();
             record.deny(
                 "audit_unavailable",
                 "the intent could not be recorded and fail_closed is set; the operation did not run",

@@ -246,3 +246,51 @@ async fn revocations_reach_every_replica_within_a_second() {
     .await;
     assert!(took.is_some());
 }
+
+/// When PostgreSQL loses commits it had acknowledged (a crash with asynchronous commits,
+/// a failover), the chain in the database ends before where the sink left it: the sink
+/// goes on from where it ends, rather than failing every later batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_goes_on_when_the_database_lost_its_newest_records() {
+    let pg = TestPostgres::start();
+    let db = Database::parse(&pg.url).unwrap();
+    let sink = PostgresSink::builder(db.clone(), "lossy")
+        .migrate(true)
+        .connect()
+        .unwrap();
+    let auditor = Auditor::builder(Arc::new(sink))
+        .durability(Durability::Durable)
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        auditor
+            .reserve()
+            .await
+            .unwrap()
+            .record(event(i))
+            .await
+            .unwrap();
+    }
+    // What a crash would leave: the last three records and the head's move undone.
+    pg.psql("DELETE FROM rmcp_authz_audit WHERE chain_id = 'lossy' AND seq > 7");
+    pg.psql("UPDATE rmcp_authz_audit_chains h SET last_seq = 7, last_hash = encode(sha256(convert_to(a.record, 'UTF8')), 'hex') FROM rmcp_authz_audit a WHERE h.chain_id = 'lossy' AND a.chain_id = 'lossy' AND a.seq = 7");
+    for i in 10..15 {
+        auditor
+            .reserve()
+            .await
+            .unwrap()
+            .record(event(i))
+            .await
+            .unwrap();
+    }
+    auditor.close().await;
+    assert_eq!(auditor.stats().failed, 0, "{:?}", auditor.stats());
+    assert_eq!(
+        verify(&db, &PgVerifyOptions::default().chain("lossy")).await,
+        vec![Ok(("lossy".into(), 12))]
+    );
+    assert_eq!(
+        pg.psql("SELECT string_agg(record::jsonb->>'target', ',' ORDER BY seq) FROM rmcp_authz_audit WHERE chain_id = 'lossy' AND seq > 6"),
+        "tool-6,tool-10,tool-11,tool-12,tool-13,tool-14"
+    );
+}

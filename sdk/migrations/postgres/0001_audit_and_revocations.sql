@@ -42,17 +42,21 @@ CREATE TABLE IF NOT EXISTS rmcp_authz_revocations (
 );
 
 -- Every change to the list is announced on channel `rmcp_authz_revocations`, however it
--- was made (the CLI, the API, or psql): replicas listening apply it at once.
+-- was made (the CLI, the API, or psql): replicas listening apply it at once. Each payload
+-- carries the time of the change, so PostgreSQL never folds two changes of one
+-- transaction into one notification.
 CREATE OR REPLACE FUNCTION rmcp_authz_revocations_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     payload text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        payload := json_build_object('op', 'delete', 'kind', OLD.kind, 'value', OLD.value)::text;
+        payload := json_build_object('op', 'delete', 'kind', OLD.kind, 'value', OLD.value,
+            'at', clock_timestamp())::text;
     ELSE
         payload := json_build_object('op', 'upsert', 'kind', NEW.kind, 'value', NEW.value,
-            'expires_at', floor(extract(epoch FROM NEW.expires_at))::bigint)::text;
+            'expires_at', floor(extract(epoch FROM NEW.expires_at))::bigint,
+            'at', clock_timestamp())::text;
     END IF;
     -- A notification carries at most 8000 bytes: for a longer value, replicas reload.
     IF octet_length(payload) > 7900 THEN

@@ -176,6 +176,11 @@ impl Record {
         }
     }
 
+    /// Drops the intent this record would name (its write failed).
+    pub(crate) fn forget_intent(&mut self) {
+        self.intent_id = None;
+    }
+
     /// Marks the record denied, with a reason code and the reason in words.
     pub(crate) fn deny(&mut self, code: impl Into<Text>, reason: impl Into<Text>) {
         self.outcome = Outcome::Denied;

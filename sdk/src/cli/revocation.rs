@@ -43,7 +43,7 @@ pub(super) fn revoke(
     as_json: bool,
 ) -> Result<Outcome, String> {
     let (kind, value) = kind_and_value(target)?;
-    let expires_at = SystemTime::now() + ttl;
+    let expires_at = crate::postgres::expiry_after(ttl)?;
     block_on(async {
         revoke_in(database, kind, value, expires_at, reason)
             .await

@@ -111,7 +111,7 @@ impl AuditSettings {
         }
         #[cfg(feature = "postgres")]
         if let Some(postgres) = &self.postgres {
-            sinks.push(Arc::new(postgres.start()?));
+            sinks.push(Arc::new(postgres.start(self.fail_closed)?));
         }
         if self.tracing {
             sinks.push(Arc::new(TracingSink));

@@ -162,11 +162,21 @@ impl Config {
         self.audit.as_ref()
     }
 
-    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]` and `[cedar]`
-    /// sections are left out: start the audit log with [`AuditSettings::start`] and pass
-    /// the auditor to [`AuthzBuilder::auditor`](crate::AuthzBuilder::auditor), and the
-    /// policies of `Config::cedar` to `AuthzBuilder::cedar`.
+    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]`, `[cedar]` and
+    /// `[revocation]` sections are left out: start the audit log with
+    /// [`AuditSettings::start`] and pass the auditor to
+    /// [`AuthzBuilder::auditor`](crate::AuthzBuilder::auditor), the policies of
+    /// `Config::cedar` to `AuthzBuilder::cedar`, and put the verifier behind
+    /// `postgres::SharedRevocationVerifier` yourself (a warning on target
+    /// `rmcp_authz::config` says when a `[revocation]` section is left out).
     pub fn into_parts(self) -> (JwtVerifier, Policy) {
+        #[cfg(feature = "postgres")]
+        if self.revocation.is_some() {
+            tracing::warn!(
+                target: "rmcp_authz::config",
+                "the [revocation] section is not applied by Config::into_parts: wrap the verifier in postgres::SharedRevocationVerifier, or use Authz::from_config_file"
+            );
+        }
         (self.verifier, self.policy)
     }
 

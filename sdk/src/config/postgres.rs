@@ -152,11 +152,16 @@ impl AuditPostgresSection {
 
 #[cfg(feature = "postgres")]
 impl AuditPostgres {
-    /// Connects the sink.
-    pub(super) fn start(&self) -> Result<crate::postgres::PostgresSink, ConfigFileError> {
+    /// Connects the sink; under `fail_closed` each batch is confirmed before its requests
+    /// are answered (no overlap).
+    pub(super) fn start(
+        &self,
+        fail_closed: bool,
+    ) -> Result<crate::postgres::PostgresSink, ConfigFileError> {
         let mut builder =
             crate::postgres::PostgresSink::builder(self.database.clone(), &self.chain)
-                .migrate(self.migrate);
+                .migrate(self.migrate)
+                .overlap(!fail_closed);
         if let Some(limit) = self.give_up_after {
             builder = builder.give_up_after(limit);
         }

@@ -45,7 +45,8 @@ impl PgVerifyOptions {
     /// Adds an anchor for `chain`.
     #[must_use]
     pub fn anchor(mut self, chain: impl Into<String>, hash: impl Into<String>) -> Self {
-        self.anchors.push((chain.into(), hash.into()));
+        self.anchors
+            .push((chain.into(), hash.into().trim().to_ascii_lowercase()));
         self
     }
 }
@@ -141,9 +142,17 @@ pub async fn verify_chains(
     database: &Database,
     options: &PgVerifyOptions,
 ) -> Result<Vec<Result<PgChainReport, ChainBreak>>, PostgresError> {
-    let client = database.connect().await?;
+    let mut client = database.connect().await?;
     database.check_schema(&client).await?;
     let fail = |e: tokio_postgres::Error| database.query_error(&e);
+    // One snapshot: heads and rows as they were together, whatever replicas write meanwhile.
+    let client = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(fail)?;
     let rows = client
         .query(
             "SELECT c.chain_id, h.last_seq, h.last_hash

@@ -15,6 +15,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a silent connection is kept: TCP keepalives start after this long idle, and
+/// data unacknowledged this long closes the connection.
+const DEAD_PEER: Duration = Duration::from_secs(30);
+
 /// A lock id that serializes migrations run by several replicas at once (an arbitrary
 /// constant: the ASCII of "rmcpauth").
 const MIGRATION_LOCK: i64 = 0x726d_6370_6175_7468;
@@ -115,8 +119,9 @@ impl std::str::FromStr for Database {
 }
 
 impl Database {
-    /// Parses a connection string. A connect timeout of 5 seconds applies unless it sets
-    /// `connect_timeout`.
+    /// Parses a connection string. Unless it says otherwise, a connection attempt times
+    /// out after 5 seconds (`connect_timeout`), and a connection whose peer went silent is
+    /// closed after 30 seconds (`tcp_user_timeout`, `keepalives_idle`).
     ///
     /// # Errors
     /// [`PostgresError::Url`] when it does not parse (the message never repeats it).
@@ -126,6 +131,14 @@ impl Database {
             .map_err(|e: tokio_postgres::Error| PostgresError::Url(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A dead peer found in seconds, not in the kernel's hours (keepalives) or the
+        // quarter hour of retransmissions (unacknowledged data), unless the URL says.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_PEER);
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(DEAD_PEER);
         }
         config.application_name("rmcp-authz");
         Ok(Database { config })

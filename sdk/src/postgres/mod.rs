@@ -18,6 +18,8 @@
 //! behind a TLS-terminating proxy (docs/deploy.md). The URL is never logged or put in an
 //! error; errors name the host, port and database.
 
+mod batch;
+mod builder;
 mod chain;
 mod connect;
 #[cfg(feature = "cli")]
@@ -25,13 +27,14 @@ pub(crate) mod read;
 mod revocation;
 mod sink;
 
+pub use builder::PostgresSinkBuilder;
 pub use chain::{ChainBreak, ChainBreakKind, PgChainReport, PgVerifyOptions, verify_chains};
 pub use connect::{Database, PostgresError, SCHEMA_VERSION, migrate};
 pub use revocation::{
     DEFAULT_RELOAD_INTERVAL, RevocationKind, Revoked, SharedRevocationVerifier, SharedRevocations,
-    revoke, revoked, unrevoke,
+    expiry_after, revoke, revoked, unrevoke,
 };
-pub use sink::{PostgresSink, PostgresSinkBuilder};
+pub use sink::PostgresSink;
 
 /// The schema migrations, in order: the version each one brings the schema to, and its
 /// SQL (every statement idempotent). The same files are in the repository under

@@ -240,7 +240,10 @@ impl SharedRevocations {
         ttl: Duration,
         reason: Option<&str>,
     ) -> Result<(), PostgresError> {
-        let expires_at = SystemTime::now() + ttl;
+        let expires_at = expiry_after(ttl).map_err(|message| PostgresError::Query {
+            database: self.database.to_string(),
+            message,
+        })?;
         revoke(&self.database, kind, value, expires_at, reason).await?;
         self.revocations
             .revoke_until(kind, value, unix_seconds(expires_at));
@@ -257,6 +260,23 @@ impl SharedRevocations {
         self.revocations.remove(kind, value);
         Ok(removed)
     }
+}
+
+/// The longest revocation: a hundred years.
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// When a revocation made now for `ttl` expires.
+///
+/// # Errors
+/// The message for a TTL longer than a hundred years.
+pub fn expiry_after(ttl: Duration) -> Result<SystemTime, String> {
+    if ttl > MAX_TTL {
+        return Err(format!(
+            "a revocation lasts at most 100 years, not {}",
+            humantime::format_duration(ttl)
+        ));
+    }
+    Ok(SystemTime::now() + ttl)
 }
 
 fn unix_seconds(at: SystemTime) -> i64 {
@@ -303,8 +323,27 @@ async fn listen(database: &Database) -> Result<Listening, PostgresError> {
     Ok(Listening { client, events })
 }
 
-/// Loads the whole list into `revocations`.
+/// How long a load or a reload may take before the connection is dropped.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads the whole list into `revocations`, within [`RELOAD_TIMEOUT`].
 async fn reload(
+    database: &Database,
+    client: &Client,
+    revocations: &Revocations,
+) -> Result<(), PostgresError> {
+    tokio::time::timeout(RELOAD_TIMEOUT, reload_now(database, client, revocations))
+        .await
+        .unwrap_or_else(|_| {
+            Err(PostgresError::Query {
+                database: database.to_string(),
+                message: format!("the revocation list did not load within {RELOAD_TIMEOUT:?}"),
+            })
+        })
+}
+
+/// Loads the whole list into `revocations`.
+async fn reload_now(
     database: &Database,
     client: &Client,
     revocations: &Revocations,
@@ -319,6 +358,14 @@ async fn reload(
         )
         .await
         .map_err(|e| database.query_error(&e))?;
+    if rows.len() as i64 == limit {
+        tracing::error!(
+            target: "rmcp_authz::postgres",
+            %database,
+            capacity = limit,
+            "the shared revocation list holds more entries than this replica's list can: the ones closest to expiry were left out; raise CacheOptions::max_revocations"
+        );
+    }
     let mut lists = Lists::default();
     for row in &rows {
         let map = match kind_of(row.get(0)) {

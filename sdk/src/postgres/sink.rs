@@ -3,14 +3,16 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
-use super::connect::{Database, PostgresError, driver_message, migrate};
-use crate::audit::{AuditError, AuditEvent, AuditSink, GENESIS_HASH, append_record, line_hash};
+use super::batch::{Batch, chain_batch, hash_text};
+use super::builder::PostgresSinkBuilder;
+use super::connect::{Database, driver_message};
+use crate::audit::{AuditError, AuditEvent, AuditSink, GENESIS_HASH, line_hash};
 
 /// The first wait before a failed batch is tried again; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -18,10 +20,14 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 /// The longest wait between two tries of a batch.
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// The longest one attempt may wait for the database (a silent network, a lock): then
+/// the connection is dropped and the batch settled from the chain's head.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Appends a batch where the chain's head says the chain ends, and moves the head, in one
 /// statement: a batch is written whole or not at all, and only by the process that knows
 /// where its chain ends.
-const APPEND: &str = "WITH head AS (
+pub(super) const APPEND: &str = "WITH head AS (
     UPDATE rmcp_authz_audit_chains SET last_seq = $2, last_hash = $3, updated_at = now()
     WHERE chain_id = $1 AND last_seq = $4 AND last_hash = $5
     RETURNING 1)
@@ -53,11 +59,12 @@ const HEAD: &str = "SELECT last_seq, last_hash FROM rmcp_authz_audit_chains WHER
 /// checking that the last row is the one the head names; two processes given the same
 /// chain id cannot both append (the second's first write fails).
 pub struct PostgresSink {
-    database: Database,
-    chain: String,
-    give_up_after: Option<Duration>,
-    runtime: Option<Runtime>,
-    state: Mutex<State>,
+    pub(super) database: Database,
+    pub(super) chain: String,
+    pub(super) give_up_after: Option<Duration>,
+    pub(super) overlap: bool,
+    pub(super) runtime: Option<Runtime>,
+    pub(super) state: Mutex<State>,
 }
 
 impl fmt::Debug for PostgresSink {
@@ -70,57 +77,49 @@ impl fmt::Debug for PostgresSink {
     }
 }
 
-/// Settings of a [`PostgresSink`], from [`PostgresSink::builder`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct PostgresSinkBuilder {
-    database: Database,
-    chain: String,
-    migrate: bool,
-    give_up_after: Option<Duration>,
-}
-
-struct State {
-    connection: Option<Connected>,
+pub(super) struct State {
+    pub(super) connection: Option<Connected>,
     /// The chain's last sequence number and record hash, as committed.
-    last_seq: i64,
-    last_hash: [u8; 64],
+    pub(super) last_seq: i64,
+    pub(super) last_hash: [u8; 64],
     /// A batch that failed after it may have been committed (the connection dropped
     /// during the statement): its end, to compare with the head before the next write.
-    uncertain: Option<(i64, [u8; 64])>,
+    pub(super) uncertain: Option<(i64, [u8; 64])>,
     /// A batch sent and not yet confirmed (buffered mode).
-    in_flight: Option<InFlight>,
-    buffer: Vec<u8>,
+    pub(super) in_flight: Option<InFlight>,
+    pub(super) buffer: Vec<u8>,
 }
 
 /// A batch whose statement is running.
-struct InFlight {
+pub(super) struct InFlight {
     batch: Arc<Batch>,
     handle: JoinHandle<Result<u64, Failure>>,
 }
 
-struct Connected {
-    client: Arc<Client>,
-    append: Statement,
+pub(super) struct Connected {
+    pub(super) client: Arc<Client>,
+    pub(super) append: Statement,
     /// The session's `synchronous_commit`, once set.
-    synchronous: Option<bool>,
+    pub(super) synchronous: Option<bool>,
 }
 
-/// One batch, serialized and chained after a given head.
-struct Batch {
-    base_seq: i64,
-    base_hash: [u8; 64],
-    seqs: Vec<i64>,
-    times: Vec<SystemTime>,
-    lines: Vec<String>,
-    last_seq: i64,
-    last_hash: [u8; 64],
+/// What the chain's head says of a batch whose write was in doubt.
+pub(super) enum Head {
+    /// It was written: the chain ends with it.
+    Written,
+    /// It was not: the chain ends where the batch is chained.
+    NotWritten,
+    /// The chain ends before where the batch is chained (records lost by the database):
+    /// the batch must be chained after the new end.
+    Rebased,
 }
 
 /// Why an attempt failed.
-enum Failure {
+pub(super) enum Failure {
     /// The statement failed, with the driver's error (classified once back).
     Sent(tokio_postgres::Error),
+    /// The statement did not answer in time (worth trying again, on a new connection).
+    TimedOut(AuditError),
     /// Worth trying again (the database is away, restarting, or overloaded).
     Retry(AuditError),
     /// Trying again cannot help.
@@ -131,12 +130,7 @@ impl PostgresSink {
     /// Settings for a sink on `database` writing chain `chain`: give each replica its own
     /// chain id, the same across its restarts (a host name, a pod name).
     pub fn builder(database: Database, chain: impl Into<String>) -> PostgresSinkBuilder {
-        PostgresSinkBuilder {
-            database,
-            chain: chain.into(),
-            migrate: false,
-            give_up_after: None,
-        }
+        PostgresSinkBuilder::new(database, chain.into())
     }
 
     /// The chain this sink writes.
@@ -184,15 +178,19 @@ impl PostgresSink {
     }
 
     /// Records `events` with one commit, trying again as the type's documentation says.
-    /// In buffered mode without [`give_up_after`](PostgresSinkBuilder::give_up_after),
-    /// the batch is sent and left in flight: the next call (or [`AuditSink::flush`])
-    /// settles it, while this thread serializes the next batch.
+    /// In buffered mode without [`give_up_after`](PostgresSinkBuilder::give_up_after)
+    /// (and unless [`overlap`](PostgresSinkBuilder::overlap) is off), the batch is sent
+    /// and left in flight: the next call (or [`AuditSink::flush`]) settles it, while this
+    /// thread serializes the next batch.
     fn append(&self, events: &[AuditEvent], durable: bool) -> Result<(), AuditError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         if state.uncertain.is_some() {
             // A batch given up on may have been committed: learn where the chain ends.
-            self.until_done(|| self.block_on(self.resolve(state)))?;
+            self.until_done(|| {
+                let end = state.uncertain;
+                self.block_on(self.consult_head(state, end)).map(|_| ())
+            })?;
         }
         if events.is_empty() {
             return self.settle(state);
@@ -206,11 +204,11 @@ impl PostgresSink {
         let mut batch = chain_batch(&mut state.buffer, events, base_seq, &base_hash)?;
         self.settle(state)?;
         if (batch.base_seq, batch.base_hash) != (state.last_seq, state.last_hash) {
-            // The batch in flight was not written after all: chain after what was.
-            batch = chain_batch(&mut state.buffer, events, state.last_seq, &state.last_hash)?;
+            // The batch in flight ended elsewhere: chain after where the chain ends.
+            batch = batch.rechain(state.last_seq, &state.last_hash)?;
         }
         let batch = Arc::new(batch);
-        if !durable && self.give_up_after.is_none() {
+        if self.overlap && !durable && self.give_up_after.is_none() {
             match self.block_on(self.send(state, &batch, false)) {
                 Ok(handle) => {
                     state.in_flight = Some(InFlight { batch, handle });
@@ -223,7 +221,7 @@ impl PostgresSink {
                 },
             }
         }
-        self.write(state, &batch, durable)
+        self.write(state, batch, durable, None)
     }
 
     /// Waits for the batch in flight, if any, and writes it again if it failed.
@@ -231,39 +229,103 @@ impl PostgresSink {
         let Some(InFlight { batch, handle }) = state.in_flight.take() else {
             return Ok(());
         };
+        let limit = self.attempt_limit();
         let sent = self.block_on(async {
-            match handle.await {
-                Ok(result) => result,
-                Err(_) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+            match tokio::time::timeout(limit, handle).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+                Err(_) => Err(Failure::TimedOut(
+                    self.error(format!("no answer to the statement within {limit:?}")),
+                )),
             }
         });
-        match self
-            .conclude(state, &batch, sent)
-            .map_err(|f| self.verdict(f))
-        {
-            Ok(()) => Ok(()),
-            Err(Err(fatal)) => Err(fatal),
-            Err(Ok(_)) => self.write(state, &batch, false),
-        }
+        self.write(state, batch, false, Some(sent))
+    }
+
+    /// How long one attempt may take: [`ATTEMPT_TIMEOUT`], or less when the sink gives up
+    /// sooner.
+    fn attempt_limit(&self) -> Duration {
+        self.give_up_after
+            .map_or(ATTEMPT_TIMEOUT, |limit| limit.min(ATTEMPT_TIMEOUT))
     }
 
     /// Writes `batch` and waits for its commit, trying again until it is written, a
-    /// fatal error, or the time given up after.
+    /// fatal error, or the time given up after. `first` is the result of a send already
+    /// made (the batch was in flight).
     fn write(
         &self,
         state: &mut State,
-        batch: &Arc<Batch>,
+        mut batch: Arc<Batch>,
         durable: bool,
+        mut first: Option<Result<u64, Failure>>,
     ) -> Result<(), AuditError> {
         self.until_done(|| {
-            let sent = self.block_on(async {
-                let handle = self.send(state, batch, durable).await?;
-                match handle.await {
-                    Ok(result) => result,
-                    Err(_) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+            let sent = match first.take() {
+                Some(sent) => sent,
+                None => {
+                    if state.uncertain.is_some() {
+                        let end = Some((batch.last_seq, batch.last_hash));
+                        match self.block_on(self.consult_head(state, end))? {
+                            Head::Written => return Ok(()),
+                            Head::Rebased => {
+                                batch = Arc::new(batch
+                    .rechain(state.last_seq, &state.last_hash)
+                    .map_err(Failure::Fatal)?);
+                            }
+                            Head::NotWritten => {}
+                        }
+                    }
+                    let limit = self.attempt_limit();
+                    self.block_on(async {
+                        let handle = self.send(state, &batch, durable).await?;
+                        match tokio::time::timeout(limit, handle).await {
+                            Ok(Ok(result)) => result,
+                            Ok(Err(_)) => {
+                                Err(Failure::Retry(self.error("the statement's task was lost")))
+                            }
+                            Err(_) => Err(Failure::TimedOut(self.error(format!(
+                                "no answer to the statement within {limit:?}"
+                            )))),
+                        }
+                    })
                 }
-            });
-            self.conclude(state, batch, sent)
+            };
+            let end = (batch.last_seq, batch.last_hash);
+            match sent {
+                Ok(n) if n == batch.lines.len() as u64 => {
+                    (state.last_seq, state.last_hash) = end;
+                    state.uncertain = None;
+                    Ok(())
+                }
+                // The head was not where the batch was chained: ask it where the chain
+                // ends.
+                Ok(_) => match self.block_on(self.consult_head(state, Some(end)))? {
+                    Head::Written => Ok(()),
+                    Head::Rebased => {
+                        batch = Arc::new(batch
+                    .rechain(state.last_seq, &state.last_hash)
+                    .map_err(Failure::Fatal)?);
+                        Err(Failure::Retry(self.error("the chain ended earlier than written; chaining the batch after its end")))
+                    }
+                    Head::NotWritten => Err(Failure::Retry(
+                        self.error("the batch was not written; trying again"),
+                    )),
+                },
+                Err(Failure::Sent(e)) => {
+                    state.connection = None;
+                    if e.as_db_error().is_none() {
+                        // It may have been committed before the connection went.
+                        state.uncertain = Some(end);
+                    }
+                    Err(self.classify(&e))
+                }
+                Err(Failure::TimedOut(e)) => {
+                    state.connection = None;
+                    state.uncertain = Some(end);
+                    Err(Failure::TimedOut(e))
+                }
+                Err(other) => Err(other),
+            }
         })
     }
 
@@ -375,67 +437,77 @@ impl PostgresSink {
             .ok_or_else(|| Failure::Retry(self.error("not connected")))
     }
 
-    /// Moves the chain past `batch` when its statement wrote it whole.
-    fn conclude(
+    /// Reads where the chain ends, to settle a batch whose write is in doubt (`end`, the
+    /// end it would have given the chain): it was written, it was not, or the chain ends
+    /// before what this process took as written (PostgreSQL lost commits in a crash or a
+    /// failover), in which case the chain goes on from where it ends and the loss is
+    /// logged. Anything else means another process writes the chain: fatal.
+    async fn consult_head(
         &self,
         state: &mut State,
-        batch: &Batch,
-        sent: Result<u64, Failure>,
-    ) -> Result<(), Failure> {
-        match sent {
-            Ok(n) if n == batch.lines.len() as u64 => {
-                state.last_seq = batch.last_seq;
-                state.last_hash = batch.last_hash;
-                Ok(())
-            }
-            Ok(_) => Err(Failure::Fatal(self.error(format!(
-                "chain {:?} does not end where this process left it (record {}): another process writes it, or its head was changed",
-                self.chain, batch.base_seq
-            )))),
-            Err(Failure::Sent(e)) => {
-                if e.as_db_error().is_none() {
-                    // The statement may have been committed before the connection went.
-                    state.uncertain = Some((batch.last_seq, batch.last_hash));
-                    state.connection = None;
-                    let resolved = self.block_on(self.resolve(state));
-                    if resolved.is_ok() && state.last_seq == batch.last_seq {
-                        return Ok(());
-                    }
-                }
-                Err(self.classify(&e))
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Settles a batch whose commit is uncertain by reading the chain's head: it was
-    /// written (the chain moves past it), or it was not.
-    async fn resolve(&self, state: &mut State) -> Result<(), Failure> {
-        let Some((seq, hash)) = state.uncertain else {
-            return Ok(());
-        };
+        end: Option<(i64, [u8; 64])>,
+    ) -> Result<Head, Failure> {
         let (last_seq, last_hash) = (state.last_seq, state.last_hash);
         let connection = self.connected(state).await?;
-        let (head_seq, head_hash) = read_head(&connection.client, &self.chain)
+        let client = &connection.client;
+        let (head_seq, head_hash) = read_head(client, &self.chain)
             .await
             .map_err(|e| self.classify(&e))?;
-        if head_seq == seq && head_hash.as_bytes() == hash {
-            state.last_seq = seq;
-            state.last_hash = hash;
-        } else if head_seq != last_seq || head_hash.as_bytes() != last_hash {
-            return Err(Failure::Fatal(self.error(format!(
-                "chain {:?} ends at record {head_seq}, not where this process left it: another process writes it, or its head was changed",
+        let head: Option<[u8; 64]> = head_hash.as_bytes().try_into().ok();
+        let fatal = |why: String| {
+            Failure::Fatal(self.error(format!(
+                "chain {:?} ends at record {head_seq}, {why}: another process writes it, or it was changed",
                 self.chain
-            ))));
-        }
+            )))
+        };
+        let Some(head) = head else {
+            return Err(fatal("with a head hash that is not SHA-256 hex".to_owned()));
+        };
+        let answer = if end == Some((head_seq, head)) {
+            (state.last_seq, state.last_hash) = (head_seq, head);
+            Head::Written
+        } else if (head_seq, head) == (last_seq, last_hash) {
+            Head::NotWritten
+        } else if head_seq < last_seq {
+            let last = client
+                .query_opt(
+                    "SELECT seq, record FROM rmcp_authz_audit WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+                    &[&self.chain],
+                )
+                .await
+                .map_err(|e| self.classify(&e))?;
+            let consistent = match &last {
+                None => head_seq == 0 && head_hash == GENESIS_HASH,
+                Some(row) => {
+                    row.get::<_, i64>(0) == head_seq
+                        && line_hash(row.get::<_, &str>(1).as_bytes()) == head_hash
+                }
+            };
+            if !consistent {
+                return Err(fatal("and its last row does not match it".to_owned()));
+            }
+            tracing::error!(
+                target: "rmcp_authz::audit",
+                chain = %self.chain,
+                lost_from = head_seq + 1,
+                lost_to = last_seq,
+                "PostgreSQL lost audit records it had acknowledged (a crash with asynchronous commits, or a failover): the chain goes on from where it ends"
+            );
+            (state.last_seq, state.last_hash) = (head_seq, head);
+            Head::Rebased
+        } else {
+            return Err(fatal(format!(
+                "past record {last_seq} where this process left it"
+            )));
+        };
         state.uncertain = None;
-        Ok(())
+        Ok(answer)
     }
 
     /// A failure as an error worth trying again (`Ok`) or not (`Err`).
     fn verdict(&self, failure: Failure) -> Result<AuditError, AuditError> {
         match failure {
-            Failure::Retry(e) => Ok(e),
+            Failure::Retry(e) | Failure::TimedOut(e) => Ok(e),
             Failure::Fatal(e) => Err(e),
             // `classify` answers `Retry` or `Fatal`.
             Failure::Sent(e) => self.verdict(self.classify(&e)),
@@ -485,180 +557,11 @@ impl AuditSink for PostgresSink {
     }
 }
 
-impl PostgresSinkBuilder {
-    /// Applies the schema migrations at start when the database lacks them (default:
-    /// off, and a database without the schema is an error).
-    pub fn migrate(mut self, migrate: bool) -> Self {
-        self.migrate = migrate;
-        self
-    }
-
-    /// Fails a batch that could not be written for this long, instead of trying again
-    /// until it is (the default). Set it with `fail_closed`, so requests are refused
-    /// while the database is away rather than held.
-    pub fn give_up_after(mut self, limit: Duration) -> Self {
-        self.give_up_after = Some(limit);
-        self
-    }
-
-    /// Connects, checks (or migrates) the schema, and finds where this replica's chain
-    /// ends. May be called from async code: the work runs on a thread of its own.
-    ///
-    /// # Errors
-    /// [`PostgresError::Connect`], [`PostgresError::Schema`], [`PostgresError::Query`];
-    /// [`PostgresError::Chain`] when the chain's head does not name its last row.
-    pub fn connect(self) -> Result<PostgresSink, PostgresError> {
-        if self.chain.is_empty() {
-            return Err(PostgresError::Chain {
-                chain: self.chain,
-                reason: "the chain id is empty".to_owned(),
-            });
-        }
-        // One worker: a buffered batch's statement runs there while the writer thread
-        // serializes the next batch.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .thread_name("rmcp-authz-postgres")
-            .build()
-            .map_err(PostgresError::Thread)?;
-        let opened = std::thread::scope(|scope| {
-            scope
-                .spawn(|| runtime.block_on(self.open()))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(PostgresError::Thread(std::io::Error::other(
-                        "the connecting thread panicked",
-                    )))
-                })
-        });
-        let (connected, last_seq, last_hash) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                runtime.shutdown_background();
-                return Err(e);
-            }
-        };
-        Ok(PostgresSink {
-            database: self.database,
-            chain: self.chain,
-            give_up_after: self.give_up_after,
-            runtime: Some(runtime),
-            state: Mutex::new(State {
-                connection: Some(connected),
-                last_seq,
-                last_hash,
-                uncertain: None,
-                in_flight: None,
-                buffer: Vec::new(),
-            }),
-        })
-    }
-
-    async fn open(&self) -> Result<(Connected, i64, [u8; 64]), PostgresError> {
-        let database = &self.database;
-        let fail = |e: tokio_postgres::Error| database.query_error(&e);
-        let mut client = database.connect().await?;
-        if self.migrate {
-            migrate(database, &mut client).await?;
-        } else {
-            database.check_schema(&client).await?;
-        }
-        client
-            .execute(
-                "INSERT INTO rmcp_authz_audit_chains (chain_id, last_seq, last_hash) VALUES ($1, 0, $2)
-                 ON CONFLICT (chain_id) DO NOTHING",
-                &[&self.chain, &GENESIS_HASH],
-            )
-            .await
-            .map_err(fail)?;
-        let (last_seq, head_hash) = read_head(&client, &self.chain).await.map_err(fail)?;
-        let last = client
-            .query_opt(
-                "SELECT seq, record FROM rmcp_authz_audit WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
-                &[&self.chain],
-            )
-            .await
-            .map_err(fail)?;
-        let chain_error = |reason: String| PostgresError::Chain {
-            chain: self.chain.clone(),
-            reason,
-        };
-        match last {
-            None if last_seq == 0 && head_hash == GENESIS_HASH => {}
-            None => {
-                return Err(chain_error(format!(
-                    "its head names record {last_seq}, but the chain has no records"
-                )));
-            }
-            Some(row) => {
-                let seq: i64 = row.get(0);
-                let record: &str = row.get(1);
-                if seq != last_seq || line_hash(record.as_bytes()) != head_hash {
-                    return Err(chain_error(format!(
-                        "its head names record {last_seq}, but its last record is {seq}{}",
-                        if seq == last_seq { ", changed" } else { "" }
-                    )));
-                }
-            }
-        }
-        let last_hash: [u8; 64] = head_hash
-            .as_bytes()
-            .try_into()
-            .map_err(|_| chain_error("its head's hash is not SHA-256 hex".to_owned()))?;
-        let append = client.prepare(APPEND).await.map_err(fail)?;
-        Ok((
-            Connected {
-                client: Arc::new(client),
-                append,
-                synchronous: None,
-            },
-            last_seq,
-            last_hash,
-        ))
-    }
-}
-
 /// The head of `chain`: its last sequence number and last record hash.
-async fn read_head(client: &Client, chain: &str) -> Result<(i64, String), tokio_postgres::Error> {
+pub(super) async fn read_head(
+    client: &Client,
+    chain: &str,
+) -> Result<(i64, String), tokio_postgres::Error> {
     let row = client.query_one(HEAD, &[&chain]).await?;
     Ok((row.get(0), row.get(1)))
-}
-
-/// Serializes `events` as records chained after record `seq` whose hash is `hash`.
-fn chain_batch(
-    buffer: &mut Vec<u8>,
-    events: &[AuditEvent],
-    mut seq: i64,
-    hash: &[u8; 64],
-) -> Result<Batch, AuditError> {
-    let mut batch = Batch {
-        base_seq: seq,
-        base_hash: *hash,
-        seqs: Vec::with_capacity(events.len()),
-        times: Vec::with_capacity(events.len()),
-        lines: Vec::with_capacity(events.len()),
-        last_seq: seq,
-        last_hash: *hash,
-    };
-    for event in events {
-        buffer.clear();
-        batch.last_hash = append_record(buffer, event, &batch.last_hash)?;
-        buffer.pop(); // the newline
-        let line = String::from_utf8(std::mem::take(buffer))
-            .map_err(|_| AuditError::Serialize("not UTF-8".to_owned()))?;
-        seq += 1;
-        batch.seqs.push(seq);
-        batch.times.push(
-            humantime::parse_rfc3339_weak(&event.timestamp).unwrap_or_else(|_| SystemTime::now()),
-        );
-        batch.lines.push(line);
-    }
-    batch.last_seq = seq;
-    Ok(batch)
-}
-
-/// A hash array as text.
-fn hash_text(hash: &[u8; 64]) -> String {
-    String::from_utf8_lossy(hash).into_owned()
 }

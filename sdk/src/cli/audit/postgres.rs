@@ -133,7 +133,9 @@ fn pass(
 ) -> Result<ControlFlow<()>, Stop> {
     for stored in records {
         if let Some(ends) = ends.as_deref_mut() {
-            ends.insert(stored.chain.clone(), stored.seq);
+            // Records come in time order, not always in chain order: keep the highest.
+            let end = ends.entry(stored.chain.clone()).or_insert(0);
+            *end = (*end).max(stored.seq);
         }
         let name = format!("postgres chain {:?}", stored.chain);
         let number = usize::try_from(stored.seq).unwrap_or(usize::MAX);
