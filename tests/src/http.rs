@@ -350,3 +350,61 @@ pub fn call_body_2026(id: i64, tool: &str) -> Value {
         }
     })
 }
+
+/// What a `write_note` call sent by [`write_note`] came back with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteWritten {
+    /// The HTTP status.
+    pub status: u16,
+    /// Whether the tool's result (`wrote <id>`) came back.
+    pub answered: bool,
+}
+
+/// One `tools/call write_note` with `arguments` (whose `id` names the note), as a
+/// 2026-07-28 client sends it to `url` with `token`, read as JSON or as an event stream.
+///
+/// # Errors
+/// The transport's error when no answer came (a server killed, a timeout of 30 s).
+pub async fn write_note(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    arguments: &Value,
+) -> Result<NoteWritten, reqwest::Error> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "write_note",
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "write-note", "version": "0"}
+            }
+        }
+    });
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", bearer(token))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "write_note")
+        .timeout(std::time::Duration::from_secs(30))
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let wrote = format!("wrote {}", arguments["id"].as_str().unwrap_or_default());
+    // A JSON body or an event stream whose data line is the response.
+    let answered = text
+        .lines()
+        .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|m| m["result"]["content"][0]["text"] == wrote);
+    Ok(NoteWritten { status, answered })
+}

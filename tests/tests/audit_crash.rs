@@ -34,44 +34,10 @@ fn key() -> Vec<u8> {
 /// the server answered it with a result.
 async fn write_note(http: &reqwest::Client, url: &str, token: &str, id: &str) -> Option<Value> {
     let arguments = json!({"id": id, "text": "burst"});
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "write_note",
-            "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "burst", "version": "0"}
-            }
-        }
-    });
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {token}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "write_note")
-        .timeout(Duration::from_secs(30))
-        .body(body.to_string())
-        .send()
-        .await
-        .ok()?;
-    if response.status() != 200 {
-        return None;
-    }
-    let text = response.text().await.ok()?;
-    // A JSON body or an event stream whose data line is the response.
-    let answered = text
-        .lines()
-        .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .any(|m| m["result"]["content"][0]["text"] == format!("wrote {id}"));
-    answered.then_some(arguments)
+    let sent = rmcp_authz_tests::http::write_note(http, url, token, &arguments).await;
+    sent.ok()
+        .filter(|w| w.status == 200 && w.answered)
+        .map(|_| arguments)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

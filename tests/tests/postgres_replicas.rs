@@ -39,40 +39,9 @@ async fn write_note(
     token: &str,
     id: &str,
 ) -> Result<(u16, bool), reqwest::Error> {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "write_note",
-            "arguments": {"id": id, "text": "replicas"},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "replicas", "version": "0"}
-            }
-        }
-    });
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {token}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "write_note")
-        .timeout(Duration::from_secs(30))
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    let answered = text
-        .lines()
-        .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .any(|m| m["result"]["content"][0]["text"] == format!("wrote {id}"));
-    Ok((status, answered))
+    let arguments = json!({"id": id, "text": "replicas"});
+    let sent = rmcp_authz_tests::http::write_note(http, url, token, &arguments).await?;
+    Ok((sent.status, sent.answered))
 }
 
 /// Starts replica `chain` of the server on `config`; returns it and its URL.
@@ -409,6 +378,51 @@ async fn chain_targets(db: &Database, chain: &str) -> HashSet<String> {
     targets
 }
 
+/// 16 writers into a durable auditor on chain `chain` (fail-closed when the sink gives up
+/// after `give_up_after`), while PostgreSQL stops for 1.5 s and starts again; checks that
+/// every acknowledged event is in the chain, which verifies. Returns the acknowledged ids
+/// and how many requests failed.
+async fn durable_through_a_restart(
+    pg: &TestPostgres,
+    db: &Database,
+    chain: &str,
+    give_up_after: Option<Duration>,
+) -> (Vec<String>, usize) {
+    let mut sink = PostgresSink::builder(db.clone(), chain);
+    if let Some(limit) = give_up_after {
+        sink = sink.give_up_after(limit);
+    }
+    let auditor = Auditor::builder(Arc::new(sink.connect().unwrap()))
+        .durability(Durability::Durable)
+        .fail_closed(give_up_after.is_some())
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(&auditor, 16, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acked, mut failed) = (Vec::new(), 0);
+    for w in writers {
+        let (ids, f) = w.await.unwrap();
+        acked.extend(ids);
+        failed += f;
+    }
+    auditor.close().await;
+    let targets = chain_targets(db, chain).await;
+    let missing = acked.iter().filter(|id| !targets.contains(*id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{chain}: {missing} of {} acknowledged events are missing",
+        acked.len()
+    );
+    (acked, failed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_load_loses_nothing_and_durable_waits() {
     let pg = TestPostgres::start();
@@ -460,74 +474,16 @@ async fn postgres_restarted_mid_load_loses_nothing_and_durable_waits() {
 
     // Durable, not fail_closed: requests wait while the database is away, and every one
     // answered has its event.
-    let sink = PostgresSink::builder(db.clone(), "durable")
-        .connect()
-        .unwrap();
-    let auditor = Auditor::builder(Arc::new(sink))
-        .durability(Durability::Durable)
-        .build()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&auditor, 16, &stop);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    pg.stop();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    pg.restart();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for w in writers {
-        let (ids, failed) = w.await.unwrap();
-        assert_eq!(failed, 0, "without give_up_after, a durable request waits");
-        acked.extend(ids);
-    }
-    auditor.close().await;
-    let targets = chain_targets(&db, "durable").await;
-    let missing = acked.iter().filter(|id| !targets.contains(*id)).count();
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} acknowledged events are missing",
-        acked.len()
-    );
+    let (_, failed) = durable_through_a_restart(&pg, &db, "durable", None).await;
+    assert_eq!(failed, 0, "without give_up_after, a durable request waits");
 
     // Durable and fail_closed (the sink gives up after 300 ms): requests fail while the
     // database is away; every one acknowledged has its event.
-    let sink = PostgresSink::builder(db.clone(), "closed")
-        .give_up_after(Duration::from_millis(300))
-        .connect()
-        .unwrap();
-    let auditor = Auditor::builder(Arc::new(sink))
-        .durability(Durability::Durable)
-        .fail_closed(true)
-        .build()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&auditor, 16, &stop);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    pg.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    pg.restart();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut acked, mut failed) = (Vec::new(), 0);
-    for w in writers {
-        let (ids, f) = w.await.unwrap();
-        acked.extend(ids);
-        failed += f;
-    }
-    auditor.close().await;
+    let (acked, failed) =
+        durable_through_a_restart(&pg, &db, "closed", Some(Duration::from_millis(300))).await;
     assert!(
         failed > 0,
         "with the database away for 1.5 s, some requests failed closed"
-    );
-    let targets = chain_targets(&db, "closed").await;
-    let missing = acked.iter().filter(|id| !targets.contains(*id)).count();
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} acknowledged events are missing",
-        acked.len()
     );
     eprintln!(
         "fail_closed: {} acknowledged, {failed} refused while the database was away",
