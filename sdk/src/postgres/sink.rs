@@ -268,9 +268,7 @@ impl PostgresSink {
                         match self.block_on(self.consult_head(state, end))? {
                             Head::Written => return Ok(()),
                             Head::Rebased => {
-                                batch = Arc::new(batch
-                    .rechain(state.last_seq, &state.last_hash)
-                    .map_err(Failure::Fatal)?);
+                                batch = rechained(&batch, state)?;
                             }
                             Head::NotWritten => {}
                         }
@@ -283,9 +281,9 @@ impl PostgresSink {
                             Ok(Err(_)) => {
                                 Err(Failure::Retry(self.error("the statement's task was lost")))
                             }
-                            Err(_) => Err(Failure::TimedOut(self.error(format!(
-                                "no answer to the statement within {limit:?}"
-                            )))),
+                            Err(_) => Err(Failure::TimedOut(
+                                self.error(format!("no answer to the statement within {limit:?}")),
+                            )),
                         }
                     })
                 }
@@ -302,10 +300,10 @@ impl PostgresSink {
                 Ok(_) => match self.block_on(self.consult_head(state, Some(end)))? {
                     Head::Written => Ok(()),
                     Head::Rebased => {
-                        batch = Arc::new(batch
-                    .rechain(state.last_seq, &state.last_hash)
-                    .map_err(Failure::Fatal)?);
-                        Err(Failure::Retry(self.error("the chain ended earlier than written; chaining the batch after its end")))
+                        batch = rechained(&batch, state)?;
+                        Err(Failure::Retry(self.error(
+                            "the chain ends before where this batch was chained; chained again",
+                        )))
                     }
                     Head::NotWritten => Err(Failure::Retry(
                         self.error("the batch was not written; trying again"),
@@ -527,6 +525,14 @@ impl PostgresSink {
             _ => Failure::Retry(e),
         }
     }
+}
+
+/// `batch` chained after where `state` says the chain ends.
+fn rechained(batch: &Batch, state: &State) -> Result<Arc<Batch>, Failure> {
+    batch
+        .rechain(state.last_seq, &state.last_hash)
+        .map(Arc::new)
+        .map_err(Failure::Fatal)
 }
 
 impl Drop for PostgresSink {
