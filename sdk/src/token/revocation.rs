@@ -177,6 +177,7 @@ impl Revocations {
     }
 
     /// Replaces the whole list with `lists` (a reload from a shared store).
+    #[cfg(feature = "postgres")]
     pub(crate) fn replace(&self, lists: Lists) {
         let mut current = self
             .inner
@@ -268,6 +269,7 @@ impl Revocations {
     }
 
     /// The most ids and subjects the list holds.
+    #[cfg(feature = "postgres")]
     pub(crate) fn capacity(&self) -> usize {
         self.inner.max
     }
