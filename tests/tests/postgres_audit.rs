@@ -294,3 +294,46 @@ async fn a_sink_goes_on_when_the_database_lost_its_newest_records() {
         "tool-6,tool-10,tool-11,tool-12,tool-13,tool-14"
     );
 }
+
+/// A follower whose connection drops (PostgreSQL restarted) reconnects, reloads, and
+/// applies what was revoked meanwhile; its list is kept while the database is away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_reconnects_after_the_database_restarts() {
+    let pg = TestPostgres::start();
+    let db = Database::parse(&pg.url).unwrap();
+    write(&db, "setup", 0).await;
+    let in_a_day = SystemTime::now() + Duration::from_secs(86_400);
+    revoke(&db, RevocationKind::TokenId, "before", in_a_day, None)
+        .await
+        .unwrap();
+    let follower = SharedRevocations::start(db.clone(), list()).unwrap();
+    assert!(follower.revocations().is_revoked("before"));
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        follower.revocations().is_revoked("before"),
+        "the list is kept while the database is away"
+    );
+    pg.restart();
+    revoke(&db, RevocationKind::TokenId, "meanwhile", in_a_day, None)
+        .await
+        .unwrap();
+    let took = within(Duration::from_secs(10), || {
+        follower.revocations().is_revoked("meanwhile")
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the follower never caught up after the restart"
+    );
+    // And it listens again: a later change arrives within a second.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    revoke(&db, RevocationKind::Subject, "later", in_a_day, None)
+        .await
+        .unwrap();
+    let took = within(Duration::from_secs(1), || {
+        follower.revocations().is_subject_revoked("later")
+    })
+    .await;
+    assert!(took.is_some(), "no notification after reconnecting");
+}

@@ -436,18 +436,23 @@ async fn follow(
                 _ = &mut stop => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            match listen(&database).await {
-                Ok(fresh) => match reload(&database, &fresh.client, &revocations).await {
-                    Ok(()) => {
-                        tracing::info!(target: "rmcp_authz::postgres", %database, "revocation list reloaded after reconnecting");
-                        listening = Some(fresh);
-                        delay = RECONNECT_FIRST;
-                    }
-                    Err(e) => warn_unreachable(&e),
-                },
-                Err(e) => warn_unreachable(&e),
+            let reconnected = match listen(&database).await {
+                Ok(fresh) => reload(&database, &fresh.client, &revocations)
+                    .await
+                    .map(|()| fresh),
+                Err(e) => Err(e),
+            };
+            match reconnected {
+                Ok(fresh) => {
+                    tracing::info!(target: "rmcp_authz::postgres", %database, "revocation list reloaded after reconnecting");
+                    listening = Some(fresh);
+                    delay = RECONNECT_FIRST;
+                }
+                Err(e) => {
+                    warn_unreachable(&e);
+                    delay = (delay * 2).min(RECONNECT_MAX);
+                }
             }
-            delay = (delay * 2).min(RECONNECT_MAX);
             continue;
         };
         let lost = tokio::select! {
