@@ -113,6 +113,7 @@
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `cedar` | argument-level policy: Cedar policies over the caller, the tool and its arguments, checked at start-up against the server's tool schemas (`policy::cedar`; cedar-policy 4.7) |
 //! | `postgres` | the audit trail (a hash chain per replica) and the revocation list shared through PostgreSQL (`postgres`; tokio-postgres) |
+//! | `dpop` | the DPoP proof check of RFC 9449 (`token::dpop`: proofs, key thumbprints, a replay cache); the HTTP layer's `DPoP` scheme is still to come |
 //! | `full`  | every optional feature |
 //!
 //! ## Architecture

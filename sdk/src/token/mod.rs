@@ -10,6 +10,8 @@
 mod cache;
 pub(crate) mod claims;
 pub mod dangerous;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 mod error;
 mod jwk;
 mod jws;

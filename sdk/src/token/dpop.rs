@@ -1,0 +1,379 @@
+//! DPoP proofs (RFC 9449, feature `dpop`): the resource server's check of the proof a
+//! client sends beside a DPoP-bound access token, and the key thumbprint (RFC 7638) that
+//! binds one to the other.
+//!
+//! This module owns [`DpopVerifier`], which checks one `DPoP` header against the request
+//! and the access token, strictly and in the order RFC 9449 section 4.3 lists: a compact
+//! JWS with `typ: dpop+jwt`, an asymmetric `alg` from the allow-list, a public `jwk` in the
+//! header (no private members) that verifies the signature, `htm` and `htu` equal to the
+//! request's method and URL (the URL without query and fragment, scheme and host compared
+//! in any case, default ports dropped), `iat` within the window, `ath` the hash of the
+//! access token, and a `jti` not seen within the window (a bounded replay cache, one hash
+//! lookup per proof). [`access_token_binding`] checks a token's `cnf.jkt` against the
+//! proof's key. Wiring it into the HTTP layer (the `DPoP` scheme, challenges, nonces) is
+//! the next step; see issue 19.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::jwk::key_from_jwk;
+use super::jws::{decode_object_part, split_compact};
+use super::{Algorithm, b64url_decode};
+use crate::clock::{Clock, SystemClock};
+use crate::error::KeyName;
+use crate::principal::Principal;
+
+/// The longest DPoP proof read: a proof is a header with one public key and a few claims.
+pub const MAX_PROOF_BYTES: usize = 8 * 1024;
+
+/// Why a DPoP proof (or a token's binding to it) was refused. Every variant is a 401
+/// `invalid_dpop_proof` (RFC 9449 section 7.1), but for [`DpopError::Binding`], which is
+/// the token's fault (`invalid_token`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// Not a well-formed proof: size, parts, base64url, JSON, a missing or mistyped member.
+    #[error("malformed DPoP proof: {0}")]
+    Malformed(String),
+    /// `typ` is not `dpop+jwt`.
+    #[error("the DPoP proof's typ is not dpop+jwt")]
+    Type,
+    /// `alg` is `none`, symmetric, or not on the allow-list.
+    #[error("the DPoP proof's alg {0:?} is not allowed")]
+    Algorithm(String),
+    /// The `jwk` header is missing, not a public key, or unusable.
+    #[error("the DPoP proof's jwk is not a usable public key: {0}")]
+    Key(String),
+    /// The signature does not verify with the `jwk`.
+    #[error("the DPoP proof's signature does not verify")]
+    Signature,
+    /// `htm` is not the request's method.
+    #[error("the DPoP proof is for method {found:?}, not {expected:?}")]
+    Method {
+        /// The request's method.
+        expected: String,
+        /// The proof's `htm`.
+        found: String,
+    },
+    /// `htu` is not the request's URL.
+    #[error("the DPoP proof is for {found:?}, not {expected:?}")]
+    Url {
+        /// The request's URL, normalized.
+        expected: String,
+        /// The proof's `htu`, normalized.
+        found: String,
+    },
+    /// `iat` is outside the accepted window.
+    #[error("the DPoP proof was issued at {iat}, outside the window around {now}")]
+    Time {
+        /// The proof's `iat`.
+        iat: i64,
+        /// The server's time.
+        now: i64,
+    },
+    /// `ath` is missing or not the hash of the access token.
+    #[error("the DPoP proof's ath is not the hash of the access token")]
+    AccessTokenHash,
+    /// The proof's `jti` was seen before within the window.
+    #[error("the DPoP proof was used before")]
+    Replayed,
+    /// The access token's `cnf.jkt` is missing or names another key.
+    #[error("the access token is not bound to the DPoP proof's key")]
+    Binding,
+}
+
+/// A proof that passed: the key it was signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopProof {
+    /// The RFC 7638 thumbprint of the proof's key (base64url SHA-256): what a bound
+    /// token's `cnf.jkt` must equal.
+    pub jkt: String,
+    /// The proof's algorithm.
+    pub alg: Algorithm,
+    /// The proof's `iat`.
+    pub iat: i64,
+}
+
+/// Settings of a [`DpopVerifier`].
+#[derive(Clone)]
+#[must_use]
+pub struct DpopOptions {
+    algorithms: Vec<Algorithm>,
+    window: Duration,
+    replay_capacity: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for DpopOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopOptions")
+            .field("algorithms", &self.algorithms)
+            .field("window", &self.window)
+            .field("replay_capacity", &self.replay_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DpopOptions {
+    /// ES256, ES384, EdDSA, PS256 and RS256; a 60-second window either side; 100,000
+    /// proofs remembered.
+    fn default() -> Self {
+        DpopOptions {
+            algorithms: vec![
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::EdDSA,
+                Algorithm::PS256,
+                Algorithm::RS256,
+            ],
+            window: Duration::from_secs(60),
+            replay_capacity: 100_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl DpopOptions {
+    /// The proof algorithms accepted (symmetric ones are never accepted).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms
+            .into_iter()
+            .filter(|a| !a.is_symmetric())
+            .collect();
+        self
+    }
+
+    /// How far a proof's `iat` may be from now, either way (default 60 s); proofs are
+    /// remembered this long and twice as long again, so a replay is caught while it could
+    /// still pass.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// How many proofs the replay cache holds (default 100,000).
+    pub fn replay_capacity(mut self, capacity: u64) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+
+    /// The clock `iat` is compared with.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Checks DPoP proofs (see the module's documentation). Cheap to share: one per server.
+pub struct DpopVerifier {
+    options: DpopOptions,
+    /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl fmt::Debug for DpopVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopVerifier")
+            .field("options", &self.options)
+            .field("seen", &self.seen.entry_count())
+            .finish()
+    }
+}
+
+impl DpopVerifier {
+    /// A verifier with `options`.
+    pub fn new(options: DpopOptions) -> DpopVerifier {
+        let seen = moka::sync::Cache::builder()
+            .max_capacity(options.replay_capacity)
+            .time_to_live(options.window * 3)
+            .build();
+        DpopVerifier { options, seen }
+    }
+
+    /// Checks `proof` (the `DPoP` header) for a request of `method` to `url` carrying
+    /// `access_token` (`None` at a token endpoint, where there is no `ath`).
+    ///
+    /// # Errors
+    /// The first [`DpopError`] found, in the order of the module's documentation.
+    pub fn check(
+        &self,
+        proof: &str,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<DpopProof, DpopError> {
+        if proof.len() > MAX_PROOF_BYTES {
+            return Err(DpopError::Malformed(format!(
+                "longer than {MAX_PROOF_BYTES} bytes"
+            )));
+        }
+        let malformed = |e: super::AuthError| DpopError::Malformed(e.to_string());
+        let [h, p, s] = split_compact(proof).map_err(malformed)?;
+        let header = decode_object_part(h, "header").map_err(malformed)?;
+        if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
+            return Err(DpopError::Type);
+        }
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| DpopError::Malformed("no \"alg\" string".to_owned()))?;
+        let alg = alg_name
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| !a.is_symmetric() && self.options.algorithms.contains(a))
+            .ok_or_else(|| DpopError::Algorithm(alg_name.chars().take(32).collect()))?;
+        if header.contains_key("crit") {
+            return Err(DpopError::Malformed("\"crit\" is not supported".to_owned()));
+        }
+        let jwk = header
+            .get("jwk")
+            .and_then(Value::as_object)
+            .ok_or_else(|| DpopError::Key("no \"jwk\" object in the header".to_owned()))?;
+        if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err(DpopError::Key("a symmetric key".to_owned()));
+        }
+        let key = key_from_jwk(&Value::Object(jwk.clone()), KeyName::Unnamed, Some(alg))
+            .map_err(|e| DpopError::Key(e.to_string()))?;
+        if key.algorithm() != alg {
+            return Err(DpopError::Key(format!(
+                "the key is for {}, the proof is signed with {}",
+                key.algorithm().as_str(),
+                alg.as_str()
+            )));
+        }
+        let signature = b64url_decode(s)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| DpopError::Malformed("the signature is not base64url".to_owned()))?;
+        if !key.verify(&proof.as_bytes()[..h.len() + 1 + p.len()], &signature) {
+            return Err(DpopError::Signature);
+        }
+        let claims = decode_object_part(p, "payload").map_err(malformed)?;
+        let text = |name: &'static str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| DpopError::Malformed(format!("no \"{name}\" string")))
+        };
+        let jti = text("jti")?;
+        let htm = text("htm")?;
+        if htm != method {
+            return Err(DpopError::Method {
+                expected: method.to_owned(),
+                found: htm.chars().take(32).collect(),
+            });
+        }
+        let (expected, found) = (normalize_htu(url), normalize_htu(text("htu")?));
+        if expected != found {
+            return Err(DpopError::Url {
+                expected,
+                found: found.chars().take(256).collect(),
+            });
+        }
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| DpopError::Malformed("no integer \"iat\"".to_owned()))?;
+        let now = self.options.clock.now_unix();
+        let window = i64::try_from(self.options.window.as_secs()).unwrap_or(i64::MAX);
+        if iat < now.saturating_sub(window) || iat > now.saturating_add(window) {
+            return Err(DpopError::Time { iat, now });
+        }
+        if let Some(token) = access_token {
+            let ath = URL_SAFE_NO_PAD.encode(digest(&SHA256, token.as_bytes()));
+            if claims.get("ath").and_then(Value::as_str) != Some(ath.as_str()) {
+                return Err(DpopError::AccessTokenHash);
+            }
+        }
+        let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
+        // The replay check last, so only proofs that passed everything take a place.
+        let mut seen = Vec::with_capacity(jkt.len() + 1 + jti.len());
+        seen.extend_from_slice(jkt.as_bytes());
+        seen.push(b' ');
+        seen.extend_from_slice(jti.as_bytes());
+        let mut id = [0_u8; 32];
+        id.copy_from_slice(digest(&SHA256, &seen).as_ref());
+        if !self.seen.entry(id).or_insert(()).is_fresh() {
+            return Err(DpopError::Replayed);
+        }
+        Ok(DpopProof { jkt, alg, iat })
+    }
+}
+
+/// Checks that `principal`'s token is bound (`cnf.jkt`) to the key of `proof`.
+///
+/// # Errors
+/// [`DpopError::Binding`] when the token has no `cnf.jkt`, or names another key.
+pub fn access_token_binding(principal: &Principal, proof: &DpopProof) -> Result<(), DpopError> {
+    let jkt = principal
+        .claim("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(Value::as_str);
+    if jkt == Some(proof.jkt.as_str()) {
+        Ok(())
+    } else {
+        Err(DpopError::Binding)
+    }
+}
+
+/// The RFC 7638 thumbprint of a public JWK: base64url SHA-256 of its required members, in
+/// lexicographic order, without whitespace.
+///
+/// # Errors
+/// A message naming the missing member or the unknown `kty`.
+pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Result<String, String> {
+    let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no \"kty\"")?;
+    let members: &[&str] = match kty {
+        "EC" => &["crv", "kty", "x", "y"],
+        "RSA" => &["e", "kty", "n"],
+        "OKP" => &["crv", "kty", "x"],
+        other => return Err(format!("no thumbprint for kty {other:?}")),
+    };
+    let mut required = Map::new();
+    for member in members {
+        let value = jwk
+            .get(*member)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no \"{member}\" string"))?;
+        required.insert((*member).to_owned(), Value::String(value.to_owned()));
+    }
+    // A serde_json map without `preserve_order` sorts its keys; with it (feature `cedar`
+    // turns it on), they were inserted in order above.
+    let canonical = serde_json::to_string(&required).map_err(|e| e.to_string())?;
+    Ok(URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes())))
+}
+
+/// `url` as RFC 9449 compares `htu`: without query and fragment, the scheme and host in
+/// lower case, the scheme's default port dropped, an empty path as `/`.
+pub fn normalize_htu(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host.to_owned(),
+        _ => authority,
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+#[cfg(test)]
+mod tests;
