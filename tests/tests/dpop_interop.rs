@@ -72,13 +72,13 @@ fn proofs_made_by_pyjwt_are_checked_as_rfc_9449_says() {
             failures.push(format!("{name}: expected {expected}, got {result:?}"));
             continue;
         }
-        if let (Ok(proof), Some(jkt)) = (&result, case["jkt"].as_str()) {
-            if proof.jkt != jkt {
-                failures.push(format!(
-                    "{name}: thumbprint {} but PyJWT's key hashes to {jkt}",
-                    proof.jkt
-                ));
-            }
+        if let (Ok(proof), Some(jkt)) = (&result, case["jkt"].as_str())
+            && proof.jkt != jkt
+        {
+            failures.push(format!(
+                "{name}: thumbprint {} but PyJWT's key hashes to {jkt}",
+                proof.jkt
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
