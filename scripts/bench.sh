@@ -50,7 +50,7 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 
 if [ "$what" != load ]; then
-  for bench in verify policy cedar audit_pipeline request_path; do
+  for bench in verify policy cedar dpop audit_pipeline request_path; do
     # (An earlier revision may not have this bench yet.)
     if [ -n "${BEFORE:-}" ] && [ -f "$before_dir/src/sdk/benches/$bench.rs" ]; then
       echo "== (before: $rev) cargo bench -p rmcp-authz --all-features --bench $bench" | tee -a "$log"
