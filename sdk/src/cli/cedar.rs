@@ -190,11 +190,7 @@ pub(super) fn explain(
 /// `tools/list`. Answers may be JSON or a server-sent event stream.
 #[cfg(feature = "jwks")]
 pub(super) fn tools_from_server(url: &str, token: &str) -> Result<Vec<Tool>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start an async runtime: {e}"))?;
-    runtime.block_on(list_tools(url, token))
+    super::runtime()?.block_on(list_tools(url, token))
 }
 
 #[cfg(feature = "jwks")]

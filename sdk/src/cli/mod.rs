@@ -211,6 +211,15 @@ fn source(
     }
 }
 
+/// A runtime for a command's async work (a server's tools, a database), on this thread.
+#[cfg(any(all(feature = "cedar", feature = "jwks"), feature = "postgres"))]
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an async runtime: {e}"))
+}
+
 /// What a command concluded, mapped to the exit code.
 enum Outcome {
     /// Exit 0.

@@ -23,11 +23,7 @@ fn kind_and_value(target: &RevocationTarget) -> Result<(RevocationKind, &str), S
 
 /// Runs `work` on a runtime of its own.
 fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start an async runtime: {e}"))?
-        .block_on(work)
+    super::runtime()?.block_on(work)
 }
 
 fn rfc3339(at: SystemTime) -> String {

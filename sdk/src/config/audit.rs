@@ -219,13 +219,7 @@ impl AuditSection {
         };
         let key = "audit.hmac_key_env";
         // Neither error keeps its cause: the decoding error would show the key.
-        let text = std::env::var(var.get_ref()).map_err(|_| {
-            at.invalid(
-                key,
-                var,
-                format!("the environment variable {} is not set", var.get_ref()),
-            )
-        })?;
+        let text = at.env(key, var)?;
         let bytes = decode_key(text.trim()).ok_or_else(|| {
             at.invalid(
                 key,

@@ -102,6 +102,18 @@ impl<'a> Locator<'a> {
         self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
+    /// The value of the environment variable named by `var` (written at `key`), which must
+    /// be set. The error names the variable, never a value.
+    pub(super) fn env(&self, key: &str, var: &Spanned<String>) -> Result<String, ConfigFileError> {
+        std::env::var(var.get_ref()).map_err(|_| {
+            self.invalid(
+                key,
+                var,
+                format!("the environment variable {} is not set", var.get_ref()),
+            )
+        })
+    }
+
     /// `value`, at `key`, cannot be used: `message` says why.
     pub(super) fn invalid<T>(
         &self,

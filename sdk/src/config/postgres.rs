@@ -64,22 +64,6 @@ pub(super) struct RevocationSettings {
     reload_interval: Duration,
 }
 
-/// The value of environment variable `var` (written at `key`), which must be set.
-#[cfg(feature = "postgres")]
-fn env_value(
-    at: &Locator<'_>,
-    key: &str,
-    var: &Spanned<String>,
-) -> Result<String, ConfigFileError> {
-    std::env::var(var.get_ref()).map_err(|_| {
-        at.invalid(
-            key,
-            var,
-            format!("the environment variable {} is not set", var.get_ref()),
-        )
-    })
-}
-
 /// The database whose URL environment variable `var` (written at `key`) holds.
 #[cfg(feature = "postgres")]
 fn database(
@@ -87,7 +71,7 @@ fn database(
     key: &str,
     var: &Spanned<String>,
 ) -> Result<crate::postgres::Database, ConfigFileError> {
-    let url = env_value(at, key, var)?;
+    let url = at.env(key, var)?;
     // The parse error never repeats the URL.
     crate::postgres::Database::parse(&url).map_err(|e| at.invalid_because(key, var, e))
 }
@@ -103,7 +87,7 @@ impl AuditPostgresSection {
         let database = database(at, "audit.postgres.url_env", &self.url_env)?;
         let chain = match (&self.chain, &self.chain_env) {
             (Some(chain), None) => chain.get_ref().clone(),
-            (None, Some(var)) => env_value(at, "audit.postgres.chain_env", var)?,
+            (None, Some(var)) => at.env("audit.postgres.chain_env", var)?,
             (Some(chain), Some(_)) => {
                 return Err(at.invalid(
                     "audit.postgres.chain",

@@ -136,13 +136,7 @@ impl VerifierSection {
                 None => Algorithm::HS256,
             };
             // Neither error keeps its cause: the decoding error would show the secret.
-            let text = std::env::var(var.get_ref()).map_err(|_| {
-                at.invalid(
-                    key,
-                    var,
-                    format!("the environment variable {} is not set", var.get_ref()),
-                )
-            })?;
+            let text = at.env(key, var)?;
             let secret = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
                 at.invalid(
                     key,

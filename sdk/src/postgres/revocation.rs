@@ -40,10 +40,6 @@ pub struct Revoked {
     pub reason: Option<String>,
 }
 
-fn kind_text(kind: RevocationKind) -> &'static str {
-    kind.claim()
-}
-
 fn kind_of(text: &str) -> Option<RevocationKind> {
     match text {
         "jti" => Some(RevocationKind::TokenId),
@@ -73,7 +69,7 @@ pub async fn revoke(
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (kind, value) DO UPDATE
              SET revoked_at = now(), expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason",
-            &[&kind_text(kind), &value, &expires_at, &reason],
+            &[&kind.claim(), &value, &expires_at, &reason],
         )
         .await
         .map_err(|e| database.query_error(&e))?;
@@ -94,7 +90,7 @@ pub async fn unrevoke(
     let removed = client
         .execute(
             "DELETE FROM rmcp_authz_revocations WHERE kind = $1 AND value = $2",
-            &[&kind_text(kind), &value],
+            &[&kind.claim(), &value],
         )
         .await
         .map_err(|e| database.query_error(&e))?;

@@ -229,24 +229,23 @@ impl PostgresSink {
         let Some(InFlight { batch, handle }) = state.in_flight.take() else {
             return Ok(());
         };
-        let limit = self.attempt_limit();
-        let sent = self.block_on(async {
-            match tokio::time::timeout(limit, handle).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(Failure::Retry(self.error("the statement's task was lost"))),
-                Err(_) => Err(Failure::TimedOut(
-                    self.error(format!("no answer to the statement within {limit:?}")),
-                )),
-            }
-        });
+        let sent = self.block_on(self.answer(handle));
         self.write(state, batch, false, Some(sent))
     }
 
-    /// How long one attempt may take: [`ATTEMPT_TIMEOUT`], or less when the sink gives up
-    /// sooner.
-    fn attempt_limit(&self) -> Duration {
-        self.give_up_after
-            .map_or(ATTEMPT_TIMEOUT, |limit| limit.min(ATTEMPT_TIMEOUT))
+    /// The result of a statement sent by [`PostgresSink::send`], waited for at most
+    /// [`ATTEMPT_TIMEOUT`] (or less, when the sink gives up sooner).
+    async fn answer(&self, handle: JoinHandle<Result<u64, Failure>>) -> Result<u64, Failure> {
+        let limit = self
+            .give_up_after
+            .map_or(ATTEMPT_TIMEOUT, |limit| limit.min(ATTEMPT_TIMEOUT));
+        match tokio::time::timeout(limit, handle).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Failure::Retry(self.error("the statement's task was lost"))),
+            Err(_) => Err(Failure::TimedOut(
+                self.error(format!("no answer to the statement within {limit:?}")),
+            )),
+        }
     }
 
     /// Writes `batch` and waits for its commit, trying again until it is written, a
@@ -273,18 +272,9 @@ impl PostgresSink {
                             Head::NotWritten => {}
                         }
                     }
-                    let limit = self.attempt_limit();
                     self.block_on(async {
                         let handle = self.send(state, &batch, durable).await?;
-                        match tokio::time::timeout(limit, handle).await {
-                            Ok(Ok(result)) => result,
-                            Ok(Err(_)) => {
-                                Err(Failure::Retry(self.error("the statement's task was lost")))
-                            }
-                            Err(_) => Err(Failure::TimedOut(
-                                self.error(format!("no answer to the statement within {limit:?}")),
-                            )),
-                        }
+                        self.answer(handle).await
                     })
                 }
             };

@@ -41,10 +41,7 @@ pub(super) struct Trail {
 impl Trail {
     /// Connects, and checks the schema.
     pub(super) fn open(database: &Database) -> Result<Trail, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start an async runtime: {e}"))?;
+        let runtime = crate::cli::runtime()?;
         let client = runtime
             .block_on(async {
                 let client = database.connect().await?;
@@ -168,11 +165,7 @@ pub(in crate::cli) fn verify_postgres(
         }
         (None, None) => {}
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start an async runtime: {e}"))?;
-    let results = runtime
+    let results = crate::cli::runtime()?
         .block_on(verify_chains(database, &options))
         .map_err(|e| e.to_string())?;
     let intact = results.iter().all(Result::is_ok);
