@@ -4,11 +4,8 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
 
-use rmcp_authz::audit::{
-    AuditEvent, AuditSink, Auditor, DecisionKind, Durability, EventKind, JsonLines, Outcome,
-};
+use rmcp_authz::audit::{AuditEvent, AuditSink, DecisionKind, EventKind, JsonLines, Outcome};
 use rmcp_authz::postgres::{Database, PostgresSink};
 use serde_json::Value;
 
@@ -52,23 +49,8 @@ fn event(n: usize) -> AuditEvent {
 async fn the_database_reads_like_a_file() {
     let pg = pg::TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
-    let sink = PostgresSink::builder(db.clone(), "replica-a")
-        .migrate(true)
-        .connect()
-        .unwrap();
-    let auditor = Auditor::builder(Arc::new(sink))
-        .durability(Durability::Durable)
-        .build()
-        .unwrap();
-    for i in 0..30 {
-        auditor
-            .reserve()
-            .await
-            .unwrap()
-            .record(event(i))
-            .await
-            .unwrap();
-    }
+    let auditor = pg.durable_auditor("replica-a");
+    pg::record_all(&auditor, (0..30).map(event)).await;
     auditor.close().await;
 
     // The same records as a file: the rows of the chain, in order, one per line.

@@ -213,6 +213,19 @@ impl TestPostgres {
         self.start_server();
     }
 
+    /// A durable auditor writing chain `chain` of this cluster (the schema migrated).
+    pub fn durable_auditor(&self, chain: &str) -> rmcp_authz::audit::Auditor {
+        let database = rmcp_authz::postgres::Database::parse(&self.url).expect("the cluster's URL");
+        let sink = rmcp_authz::postgres::PostgresSink::builder(database, chain)
+            .migrate(true)
+            .connect()
+            .expect("connect the sink");
+        rmcp_authz::audit::Auditor::builder(std::sync::Arc::new(sink))
+            .durability(rmcp_authz::audit::Durability::Durable)
+            .build()
+            .expect("start the auditor")
+    }
+
     /// Runs `sql` with `psql`, returning its unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> String {
         let output = Command::new("psql")
@@ -235,6 +248,17 @@ impl TestPostgres {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// Records `events` through `auditor`, one after another, each acknowledged.
+pub async fn record_all(
+    auditor: &rmcp_authz::audit::Auditor,
+    events: impl IntoIterator<Item = rmcp_authz::audit::AuditEvent>,
+) {
+    for event in events {
+        let slot = auditor.reserve().await.expect("a place in the queue");
+        slot.record(event).await.expect("the event is recorded");
     }
 }
 

@@ -225,3 +225,31 @@ pub async fn connect_in_memory<H: rmcp::ServerHandler>(
         .expect("the client connects");
     (client, server)
 }
+
+/// Spawns `command`, a server process that prints `listening <URL>` as its first line
+/// once it accepts connections (as `notes_http_config` does), killed when the child is
+/// dropped; returns it and the URL.
+pub async fn spawn_listening(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the server");
+    let stdout = child.stdout.take().expect("its standard output");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server starts within 60 s")
+        .expect("its standard output reads")
+        .expect("the server prints its address");
+    let url = first
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    (child, url)
+}

@@ -7,7 +7,6 @@
 //! arguments; the test holds the key, so it finds each answered call's event by digest.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +14,6 @@ use std::time::Duration;
 use rmcp_authz::audit::{ArgumentRecording, AuditEvent, Outcome, verify_chain};
 use rmcp_authz::dev::DevIssuer;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const AUDIENCE: &str = "https://notes.test.invalid/mcp";
 const ISSUER: &str = "https://auth.test.invalid";
@@ -68,24 +66,9 @@ hmac_key_env = "NOTES_AUDIT_KEY"
     )
     .unwrap();
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_notes_http_config"))
-        .arg(&config)
-        .env("NOTES_AUDIT_KEY", KEY_HEX)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the server");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
-        .await
-        .expect("the server starts within 60 s")
-        .unwrap()
-        .expect("the server prints its address");
-    let url = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_notes_http_config"));
+    command.arg(&config).env("NOTES_AUDIT_KEY", KEY_HEX);
+    let (mut child, url) = rmcp_authz_tests::server::spawn_listening(command).await;
     let token = issuer
         .token(AUDIENCE)
         .subject("alice")

@@ -3,16 +3,15 @@
 //! after a restart, verified, and every kind of tampering caught; revocations reaching
 //! every follower within a second, and a restarted follower starting with the full list.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rmcp_authz::audit::{AuditEvent, Auditor, DecisionKind, Durability, EventKind, Outcome};
+use rmcp_authz::audit::{AuditEvent, DecisionKind, EventKind, Outcome};
 use rmcp_authz::postgres::{
     ChainBreakKind, Database, PgVerifyOptions, PostgresSink, RevocationKind, SharedRevocations,
     revoke, unrevoke, verify_chains,
 };
 use rmcp_authz::token::{CacheOptions, CachedVerifier, Revocations};
-use rmcp_authz_tests::postgres::TestPostgres;
+use rmcp_authz_tests::postgres::{TestPostgres, record_all};
 
 fn event(n: usize) -> AuditEvent {
     let mut e = AuditEvent::new(EventKind::ToolCall, DecisionKind::Allow, Outcome::Success);
@@ -20,20 +19,10 @@ fn event(n: usize) -> AuditEvent {
     e
 }
 
-/// Writes `n` events to `chain` through a durable auditor, and closes it.
-async fn write(db: &Database, chain: &str, n: usize) {
-    let sink = PostgresSink::builder(db.clone(), chain)
-        .migrate(true)
-        .connect()
-        .expect("connect the sink");
-    let auditor = Auditor::builder(Arc::new(sink))
-        .durability(Durability::Durable)
-        .build()
-        .unwrap();
-    for i in 0..n {
-        let slot = auditor.reserve().await.unwrap();
-        slot.record(event(i)).await.unwrap();
-    }
+/// Writes `n` events to `chain` of `pg` through a durable auditor, and closes it.
+async fn write(pg: &TestPostgres, chain: &str, n: usize) {
+    let auditor = pg.durable_auditor(chain);
+    record_all(&auditor, (0..n).map(event)).await;
     auditor.close().await;
 }
 
@@ -56,14 +45,14 @@ async fn verify(
 async fn a_chain_is_written_verified_and_continued_after_a_restart() {
     let pg = TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
-    write(&db, "replica-a", 25).await;
-    write(&db, "replica-b", 5).await;
+    write(&pg, "replica-a", 25).await;
+    write(&pg, "replica-b", 5).await;
     assert_eq!(
         verify(&db, &PgVerifyOptions::default()).await,
         vec![Ok(("replica-a".into(), 25)), Ok(("replica-b".into(), 5))]
     );
     // A new process with the same chain id continues the chain.
-    write(&db, "replica-a", 10).await;
+    write(&pg, "replica-a", 10).await;
     assert_eq!(
         verify(&db, &PgVerifyOptions::default().chain("replica-a")).await,
         vec![Ok(("replica-a".into(), 35))]
@@ -87,7 +76,7 @@ async fn an_edited_deleted_or_reordered_row_is_caught() {
     let pg = TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
     for chain in ["edit", "delete", "reorder", "truncate", "prune", "intact"] {
-        write(&db, chain, 12).await;
+        write(&pg, chain, 12).await;
     }
     let report = verify_chains(&db, &PgVerifyOptions::default().chain("truncate"))
         .await
@@ -172,7 +161,7 @@ async fn revocations_reach_every_replica_within_a_second() {
     let pg = TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
     // The schema, as the first replica to start would apply it.
-    write(&db, "setup", 0).await;
+    write(&pg, "setup", 0).await;
     let replicas: Vec<SharedRevocations> = (0..3)
         .map(|_| SharedRevocations::start(db.clone(), list()).unwrap())
         .collect();
@@ -254,35 +243,12 @@ async fn revocations_reach_every_replica_within_a_second() {
 async fn a_sink_goes_on_when_the_database_lost_its_newest_records() {
     let pg = TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
-    let sink = PostgresSink::builder(db.clone(), "lossy")
-        .migrate(true)
-        .connect()
-        .unwrap();
-    let auditor = Auditor::builder(Arc::new(sink))
-        .durability(Durability::Durable)
-        .build()
-        .unwrap();
-    for i in 0..10 {
-        auditor
-            .reserve()
-            .await
-            .unwrap()
-            .record(event(i))
-            .await
-            .unwrap();
-    }
+    let auditor = pg.durable_auditor("lossy");
+    record_all(&auditor, (0..10).map(event)).await;
     // What a crash would leave: the last three records and the head's move undone.
     pg.psql("DELETE FROM rmcp_authz_audit WHERE chain_id = 'lossy' AND seq > 7");
     pg.psql("UPDATE rmcp_authz_audit_chains h SET last_seq = 7, last_hash = encode(sha256(convert_to(a.record, 'UTF8')), 'hex') FROM rmcp_authz_audit a WHERE h.chain_id = 'lossy' AND a.chain_id = 'lossy' AND a.seq = 7");
-    for i in 10..15 {
-        auditor
-            .reserve()
-            .await
-            .unwrap()
-            .record(event(i))
-            .await
-            .unwrap();
-    }
+    record_all(&auditor, (10..15).map(event)).await;
     auditor.close().await;
     assert_eq!(auditor.stats().failed, 0, "{:?}", auditor.stats());
     assert_eq!(
@@ -301,7 +267,7 @@ async fn a_sink_goes_on_when_the_database_lost_its_newest_records() {
 async fn a_follower_reconnects_after_the_database_restarts() {
     let pg = TestPostgres::start();
     let db = Database::parse(&pg.url).unwrap();
-    write(&db, "setup", 0).await;
+    write(&pg, "setup", 0).await;
     let in_a_day = SystemTime::now() + Duration::from_secs(86_400);
     revoke(&db, RevocationKind::TokenId, "before", in_a_day, None)
         .await

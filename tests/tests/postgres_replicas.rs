@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,8 +22,8 @@ use rmcp_authz::postgres::{
     Database, PgVerifyOptions, PostgresSink, RevocationKind, revoke, verify_chains,
 };
 use rmcp_authz_tests::postgres::TestPostgres;
+use rmcp_authz_tests::server::spawn_listening;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Child;
 
 const AUDIENCE: &str = "https://notes.test.invalid/mcp";
@@ -46,27 +45,13 @@ async fn write_note(
 
 /// Starts replica `chain` of the server on `config`; returns it and its URL.
 async fn start_replica(config: &Path, chain: &str, database_url: &str) -> (Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_notes_http_config"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_notes_http_config"));
+    command
         .arg(config)
         .env("NOTES_AUDIT_KEY", KEY_HEX)
         .env("AUDIT_DATABASE_URL", database_url)
-        .env("REPLICA_ID", chain)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn a replica");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
-        .await
-        .expect("the replica starts within 60 s")
-        .unwrap()
-        .expect("the replica prints its address");
-    let url = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
-    (child, url)
+        .env("REPLICA_ID", chain);
+    spawn_listening(command).await
 }
 
 fn write_config(dir: &Path, issuer: &DevIssuer) -> std::path::PathBuf {
