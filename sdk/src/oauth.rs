@@ -2,7 +2,8 @@
 //! imports the other: the names of the token exchange protocol (RFC 8693), the grant type
 //! a client sends and the token type URNs both ends read and write (the development
 //! issuer's token endpoint answers with them, the exchange client in `remote` sends
-//! them); how a bearer token is read from an `Authorization` value (RFC 6750); and
+//! them); how an access token is read from an `Authorization` value (RFC 6750 `Bearer`,
+//! RFC 9449 `DPoP`); and
 //! [`SubjectToken`], the token a request was authorized with, which the HTTP layer keeps
 //! for exchange and the agent side exchanges.
 
@@ -32,16 +33,39 @@ pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:acc
 )]
 pub(crate) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// The token of an `Authorization: Bearer <token>` value; the scheme is matched without
-/// regard to case (RFC 9110 section 11.1). Other schemes give `None`.
-pub(crate) fn bearer_token(value: &[u8]) -> Option<&str> {
+/// How an `Authorization` value presents its access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750): whoever holds the token may use it.
+    Bearer,
+    /// `DPoP` (RFC 9449 section 7.1): the token is bound to a key the client proves it
+    /// holds with a `DPoP` proof header.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization: Bearer <token>` or `DPoP <token>` value;
+/// the scheme is matched without regard to case (RFC 9110 section 11.1). Other schemes
+/// give `None`.
+pub(crate) fn access_token(value: &[u8]) -> Option<(Scheme, &str)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return None;
-    }
+    };
     let token = rest.trim_start_matches(' ');
-    (!token.is_empty()).then_some(token)
+    (!token.is_empty()).then_some((scheme, token))
+}
+
+/// The token of an `Authorization: Bearer <token>` value (see [`access_token`]).
+#[cfg(test)]
+pub(crate) fn bearer_token(value: &[u8]) -> Option<&str> {
+    access_token(value)
+        .filter(|(scheme, _)| *scheme == Scheme::Bearer)
+        .map(|(_, token)| token)
 }
 
 /// The access token a Streamable HTTP request was authorized with, kept for one use:
@@ -71,7 +95,7 @@ pub(crate) fn bearer_token(value: &[u8]) -> Option<&str> {
 pub struct SubjectToken(HeaderValue);
 
 impl SubjectToken {
-    /// Keeps the `Authorization` value of a request whose bearer token was verified.
+    /// Keeps the `Authorization` value of a request whose token was verified.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn from_authorization(value: HeaderValue) -> SubjectToken {
         SubjectToken(value)
@@ -86,7 +110,7 @@ impl SubjectToken {
     /// The token itself, for the exchange request only.
     #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn token(&self) -> &str {
-        bearer_token(self.0.as_bytes()).unwrap_or_default()
+        access_token(self.0.as_bytes()).map_or("", |(_, token)| token)
     }
 }
 
@@ -108,6 +132,9 @@ mod tests {
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bearer"), None);
         assert_eq!(bearer_token(&[0xff, 0x20, 0x41]), None);
+        assert_eq!(bearer_token(b"DPoP abc"), None);
+        assert_eq!(access_token(b"dpop abc"), Some((Scheme::Dpop, "abc")));
+        assert_eq!(access_token(b"DPoP "), None);
     }
 
     #[test]

@@ -36,6 +36,9 @@ use serde_json::{Map, Value};
 #[derive(Clone)]
 pub struct Principal {
     inner: Arc<Inner>,
+    /// The RFC 7638 thumbprint of the key whose DPoP proof came with this request's token
+    /// (set per request by the HTTP layer, never by a verifier or its cache).
+    proof_key: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -194,6 +197,7 @@ impl From<PrincipalParts> for Principal {
                 grants: [const { OnceLock::new() }; GRANT_SLOTS],
                 derived: OnceLock::new(),
             }),
+            proof_key: None,
         }
     }
 }
@@ -281,6 +285,33 @@ impl Principal {
     /// One claim of the token.
     pub fn claim(&self, name: &str) -> Option<&Value> {
         self.inner.claims.get(name)
+    }
+
+    /// The key the token is bound to (RFC 9449 section 6: its `cnf.jkt`, the RFC 7638
+    /// thumbprint of the client's DPoP key), whether or not this request proved it.
+    pub fn bound_key(&self) -> Option<&str> {
+        self.claim("cnf")?.get("jkt")?.as_str()
+    }
+
+    /// The thumbprint of the key whose DPoP proof this request carried, checked against
+    /// the token's [`bound_key`](Principal::bound_key) (feature `dpop`, over HTTP):
+    /// `Some` when the caller proved it holds the key the token is bound to, `None` for
+    /// a bearer token.
+    pub fn proof_key(&self) -> Option<&str> {
+        self.proof_key.as_deref()
+    }
+
+    /// Whether the request proved possession of the key its token is bound to (DPoP).
+    pub fn is_sender_constrained(&self) -> bool {
+        self.proof_key.is_some()
+    }
+
+    /// This principal, as proven by the DPoP key `jkt` on this request (the verifier's
+    /// cached principal is not touched: the clone carries it).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn with_proof_key(mut self, jkt: Arc<str>) -> Principal {
+        self.proof_key = Some(jkt);
+        self
     }
 
     /// The slots for the scopes' grant sets under policies, filled in order by the
@@ -463,6 +494,7 @@ impl fmt::Debug for Principal {
             .field("jti", &i.jti)
             .field("exp", &i.exp)
             .field("claim_names", &i.claims.keys().collect::<Vec<_>>())
+            .field("proof_key", &self.proof_key)
             .finish()
     }
 }

@@ -281,7 +281,7 @@ fn the_json_rpc_code_table_lists_every_code_with_its_constant() {
 // ---------------------------------------------------------------------------------------
 
 /// Every `RejectionKind` (the enum is non_exhaustive: listed by hand).
-const REJECTION_KINDS: [(RejectionKind, &str); 8] = [
+const REJECTION_KINDS: [(RejectionKind, &str); 9] = [
     (RejectionKind::MissingToken, "MissingToken"),
     (RejectionKind::InvalidToken, "InvalidToken"),
     (RejectionKind::InvalidRequest, "InvalidRequest"),
@@ -290,6 +290,7 @@ const REJECTION_KINDS: [(RejectionKind, &str); 8] = [
     (RejectionKind::Forbidden, "Forbidden"),
     (RejectionKind::SessionMismatch, "SessionMismatch"),
     (RejectionKind::UnknownSession, "UnknownSession"),
+    (RejectionKind::InvalidDpopProof, "InvalidDpopProof"),
 ];
 
 fn rejection_table() -> Table {
@@ -345,9 +346,10 @@ fn check_rejection_row(table: &Table, answer: &Answer, what: &str) {
             row[4]
         ),
         Some(challenge) => {
+            let scheme = challenge.split(' ').next().unwrap_or_default();
             assert!(
-                first_code(&row[4]).starts_with("Bearer"),
-                "{what}: a challenge, but the row of {name} says {:?}",
+                row[4].contains(&format!("`{scheme} ")),
+                "{what}: a {scheme} challenge, but the row of {name} says {:?}",
                 row[4]
             );
             // A kind whose `error` follows the verifier's error says so in its row.
@@ -467,7 +469,31 @@ async fn the_rejection_table_matches_the_layers_responses() {
         "another principal's session",
     );
 
-    let all: BTreeSet<&str> = REJECTION_KINDS.iter().map(|(k, _)| k.code()).collect();
+    // A DPoP-bound token's proof (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    {
+        use rmcp_authz::token::dpop::{DpopOptions, DpopVerifier};
+        let policy = Policy::builder().tool("scoped", "notes:admin").build();
+        let dpop = Authz::builder(
+            issuer.verifier(RESOURCE).build().expect("verifier"),
+            policy.expect("policy"),
+        )
+        .dpop(DpopVerifier::new(DpopOptions::default()))
+        .build();
+        let app = dpop
+            .router("/mcp", || Tools::new(&["scoped"]))
+            .expect("router");
+        let mut unproven = request(uri, None, call("scoped"));
+        unproven.headers_mut().insert(
+            "authorization",
+            format!("DPoP {token}").parse().expect("value"),
+        );
+        check(ask(&app, unproven).await, "a DPoP token without its proof");
+    }
+    let mut all: BTreeSet<&str> = REJECTION_KINDS.iter().map(|(k, _)| k.code()).collect();
+    if cfg!(not(feature = "dpop")) {
+        all.remove(RejectionKind::InvalidDpopProof.code());
+    }
     assert_eq!(seen, all, "every kind was produced and checked");
 }
 
@@ -678,6 +704,11 @@ fn denials(issuer: &DevIssuer) -> Vec<(Policy, String, &'static str)> {
         (
             one_tool(any.into(), Some(minute)),
             mint(token().expires_in(hour)),
+            "t",
+        ),
+        (
+            one_tool(with(Conditions::new().require_dpop()), None),
+            mint(token()),
             "t",
         ),
     ]

@@ -146,19 +146,45 @@ impl TestServer {
         auditor: Option<rmcp_authz::audit::Auditor>,
         make_app: impl FnOnce(&Authz) -> axum::Router,
     ) -> TestServer {
+        let (listener, _) = TestServer::bind().await;
+        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+        TestServer::serve_on(
+            listener,
+            issuer,
+            policy,
+            |builder| match auditor {
+                Some(auditor) => builder.auditor(auditor),
+                None => builder,
+            },
+            make_app,
+        )
+    }
+
+    /// A listener on an ephemeral port of 127.0.0.1, and the MCP endpoint's URL there
+    /// (`http://127.0.0.1:<port>/mcp`), for [`TestServer::serve_on`].
+    pub async fn bind() -> (tokio::net::TcpListener, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
+        (listener, format!("http://{addr}/mcp"))
+    }
+
+    /// A server on `listener` (from [`TestServer::bind`]) trusting `issuer`'s tokens for
+    /// its URL, with `policy` and whatever else `configure` sets on the `Authz` builder,
+    /// serving the app `make_app` builds.
+    pub fn serve_on(
+        listener: tokio::net::TcpListener,
+        issuer: DevIssuer,
+        policy: rmcp_authz::policy::Policy,
+        configure: impl FnOnce(rmcp_authz::AuthzBuilder) -> rmcp_authz::AuthzBuilder,
+        make_app: impl FnOnce(&Authz) -> axum::Router,
+    ) -> TestServer {
+        let addr = listener.local_addr().expect("local addr");
         let origin = format!("http://{addr}");
         let url = format!("{origin}/mcp");
-        let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
         let verifier = issuer.verifier(url.clone()).build().expect("verifier");
-        let mut builder = Authz::builder(verifier, policy);
-        if let Some(auditor) = auditor {
-            builder = builder.auditor(auditor);
-        }
-        let authz = builder.build();
+        let authz = configure(Authz::builder(verifier, policy)).build();
         let app = make_app(&authz);
         let served = authz.clone();
         let task = tokio::spawn(async move {

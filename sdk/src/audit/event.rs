@@ -124,6 +124,11 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_FIELD_BYTES))]
     pub token_id: Option<String>,
+    /// The RFC 7638 thumbprint of the DPoP key the caller proved it holds on this
+    /// request, which its token is bound to (RFC 9449); absent for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_FIELD_BYTES))]
+    pub dpop_jkt: Option<String>,
     /// The scopes the token granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_LIST_ITEMS), inner(length(max = MAX_FIELD_BYTES)))]
@@ -243,6 +248,7 @@ impl AuditEvent {
             delegation_chain: Vec::new(),
             issuer: None,
             token_id: None,
+            dpop_jkt: None,
             scopes_granted: Vec::new(),
             scopes_required: Vec::new(),
             policies: Vec::new(),
@@ -297,6 +303,7 @@ impl AuditEvent {
             .collect();
         self.issuer = Some(principal.issuer().to_owned());
         self.token_id = principal.token_id().map(str::to_owned);
+        self.dpop_jkt = principal.proof_key().map(str::to_owned);
         self.scopes_granted = principal.scopes().to_vec();
     }
 

@@ -63,7 +63,7 @@ enum Shape {
 
 /// The fields that are bounded, in the order of the record: the names `truncated` may
 /// hold.
-const BOUNDED: [(&str, Shape); 23] = [
+const BOUNDED: [(&str, Shape); 24] = [
     ("id", Shape::Text),
     ("timestamp", Shape::Text),
     ("reason", Shape::Text),
@@ -74,6 +74,7 @@ const BOUNDED: [(&str, Shape); 23] = [
     ("delegation_chain", Shape::List),
     ("issuer", Shape::Text),
     ("token_id", Shape::Text),
+    ("dpop_jkt", Shape::Text),
     ("scopes_granted", Shape::List),
     ("scopes_required", Shape::List),
     ("policies", Shape::List),
@@ -168,6 +169,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         delegation_chain,
         issuer,
         token_id,
+        dpop_jkt,
         scopes_granted,
         scopes_required,
         policies,
@@ -197,6 +199,7 @@ pub(crate) fn within_bounds(event: &AuditEvent) -> bool {
         && list_within_bounds(delegation_chain)
         && optional(issuer)
         && optional(token_id)
+        && optional(dpop_jkt)
         && list_within_bounds(scopes_granted)
         && list_within_bounds(scopes_required)
         && list_within_bounds(policies)
@@ -231,6 +234,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
         delegation_chain,
         issuer,
         token_id,
+        dpop_jkt,
         scopes_granted,
         scopes_required,
         policies,
@@ -259,6 +263,7 @@ pub(crate) fn bound(event: &mut AuditEvent) -> bool {
     cuts.list("delegation_chain", delegation_chain);
     cuts.optional("issuer", issuer);
     cuts.optional("token_id", token_id);
+    cuts.optional("dpop_jkt", dpop_jkt);
     cuts.list("scopes_granted", scopes_granted);
     cuts.list("scopes_required", scopes_required);
     cuts.list("policies", policies);
@@ -527,6 +532,7 @@ mod tests {
             &mut e.client_id,
             &mut e.issuer,
             &mut e.token_id,
+            &mut e.dpop_jkt,
             &mut e.target,
             &mut e.method,
             &mut e.arguments_hmac,
@@ -628,6 +634,7 @@ mod tests {
             &mut e.client_id,
             &mut e.issuer,
             &mut e.token_id,
+            &mut e.dpop_jkt,
             &mut e.target,
             &mut e.method,
             &mut e.arguments_hmac,

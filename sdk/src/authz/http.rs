@@ -105,7 +105,7 @@ impl Authz {
 
     /// The Protected Resource Metadata document.
     pub fn protected_resource_metadata(&self) -> Value {
-        http::metadata_document(&self.guard)
+        http::metadata_document(&self.guard, &self.http)
     }
 
     /// The URL of the metadata document, as given in `resource_metadata` challenges:
@@ -117,7 +117,7 @@ impl Authz {
     /// Routes serving the metadata document at the root and path-inserted well-known
     /// URLs. Merge them into the router that serves the MCP endpoint; they need no token.
     pub fn metadata_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        http::metadata_routes(&self.guard)
+        http::metadata_routes(&self.guard, &self.http)
     }
 
     /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests

@@ -200,6 +200,57 @@ impl AuthzBuilder {
         self
     }
 
+    /// Accepts DPoP-bound access tokens (RFC 9449, feature `dpop`) beside bearer tokens:
+    /// a request presenting `Authorization: DPoP <token>` must carry one `DPoP` proof that
+    /// `verifier` accepts for the request and the token, and the token's `cnf.jkt` must
+    /// name the proof's key. A DPoP-bound token presented as `Bearer` is refused either
+    /// way. Rules can then require DPoP ([`Conditions::require_dpop`]), and
+    /// [`require_dpop`](AuthzBuilder::require_dpop) requires it of every request.
+    /// docs/dpop.md has the whole story.
+    ///
+    /// [`Conditions::require_dpop`]: crate::policy::Conditions::require_dpop
+    ///
+    /// ```
+    /// use rmcp_authz::{Authz, dev::DevIssuer, policy::Policy};
+    /// use rmcp_authz::token::dpop::{DpopOptions, DpopVerifier};
+    /// let issuer = DevIssuer::new("https://auth.example")?;
+    /// let verifier = issuer.verifier("https://mcp.example/mcp").build()?;
+    /// let authz = Authz::builder(verifier, Policy::builder().build()?)
+    ///     .dpop(DpopVerifier::new(DpopOptions::default()))
+    ///     .require_dpop()
+    ///     .build();
+    /// let metadata = authz.protected_resource_metadata();
+    /// assert_eq!(metadata["dpop_bound_access_tokens_required"], true);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, verifier: crate::token::dpop::DpopVerifier) -> Self {
+        let required = self.http.dpop.as_ref().is_some_and(|d| d.required);
+        self.http.dpop = Some(Arc::new(crate::http::DpopSettings::new(
+            Arc::new(verifier),
+            required,
+        )));
+        self
+    }
+
+    /// Accepts only DPoP-bound access tokens (feature `dpop`): a bearer token is refused
+    /// with 401 and a `DPoP` challenge, and the Protected Resource Metadata says
+    /// `dpop_bound_access_tokens_required`. Proofs are checked by the verifier given to
+    /// [`dpop`](AuthzBuilder::dpop), else by one with [`DpopOptions`]' defaults.
+    ///
+    /// [`DpopOptions`]: crate::token::dpop::DpopOptions
+    #[cfg(feature = "dpop")]
+    pub fn require_dpop(mut self) -> Self {
+        let verifier = match &self.http.dpop {
+            Some(dpop) => Arc::clone(&dpop.verifier),
+            None => Arc::new(crate::token::dpop::DpopVerifier::new(
+                crate::token::dpop::DpopOptions::default(),
+            )),
+        };
+        self.http.dpop = Some(Arc::new(crate::http::DpopSettings::new(verifier, true)));
+        self
+    }
+
     /// Builds the `Authz`.
     pub fn build(self) -> Authz {
         Authz {

@@ -28,6 +28,16 @@ pub(super) struct ConditionsSpec {
     forbid_actors: Option<Vec<String>>,
     max_token_age_secs: Option<u64>,
     max_auth_age_secs: Option<u64>,
+    require_dpop: Option<RequireDpop>,
+}
+
+/// `require_dpop` as written: when a rule needs a DPoP-bound token.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RequireDpop {
+    Always,
+    Delegated,
+    Never,
 }
 
 impl ConditionsSpec {
@@ -56,6 +66,12 @@ impl ConditionsSpec {
         }
         if let Some(secs) = self.max_auth_age_secs {
             c = c.max_auth_age(Duration::from_secs(secs));
+        }
+        match self.require_dpop {
+            Some(RequireDpop::Always) => c = c.require_dpop(),
+            Some(RequireDpop::Delegated) => c = c.require_dpop_when_delegated(),
+            Some(RequireDpop::Never) => c = c.allow_bearer(),
+            None => {}
         }
         c
     }
@@ -185,6 +201,7 @@ mod tests {
                 "forbid_actors",
                 "max_token_age_secs",
                 "max_auth_age_secs",
+                "require_dpop",
             ]
         );
     }

@@ -57,7 +57,7 @@ where
             path,
             AuthzLayer::new(guard.clone(), settings).layer(service),
         )
-        .merge(metadata_routes(guard)))
+        .merge(metadata_routes(guard, settings)))
 }
 
 /// rmcp's configuration for the endpoint of `resource`: stateless, JSON responses where

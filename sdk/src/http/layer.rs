@@ -15,6 +15,7 @@ use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::metadata::origin_of;
 use super::*;
 use crate::guard::{CallerId, Guard, lru_map};
 use crate::server::Authorized;
@@ -81,9 +82,12 @@ impl AuthzLayer {
         AuthzLayer {
             state: Arc::new(HttpState {
                 metadata_url: metadata_url_for(guard.resource()),
+                origin: origin_of(guard.resource()),
                 guard,
                 max_body_bytes: settings.max_body_bytes,
                 sessions: lru_map(MAX_SESSIONS),
+                #[cfg(feature = "dpop")]
+                dpop: settings.dpop.clone(),
             }),
         }
     }
@@ -97,7 +101,30 @@ pub(super) struct HttpState {
     pub(super) guard: Guard,
     pub(super) max_body_bytes: usize,
     pub(super) metadata_url: String,
+    /// The resource URI's `scheme://authority`: with a request's path, the URL a DPoP
+    /// proof's `htu` must name.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(super) origin: String,
     pub(super) sessions: moka::sync::Cache<String, Arc<CallerId>>,
+    #[cfg(feature = "dpop")]
+    pub(super) dpop: Option<Arc<DpopSettings>>,
+}
+
+impl HttpState {
+    /// The schemes this layer accepts, and whether `authorization` used `DPoP`: which
+    /// challenges a refusal carries.
+    pub(super) fn schemes(&self, used_dpop: bool) -> super::challenge::Schemes<'_> {
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.dpop {
+            return super::challenge::Schemes {
+                bearer_refused: dpop.required,
+                dpop_algs: Some(&dpop.algs),
+                used_dpop,
+            };
+        }
+        let _ = used_dpop;
+        super::challenge::Schemes::default()
+    }
 }
 
 /// The layer goes only in front of rmcp's service whose handlers are [`Authorized`]: the

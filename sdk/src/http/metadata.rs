@@ -10,6 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::HttpSettings;
 use crate::guard::Guard;
 
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -30,25 +31,42 @@ fn split_origin(resource: &str) -> (String, String) {
     }
 }
 
+/// The `scheme://authority` of `resource`.
+pub(crate) fn origin_of(resource: &str) -> String {
+    split_origin(resource).0
+}
+
 /// The path-inserted metadata URL for `resource` (RFC 9728 section 3.1).
 pub(crate) fn metadata_url_for(resource: &str) -> String {
     let (origin, path) = split_origin(resource);
     format!("{origin}{WELL_KNOWN}{path}")
 }
 
-/// The Protected Resource Metadata document of `guard`'s resource.
-pub(crate) fn metadata_document(guard: &Guard) -> Value {
-    json!({
+/// The Protected Resource Metadata document of `guard`'s resource: with DPoP accepted,
+/// the proof algorithms (`dpop_signing_alg_values_supported`) and whether only
+/// DPoP-bound tokens are (`dpop_bound_access_tokens_required`, RFC 9728 section 2).
+pub(crate) fn metadata_document(guard: &Guard, settings: &HttpSettings) -> Value {
+    let mut doc = json!({
         "resource": guard.resource(),
         "authorization_servers": guard.authorization_servers(),
         "scopes_supported": guard.policy().scopes_supported(),
         "bearer_methods_supported": ["header"],
-    })
+    });
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = &settings.dpop {
+        doc["dpop_signing_alg_values_supported"] = dpop.algs.split(' ').collect::<Vec<_>>().into();
+        doc["dpop_bound_access_tokens_required"] = dpop.required.into();
+    }
+    let _ = settings;
+    doc
 }
 
 /// Routes serving the metadata document at the root and path-inserted well-known URLs.
-pub(crate) fn metadata_routes<S: Clone + Send + Sync + 'static>(guard: &Guard) -> Router<S> {
-    let doc = metadata_document(guard);
+pub(crate) fn metadata_routes<S: Clone + Send + Sync + 'static>(
+    guard: &Guard,
+    settings: &HttpSettings,
+) -> Router<S> {
+    let doc = metadata_document(guard, settings);
     let (_, path) = split_origin(guard.resource());
     let handler = move || {
         let doc = doc.clone();

@@ -2,8 +2,11 @@
 //!
 //! For every request, before rmcp runs anything: refuse tokens in the query string and
 //! repeated `Authorization` headers (400); answer a request without a bearer token with
-//! 401 and a challenge naming the Protected Resource Metadata; verify the token (401
-//! `invalid_token` with a description); read the JSON-RPC body under a size limit and find
+//! 401 and a challenge naming the Protected Resource Metadata; for a DPoP-bound token
+//! (`Authorization: DPoP`, feature `dpop`), check its one `DPoP` proof against the request
+//! and the token (401 `invalid_dpop_proof` or `use_dpop_nonce`); verify the token (401
+//! `invalid_token` with a description), and refuse a DPoP-bound token presented as
+//! `Bearer`, or a bearer token where DPoP is required; read the JSON-RPC body under a size limit and find
 //! the operation (from the body, checked against the `Mcp-Method` / `Mcp-Name` headers of
 //! 2026-07-28 clients); refuse a session opened by another principal (403); ask the policy,
 //! and answer a denied call with 403 and a step-up challenge naming every scope it needs.
@@ -55,6 +58,8 @@
 //! ```
 
 mod challenge;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod endpoint;
 mod layer;
 mod metadata;
@@ -104,12 +109,20 @@ pub(crate) const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-proto
 #[derive(Debug, Clone)]
 pub(crate) struct HttpSettings {
     pub(crate) max_body_bytes: usize,
+    /// DPoP-bound tokens, when accepted.
+    #[cfg(feature = "dpop")]
+    pub(crate) dpop: Option<std::sync::Arc<DpopSettings>>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 }
+
+#[cfg(feature = "dpop")]
+pub(crate) use dpop::DpopSettings;

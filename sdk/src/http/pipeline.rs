@@ -18,7 +18,9 @@ use axum::extract::ConnectInfo;
 
 use super::challenge::Rejection;
 use super::layer::HttpState;
-use super::refusal::{Cause, Refused, Seen, invalid_request, refuse, token_rejection};
+use super::refusal::{
+    Cause, Refused, Seen, invalid_request, refuse, scheme_refused, token_rejection,
+};
 use super::request::{
     Named, has_access_token_param, named, operation_of, read_body, session_id, single_header,
 };
@@ -26,7 +28,7 @@ use super::rpc::{self, Target};
 use super::*;
 use crate::gate::{Decided, Determining, RemoteAddr, VerifiedBy};
 use crate::guard::CallerId;
-use crate::oauth::{SubjectToken, bearer_token};
+use crate::oauth::{Scheme, SubjectToken, access_token};
 use crate::policy::{Decision, Operation, challenge_scope};
 use crate::principal::Principal;
 
@@ -65,6 +67,11 @@ where
         principal: None,
         rpc: None,
         id: None,
+        used_dpop: parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| access_token(v.as_bytes()))
+            .is_some_and(|(scheme, _)| scheme == Scheme::Dpop),
     };
 
     let principal = match authenticate(&state, &parts).await {
@@ -256,6 +263,8 @@ impl Recheck {
             principal: Some(principal),
             rpc: unread.rpc.as_ref(),
             id: unread.id.as_ref(),
+            // A 400 without a challenge: no scheme to answer in.
+            used_dpop: false,
         };
         Err(refuse(state, unread.refused, seen).await)
     }
@@ -497,9 +506,10 @@ fn bind_session<B>(
 }
 
 /// The caller of a request, from its headers alone: the token from the one
-/// `Authorization: Bearer` header, verified. A refusal says why, with the verifier's error
-/// when it refused the token. The 401 for a missing token gets its challenge later, with
-/// the scope hint the body gives.
+/// `Authorization` header, verified; for the `DPoP` scheme, its proof checked first and
+/// its binding after. A refusal says why, with the verifier's error when it refused the
+/// token. The 401 for a missing token gets its challenge later, with the scope hint the
+/// body gives.
 async fn authenticate(
     state: &HttpState,
     parts: &http::request::Parts,
@@ -523,7 +533,7 @@ async fn authenticate(
     if second.is_some() {
         return Err(malformed("more than one Authorization header").into());
     }
-    let Some(token) = first.and_then(|v| bearer_token(v.as_bytes())) else {
+    let Some((scheme, token)) = first.and_then(|v| access_token(v.as_bytes())) else {
         let refusal = Rejection::new(
             StatusCode::UNAUTHORIZED,
             RejectionKind::MissingToken,
@@ -531,9 +541,52 @@ async fn authenticate(
         );
         return Err(refusal.into());
     };
+    match scheme {
+        Scheme::Bearer => {
+            #[cfg(feature = "dpop")]
+            if state.dpop.as_ref().is_some_and(|d| d.required) {
+                return Err(scheme_refused(
+                    "this MCP server accepts only DPoP-bound access tokens (Authorization: \
+                     DPoP with a DPoP proof), not bearer tokens",
+                    metadata_url,
+                )
+                .into());
+            }
+            let principal = verify(state, token).await?;
+            if principal.bound_key().is_some() {
+                return Err(scheme_refused(
+                    "this access token is DPoP-bound: present it with Authorization: DPoP \
+                     and a DPoP proof signed with its key, not as a bearer token",
+                    metadata_url,
+                )
+                .into());
+            }
+            Ok(principal)
+        }
+        Scheme::Dpop => {
+            #[cfg(feature = "dpop")]
+            if let Some(dpop) = &state.dpop {
+                // The proof on every request, before the token (whose verification may
+                // come from a cache).
+                let proof = dpop.check_proof(parts, &state.origin, token)?;
+                let principal = verify(state, token).await?;
+                return dpop.bind(principal, &proof);
+            }
+            Err(scheme_refused(
+                "this MCP server does not accept DPoP-bound tokens; present a bearer token \
+                 (Authorization: Bearer ...)",
+                metadata_url,
+            )
+            .into())
+        }
+    }
+}
+
+/// `token`, verified; a refusal with the verifier's error.
+async fn verify(state: &HttpState, token: &str) -> Result<Principal, Box<Refused>> {
     state.guard.verifier().verify(token).await.map_err(|e| {
         Box::new(Refused {
-            rejection: token_rejection(&e, metadata_url),
+            rejection: token_rejection(&e, &state.metadata_url),
             cause: Cause::Token(e),
         })
     })

@@ -67,12 +67,28 @@ pub(super) fn invalid_request(message: &str) -> Rejection {
     )
 }
 
-/// The answer to a policy denial: 401 `invalid_token` when only a newer token would do,
+/// The answer to a policy denial: 401 `invalid_token` with a `DPoP` challenge when only a
+/// DPoP-bound token would do, 401 `invalid_token` when only a newer token would do,
 /// 403 with a step-up challenge naming every scope needed when scopes are missing, a plain
 /// 403 otherwise.
 fn denial_rejection(denial: &Denial, metadata_url: &str) -> Rejection {
     let message = denial.to_string();
-    let refusal = if denial.needs_new_token() {
+    let refusal = if denial.needs_dpop() {
+        // Only a DPoP-bound token, proven on the request, would do (RFC 9449 section 7.1).
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            RejectionKind::InvalidToken,
+            &message,
+        )
+        .dpop_challenge(&[
+            ("error", Some("invalid_token")),
+            (
+                "error_description",
+                Some("this operation needs a DPoP-bound access token and a DPoP proof"),
+            ),
+            ("resource_metadata", Some(metadata_url)),
+        ])
+    } else if denial.needs_new_token() {
         // A newer token would do: tell the client its token will not, as for an expired
         // one (RFC 6750 invalid_token).
         Rejection::new(
@@ -119,6 +135,9 @@ pub(super) struct Seen<'a> {
     pub(super) principal: Option<&'a Principal>,
     pub(super) rpc: Option<&'a rpc::RpcRequest>,
     pub(super) id: Option<&'a serde_json::Value>,
+    /// Whether the request presented its token with the `DPoP` scheme (its challenges
+    /// are `DPoP` ones).
+    pub(super) used_dpop: bool,
 }
 
 impl Seen<'_> {
@@ -168,7 +187,10 @@ pub(super) async fn refuse(
             let _ = audit.finish(Outcome::Denied).await;
         }
     }
-    refused.rejection.into_response()
+    refused
+        .rejection
+        .schemes(state.schemes(seen.used_dpop))
+        .into_response()
 }
 
 /// What a parsed JSON-RPC request tells the audit record: the kind, method and target.
@@ -192,6 +214,23 @@ pub(super) fn describe_rpc(record: &mut Record, rpc: &rpc::RpcRequest) {
         record.kind = kind;
     }
     record.target = target.map(|t| t.clone().into());
+}
+
+/// The 401 for a token presented with a scheme this server does not accept: `DPoP`
+/// where only bearer tokens are, `Bearer` where DPoP is required, or for a DPoP-bound
+/// token presented as `Bearer`, which anyone who copied it could do (RFC 9449 section
+/// 7.2).
+pub(super) fn scheme_refused(message: &str, metadata_url: &str) -> Rejection {
+    Rejection::new(
+        StatusCode::UNAUTHORIZED,
+        RejectionKind::InvalidToken,
+        message,
+    )
+    .challenge(&[
+        ("error", Some("invalid_token")),
+        ("error_description", Some(message)),
+        ("resource_metadata", Some(metadata_url)),
+    ])
 }
 
 /// The 401 (or 400) for a token the verifier refused.

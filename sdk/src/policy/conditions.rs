@@ -46,6 +46,21 @@ pub struct Conditions {
     pub(crate) forbidden_actors: Option<Vec<String>>,
     pub(crate) max_token_age: Option<Duration>,
     pub(crate) max_auth_age: Option<Duration>,
+    pub(crate) dpop: Option<DpopRequirement>,
+}
+
+/// When a rule needs a DPoP-bound token (RFC 9449), proven on the request with the key
+/// the token is bound to: see [`Conditions::require_dpop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DpopRequirement {
+    /// Every call needs one.
+    Always,
+    /// Delegated tokens (with an `act` chain) need one; the user's own token may be a
+    /// bearer token.
+    Delegated,
+    /// Bearer tokens are admitted (to lift a default for one rule).
+    Never,
 }
 
 impl Conditions {
@@ -118,6 +133,29 @@ impl Conditions {
         self
     }
 
+    /// Requires a DPoP-bound token proven on the request (RFC 9449, feature `dpop` on
+    /// the HTTP layer): a bearer token is refused with 401 and a `DPoP` challenge, so a
+    /// token copied from a log or a proxy cannot call. Over stdio, where there is no
+    /// proof, such a rule refuses every call.
+    pub fn require_dpop(mut self) -> Conditions {
+        self.dpop = Some(DpopRequirement::Always);
+        self
+    }
+
+    /// Requires a DPoP-bound token proven on the request of delegated tokens only (those
+    /// with an `act` chain): the agents acting for a user, where a stolen token does the
+    /// most harm.
+    pub fn require_dpop_when_delegated(mut self) -> Conditions {
+        self.dpop = Some(DpopRequirement::Delegated);
+        self
+    }
+
+    /// Admits bearer tokens again (to lift a `require_dpop` default for one rule).
+    pub fn allow_bearer(mut self) -> Conditions {
+        self.dpop = Some(DpopRequirement::Never);
+        self
+    }
+
     /// These conditions, with every setting left unset here taken from `defaults`.
     pub(crate) fn over(&self, defaults: &Conditions) -> Conditions {
         Conditions {
@@ -134,6 +172,7 @@ impl Conditions {
                 .or_else(|| defaults.forbidden_actors.clone()),
             max_token_age: self.max_token_age.or(defaults.max_token_age),
             max_auth_age: self.max_auth_age.or(defaults.max_auth_age),
+            dpop: self.dpop.or(defaults.dpop),
         }
     }
 
@@ -143,7 +182,7 @@ impl Conditions {
     }
 
     /// The first condition `principal` fails at time `now`, if any: the chain first (a
-    /// new token would not help), then freshness.
+    /// new token would not help), then the DPoP binding, then freshness.
     pub(crate) fn check(&self, principal: &Principal, now: i64) -> Option<DenyReason> {
         let chain = principal.delegation_chain();
         if self.user_only == Some(true) && !chain.is_empty() {
@@ -190,6 +229,16 @@ impl Conditions {
             return Some(DenyReason::AgentNotAllowed {
                 agent: principal.agent().map(str::to_owned),
             });
+        }
+        let needs_dpop = match self.dpop {
+            Some(DpopRequirement::Always) => Some(false),
+            Some(DpopRequirement::Delegated) if !chain.is_empty() => Some(true),
+            _ => None,
+        };
+        if let Some(delegated) = needs_dpop
+            && !principal.is_sender_constrained()
+        {
+            return Some(DenyReason::DpopRequired { delegated });
         }
         let age = |claim: &'static str, at: Option<i64>, max: Option<Duration>| {
             let max = max?;

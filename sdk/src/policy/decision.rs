@@ -143,6 +143,13 @@ pub enum DenyReason {
     /// when they were checked at start-up (a tool only `unlisted_tools` admits): refused
     /// rather than decided unchecked (feature `cedar`).
     PolicyUnchecked,
+    /// The rule needs a DPoP-bound token (RFC 9449) proven on the request, and this one
+    /// was a bearer token (`delegated`: the rule asks it of delegated tokens only, and
+    /// this one is delegated). A bound token and a proof would do.
+    DpopRequired {
+        /// Whether the rule asks it of delegated tokens only.
+        delegated: bool,
+    },
 }
 
 impl Denial {
@@ -217,7 +224,8 @@ impl Denial {
             DenyReason::TokenExpired { .. }
             | DenyReason::TokenTooOld { .. }
             | DenyReason::IssuedInFuture { .. }
-            | DenyReason::LifetimeTooLong { .. } => serde_json::json!({ "error": "invalid_token" }),
+            | DenyReason::LifetimeTooLong { .. }
+            | DenyReason::DpopRequired { .. } => serde_json::json!({ "error": "invalid_token" }),
             DenyReason::NotPermitted => {
                 serde_json::json!({ "error": "access_denied", "policies": [] })
             }
@@ -234,7 +242,7 @@ impl Denial {
     /// `actor_issuer_not_allowed`, `forbidden_actor`, `token_too_old`,
     /// `token_issued_in_future`, `token_lifetime_too_long`, and from Cedar policies
     /// `forbidden_by_policy`, `not_permitted_by_policy`, `invalid_arguments` or
-    /// `policy_unchecked`.
+    /// `policy_unchecked`, and `dpop_required`.
     pub fn code(&self) -> &'static str {
         match &self.reason {
             DenyReason::InsufficientScope { .. } => "insufficient_scope",
@@ -254,6 +262,7 @@ impl Denial {
             DenyReason::NotPermitted => "not_permitted_by_policy",
             DenyReason::InvalidArguments { .. } => "invalid_arguments",
             DenyReason::PolicyUnchecked => "policy_unchecked",
+            DenyReason::DpopRequired { .. } => "dpop_required",
         }
     }
 
@@ -266,7 +275,14 @@ impl Denial {
                 | DenyReason::TokenTooOld { .. }
                 | DenyReason::IssuedInFuture { .. }
                 | DenyReason::LifetimeTooLong { .. }
+                | DenyReason::DpopRequired { .. }
         )
+    }
+
+    /// Whether only a DPoP-bound token, proven on the request, would do: the HTTP layer
+    /// answers with 401 and a `DPoP` challenge.
+    pub fn needs_dpop(&self) -> bool {
+        matches!(self.reason, DenyReason::DpopRequired { .. })
     }
 
     /// For a missing-scope denial, the `scope` value of the step-up challenge: every scope
@@ -410,6 +426,16 @@ impl fmt::Display for Denial {
                 f,
                 "{} refused: Cedar policies apply to every tool, and this tool was not checked against them at start-up; give it a scope rule so the server declares it",
                 self.operation
+            ),
+            DenyReason::DpopRequired { delegated } => write!(
+                f,
+                "{} refused by its rule {}: it needs a DPoP-bound access token, presented with Authorization: DPoP and a DPoP proof of its key; this one is a bearer token",
+                self.operation,
+                if *delegated {
+                    "require_dpop = \"delegated\""
+                } else {
+                    "require_dpop"
+                }
             ),
         }
     }

@@ -38,7 +38,7 @@ use serde_json::Value;
 
 pub use crate::error::{ExprError, PolicyError};
 pub use builder::PolicyBuilder;
-pub use conditions::Conditions;
+pub use conditions::{Conditions, DpopRequirement};
 pub use decision::{Decision, Denial, DenyReason, challenge_scope};
 pub use rule::{Operation, Rule};
 #[cfg_attr(not(feature = "config"), allow(unused_imports))]

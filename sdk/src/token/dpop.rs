@@ -9,9 +9,12 @@
 //! request's method and URL (the URL without query and fragment, scheme and host compared
 //! in any case, default ports dropped), `iat` within the window, `ath` the hash of the
 //! access token, and a `jti` not seen within the window (a bounded replay cache, one hash
-//! lookup per proof). [`access_token_binding`] checks a token's `cnf.jkt` against the
-//! proof's key. Wiring it into the HTTP layer (the `DPoP` scheme, challenges, nonces) is
-//! the next step; see issue 19.
+//! lookup per proof), and, when the server requires nonces, a `nonce` it issued within
+//! their lifetime (RFC 9449 section 9: stateless nonces, the issue time sealed with a key
+//! of the verifier's). [`access_token_binding`] checks a token's `cnf.jkt` against the
+//! proof's key. The HTTP layer ([`AuthzBuilder::dpop`](crate::AuthzBuilder::dpop))
+//! runs it on every request that presents `Authorization: DPoP`; docs/dpop.md says what
+//! is checked, in what order, and why.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +34,9 @@ use crate::principal::Principal;
 
 /// The longest DPoP proof read: a proof is a header with one public key and a few claims.
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
+
+/// The bytes of HMAC-SHA256 a nonce keeps (128 bits).
+const NONCE_TAG_BYTES: usize = 16;
 
 /// Why a DPoP proof (or a token's binding to it) was refused. Every variant is a 401
 /// `invalid_dpop_proof` (RFC 9449 section 7.1), but for [`DpopError::Binding`], which is
@@ -86,6 +92,23 @@ pub enum DpopError {
     /// The access token's `cnf.jkt` is missing or names another key.
     #[error("the access token is not bound to the DPoP proof's key")]
     Binding,
+    /// The server requires a nonce it issued, and the proof has none, or one it did not
+    /// issue, or one older than the nonces' lifetime: RFC 9449 `use_dpop_nonce`, answered
+    /// with a fresh nonce in the `DPoP-Nonce` header.
+    #[error("the DPoP proof needs a fresh nonce from this server (DPoP-Nonce)")]
+    UseNonce,
+}
+
+impl DpopError {
+    /// The RFC 9449 error code: `use_dpop_nonce` for [`DpopError::UseNonce`],
+    /// `invalid_token` for [`DpopError::Binding`], `invalid_dpop_proof` for the rest.
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            DpopError::UseNonce => "use_dpop_nonce",
+            DpopError::Binding => "invalid_token",
+            _ => "invalid_dpop_proof",
+        }
+    }
 }
 
 /// A proof that passed: the key it was signed with.
@@ -109,6 +132,8 @@ pub struct DpopOptions {
     window: Duration,
     replay_capacity: u64,
     clock: Arc<dyn Clock>,
+    nonce_lifetime: Option<Duration>,
+    nonce_secret: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for DpopOptions {
@@ -117,6 +142,7 @@ impl fmt::Debug for DpopOptions {
             .field("algorithms", &self.algorithms)
             .field("window", &self.window)
             .field("replay_capacity", &self.replay_capacity)
+            .field("nonce_lifetime", &self.nonce_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +162,8 @@ impl Default for DpopOptions {
             window: Duration::from_secs(60),
             replay_capacity: 100_000,
             clock: Arc::new(SystemClock),
+            nonce_lifetime: None,
+            nonce_secret: None,
         }
     }
 }
@@ -169,6 +197,32 @@ impl DpopOptions {
         self.clock = clock;
         self
     }
+
+    /// Requires every proof to carry a nonce this server issued at most `lifetime` ago
+    /// (RFC 9449 section 9; off by default). A proof without one is answered with
+    /// `use_dpop_nonce` and a fresh nonce, and the client signs a new proof with it.
+    /// Nonces cap how long a proof can be used by the server, not only by the client's
+    /// clock; with replicas, each keeps its own replay cache, and nonces sealed with a
+    /// shared [`nonce_secret`](DpopOptions::nonce_secret) bound what a replay across
+    /// them can do.
+    pub fn require_nonce(mut self, lifetime: Duration) -> Self {
+        self.nonce_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The key nonces are sealed with (HMAC-SHA256; 32 random bytes), shared by
+    /// replicas so a nonce one issued is accepted by the others. Default: a random key
+    /// per verifier.
+    pub fn nonce_secret(mut self, secret: [u8; 32]) -> Self {
+        self.nonce_secret = Some(secret);
+        self
+    }
+
+    /// The algorithms proofs may use, as the `algs` of a `DPoP` challenge lists them.
+    pub(crate) fn algorithm_names(&self) -> String {
+        let names: Vec<&str> = self.algorithms.iter().map(|a| a.as_str()).collect();
+        names.join(" ")
+    }
 }
 
 /// Checks DPoP proofs (see the module's documentation). Cheap to share: one per server.
@@ -176,6 +230,8 @@ pub struct DpopVerifier {
     options: DpopOptions,
     /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
     seen: moka::sync::Cache<[u8; 32], ()>,
+    /// The key nonces are sealed with.
+    nonce_key: aws_lc_rs::hmac::Key,
 }
 
 impl fmt::Debug for DpopVerifier {
@@ -189,12 +245,74 @@ impl fmt::Debug for DpopVerifier {
 
 impl DpopVerifier {
     /// A verifier with `options`.
+    ///
+    /// # Panics
+    /// Never in practice: only if the operating system's random generator fails when a
+    /// nonce key is made (no [`nonce_secret`](DpopOptions::nonce_secret) given), when no
+    /// key can be made safely.
     pub fn new(options: DpopOptions) -> DpopVerifier {
         let seen = moka::sync::Cache::builder()
             .max_capacity(options.replay_capacity)
             .time_to_live(options.window * 3)
             .build();
-        DpopVerifier { options, seen }
+        let secret = options.nonce_secret.unwrap_or_else(|| {
+            let mut secret = [0_u8; 32];
+            aws_lc_rs::rand::fill(&mut secret).expect("the system random generator failed");
+            secret
+        });
+        let nonce_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
+        DpopVerifier {
+            options,
+            seen,
+            nonce_key,
+        }
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &DpopOptions {
+        &self.options
+    }
+
+    /// Whether proofs must carry a nonce of this server's.
+    pub fn requires_nonce(&self) -> bool {
+        self.options.nonce_lifetime.is_some()
+    }
+
+    /// A fresh nonce for the `DPoP-Nonce` header: the time, sealed with the verifier's
+    /// key; `None` when nonces are not required.
+    pub fn nonce(&self) -> Option<String> {
+        self.options.nonce_lifetime?;
+        let now = self.options.clock.now_unix().to_be_bytes();
+        let tag = aws_lc_rs::hmac::sign(&self.nonce_key, &now);
+        let mut nonce = [0_u8; 8 + NONCE_TAG_BYTES];
+        nonce[..8].copy_from_slice(&now);
+        nonce[8..].copy_from_slice(&tag.as_ref()[..NONCE_TAG_BYTES]);
+        Some(URL_SAFE_NO_PAD.encode(nonce))
+    }
+
+    /// Whether `nonce` is one of this verifier's (same key), issued within the lifetime.
+    fn nonce_is_fresh(&self, nonce: &str, lifetime: Duration) -> bool {
+        let Some(bytes) = b64url_decode(nonce).filter(|b| b.len() == 8 + NONCE_TAG_BYTES) else {
+            return false;
+        };
+        let (time, tag) = bytes.split_at(8);
+        let expected = aws_lc_rs::hmac::sign(&self.nonce_key, time);
+        // Constant-time: the tag is a secret until it matches.
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            &expected.as_ref()[..NONCE_TAG_BYTES],
+            tag,
+        )
+        .is_err()
+        {
+            return false;
+        }
+        let mut issued = [0_u8; 8];
+        issued.copy_from_slice(time);
+        let issued = i64::from_be_bytes(issued);
+        let now = self.options.clock.now_unix();
+        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        // A nonce from the future (another replica's clock ahead) is fresh for as long.
+        issued <= now.saturating_add(lifetime) && now.saturating_sub(issued) <= lifetime
     }
 
     /// Checks `proof` (the `DPoP` header) for a request of `method` to `url` carrying
@@ -291,6 +409,14 @@ impl DpopVerifier {
             if claims.get("ath").and_then(Value::as_str) != Some(ath.as_str()) {
                 return Err(DpopError::AccessTokenHash);
             }
+        }
+        if let Some(lifetime) = self.options.nonce_lifetime
+            && !claims
+                .get("nonce")
+                .and_then(Value::as_str)
+                .is_some_and(|n| self.nonce_is_fresh(n, lifetime))
+        {
+            return Err(DpopError::UseNonce);
         }
         let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
         // The replay check last, so only proofs that passed everything take a place.
