@@ -40,6 +40,7 @@
 
 mod audit;
 mod cedar;
+mod dpop;
 mod error;
 mod names;
 mod policy;
@@ -74,6 +75,7 @@ struct File {
     audit: Option<Spanned<AuditSection>>,
     cedar: Option<cedar::CedarSection>,
     revocation: Option<postgres::RevocationSection>,
+    dpop: Option<Spanned<dpop::DpopSection>>,
 }
 
 /// A loaded configuration: a verifier, a policy, and the audit settings. Nothing is
@@ -88,6 +90,8 @@ pub struct Config {
     cedar: Option<crate::policy::cedar::CedarPolicies>,
     #[cfg(feature = "postgres")]
     revocation: Option<postgres::RevocationSettings>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<dpop::DpopSettings>,
 }
 
 impl Config {
@@ -130,6 +134,11 @@ impl Config {
         let cedar = file.cedar.map(|c| c.build(&at, base_dir)).transpose()?;
         #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
         let revocation = file.revocation.map(|r| r.build(&at)).transpose()?;
+        #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+        let dpop = file
+            .dpop
+            .map(|d| dpop::DpopSection::build(d, &at))
+            .transpose()?;
         Ok(Config {
             verifier,
             policy,
@@ -138,6 +147,8 @@ impl Config {
             cedar,
             #[cfg(feature = "postgres")]
             revocation,
+            #[cfg(feature = "dpop")]
+            dpop,
         })
     }
 
@@ -162,13 +173,14 @@ impl Config {
         self.audit.as_ref()
     }
 
-    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]`, `[cedar]` and
-    /// `[revocation]` sections are left out: start the audit log with
+    /// The verifier and the policy, for [`Authz::builder`]. The `[audit]`, `[cedar]`,
+    /// `[revocation]` and `[dpop]` sections are left out: start the audit log with
     /// [`AuditSettings::start`] and pass the auditor to
     /// [`AuthzBuilder::auditor`](crate::AuthzBuilder::auditor), the policies of
-    /// `Config::cedar` to `AuthzBuilder::cedar`, and put the verifier behind
-    /// `postgres::SharedRevocationVerifier` yourself (a warning on target
-    /// `rmcp_authz::config` says when a `[revocation]` section is left out).
+    /// `Config::cedar` to `AuthzBuilder::cedar`, put the verifier behind
+    /// `postgres::SharedRevocationVerifier` yourself, and give `AuthzBuilder::dpop` a DPoP
+    /// verifier (a warning on target `rmcp_authz::config` says when a `[revocation]` or
+    /// `[dpop]` section is left out).
     pub fn into_parts(self) -> (JwtVerifier, Policy) {
         #[cfg(feature = "postgres")]
         if self.revocation.is_some() {
@@ -177,7 +189,21 @@ impl Config {
                 "the [revocation] section is not applied by Config::into_parts: wrap the verifier in postgres::SharedRevocationVerifier, or use Authz::from_config_file"
             );
         }
+        #[cfg(feature = "dpop")]
+        if self.dpop.is_some() {
+            tracing::warn!(
+                target: "rmcp_authz::config",
+                "the [dpop] section is not applied by Config::into_parts: give AuthzBuilder::dpop a DpopVerifier, or use Authz::from_config_file"
+            );
+        }
         (self.verifier, self.policy)
+    }
+
+    /// Whether the `[dpop]` section requires DPoP-bound tokens (`None` without the
+    /// section; feature `dpop`).
+    #[cfg(feature = "dpop")]
+    pub fn dpop_required(&self) -> Option<bool> {
+        self.dpop.as_ref().map(|d| d.required)
     }
 
     /// The [`Authz`] of this configuration, with its audit log started when the file has
@@ -195,6 +221,15 @@ impl Config {
         #[cfg(feature = "cedar")]
         let builder = match self.cedar {
             Some(policies) => builder.cedar(policies),
+            None => builder,
+        };
+        #[cfg(feature = "dpop")]
+        let builder = match self.dpop {
+            Some(dpop::DpopSettings {
+                verifier,
+                required: true,
+            }) => builder.dpop(verifier).require_dpop(),
+            Some(dpop::DpopSettings { verifier, .. }) => builder.dpop(verifier),
             None => builder,
         };
         Ok(match auditor {

@@ -350,3 +350,67 @@ fn cedar_policies_load_from_files_relative_to_the_configuration() {
     let err = with("policies = []\n").unwrap_err();
     assert!(err.to_string().contains("at least one"), "{err}");
 }
+
+#[cfg(feature = "dpop")]
+#[test]
+fn a_dpop_section_sets_the_proof_checks_and_rules_require_dpop() {
+    let config = load(
+        "[dpop]\nrequired = true\nalgorithms = [\"ES256\"]\nnonce_lifetime_secs = 30\n\n[policy.tools]\na = { requires = \"x\", require_dpop = \"delegated\" }\n",
+    )
+    .unwrap();
+    assert_eq!(config.dpop_required(), Some(true));
+    let dpop = config.dpop.as_ref().unwrap();
+    assert!(dpop.verifier.requires_nonce());
+    assert_eq!(dpop.verifier.options().algorithm_names(), "ES256");
+    // A delegated bearer token is refused by the rule; the user's own is not.
+    let principal = |actor: bool| {
+        let mut b = crate::Principal::builder("https://as", i64::MAX).scopes(["x"]);
+        if actor {
+            b = b.actor(crate::Actor::new(Some("agent".into()), None, None).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let decide = |p| {
+        config
+            .policy()
+            .decide(&p, crate::policy::Operation::CallTool("a"))
+    };
+    assert_eq!(
+        decide(principal(true)).denial().map(|d| d.code()),
+        Some("dpop_required")
+    );
+    assert!(decide(principal(false)).is_allowed());
+
+    for (section, key, says) in [
+        (
+            "[dpop]\nalgorithms = [\"HS256\"]\n",
+            "dpop.algorithms",
+            "asymmetric",
+        ),
+        (
+            "[dpop]\nalgorithms = []\n",
+            "dpop.algorithms",
+            "at least one",
+        ),
+        ("[dpop]\nwindow_secs = 0\n", "dpop.window_secs", "1 to 3600"),
+        (
+            "[dpop]\nnonce_secret_env = \"RMCP_AUTHZ_TEST_UNSET_VAR\"\n",
+            "dpop.nonce_secret_env",
+            "without nonce_lifetime_secs",
+        ),
+        (
+            "[dpop]\nnonce_lifetime_secs = 5\nnonce_secret_env = \"RMCP_AUTHZ_TEST_UNSET_VAR\"\n",
+            "dpop.nonce_secret_env",
+            "not set",
+        ),
+        ("[dpop]\nrequird = true\n", "requird", "unknown field"),
+        (
+            "[policy.tools]\na = { requires = \"x\", require_dpop = \"sometimes\" }\n",
+            "sometimes",
+            "always",
+        ),
+    ] {
+        let err = load(section).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(says), "{section}: {err}");
+    }
+}

@@ -593,4 +593,49 @@ mod tests {
         );
         assert!(!d.needs_new_token());
     }
+
+    #[test]
+    fn require_dpop_admits_only_a_request_proven_with_the_tokens_key() {
+        let bound = principal(|t| t.claim("cnf", json!({"jkt": "k1"})));
+        let rule = |c: Conditions| {
+            Policy::builder()
+                .default_conditions(Conditions::new().require_dpop())
+                .tool("t", Rule::new("s").with(c))
+                .build()
+                .unwrap()
+        };
+        let strict = rule(Conditions::new());
+        // Bound but not proven on this request: a bearer use of it.
+        let d = strict.decide(&bound, Operation::CallTool("t"));
+        let denial = d.denial().expect("denied");
+        assert_eq!(denial.code(), "dpop_required");
+        assert!(denial.needs_dpop() && denial.needs_new_token());
+        assert!(denial.to_string().contains("require_dpop"), "{denial}");
+        let proven = bound.clone().with_proof_key("k1".into());
+        assert_eq!(proven.proof_key(), Some("k1"));
+        assert!(
+            bound.proof_key().is_none(),
+            "the clone carries the proof, not the original"
+        );
+        assert!(
+            strict
+                .decide(&proven, Operation::CallTool("t"))
+                .is_allowed()
+        );
+        // A rule lifts the default.
+        let lifted = rule(Conditions::new().allow_bearer());
+        assert!(lifted.decide(&bound, Operation::CallTool("t")).is_allowed());
+        // Delegated tokens only.
+        let delegated = rule(Conditions::new().require_dpop_when_delegated());
+        assert!(
+            delegated
+                .decide(&bound, Operation::CallTool("t"))
+                .is_allowed()
+        );
+        let acting = principal(|t| t.actor("agent"));
+        assert!(matches!(
+            delegated.decide(&acting, Operation::CallTool("t")),
+            Decision::Deny(d) if *d.reason() == crate::policy::DenyReason::DpopRequired { delegated: true }
+        ));
+    }
 }

@@ -260,3 +260,52 @@ fn a_token_is_bound_only_to_the_key_its_cnf_names() {
         Err(DpopError::Binding)
     );
 }
+
+#[test]
+fn nonces_are_required_when_set_and_expire_with_their_lifetime() {
+    let agent = Agent::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let options = DpopOptions::default()
+        .clock(clock.clone())
+        .require_nonce(Duration::from_secs(30));
+    let v = DpopVerifier::new(options.clone());
+    assert!(v.requires_nonce());
+    let with_nonce = |jti: &str, nonce: &str| {
+        let mut claims = agent.claims(jti);
+        claims["nonce"] = nonce.into();
+        agent.sign(&agent.header(), &claims)
+    };
+    // None, or one this verifier never issued: use_dpop_nonce (and the jti is not spent).
+    let check = |proof: &str| v.check(proof, "POST", URL, Some(TOKEN));
+    assert_eq!(check(&agent.proof("n1")), Err(DpopError::UseNonce));
+    assert_eq!(
+        check(&with_nonce("n2", "bm9uY2U")),
+        Err(DpopError::UseNonce)
+    );
+    let other = DpopVerifier::new(options.clone()).nonce().unwrap();
+    assert_eq!(check(&with_nonce("n3", &other)), Err(DpopError::UseNonce));
+    assert_eq!(DpopError::UseNonce.error_code(), "use_dpop_nonce");
+    // Its own nonce passes, within the lifetime.
+    let nonce = v.nonce().unwrap();
+    assert!(check(&with_nonce("n1", &nonce)).is_ok());
+    clock.advance(Duration::from_secs(31));
+    // The proof's iat is now 31 s old (inside the 60 s window), but the nonce is stale.
+    assert_eq!(check(&with_nonce("n4", &nonce)), Err(DpopError::UseNonce));
+    // A shared secret makes replicas' nonces interchangeable.
+    let shared = options.clone().nonce_secret([7; 32]);
+    let (a, b) = (DpopVerifier::new(shared.clone()), DpopVerifier::new(shared));
+    let mut claims = agent.claims("n5");
+    claims["iat"] = (NOW + 31).into();
+    claims["nonce"] = a.nonce().unwrap().into();
+    assert!(
+        b.check(
+            &agent.sign(&agent.header(), &claims),
+            "POST",
+            URL,
+            Some(TOKEN)
+        )
+        .is_ok()
+    );
+    // Without nonces required, there is none to give.
+    assert_eq!(verifier().nonce(), None);
+}
