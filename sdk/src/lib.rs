@@ -113,7 +113,7 @@
 //! | `agent` | the client side: token sources (client credentials, token exchange, refreshing) and an rmcp Streamable HTTP client that presents their tokens and steps up on `insufficient_scope` |
 //! | `cedar` | argument-level policy: Cedar policies over the caller, the tool and its arguments, checked at start-up against the server's tool schemas (`policy::cedar`; cedar-policy 4.7) |
 //! | `postgres` | the audit trail (a hash chain per replica) and the revocation list shared through PostgreSQL (`postgres`; tokio-postgres) |
-//! | `dpop` | the DPoP proof check of RFC 9449 (`token::dpop`: proofs, key thumbprints, a replay cache); the HTTP layer's `DPoP` scheme is still to come |
+//! | `dpop` | sender-constrained tokens (RFC 9449): the HTTP layer's `DPoP` scheme (`AuthzBuilder::dpop`, `require_dpop`), the proof check (`token::dpop`: proofs, key thumbprints, a replay cache, server nonces); turns on `http` |
 //! | `full`  | every optional feature |
 //!
 //! ## Architecture
@@ -222,6 +222,11 @@ pub struct AgentDoctests;
 #[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../../docs/deploy.md")]
 pub struct DeployDoctests;
+
+/// docs/dpop.md's code blocks, compiled and run as doctests.
+#[cfg(all(doctest, feature = "dpop", feature = "dev"))]
+#[doc = include_str!("../../docs/dpop.md")]
+pub struct DpopDoctests;
 
 /// docs/keys.md's code blocks, compiled as doctests.
 #[cfg(all(doctest, feature = "jwks", feature = "cache"))]

@@ -35,6 +35,13 @@ use crate::principal::Principal;
 /// The longest DPoP proof read: a proof is a header with one public key and a few claims.
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 
+/// How many bytes of checked proof headers (client keys) a verifier keeps: 4 MiB, some
+/// 10,000 EC keys.
+const HEADER_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What a cached header costs beyond its text: the parsed key and the thumbprint.
+const HEADER_OVERHEAD_BYTES: usize = 256;
+
 /// The bytes of HMAC-SHA256 a nonce keeps (128 bits).
 const NONCE_TAG_BYTES: usize = 16;
 
@@ -230,6 +237,8 @@ pub struct DpopVerifier {
     options: DpopOptions,
     /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
     seen: moka::sync::Cache<[u8; 32], ()>,
+    /// The headers checked, by their base64url text: one per client key, checked once.
+    headers: moka::sync::Cache<Box<str>, Arc<ProofHeader>>,
     /// The key nonces are sealed with.
     nonce_key: aws_lc_rs::hmac::Key,
 }
@@ -264,6 +273,12 @@ impl DpopVerifier {
         DpopVerifier {
             options,
             seen,
+            headers: moka::sync::Cache::builder()
+                .max_capacity(HEADER_CACHE_BYTES)
+                .weigher(|text: &Box<str>, _| {
+                    u32::try_from(text.len() + HEADER_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+                })
+                .build(),
             nonce_key,
         }
     }
@@ -334,43 +349,24 @@ impl DpopVerifier {
         }
         let malformed = |e: super::AuthError| DpopError::Malformed(e.to_string());
         let [h, p, s] = split_compact(proof).map_err(malformed)?;
-        let header = decode_object_part(h, "header").map_err(malformed)?;
-        if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
-            return Err(DpopError::Type);
-        }
-        let alg_name = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or_else(|| DpopError::Malformed("no \"alg\" string".to_owned()))?;
-        let alg = alg_name
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|a| !a.is_symmetric() && self.options.algorithms.contains(a))
-            .ok_or_else(|| DpopError::Algorithm(alg_name.chars().take(32).collect()))?;
-        if header.contains_key("crit") {
-            return Err(DpopError::Malformed("\"crit\" is not supported".to_owned()));
-        }
-        let jwk = header
-            .get("jwk")
-            .and_then(Value::as_object)
-            .ok_or_else(|| DpopError::Key("no \"jwk\" object in the header".to_owned()))?;
-        if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
-            return Err(DpopError::Key("a symmetric key".to_owned()));
-        }
-        let key = key_from_jwk(&Value::Object(jwk.clone()), KeyName::Unnamed, Some(alg))
-            .map_err(|e| DpopError::Key(e.to_string()))?;
-        if key.algorithm() != alg {
-            return Err(DpopError::Key(format!(
-                "the key is for {}, the proof is signed with {}",
-                key.algorithm().as_str(),
-                alg.as_str()
-            )));
-        }
+        // A client sends the same header (its key) with every proof: checked once, then
+        // taken from the cache by its text.
+        let (header, cached) = match self.headers.get(h) {
+            Some(header) => (header, true),
+            None => (Arc::new(self.read_header(h)?), false),
+        };
         let signature = b64url_decode(s)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| DpopError::Malformed("the signature is not base64url".to_owned()))?;
-        if !key.verify(&proof.as_bytes()[..h.len() + 1 + p.len()], &signature) {
+        if !header
+            .key
+            .verify(&proof.as_bytes()[..h.len() + 1 + p.len()], &signature)
+        {
             return Err(DpopError::Signature);
+        }
+        // Kept only once its key has signed something (the cache is bounded in bytes).
+        if !cached {
+            self.headers.insert(h.into(), Arc::clone(&header));
         }
         let claims = decode_object_part(p, "payload").map_err(malformed)?;
         let text = |name: &'static str| {
@@ -418,7 +414,7 @@ impl DpopVerifier {
         {
             return Err(DpopError::UseNonce);
         }
-        let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
+        let jkt = &header.jkt;
         // The replay check last, so only proofs that passed everything take a place.
         let mut seen = Vec::with_capacity(jkt.len() + 1 + jti.len());
         seen.extend_from_slice(jkt.as_bytes());
@@ -429,8 +425,60 @@ impl DpopVerifier {
         if !self.seen.entry(id).or_insert(()).is_fresh() {
             return Err(DpopError::Replayed);
         }
-        Ok(DpopProof { jkt, alg, iat })
+        Ok(DpopProof {
+            jkt: jkt.clone(),
+            alg: header.alg,
+            iat,
+        })
     }
+
+    /// Checks a proof's header (`h`, base64url): `typ`, `alg`, no `crit`, a public `jwk`
+    /// of `alg`; its key, parsed, and the key's thumbprint.
+    fn read_header(&self, h: &str) -> Result<ProofHeader, DpopError> {
+        let header =
+            decode_object_part(h, "header").map_err(|e| DpopError::Malformed(e.to_string()))?;
+        if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
+            return Err(DpopError::Type);
+        }
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| DpopError::Malformed("no \"alg\" string".to_owned()))?;
+        let alg = alg_name
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| !a.is_symmetric() && self.options.algorithms.contains(a))
+            .ok_or_else(|| DpopError::Algorithm(alg_name.chars().take(32).collect()))?;
+        if header.contains_key("crit") {
+            return Err(DpopError::Malformed("\"crit\" is not supported".to_owned()));
+        }
+        let jwk = header
+            .get("jwk")
+            .and_then(Value::as_object)
+            .ok_or_else(|| DpopError::Key("no \"jwk\" object in the header".to_owned()))?;
+        if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err(DpopError::Key("a symmetric key".to_owned()));
+        }
+        let key = key_from_jwk(&Value::Object(jwk.clone()), KeyName::Unnamed, Some(alg))
+            .map_err(|e| DpopError::Key(e.to_string()))?;
+        if key.algorithm() != alg {
+            return Err(DpopError::Key(format!(
+                "the key is for {}, the proof is signed with {}",
+                key.algorithm().as_str(),
+                alg.as_str()
+            )));
+        }
+        let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
+        Ok(ProofHeader { alg, key, jkt })
+    }
+}
+
+/// A proof header that passed [`DpopVerifier::read_header`]: what every proof with the
+/// same header shares.
+struct ProofHeader {
+    alg: Algorithm,
+    key: super::Key,
+    jkt: String,
 }
 
 /// Checks that `principal`'s token is bound (`cnf.jkt`) to the key of `proof`.
