@@ -238,7 +238,7 @@ pub struct DpopVerifier {
     /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
     seen: moka::sync::Cache<[u8; 32], ()>,
     /// The headers checked, by their base64url text: one per client key, checked once.
-    headers: moka::sync::Cache<Box<str>, Arc<ProofHeader>>,
+    headers: moka::sync::Cache<String, Arc<ProofHeader>>,
     /// The key nonces are sealed with.
     nonce_key: aws_lc_rs::hmac::Key,
 }
@@ -275,7 +275,7 @@ impl DpopVerifier {
             seen,
             headers: moka::sync::Cache::builder()
                 .max_capacity(HEADER_CACHE_BYTES)
-                .weigher(|text: &Box<str>, _| {
+                .weigher(|text: &String, _| {
                     u32::try_from(text.len() + HEADER_OVERHEAD_BYTES).unwrap_or(u32::MAX)
                 })
                 .build(),
@@ -366,7 +366,7 @@ impl DpopVerifier {
         }
         // Kept only once its key has signed something (the cache is bounded in bytes).
         if !cached {
-            self.headers.insert(h.into(), Arc::clone(&header));
+            self.headers.insert(h.to_owned(), Arc::clone(&header));
         }
         let claims = decode_object_part(p, "payload").map_err(malformed)?;
         let text = |name: &'static str| {
