@@ -287,3 +287,244 @@ async fn exchange_keeps_bindings() {
     assert_eq!(cnf_jkt(&who).as_deref(), Some(agent_key.thumbprint()));
     assert_eq!(who.agent(), Some("research-agent"));
 }
+
+/// What the small resource server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    /// The `Authorization` scheme.
+    scheme: String,
+    /// The proof's check against this request and token: `Ok(nonce)` or the error.
+    proof: Result<Option<String>, String>,
+    body_bytes: usize,
+}
+
+/// A resource server at `/mcp` that checks DPoP proofs and demands its nonce: a proof
+/// without the current nonce gets 401 `use_dpop_nonce` with `DPoP-Nonce`. With
+/// `rotate`, every DPoP request is refused so, with a new nonce each time.
+struct Resource {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+async fn resource_server(rotate: bool) -> Resource {
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::IntoResponse;
+    use rmcp_authz::token::dpop::{DpopOptions, DpopVerifier};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let verifier = Arc::new(DpopVerifier::new(DpopOptions::default()));
+    let nonce = Arc::new(std::sync::Mutex::new(0_u32));
+    let (state_url, state_seen) = (url.clone(), Arc::clone(&seen));
+    let handler = move |method: Method, headers: HeaderMap, body: axum::body::Bytes| {
+        let (url, seen, verifier, nonce) = (
+            state_url.clone(),
+            Arc::clone(&state_seen),
+            Arc::clone(&verifier),
+            Arc::clone(&nonce),
+        );
+        async move {
+            let authorization = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let (scheme, token) = authorization.split_once(' ').unwrap_or_default();
+            let proof = match headers.get("dpop").and_then(|v| v.to_str().ok()) {
+                None => Err("no proof".to_owned()),
+                Some(proof) => verifier
+                    .check(proof, method.as_str(), &url, Some(token))
+                    .map_err(|e| e.to_string())
+                    .map(|_| {
+                        let payload = proof.split('.').nth(1).unwrap();
+                        let claims: Value = serde_json::from_slice(
+                            &base64::Engine::decode(
+                                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                                payload,
+                            )
+                            .unwrap(),
+                        )
+                        .unwrap();
+                        claims["nonce"].as_str().map(str::to_owned)
+                    }),
+            };
+            seen.lock().unwrap().push(Seen {
+                method: method.to_string(),
+                scheme: scheme.to_owned(),
+                proof: proof.clone(),
+                body_bytes: body.len(),
+            });
+            if scheme != "DPoP" {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            let current = format!("n-{}", nonce.lock().unwrap());
+            match proof {
+                Ok(Some(sent)) if sent == current && !rotate => {
+                    StatusCode::ACCEPTED.into_response()
+                }
+                Ok(_) => {
+                    let next = {
+                        let mut n = nonce.lock().unwrap();
+                        if rotate {
+                            *n += 1;
+                        }
+                        format!("n-{n}")
+                    };
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [
+                            (
+                                "www-authenticate",
+                                r#"DPoP error="use_dpop_nonce", error_description="a nonce is required", algs="ES256""#.to_owned(),
+                            ),
+                            ("dpop-nonce", next),
+                        ],
+                    )
+                        .into_response()
+                }
+                Err(e) => (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        "www-authenticate",
+                        format!("DPoP error=\"invalid_dpop_proof\", error_description=\"{e}\""),
+                    )],
+                )
+                    .into_response(),
+            }
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::any(handler));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Resource { url, seen }
+}
+
+fn initialized() -> rmcp::model::ClientJsonRpcMessage {
+    serde_json::from_value(serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/initialized"
+    }))
+    .unwrap()
+}
+
+fn agent_client(
+    token: rmcp_authz::agent::AccessToken,
+    key: &Arc<DpopKey>,
+) -> rmcp_authz::agent::AuthorizedHttpClient {
+    rmcp_authz::agent::AuthorizedHttpClient::new(
+        reqwest::Client::new(),
+        Arc::new(token),
+        Vec::<String>::new(),
+    )
+    .without_resource_check()
+    .dpop(Arc::clone(key))
+}
+
+#[tokio::test]
+async fn the_agent_probes_for_a_demanded_nonce_and_sends_again_once() {
+    use rmcp::transport::streamable_http_client::{
+        StreamableHttpClient, StreamableHttpPostResponse,
+    };
+    use rmcp_authz::agent::AccessToken;
+
+    let server = resource_server(false).await;
+    let key = Arc::new(DpopKey::generate().unwrap());
+    let client = agent_client(
+        AccessToken::new("opaque-bound-token", None, Vec::<String>::new()).with_dpop_bound(true),
+        &key,
+    );
+    let uri: Arc<str> = server.url.as_str().into();
+    let post = || {
+        client.post_message(
+            Arc::clone(&uri),
+            initialized(),
+            None,
+            None,
+            Default::default(),
+        )
+    };
+    let answer = post().await.unwrap();
+    assert!(
+        matches!(answer, StreamableHttpPostResponse::Accepted),
+        "{answer:?}"
+    );
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    // The message without a nonce, the empty probe, the message with the nonce.
+    assert_eq!(seen[0].proof, Ok(None));
+    assert!(seen[0].body_bytes > 0);
+    assert_eq!(seen[1].proof, Ok(None));
+    assert_eq!((seen[1].method.as_str(), seen[1].body_bytes), ("POST", 0));
+    assert_eq!(seen[2].proof, Ok(Some("n-0".to_owned())));
+    assert!(seen.iter().all(|s| s.scheme == "DPoP"));
+
+    // The nonce is kept: the next request (a clone's, a DELETE) passes at once, with a
+    // proof of its own method.
+    client
+        .clone()
+        .delete_session(
+            Arc::clone(&uri),
+            "session-1".into(),
+            None,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    assert_eq!(seen[3].method, "DELETE");
+    assert_eq!(seen[3].proof, Ok(Some("n-0".to_owned())));
+}
+
+#[tokio::test]
+async fn a_second_use_dpop_nonce_is_returned_and_unbound_tokens_go_as_bearer() {
+    use rmcp::transport::streamable_http_client::{StreamableHttpClient, StreamableHttpError};
+    use rmcp_authz::agent::AccessToken;
+
+    let server = resource_server(true).await;
+    let key = Arc::new(DpopKey::generate().unwrap());
+    let uri: Arc<str> = server.url.as_str().into();
+    // A JWT whose cnf names a key is presented as DPoP without being told.
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        format!(r#"{{"cnf":{{"jkt":"{}"}}}}"#, key.thumbprint()),
+    );
+    let bound = AccessToken::new(format!("e30.{payload}.c2ln"), None, Vec::<String>::new());
+    let err = agent_client(bound, &key)
+        .post_message(
+            Arc::clone(&uri),
+            initialized(),
+            None,
+            None,
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        StreamableHttpError::AuthRequired(challenge) => assert!(
+            challenge.www_authenticate_header.contains("use_dpop_nonce"),
+            "{challenge:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 3, "once more, not again");
+
+    // An unbound token goes as Bearer, without a proof, even with a key.
+    let unbound = AccessToken::new("plain-bearer", None, Vec::<String>::new());
+    agent_client(unbound, &key)
+        .post_message(
+            Arc::clone(&uri),
+            initialized(),
+            None,
+            None,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[3].scheme, "Bearer");
+    assert_eq!(seen[3].proof, Err("no proof".to_owned()));
+}
