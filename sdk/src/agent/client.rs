@@ -1,9 +1,12 @@
 //! [`AuthorizedHttpClient`]: an rmcp Streamable HTTP client that presents a fresh token
 //! from a [`TokenSource`] on every request, only to a server whose protected resource
-//! metadata names it, and steps up once on an `insufficient_scope` challenge.
+//! metadata names it, and steps up once on an `insufficient_scope` challenge; with
+//! feature `dpop`, DPoP-bound tokens go with a proof of the agent's key (the `dpop`
+//! module).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,8 +19,12 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 
+#[cfg(feature = "dpop")]
+use super::dpop::AgentDpop;
 use super::oauth::check_resource;
-use super::source::{TokenSource, TokenSourceError, split_scopes};
+use super::source::{AccessToken, TokenSource, TokenSourceError, split_scopes};
+#[cfg(feature = "dpop")]
+use crate::token::dpop::{DpopKey, DpopKeyError};
 
 /// Why an [`AuthorizedHttpClient`] request failed before or around the HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,10 @@ pub enum AuthorizedClientError<E: std::error::Error + Send + Sync + 'static> {
         #[source]
         source: TokenSourceError,
     },
+    /// The DPoP proof could not be signed; nothing was sent (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    #[error("no DPoP proof: {0}")]
+    Dpop(#[source] DpopKeyError),
     /// The wrapped HTTP client failed.
     #[error(transparent)]
     Http(E),
@@ -94,15 +105,20 @@ pub struct AuthorizedHttpClient<C = reqwest::Client> {
     inner: C,
     source: Arc<dyn TokenSource>,
     shared: Arc<Shared>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<Arc<AgentDpop>>,
 }
 
 impl<C> fmt::Debug for AuthorizedHttpClient<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizedHttpClient")
+        let mut debug = f.debug_struct("AuthorizedHttpClient");
+        let debug = debug
             .field("source", &self.source)
             .field("scopes", &self.scopes())
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+            .field("stats", &self.stats());
+        #[cfg(feature = "dpop")]
+        let debug = debug.field("dpop", &self.dpop.as_ref().map(|d| d.thumbprint()));
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -129,7 +145,36 @@ impl<C> AuthorizedHttpClient<C> {
             inner,
             source,
             shared: Arc::new(shared),
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
+    }
+
+    /// Presents DPoP-bound tokens with a proof of `key` (RFC 9449 section 7; feature
+    /// `dpop`). A token is DPoP-bound when its source says so
+    /// ([`AccessToken::dpop_bound`], set by [`Exchanged`](super::Exchanged) over a
+    /// [`TokenExchangeClient::dpop`](crate::remote::TokenExchangeClient::dpop) client) or
+    /// when it is a JWT whose `cnf` names a `jkt`; other tokens still go as `Bearer`,
+    /// since a server checking DPoP refuses an unbound token under the `DPoP` scheme.
+    ///
+    /// Each request with a bound token (the message POSTs, the GET of the event stream,
+    /// the session DELETE) then goes without the transport's bearer header, with
+    /// `Authorization: DPoP <token>` and a `DPoP` proof of its method and URI, the
+    /// token's hash (`ath`), and the server's latest nonce if it gave one.
+    ///
+    /// When the server answers 401 with a `DPoP` challenge `error="use_dpop_nonce"`
+    /// (RFC 9449 section 9), the client reads the nonce with a probe (rmcp does not pass
+    /// the `DPoP-Nonce` header on): an empty `POST` to the same URI with the token and a
+    /// fresh proof, which the server refuses before reading any body, so nothing runs.
+    /// It keeps the nonce for that URI (clones share it) and sends the request once more
+    /// with a proof carrying it; a second refusal is returned as is. (rmcp reads no
+    /// challenge from a refused session DELETE, so that one is not retried.) The probe
+    /// goes through a client of its own that follows no redirects.
+    #[cfg(feature = "dpop")]
+    #[must_use]
+    pub fn dpop(mut self, key: Arc<DpopKey>) -> Self {
+        self.dpop = Some(Arc::new(AgentDpop::new(key, http_client())));
+        self
     }
 
     /// Sends tokens without reading the server's protected resource metadata first: for
@@ -172,10 +217,10 @@ impl<C> AuthorizedHttpClient<C> {
             .clone()
     }
 
-    async fn token_for(&self, scopes: &BTreeSet<String>) -> Result<String, TokenSourceError> {
+    async fn token_for(&self, scopes: &BTreeSet<String>) -> Result<AccessToken, TokenSourceError> {
         self.shared.tokens_requested.fetch_add(1, Ordering::Relaxed);
         let scopes: Vec<String> = scopes.iter().cloned().collect();
-        Ok(self.source.token(&scopes).await?.token)
+        self.source.token(&scopes).await
     }
 }
 
@@ -185,7 +230,7 @@ impl<C: StreamableHttpClient> AuthorizedHttpClient<C> {
     async fn bearer(
         &self,
         uri: &Arc<str>,
-    ) -> Result<String, StreamableHttpError<AuthorizedClientError<C::Error>>> {
+    ) -> Result<AccessToken, StreamableHttpError<AuthorizedClientError<C::Error>>> {
         if let Some(checked) = &self.shared.checked {
             // Held across discovery: concurrent first requests wait for one check.
             let mut checked = checked.lock().await;
@@ -199,6 +244,35 @@ impl<C: StreamableHttpClient> AuthorizedHttpClient<C> {
         self.token_for(&self.held())
             .await
             .map_err(|e| StreamableHttpError::Client(AuthorizedClientError::TokenSource(e)))
+    }
+
+    /// Sends one request of `method` to `uri` with `token`: `send` gets the auth header
+    /// and the headers to send. A DPoP-bound token with a key goes as DPoP (the `dpop`
+    /// module); any other as the bearer `auth_header`.
+    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+    async fn present<T, F, Fut>(
+        &self,
+        method: &str,
+        uri: &Arc<str>,
+        token: &AccessToken,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        send: F,
+    ) -> Result<T, StreamableHttpError<AuthorizedClientError<C::Error>>>
+    where
+        F: Fn(Option<String>, HashMap<HeaderName, HeaderValue>) -> Fut,
+        Fut: Future<Output = Result<T, StreamableHttpError<C::Error>>>,
+    {
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.dpop
+            && super::dpop::presents_as_dpop(token)
+        {
+            return dpop
+                .send(method, uri, &token.token, &custom_headers, send)
+                .await;
+        }
+        send(Some(token.token.clone()), custom_headers)
+            .await
+            .map_err(lift)
     }
 }
 
@@ -218,7 +292,7 @@ fn challenged_scopes(error: &InsufficientScopeError) -> Option<BTreeSet<String>>
 }
 
 /// The wrapped client's error, as this client's.
-fn lift<E: std::error::Error + Send + Sync + 'static>(
+pub(super) fn lift<E: std::error::Error + Send + Sync + 'static>(
     error: StreamableHttpError<E>,
 ) -> StreamableHttpError<AuthorizedClientError<E>> {
     use StreamableHttpError as H;
@@ -308,28 +382,30 @@ where
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let held = self.held();
         let token = self.bearer(&uri).await?;
-        let first = self
-            .inner
-            .post_message_with_response_limits(
+        let send = |auth_header, headers| {
+            self.inner.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                Some(token),
-                custom_headers.clone(),
+                auth_header,
+                headers,
                 limits,
             )
+        };
+        let first = self
+            .present("POST", &uri, &token, custom_headers.clone(), send)
             .await;
         let challenge = match first {
             Err(StreamableHttpError::InsufficientScope(challenge)) => challenge,
-            other => return other.map_err(lift),
+            other => return other,
         };
         let Some(named) = challenged_scopes(&challenge) else {
-            return Err(lift(StreamableHttpError::InsufficientScope(challenge)));
+            return Err(StreamableHttpError::InsufficientScope(challenge));
         };
         let wanted: BTreeSet<String> = held.union(&named).cloned().collect();
         if wanted == held {
             // The token already carried every scope named: asking again cannot help.
-            return Err(lift(StreamableHttpError::InsufficientScope(challenge)));
+            return Err(StreamableHttpError::InsufficientScope(challenge));
         }
         self.shared.step_ups.fetch_add(1, Ordering::Relaxed);
         let required_scope = named.iter().cloned().collect::<Vec<_>>().join(" ");
@@ -363,20 +439,12 @@ where
             );
         }
         let retry = self
-            .inner
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                Some(stepped.token),
-                custom_headers,
-                limits,
-            )
+            .present("POST", &uri, &stepped, custom_headers, send)
             .await;
         if matches!(retry, Err(StreamableHttpError::InsufficientScope(_))) {
             self.shared.step_ups_failed.fetch_add(1, Ordering::Relaxed);
         }
-        retry.map_err(lift)
+        retry
     }
 
     async fn delete_session(
@@ -387,10 +455,12 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
         let token = self.bearer(&uri).await?;
-        self.inner
-            .delete_session(uri, session_id, Some(token), custom_headers)
+        let send = |auth_header, headers| {
+            self.inner
+                .delete_session(uri.clone(), session_id.clone(), auth_header, headers)
+        };
+        self.present("DELETE", &uri, &token, custom_headers, send)
             .await
-            .map_err(lift)
     }
 
     async fn get_stream(
@@ -402,10 +472,17 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
         let token = self.bearer(&uri).await?;
-        self.inner
-            .get_stream(uri, session_id, last_event_id, Some(token), custom_headers)
+        let send = |auth_header, headers| {
+            self.inner.get_stream(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                auth_header,
+                headers,
+            )
+        };
+        self.present("GET", &uri, &token, custom_headers, send)
             .await
-            .map_err(lift)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -418,17 +495,18 @@ where
         max_sse_event_size: usize,
     ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
         let token = self.bearer(&uri).await?;
-        self.inner
-            .get_stream_with_max_sse_event_size(
-                uri,
-                session_id,
-                last_event_id,
-                Some(token),
-                custom_headers,
+        let send = |auth_header, headers| {
+            self.inner.get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                auth_header,
+                headers,
                 max_sse_event_size,
             )
+        };
+        self.present("GET", &uri, &token, custom_headers, send)
             .await
-            .map_err(lift)
     }
 }
 
@@ -442,14 +520,54 @@ pub fn transport<S: Into<String>>(
     source: Arc<dyn TokenSource>,
     scopes: impl IntoIterator<Item = S>,
 ) -> StreamableHttpClientTransport<AuthorizedHttpClient<reqwest::Client>> {
-    let http = reqwest::Client::builder()
+    StreamableHttpClientTransport::with_client(
+        AuthorizedHttpClient::new(http_client(), source, scopes),
+        StreamableHttpClientTransportConfig::with_uri(url),
+    )
+}
+
+/// [`transport`], presenting DPoP-bound tokens with proofs of `key` (features `agent`
+/// and `dpop`; see [`AuthorizedHttpClient::dpop`]).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rmcp::ServiceExt;
+/// use rmcp_authz::agent::{self, Exchanged, Refreshing};
+/// use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
+/// use rmcp_authz::token::dpop::DpopKey;
+/// # async fn run(alice_token: String) -> Result<(), Box<dyn std::error::Error>> {
+/// let notes = "https://notes.example/mcp";
+/// let key = Arc::new(DpopKey::generate()?);
+/// let exchange = TokenExchangeClient::new("https://auth.example/token", FetchOptions::default())?
+///     .dpop(Arc::clone(&key));
+/// let source = Arc::new(Refreshing::new(Exchanged::new(exchange, alice_token, notes)));
+/// let client = rmcp::model::ClientConfig::default()
+///     .serve(agent::dpop_transport(notes, source, ["notes:read"], key))
+///     .await?;
+/// # let _ = client;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "dpop")]
+pub fn dpop_transport<S: Into<String>>(
+    url: impl Into<Arc<str>>,
+    source: Arc<dyn TokenSource>,
+    scopes: impl IntoIterator<Item = S>,
+    key: Arc<DpopKey>,
+) -> StreamableHttpClientTransport<AuthorizedHttpClient<reqwest::Client>> {
+    StreamableHttpClientTransport::with_client(
+        AuthorizedHttpClient::new(http_client(), source, scopes).dpop(key),
+        StreamableHttpClientTransportConfig::with_uri(url),
+    )
+}
+
+/// The agent's reqwest client: no redirects (a token is never sent to another
+/// location), no idle connections, as rmcp's own default.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         // Only fails when the TLS backend cannot start, which no configuration fixes.
-        .unwrap_or_else(|_| reqwest::Client::new());
-    StreamableHttpClientTransport::with_client(
-        AuthorizedHttpClient::new(http, source, scopes),
-        StreamableHttpClientTransportConfig::with_uri(url),
-    )
+        .unwrap_or_else(|_| reqwest::Client::new())
 }

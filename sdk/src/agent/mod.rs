@@ -23,7 +23,9 @@
 //!   checks the server's protected resource metadata names it ([`check_resource`]), asks
 //!   the source for a token on every request, and on a 403 `insufficient_scope`
 //!   challenge asks for the scopes it holds plus those named and sends the refused
-//!   message once more.
+//!   message once more. With feature `dpop`, [`AuthorizedHttpClient::dpop`] (and
+//!   `dpop_transport`) presents DPoP-bound tokens with a proof of the agent's key on
+//!   every request, answering a `use_dpop_nonce` challenge once.
 //! - [`OAuthSession`]: an agent's session with one MCP server on rmcp's `AuthClient`,
 //!   answering its `WWW-Authenticate` challenges with the [`Credentials`] it signs in with
 //!   (authorization code, client credentials, ID-JAG; step-up on `insufficient_scope`),
@@ -59,6 +61,8 @@
 mod approval;
 mod client;
 mod credentials;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod oauth;
 mod on_behalf_of;
 mod refreshing;
@@ -67,6 +71,8 @@ mod source;
 
 pub use approval::{Approval, ApprovalError, HEADLESS_APPROVAL_TIMEOUT, HeadlessApproval};
 
+#[cfg(feature = "dpop")]
+pub use client::dpop_transport;
 pub use client::{AuthorizedClientError, AuthorizedClientStats, AuthorizedHttpClient, transport};
 pub use credentials::Credentials;
 pub use oauth::{ClientCredentials, Managed, check_resource, discover};

@@ -355,6 +355,7 @@ fn access_token(response: &OAuthTokenResponse, asked: &[String], sent: Instant) 
         ),
         token,
         scopes,
+        dpop_bound: false,
     }
 }
 
@@ -400,6 +401,7 @@ impl TokenSource for Managed {
             expires_at: jwt_expiry(&token, Instant::now()),
             token,
             scopes,
+            dpop_bound: false,
         })
     }
 }
@@ -415,6 +417,7 @@ impl From<rmcp::transport::auth::enterprise::EmaAccessToken> for AccessToken {
             expires_at: earliest(token.expires_in.map(|d| now + d), jwt_expiry(&secret, now)),
             token: secret,
             scopes: token.scopes.into_iter().collect(),
+            dpop_bound: false,
         }
     }
 }

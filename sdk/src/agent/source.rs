@@ -28,6 +28,12 @@ pub struct AccessToken {
     /// The scopes granted, as far as the source knows (the token endpoint's `scope`, else
     /// the scopes asked for).
     pub scopes: Vec<String>,
+    /// The token is bound to the agent's DPoP key (RFC 9449): the token endpoint answered
+    /// `token_type: DPoP` ([`Exchanged`] with a DPoP-configured client sets it). With
+    /// feature `dpop`, an [`AuthorizedHttpClient`](super::AuthorizedHttpClient) with a key
+    /// presents such a token, and any JWT whose `cnf` names a `jkt`, as `DPoP` with a
+    /// proof; other tokens go as `Bearer`. Default `false`.
+    pub dpop_bound: bool,
 }
 
 impl fmt::Debug for AccessToken {
@@ -39,6 +45,7 @@ impl fmt::Debug for AccessToken {
             )
             .field("expires_in", &self.remaining())
             .field("scopes", &self.scopes)
+            .field("dpop_bound", &self.dpop_bound)
             .finish()
     }
 }
@@ -54,7 +61,17 @@ impl AccessToken {
             token: token.into(),
             expires_at,
             scopes: scopes.into_iter().map(Into::into).collect(),
+            dpop_bound: false,
         }
+    }
+
+    /// The same token, said to be bound to the agent's DPoP key (or not): see
+    /// [`AccessToken::dpop_bound`]. For a token handed over whose binding the agent knows
+    /// and an opaque token (a JWT's `cnf.jkt` is read in any case).
+    #[must_use]
+    pub fn with_dpop_bound(mut self, bound: bool) -> AccessToken {
+        self.dpop_bound = bound;
+        self
     }
 
     /// How long until it expires (zero once expired); `None` when unknown.
@@ -240,6 +257,12 @@ impl fmt::Debug for Presented {
 ///   [`ClientCredentials`](super::ClientCredentials) behind a
 ///   [`Refreshing`](super::Refreshing) cache, say.
 ///
+/// With a client made with `TokenExchangeClient::dpop` (feature `dpop`), each exchange
+/// carries a proof of the agent's DPoP key, and the tokens the server binds to it come
+/// with [`AccessToken::dpop_bound`] set: an
+/// [`AuthorizedHttpClient`](super::AuthorizedHttpClient) given the same key presents them
+/// as `DPoP` with a proof on every request.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use rmcp::transport::auth::ClientCredentialsConfig;
@@ -381,6 +404,7 @@ impl TokenSource for Exchanged {
             scopes: exchanged.scope.unwrap_or_else(|| scopes.to_vec()),
             expires_at,
             token: exchanged.access_token,
+            dpop_bound: exchanged.dpop_bound,
         })
     }
 }

@@ -44,6 +44,11 @@ pub struct ExchangeRequest {
     /// The scopes wanted, each of which the subject token must hold; `None` keeps the
     /// subject token's scopes, an empty list asks for a token without scopes.
     pub scope: Option<Vec<String>>,
+    /// The RFC 7638 thumbprint of the key the requester proved it holds with a verified
+    /// DPoP proof (RFC 9449 section 5; the token endpoint verifies the `DPoP` header and
+    /// sets this, with feature `dpop`), or `None` without one. The new token is bound to
+    /// it (`cnf.jkt`); see [`DevIssuer::exchange`] for the binding rules.
+    pub dpop_jkt: Option<String>,
 }
 
 impl ExchangeRequest {
@@ -55,6 +60,7 @@ impl ExchangeRequest {
             actor_token: None,
             audience: audience.into(),
             scope: None,
+            dpop_jkt: None,
         }
     }
 
@@ -71,6 +77,15 @@ impl ExchangeRequest {
         self.scope = Some(scopes.into_iter().map(|s| s.as_ref().to_owned()).collect());
         self
     }
+
+    /// Says the requester proved, with a verified DPoP proof, that it holds the key whose
+    /// RFC 7638 thumbprint is `jkt` ([`DpopProof::jkt`](crate::token::dpop::DpopProof)
+    /// with feature `dpop`): the new token is bound to that key.
+    #[must_use]
+    pub fn with_dpop_jkt(mut self, jkt: impl Into<String>) -> Self {
+        self.dpop_jkt = Some(jkt.into());
+        self
+    }
 }
 
 impl fmt::Debug for ExchangeRequest {
@@ -84,6 +99,7 @@ impl fmt::Debug for ExchangeRequest {
             )
             .field("audience", &self.audience)
             .field("scope", &self.scope)
+            .field("dpop_jkt", &self.dpop_jkt)
             .finish()
     }
 }
@@ -103,6 +119,9 @@ pub enum ExchangeErrorCode {
     InvalidTarget,
     /// `unsupported_grant_type`: the grant type is not token exchange.
     UnsupportedGrantType,
+    /// `invalid_dpop_proof` (RFC 9449 section 5): the `DPoP` proof is invalid, or missing
+    /// where a bound token is presented.
+    InvalidDpopProof,
     /// `server_error`: the issuer failed (the token could not be signed).
     ServerError,
 }
@@ -116,6 +135,7 @@ impl ExchangeErrorCode {
             ExchangeErrorCode::InvalidScope => "invalid_scope",
             ExchangeErrorCode::InvalidTarget => "invalid_target",
             ExchangeErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ExchangeErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ExchangeErrorCode::ServerError => "server_error",
         }
     }
@@ -187,6 +207,8 @@ pub(crate) struct Issued {
     pub(crate) access_token: String,
     pub(crate) expires_in: i64,
     pub(crate) scopes: Vec<String>,
+    /// Bound to a DPoP key (`cnf.jkt`): the answer's `token_type` is `DPoP`.
+    pub(crate) dpop_bound: bool,
 }
 
 impl DevIssuer {
@@ -214,12 +236,26 @@ impl DevIssuer {
     ///    string, the actor token's claim of the same name (`invalid_grant`). `may_act`
     ///    says who may be added as an actor; an exchange without an actor token adds
     ///    nobody, so `may_act` does not refuse it.
-    /// 5. Scopes: without [`scope`](ExchangeRequest::scope) the new token has the subject
+    /// 5. DPoP binding (RFC 9449; a token is bound when it has `cnf.jkt`, and the proof is
+    ///    [`dpop_jkt`](ExchangeRequest::dpop_jkt), the key the requester proved):
+    ///    - a bound actor token needs a proof (`invalid_dpop_proof`) of its own key
+    ///      (`invalid_grant`): the requester is the actor, and must hold the actor's key;
+    ///    - a bound subject token needs a proof (`invalid_dpop_proof`): exchanging it
+    ///      without one would turn a bound token into a bearer token;
+    ///    - without an actor token, that proof must be of the subject token's own key
+    ///      (`invalid_grant`): only its holder may re-scope it;
+    ///    - with an actor token, the proof may be of another key (the actor's, proven
+    ///      above when its token is bound): the subject token was handed to the actor,
+    ///      whose key the new token is bound to.
+    ///
+    ///    Whenever a proof is present, the new token is bound to its key (`cnf.jkt`), and
+    ///    the token endpoint answers `token_type: DPoP`; without one, it is a bearer token.
+    /// 6. Scopes: without [`scope`](ExchangeRequest::scope) the new token has the subject
     ///    token's scopes; with it, exactly the ones asked for, each of which the subject
     ///    token must hold. A scope it lacks is refused with `invalid_scope`, never silently
     ///    dropped, so a caller cannot mistake a narrower token for the one it asked for,
     ///    and a token is never widened.
-    /// 6. The delegation chain stays within the depth verifiers accept (`invalid_grant`).
+    /// 7. The delegation chain stays within the depth verifiers accept (`invalid_grant`).
     ///
     /// The new token has `sub` from the subject token; `client_id` from the actor token
     /// when it has one, else from the subject token; `act` naming the actor (its `sub` and
@@ -258,8 +294,9 @@ impl DevIssuer {
     /// subject token or audience), `invalid_target` (an audience that is not a single plain
     /// identifier), `invalid_grant` (a token that is not a valid, unexpired access token of
     /// this issuer, an actor `may_act` does not name, a delegated actor token, a chain too
-    /// deep), `invalid_scope` (a malformed scope or one the subject token lacks) or
-    /// `server_error` (signing failed).
+    /// deep, a DPoP-bound token presented with a proof of another key), `invalid_scope` (a
+    /// malformed scope or one the subject token lacks), `invalid_dpop_proof` (a bound
+    /// token presented without a proof) or `server_error` (signing failed).
     pub fn exchange(&self, request: &ExchangeRequest) -> Result<String, ExchangeError> {
         self.exchange_issued(request)
             .map(|issued| issued.access_token)
@@ -292,6 +329,7 @@ impl DevIssuer {
                 check_may_act(may_act, actor)?;
             }
         }
+        check_binding(&subject, actor.as_ref(), request.dpop_jkt.as_deref())?;
         let scopes = granted_scopes(&subject, request.scope.as_deref())?;
 
         // Validation required `sub` on the subject token.
@@ -341,6 +379,9 @@ impl DevIssuer {
         claims.insert("iat".into(), now.into());
         claims.insert("exp".into(), exp.into());
         claims.insert("jti".into(), random_id().into());
+        if let Some(jkt) = &request.dpop_jkt {
+            claims.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
+        }
         let access_token = self
             .mint_claims(&Value::Object(claims), Some("at+jwt"))
             .map_err(|e| ExchangeError::new(ExchangeErrorCode::ServerError, e.to_string()))?;
@@ -348,6 +389,7 @@ impl DevIssuer {
             access_token,
             expires_in: exp.saturating_sub(now),
             scopes,
+            dpop_bound: request.dpop_jkt.is_some(),
         })
     }
 
@@ -421,6 +463,47 @@ fn check_audience(audience: &str) -> Result<(), ExchangeError> {
             ExchangeErrorCode::InvalidTarget,
             "the audience has a fragment, which a resource indicator must not (RFC 8707)",
         ));
+    }
+    Ok(())
+}
+
+/// The `cnf.jkt` a token is bound to, if any.
+fn bound_jkt(token: &Principal) -> Option<&str> {
+    token
+        .claim("cnf")
+        .and_then(|cnf| cnf.get("jkt"))
+        .and_then(Value::as_str)
+}
+
+/// The DPoP binding rules of [`DevIssuer::exchange`] (rule 5).
+fn check_binding(
+    subject: &Principal,
+    actor: Option<&Principal>,
+    proof: Option<&str>,
+) -> Result<(), ExchangeError> {
+    let missing = |which: &str| {
+        ExchangeError::new(
+            ExchangeErrorCode::InvalidDpopProof,
+            format!(
+                "the {which} token is DPoP-bound: send a DPoP proof of its key with the request"
+            ),
+        )
+    };
+    if let Some(jkt) = actor.and_then(bound_jkt) {
+        let proof = proof.ok_or_else(|| missing("actor"))?;
+        if proof != jkt {
+            return Err(invalid_grant(
+                "the actor token is DPoP-bound to another key than the DPoP proof's: the requester must hold the actor's key",
+            ));
+        }
+    }
+    if let Some(jkt) = bound_jkt(subject) {
+        let proof = proof.ok_or_else(|| missing("subject"))?;
+        if actor.is_none() && proof != jkt {
+            return Err(invalid_grant(
+                "the subject token is DPoP-bound to another key than the DPoP proof's: without an actor token, only its holder may exchange it",
+            ));
+        }
     }
     Ok(())
 }
@@ -910,5 +993,92 @@ mod tests {
         let shown = format!("{request:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains(TARGET));
+    }
+
+    fn cnf_jkt(p: &Principal) -> Option<&str> {
+        p.claim("cnf")
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str)
+    }
+
+    #[test]
+    fn a_proof_binds_the_new_token_to_its_key() {
+        let issuer = issuer();
+        let request = ExchangeRequest::new(user_token(&issuer), TARGET)
+            .with_actor_token(agent_token(&issuer, "agent"))
+            .with_dpop_jkt("agent-key");
+        let issued = issuer.exchange_issued(&request).unwrap();
+        assert!(issued.dpop_bound);
+        assert_eq!(
+            cnf_jkt(&verify(&issuer, &issued.access_token)),
+            Some("agent-key")
+        );
+        // Without a proof, a bearer token.
+        let request = ExchangeRequest::new(user_token(&issuer), TARGET);
+        let issued = issuer.exchange_issued(&request).unwrap();
+        assert!(!issued.dpop_bound);
+        assert_eq!(cnf_jkt(&verify(&issuer, &issued.access_token)), None);
+    }
+
+    #[test]
+    fn a_bound_subject_token_is_never_exchanged_without_a_proof() {
+        let issuer = issuer();
+        let bound = issuer
+            .token(FIRST)
+            .subject("alice")
+            .scopes(["notes:read"])
+            .dpop_bound("alice-key")
+            .mint()
+            .unwrap();
+        let err = issuer
+            .exchange(&ExchangeRequest::new(bound.clone(), TARGET))
+            .unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidDpopProof);
+        assert!(
+            err.message().contains("subject token is DPoP-bound"),
+            "{err}"
+        );
+        let with_actor = ExchangeRequest::new(bound.clone(), TARGET)
+            .with_actor_token(agent_token(&issuer, "agent"));
+        assert_eq!(
+            issuer.exchange(&with_actor).unwrap_err().code(),
+            ExchangeErrorCode::InvalidDpopProof
+        );
+        // Self exchange: only the holder of the subject's key.
+        let own = ExchangeRequest::new(bound.clone(), TARGET).with_dpop_jkt("alice-key");
+        let token = issuer.exchange(&own).unwrap();
+        assert_eq!(cnf_jkt(&verify(&issuer, &token)), Some("alice-key"));
+        let other = ExchangeRequest::new(bound.clone(), TARGET).with_dpop_jkt("mallory-key");
+        let err = issuer.exchange(&other).unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
+        assert!(err.message().contains("only its holder"), "{err}");
+        // Handed to an actor, which binds the new token to its own key.
+        let handed = with_actor.with_dpop_jkt("agent-key");
+        let token = issuer.exchange(&handed).unwrap();
+        assert_eq!(cnf_jkt(&verify(&issuer, &token)), Some("agent-key"));
+    }
+
+    #[test]
+    fn a_bound_actor_token_needs_a_proof_of_its_own_key() {
+        let issuer = issuer();
+        let actor = issuer
+            .token(ISS)
+            .subject("agent")
+            .dpop_bound("agent-key")
+            .mint()
+            .unwrap();
+        let request =
+            ExchangeRequest::new(user_token(&issuer), TARGET).with_actor_token(actor.clone());
+        let err = issuer.exchange(&request).unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidDpopProof);
+        assert_eq!(err.error_code(), "invalid_dpop_proof");
+        let stolen = request.clone().with_dpop_jkt("thief-key");
+        let err = issuer.exchange(&stolen).unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
+        assert!(err.message().contains("must hold the actor's key"), "{err}");
+        let token = issuer
+            .exchange(&request.with_dpop_jkt("agent-key"))
+            .unwrap();
+        assert_eq!(cnf_jkt(&verify(&issuer, &token)), Some("agent-key"));
     }
 }

@@ -12,8 +12,13 @@
 //! another audience, with the agent added to the delegation chain (RFC 8693 token
 //! exchange). With feature `http`, [`DevIssuer::token_endpoint_router`] serves that
 //! exchange at a token endpoint, with RFC 8414 metadata and the JWK Set, so clients can
-//! discover the issuer and call it over HTTP.
+//! discover the issuer and call it over HTTP. With feature `dpop` too, that endpoint
+//! issues DPoP-bound tokens (RFC 9449) to clients that send a proof, and the exchange keeps
+//! bindings as [`DevIssuer::exchange`] describes; [`TokenRequest::dpop_bound`] mints a
+//! bound token directly.
 
+#[cfg(all(feature = "http", feature = "dpop"))]
+mod dpop;
 mod exchange;
 #[cfg(feature = "http")]
 mod token_endpoint;
@@ -66,6 +71,8 @@ pub struct DevIssuer {
     public_jwk: Map<String, Value>,
     public_key: Key,
     clock: Arc<dyn Clock>,
+    #[cfg(all(feature = "http", feature = "dpop"))]
+    dpop: dpop::EndpointDpop,
 }
 
 impl fmt::Debug for DevIssuer {
@@ -202,6 +209,8 @@ impl DevIssuer {
             signing,
             public_jwk: jwk,
             clock: Arc::new(SystemClock),
+            #[cfg(all(feature = "http", feature = "dpop"))]
+            dpop: dpop::EndpointDpop::new(Arc::new(SystemClock), None),
         })
     }
 
@@ -210,6 +219,10 @@ impl DevIssuer {
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> DevIssuer {
         self.clock = Arc::new(clock);
+        #[cfg(all(feature = "http", feature = "dpop"))]
+        {
+            self.dpop = self.dpop.with_clock(Arc::clone(&self.clock));
+        }
         self
     }
 
@@ -326,6 +339,13 @@ impl TokenRequest<'_> {
     pub fn actor(mut self, sub: impl Into<String>) -> Self {
         self.actors.push(sub.into());
         self
+    }
+
+    /// Binds the token to a DPoP key (RFC 9449 section 6): sets `cnf` to `{"jkt": jkt}`,
+    /// the key's RFC 7638 thumbprint (`DpopKey::thumbprint` with feature `dpop`). A
+    /// resource server that checks DPoP accepts it only with a proof of that key.
+    pub fn dpop_bound(self, jkt: impl Into<String>) -> Self {
+        self.claim("cnf", json!({ "jkt": jkt.into() }))
     }
 
     /// Sets `exp` to `lifetime` after `iat`.

@@ -30,7 +30,7 @@ const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 impl DevIssuer {
     /// The issuer's URLs: where its router serves the token endpoint and the JWK Set,
     /// under the issuer's own path.
-    fn endpoint_url(&self, name: &str) -> String {
+    pub(super) fn endpoint_url(&self, name: &str) -> String {
         format!("{}/{name}", self.issuer.trim_end_matches('/'))
     }
 
@@ -38,16 +38,28 @@ impl DevIssuer {
     /// [`token_endpoint_router`](DevIssuer::token_endpoint_router) serves: `issuer`,
     /// `token_endpoint` (`<issuer>/token`), `jwks_uri` (`<issuer>/jwks`), token exchange as
     /// the one grant type, no client authentication, and no authorization endpoint (an
-    /// empty `response_types_supported`).
+    /// empty `response_types_supported`); with feature `dpop`, the DPoP proof algorithms
+    /// the token endpoint accepts (`dpop_signing_alg_values_supported`, RFC 9449 section
+    /// 5.1).
     pub fn authorization_server_metadata(&self) -> Value {
-        json!({
+        #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+        let mut metadata = json!({
             "issuer": self.issuer,
             "token_endpoint": self.endpoint_url("token"),
             "jwks_uri": self.endpoint_url("jwks"),
             "grant_types_supported": [TOKEN_EXCHANGE_GRANT_TYPE],
             "token_endpoint_auth_methods_supported": ["none"],
             "response_types_supported": [],
-        })
+        });
+        #[cfg(feature = "dpop")]
+        {
+            metadata["dpop_signing_alg_values_supported"] = super::dpop::DPOP_ALGORITHMS
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .into();
+        }
+        metadata
     }
 
     /// An axum router that makes this issuer an HTTP authorization server for token
@@ -63,6 +75,13 @@ impl DevIssuer {
     ///   JSON (`access_token`, `issued_token_type`, `token_type: "Bearer"`, `expires_in`,
     ///   `scope`) or an RFC 6749 error (`error`, `error_description`) with status 400,
     ///   `Cache-Control: no-store` either way. The rules are [`DevIssuer::exchange`]'s.
+    ///   With feature `dpop`, a request may carry one `DPoP` proof (RFC 9449 section 5:
+    ///   `htm` POST, `htu` the token endpoint, no `ath`), checked by a verifier the issuer
+    ///   owns: the new token is then bound to the proof's key (`cnf.jkt`) and the answer
+    ///   says `token_type: "DPoP"`. An invalid proof, or two `DPoP` headers, is answered
+    ///   400 `invalid_dpop_proof`; with
+    ///   [`require_dpop_nonce`](DevIssuer::require_dpop_nonce), a proof without the
+    ///   issuer's nonce is answered 400 `use_dpop_nonce` with a `DPoP-Nonce` header.
     /// - `GET /.well-known/oauth-authorization-server<path>`: the
     ///   [metadata](DevIssuer::authorization_server_metadata).
     /// - `GET <path>/jwks`: the [JWK Set](DevIssuer::jwks).
@@ -132,20 +151,35 @@ fn routable_path(issuer: &str) -> String {
 
 /// `POST /token`.
 async fn token(State(issuer): State<Arc<DevIssuer>>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer =
-        exchange_request(&headers, &body).and_then(|request| issuer.exchange_issued(&request));
+    #[cfg(feature = "dpop")]
+    let dpop_jkt = match issuer.token_request_proof(&headers) {
+        Ok(jkt) => jkt,
+        Err(refusal) => return refusal.into_response(),
+    };
+    #[cfg(not(feature = "dpop"))]
+    let dpop_jkt = None;
+    let answer = exchange_request(&headers, &body).and_then(|mut request| {
+        request.dpop_jkt = dpop_jkt;
+        issuer.exchange_issued(&request)
+    });
     match answer {
         Ok(issued) => {
             let mut body = json!({
                 "access_token": issued.access_token,
                 "issued_token_type": ACCESS_TOKEN_TYPE,
-                "token_type": "Bearer",
+                "token_type": if issued.dpop_bound { "DPoP" } else { "Bearer" },
                 "expires_in": issued.expires_in,
             });
             if !issued.scopes.is_empty() {
                 body["scope"] = issued.scopes.join(" ").into();
             }
-            no_store(StatusCode::OK, body)
+            #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+            let mut response = no_store(StatusCode::OK, body);
+            #[cfg(feature = "dpop")]
+            if let Some(nonce) = issuer.dpop.nonce() {
+                super::dpop::add_nonce(&mut response, nonce);
+            }
+            response
         }
         Err(error) => error_response(&error),
     }
@@ -225,6 +259,7 @@ fn exchange_request(headers: &HeaderMap, body: &[u8]) -> Result<ExchangeRequest,
         actor_token: actor_token.map(str::to_owned),
         audience: audience.to_owned(),
         scope,
+        dpop_jkt: None,
     })
 }
 
@@ -243,7 +278,7 @@ fn invalid_request(message: impl Into<String>) -> ExchangeError {
 }
 
 /// A JSON answer that must not be cached (RFC 6749 section 5.1).
-fn no_store(status: StatusCode, body: Value) -> Response {
+pub(super) fn no_store(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -252,7 +287,7 @@ fn no_store(status: StatusCode, body: Value) -> Response {
 }
 
 /// An RFC 6749 section 5.2 error answer.
-fn error_response(error: &ExchangeError) -> Response {
+pub(super) fn error_response(error: &ExchangeError) -> Response {
     let status =
         StatusCode::from_u16(error.code().http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     no_store(

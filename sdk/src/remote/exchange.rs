@@ -14,15 +14,23 @@
 //! time limit for the whole exchange, a size limit on the answer), but unlike a document
 //! fetch, an error answer is read too, so a refusal comes back with its OAuth `error` code
 //! (`invalid_grant`, `invalid_scope`, ...) and description.
+//!
+//! With feature `dpop`, [`TokenExchangeClient::dpop`] asks for DPoP-bound tokens (RFC
+//! 9449 section 5): each request carries a proof of the agent's key, and a server that
+//! demands a nonce (`use_dpop_nonce`, section 8) is answered once more with it.
 
 use std::fmt;
+#[cfg(feature = "dpop")]
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher};
+use super::fetch::{BearerResponse, FetchError, FetchOptions, Fetcher, FormAnswer};
 use crate::error::excerpt;
 use crate::oauth::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, SubjectToken, TOKEN_EXCHANGE_GRANT_TYPE};
+#[cfg(feature = "dpop")]
+use crate::token::dpop::{DpopKey, DpopKeyError};
 
 /// Which request parameter names the downstream service (RFC 8693 section 2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,18 +78,51 @@ pub struct TokenExchangeClient {
     fetcher: Fetcher,
     credentials: Option<(String, String)>,
     target: TargetParameter,
+    #[cfg(feature = "dpop")]
+    dpop: Option<Arc<Dpop>>,
+}
+
+/// The key a client proves, and the latest nonce the server sent (shared by clones).
+#[cfg(feature = "dpop")]
+#[derive(Debug)]
+struct Dpop {
+    key: Arc<DpopKey>,
+    nonce: Mutex<Option<String>>,
+}
+
+#[cfg(feature = "dpop")]
+impl Dpop {
+    fn nonce(&self) -> Option<String> {
+        self.nonce
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps the server's `DPoP-Nonce`, if the answer has one; whether it had.
+    fn remember(&self, answer: &FormAnswer) -> bool {
+        let Some(nonce) = answer.header("dpop-nonce").filter(|n| !n.is_empty()) else {
+            return false;
+        };
+        *self.nonce.lock().unwrap_or_else(PoisonError::into_inner) = Some(nonce.to_owned());
+        true
+    }
 }
 
 impl fmt::Debug for TokenExchangeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the client secret.
-        f.debug_struct("TokenExchangeClient")
+        let mut debug = f.debug_struct("TokenExchangeClient");
+        let debug = debug
             .field("endpoint", &self.endpoint)
             .field(
                 "client_id",
                 &self.credentials.as_ref().map(|(id, _)| id.as_str()),
             )
-            .field("target", &self.target)
+            .field("target", &self.target);
+        #[cfg(feature = "dpop")]
+        let debug = debug.field("dpop", &self.dpop.as_ref().map(|d| d.key.thumbprint()));
+        debug
             .field("options", self.fetcher.options())
             .finish_non_exhaustive()
     }
@@ -101,6 +142,11 @@ pub struct ExchangedToken {
     /// (RFC 8693 section 2.2.1: `scope` may be left out when it equals the request);
     /// `None` when neither says.
     pub scope: Option<Vec<String>>,
+    /// The server answered `token_type: DPoP`: the token is bound to the client's DPoP
+    /// key (RFC 9449 section 5) and is presented with a proof of it. `false` for a
+    /// `Bearer` token, even when a proof was sent (a server that does not support DPoP
+    /// ignores the proof).
+    pub dpop_bound: bool,
 }
 
 impl fmt::Debug for ExchangedToken {
@@ -112,6 +158,7 @@ impl fmt::Debug for ExchangedToken {
             )
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("dpop_bound", &self.dpop_bound)
             .finish()
     }
 }
@@ -151,6 +198,10 @@ pub enum ExchangeClientError {
         /// What is wrong.
         reason: String,
     },
+    /// The DPoP proof could not be signed; nothing was sent (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    #[error("token exchange not attempted: {0}")]
+    Dpop(#[from] DpopKeyError),
 }
 
 impl ExchangeClientError {
@@ -183,6 +234,8 @@ impl TokenExchangeClient {
             fetcher,
             credentials: None,
             target: TargetParameter::default(),
+            #[cfg(feature = "dpop")]
+            dpop: None,
         })
     }
 
@@ -200,6 +253,41 @@ impl TokenExchangeClient {
     #[must_use]
     pub fn target_parameter(mut self, target: TargetParameter) -> Self {
         self.target = target;
+        self
+    }
+
+    /// Asks for tokens bound to `key` (RFC 9449 section 5; feature `dpop`): every
+    /// request carries a `DPoP` proof signed with it (`htm` POST, `htu` the token
+    /// endpoint, no `ath`), and a server that supports DPoP answers `token_type: DPoP`
+    /// with a token whose `cnf.jkt` is the key's thumbprint
+    /// ([`ExchangedToken::dpop_bound`]). A server that ignores the proof answers a
+    /// `Bearer` token: that is accepted, with `dpop_bound` false.
+    ///
+    /// When the server refuses with 400 `use_dpop_nonce` and a `DPoP-Nonce` header (RFC
+    /// 9449 section 8), the request is sent once more with a new proof carrying that
+    /// nonce. The latest nonce the server sent (on any answer) is kept, shared by this
+    /// client's clones, and put in every later proof.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use rmcp_authz::remote::{FetchOptions, TokenExchangeClient};
+    /// use rmcp_authz::token::dpop::DpopKey;
+    /// # async fn run(user_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Arc::new(DpopKey::generate()?);
+    /// let exchange = TokenExchangeClient::new("https://auth.example/token", FetchOptions::default())?
+    ///     .dpop(Arc::clone(&key));
+    /// let token = exchange.exchange(user_token, None, "https://notes.example/mcp", &[]).await?;
+    /// assert!(token.dpop_bound, "the server ignored the proof");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "dpop")]
+    #[must_use]
+    pub fn dpop(mut self, key: Arc<DpopKey>) -> Self {
+        self.dpop = Some(Arc::new(Dpop {
+            key,
+            nonce: Mutex::new(None),
+        }));
         self
     }
 
@@ -233,8 +321,9 @@ impl TokenExchangeClient {
     /// [`ExchangeClientError::Refused`] with the OAuth error code when the server refuses;
     /// [`ExchangeClientError::Fetch`] when it cannot be reached or answers without an OAuth
     /// error; [`ExchangeClientError::InvalidResponse`] when a 200 answer is not a bearer
-    /// access token response; [`ExchangeClientError::InvalidArgument`] for an empty
-    /// subject token or audience.
+    /// (or, with [`dpop`](TokenExchangeClient::dpop), DPoP) access token response;
+    /// [`ExchangeClientError::InvalidArgument`] for an empty subject token or audience;
+    /// `ExchangeClientError::Dpop` (feature `dpop`) when the proof cannot be signed.
     pub async fn exchange(
         &self,
         subject_token: &str,
@@ -271,25 +360,47 @@ impl TokenExchangeClient {
         if !scope.is_empty() {
             form.push(("scope", &scope));
         }
-        let (status, document) = self.post(&form).await?;
-        if status != 200 {
-            return Err(self.refusal(status, &document));
+        let answer = self.post(&form).await?;
+        #[cfg(feature = "dpop")]
+        let answer = match &self.dpop {
+            Some(dpop) if dpop.remember(&answer) && asks_for_nonce(&answer) => {
+                tracing::debug!(endpoint = %self.endpoint, "use_dpop_nonce: sending again with the nonce");
+                let again = self.post(&form).await?;
+                dpop.remember(&again);
+                again
+            }
+            _ => answer,
+        };
+        if answer.status != 200 {
+            return Err(self.refusal(answer.status, &answer.document));
         }
-        self.token_response(&document, scopes)
+        self.token_response(&answer.document, scopes)
     }
 
-    /// POSTs the form; the status and the JSON object answered, whatever the status.
-    async fn post(
-        &self,
-        form: &[(&str, &str)],
-    ) -> Result<(u16, Option<Map<String, Value>>), FetchError> {
+    /// POSTs the form, with a fresh DPoP proof when the client has a key; the answer,
+    /// whatever its status.
+    async fn post(&self, form: &[(&str, &str)]) -> Result<FormAnswer, ExchangeClientError> {
         let credentials = self
             .credentials
             .as_ref()
             .map(|(id, secret)| (id.as_str(), secret.as_str()));
-        self.fetcher
-            .post_form(&self.endpoint, form, credentials)
-            .await
+        #[cfg(feature = "dpop")]
+        let proof = match &self.dpop {
+            Some(dpop) => {
+                Some(
+                    dpop.key
+                        .proof("POST", &self.endpoint, None, dpop.nonce().as_deref())?,
+                )
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "dpop"))]
+        let proof: Option<String> = None;
+        let headers: Vec<(&str, &str)> = proof.iter().map(|p| ("dpop", p.as_str())).collect();
+        Ok(self
+            .fetcher
+            .post_form_with(&self.endpoint, form, credentials, &headers)
+            .await?)
     }
 
     /// A non-200 answer: an OAuth refusal when it carries an `error` code, else the status.
@@ -327,7 +438,14 @@ impl TokenExchangeClient {
         let Some(document) = document else {
             return Err(invalid("the answer is not a JSON object".to_owned()));
         };
-        let bearer = BearerResponse::read(document).map_err(invalid)?;
+        #[cfg(feature = "dpop")]
+        let proved = self.dpop.is_some();
+        #[cfg(not(feature = "dpop"))]
+        let proved = false;
+        let bearer = BearerResponse::read(document, proved).map_err(invalid)?;
+        if proved && !bearer.dpop {
+            tracing::debug!(endpoint = %self.endpoint, "a DPoP proof was sent, but the token is a Bearer token");
+        }
         match document.get("issued_token_type") {
             None => {}
             Some(Value::String(t)) if t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE => {}
@@ -347,8 +465,21 @@ impl TokenExchangeClient {
             access_token: bearer.access_token,
             expires_in: bearer.expires_in,
             scope,
+            dpop_bound: bearer.dpop,
         })
     }
+}
+
+/// A 400 `use_dpop_nonce` refusal (RFC 9449 section 8).
+#[cfg(feature = "dpop")]
+fn asks_for_nonce(answer: &FormAnswer) -> bool {
+    answer.status == 400
+        && answer
+            .document
+            .as_ref()
+            .and_then(|d| d.get("error"))
+            .and_then(Value::as_str)
+            == Some("use_dpop_nonce")
 }
 
 /// A server's error description, shortened to a length fit for logs.
@@ -397,6 +528,7 @@ mod tests {
             access_token: "eyJsecret".to_owned(),
             expires_in: Some(Duration::from_secs(60)),
             scope: None,
+            dpop_bound: false,
         };
         let shown = format!("{token:?}");
         assert!(
@@ -441,6 +573,31 @@ mod tests {
         assert!(matches!(
             client.refusal(502, &None),
             ExchangeClientError::Fetch(FetchError::Status { status: 502, .. })
+        ));
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn with_a_key_dpop_answers_are_bound_and_bearer_ones_accepted() {
+        use std::sync::Arc;
+        let key = Arc::new(DpopKey::generate().unwrap());
+        let client = TokenExchangeClient::new("https://as.example/token", FetchOptions::default())
+            .unwrap()
+            .dpop(Arc::clone(&key));
+        assert!(format!("{client:?}").contains(key.thumbprint()));
+        let doc = |v: Value| Some(v.as_object().unwrap().clone());
+        let answer = |token_type: &str| {
+            client.token_response(
+                &doc(serde_json::json!({"access_token": "t", "token_type": token_type})),
+                &[],
+            )
+        };
+        assert!(answer("DPoP").unwrap().dpop_bound);
+        assert!(answer("dpop").unwrap().dpop_bound);
+        assert!(!answer("Bearer").unwrap().dpop_bound);
+        assert!(matches!(
+            answer("N_A"),
+            Err(ExchangeClientError::InvalidResponse { reason, .. }) if reason.contains("DPoP or Bearer")
         ));
     }
 }

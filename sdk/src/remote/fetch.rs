@@ -287,12 +287,28 @@ impl Fetcher {
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<(u16, Option<serde_json::Map<String, Value>>), FetchError> {
+        let answer = self.post_form_with(url, form, basic_auth, &[]).await?;
+        Ok((answer.status, answer.document))
+    }
+
+    /// [`post_form`](Fetcher::post_form) with `headers` added to the request (a `DPoP`
+    /// proof, say), and the answer's headers kept.
+    pub(crate) async fn post_form_with(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+    ) -> Result<FormAnswer, FetchError> {
         let parsed = self.check_url(url)?;
         let mut request = self
             .client
             .post(parsed)
             .header("accept", "application/json")
             .form(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some((id, secret)) = basic_auth {
             let encode = |s: &str| -> String {
                 url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -303,15 +319,27 @@ impl Fetcher {
                 format!("Basic {}", STANDARD.encode(user_pass)),
             );
         }
-        let (status, _, body) = self.send(url, request).await?;
-        match crate::json::parse_object(&body) {
-            Ok(document) => Ok((status, Some(document))),
-            Err(_) if status != 200 => Ok((status, None)),
-            Err(e) => Err(FetchError::NotJson {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            }),
-        }
+        let Received {
+            status,
+            headers,
+            body,
+            ..
+        } = self.send(url, request).await?;
+        let document = match crate::json::parse_object(&body) {
+            Ok(document) => Some(document),
+            Err(_) if status != 200 => None,
+            Err(e) => {
+                return Err(FetchError::NotJson {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Ok(FormAnswer {
+            status,
+            document,
+            headers,
+        })
     }
 
     async fn exchange(
@@ -319,7 +347,12 @@ impl Fetcher {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Fetched, FetchError> {
-        let (status, max_age, body) = self.send(url, request).await?;
+        let Received {
+            status,
+            max_age,
+            body,
+            ..
+        } = self.send(url, request).await?;
         if status != 200 {
             return Err(FetchError::Status {
                 url: url.to_owned(),
@@ -333,13 +366,12 @@ impl Fetcher {
         Ok(Fetched { document, max_age })
     }
 
-    /// Sends `request` and reads the whole answer under the time and size limits: the
-    /// status, the `Cache-Control` max-age, the body.
+    /// Sends `request` and reads the whole answer under the time and size limits.
     async fn send(
         &self,
         url: &str,
         request: reqwest::RequestBuilder,
-    ) -> Result<(u16, Option<Duration>, Vec<u8>), FetchError> {
+    ) -> Result<Received, FetchError> {
         let timeout = self.options.timeout;
         let limit = self.options.max_bytes;
         let transport = |e: reqwest::Error| {
@@ -380,7 +412,12 @@ impl Fetcher {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok((status, max_age, body))
+            Ok(Received {
+                status,
+                max_age,
+                headers: std::mem::take(response.headers_mut()),
+                body,
+            })
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -391,35 +428,79 @@ impl Fetcher {
     }
 }
 
+/// A whole answer, read under the limits.
+struct Received {
+    status: u16,
+    /// The `Cache-Control` max-age.
+    max_age: Option<Duration>,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// The answer to a form POST, whatever its status.
+#[derive(Debug)]
+pub(crate) struct FormAnswer {
+    pub(crate) status: u16,
+    /// The JSON object answered (`None` for a non-200 answer that is not one).
+    pub(crate) document: Option<serde_json::Map<String, Value>>,
+    /// Read for DPoP's `DPoP-Nonce`.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) headers: reqwest::header::HeaderMap,
+}
+
+impl FormAnswer {
+    /// The value of the one header `name`, when it is there once, as text.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        first.to_str().ok()
+    }
+}
+
 /// A bearer access token response (RFC 6749 section 5.1), checked: a non-empty
-/// `access_token`, `token_type` Bearer, `expires_in` a number of seconds if present,
-/// `scope` a string if present (split).
+/// `access_token`, `token_type` Bearer (or `DPoP`, RFC 9449 section 5, when a proof was
+/// sent), `expires_in` a number of seconds if present, `scope` a string if present
+/// (split).
 #[derive(Debug)]
 pub(crate) struct BearerResponse {
     pub(crate) access_token: String,
     pub(crate) expires_in: Option<Duration>,
     pub(crate) scope: Option<Vec<String>>,
+    /// `token_type` is `DPoP`: the token is bound to the proof's key.
+    pub(crate) dpop: bool,
 }
 
 impl BearerResponse {
-    /// Reads `document`, or says what is wrong with it.
+    /// Reads `document`, or says what is wrong with it; `token_type` `DPoP` is accepted
+    /// only with `accept_dpop` (a proof was sent).
     pub(crate) fn read(
         document: &serde_json::Map<String, Value>,
+        accept_dpop: bool,
     ) -> Result<BearerResponse, String> {
         let access_token = match document.get("access_token") {
             Some(Value::String(t)) if !t.is_empty() => t.clone(),
             _ => return Err("no access_token string".to_owned()),
         };
-        match document.get("token_type").and_then(Value::as_str) {
-            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        let dpop = match document.get("token_type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => false,
+            Some(t) if accept_dpop && t.eq_ignore_ascii_case("dpop") => true,
             Some(other) => {
+                let wanted = if accept_dpop {
+                    "DPoP or Bearer"
+                } else {
+                    "Bearer"
+                };
                 return Err(format!(
-                    "token_type {:?} is not Bearer",
+                    "token_type {:?} is not {wanted}",
                     crate::error::excerpt(other)
                 ));
             }
             None => return Err("no token_type".to_owned()),
-        }
+        };
         let expires_in = match document.get("expires_in") {
             None => None,
             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
@@ -444,6 +525,7 @@ impl BearerResponse {
             access_token,
             expires_in,
             scope,
+            dpop,
         })
     }
 }

@@ -549,5 +549,8 @@ pub fn normalize_htu(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
+mod signer;
+pub use signer::{DpopKey, DpopKeyError};
+
 #[cfg(test)]
 mod tests;
