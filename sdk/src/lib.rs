@@ -224,7 +224,13 @@ pub struct AgentDoctests;
 pub struct DeployDoctests;
 
 /// docs/dpop.md's code blocks, compiled and run as doctests.
-#[cfg(all(doctest, feature = "dpop", feature = "dev"))]
+#[cfg(all(
+    doctest,
+    feature = "dpop",
+    feature = "dev",
+    feature = "agent",
+    feature = "jwks"
+))]
 #[doc = include_str!("../../docs/dpop.md")]
 pub struct DpopDoctests;
 
