@@ -528,3 +528,40 @@ async fn a_second_use_dpop_nonce_is_returned_and_unbound_tokens_go_as_bearer() {
     assert_eq!(seen[3].scheme, "Bearer");
     assert_eq!(seen[3].proof, Err("no proof".to_owned()));
 }
+
+#[tokio::test]
+async fn a_token_endpoint_that_keeps_asking_for_a_nonce_is_asked_twice_only() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/token", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                (
+                    StatusCode::BAD_REQUEST,
+                    [("dpop-nonce", format!("n-{n}"))],
+                    axum::Json(serde_json::json!({"error": "use_dpop_nonce"})),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = TokenExchangeClient::new(endpoint, FetchOptions::loopback_http())
+        .unwrap()
+        .dpop(Arc::new(DpopKey::generate().unwrap()));
+    let err = client
+        .exchange("subject", None, TARGET, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code(), Some("use_dpop_nonce"), "{err}");
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+}
