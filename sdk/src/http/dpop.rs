@@ -6,7 +6,9 @@
 //! ([`Principal::proof_key`](crate::Principal::proof_key)).
 //!
 //! The proof is checked on every request, before the token (which the verifier may take
-//! from its cache: a cached verification never stands in for a proof). A refusal of the
+//! from its cache: a cached verification never stands in for a proof); its `jti` is
+//! recorded against replay once the token is verified and bound to the proof's key, so
+//! only a caller holding both fills the replay cache. A refusal of the
 //! proof is a 401 with a `DPoP` challenge: `invalid_dpop_proof`, or `use_dpop_nonce` with a
 //! fresh nonce in `DPoP-Nonce` when the server requires nonces.
 
@@ -69,20 +71,22 @@ impl DpopSettings {
             .map_or_else(|| parts.uri.path(), |original| original.0.path());
         let url = format!("{origin}{path}");
         self.verifier
-            .check(proof, parts.method.as_str(), &url, Some(token))
+            .check_unrecorded(proof, parts.method.as_str(), &url, Some(token))
             .map_err(|e| self.proof_refusal(&e))
     }
 
-    /// `principal`, proven by `proof`'s key, when its token is bound to that key.
+    /// `principal`, proven by `proof`'s key, when its token is bound to that key and the
+    /// proof was not used before (recorded now: only a caller holding a valid token and
+    /// its key takes a place in the replay cache).
     pub(super) fn bind(
         &self,
         principal: Principal,
         proof: &crate::token::dpop::DpopProof,
     ) -> Result<Principal, Box<Refused>> {
-        match access_token_binding(&principal, proof) {
-            Ok(()) => Ok(principal.with_proof_key(Arc::from(proof.jkt.as_str()))),
-            Err(e) => Err(self.proof_refusal(&e)),
-        }
+        access_token_binding(&principal, proof)
+            .and_then(|()| self.verifier.record_use(proof))
+            .map_err(|e| self.proof_refusal(&e))?;
+        Ok(principal.with_proof_key(Arc::from(proof.jkt.as_str())))
     }
 
     /// A 401 `invalid_dpop_proof` saying `message`.

@@ -16,6 +16,7 @@
 //! runs it on every request that presents `Authorization: DPoP`; docs/dpop.md says what
 //! is checked, in what order, and why.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,7 @@ pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 
 /// How many bytes of checked proof headers (client keys) a verifier keeps: 4 MiB, some
 /// 10,000 EC keys.
-const HEADER_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const HEADER_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a cached header costs beyond its text: the parsed key and the thumbprint.
 const HEADER_OVERHEAD_BYTES: usize = 256;
@@ -129,6 +130,8 @@ pub struct DpopProof {
     pub alg: Algorithm,
     /// The proof's `iat`.
     pub iat: i64,
+    /// The SHA-256 of the key's thumbprint and the `jti`: what the replay cache remembers.
+    replay_id: [u8; 32],
 }
 
 /// Settings of a [`DpopVerifier`].
@@ -186,14 +189,15 @@ impl DpopOptions {
     }
 
     /// How far a proof's `iat` may be from now, either way (default 60 s); proofs are
-    /// remembered this long and twice as long again, so a replay is caught while it could
-    /// still pass.
+    /// remembered for at least twice as long, so a replay is caught while it could still
+    /// pass.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
     }
 
-    /// How many proofs the replay cache holds (default 100,000).
+    /// About how many proofs the replay cache holds (default 100,000); past that, the
+    /// oldest are forgotten early, with a warning on target `rmcp_authz::dpop`.
     pub fn replay_capacity(mut self, capacity: u64) -> Self {
         self.replay_capacity = capacity;
         self
@@ -236,9 +240,9 @@ impl DpopOptions {
 pub struct DpopVerifier {
     options: DpopOptions,
     /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
-    seen: moka::sync::Cache<[u8; 32], ()>,
+    seen: replay::ReplayCache,
     /// The headers checked, by their base64url text: one per client key, checked once.
-    headers: moka::sync::Cache<String, Arc<ProofHeader>>,
+    headers: headers::HeaderCache<ProofHeader>,
     /// The key nonces are sealed with.
     nonce_key: aws_lc_rs::hmac::Key,
 }
@@ -247,7 +251,8 @@ impl fmt::Debug for DpopVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DpopVerifier")
             .field("options", &self.options)
-            .field("seen", &self.seen.entry_count())
+            .field("seen", &self.seen.len())
+            .field("headers", &self.headers.len())
             .finish()
     }
 }
@@ -260,10 +265,7 @@ impl DpopVerifier {
     /// nonce key is made (no [`nonce_secret`](DpopOptions::nonce_secret) given), when no
     /// key can be made safely.
     pub fn new(options: DpopOptions) -> DpopVerifier {
-        let seen = moka::sync::Cache::builder()
-            .max_capacity(options.replay_capacity)
-            .time_to_live(options.window * 3)
-            .build();
+        let seen = replay::ReplayCache::new(options.window.as_secs() * 2, options.replay_capacity);
         let secret = options.nonce_secret.unwrap_or_else(|| {
             let mut secret = [0_u8; 32];
             aws_lc_rs::rand::fill(&mut secret).expect("the system random generator failed");
@@ -273,12 +275,7 @@ impl DpopVerifier {
         DpopVerifier {
             options,
             seen,
-            headers: moka::sync::Cache::builder()
-                .max_capacity(HEADER_CACHE_BYTES)
-                .weigher(|text: &String, _| {
-                    u32::try_from(text.len() + HEADER_OVERHEAD_BYTES).unwrap_or(u32::MAX)
-                })
-                .build(),
+            headers: headers::HeaderCache::new(HEADER_CACHE_BYTES, HEADER_OVERHEAD_BYTES),
             nonce_key,
         }
     }
@@ -331,11 +328,48 @@ impl DpopVerifier {
     }
 
     /// Checks `proof` (the `DPoP` header) for a request of `method` to `url` carrying
-    /// `access_token` (`None` at a token endpoint, where there is no `ath`).
+    /// `access_token` (`None` at a token endpoint, where there is no `ath`): every check
+    /// of [`check_unrecorded`](DpopVerifier::check_unrecorded), then
+    /// [`record_use`](DpopVerifier::record_use).
     ///
     /// # Errors
     /// The first [`DpopError`] found, in the order of the module's documentation.
     pub fn check(
+        &self,
+        proof: &str,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<DpopProof, DpopError> {
+        let checked = self.check_unrecorded(proof, method, url, access_token)?;
+        self.record_use(&checked)?;
+        Ok(checked)
+    }
+
+    /// Records the use of a proof that passed
+    /// [`check_unrecorded`](DpopVerifier::check_unrecorded): the HTTP layer calls it once
+    /// the token is verified and bound to the proof's key, so only a caller holding both
+    /// takes a place in the replay cache.
+    ///
+    /// # Errors
+    /// [`DpopError::Replayed`] when the proof was used before within the window.
+    pub fn record_use(&self, proof: &DpopProof) -> Result<(), DpopError> {
+        if self
+            .seen
+            .first_use(proof.replay_id, self.options.clock.now_unix())
+        {
+            Ok(())
+        } else {
+            Err(DpopError::Replayed)
+        }
+    }
+
+    /// Every check of [`check`](DpopVerifier::check) but the replay cache's: the proof
+    /// passes here any number of times, until [`record_use`](DpopVerifier::record_use).
+    ///
+    /// # Errors
+    /// The first [`DpopError`] found, in the order of the module's documentation.
+    pub fn check_unrecorded(
         &self,
         proof: &str,
         method: &str,
@@ -366,34 +400,31 @@ impl DpopVerifier {
         }
         // Kept only once its key has signed something (the cache is bounded in bytes).
         if !cached {
-            self.headers.insert(h.to_owned(), Arc::clone(&header));
+            self.headers.insert(h, Arc::clone(&header));
         }
-        let claims = decode_object_part(p, "payload").map_err(malformed)?;
-        let text = |name: &'static str| {
-            claims
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| DpopError::Malformed(format!("no \"{name}\" string")))
-        };
-        let jti = text("jti")?;
-        let htm = text("htm")?;
+        // Read into a typed struct: the five claims, borrowed where they need no unescaping
+        // (a repeated claim is refused, as in any JWS this crate reads).
+        let payload = b64url_decode(p)
+            .ok_or_else(|| DpopError::Malformed("the payload is not base64url".to_owned()))?;
+        let claims: ProofClaims<'_> = serde_json::from_slice(&payload)
+            .map_err(|e| DpopError::Malformed(format!("the payload: {e}")))?;
+        let jti = required(&claims.jti, "jti")?;
+        let htm = required(&claims.htm, "htm")?;
         if htm != method {
             return Err(DpopError::Method {
                 expected: method.to_owned(),
                 found: htm.chars().take(32).collect(),
             });
         }
-        let (expected, found) = (normalize_htu(url), normalize_htu(text("htu")?));
-        if expected != found {
+        let htu = required(&claims.htu, "htu")?;
+        if !same_htu(url, htu) {
             return Err(DpopError::Url {
-                expected,
-                found: found.chars().take(256).collect(),
+                expected: normalize_htu(url),
+                found: normalize_htu(htu).chars().take(256).collect(),
             });
         }
         let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
+            .iat
             .ok_or_else(|| DpopError::Malformed("no integer \"iat\"".to_owned()))?;
         let now = self.options.clock.now_unix();
         let window = i64::try_from(self.options.window.as_secs()).unwrap_or(i64::MAX);
@@ -401,34 +432,33 @@ impl DpopVerifier {
             return Err(DpopError::Time { iat, now });
         }
         if let Some(token) = access_token {
-            let ath = URL_SAFE_NO_PAD.encode(digest(&SHA256, token.as_bytes()));
-            if claims.get("ath").and_then(Value::as_str) != Some(ath.as_str()) {
+            // Compared as bytes: the claim decoded, not the hash encoded.
+            let hash = digest(&SHA256, token.as_bytes());
+            let ath = claims.ath.as_deref().and_then(b64url_decode);
+            if ath.as_deref() != Some(hash.as_ref()) {
                 return Err(DpopError::AccessTokenHash);
             }
         }
         if let Some(lifetime) = self.options.nonce_lifetime
             && !claims
-                .get("nonce")
-                .and_then(Value::as_str)
+                .nonce
+                .as_deref()
                 .is_some_and(|n| self.nonce_is_fresh(n, lifetime))
         {
             return Err(DpopError::UseNonce);
         }
         let jkt = &header.jkt;
-        // The replay check last, so only proofs that passed everything take a place.
-        let mut seen = Vec::with_capacity(jkt.len() + 1 + jti.len());
-        seen.extend_from_slice(jkt.as_bytes());
-        seen.push(b' ');
-        seen.extend_from_slice(jti.as_bytes());
-        let mut id = [0_u8; 32];
-        id.copy_from_slice(digest(&SHA256, &seen).as_ref());
-        if !self.seen.entry(id).or_insert(()).is_fresh() {
-            return Err(DpopError::Replayed);
-        }
+        let mut seen = aws_lc_rs::digest::Context::new(&SHA256);
+        seen.update(jkt.as_bytes());
+        seen.update(b" ");
+        seen.update(jti.as_bytes());
+        let mut replay_id = [0_u8; 32];
+        replay_id.copy_from_slice(seen.finish().as_ref());
         Ok(DpopProof {
             jkt: jkt.clone(),
             alg: header.alg,
             iat,
+            replay_id,
         })
     }
 
@@ -471,6 +501,38 @@ impl DpopVerifier {
         let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
         Ok(ProofHeader { alg, key, jkt })
     }
+}
+
+/// The claims of a proof this crate reads; others are ignored.
+#[derive(serde::Deserialize)]
+struct ProofClaims<'a> {
+    #[serde(borrow, default)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htu: Option<Cow<'a, str>>,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(borrow, default)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    nonce: Option<Cow<'a, str>>,
+}
+
+/// A claim that must be a non-empty string.
+fn required<'c>(value: &'c Option<Cow<'_, str>>, name: &'static str) -> Result<&'c str, DpopError> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| DpopError::Malformed(format!("no \"{name}\" string")))
+}
+
+/// Whether `a` and `b` name the same URL as RFC 9449 compares `htu` (see
+/// [`normalize_htu`]); allocates only when they differ as written.
+fn same_htu(a: &str, b: &str) -> bool {
+    let plain = |u: &str| u.split(['?', '#']).next().unwrap_or_default().len();
+    (plain(a) == plain(b) && a[..plain(a)] == b[..plain(b)]) || normalize_htu(a) == normalize_htu(b)
 }
 
 /// A proof header that passed [`DpopVerifier::read_header`]: what every proof with the
@@ -549,6 +611,8 @@ pub fn normalize_htu(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
+mod headers;
+mod replay;
 mod signer;
 pub use signer::{DpopKey, DpopKeyError};
 
