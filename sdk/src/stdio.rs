@@ -45,6 +45,15 @@ pub enum StdioError {
         #[source]
         source: AuthError,
     },
+    /// The token is DPoP-bound (`cnf.jkt`, RFC 9449): over stdio there is no request to
+    /// prove its key on, so it would be a bearer token to whoever set the variable.
+    #[error(
+        "the access token in {var} is DPoP-bound (cnf.jkt): over stdio no DPoP proof can be sent, so it is refused; give this server a token that is not sender-constrained"
+    )]
+    DpopBound {
+        /// The variable name.
+        var: String,
+    },
     /// The policy and the handler do not fit.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -71,6 +80,12 @@ pub(crate) async fn principal_from_env(guard: &Guard, var: &str) -> Result<Princ
         source,
     };
     let principal = guard.verifier().verify(token).await.map_err(refused)?;
+    // A bound token used without its proof is what a thief would do (RFC 9449 section 7.2).
+    if principal.bound_key().is_some() {
+        return Err(StdioError::DpopBound {
+            var: var.to_owned(),
+        });
+    }
     // Calls are refused from `exp` on, without leeway; so is starting after it.
     let now = guard.now();
     if now >= principal.expires_at() {

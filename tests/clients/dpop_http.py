@@ -8,7 +8,6 @@ each with its headers and the status and RFC 6750 / RFC 9449 error the server mu
 The test sends them, in order, with a raw HTTP client. Usage: python dpop_http.py URL
 """
 
-import base64
 import hashlib
 import json
 import sys
@@ -19,23 +18,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from dpop_common import b64, jwk_of, thumbprint
+
 ISSUER = "https://python-issuer.test"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def thumbprint(jwk: dict) -> str:
-    required = {"EC": ["crv", "kty", "x", "y"], "RSA": ["e", "kty", "n"], "OKP": ["crv", "kty", "x"]}
-    members = {m: jwk[m] for m in required[jwk["kty"]]}
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))
-    return b64(hashlib.sha256(canonical.encode()).digest())
-
-
-def jwk_of(key, alg: str) -> dict:
-    algorithm = jwt.algorithms.get_default_algorithms()[alg]
-    return json.loads(algorithm.to_jwk(key.public_key()))
 
 
 def main() -> None:

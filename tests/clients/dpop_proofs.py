@@ -6,32 +6,17 @@ against, the clock, and the cases, each with the error rmcp-authz must answer (o
 the thumbprint it must find). Usage: python dpop_proofs.py
 """
 
-import base64
 import hashlib
 import json
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from dpop_common import b64, jwk_of, thumbprint
+
 NOW = 1_765_000_000
 URL = "https://mcp.example.com/mcp"
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def thumbprint(jwk: dict) -> str:
-    required = {"EC": ["crv", "kty", "x", "y"], "RSA": ["e", "kty", "n"], "OKP": ["crv", "kty", "x"]}
-    members = {m: jwk[m] for m in required[jwk["kty"]]}
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))
-    return b64(hashlib.sha256(canonical.encode()).digest())
-
-
-def jwk_of(key, alg: str) -> dict:
-    algorithm = jwt.algorithms.get_default_algorithms()[alg]
-    return json.loads(algorithm.to_jwk(key.public_key()))
 
 
 def claims(jti: str, **changes) -> dict:

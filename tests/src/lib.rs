@@ -30,3 +30,16 @@ pub fn read_fixture(relative: &str) -> String {
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }
+
+/// The Python of the interop virtual environment (`target/interop/venv`, with PyJWT,
+/// `cryptography` and the MCP Python SDK), failing the test with what to run when it is
+/// missing.
+pub fn interop_python() -> PathBuf {
+    let python = repo_root().join("target/interop/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-interop.sh (scripts/test.sh runs it before the tests)",
+        python.display()
+    );
+    python
+}

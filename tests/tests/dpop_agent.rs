@@ -277,9 +277,25 @@ async fn exchange_keeps_bindings() {
         .await;
     assert_eq!(code(refused).as_deref(), Some("invalid_dpop_proof"));
 
-    // The actor, proving its key, exchanges Alice's bound token: bound to the actor's key.
-    let delegated = agent
+    // An actor Alice's bound token does not name in may_act: whoever holds it without its
+    // key stole it, and cannot re-bind it to their own key by adding an actor token.
+    let refused = agent
         .exchange(&bound_user, Some(&bound_agent), TARGET, &[])
+        .await;
+    assert_eq!(code(refused).as_deref(), Some("invalid_grant"));
+
+    // The actor her token names, proving its key, exchanges it: bound to the actor's key.
+    let handed = server
+        .issuer
+        .token(FIRST)
+        .subject("alice")
+        .scopes(["notes:read"])
+        .dpop_bound(alice_key.thumbprint())
+        .claim("may_act", serde_json::json!({"sub": "research-agent"}))
+        .mint()
+        .unwrap();
+    let delegated = agent
+        .exchange(&handed, Some(&bound_agent), TARGET, &[])
         .await
         .unwrap();
     assert!(delegated.dpop_bound);

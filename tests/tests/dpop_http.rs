@@ -19,14 +19,8 @@ use serde_json::Value;
 
 /// The requests `dpop_http.py` makes for the endpoint `url`, and its issuer's key.
 fn corpus(url: &str) -> Value {
-    let python = rmcp_authz_tests::repo_root().join("target/interop/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-interop.sh (scripts/test.sh runs it before the tests)",
-        python.display()
-    );
     let script = rmcp_authz_tests::repo_root().join("tests/clients/dpop_http.py");
-    let output = Command::new(python)
+    let output = Command::new(rmcp_authz_tests::interop_python())
         .arg(&script)
         .arg(url)
         .output()
@@ -63,6 +57,18 @@ async fn send_case(url: &str, case: &Value) -> Raw {
         request = request.header(pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
     }
     send(request).await
+}
+
+/// The server's Protected Resource Metadata.
+async fn metadata(server: &TestServer) -> Value {
+    http()
+        .get(rmcp_authz_tests::http::metadata_url(server))
+        .send()
+        .await
+        .expect("the metadata is served")
+        .json()
+        .await
+        .expect("the metadata is JSON")
 }
 
 /// Every `WWW-Authenticate` challenge of `raw`, parsed, in order.
@@ -136,14 +142,7 @@ async fn requests_made_by_pyjwt_are_answered_as_rfc_9449_says() {
     eprintln!("dpop over HTTP: {} PyJWT requests answered", cases.len());
 
     // The metadata says DPoP is accepted, not required, and with which algorithms.
-    let metadata: Value = http()
-        .get(rmcp_authz_tests::http::metadata_url(&server))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = metadata(&server).await;
     assert_eq!(metadata["dpop_bound_access_tokens_required"], false);
     let algs = metadata["dpop_signing_alg_values_supported"]
         .as_array()
@@ -192,15 +191,10 @@ async fn a_server_that_requires_dpop_refuses_bearer_tokens_and_asks_for_nonces()
         let nonce = raw.header("dpop-nonce").expect("a DPoP-Nonce header");
         assert!(nonce.len() >= 22, "{nonce}");
     }
-    let metadata: Value = http()
-        .get(rmcp_authz_tests::http::metadata_url(&server))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(metadata["dpop_bound_access_tokens_required"], true);
+    assert_eq!(
+        metadata(&server).await["dpop_bound_access_tokens_required"],
+        true
+    );
 }
 
 /// A token verification from the cache never stands in for the proof: the same bound token

@@ -4,23 +4,12 @@
 //! (with the RFC 7638 thumbprint Python computed), and every kind of bad proof refused with
 //! the error it calls for.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
 use rmcp_authz::ManualClock;
 use rmcp_authz::token::dpop::{DpopError, DpopOptions, DpopVerifier};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    let python = rmcp_authz_tests::repo_root().join("target/interop/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-interop.sh (scripts/test.sh runs it before the tests)",
-        python.display()
-    );
-    python
-}
 
 /// The name of what `result` is, as the corpus writes it.
 fn kind(result: &Result<rmcp_authz::token::dpop::DpopProof, DpopError>) -> &'static str {
@@ -44,7 +33,7 @@ fn kind(result: &Result<rmcp_authz::token::dpop::DpopProof, DpopError>) -> &'sta
 #[test]
 fn proofs_made_by_pyjwt_are_checked_as_rfc_9449_says() {
     let script = rmcp_authz_tests::repo_root().join("tests/clients/dpop_proofs.py");
-    let output = Command::new(python())
+    let output = Command::new(rmcp_authz_tests::interop_python())
         .arg(&script)
         .output()
         .expect("run python");

@@ -283,6 +283,24 @@ async fn expired_token_is_refused_at_start() {
     assert!(!stderr.contains(&token), "the token leaked to stderr");
 }
 
+/// A DPoP-bound token cannot be proven over stdio: refused at start, as it would be over
+/// HTTP as a bearer token.
+#[tokio::test]
+async fn a_dpop_bound_token_is_refused_at_start() {
+    let issuer = DevIssuer::new(ISSUER).expect("dev issuer");
+    let jwks = JwksFile::new(&issuer);
+    let token = issuer
+        .token(AUDIENCE)
+        .scopes(["notes:read"])
+        .dpop_bound("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        .mint()
+        .expect("mint");
+    let (status, stderr) = run_to_failure(&jwks, Some(&token)).await;
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert!(stderr.contains("DPoP-bound"), "{stderr}");
+    assert!(!stderr.contains(&token), "the token leaked to stderr");
+}
+
 /// The per-call expiry check, in process: the same manual clock dates the token, drives
 /// the verifier and drives `Authz`, and moves past `exp` during the session.
 #[tokio::test]

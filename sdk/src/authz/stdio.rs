@@ -13,7 +13,8 @@ impl Authz {
     /// Reads and verifies the token in environment variable `var`.
     ///
     /// # Errors
-    /// [`StdioError::MissingToken`] or [`StdioError::InvalidToken`].
+    /// [`StdioError::MissingToken`], [`StdioError::InvalidToken`], or [`StdioError::DpopBound`]
+    /// for a DPoP-bound token (no proof can be sent over stdio).
     pub async fn principal_from_env(&self, var: &str) -> Result<Principal, StdioError> {
         stdio::principal_from_env(&self.guard, var).await
     }

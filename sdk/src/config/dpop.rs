@@ -5,7 +5,7 @@
 //! required = false                 # true: bearer tokens are refused
 //! algorithms = ["ES256", "EdDSA"]  # the proof algorithms (default: ES256 ES384 EdDSA PS256 RS256)
 //! window_secs = 60                 # how far a proof's iat may be from now
-//! replay_capacity = 100000         # proofs remembered against replay
+//! replay_capacity = 1000000        # proofs remembered against replay
 //! nonce_lifetime_secs = 300        # require server nonces this fresh (default: none)
 //! nonce_secret_env = "DPOP_NONCE_SECRET"  # 64 hex digits shared by replicas
 //! ```
@@ -98,11 +98,11 @@ impl DpopSection {
             options = options.replay_capacity(*capacity.get_ref());
         }
         if let Some(secs) = &this.nonce_lifetime_secs {
-            if *secs.get_ref() == 0 {
+            if *secs.get_ref() == 0 || *secs.get_ref() > 3600 {
                 return Err(at.invalid(
                     "dpop.nonce_lifetime_secs",
                     secs,
-                    "a nonce lives at least one second",
+                    "a nonce lives 1 to 3600 seconds",
                 ));
             }
             options = options.require_nonce(Duration::from_secs(*secs.get_ref()));

@@ -66,8 +66,9 @@ impl DevIssuer {
     /// (RFC 9449 section 8; features `http` and `dpop`): a proof without it, or with
     /// another, is answered 400 `use_dpop_nonce` with the nonce in a `DPoP-Nonce` header,
     /// and a client sends the request again with it. The nonce is made once, here, and
-    /// sent on successful answers too. Requests without a proof are not affected. For
-    /// testing clients' nonce handling.
+    /// sent on successful answers too: it never expires, unlike a production server's
+    /// (`DpopOptions::require_nonce` bounds their lifetime). Requests without a proof are
+    /// not affected. For testing clients' nonce handling, not for guarding anything.
     #[must_use]
     pub fn require_dpop_nonce(mut self) -> DevIssuer {
         self.dpop = EndpointDpop::new(Arc::clone(&self.clock), Some(random_id()));

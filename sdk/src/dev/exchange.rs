@@ -245,8 +245,10 @@ impl DevIssuer {
     ///    - without an actor token, that proof must be of the subject token's own key
     ///      (`invalid_grant`): only its holder may re-scope it;
     ///    - with an actor token, the proof may be of another key (the actor's, proven
-    ///      above when its token is bound): the subject token was handed to the actor,
-    ///      whose key the new token is bound to.
+    ///      above when its token is bound) only when the subject token has `may_act`
+    ///      (which rule 4 has matched to the actor): it was handed to that actor, whose
+    ///      key the new token is bound to. Without `may_act` it is `invalid_grant`: a
+    ///      thief holding a bound token cannot re-bind it by adding an actor token.
     ///
     ///    Whenever a proof is present, the new token is bound to its key (`cnf.jkt`), and
     ///    the token endpoint answers `token_type: DPoP`; without one, it is a bearer token.
@@ -499,9 +501,12 @@ fn check_binding(
     }
     if let Some(jkt) = bound_jkt(subject) {
         let proof = proof.ok_or_else(|| missing("subject"))?;
-        if actor.is_none() && proof != jkt {
+        // Another key than the subject's: only an actor the subject token names in
+        // `may_act` (checked by rule 4) may have been handed it; anyone else holding a
+        // bound token without its key stole it.
+        if proof != jkt && (actor.is_none() || subject.claim("may_act").is_none()) {
             return Err(invalid_grant(
-                "the subject token is DPoP-bound to another key than the DPoP proof's: without an actor token, only its holder may exchange it",
+                "the subject token is DPoP-bound to another key than the DPoP proof's: only its holder, or an actor its may_act names, may exchange it",
             ));
         }
     }
@@ -1052,8 +1057,24 @@ mod tests {
         let err = issuer.exchange(&other).unwrap_err();
         assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
         assert!(err.message().contains("only its holder"), "{err}");
-        // Handed to an actor, which binds the new token to its own key.
-        let handed = with_actor.with_dpop_jkt("agent-key");
+        // Presented with an actor token the subject token does not name (may_act): a thief
+        // adding an actor token of its own cannot re-bind it to its key.
+        let stolen = with_actor.with_dpop_jkt("mallory-key");
+        let err = issuer.exchange(&stolen).unwrap_err();
+        assert_eq!(err.code(), ExchangeErrorCode::InvalidGrant);
+        assert!(err.message().contains("may_act"), "{err}");
+        // Handed to the actor its may_act names, which binds the new token to its own key.
+        let named = issuer
+            .token(FIRST)
+            .subject("alice")
+            .scopes(["notes:read"])
+            .dpop_bound("alice-key")
+            .claim("may_act", json!({"sub": "agent"}))
+            .mint()
+            .unwrap();
+        let handed = ExchangeRequest::new(named, TARGET)
+            .with_actor_token(agent_token(&issuer, "agent"))
+            .with_dpop_jkt("agent-key");
         let token = issuer.exchange(&handed).unwrap();
         assert_eq!(cnf_jkt(&verify(&issuer, &token)), Some("agent-key"));
     }

@@ -102,6 +102,16 @@ impl DpopSettings {
             other => other.to_string(),
         };
         tracing::debug!(target: "rmcp_authz::rejection", %error, "DPoP proof refused");
+        if matches!(error, DpopError::ReplayCacheFull) {
+            // Not the client's fault: try again (with a new proof) shortly.
+            return Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                super::RejectionKind::InvalidDpopProof,
+                &message,
+            )
+            .header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into();
+        }
         let kind = if matches!(error, DpopError::Binding) {
             super::RejectionKind::InvalidToken
         } else {

@@ -46,7 +46,7 @@ pub(crate) fn metadata_url_for(resource: &str) -> String {
 /// the proof algorithms (`dpop_signing_alg_values_supported`) and whether only
 /// DPoP-bound tokens are (`dpop_bound_access_tokens_required`, RFC 9728 section 2).
 pub(crate) fn metadata_document(guard: &Guard, settings: &HttpSettings) -> Value {
-    let mut doc = json!({
+    let doc = json!({
         "resource": guard.resource(),
         "authorization_servers": guard.authorization_servers(),
         "scopes_supported": guard.policy().scopes_supported(),
@@ -54,8 +54,10 @@ pub(crate) fn metadata_document(guard: &Guard, settings: &HttpSettings) -> Value
     });
     #[cfg(feature = "dpop")]
     if let Some(dpop) = &settings.dpop {
+        let mut doc = doc;
         doc["dpop_signing_alg_values_supported"] = dpop.algs.split(' ').collect::<Vec<_>>().into();
         doc["dpop_bound_access_tokens_required"] = dpop.required.into();
+        return doc;
     }
     let _ = settings;
     doc

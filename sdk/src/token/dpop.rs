@@ -8,10 +8,11 @@
 //! header (no private members) that verifies the signature, `htm` and `htu` equal to the
 //! request's method and URL (the URL without query and fragment, scheme and host compared
 //! in any case, default ports dropped), `iat` within the window, `ath` the hash of the
-//! access token, and a `jti` not seen within the window (a bounded replay cache, one hash
-//! lookup per proof), and, when the server requires nonces, a `nonce` it issued within
-//! their lifetime (RFC 9449 section 9: stateless nonces, the issue time sealed with a key
-//! of the verifier's). [`access_token_binding`] checks a token's `cnf.jkt` against the
+//! access token, when the server requires nonces a `nonce` it issued within their lifetime
+//! (RFC 9449 section 9: stateless nonces, the issue time sealed with a key of the
+//! verifier's), and last a `jti` not seen within the window (a bounded replay cache, one
+//! hash lookup per proof; the HTTP layer records it only once the token is verified and
+//! bound). [`access_token_binding`] checks a token's `cnf.jkt` against the
 //! proof's key. The HTTP layer ([`AuthzBuilder::dpop`](crate::AuthzBuilder::dpop))
 //! runs it on every request that presents `Authorization: DPoP`; docs/dpop.md says what
 //! is checked, in what order, and why.
@@ -29,7 +30,7 @@ use serde_json::{Map, Value};
 use super::jwk::key_from_jwk;
 use super::jws::{decode_object_part, split_compact};
 use super::{Algorithm, b64url_decode};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::KeyName;
 use crate::principal::Principal;
 
@@ -100,6 +101,11 @@ pub enum DpopError {
     /// The access token's `cnf.jkt` is missing or names another key.
     #[error("the access token is not bound to the DPoP proof's key")]
     Binding,
+    /// The replay cache is full (more proofs within the window than
+    /// [`DpopOptions::replay_capacity`]): the proof cannot be remembered, so it is not
+    /// accepted; the HTTP layer answers 503, and the client tries again with a new proof.
+    #[error("the DPoP replay cache is full; try again shortly")]
+    ReplayCacheFull,
     /// The server requires a nonce it issued, and the proof has none, or one it did not
     /// issue, or one older than the nonces' lifetime: RFC 9449 `use_dpop_nonce`, answered
     /// with a fresh nonce in the `DPoP-Nonce` header.
@@ -109,11 +115,13 @@ pub enum DpopError {
 
 impl DpopError {
     /// The RFC 9449 error code: `use_dpop_nonce` for [`DpopError::UseNonce`],
-    /// `invalid_token` for [`DpopError::Binding`], `invalid_dpop_proof` for the rest.
+    /// `invalid_token` for [`DpopError::Binding`], `temporarily_unavailable` for
+    /// [`DpopError::ReplayCacheFull`], `invalid_dpop_proof` for the rest.
     pub fn error_code(&self) -> &'static str {
         match self {
             DpopError::UseNonce => "use_dpop_nonce",
             DpopError::Binding => "invalid_token",
+            DpopError::ReplayCacheFull => "temporarily_unavailable",
             _ => "invalid_dpop_proof",
         }
     }
@@ -132,108 +140,6 @@ pub struct DpopProof {
     pub iat: i64,
     /// The SHA-256 of the key's thumbprint and the `jti`: what the replay cache remembers.
     replay_id: [u8; 32],
-}
-
-/// Settings of a [`DpopVerifier`].
-#[derive(Clone)]
-#[must_use]
-pub struct DpopOptions {
-    algorithms: Vec<Algorithm>,
-    window: Duration,
-    replay_capacity: u64,
-    clock: Arc<dyn Clock>,
-    nonce_lifetime: Option<Duration>,
-    nonce_secret: Option<[u8; 32]>,
-}
-
-impl fmt::Debug for DpopOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DpopOptions")
-            .field("algorithms", &self.algorithms)
-            .field("window", &self.window)
-            .field("replay_capacity", &self.replay_capacity)
-            .field("nonce_lifetime", &self.nonce_lifetime)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for DpopOptions {
-    /// ES256, ES384, EdDSA, PS256 and RS256; a 60-second window either side; 100,000
-    /// proofs remembered.
-    fn default() -> Self {
-        DpopOptions {
-            algorithms: vec![
-                Algorithm::ES256,
-                Algorithm::ES384,
-                Algorithm::EdDSA,
-                Algorithm::PS256,
-                Algorithm::RS256,
-            ],
-            window: Duration::from_secs(60),
-            replay_capacity: 100_000,
-            clock: Arc::new(SystemClock),
-            nonce_lifetime: None,
-            nonce_secret: None,
-        }
-    }
-}
-
-impl DpopOptions {
-    /// The proof algorithms accepted (symmetric ones are never accepted).
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = algorithms
-            .into_iter()
-            .filter(|a| !a.is_symmetric())
-            .collect();
-        self
-    }
-
-    /// How far a proof's `iat` may be from now, either way (default 60 s); proofs are
-    /// remembered for at least twice as long, so a replay is caught while it could still
-    /// pass.
-    pub fn window(mut self, window: Duration) -> Self {
-        self.window = window;
-        self
-    }
-
-    /// About how many proofs the replay cache holds (default 100,000); past that, the
-    /// oldest are forgotten early, with a warning on target `rmcp_authz::dpop`.
-    pub fn replay_capacity(mut self, capacity: u64) -> Self {
-        self.replay_capacity = capacity;
-        self
-    }
-
-    /// The clock `iat` is compared with.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Requires every proof to carry a nonce this server issued at most `lifetime` ago
-    /// (RFC 9449 section 9; off by default). A proof without one is answered with
-    /// `use_dpop_nonce` and a fresh nonce, and the client signs a new proof with it.
-    /// Nonces cap how long a proof can be used by the server, not only by the client's
-    /// clock; with replicas, each keeps its own replay cache, and nonces sealed with a
-    /// shared [`nonce_secret`](DpopOptions::nonce_secret) bound what a replay across
-    /// them can do.
-    pub fn require_nonce(mut self, lifetime: Duration) -> Self {
-        self.nonce_lifetime = Some(lifetime);
-        self
-    }
-
-    /// The key nonces are sealed with (HMAC-SHA256; 32 random bytes), shared by
-    /// replicas so a nonce one issued is accepted by the others. Default: a random key
-    /// per verifier.
-    pub fn nonce_secret(mut self, secret: [u8; 32]) -> Self {
-        self.nonce_secret = Some(secret);
-        self
-    }
-
-    /// The algorithms proofs may use, as the `algs` of a `DPoP` challenge lists them.
-    pub(crate) fn algorithm_names(&self) -> String {
-        let names: Vec<&str> = self.algorithms.iter().map(|a| a.as_str()).collect();
-        names.join(" ")
-    }
 }
 
 /// Checks DPoP proofs (see the module's documentation). Cheap to share: one per server.
@@ -352,15 +258,16 @@ impl DpopVerifier {
     /// takes a place in the replay cache.
     ///
     /// # Errors
-    /// [`DpopError::Replayed`] when the proof was used before within the window.
+    /// [`DpopError::Replayed`] when the proof was used before within the window;
+    /// [`DpopError::ReplayCacheFull`] when the replay cache has no room for it.
     pub fn record_use(&self, proof: &DpopProof) -> Result<(), DpopError> {
-        if self
+        match self
             .seen
             .first_use(proof.replay_id, self.options.clock.now_unix())
         {
-            Ok(())
-        } else {
-            Err(DpopError::Replayed)
+            replay::Use::First => Ok(()),
+            replay::Use::Replayed => Err(DpopError::Replayed),
+            replay::Use::Full => Err(DpopError::ReplayCacheFull),
         }
     }
 
@@ -612,8 +519,10 @@ pub fn normalize_htu(url: &str) -> String {
 }
 
 mod headers;
+mod options;
 mod replay;
 mod signer;
+pub use options::DpopOptions;
 pub use signer::{DpopKey, DpopKeyError};
 
 #[cfg(test)]

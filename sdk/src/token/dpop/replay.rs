@@ -6,16 +6,19 @@
 //! in the current period (`2 × window` long) and in the one before, so an id is remembered
 //! for between one and two periods, and a lookup is one hash probe under one shard's lock
 //! (no background task, no eviction policy that could admit one proof and forget another).
-//! Memory is bounded: a shard whose current generation is full starts the next one early,
-//! forgetting its oldest ids, and says so in a warning (raise the capacity for that load).
+//! Memory is bounded, and the cache never forgets early: a shard whose generation is full
+//! refuses new ids until the next period ([`Use::Full`], a warning says to raise the
+//! capacity), so a flood of proofs cannot push a captured one out to replay it.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
 
-/// Ids are SHA-256 digests: any eight of their bytes are already a uniform hash, which no
-/// client can steer (the digest covers its `jti`), so no keyed hash is spent on them. The
-/// first byte picks the shard; the hash is bytes 8 to 15.
+/// Ids are SHA-256 digests: any eight of their bytes are already a uniform hash, so no keyed
+/// hash is spent on them (a client could grind `jti`s to crowd a few buckets, but only
+/// with a valid token and its key, and only up to the shard's bounded capacity). The first
+/// byte picks the shard; the hash is bytes 8 to 15 (and the slice's length, which the
+/// array's `Hash` writes first, a constant).
 #[derive(Default)]
 struct DigestHasher(u64);
 
@@ -25,7 +28,6 @@ impl Hasher for DigestHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // An id hashes as its 32 bytes (an array writes no length prefix).
         let mut word = [0_u8; 8];
         let part = bytes.get(8..16).unwrap_or(bytes);
         let n = part.len().min(8);
@@ -46,6 +48,17 @@ pub(super) struct ReplayCache {
     period: i64,
     /// The most ids one shard's generation holds.
     per_shard: usize,
+}
+
+/// What [`ReplayCache::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// The first use: remembered now.
+    First,
+    /// Seen before within the period.
+    Replayed,
+    /// The shard is full: not remembered, so not to be accepted.
+    Full,
 }
 
 #[derive(Default)]
@@ -72,7 +85,7 @@ impl ReplayCache {
 
     /// Whether `id` is seen for the first time (it is remembered from now on), at `now`
     /// (seconds since the epoch).
-    pub(super) fn first_use(&self, id: [u8; 32], now: i64) -> bool {
+    pub(super) fn first_use(&self, id: [u8; 32], now: i64) -> Use {
         let shard = &self.shards[usize::from(id[0]) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         let epoch = now.div_euclid(self.period);
@@ -86,18 +99,19 @@ impl ReplayCache {
             shard.current.clear();
             shard.epoch = epoch;
         }
-        if shard.previous.contains(&id) {
-            return false;
+        if shard.previous.contains(&id) || shard.current.contains(&id) {
+            return Use::Replayed;
         }
-        if shard.current.len() >= self.per_shard && !shard.current.contains(&id) {
+        if shard.current.len() >= self.per_shard {
             tracing::warn!(
                 target: "rmcp_authz::dpop",
                 capacity = self.per_shard * SHARDS * 2,
-                "the DPoP replay cache is full: its oldest proofs are forgotten early; raise DpopOptions::replay_capacity"
+                "the DPoP replay cache is full: proofs are refused until its next period; raise DpopOptions::replay_capacity"
             );
-            shard.previous = std::mem::take(&mut shard.current);
+            return Use::Full;
         }
-        shard.current.insert(id)
+        shard.current.insert(id);
+        Use::First
     }
 
     /// How many ids are remembered.
@@ -123,26 +137,27 @@ mod tests {
     #[test]
     fn an_id_is_remembered_for_at_least_one_period() {
         let cache = ReplayCache::new(120, 1000);
-        assert!(cache.first_use(id(1), 1000));
-        assert!(!cache.first_use(id(1), 1000));
+        assert_eq!(cache.first_use(id(1), 1000), Use::First);
+        assert_eq!(cache.first_use(id(1), 1000), Use::Replayed);
         // Still remembered in the next period, and forgotten after two.
         let period = 120;
-        assert!(!cache.first_use(id(1), 1000 + period));
-        assert!(cache.first_use(id(1), 1000 + 3 * period));
+        assert_eq!(cache.first_use(id(1), 1000 + period), Use::Replayed);
+        assert_eq!(cache.first_use(id(1), 1000 + 3 * period), Use::First);
         // A clock going back never brings an id back.
-        assert!(!cache.first_use(id(1), 1000));
+        assert_eq!(cache.first_use(id(1), 1000), Use::Replayed);
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
-    fn a_full_generation_starts_the_next_one_early() {
+    fn a_full_shard_refuses_new_ids_until_its_next_period_and_forgets_none() {
         let cache = ReplayCache::new(60, 2 * SHARDS as u64);
-        // One id per shard and generation: the second in a shard moves the first back.
-        let (a, b, c) = ([0_u8; 32], [SHARDS as u8; 32], [2 * SHARDS as u8; 32]);
-        assert!(cache.first_use(a, 0));
-        assert!(cache.first_use(b, 0));
-        assert!(!cache.first_use(a, 0), "a moved to the previous generation");
-        assert!(cache.first_use(c, 0));
-        assert!(cache.first_use(a, 0), "forgotten early, past the capacity");
+        // One id per shard and generation.
+        let (a, b) = ([0_u8; 32], [SHARDS as u8; 32]);
+        assert_eq!(cache.first_use(a, 0), Use::First);
+        assert_eq!(cache.first_use(b, 0), Use::Full, "the shard is full");
+        assert_eq!(cache.first_use(a, 0), Use::Replayed, "a is not forgotten");
+        // The next period has room again, and still remembers a.
+        assert_eq!(cache.first_use(b, 60), Use::First);
+        assert_eq!(cache.first_use(a, 60), Use::Replayed);
     }
 }
