@@ -306,3 +306,54 @@ async fn a_bearer_token_is_refused_where_a_rule_requires_dpop() {
     assert!(challenge.param("algs").is_some());
     assert!(raw.body.contains("require_dpop"), "{}", raw.body);
 }
+
+/// A DPoP-bound token short of a scope, over raw HTTP: the server's nonce first
+/// (`use_dpop_nonce`, `DPoP-Nonce`), then a 403 whose step-up challenge is in the `DPoP`
+/// scheme the request used.
+#[tokio::test]
+async fn a_bound_token_short_of_a_scope_gets_a_dpop_step_up_challenge() {
+    let world = world().await;
+    let key = Arc::new(DpopKey::generate().unwrap());
+    let token = world
+        .exchange(&key)
+        .exchange(&world.alice(), None, &world.notes, &["notes:read"])
+        .await
+        .unwrap();
+    assert!(token.dpop_bound);
+    let send = |nonce: Option<String>| {
+        let proof = key
+            .proof(
+                "POST",
+                &world.notes,
+                Some(&token.access_token),
+                nonce.as_deref(),
+            )
+            .unwrap();
+        rmcp_authz_tests::http::send(
+            rmcp_authz_tests::http::post_to(
+                &world.notes,
+                rmcp_authz_tests::http::call_body(3, "delete_note").to_string(),
+            )
+            .header("authorization", format!("DPoP {}", token.access_token))
+            .header("dpop", proof),
+        )
+    };
+    let first = send(None).await;
+    assert_eq!(first.status, 401, "{}", first.body);
+    assert_eq!(
+        first.www_authenticate().param("error"),
+        Some("use_dpop_nonce")
+    );
+    let nonce = first.header("dpop-nonce").expect("a nonce").to_owned();
+    let second = send(Some(nonce)).await;
+    assert_eq!(second.status, 403, "{}", second.body);
+    let challenge = second.www_authenticate();
+    assert_eq!(challenge.scheme, "DPoP");
+    assert_eq!(challenge.param("error"), Some("insufficient_scope"));
+    assert!(
+        challenge
+            .param("scope")
+            .is_some_and(|s| s.contains("notes:delete")),
+        "{challenge:?}"
+    );
+}
