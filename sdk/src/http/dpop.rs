@@ -97,8 +97,9 @@ impl DpopSettings {
     /// The 401 for a proof (or binding) refused: its RFC 9449 error code in a `DPoP`
     /// challenge, and a fresh nonce when one is what the proof lacked.
     fn proof_refusal(&self, error: &DpopError) -> Box<Refused> {
+        // A malformed proof is described by what is wrong with it alone.
         let message = match error {
-            DpopError::Malformed(m) if !m.starts_with("malformed") => m.clone(),
+            DpopError::Malformed(m) => m.clone(),
             other => other.to_string(),
         };
         tracing::debug!(target: "rmcp_authz::rejection", %error, "DPoP proof refused");

@@ -67,11 +67,7 @@ where
         principal: None,
         rpc: None,
         id: None,
-        used_dpop: parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| access_token(v.as_bytes()))
-            .is_some_and(|(scheme, _)| scheme == Scheme::Dpop),
+        authorization: parts.headers.get(AUTHORIZATION),
     };
 
     let principal = match authenticate(&state, &parts).await {
@@ -264,7 +260,7 @@ impl Recheck {
             rpc: unread.rpc.as_ref(),
             id: unread.id.as_ref(),
             // A 400 without a challenge: no scheme to answer in.
-            used_dpop: false,
+            authorization: None,
         };
         Err(refuse(state, unread.refused, seen).await)
     }

@@ -13,6 +13,7 @@ use super::rpc::{self, Target};
 use super::*;
 use crate::audit::{EventKind, Outcome, Record, method_text};
 use crate::gate::{Audit, Call, Origin, RequestId};
+use crate::oauth::{Scheme, access_token};
 use crate::policy::{Denial, DenyReason};
 use crate::principal::Principal;
 use crate::token::AuthError;
@@ -135,12 +136,19 @@ pub(super) struct Seen<'a> {
     pub(super) principal: Option<&'a Principal>,
     pub(super) rpc: Option<&'a rpc::RpcRequest>,
     pub(super) id: Option<&'a serde_json::Value>,
-    /// Whether the request presented its token with the `DPoP` scheme (its challenges
-    /// are `DPoP` ones).
-    pub(super) used_dpop: bool,
+    /// The request's `Authorization` header: a token presented with the `DPoP` scheme is
+    /// answered with `DPoP` challenges (read only when refusing).
+    pub(super) authorization: Option<&'a HeaderValue>,
 }
 
 impl Seen<'_> {
+    /// Whether the request presented its token with the `DPoP` scheme.
+    fn used_dpop(&self) -> bool {
+        self.authorization
+            .and_then(|v| access_token(v.as_bytes()))
+            .is_some_and(|(scheme, _)| scheme == Scheme::Dpop)
+    }
+
     /// The refusal's audit record: denied, from what was seen of the request.
     pub(super) fn record(&self, refused: &Refused) -> Record {
         let origin = Origin {
@@ -189,7 +197,7 @@ pub(super) async fn refuse(
     }
     refused
         .rejection
-        .schemes(state.schemes(seen.used_dpop))
+        .schemes(state.schemes(seen.used_dpop()))
         .into_response()
 }
 
