@@ -43,3 +43,20 @@ pub fn interop_python() -> PathBuf {
     );
     python
 }
+
+/// What the interop script `tests/clients/<script>` prints, run with `args` in the interop
+/// Python ([`interop_python`]): the JSON corpus it makes. Fails the test with the script's
+/// stderr when it fails.
+pub fn python_corpus(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(interop_python())
+        .arg(repo_root().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the corpus is JSON")
+}

@@ -6,8 +6,6 @@
 //! metadata says what the server accepts; a cached token verification never stands in for
 //! the proof.
 
-use std::process::Command;
-
 use rmcp_authz::dev::DevIssuer;
 use rmcp_authz::token::dpop::{DpopOptions, DpopVerifier};
 use rmcp_authz::token::{CacheOptions, CachedVerifier};
@@ -19,18 +17,7 @@ use serde_json::Value;
 
 /// The requests `dpop_http.py` makes for the endpoint `url`, and its issuer's key.
 fn corpus(url: &str) -> Value {
-    let script = rmcp_authz_tests::repo_root().join("tests/clients/dpop_http.py");
-    let output = Command::new(rmcp_authz_tests::interop_python())
-        .arg(&script)
-        .arg(url)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the corpus is JSON")
+    rmcp_authz_tests::python_corpus("dpop_http.py", &[url])
 }
 
 /// A notes server trusting the Python issuer, configured by `configure`, and the corpus of

@@ -4,12 +4,10 @@
 //! (with the RFC 7638 thumbprint Python computed), and every kind of bad proof refused with
 //! the error it calls for.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use rmcp_authz::ManualClock;
 use rmcp_authz::token::dpop::{DpopError, DpopOptions, DpopVerifier};
-use serde_json::Value;
 
 /// The name of what `result` is, as the corpus writes it.
 fn kind(result: &Result<rmcp_authz::token::dpop::DpopProof, DpopError>) -> &'static str {
@@ -32,17 +30,7 @@ fn kind(result: &Result<rmcp_authz::token::dpop::DpopProof, DpopError>) -> &'sta
 
 #[test]
 fn proofs_made_by_pyjwt_are_checked_as_rfc_9449_says() {
-    let script = rmcp_authz_tests::repo_root().join("tests/clients/dpop_proofs.py");
-    let output = Command::new(rmcp_authz_tests::interop_python())
-        .arg(&script)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let corpus: Value = serde_json::from_slice(&output.stdout).expect("the corpus is JSON");
+    let corpus = rmcp_authz_tests::python_corpus("dpop_proofs.py", &[]);
     let now = corpus["now"].as_i64().unwrap();
     let verifier = DpopVerifier::new(DpopOptions::default().clock(Arc::new(ManualClock::new(now))));
     let (url, method, token) = (
