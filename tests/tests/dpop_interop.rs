@@ -50,7 +50,7 @@ fn proofs_made_by_pyjwt_are_checked_as_rfc_9449_says() {
             continue;
         }
         if let (Ok(proof), Some(jkt)) = (&result, case["jkt"].as_str())
-            && proof.jkt != jkt
+            && *proof.jkt != *jkt
         {
             failures.push(format!(
                 "{name}: thumbprint {} but PyJWT's key hashes to {jkt}",

@@ -306,7 +306,7 @@ mod tests {
         let verifier =
             DpopVerifier::new(DpopOptions::default().clock(Arc::new(ManualClock::new(now))));
         let checked = verifier.check(proof, "DELETE", uri, Some("tok")).unwrap();
-        assert_eq!(checked.jkt, thumbprint);
+        assert_eq!(*checked.jkt, *thumbprint);
         let claims: Value = serde_json::from_slice(
             &URL_SAFE_NO_PAD
                 .decode(proof.split('.').nth(1).unwrap())

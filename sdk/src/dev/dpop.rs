@@ -101,7 +101,7 @@ impl DevIssuer {
         {
             return Err(Refusal::UseNonce(nonce.to_owned()));
         }
-        Ok(Some(checked.jkt))
+        Ok(Some(checked.jkt.to_string()))
     }
 }
 

@@ -86,7 +86,7 @@ impl DpopSettings {
         access_token_binding(&principal, proof)
             .and_then(|()| self.verifier.record_use(proof))
             .map_err(|e| self.proof_refusal(&e))?;
-        Ok(principal.with_proof_key(Arc::from(proof.jkt.as_str())))
+        Ok(principal.with_proof_key(Arc::clone(&proof.jkt)))
     }
 
     /// A 401 `invalid_dpop_proof` saying `message`.

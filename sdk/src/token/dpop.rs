@@ -27,6 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use self::claims::ProofClaims;
 use super::jwk::key_from_jwk;
 use super::jws::{decode_object_part, split_compact};
 use super::{Algorithm, b64url_decode};
@@ -38,11 +39,14 @@ use crate::principal::Principal;
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 
 /// How many bytes of checked proof headers (client keys) a verifier keeps: 4 MiB, some
-/// 10,000 EC keys.
-const HEADER_CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// 10,000 EC keys; and as many of access tokens by their `ath`.
+const CHECKED_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a cached header costs beyond its text: the parsed key and the thumbprint.
 const HEADER_OVERHEAD_BYTES: usize = 256;
+
+/// What a cached token costs beyond its `ath` and its text: the map's entry.
+const TOKEN_OVERHEAD_BYTES: usize = 64;
 
 /// The bytes of HMAC-SHA256 a nonce keeps (128 bits).
 const NONCE_TAG_BYTES: usize = 16;
@@ -125,6 +129,33 @@ impl DpopError {
             _ => "invalid_dpop_proof",
         }
     }
+
+    // The constructors of the check's errors, out of line: the path a proof that passes
+    // takes stays short.
+
+    #[cold]
+    #[inline(never)]
+    fn malformed(what: impl fmt::Display) -> DpopError {
+        DpopError::Malformed(what.to_string())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn method(expected: &str, htm: &str) -> DpopError {
+        DpopError::Method {
+            expected: expected.to_owned(),
+            found: htm.chars().take(32).collect(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn url(expected: &str, htu: &str) -> DpopError {
+        DpopError::Url {
+            expected: normalize_htu(expected),
+            found: normalize_htu(htu).chars().take(256).collect(),
+        }
+    }
 }
 
 /// A proof that passed: the key it was signed with.
@@ -133,7 +164,7 @@ impl DpopError {
 pub struct DpopProof {
     /// The RFC 7638 thumbprint of the proof's key (base64url SHA-256): what a bound
     /// token's `cnf.jkt` must equal.
-    pub jkt: String,
+    pub jkt: Arc<str>,
     /// The proof's algorithm.
     pub alg: Algorithm,
     /// The proof's `iat`.
@@ -148,7 +179,10 @@ pub struct DpopVerifier {
     /// SHA-256 of (key thumbprint, `jti`) of the proofs seen in the window.
     seen: replay::ReplayCache,
     /// The headers checked, by their base64url text: one per client key, checked once.
-    headers: headers::HeaderCache<ProofHeader>,
+    headers: checked::Checked<ProofHeader>,
+    /// The access tokens checked, by the `ath` found to be their hash: one per token,
+    /// hashed once.
+    tokens: checked::Checked<str>,
     /// The key nonces are sealed with.
     nonce_key: aws_lc_rs::hmac::Key,
 }
@@ -159,6 +193,7 @@ impl fmt::Debug for DpopVerifier {
             .field("options", &self.options)
             .field("seen", &self.seen.len())
             .field("headers", &self.headers.len())
+            .field("tokens", &self.tokens.len())
             .finish()
     }
 }
@@ -181,7 +216,8 @@ impl DpopVerifier {
         DpopVerifier {
             options,
             seen,
-            headers: headers::HeaderCache::new(HEADER_CACHE_BYTES, HEADER_OVERHEAD_BYTES),
+            headers: checked::Checked::new(CHECKED_CACHE_BYTES, HEADER_OVERHEAD_BYTES),
+            tokens: checked::Checked::new(CHECKED_CACHE_BYTES, TOKEN_OVERHEAD_BYTES),
             nonce_key,
         }
     }
@@ -209,6 +245,7 @@ impl DpopVerifier {
     }
 
     /// Whether `nonce` is one of this verifier's (same key), issued within the lifetime.
+    #[inline(never)]
     fn nonce_is_fresh(&self, nonce: &str, lifetime: Duration) -> bool {
         let Some(bytes) = b64url_decode(nonce).filter(|b| b.len() == 8 + NONCE_TAG_BYTES) else {
             return false;
@@ -284,66 +321,62 @@ impl DpopVerifier {
         access_token: Option<&str>,
     ) -> Result<DpopProof, DpopError> {
         if proof.len() > MAX_PROOF_BYTES {
-            return Err(DpopError::Malformed(format!(
+            return Err(DpopError::malformed(format_args!(
                 "longer than {MAX_PROOF_BYTES} bytes"
             )));
         }
-        let malformed = |e: super::AuthError| DpopError::Malformed(e.to_string());
-        let [h, p, s] = split_compact(proof).map_err(malformed)?;
+        let [h, p, s] = split_compact(proof).map_err(DpopError::malformed)?;
         // A client sends the same header (its key) with every proof: checked once, then
         // taken from the cache by its text.
         let (header, cached) = match self.headers.get(h) {
             Some(header) => (header, true),
             None => (Arc::new(self.read_header(h)?), false),
         };
-        let signature = b64url_decode(s)
+        // Decoded on the stack (a proof is small): the signature, the payload and `ath`.
+        // 144 bytes: an ECDSA or EdDSA signature (RSA's go to the heap).
+        let (mut stack, mut heap) = ([0_u8; 144], Vec::new());
+        let signature = decode_b64(s, &mut stack, &mut heap)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| DpopError::Malformed("the signature is not base64url".to_owned()))?;
+            .ok_or_else(|| DpopError::malformed("the signature is not base64url"))?;
         if !header
             .key
-            .verify(&proof.as_bytes()[..h.len() + 1 + p.len()], &signature)
+            .verify(&proof.as_bytes()[..h.len() + 1 + p.len()], signature)
         {
             return Err(DpopError::Signature);
         }
         // Kept only once its key has signed something (the cache is bounded in bytes).
         if !cached {
-            self.headers.insert(h, Arc::clone(&header));
+            self.headers.insert(h, Arc::clone(&header), 0);
         }
-        // Read into a typed struct: the five claims, borrowed where they need no unescaping
-        // (a repeated claim is refused, as in any JWS this crate reads).
-        let payload = b64url_decode(p)
-            .ok_or_else(|| DpopError::Malformed("the payload is not base64url".to_owned()))?;
-        let claims: ProofClaims<'_> = serde_json::from_slice(&payload)
-            .map_err(|e| DpopError::Malformed(format!("the payload: {e}")))?;
+        let (mut stack, mut heap) = ([0_u8; 512], Vec::new());
+        let payload = decode_b64(p, &mut stack, &mut heap)
+            .ok_or_else(|| DpopError::malformed("the payload is not base64url"))?;
+        let claims = ProofClaims::read(payload).map_err(DpopError::malformed)?;
         let jti = required(&claims.jti, "jti")?;
         let htm = required(&claims.htm, "htm")?;
         if htm != method {
-            return Err(DpopError::Method {
-                expected: method.to_owned(),
-                found: htm.chars().take(32).collect(),
-            });
+            return Err(DpopError::method(method, htm));
         }
         let htu = required(&claims.htu, "htu")?;
         if !same_htu(url, htu) {
-            return Err(DpopError::Url {
-                expected: normalize_htu(url),
-                found: normalize_htu(htu).chars().take(256).collect(),
-            });
+            return Err(DpopError::url(url, htu));
         }
         let iat = claims
             .iat
-            .ok_or_else(|| DpopError::Malformed("no integer \"iat\"".to_owned()))?;
+            .ok_or_else(|| DpopError::malformed("no integer \"iat\""))?;
         let now = self.options.clock.now_unix();
         let window = i64::try_from(self.options.window.as_secs()).unwrap_or(i64::MAX);
         if iat < now.saturating_sub(window) || iat > now.saturating_add(window) {
             return Err(DpopError::Time { iat, now });
         }
         if let Some(token) = access_token {
-            // Compared as bytes: the claim decoded, not the hash encoded.
-            let hash = digest(&SHA256, token.as_bytes());
-            let ath = claims.ath.as_deref().and_then(b64url_decode);
-            if ath.as_deref() != Some(hash.as_ref()) {
-                return Err(DpopError::AccessTokenHash);
+            let ath = claims.ath.as_deref().unwrap_or_default();
+            // The same token as a proof before, with the same `ath`, or hashed now.
+            if !self.tokens.holds(ath, token) {
+                if !ath_is_hash_of(ath, token) {
+                    return Err(DpopError::AccessTokenHash);
+                }
+                self.tokens.insert(ath, Arc::from(token), token.len());
             }
         }
         if let Some(lifetime) = self.options.nonce_lifetime
@@ -354,15 +387,9 @@ impl DpopVerifier {
         {
             return Err(DpopError::UseNonce);
         }
-        let jkt = &header.jkt;
-        let mut seen = aws_lc_rs::digest::Context::new(&SHA256);
-        seen.update(jkt.as_bytes());
-        seen.update(b" ");
-        seen.update(jti.as_bytes());
-        let mut replay_id = [0_u8; 32];
-        replay_id.copy_from_slice(seen.finish().as_ref());
+        let replay_id = replay_id(&header.thumbprint, jti);
         Ok(DpopProof {
-            jkt: jkt.clone(),
+            jkt: Arc::clone(&header.jkt),
             alg: header.alg,
             iat,
             replay_id,
@@ -371,6 +398,7 @@ impl DpopVerifier {
 
     /// Checks a proof's header (`h`, base64url): `typ`, `alg`, no `crit`, a public `jwk`
     /// of `alg`; its key, parsed, and the key's thumbprint.
+    #[inline(never)]
     fn read_header(&self, h: &str) -> Result<ProofHeader, DpopError> {
         let header =
             decode_object_part(h, "header").map_err(|e| DpopError::Malformed(e.to_string()))?;
@@ -405,26 +433,14 @@ impl DpopVerifier {
                 alg.as_str()
             )));
         }
-        let jkt = jwk_thumbprint(jwk).map_err(DpopError::Key)?;
-        Ok(ProofHeader { alg, key, jkt })
+        let thumbprint = thumbprint_digest(jwk).map_err(DpopError::Key)?;
+        Ok(ProofHeader {
+            alg,
+            key,
+            jkt: URL_SAFE_NO_PAD.encode(thumbprint).into(),
+            thumbprint,
+        })
     }
-}
-
-/// The claims of a proof this crate reads; others are ignored.
-#[derive(serde::Deserialize)]
-struct ProofClaims<'a> {
-    #[serde(borrow, default)]
-    jti: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    htm: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    htu: Option<Cow<'a, str>>,
-    #[serde(default)]
-    iat: Option<i64>,
-    #[serde(borrow, default)]
-    ath: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    nonce: Option<Cow<'a, str>>,
 }
 
 /// A claim that must be a non-empty string.
@@ -432,14 +448,66 @@ fn required<'c>(value: &'c Option<Cow<'_, str>>, name: &'static str) -> Result<&
     value
         .as_deref()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| DpopError::Malformed(format!("no \"{name}\" string")))
+        .ok_or_else(|| DpopError::malformed(format_args!("no \"{name}\" string")))
+}
+
+/// What the replay cache remembers of a proof: the SHA-256 of its key's thumbprint (fixed in
+/// length) and its `jti`, hashed in one call from a stack buffer when the `jti` is short.
+fn replay_id(thumbprint: &[u8; 32], jti: &str) -> [u8; 32] {
+    let mut buffer = [0_u8; 128];
+    let hash = match buffer.get_mut(32..32 + jti.len()) {
+        Some(tail) => {
+            tail.copy_from_slice(jti.as_bytes());
+            buffer[..32].copy_from_slice(thumbprint);
+            digest(&SHA256, &buffer[..32 + jti.len()])
+        }
+        None => {
+            let mut context = aws_lc_rs::digest::Context::new(&SHA256);
+            context.update(thumbprint);
+            context.update(jti.as_bytes());
+            context.finish()
+        }
+    };
+    let mut id = [0_u8; 32];
+    id.copy_from_slice(hash.as_ref());
+    id
+}
+
+/// Whether `ath` is the SHA-256 of `token`, base64url-encoded (compared as bytes: the claim
+/// decoded, not the hash encoded).
+fn ath_is_hash_of(ath: &str, token: &str) -> bool {
+    let hash = digest(&SHA256, token.as_bytes());
+    let (mut stack, mut heap) = ([0_u8; 48], Vec::new());
+    decode_b64(ath, &mut stack, &mut heap) == Some(hash.as_ref())
+}
+
+/// `text` (base64url) decoded into `stack` when it fits, else into `heap`.
+fn decode_b64<'b>(text: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    // The decoder wants room for its estimate: three bytes per four characters, rounded up.
+    if text.len() / 4 * 3 + 3 <= stack.len() {
+        let n = URL_SAFE_NO_PAD.decode_slice(text, stack).ok()?;
+        Some(&stack[..n])
+    } else {
+        decode_to_heap(text, heap)
+    }
+}
+
+/// [`decode_b64`] for what does not fit on the stack (an RSA signature, a long payload).
+#[cold]
+#[inline(never)]
+fn decode_to_heap<'b>(text: &str, heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    *heap = b64url_decode(text)?;
+    Some(heap)
 }
 
 /// Whether `a` and `b` name the same URL as RFC 9449 compares `htu` (see
 /// [`normalize_htu`]); allocates only when they differ as written.
 fn same_htu(a: &str, b: &str) -> bool {
-    let plain = |u: &str| u.split(['?', '#']).next().unwrap_or_default().len();
-    (plain(a) == plain(b) && a[..plain(a)] == b[..plain(b)]) || normalize_htu(a) == normalize_htu(b)
+    fn plain(u: &str) -> &str {
+        let end = u.bytes().position(|c| c == b'?' || c == b'#');
+        &u[..end.unwrap_or(u.len())]
+    }
+    plain(a) == plain(b) || normalize_htu(a) == normalize_htu(b)
 }
 
 /// A proof header that passed [`DpopVerifier::read_header`]: what every proof with the
@@ -447,7 +515,9 @@ fn same_htu(a: &str, b: &str) -> bool {
 struct ProofHeader {
     alg: Algorithm,
     key: super::Key,
-    jkt: String,
+    jkt: Arc<str>,
+    /// The digest `jkt` encodes.
+    thumbprint: [u8; 32],
 }
 
 /// Checks that `principal`'s token is bound (`cnf.jkt`) to the key of `proof`.
@@ -459,7 +529,7 @@ pub fn access_token_binding(principal: &Principal, proof: &DpopProof) -> Result<
         .claim("cnf")
         .and_then(|c| c.get("jkt"))
         .and_then(Value::as_str);
-    if jkt == Some(proof.jkt.as_str()) {
+    if jkt == Some(&*proof.jkt) {
         Ok(())
     } else {
         Err(DpopError::Binding)
@@ -472,6 +542,11 @@ pub fn access_token_binding(principal: &Principal, proof: &DpopProof) -> Result<
 /// # Errors
 /// A message naming the missing member or the unknown `kty`.
 pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Result<String, String> {
+    thumbprint_digest(jwk).map(|digest| URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// The SHA-256 digest [`jwk_thumbprint`] encodes.
+fn thumbprint_digest(jwk: &Map<String, Value>) -> Result<[u8; 32], String> {
     let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no \"kty\"")?;
     let members: &[&str] = match kty {
         "EC" => &["crv", "kty", "x", "y"],
@@ -490,7 +565,9 @@ pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Result<String, String> {
     // A serde_json map without `preserve_order` sorts its keys; with it (feature `cedar`
     // turns it on), they were inserted in order above.
     let canonical = serde_json::to_string(&required).map_err(|e| e.to_string())?;
-    Ok(URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes())))
+    let mut thumbprint = [0_u8; 32];
+    thumbprint.copy_from_slice(digest(&SHA256, canonical.as_bytes()).as_ref());
+    Ok(thumbprint)
 }
 
 /// `url` as RFC 9449 compares `htu`: without query and fragment, the scheme and host in
@@ -518,7 +595,8 @@ pub fn normalize_htu(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
-mod headers;
+mod checked;
+mod claims;
 mod options;
 mod replay;
 mod signer;

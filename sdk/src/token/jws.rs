@@ -341,11 +341,18 @@ pub(crate) fn split_compact(token: &str) -> Result<[&str; 3], AuthError> {
     let mut parts = token.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(h), Some(p), Some(s), None) => Ok([h, p, s]),
-        _ => Err(AuthError::malformed(format!(
-            "a JWS has three dot-separated parts, this token has {}",
-            token.split('.').count()
-        ))),
+        _ => Err(not_three_parts(token)),
     }
+}
+
+/// The error for a token that is not three parts; out of line, off the path of one that is.
+#[cold]
+#[inline(never)]
+fn not_three_parts(token: &str) -> AuthError {
+    AuthError::malformed(format!(
+        "a JWS has three dot-separated parts, this token has {}",
+        token.split('.').count()
+    ))
 }
 
 /// A base64url part that holds a JSON object (`what` names it in errors).

@@ -99,19 +99,22 @@ impl ReplayCache {
             shard.current.clear();
             shard.epoch = epoch;
         }
-        if shard.previous.contains(&id) || shard.current.contains(&id) {
+        if shard.previous.contains(&id) {
             return Use::Replayed;
         }
         if shard.current.len() >= self.per_shard {
-            tracing::warn!(
-                target: "rmcp_authz::dpop",
-                capacity = self.per_shard * SHARDS * 2,
-                "the DPoP replay cache is full: proofs are refused until its next period; raise DpopOptions::replay_capacity"
-            );
+            if shard.current.contains(&id) {
+                return Use::Replayed;
+            }
+            warn_full(self.per_shard * SHARDS * 2);
             return Use::Full;
         }
-        shard.current.insert(id);
-        Use::First
+        // One probe: `insert` says whether the id was there.
+        if shard.current.insert(id) {
+            Use::First
+        } else {
+            Use::Replayed
+        }
     }
 
     /// How many ids are remembered.
@@ -124,6 +127,17 @@ impl ReplayCache {
             })
             .sum()
     }
+}
+
+/// Says the cache is full; out of line, off the path of a proof that is remembered.
+#[cold]
+#[inline(never)]
+fn warn_full(capacity: usize) {
+    tracing::warn!(
+        target: "rmcp_authz::dpop",
+        capacity,
+        "the DPoP replay cache is full: proofs are refused until its next period; raise DpopOptions::replay_capacity"
+    );
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ enum Pair {
 /// let proof = key.proof("POST", "https://mcp.example/mcp?x=1", Some("the-access-token"), None)?;
 /// let verifier = DpopVerifier::new(DpopOptions::default());
 /// let checked = verifier.check(&proof, "POST", "https://mcp.example/mcp", Some("the-access-token"))?;
-/// assert_eq!(checked.jkt, key.thumbprint());
+/// assert_eq!(&*checked.jkt, key.thumbprint());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct DpopKey {
@@ -289,7 +289,7 @@ mod tests {
                 .proof("POST", &format!("{URL}?q=1#f"), Some("tok"), None)
                 .unwrap();
             let checked = v.check(&proof, "POST", URL, Some("tok")).unwrap();
-            assert_eq!(checked.jkt, key.thumbprint());
+            assert_eq!(&*checked.jkt, key.thumbprint());
             assert_eq!(checked.alg, key.algorithm());
             assert_eq!(checked.iat, NOW);
             // At a token endpoint: no access token, no ath.

@@ -77,8 +77,8 @@ fn a_fresh_proof_passes_once_and_names_its_key() {
         .unwrap();
     assert_eq!(proof.alg, Algorithm::ES256);
     assert_eq!(
-        proof.jkt,
-        jwk_thumbprint(agent.jwk.as_object().unwrap()).unwrap()
+        *proof.jkt,
+        *jwk_thumbprint(agent.jwk.as_object().unwrap()).unwrap()
     );
     assert_eq!(
         v.check(&agent.proof("a"), "POST", URL, Some(TOKEN)),
@@ -308,4 +308,51 @@ fn nonces_are_required_when_set_and_expire_with_their_lifetime() {
     );
     // Without nonces required, there is none to give.
     assert_eq!(verifier().nonce(), None);
+}
+
+#[test]
+fn a_token_hashed_once_is_matched_only_by_itself() {
+    let agent = Agent::new();
+    let v = verifier();
+    // The first proof hashes the token; the next takes it from the cache.
+    for jti in ["t1", "t2"] {
+        assert!(v.check(&agent.proof(jti), "POST", URL, Some(TOKEN)).is_ok());
+    }
+    assert_eq!(v.tokens.len(), 1);
+    // Another token under the same `ath` is hashed, and refused.
+    let other = format!("{TOKEN}x");
+    assert_eq!(
+        v.check(&agent.proof("t3"), "POST", URL, Some(&other)),
+        Err(DpopError::AccessTokenHash)
+    );
+    // The same token under another `ath` (a prefix of the right one) is refused too.
+    let mut claims = agent.claims("t4");
+    let ath = claims["ath"].as_str().unwrap().to_owned();
+    claims["ath"] = json!(ath[..ath.len() - 1]);
+    assert_eq!(
+        v.check(
+            &agent.sign(&agent.header(), &claims),
+            "POST",
+            URL,
+            Some(TOKEN)
+        ),
+        Err(DpopError::AccessTokenHash)
+    );
+    assert_eq!(v.tokens.len(), 1);
+}
+
+#[test]
+fn a_replay_id_is_the_same_hash_for_a_short_or_a_long_jti() {
+    let thumbprint = [9_u8; 32];
+    for jti in ["", "j", &"x".repeat(96), &"y".repeat(97), &"z".repeat(4000)] {
+        let mut input = thumbprint.to_vec();
+        input.extend_from_slice(jti.as_bytes());
+        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+        assert_eq!(
+            replay_id(&thumbprint, jti),
+            expected.as_ref(),
+            "{}",
+            jti.len()
+        );
+    }
 }
