@@ -48,6 +48,9 @@ const HEADER_OVERHEAD_BYTES: usize = 256;
 /// What a cached token costs beyond its `ath` and its text: the map's entry.
 const TOKEN_OVERHEAD_BYTES: usize = 64;
 
+/// The longest access token kept by its `ath`; a longer one is hashed on every proof.
+const MAX_CACHED_TOKEN_BYTES: usize = 8 * 1024;
+
 /// The bytes of HMAC-SHA256 a nonce keeps (128 bits).
 const NONCE_TAG_BYTES: usize = 16;
 
@@ -371,12 +374,19 @@ impl DpopVerifier {
         }
         if let Some(token) = access_token {
             let ath = claims.ath.as_deref().unwrap_or_default();
-            // The same token as a proof before, with the same `ath`, or hashed now.
-            if !self.tokens.holds(ath, token) {
+            // The same token as a proof before, with the same `ath`, or hashed now. Compared
+            // in constant time: the kept token is a secret, and the `ath` the caller's.
+            let same = |kept: &str| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(kept.as_bytes(), token.as_bytes())
+                    .is_ok()
+            };
+            if !self.tokens.holds(ath, same) {
                 if !ath_is_hash_of(ath, token) {
                     return Err(DpopError::AccessTokenHash);
                 }
-                self.tokens.insert(ath, Arc::from(token), token.len());
+                if token.len() <= MAX_CACHED_TOKEN_BYTES {
+                    self.tokens.insert(ath, Arc::from(token), token.len());
+                }
             }
         }
         if let Some(lifetime) = self.options.nonce_lifetime
@@ -483,7 +493,7 @@ fn ath_is_hash_of(ath: &str, token: &str) -> bool {
 
 /// `text` (base64url) decoded into `stack` when it fits, else into `heap`.
 fn decode_b64<'b>(text: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
-    // The decoder wants room for its estimate: three bytes per four characters, rounded up.
+    // Room for three bytes per four characters, rounded up: whatever the text decodes to.
     if text.len() / 4 * 3 + 3 <= stack.len() {
         let n = URL_SAFE_NO_PAD.decode_slice(text, stack).ok()?;
         Some(&stack[..n])

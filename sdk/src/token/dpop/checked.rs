@@ -8,7 +8,6 @@
 //! afresh when full: an entry only ever spares a check that would pass, so a client that
 //! floods it (with keys and tokens of its own) only makes others check again.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -39,17 +38,10 @@ impl<T: ?Sized> Checked<T> {
         inner.0.get(text).cloned()
     }
 
-    /// Whether the entry checked as `text` is kept and equal to `value`.
-    pub(super) fn holds<Q>(&self, text: &str, value: &Q) -> bool
-    where
-        T: Borrow<Q>,
-        Q: PartialEq + ?Sized,
-    {
+    /// Whether an entry checked as `text` is kept and `matches`.
+    pub(super) fn holds(&self, text: &str, matches: impl FnOnce(&T) -> bool) -> bool {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .0
-            .get(text)
-            .is_some_and(|kept| Borrow::<Q>::borrow(&**kept) == value)
+        inner.0.get(text).is_some_and(|kept| matches(kept))
     }
 
     /// Keeps `value`, checked as `text`, which takes `size` bytes beyond its text.
@@ -86,8 +78,8 @@ mod tests {
         cache.insert(&"a".repeat(40), Arc::new(1), 0);
         cache.insert(&"b".repeat(40), Arc::new(2), 0);
         assert_eq!(cache.get(&"a".repeat(40)).as_deref(), Some(&1));
-        assert!(cache.holds(&"b".repeat(40), &2));
-        assert!(!cache.holds(&"b".repeat(40), &3));
+        assert!(cache.holds(&"b".repeat(40), |kept| *kept == 2));
+        assert!(!cache.holds(&"b".repeat(40), |kept| *kept == 3));
         assert_eq!(cache.len(), 2);
         // A third would pass the budget: the cache starts afresh with it.
         cache.insert(&"c".repeat(40), Arc::new(3), 0);
@@ -98,7 +90,7 @@ mod tests {
         let tokens: Checked<str> = Checked::new(100, 10);
         tokens.insert("x", Arc::from("a token"), 95);
         tokens.insert("y", Arc::from("another"), 7);
-        assert!(tokens.holds("y", "another"));
-        assert!(!tokens.holds("x", "a token"));
+        assert!(tokens.holds("y", |kept| kept == "another"));
+        assert!(!tokens.holds("x", |kept| kept == "a token"));
     }
 }
