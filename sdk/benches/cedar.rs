@@ -134,8 +134,6 @@ fn main() {
         policy = policy.tool(t.name.to_string(), "notes:write");
     }
     let policy = policy.build().expect("policy");
-    let who = principal();
-    let scopes = who.scopes().to_vec();
     let allowed = arguments("work");
     let denied = arguments("secret-7");
     let now = 1_800_000_000;
@@ -147,6 +145,11 @@ fn main() {
         ("all_100", policies(false, below)),
     ];
     for (shape, text) in &shapes {
+        // A principal per shape: a principal keeps its Cedar entity for the first stage
+        // that asks (a server has one), so one principal shared by the three stages here
+        // would have the later two rebuild it on every call.
+        let who = principal();
+        let scopes = who.scopes().to_vec();
         let cedar: Cedar = CedarPolicies::parse(shape, text)
             .expect("parse")
             .compile(&tools)

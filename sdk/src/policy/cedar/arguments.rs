@@ -157,7 +157,7 @@ impl ToolArgs {
     pub(crate) fn convert(
         &self,
         arguments: Option<&Map<String, Value>>,
-        decimal: &dyn Fn(String) -> RestrictedExpression,
+        decimal: &dyn Fn(&serde_json::Number) -> Option<RestrictedExpression>,
     ) -> Result<RestrictedExpression, ArgumentError> {
         let empty = Map::new();
         let mut budget = Budget {
@@ -425,7 +425,9 @@ impl std::fmt::Display for Path<'_> {
 struct Budget<'a> {
     values: usize,
     bytes: usize,
-    decimal: &'a dyn Fn(String) -> RestrictedExpression,
+    /// The expression of a number as a Cedar decimal, `None` when Cedar cannot hold it
+    /// exactly.
+    decimal: &'a dyn Fn(&serde_json::Number) -> Option<RestrictedExpression>,
 }
 
 impl Budget<'_> {
@@ -476,12 +478,12 @@ fn convert(
             })?)
         }
         (ArgType::Decimal, Value::Number(n)) => {
-            (budget.decimal)(decimal(n).ok_or_else(|| ArgumentError {
+            (budget.decimal)(n).ok_or_else(|| ArgumentError {
                 path: path.to_string(),
                 problem: format!(
                     "{n} is not a Cedar decimal (at most 4 decimal places, magnitude below 922337203685477)"
                 ),
-            })?)
+            })?
         }
         (ArgType::String, Value::String(s)) => RestrictedExpression::new_string(s.clone()),
         (ArgType::Set(element), Value::Array(items)) => {
@@ -565,9 +567,30 @@ fn integer(n: &serde_json::Number) -> Option<i64> {
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
+/// A JSON number's identity (what serde_json holds of it), to keep what was made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum NumberKey {
+    /// A negative or small integer.
+    Int(i64),
+    /// An integer beyond `i64`.
+    Uint(u64),
+    /// A float, by its bits.
+    Float(u64),
+}
+
+impl NumberKey {
+    pub(crate) fn of(n: &serde_json::Number) -> NumberKey {
+        match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => NumberKey::Int(i),
+            (None, Some(u)) => NumberKey::Uint(u),
+            _ => NumberKey::Float(n.as_f64().unwrap_or(f64::NAN).to_bits()),
+        }
+    }
+}
+
 /// A JSON number as the text of a Cedar `decimal`: at most 4 decimal places, within the
 /// range of an `i64` counted in ten-thousandths.
-fn decimal(n: &serde_json::Number) -> Option<String> {
+pub(crate) fn decimal(n: &serde_json::Number) -> Option<String> {
     if let Some(i) = n.as_i64() {
         return (i.checked_mul(10_000).is_some()).then(|| format!("{i}.0"));
     }

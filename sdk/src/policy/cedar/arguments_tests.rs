@@ -2,8 +2,8 @@ use serde_json::json;
 
 use super::*;
 
-fn new_decimal(text: String) -> RestrictedExpression {
-    RestrictedExpression::new_decimal(text)
+fn new_decimal(n: &serde_json::Number) -> Option<RestrictedExpression> {
+    decimal(n).map(RestrictedExpression::new_decimal)
 }
 
 #[derive(schemars::JsonSchema, serde::Deserialize)]

@@ -35,7 +35,7 @@ pub(super) const GET_PROMPT: &str = "prompts/get";
 static NEXT_STAGE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// How many decimal values a stage keeps the expressions of.
-const MAX_KEPT_DECIMALS: u64 = 4096;
+pub(super) const MAX_KEPT_DECIMALS: usize = 4096;
 
 /// What a policy may apply to.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +155,7 @@ impl CedarPolicies {
             governed.insert(
                 name.to_owned(),
                 Governed {
+                    index: governed.len(),
                     policies: set_of(&applicable),
                     entity: tool_entity(tool)?,
                     times: whole_context
@@ -200,7 +201,7 @@ impl CedarPolicies {
         Ok(Cedar {
             inner: Arc::new(Stage {
                 id: NEXT_STAGE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                decimals: moka::sync::Cache::new(MAX_KEPT_DECIMALS),
+                decimals: std::sync::RwLock::default(),
                 tools: governed,
                 resources: group(Kind::Resource),
                 prompts: group(Kind::Prompt),

@@ -3,7 +3,8 @@
 //! applies (or fails to evaluate) denies; a `permit` applies only when its `@scopes` are
 //! held, and one that would apply but for them asks for those scopes (step-up).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, PoisonError};
 
 use cedar_policy::{
     Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -11,6 +12,8 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value};
 
+use super::arguments::{NumberKey, decimal};
+use super::compile::MAX_KEPT_DECIMALS;
 use super::{Cedar, ClaimType, Stage};
 use crate::policy::hierarchy::wildcard_prefix;
 use crate::policy::{Decision, Denial, DenyReason, Operation};
@@ -49,7 +52,8 @@ struct Target<'a> {
 }
 
 enum Resource<'a> {
-    Built(&'a Entity),
+    /// A governed tool's entity, and its index.
+    Built(&'a Entity, usize),
     Named {
         ty: &'a EntityTypeName,
         attribute: &'static str,
@@ -89,7 +93,7 @@ impl Cedar {
             Operation::CallTool(name) => {
                 // `target` found the tool.
                 let governed = self.inner.tools.get(name)?;
-                match governed.args.convert(arguments, &|text| self.decimal(text)) {
+                match governed.args.convert(arguments, &|n| self.decimal(n)) {
                     Ok(converted) => Some(converted),
                     Err(e) => {
                         let reason = DenyReason::InvalidArguments {
@@ -172,7 +176,7 @@ impl Cedar {
                     action: &stage.names.call_tool,
                     times: governed.times,
                     policies: &governed.policies,
-                    resource: Resource::Built(&governed.entity),
+                    resource: Resource::Built(&governed.entity, governed.index),
                 },
                 None if stage.every_tool => {
                     return Some(Err(Verdict::deny(
@@ -220,32 +224,43 @@ impl Cedar {
         // Made once per token (and kept in its principal), unless asked with other scopes.
         let kept = principal.derived(self.inner.id, || {
             self.principal_entity(principal, scopes)
-                .map(|entity| (scopes.to_vec(), entity))
+                .map(|entity| Kept::new(scopes, entity, self.inner.tools.len()))
         })?;
-        let agent = if kept.0 == scopes {
-            kept.1.clone()
-        } else {
-            self.principal_entity(principal, scopes)?
-        };
-        let agent_uid = agent.uid();
-        let named;
-        let resource = match &target.resource {
-            Resource::Built(entity) => *entity,
+        let (principal_uid, resource_uid, entities) = match &target.resource {
+            // A governed tool: the two entities, made once per token and tool.
+            Resource::Built(tool, index) if kept.scopes == scopes => {
+                let entities = kept.entities(*index, tool)?;
+                (kept.agent.uid(), tool.uid(), entities)
+            }
+            Resource::Built(tool, _) => {
+                let agent = self.principal_entity(principal, scopes)?;
+                let uids = (agent.uid(), tool.uid());
+                (
+                    uids.0,
+                    uids.1,
+                    Arc::new(entities_of(agent, (*tool).clone())?),
+                )
+            }
             Resource::Named { ty, attribute, id } => {
                 let attributes = [(
                     (*attribute).to_owned(),
                     RestrictedExpression::new_string((*id).to_owned()),
                 )];
-                named = Entity::new(
+                let named = Entity::new(
                     EntityUid::from_type_name_and_id((*ty).clone(), EntityId::new(id)),
                     attributes.into_iter().collect(),
                     HashSet::new(),
                 )
                 .map_err(|e| e.to_string())?;
-                &named
+                let agent = if kept.scopes == scopes {
+                    kept.agent.clone()
+                } else {
+                    self.principal_entity(principal, scopes)?
+                };
+                let uids = (agent.uid(), named.uid());
+                (uids.0, uids.1, Arc::new(entities_of(agent, named)?))
             }
         };
-        let resource_uid = resource.uid();
         let age = principal
             .issued_at()
             .map_or(now, |iat| now.saturating_sub(iat))
@@ -259,10 +274,8 @@ impl Cedar {
             context.push(("arguments".to_owned(), arguments));
         }
         let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
-        let entities =
-            Entities::from_entities([agent, resource.clone()], None).map_err(|e| e.to_string())?;
         Ok(Asked {
-            principal: agent_uid,
+            principal: principal_uid,
             action: target.action.clone(),
             resource: resource_uid,
             context,
@@ -350,13 +363,35 @@ impl Cedar {
         }
     }
 
-    /// The expression of the decimal `text`: kept for the values seen last (Cedar's
-    /// constructor parses the name `decimal` with its full parser on every call, some
-    /// microseconds; a kept one is a clone).
-    fn decimal(&self, text: String) -> RestrictedExpression {
-        self.inner
+    /// The expression of `n` as a Cedar decimal, `None` when Cedar cannot hold it exactly:
+    /// kept by the number for the last values seen (Cedar's constructor parses the name
+    /// `decimal` with its full parser on every call, some microseconds; a kept one is a
+    /// look-up and a clone, without formatting the number).
+    fn decimal(&self, n: &serde_json::Number) -> Option<RestrictedExpression> {
+        let key = NumberKey::of(n);
+        let kept =
+            |decimals: &HashMap<NumberKey, RestrictedExpression>| decimals.get(&key).cloned();
+        if let Some(expression) = kept(
+            &self
+                .inner
+                .decimals
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        ) {
+            return Some(expression);
+        }
+        let expression = RestrictedExpression::new_decimal(decimal(n)?);
+        let mut decimals = self
+            .inner
             .decimals
-            .get_with(text.clone(), || RestrictedExpression::new_decimal(text))
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Bounded: a stage that saw too many starts afresh.
+        if decimals.len() >= MAX_KEPT_DECIMALS {
+            decimals.clear();
+        }
+        decimals.insert(key, expression.clone());
+        Some(expression)
     }
 
     /// The principal's entity: `Agent::"<agent>"` and its attributes.
@@ -424,7 +459,44 @@ struct Asked {
     action: EntityUid,
     resource: EntityUid,
     context: Context,
-    entities: Entities,
+    entities: Arc<Entities>,
+}
+
+/// What a principal keeps for this stage (see [`Principal::derived`]): its entity, made
+/// with the scopes it held, and, for each governed tool it has called, the entities Cedar
+/// is handed (its own and the tool's; computing their hierarchy costs more than an
+/// evaluation's share), made at its first call of the tool.
+struct Kept {
+    scopes: Vec<String>,
+    agent: Entity,
+    per_tool: Box<[OnceLock<Arc<Entities>>]>,
+}
+
+impl Kept {
+    fn new(scopes: &[String], agent: Entity, tools: usize) -> Kept {
+        Kept {
+            scopes: scopes.to_vec(),
+            agent,
+            per_tool: (0..tools).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The entities for the governed tool at `index`, `tool`.
+    fn entities(&self, index: usize, tool: &Entity) -> Result<Arc<Entities>, String> {
+        let Some(cell) = self.per_tool.get(index) else {
+            return entities_of(self.agent.clone(), tool.clone()).map(Arc::new);
+        };
+        if let Some(entities) = cell.get() {
+            return Ok(Arc::clone(entities));
+        }
+        let made = Arc::new(entities_of(self.agent.clone(), tool.clone())?);
+        Ok(Arc::clone(cell.get_or_init(|| made)))
+    }
+}
+
+/// The entities of one request: the principal's and the resource's.
+fn entities_of(agent: Entity, resource: Entity) -> Result<Entities, String> {
+    Entities::from_entities([agent, resource], None).map_err(|e| e.to_string())
 }
 
 /// A claim's value as `ty`, `None` when it has another type.

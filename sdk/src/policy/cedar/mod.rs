@@ -282,8 +282,9 @@ pub struct Cedar {
 struct Stage {
     /// This stage's identity, never reused: principals keep their entity under it.
     id: u64,
-    /// The expressions of the decimals seen last, by their text.
-    decimals: moka::sync::Cache<String, cedar_policy::RestrictedExpression>,
+    /// The expressions of the decimals seen last, by their number (at most
+    /// `MAX_KEPT_DECIMALS`).
+    decimals: std::sync::RwLock<HashMap<arguments::NumberKey, cedar_policy::RestrictedExpression>>,
     /// The tools some policy applies to.
     tools: HashMap<String, Governed>,
     /// `resources/read`, when some policy applies to it.
@@ -304,6 +305,8 @@ struct Stage {
 
 /// What a decision needs of one tool.
 struct Governed {
+    /// Its place among the governed tools: where a principal keeps its entities for it.
+    index: usize,
     policies: PolicySet,
     /// The tool's entity, built once.
     entity: Entity,

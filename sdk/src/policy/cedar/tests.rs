@@ -302,3 +302,53 @@ fn arguments_no_policy_names_are_left_out_unless_one_reads_them_whole() {
     assert!(!write(whole, args));
     assert!(write(whole, json!({ "folder": "alice", "text": "x" })));
 }
+
+#[test]
+fn what_a_principal_keeps_per_tool_follows_the_scopes_it_is_asked_with() {
+    let text = r#"
+@id("writers")
+permit(principal, action, resource == Tool::"write_note")
+when { principal.scopes.contains("notes:write") };
+
+@id("listers")
+permit(principal, action, resource == Tool::"list_notes");
+
+@id("small-refunds")
+permit(principal, action, resource == Tool::"refund")
+when { context.arguments.amount.lessThan(decimal("100.0")) };
+"#;
+    let cedar = CedarPolicies::parse("p", text)
+        .unwrap()
+        .compile(&tools())
+        .unwrap();
+    let who = caller("a", &[]);
+    let write = json!({ "folder": "a", "text": "t" });
+    let call = |scopes: &[String], tool: &str, args: &serde_json::Value| {
+        cedar
+            .decide(&who, scopes, Operation::CallTool(tool), args.as_object(), 0)
+            .unwrap()
+            .decision
+            .is_allowed()
+    };
+    let writer = ["notes:write".to_owned()];
+    // The first call keeps the entities made with no scopes; other scopes get their own.
+    assert!(!call(&[], "write_note", &write));
+    assert!(call(&writer, "write_note", &write));
+    assert!(!call(&[], "write_note", &write));
+    assert!(call(&[], "list_notes", &json!({})));
+    assert!(!call(&[], "write_note", &write));
+    // A decimal is kept by its number: 100 and 100.0 are the same decimal, 99.5 another.
+    for (amount, allowed) in [
+        (json!(99.5), true),
+        (json!(100), false),
+        (json!(100.0), false),
+    ] {
+        for _ in 0..2 {
+            assert_eq!(
+                call(&[], "refund", &json!({ "amount": amount })),
+                allowed,
+                "{amount}"
+            );
+        }
+    }
+}

@@ -342,9 +342,11 @@ fn a_token_hashed_once_is_matched_only_by_itself() {
     // A token over 8 KiB passes, hashed each time, and is not kept.
     let long = "t".repeat(MAX_CACHED_TOKEN_BYTES + 1);
     let mut claims = agent.claims("t5");
-    claims["ath"] = json!(b64(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, long.as_bytes()).as_ref()
-    ));
+    claims["ath"] = json!(b64(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        long.as_bytes()
+    )
+    .as_ref()));
     let proof = agent.sign(&agent.header(), &claims);
     assert!(v.check(&proof, "POST", URL, Some(&long)).is_ok());
     assert_eq!(v.tokens.len(), 1);
