@@ -25,9 +25,11 @@ use std::time::Duration;
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use self::claims::ProofClaims;
+use self::htu::same_htu;
+use self::thumbprint::thumbprint_digest;
 use super::jwk::key_from_jwk;
 use super::jws::{decode_object_part, split_compact};
 use super::{Algorithm, b64url_decode};
@@ -510,16 +512,6 @@ fn decode_to_heap<'b>(text: &str, heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
     Some(heap)
 }
 
-/// Whether `a` and `b` name the same URL as RFC 9449 compares `htu` (see
-/// [`normalize_htu`]); allocates only when they differ as written.
-fn same_htu(a: &str, b: &str) -> bool {
-    fn plain(u: &str) -> &str {
-        let end = u.bytes().position(|c| c == b'?' || c == b'#');
-        &u[..end.unwrap_or(u.len())]
-    }
-    plain(a) == plain(b) || normalize_htu(a) == normalize_htu(b)
-}
-
 /// A proof header that passed [`DpopVerifier::read_header`]: what every proof with the
 /// same header shares.
 struct ProofHeader {
@@ -546,72 +538,17 @@ pub fn access_token_binding(principal: &Principal, proof: &DpopProof) -> Result<
     }
 }
 
-/// The RFC 7638 thumbprint of a public JWK: base64url SHA-256 of its required members, in
-/// lexicographic order, without whitespace.
-///
-/// # Errors
-/// A message naming the missing member or the unknown `kty`.
-pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Result<String, String> {
-    thumbprint_digest(jwk).map(|digest| URL_SAFE_NO_PAD.encode(digest))
-}
-
-/// The SHA-256 digest [`jwk_thumbprint`] encodes.
-fn thumbprint_digest(jwk: &Map<String, Value>) -> Result<[u8; 32], String> {
-    let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no \"kty\"")?;
-    let members: &[&str] = match kty {
-        "EC" => &["crv", "kty", "x", "y"],
-        "RSA" => &["e", "kty", "n"],
-        "OKP" => &["crv", "kty", "x"],
-        other => return Err(format!("no thumbprint for kty {other:?}")),
-    };
-    let mut required = Map::new();
-    for member in members {
-        let value = jwk
-            .get(*member)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("no \"{member}\" string"))?;
-        required.insert((*member).to_owned(), Value::String(value.to_owned()));
-    }
-    // A serde_json map without `preserve_order` sorts its keys; with it (feature `cedar`
-    // turns it on), they were inserted in order above.
-    let canonical = serde_json::to_string(&required).map_err(|e| e.to_string())?;
-    let mut thumbprint = [0_u8; 32];
-    thumbprint.copy_from_slice(digest(&SHA256, canonical.as_bytes()).as_ref());
-    Ok(thumbprint)
-}
-
-/// `url` as RFC 9449 compares `htu`: without query and fragment, the scheme and host in
-/// lower case, the scheme's default port dropped, an empty path as `/`.
-pub fn normalize_htu(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let authority = authority.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => ":443",
-        "http" => ":80",
-        _ => "",
-    };
-    let authority = match authority.strip_suffix(default_port) {
-        Some(host) if !default_port.is_empty() => host.to_owned(),
-        _ => authority,
-    };
-    format!("{scheme}://{authority}{path}")
-}
-
 mod checked;
 mod claims;
+mod htu;
 mod options;
 mod replay;
 mod signer;
+mod thumbprint;
+pub use htu::normalize_htu;
 pub use options::DpopOptions;
 pub use signer::{DpopKey, DpopKeyError};
+pub use thumbprint::jwk_thumbprint;
 
 #[cfg(test)]
 mod tests;

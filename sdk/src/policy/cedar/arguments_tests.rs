@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::policy::cedar::numbers::decimal;
 
 fn new_decimal(n: &serde_json::Number) -> Option<RestrictedExpression> {
     decimal(n).map(RestrictedExpression::new_decimal)

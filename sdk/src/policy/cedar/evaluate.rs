@@ -12,8 +12,8 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value};
 
-use super::arguments::{NumberKey, decimal};
 use super::compile::MAX_KEPT_DECIMALS;
+use super::numbers::{NumberKey, decimal};
 use super::{Cedar, ClaimType, Stage};
 use crate::policy::hierarchy::wildcard_prefix;
 use crate::policy::{Decision, Denial, DenyReason, Operation};

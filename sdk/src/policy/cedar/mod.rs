@@ -29,6 +29,7 @@
 mod arguments;
 mod compile;
 mod evaluate;
+mod numbers;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -284,7 +285,7 @@ struct Stage {
     id: u64,
     /// The expressions of the decimals seen last, by their number (at most
     /// `MAX_KEPT_DECIMALS`).
-    decimals: std::sync::RwLock<HashMap<arguments::NumberKey, cedar_policy::RestrictedExpression>>,
+    decimals: std::sync::RwLock<HashMap<numbers::NumberKey, cedar_policy::RestrictedExpression>>,
     /// The tools some policy applies to.
     tools: HashMap<String, Governed>,
     /// `resources/read`, when some policy applies to it.
