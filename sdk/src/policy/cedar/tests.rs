@@ -56,6 +56,14 @@ fn caller(user: &str, actors: &[&str]) -> Principal {
     b.build().unwrap()
 }
 
+/// `text` compiled against [`tools`].
+fn stage(text: &str) -> Cedar {
+    CedarPolicies::parse("p", text)
+        .unwrap()
+        .compile(&tools())
+        .unwrap()
+}
+
 fn decide(cedar: &Cedar, who: &Principal, tool: &str, args: serde_json::Value) -> Verdict {
     cedar
         .decide(who, &[], Operation::CallTool(tool), args.as_object(), 1_000)
@@ -144,10 +152,7 @@ when { context.arguments.amount.lessThan(decimal("100.0")) };
 @scopes("refunds:large")
 permit(principal, action, resource == Tool::"refund");
 "#;
-    let cedar = CedarPolicies::parse("p", text)
-        .unwrap()
-        .compile(&tools())
-        .unwrap();
+    let cedar = stage(text);
     let who = caller("a", &[]);
     assert!(
         decide(&cedar, &who, "refund", json!({ "amount": 99.99 }))
@@ -285,10 +290,7 @@ fn unknown_tools_duplicate_ids_and_bad_scopes_are_errors() {
 #[test]
 fn arguments_no_policy_names_are_left_out_unless_one_reads_them_whole() {
     let write = |text: &str, args: serde_json::Value| {
-        let cedar = CedarPolicies::parse("p", text)
-            .unwrap()
-            .compile(&tools())
-            .unwrap();
+        let cedar = stage(text);
         decide(&cedar, &caller("alice", &[]), "write_note", args)
             .decision
             .is_allowed()
@@ -317,10 +319,7 @@ permit(principal, action, resource == Tool::"list_notes");
 permit(principal, action, resource == Tool::"refund")
 when { context.arguments.amount.lessThan(decimal("100.0")) };
 "#;
-    let cedar = CedarPolicies::parse("p", text)
-        .unwrap()
-        .compile(&tools())
-        .unwrap();
+    let cedar = stage(text);
     let who = caller("a", &[]);
     let write = json!({ "folder": "a", "text": "t" });
     let call = |scopes: &[String], tool: &str, args: &serde_json::Value| {
