@@ -155,7 +155,8 @@ impl CedarPolicies {
             governed.insert(
                 name.to_owned(),
                 Governed {
-                    index: governed.len(),
+                    // Numbered below, once the map holds each name once.
+                    index: 0,
                     policies: set_of(&applicable),
                     entity: tool_entity(tool)?,
                     times: whole_context
@@ -169,6 +170,10 @@ impl CedarPolicies {
                     },
                 },
             );
+        }
+        // Each governed tool's place among them (a name given twice is one tool).
+        for (index, tool) in governed.values_mut().enumerate() {
+            tool.index = index;
         }
         // The policies that apply to no tool, against a schema whose tools take nothing.
         let others: Vec<&Loaded> = self

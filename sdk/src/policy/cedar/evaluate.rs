@@ -368,7 +368,9 @@ impl Cedar {
     /// `decimal` with its full parser on every call, some microseconds; a kept one is a
     /// look-up and a clone, without formatting the number).
     fn decimal(&self, n: &serde_json::Number) -> Option<RestrictedExpression> {
-        let key = NumberKey::of(n);
+        let Some(key) = NumberKey::of(n) else {
+            return decimal(n).map(RestrictedExpression::new_decimal);
+        };
         let kept =
             |decimals: &HashMap<NumberKey, RestrictedExpression>| decimals.get(&key).cloned();
         if let Some(expression) = kept(

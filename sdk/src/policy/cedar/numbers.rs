@@ -2,6 +2,8 @@
 //! `decimal` (at most four places) for a number, and a number's identity, by which the
 //! stage keeps the decimal expressions it made.
 
+use std::sync::LazyLock;
+
 /// A JSON number as an `i64`: an integer, or a float with no fractional part, in range.
 pub(super) fn integer(n: &serde_json::Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {
@@ -24,14 +26,25 @@ pub(crate) enum NumberKey {
 }
 
 impl NumberKey {
-    pub(crate) fn of(n: &serde_json::Number) -> NumberKey {
+    /// The key of `n`; `None` when serde_json keeps numbers as text (its
+    /// `arbitrary_precision` feature, which another crate in a build can turn on): then a
+    /// float's bits do not say what was written (`1e2` and `100.0` are both 100), and
+    /// nothing is kept by them.
+    pub(crate) fn of(n: &serde_json::Number) -> Option<NumberKey> {
         match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => NumberKey::Int(i),
-            (None, Some(u)) => NumberKey::Uint(u),
-            _ => NumberKey::Float(n.as_f64().unwrap_or(f64::NAN).to_bits()),
+            (Some(i), _) => Some(NumberKey::Int(i)),
+            (None, Some(u)) => Some(NumberKey::Uint(u)),
+            _ if *NUMBERS_AS_TEXT => None,
+            _ => Some(NumberKey::Float(n.as_f64()?.to_bits())),
         }
     }
 }
+
+/// Whether serde_json keeps numbers as written (`arbitrary_precision`): then `1e2` reads
+/// back as `1e2`, not `100.0`.
+static NUMBERS_AS_TEXT: LazyLock<bool> = LazyLock::new(|| {
+    serde_json::from_str::<serde_json::Number>("1e2").map_or(true, |n| n.to_string() != "100.0")
+});
 
 /// A JSON number as the text of a Cedar `decimal`: at most 4 decimal places, within the
 /// range of an `i64` counted in ten-thousandths.

@@ -351,3 +351,33 @@ when { context.arguments.amount.lessThan(decimal("100.0")) };
         }
     }
 }
+
+#[test]
+fn a_tool_named_twice_is_one_tool_and_every_tool_keeps_its_own_entities() {
+    let text = r#"
+@id("read-only")
+permit(principal, action, resource) when { resource has readOnlyHint && resource.readOnlyHint };
+"#;
+    let tools = tools();
+    // `list_notes` sorts before `write_note`: named twice, it must not take its place.
+    let twice = [tools[1].clone(), tools[1].clone(), tools[0].clone()];
+    let cedar = CedarPolicies::parse("p", text)
+        .unwrap()
+        .compile(&twice)
+        .unwrap();
+    let who = caller("a", &[]);
+    for _ in 0..2 {
+        let write = decide(
+            &cedar,
+            &who,
+            "write_note",
+            json!({ "folder": "a", "text": "t" }),
+        );
+        assert!(!write.decision.is_allowed());
+        assert!(
+            decide(&cedar, &who, "list_notes", json!({}))
+                .decision
+                .is_allowed()
+        );
+    }
+}
