@@ -378,10 +378,7 @@ impl DpopVerifier {
             let ath = claims.ath.as_deref().unwrap_or_default();
             // The same token as a proof before, with the same `ath`, or hashed now. Compared
             // in constant time: the kept token is a secret, and the `ath` the caller's.
-            let same = |kept: &str| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(kept.as_bytes(), token.as_bytes())
-                    .is_ok()
-            };
+            let same = |kept: &str| same_in_constant_time(kept.as_bytes(), token.as_bytes());
             if !self.tokens.holds(ath, same) {
                 if !ath_is_hash_of(ath, token) {
                     return Err(DpopError::AccessTokenHash);
@@ -483,6 +480,13 @@ fn replay_id(thumbprint: &[u8; 32], jti: &str) -> [u8; 32] {
     let mut id = [0_u8; 32];
     id.copy_from_slice(hash.as_ref());
     id
+}
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only: every byte
+/// is compared, without an early exit (which also lets the comparison run many bytes at a
+/// time).
+fn same_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |differ, (x, y)| differ | (x ^ y)) == 0
 }
 
 /// Whether `ath` is the SHA-256 of `token`, base64url-encoded (compared as bytes: the claim
