@@ -486,7 +486,11 @@ fn replay_id(thumbprint: &[u8; 32], jti: &str) -> [u8; 32] {
 /// is compared, without an early exit (which also lets the comparison run many bytes at a
 /// time).
 fn same_in_constant_time(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |differ, (x, y)| differ | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .fold(0_u8, |differ, (x, y)| differ | (x ^ y))
+            == 0
 }
 
 /// Whether `ath` is the SHA-256 of `token`, base64url-encoded (compared as bytes: the claim
