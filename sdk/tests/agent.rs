@@ -459,10 +459,12 @@ async fn a_session_authorizes_on_the_challenge_and_steps_up_within_its_cap() {
 
 #[tokio::test]
 async fn a_refreshing_source_never_presents_an_expired_token() {
-    // Tokens live 1 s, the margin is 2 s: every request gets a new token.
-    let setup = setup(Duration::from_secs(1)).await;
+    // Tokens live 2 s, the margin is 3 s: every request gets a new token. (An `exp` is in
+    // whole seconds, so a token minted late in a second has up to one second less; with a
+    // 1 s lifetime, one minted at x.99 s had expired when it arrived.)
+    let setup = setup(Duration::from_secs(2)).await;
     let source =
-        Arc::new(Refreshing::new(setup.credentials().await).margin(Duration::from_secs(2)));
+        Arc::new(Refreshing::new(setup.credentials().await).margin(Duration::from_secs(3)));
     let probes = setup.statuses.unauthorized.load(Ordering::SeqCst);
     let (http, transport) = setup.client(source.clone());
     let client = ClientConfig::default().serve(transport).await.unwrap();
@@ -472,7 +474,7 @@ async fn a_refreshing_source_never_presents_an_expired_token() {
             .await
             .unwrap();
         // Long enough, in total, for any reused token to have expired.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
     client
         .call_tool(CallToolRequestParams::new("read"))
