@@ -48,7 +48,6 @@ impl DpopSection {
     ) -> Result<DpopSettings, ConfigFileError> {
         use crate::algorithm::Algorithm;
         use crate::token::dpop::{DpopOptions, DpopVerifier};
-        use std::time::Duration;
 
         let this = section.into_inner();
         let mut options = DpopOptions::default();
@@ -78,14 +77,12 @@ impl DpopSection {
             options = options.algorithms(algorithms);
         }
         if let Some(secs) = &this.window_secs {
-            if *secs.get_ref() == 0 || *secs.get_ref() > 3600 {
-                return Err(at.invalid(
-                    "dpop.window_secs",
-                    secs,
-                    "the window is 1 to 3600 seconds",
-                ));
-            }
-            options = options.window(Duration::from_secs(*secs.get_ref()));
+            options = options.window(up_to_an_hour(
+                at,
+                "dpop.window_secs",
+                secs,
+                "the window is 1 to 3600 seconds",
+            )?);
         }
         if let Some(capacity) = &this.replay_capacity {
             if *capacity.get_ref() == 0 {
@@ -98,14 +95,12 @@ impl DpopSection {
             options = options.replay_capacity(*capacity.get_ref());
         }
         if let Some(secs) = &this.nonce_lifetime_secs {
-            if *secs.get_ref() == 0 || *secs.get_ref() > 3600 {
-                return Err(at.invalid(
-                    "dpop.nonce_lifetime_secs",
-                    secs,
-                    "a nonce lives 1 to 3600 seconds",
-                ));
-            }
-            options = options.require_nonce(Duration::from_secs(*secs.get_ref()));
+            options = options.require_nonce(up_to_an_hour(
+                at,
+                "dpop.nonce_lifetime_secs",
+                secs,
+                "a nonce lives 1 to 3600 seconds",
+            )?);
         }
         match (&this.nonce_secret_env, &this.nonce_lifetime_secs) {
             (Some(var), Some(_)) => {
@@ -149,5 +144,19 @@ impl DpopSection {
             &section,
             "DPoP needs the crate feature `dpop` (rmcp-authz = { features = [\"dpop\"] })",
         ))
+    }
+}
+
+/// `secs` at `key` as a duration of 1 to 3600 seconds; else an error saying `message`.
+#[cfg(feature = "dpop")]
+fn up_to_an_hour(
+    at: &Locator<'_>,
+    key: &str,
+    secs: &Spanned<u64>,
+    message: &str,
+) -> Result<std::time::Duration, ConfigFileError> {
+    match *secs.get_ref() {
+        1..=3600 => Ok(std::time::Duration::from_secs(*secs.get_ref())),
+        _ => Err(at.invalid(key, secs, message)),
     }
 }
