@@ -417,12 +417,25 @@ async fn resource_server(rotate: bool) -> Resource {
     Resource { url, seen }
 }
 
-fn initialized() -> rmcp::model::ClientJsonRpcMessage {
-    serde_json::from_value(serde_json::json!({
+/// `client` posting the `notifications/initialized` message to `uri`.
+async fn post_initialized(
+    client: &rmcp_authz::agent::AuthorizedHttpClient,
+    uri: &Arc<str>,
+) -> Result<
+    rmcp::transport::streamable_http_client::StreamableHttpPostResponse,
+    rmcp::transport::streamable_http_client::StreamableHttpError<
+        <rmcp_authz::agent::AuthorizedHttpClient as rmcp::transport::streamable_http_client::StreamableHttpClient>::Error,
+    >,
+>{
+    use rmcp::transport::streamable_http_client::StreamableHttpClient;
+    let initialized = serde_json::from_value(serde_json::json!({
         "jsonrpc": "2.0",
         "method": "notifications/initialized"
     }))
-    .unwrap()
+    .unwrap();
+    client
+        .post_message(Arc::clone(uri), initialized, None, None, Default::default())
+        .await
 }
 
 fn agent_client(
@@ -452,16 +465,7 @@ async fn the_agent_probes_for_a_demanded_nonce_and_sends_again_once() {
         &key,
     );
     let uri: Arc<str> = server.url.as_str().into();
-    let post = || {
-        client.post_message(
-            Arc::clone(&uri),
-            initialized(),
-            None,
-            None,
-            Default::default(),
-        )
-    };
-    let answer = post().await.unwrap();
+    let answer = post_initialized(&client, &uri).await.unwrap();
     assert!(
         matches!(answer, StreamableHttpPostResponse::Accepted),
         "{answer:?}"
@@ -496,7 +500,7 @@ async fn the_agent_probes_for_a_demanded_nonce_and_sends_again_once() {
 
 #[tokio::test]
 async fn a_second_use_dpop_nonce_is_returned_and_unbound_tokens_go_as_bearer() {
-    use rmcp::transport::streamable_http_client::{StreamableHttpClient, StreamableHttpError};
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
     use rmcp_authz::agent::AccessToken;
 
     let server = resource_server(true).await;
@@ -508,14 +512,7 @@ async fn a_second_use_dpop_nonce_is_returned_and_unbound_tokens_go_as_bearer() {
         format!(r#"{{"cnf":{{"jkt":"{}"}}}}"#, key.thumbprint()),
     );
     let bound = AccessToken::new(format!("e30.{payload}.c2ln"), None, Vec::<String>::new());
-    let err = agent_client(bound, &key)
-        .post_message(
-            Arc::clone(&uri),
-            initialized(),
-            None,
-            None,
-            Default::default(),
-        )
+    let err = post_initialized(&agent_client(bound, &key), &uri)
         .await
         .unwrap_err();
     match err {
@@ -529,14 +526,7 @@ async fn a_second_use_dpop_nonce_is_returned_and_unbound_tokens_go_as_bearer() {
 
     // An unbound token goes as Bearer, without a proof, even with a key.
     let unbound = AccessToken::new("plain-bearer", None, Vec::<String>::new());
-    agent_client(unbound, &key)
-        .post_message(
-            Arc::clone(&uri),
-            initialized(),
-            None,
-            None,
-            Default::default(),
-        )
+    post_initialized(&agent_client(unbound, &key), &uri)
         .await
         .unwrap();
     let seen = server.seen.lock().unwrap().clone();
