@@ -134,47 +134,53 @@ impl Decided {
 
     /// The decision the layer of the `Authz` whose id is `authz` left in the request.
     fn in_request(ctx: &RequestContext<RoleServer>, authz: u64) -> Option<&Decided> {
-        ctx.extensions
-            .get::<http::request::Parts>()
-            .filter(|parts| VerifiedBy::is(parts, authz))
-            .and_then(|parts| parts.extensions.get::<Decided>())
+        FromLayer::in_context(ctx, authz).and_then(|layer| layer.decided.as_ref())
     }
 }
 
-/// The Cedar policies that allowed the operation the HTTP layer decided ([`Decided`]),
-/// put in the request extensions beside it for the wrapper's audit event.
-#[derive(Debug, Clone, Default)]
+/// What the HTTP layer of one `Authz` leaves in a request for the wrappers behind it, in
+/// one extension: which `Authz` verified the request's principal and decided its
+/// operation (its id), the peer's address, and the operation it allowed, with the Cedar
+/// policies that allowed it. A wrapper trusts the principal and the decision only from
+/// its own `Authz`'s layer: a layer of another `Authz` in front of it (another issuer,
+/// another policy) is as good as none.
+#[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) struct Determining(pub(crate) Vec<String>);
+pub(crate) struct FromLayer {
+    /// The id of the `Authz` whose layer this is.
+    pub(crate) authz: u64,
+    /// The peer's address.
+    pub(crate) remote: Option<SocketAddr>,
+    /// The operation the layer allowed, when it decided one.
+    pub(crate) decided: Option<Decided>,
+    /// The Cedar policies that allowed it (none when no Cedar policy applied).
+    pub(crate) determining: Vec<String>,
+}
 
-impl Determining {
-    /// The policies the layer left in the request (none when it left none).
-    pub(crate) fn in_request(ctx: &RequestContext<RoleServer>) -> Vec<String> {
+impl FromLayer {
+    /// What the layer of the `Authz` with id `authz` left in the request of `parts`.
+    pub(crate) fn of(parts: &http::request::Parts, authz: u64) -> Option<&FromLayer> {
+        parts
+            .extensions
+            .get::<FromLayer>()
+            .filter(|layer| layer.authz == authz)
+    }
+
+    /// What the layer of the `Authz` with id `authz` left in the request in `ctx`.
+    pub(crate) fn in_context(ctx: &RequestContext<RoleServer>, authz: u64) -> Option<&FromLayer> {
         ctx.extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Determining>())
-            .map(|d| d.0.clone())
+            .and_then(|parts| FromLayer::of(parts, authz))
+    }
+
+    /// The Cedar policies that allowed the operation the layer decided for the request in
+    /// `ctx` (none when it left none).
+    pub(crate) fn determining(ctx: &RequestContext<RoleServer>, authz: u64) -> Vec<String> {
+        FromLayer::in_context(ctx, authz)
+            .map(|layer| layer.determining.clone())
             .unwrap_or_default()
     }
 }
-
-/// Which `Authz`'s HTTP layer verified the request's principal and decided its operation
-/// (its id), put in the request extensions beside them. A wrapper trusts the principal and
-/// the decision only from its own `Authz`'s layer: a layer of another `Authz` in front of
-/// it (another issuer, another policy) is as good as none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct VerifiedBy(pub(crate) u64);
-
-impl VerifiedBy {
-    /// Whether the layer of the `Authz` with id `authz` verified the request of `parts`.
-    pub(crate) fn is(parts: &http::request::Parts, authz: u64) -> bool {
-        parts.extensions.get::<VerifiedBy>() == Some(&VerifiedBy(authz))
-    }
-}
-
-/// The peer's address, put in the request extensions by the HTTP layer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
 
 /// Where a request came from, borrowed from the request: turned into text only for an
 /// audit event or an enabled span.
@@ -218,7 +224,7 @@ impl<'a> Origin<'a> {
                 transport: "http",
                 session: parts.headers.get(&SESSION_ID),
                 request_id,
-                remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
+                remote_addr: parts.extensions.get::<FromLayer>().and_then(|l| l.remote),
             },
             None => Origin {
                 transport: "stdio",
@@ -414,19 +420,31 @@ impl<'a> Audit<'a> {
     /// Records the event with `outcome`. Under `fail_closed`, an event that could not be
     /// written is the MCP error to answer instead of the result; otherwise the failure
     /// is counted and logged by the pipeline, and `Ok` is returned.
-    pub(crate) async fn finish(mut self, outcome: Outcome) -> Result<(), McpError> {
-        let (Some(auditor), Some(mut record)) = (self.auditor, self.record.take()) else {
-            return Ok(());
-        };
-        record.outcome = outcome;
-        record.duration_ms = Some(millis(self.started));
-        match auditor.put(Entry::Record(record)).await {
-            Ok(()) => Ok(()),
-            Err(e) if auditor.is_fail_closed() => {
-                auditor.count_fail_closed_refusal();
-                Err(unavailable(&e))
+    pub(crate) fn finish(
+        mut self,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<(), McpError>> + Send + 'a {
+        // Queued now, so the future below holds the queue's answer and not the record.
+        let queued = match (self.auditor, self.record.take()) {
+            (Some(auditor), Some(mut record)) => {
+                record.outcome = outcome;
+                record.duration_ms = Some(millis(self.started));
+                Some((auditor, auditor.put(Entry::Record(record))))
             }
-            Err(_) => Ok(()),
+            _ => None,
+        };
+        async move {
+            let Some((auditor, written)) = queued else {
+                return Ok(());
+            };
+            match written.await {
+                Ok(()) => Ok(()),
+                Err(e) if auditor.is_fail_closed() => {
+                    auditor.count_fail_closed_refusal();
+                    Err(unavailable(&e))
+                }
+                Err(_) => Ok(()),
+            }
         }
     }
 }

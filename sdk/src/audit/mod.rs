@@ -22,6 +22,7 @@ mod arguments;
 mod chain;
 mod event;
 mod limits;
+mod pending;
 mod pipeline;
 mod record;
 mod repair;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use super::arguments::ArgumentRecording;
+use super::pending::Pending;
 use super::record::Entry;
 use super::writer::writer_loop;
 use super::{AuditError, AuditEvent, AuditSink};
@@ -367,49 +368,51 @@ impl Auditor {
     }
 
     /// Takes a place in the queue, as [`Auditor::reserve`] does; the caller then owns it
-    /// and must fill it with [`Auditor::put`] or [`Auditor::put_detached`].
-    pub(crate) async fn take_place(&self) -> Result<(), AuditFailure> {
+    /// and must fill it with [`Auditor::put`] or [`Auditor::put_detached`]. The future it
+    /// returns has finished unless the queue is full under [`Overload::Block`].
+    pub(crate) fn take_place(&self) -> Pending<'_> {
         let counters = &self.inner.shared.counters;
         let room = &self.inner.shared.room;
         let permit = match room.try_acquire() {
             Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(self.closed()),
+            Err(TryAcquireError::Closed) => return Pending::done(Err(self.closed())),
             Err(TryAcquireError::NoPermits) => match self.inner.overload {
                 Overload::Refuse => {
                     bump(&counters.overload_refusals, 1);
                     tracing::warn!(target: "rmcp_authz::audit", "audit queue full: request refused");
-                    return Err(AuditFailure::Overloaded);
+                    return Pending::done(Err(AuditFailure::Overloaded));
                 }
                 Overload::Block => {
                     bump(&counters.overload_waits, 1);
-                    room.acquire().await.map_err(|_| self.closed())?
+                    return Pending::Room(Box::pin(async move {
+                        let permit = room.acquire().await.map_err(|_| self.closed())?;
+                        permit.forget();
+                        Ok(())
+                    }));
                 }
             },
         };
         // The place now belongs to the caller, then to the queued event; see `Shared::room`.
         permit.forget();
-        Ok(())
+        Pending::done(Ok(()))
     }
 
-    /// Queues `entry` in a place taken with [`Auditor::take_place`]. Returns once it is
-    /// queued, or, in `durable` mode or under `fail_closed`, once it is written (and, in
-    /// `durable` mode, synced).
+    /// Queues `entry` in a place taken with [`Auditor::take_place`], before it returns.
+    /// The future it returns finishes at once, or, in `durable` mode or under
+    /// `fail_closed`, once the entry is written (and, in `durable` mode, synced).
     ///
     /// # Errors
     /// As [`AuditSlot::record`].
-    pub(crate) async fn put(&self, entry: Entry) -> Result<(), AuditFailure> {
+    pub(crate) fn put(&self, entry: Entry) -> Pending<'_> {
         let wait =
             matches!(self.inner.shared.durability, Durability::Durable) || self.inner.fail_closed;
         if !wait {
-            return self.enqueue(entry, None);
+            return Pending::done(self.enqueue(entry, None));
         }
         let (tx, rx) = oneshot::channel();
-        self.enqueue(entry, Some(tx))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AuditFailure::Write(e)),
-            // The writer always answers; it went away only at shutdown.
-            Err(_) => Err(AuditFailure::Closed),
+        match self.enqueue(entry, Some(tx)) {
+            Ok(()) => Pending::Written(rx),
+            Err(e) => Pending::done(Err(e)),
         }
     }
 

@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -19,7 +18,9 @@ use super::metadata::origin_of;
 use super::*;
 use crate::guard::{CallerId, Guard, lru_map};
 use crate::server::Authorized;
+use rmcp::ServerHandler;
 use rmcp::transport::streamable_http_server::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 
 /// Authenticates and authorizes every request before the inner MCP service sees it.
 ///
@@ -136,17 +137,29 @@ impl<H, M> Layer<StreamableHttpService<Authorized<H>, M>> for AuthzLayer {
 
     fn layer(&self, inner: StreamableHttpService<Authorized<H>, M>) -> Self::Service {
         AuthzService {
-            inner,
+            inner: Arc::new(inner),
             state: Arc::clone(&self.state),
         }
     }
 }
 
 /// The service made by [`AuthzLayer`].
-#[derive(Clone)]
+///
+/// Requests share the inner service: each one runs it through a reference (rmcp's
+/// `StreamableHttpService::handle`), so no request copies rmcp's configuration or boxes
+/// a second future.
 pub struct AuthzService<S> {
-    inner: S,
+    inner: Arc<S>,
     state: Arc<HttpState>,
+}
+
+impl<S> Clone for AuthzService<S> {
+    fn clone(&self) -> Self {
+        AuthzService {
+            inner: Arc::clone(&self.inner),
+            state: Arc::clone(&self.state),
+        }
+    }
 }
 
 impl<S> fmt::Debug for AuthzService<S> {
@@ -163,23 +176,29 @@ impl<S> AuthzService<S> {
         &self.inner
     }
 
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+    /// The inner service, mutably: requests in flight (and clones of this service) keep
+    /// the service as it was, later requests to this one see the change.
+    pub fn get_mut(&mut self) -> &mut S
+    where
+        S: Clone,
+    {
+        Arc::make_mut(&mut self.inner)
     }
 
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
+    /// Unwraps the inner service (a copy of it while requests or clones still share it).
+    pub fn into_inner(self) -> S
+    where
+        S: Clone,
+    {
+        Arc::unwrap_or_clone(self.inner)
     }
 }
 
 /// The future of [`AuthzService`].
 ///
-/// It boxes the pipeline's future: an `async fn`'s future has no name a type can hold on
-/// stable Rust (1.88), and a hand-written state machine for the pipeline would be far
-/// harder to review than one allocation per request is worth (rmcp boxes its own future
-/// behind it in any case).
+/// It boxes the pipeline's future, rmcp's own included: an `async fn`'s future has no
+/// name a type can hold on stable Rust (1.88), and a hand-written state machine for the
+/// pipeline would be far harder to review than one allocation per request is worth.
 pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
 }
@@ -198,34 +217,29 @@ impl Future for ResponseFuture {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthzService<S>
+impl<H, M, ReqBody> Service<Request<ReqBody>>
+    for AuthzService<StreamableHttpService<Authorized<H>, M>>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    Authorized<H>: ServerHandler + Send + 'static,
+    M: SessionManager,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<axum::BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready, as rmcp's service is.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The inner service was made ready; keep that one and leave a clone behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        let inner = Arc::clone(&self.inner);
         let state = Arc::clone(&self.state);
         ResponseFuture {
             inner: Box::pin(
-                async move { Ok(super::pipeline::handle(state, inner, request).await) },
+                async move { Ok(super::pipeline::handle(state, &inner, request).await) },
             ),
         }
     }

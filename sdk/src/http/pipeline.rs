@@ -2,7 +2,6 @@
 //! (authenticate, read the request, check the session, decide, bind the session); a
 //! refusal is answered and audited in one place, [`refusal`](super::refusal).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,7 +9,9 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use tower_service::Service;
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 
 use std::net::SocketAddr;
 
@@ -26,11 +27,12 @@ use super::request::{
 };
 use super::rpc::{self, Target};
 use super::*;
-use crate::gate::{Decided, Determining, RemoteAddr, VerifiedBy};
+use crate::gate::{Decided, FromLayer};
 use crate::guard::CallerId;
 use crate::oauth::{Scheme, SubjectToken, access_token};
 use crate::policy::{Decision, Operation, challenge_scope};
 use crate::principal::Principal;
+use crate::server::Authorized;
 
 /// The whole decision for one request, as a pipeline: who is calling, what the request
 /// asks for, whether its session is the caller's, whether the policy allows it; then the
@@ -41,17 +43,16 @@ use crate::principal::Principal;
 /// body ([`named`]): the body is then parsed only if the layer would refuse the request
 /// (for the refusal's id and audit event, and to answer a header the body contradicts with
 /// 400 as before), or if rmcp refuses it ([`Recheck`]).
-pub(super) async fn handle<S, ReqBody, ResBody>(
+pub(super) async fn handle<H, M, ReqBody>(
     state: Arc<HttpState>,
-    mut inner: S,
+    inner: &StreamableHttpService<Authorized<H>, M>,
     request: Request<ReqBody>,
 ) -> Response<Body>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible>,
+    Authorized<H>: ServerHandler + Send + 'static,
+    M: SessionManager,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<axum::BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
 {
     let (mut parts, body) = request.into_parts();
     let remote = parts
@@ -139,29 +140,25 @@ where
     // On to rmcp, with the caller and the decision; the token goes no further (handlers
     // get the principal, and the credential only as a `SubjectToken` to exchange: no token
     // passthrough, nothing to log).
-    if let Some(decided) = decided {
-        parts.extensions.insert(decided);
-        if !determining.is_empty() {
-            parts.extensions.insert(Determining(determining));
-        }
-    }
-    if let Some(remote) = remote {
-        parts.extensions.insert(RemoteAddr(remote));
-    }
+    parts.extensions.insert(FromLayer {
+        authz: state.guard.id(),
+        remote,
+        determining: if decided.is_some() {
+            determining
+        } else {
+            Vec::new()
+        },
+        decided,
+    });
     parts.extensions.insert(principal.clone());
-    parts.extensions.insert(VerifiedBy(state.guard.id()));
     if let Some(authorization) = parts.headers.remove(AUTHORIZATION) {
         parts
             .extensions
             .insert(SubjectToken::from_authorization(authorization));
     }
-    let response = match inner
-        .call(Request::from_parts(parts, Full::new(bytes)))
-        .await
-    {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
+    let response = inner
+        .handle(Request::from_parts(parts, Full::new(bytes)))
+        .await;
     // rmcp refused a request the layer decided from its headers: if the body contradicts
     // them, the answer is the layer's own 400, audited, as when the layer reads the body
     // first.

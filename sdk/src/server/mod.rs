@@ -74,7 +74,7 @@ impl<H> Authorized<H> {
         // Only what this `Authz`'s own layer verified.
         let from_http = extensions
             .get::<http::request::Parts>()
-            .filter(|parts| gate::VerifiedBy::is(parts, self.guard.id()))
+            .filter(|parts| gate::FromLayer::of(parts, self.guard.id()).is_some())
             .and_then(|parts| parts.extensions.get::<Principal>());
         if let Some(p) = from_http {
             return Ok(p.clone());
@@ -225,7 +225,7 @@ impl<H> Authorized<H> {
             Check::Call(op, _)
                 if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
             {
-                let policies = gate::Determining::in_request(carrier.request());
+                let policies = gate::FromLayer::determining(carrier.request(), self.guard.id());
                 if !policies.is_empty() {
                     audit.update(|r| r.policies = policies);
                 }
