@@ -115,13 +115,13 @@ impl<H> Authorized<H> {
 
     /// A `*/list` request: any authenticated caller may list, and `keep` leaves in the
     /// inner handler's result only what the caller may use (and marks it private).
-    async fn listed<T, Fut>(
+    fn listed<T, Fut>(
         &self,
         context: RequestContext<RoleServer>,
         method: &'static str,
         list: impl FnOnce(RequestContext<RoleServer>) -> Fut,
         keep: impl FnOnce(&mut T, &Principal),
-    ) -> Result<T, McpError>
+    ) -> impl Future<Output = Result<T, McpError>>
     where
         Fut: Future<Output = Result<T, McpError>>,
     {
@@ -138,18 +138,17 @@ impl<H> Authorized<H> {
             run,
             success,
         )
-        .await
     }
 
     /// A task operation: decided as a call of the tool that started the task, and only
     /// for the caller who started it.
-    async fn task_operation<T, Fut>(
+    fn task_operation<T, Fut>(
         &self,
         context: RequestContext<RoleServer>,
         method: &'static str,
         task_id: &str,
         run: impl FnOnce(RequestContext<RoleServer>) -> Fut,
-    ) -> Result<T, McpError>
+    ) -> impl Future<Output = Result<T, McpError>>
     where
         Fut: Future<Output = Result<T, McpError>>,
     {
@@ -162,7 +161,6 @@ impl<H> Authorized<H> {
             |ctx, _| run(ctx),
             success,
         )
-        .await
     }
 
     /// Whether the policy allows `operation` for `principal`.
@@ -173,7 +171,12 @@ impl<H> Authorized<H> {
     /// One request, start to end: authenticates the caller, applies `check`, runs the
     /// operation with the principal in its context, and records one audit event and one
     /// span for it whatever happens.
-    async fn gated<C, T, F, Fut>(
+    ///
+    /// A function returning an `async` block rather than an `async fn`: an `async fn`'s
+    /// future keeps its arguments twice (as received, and as the locals its body moves them
+    /// into), and this one runs in every request's task.
+    #[allow(clippy::manual_async_fn)] // On purpose: see above.
+    fn gated<C, T, F, Fut>(
         &self,
         carrier: C,
         call: Call<'_>,
@@ -181,137 +184,143 @@ impl<H> Authorized<H> {
         arguments: Option<Arguments>,
         run: F,
         ok: fn(&T) -> Outcome,
-    ) -> Result<T, McpError>
+    ) -> impl Future<Output = Result<T, McpError>>
     where
         C: Carrier,
         F: FnOnce(C, Principal) -> Fut,
         Fut: Future<Output = Result<T, McpError>>,
     {
-        let origin = Origin::of(carrier.request());
-        let span = gate::span(&call, &origin);
-        let auditor = self.guard.auditor();
-        let mut audit = Audit::begin(auditor, || {
-            let mut record = call.record(&origin);
-            record.arguments = arguments;
-            record
-        })
-        .await?;
+        async move {
+            let origin = Origin::of(carrier.request());
+            let span = gate::span(&call, &origin);
+            let auditor = self.guard.auditor();
+            let mut audit = Audit::begin(auditor, || {
+                let mut record = call.record(&origin);
+                record.arguments = arguments;
+                record
+            })
+            .await?;
 
-        let principal = match self.principal(&carrier.request().extensions, call.method) {
-            Ok(p) => p,
-            Err(no_caller) => {
-                audit.update(|r| no_caller.describe(r));
-                gate::record_decision(&span, Some(no_caller.code()));
+            let principal = match self.principal(&carrier.request().extensions, call.method) {
+                Ok(p) => p,
+                Err(no_caller) => {
+                    audit.update(|r| no_caller.describe(r));
+                    gate::record_decision(&span, Some(no_caller.code()));
+                    let _ = audit.finish(Outcome::Denied).await;
+                    return Err(no_caller.error());
+                }
+            };
+            gate::record_principal(&span, &principal);
+            audit.update(|r| r.principal = Some(principal.clone()));
+            let task_id = match check {
+                Check::Task(id) => Some(id),
+                _ => None,
+            };
+            let tool_call = matches!(check, Check::Call(..));
+            let denial = match check {
+                // The HTTP layer decided this operation for this request already.
+                Check::Operation(op)
+                    if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
+                {
+                    None
+                }
+                Check::Operation(op) => self.guard.decide(&principal, op).denial().cloned(),
+                // Decided by the HTTP layer, with the Cedar policies that allowed it.
+                Check::Call(op, _)
+                    if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
+                {
+                    let policies = gate::FromLayer::determining(carrier.request(), self.guard.id());
+                    if !policies.is_empty() {
+                        audit.update(|r| r.policies = policies);
+                    }
+                    None
+                }
+                Check::Call(op, arguments) => {
+                    let verdict = self.guard.decide_call(&principal, op, arguments);
+                    if verdict.decision.is_allowed() && !verdict.policies.is_empty() {
+                        audit.update(|r| r.policies = verdict.policies);
+                    }
+                    verdict.decision.denial().cloned()
+                }
+                Check::Operations(operations) => operations
+                    .iter()
+                    .find_map(|op| self.guard.decide(&principal, *op).denial().cloned()),
+                // The HTTP layer found this caller's task and allowed its tool for this request.
+                Check::Task(task_id)
+                    if gate::Decided::task_allowed_in(
+                        carrier.request(),
+                        self.guard.id(),
+                        task_id,
+                    ) =>
+                {
+                    None
+                }
+                Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
+                Check::Authenticated => None,
+                Check::Refused(denial) => Some(denial),
+            }
+            .map(|denial| denial.for_method(call.method));
+            if let Some(denial) = denial {
+                tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
+                audit.update(|r| r.deny_by(&denial));
+                gate::record_decision(&span, Some(denial.code()));
                 let _ = audit.finish(Outcome::Denied).await;
-                return Err(no_caller.error());
-            }
-        };
-        gate::record_principal(&span, &principal);
-        audit.update(|r| r.principal = Some(principal.clone()));
-        let task_id = match check {
-            Check::Task(id) => Some(id),
-            _ => None,
-        };
-        let tool_call = matches!(check, Check::Call(..));
-        let denial = match check {
-            // The HTTP layer decided this operation for this request already.
-            Check::Operation(op)
-                if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
-            {
-                None
-            }
-            Check::Operation(op) => self.guard.decide(&principal, op).denial().cloned(),
-            // Decided by the HTTP layer, with the Cedar policies that allowed it.
-            Check::Call(op, _)
-                if gate::Decided::allowed_in(carrier.request(), self.guard.id(), op) =>
-            {
-                let policies = gate::FromLayer::determining(carrier.request(), self.guard.id());
-                if !policies.is_empty() {
-                    audit.update(|r| r.policies = policies);
-                }
-                None
-            }
-            Check::Call(op, arguments) => {
-                let verdict = self.guard.decide_call(&principal, op, arguments);
-                if verdict.decision.is_allowed() && !verdict.policies.is_empty() {
-                    audit.update(|r| r.policies = verdict.policies);
-                }
-                verdict.decision.denial().cloned()
-            }
-            Check::Operations(operations) => operations
-                .iter()
-                .find_map(|op| self.guard.decide(&principal, *op).denial().cloned()),
-            // The HTTP layer found this caller's task and allowed its tool for this request.
-            Check::Task(task_id)
-                if gate::Decided::task_allowed_in(carrier.request(), self.guard.id(), task_id) =>
-            {
-                None
-            }
-            Check::Task(task_id) => self.task_denial(&principal, call.method, task_id),
-            Check::Authenticated => None,
-            Check::Refused(denial) => Some(denial),
-        }
-        .map(|denial| denial.for_method(call.method));
-        if let Some(denial) = denial {
-            tracing::debug!(target: "rmcp_authz::rejection", %denial, "request denied");
-            audit.update(|r| r.deny_by(&denial));
-            gate::record_decision(&span, Some(denial.code()));
-            let _ = audit.finish(Outcome::Denied).await;
-            return Err(match (task_id, denial.reason()) {
-                // Another caller's task and a task that does not exist look the same, so a
-                // caller cannot learn which task ids exist (the audit event tells them apart).
-                (Some(id), DenyReason::NotOwner | DenyReason::NoRule) => McpError::new(
-                    FORBIDDEN,
-                    format!(
-                        "{} {id} refused: no task started by this caller has this id",
-                        call.method
+                return Err(match (task_id, denial.reason()) {
+                    // Another caller's task and a task that does not exist look the same, so a
+                    // caller cannot learn which task ids exist (the audit event tells them apart).
+                    (Some(id), DenyReason::NotOwner | DenyReason::NoRule) => McpError::new(
+                        FORBIDDEN,
+                        format!(
+                            "{} {id} refused: no task started by this caller has this id",
+                            call.method
+                        ),
+                        Some(serde_json::json!({ "error": "access_denied" })),
                     ),
-                    Some(serde_json::json!({ "error": "access_denied" })),
-                ),
-                _ => denied(&denial),
-            });
-        }
-        if audit.must_refuse() {
-            const CODE: &str = "audit_unavailable";
-            audit.update(|r| r.deny(CODE, "the audit log is failing and fail_closed is set"));
-            gate::record_decision(&span, Some(CODE));
-            if let Some(a) = auditor {
-                a.count_fail_closed_refusal();
+                    _ => denied(&denial),
+                });
             }
-            // Recording the refusal also tells whether the log works again.
-            let _ = audit.finish(Outcome::Denied).await;
-            return Err(gate::unavailable(&AuditFailure::Closed));
-        }
-        gate::record_decision(&span, None);
-        // A tool call under fail_closed runs only once its intent is recorded.
-        if tool_call && let Err(refused) = audit.record_intent().await {
-            let _ = audit.finish(Outcome::Denied).await;
-            return Err(refused);
-        }
+            if audit.must_refuse() {
+                const CODE: &str = "audit_unavailable";
+                audit.update(|r| r.deny(CODE, "the audit log is failing and fail_closed is set"));
+                gate::record_decision(&span, Some(CODE));
+                if let Some(a) = auditor {
+                    a.count_fail_closed_refusal();
+                }
+                // Recording the refusal also tells whether the log works again.
+                let _ = audit.finish(Outcome::Denied).await;
+                return Err(gate::unavailable(&AuditFailure::Closed));
+            }
+            gate::record_decision(&span, None);
+            // A tool call under fail_closed runs only once its intent is recorded.
+            if tool_call && let Err(refused) = audit.record_intent().await {
+                let _ = audit.finish(Outcome::Denied).await;
+                return Err(refused);
+            }
 
-        let cancelled = carrier.request().ct.clone();
-        let mut carrier = carrier;
-        carrier.attach(principal.clone());
-        // The operation runs in the span only when a subscriber wants it.
-        let run = run(carrier, principal);
-        let result = if span.is_disabled() {
-            run.await
-        } else {
-            run.instrument(span.clone()).await
-        };
-        let outcome = if cancelled.is_cancelled() {
-            Outcome::Cancelled
-        } else {
-            gate::outcome_of(&result, ok)
-        };
-        audit.update(|r| r.error_code = gate::error_code_of(&result));
-        if let Err(e) = &result
-            && !span.is_disabled()
-        {
-            span.record("error.type", e.code.0);
+            let cancelled = carrier.request().ct.clone();
+            let mut carrier = carrier;
+            carrier.attach(principal.clone());
+            // The operation runs in the span only when a subscriber wants it.
+            let run = run(carrier, principal);
+            let result = if span.is_disabled() {
+                run.await
+            } else {
+                run.instrument(span.clone()).await
+            };
+            let outcome = if cancelled.is_cancelled() {
+                Outcome::Cancelled
+            } else {
+                gate::outcome_of(&result, ok)
+            };
+            audit.update(|r| r.error_code = gate::error_code_of(&result));
+            if let Err(e) = &result
+                && !span.is_disabled()
+            {
+                span.record("error.type", e.code.0);
+            }
+            audit.finish(outcome).await?;
+            result
         }
-        audit.finish(outcome).await?;
-        result
     }
 }
 
