@@ -153,7 +153,8 @@ pub(crate) struct FromLayer {
     pub(crate) remote: Option<SocketAddr>,
     /// The operation the layer allowed, when it decided one.
     pub(crate) decided: Option<Decided>,
-    /// The Cedar policies that allowed it (none when no Cedar policy applied).
+    /// The Cedar policies that allowed it (none when no Cedar policy applied); the wrapper
+    /// reads them only for the operation in `decided`.
     pub(crate) determining: Vec<String>,
 }
 

@@ -143,12 +143,8 @@ where
     parts.extensions.insert(FromLayer {
         authz: state.guard.id(),
         remote,
-        determining: if decided.is_some() {
-            determining
-        } else {
-            Vec::new()
-        },
         decided,
+        determining,
     });
     parts.extensions.insert(principal.clone());
     if let Some(authorization) = parts.headers.remove(AUTHORIZATION) {
