@@ -17,10 +17,11 @@
 //!
 //! For each: `scopes_only` (the scope rule, what every call pays anyway), `cedar_allow`
 //! (the Cedar stage alone, allowed) and `cedar_deny` (denied by a forbid), both with the
-//! same arguments each call; `cedar_allow_new_amount` with a new `amount` each call (Cedar
-//! parses the name of its `decimal` constructor on every construction, so the stage keeps
-//! the expressions of the decimals it saw last: this case shows a call that finds none),
-//! and `arguments_clone`, the cost of making those new arguments, to subtract from it.
+//! same arguments each call; `cedar_allow_new_amount` with a new `amount` each call (an
+//! earlier stage kept the decimal expressions it had made, because Cedar's constructor
+//! parses its own name on every call; this case showed what a number not seen before
+//! cost), and `arguments_clone`, the cost of making those new arguments, to subtract from
+//! it.
 //! `ungoverned` is what a tool no Cedar policy applies to pays: the look-up that says so.
 //!
 //! Run with `cargo bench -p rmcp-authz --features cedar --bench cedar`; the run ends by

@@ -23,7 +23,7 @@
 use cedar_policy::RestrictedExpression;
 use serde_json::{Map, Value};
 
-use super::numbers::integer;
+use super::numbers::{decimal_expression, integer};
 use crate::json::kind_of;
 
 /// How deep a schema (and a value) may nest: `$ref`s, records and sets together.
@@ -152,19 +152,14 @@ impl ToolArgs {
     /// `arguments` as a Cedar record of this type. Members the type does not have are
     /// left out; a member of the wrong type, a missing required member, or more than
     /// [`MAX_VALUES`] values or [`MAX_STRING_BYTES`] bytes of strings is an error.
-    ///
-    /// `decimal` makes the expression of a decimal from its text (the stage keeps those
-    /// it made: Cedar's constructor parses the function's name on every call).
     pub(crate) fn convert(
         &self,
         arguments: Option<&Map<String, Value>>,
-        decimal: &dyn Fn(&serde_json::Number) -> Option<RestrictedExpression>,
     ) -> Result<RestrictedExpression, ArgumentError> {
         let empty = Map::new();
         let mut budget = Budget {
             values: MAX_VALUES,
             bytes: MAX_STRING_BYTES,
-            decimal,
         };
         convert_record(
             &self.fields,
@@ -422,16 +417,13 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
-/// What a call's arguments may still hand to Cedar, and how decimals are made.
-struct Budget<'a> {
+/// What a call's arguments may still hand to Cedar.
+struct Budget {
     values: usize,
     bytes: usize,
-    /// The expression of a number as a Cedar decimal, `None` when Cedar cannot hold it
-    /// exactly.
-    decimal: &'a dyn Fn(&serde_json::Number) -> Option<RestrictedExpression>,
 }
 
-impl Budget<'_> {
+impl Budget {
     fn take(&mut self, path: &Path<'_>, bytes: usize) -> Result<(), ArgumentError> {
         match (self.values.checked_sub(1), self.bytes.checked_sub(bytes)) {
             (Some(values), Some(bytes)) => {
@@ -460,7 +452,7 @@ fn convert(
     ty: &ArgType,
     value: &Value,
     path: &Path<'_>,
-    budget: &mut Budget<'_>,
+    budget: &mut Budget,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
     if depth > MAX_DEPTH {
@@ -479,7 +471,7 @@ fn convert(
             })?)
         }
         (ArgType::Decimal, Value::Number(n)) => {
-            (budget.decimal)(n).ok_or_else(|| ArgumentError {
+            decimal_expression(n).ok_or_else(|| ArgumentError {
                 path: path.to_string(),
                 problem: format!(
                     "{n} is not a Cedar decimal (at most 4 decimal places, magnitude below 922337203685477)"
@@ -519,7 +511,7 @@ fn convert_record(
     closed: Option<&[String]>,
     members: &Map<String, Value>,
     path: &Path<'_>,
-    budget: &mut Budget<'_>,
+    budget: &mut Budget,
     depth: usize,
 ) -> Result<RestrictedExpression, ArgumentError> {
     if let Some(admitted) = closed

@@ -1,11 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::policy::cedar::numbers::decimal;
-
-fn new_decimal(n: &serde_json::Number) -> Option<RestrictedExpression> {
-    decimal(n).map(RestrictedExpression::new_decimal)
-}
+use crate::policy::cedar::numbers::{decimal, decimal_expression};
 
 #[derive(schemars::JsonSchema, serde::Deserialize)]
 #[allow(dead_code)]
@@ -94,7 +90,7 @@ fn values_convert_or_say_where_they_are_wrong() {
         "order": "A-1", "amount": 99.5, "count": 3, "tags": ["a", "b"],
         "address": { "city": "Oslo" }, "note": null, "extra": [1, 2, 3],
     });
-    assert!(args.convert(good.as_object(), &new_decimal).is_ok());
+    assert!(args.convert(good.as_object()).is_ok());
     let cases = [
         (
             json!({ "order": 1 }),
@@ -128,7 +124,7 @@ fn values_convert_or_say_where_they_are_wrong() {
         ),
     ];
     for (value, path, problem) in cases {
-        let e = args.convert(value.as_object(), &new_decimal).unwrap_err();
+        let e = args.convert(value.as_object()).unwrap_err();
         assert_eq!(e.path, path, "{value}");
         assert!(e.problem.contains(problem), "{value}: {e}");
     }
@@ -137,19 +133,49 @@ fn values_convert_or_say_where_they_are_wrong() {
 #[test]
 fn numbers_become_decimals_only_when_cedar_holds_them_exactly() {
     let n = |v: serde_json::Value| match v {
-        serde_json::Value::Number(n) => decimal(&n),
+        serde_json::Value::Number(n) => {
+            let text = decimal(&n);
+            // The expression built from Cedar's tree is the one Cedar's own constructor
+            // makes of the same text.
+            assert_eq!(
+                decimal_expression(&n),
+                text.as_ref().map(RestrictedExpression::new_decimal),
+                "{n}"
+            );
+            text
+        }
         _ => unreachable!(),
     };
     assert_eq!(n(json!(100)).as_deref(), Some("100.0"));
+    assert_eq!(n(json!(100.0)).as_deref(), Some("100.0"));
     assert_eq!(n(json!(-0.25)).as_deref(), Some("-0.25"));
+    assert_eq!(n(json!(-7)).as_deref(), Some("-7.0"));
     assert_eq!(n(json!(12.3456)).as_deref(), Some("12.3456"));
     assert_eq!(n(json!(12.34567)), None);
     assert_eq!(n(json!(1e300)), None);
     assert_eq!(n(json!(i64::MAX)), None);
+    assert_eq!(n(json!(u64::MAX)), None);
     assert_eq!(
         n(json!(922337203685477_i64)).as_deref(),
         Some("922337203685477.0")
     );
+    assert_eq!(
+        n(json!(-922337203685477_i64)).as_deref(),
+        Some("-922337203685477.0")
+    );
+    assert_eq!(n(json!(922337203685478_i64)), None);
+    assert_eq!(n(json!(-922337203685478_i64)), None);
+    // The fraction counts toward the range with the whole part's sign.
+    assert_eq!(
+        n(json!(922337203685477.5)).as_deref(),
+        Some("922337203685477.5")
+    );
+    assert_eq!(n(json!(922337203685477.9)), None);
+    assert_eq!(
+        n(json!(-922337203685477.5)).as_deref(),
+        Some("-922337203685477.5")
+    );
+    assert_eq!(n(json!(-922337203685477.9)), None);
 }
 
 #[test]
@@ -162,17 +188,17 @@ fn huge_arguments_are_refused_with_a_bound_not_converted() {
     let args = ToolArgs::of(schema.as_object().unwrap());
     let many: Vec<u32> = (0..MAX_VALUES as u32 + 1).collect();
     let e = args
-        .convert(json!({ "items": many }).as_object(), &new_decimal)
+        .convert(json!({ "items": many }).as_object())
         .unwrap_err();
     assert!(e.problem.contains("too large"), "{e}");
     let long = "x".repeat(MAX_STRING_BYTES + 1);
     let e = args
-        .convert(json!({ "text": long }).as_object(), &new_decimal)
+        .convert(json!({ "text": long }).as_object())
         .unwrap_err();
     assert!(e.problem.contains("too large"), "{e}");
     // Members the type does not have are never converted, whatever their size.
     let ignored = json!({ "other": many });
-    assert!(args.convert(ignored.as_object(), &new_decimal).is_ok());
+    assert!(args.convert(ignored.as_object()).is_ok());
 }
 
 #[test]
@@ -187,18 +213,13 @@ fn defaults_fill_absent_arguments_and_closed_objects_refuse_others() {
     });
     let args = ToolArgs::of(schema.as_object().unwrap());
     // The handler will write into "shared": so do the policies see it.
-    assert!(args.convert(json!({}).as_object(), &new_decimal).is_ok());
+    assert!(args.convert(json!({}).as_object()).is_ok());
     assert_eq!(args.fields[0].default, Some(json!("shared")));
     // A member the schema does not admit is refused, not dropped; one it admits but
     // Cedar cannot type is left out.
-    let e = args
-        .convert(json!({ "dir": "x" }).as_object(), &new_decimal)
-        .unwrap_err();
+    let e = args.convert(json!({ "dir": "x" }).as_object()).unwrap_err();
     assert_eq!(e.path, "arguments.dir");
-    assert!(
-        args.convert(json!({ "loose": 3 }).as_object(), &new_decimal)
-            .is_ok()
-    );
+    assert!(args.convert(json!({ "loose": 3 }).as_object()).is_ok());
 }
 
 #[test]

@@ -34,9 +34,6 @@ pub(super) const GET_PROMPT: &str = "prompts/get";
 /// The source of each stage's id.
 static NEXT_STAGE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// How many decimal values a stage keeps the expressions of.
-pub(super) const MAX_KEPT_DECIMALS: usize = 4096;
-
 /// What a policy may apply to.
 #[derive(Debug, Clone, Copy)]
 enum Kind<'a> {
@@ -206,7 +203,6 @@ impl CedarPolicies {
         Ok(Cedar {
             inner: Arc::new(Stage {
                 id: NEXT_STAGE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                decimals: std::sync::RwLock::default(),
                 tools: governed,
                 resources: group(Kind::Resource),
                 prompts: group(Kind::Prompt),

@@ -3,8 +3,8 @@
 //! applies (or fails to evaluate) denies; a `permit` applies only when its `@scopes` are
 //! held, and one that would apply but for them asks for those scopes (step-up).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use cedar_policy::{
     Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -12,8 +12,6 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value};
 
-use super::compile::MAX_KEPT_DECIMALS;
-use super::numbers::{NumberKey, decimal};
 use super::{Cedar, ClaimType, Stage};
 use crate::policy::hierarchy::wildcard_prefix;
 use crate::policy::{Decision, Denial, DenyReason, Operation};
@@ -93,7 +91,7 @@ impl Cedar {
             Operation::CallTool(name) => {
                 // `target` found the tool.
                 let governed = self.inner.tools.get(name)?;
-                match governed.args.convert(arguments, &|n| self.decimal(n)) {
+                match governed.args.convert(arguments) {
                     Ok(converted) => Some(converted),
                     Err(e) => {
                         let reason = DenyReason::InvalidArguments {
@@ -361,39 +359,6 @@ impl Cedar {
             ),
             None => Verdict::deny(operation, DenyReason::NotPermitted, Vec::new()),
         }
-    }
-
-    /// The expression of `n` as a Cedar decimal, `None` when Cedar cannot hold it exactly:
-    /// kept by the number for the last values seen (Cedar's constructor parses the name
-    /// `decimal` with its full parser on every call, some microseconds; a kept one is a
-    /// look-up and a clone, without formatting the number).
-    fn decimal(&self, n: &serde_json::Number) -> Option<RestrictedExpression> {
-        let Some(key) = NumberKey::of(n) else {
-            return decimal(n).map(RestrictedExpression::new_decimal);
-        };
-        let kept =
-            |decimals: &HashMap<NumberKey, RestrictedExpression>| decimals.get(&key).cloned();
-        if let Some(expression) = kept(
-            &self
-                .inner
-                .decimals
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        ) {
-            return Some(expression);
-        }
-        let expression = RestrictedExpression::new_decimal(decimal(n)?);
-        let mut decimals = self
-            .inner
-            .decimals
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Bounded: a stage that saw too many starts afresh.
-        if decimals.len() >= MAX_KEPT_DECIMALS {
-            decimals.clear();
-        }
-        decimals.insert(key, expression.clone());
-        Some(expression)
     }
 
     /// The principal's entity: `Agent::"<agent>"` and its attributes.

@@ -283,9 +283,6 @@ pub struct Cedar {
 struct Stage {
     /// This stage's identity, never reused: principals keep their entity under it.
     id: u64,
-    /// The expressions of the decimals seen last, by their number (at most
-    /// `MAX_KEPT_DECIMALS`).
-    decimals: std::sync::RwLock<HashMap<numbers::NumberKey, cedar_policy::RestrictedExpression>>,
     /// The tools some policy applies to.
     tools: HashMap<String, Governed>,
     /// `resources/read`, when some policy applies to it.
