@@ -23,6 +23,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -31,6 +33,7 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::median;
 use criterion::Criterion;
 use rmcp_authz::ManualClock;
 use rmcp_authz::token::dpop::{DpopOptions, DpopVerifier};
@@ -233,23 +236,17 @@ fn paired(agent: &Agent, verifier: &DpopVerifier, public: &ParsedPublicKey, next
 // What `criterion_group!`/`criterion_main!` expand to, written out: the macros declare an
 // undocumented `pub fn`, which the workspace's `missing_docs` lint rejects.
 fn main() {
+    let started = SystemTime::now();
     let mut criterion = Criterion::default().configure_from_args();
     dpop(&mut criterion);
     criterion.final_summary();
-    report();
+    report(started);
 }
 
-/// Prints the check's own cost from this run's medians (criterion's saved estimates).
-fn report() {
-    let median = |case: &str| -> Option<f64> {
-        let path = format!(
-            "{}/../target/criterion/dpop/{case}/new/estimates.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).ok()?;
-        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-        value["median"]["point_estimate"].as_f64()
-    };
+/// Prints the check's own cost from this run's medians (criterion's saved estimates,
+/// only those this run wrote).
+fn report(started: SystemTime) {
+    let median = |case: &str| median(&format!("dpop/{case}"), started);
     if let (Some(signature), Some(check)) = (median("signature_only"), median("check")) {
         eprintln!(
             "dpop: check {:.2} µs, signature alone {:.2} µs: the check's own cost {:.2} µs (target < 2 µs), ratio {:.2}",

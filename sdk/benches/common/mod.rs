@@ -6,7 +6,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// Where criterion writes its estimates (as criterion itself finds it).
+/// Where criterion writes its estimates, found as criterion finds it: `CRITERION_HOME`,
+/// `$CARGO_TARGET_DIR/criterion`, cargo's target directory when cargo runs the bench
+/// (criterion asks `cargo metadata`; the binary's own `target/<profile>/deps/` says the
+/// same), else `./target/criterion`, relative to where the binary runs.
 fn criterion_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
         return PathBuf::from(home);
@@ -14,10 +17,14 @@ fn criterion_dir() -> PathBuf {
     if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(target).join("criterion");
     }
+    let under_cargo = std::env::var_os("CARGO").is_some();
     // target/<profile>/deps/<bench>-<hash>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+    under_cargo
+        .then(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+        })
+        .flatten()
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
 }
 
