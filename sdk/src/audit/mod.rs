@@ -21,6 +21,7 @@
 mod arguments;
 mod chain;
 mod event;
+mod json;
 mod limits;
 mod pending;
 mod pipeline;

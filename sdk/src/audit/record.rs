@@ -225,7 +225,10 @@ impl Record {
         event.method = method.map(Cow::into_owned);
         event.target = target.map(Cow::into_owned);
         if let Some(arguments) = arguments {
-            event.arguments_hmac = Some(hex::encode(arguments.hmac));
+            // Into a buffer: `hex::encode` builds its string a character at a time.
+            let mut digits = [0_u8; 64];
+            let _ = hex::encode_to_slice(arguments.hmac, &mut digits);
+            event.arguments_hmac = std::str::from_utf8(&digits).ok().map(str::to_owned);
             event.arguments = arguments.clear;
         }
         event.policies = policies;

@@ -171,7 +171,7 @@ pub(crate) fn append_record(
 ) -> Result<[u8; 64], AuditError> {
     let start = buffer.len();
     let serialize = |buffer: &mut Vec<u8>, event: &AuditEvent| {
-        serde_json::to_writer(&mut *buffer, event).map_err(|e| AuditError::Serialize(e.to_string()))
+        super::json::write_event(buffer, event).map_err(|e| AuditError::Serialize(e.to_string()))
     };
     let result = if event.prev_hash.is_none() && limits::within_bounds(event) {
         serialize(buffer, event)
