@@ -17,15 +17,18 @@ fn criterion_dir() -> PathBuf {
     if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(target).join("criterion");
     }
-    let under_cargo = std::env::var_os("CARGO").is_some();
-    // target/<profile>/deps/<bench>-<hash>
-    under_cargo
-        .then(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-        })
-        .flatten()
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+    if std::env::var_os("CARGO").is_some()
+        && let Some(target) = target_of_this_binary()
+    {
+        return target.join("criterion");
+    }
+    PathBuf::from("target/criterion")
+}
+
+/// The target directory this bench binary was built into (`target/<profile>/deps/<bench>`).
+fn target_of_this_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.to_path_buf())
 }
 
 /// The median of the estimate criterion wrote for `id` (`group/function[/parameter]`)
