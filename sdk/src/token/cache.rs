@@ -1,7 +1,7 @@
 //! A verified-token cache in front of any [`Verifier`], with revocation by `jti`.
 //!
-//! This module owns [`CachedVerifier`] (the cache, a bounded moka map from the SHA-256
-//! of a token to the [`Principal`] it verified as), its settings ([`CacheOptions`]) and
+//! This module owns [`CachedVerifier`] (the cache, a bounded moka map from a keyed
+//! 128-bit tag of a token's signature to the [`Principal`] it verified as), its settings ([`CacheOptions`]) and
 //! its counters ([`CacheStats`]); the revocation list it checks on every verification,
 //! [`Revocations`], is the `revocation` module's. Tokens themselves are never stored
 //! whole, see [`CachedVerifier`]. An entry never outlives its token (`exp`) nor
@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_lc_rs::digest::{SHA256, digest};
 use moka::Expiry;
 use moka::sync::Cache;
+use siphasher::sip128::SipHasher24;
 
 use super::revocation::{RevocationKind, Revocations};
 use super::{AuthError, Verifier};
@@ -26,8 +26,9 @@ use crate::principal::Principal;
 /// Where hits and misses are traced.
 const TRACE_TARGET: &str = "rmcp_authz::cache";
 
-/// The cache key: SHA-256 of the token's signature part.
-type TokenDigest = [u8; 32];
+/// The cache key: the SipHash-2-4 (128 bits) of the token's signature part, under the
+/// cache's own random key.
+type TokenTag = u128;
 
 /// A cached verification: the signed part of the token (header and payload, without the
 /// signature) that the lookup compares exactly, and the principal it verified as.
@@ -153,10 +154,10 @@ impl UntilExpiry {
     }
 }
 
-impl Expiry<TokenDigest, Entry> for UntilExpiry {
+impl Expiry<TokenTag, Entry> for UntilExpiry {
     fn expire_after_create(
         &self,
-        _key: &TokenDigest,
+        _key: &TokenTag,
         value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -165,7 +166,7 @@ impl Expiry<TokenDigest, Entry> for UntilExpiry {
 
     fn expire_after_update(
         &self,
-        _key: &TokenDigest,
+        _key: &TokenTag,
         value: &Entry,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
@@ -178,12 +179,16 @@ impl Expiry<TokenDigest, Entry> for UntilExpiry {
 ///
 /// A token seen before, still unexpired, is answered from memory without checking its
 /// signature again; any other token goes to the inner verifier, and is remembered if it
-/// is accepted. An entry is keyed by the SHA-256 of the token's signature and holds the
-/// token's signed part (its header and claims, which the principal carries anyway) and the
-/// [`Principal`]; a hit needs both the digest and the signed part to match, so it is the
-/// very token that was verified. The token itself is kept nowhere: without its signature
-/// an entry cannot be replayed as a bearer token. Hashing the signature rather than the
-/// whole token keeps a hit cheap. Entries last until the token's `exp` or
+/// is accepted. An entry is keyed by a 128-bit tag of the token's signature (SipHash-2-4
+/// under a key each cache draws from the system's random generator and never shows) and
+/// holds the token's signed part (its header and claims, which the principal carries
+/// anyway) and the [`Principal`]; a hit needs both the tag and the signed part to match.
+/// Without the key, a different signature with the same tag can only be guessed, one
+/// chance in 2^128 a try, so a hit is the very token that was verified. The token itself
+/// is kept nowhere: without its signature an entry cannot be replayed as a bearer token.
+/// Tagging the signature rather than the whole token, with a keyed hash rather than a
+/// digest such as SHA-256, keeps a hit cheap on every CPU, with or without SHA
+/// instructions. Entries last until the token's `exp` or
 /// [`CacheOptions::max_ttl`], whichever is sooner; an entry found past its token's
 /// `exp` (on the [`CacheOptions::clock`]) is dropped and the token verified again.
 /// Refusals are never cached. At most [`CacheOptions::max_entries`] tokens are kept.
@@ -193,7 +198,7 @@ impl Expiry<TokenDigest, Entry> for UntilExpiry {
 /// [`AuthError::SubjectRevoked`].
 ///
 /// Hits and misses are traced at target `rmcp_authz::cache` (level `TRACE`), without
-/// tokens or digests.
+/// tokens or tags.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -219,7 +224,9 @@ impl Expiry<TokenDigest, Entry> for UntilExpiry {
 /// ```
 pub struct CachedVerifier<V> {
     inner: V,
-    cache: Cache<TokenDigest, Entry>,
+    cache: Cache<TokenTag, Entry>,
+    /// Tags signatures under this cache's random key.
+    tagger: SipHasher24,
     clock: Arc<dyn Clock>,
     revocations: Revocations,
     max_ttl: Duration,
@@ -243,7 +250,13 @@ impl<V: fmt::Debug> fmt::Debug for CachedVerifier<V> {
 
 impl<V> CachedVerifier<V> {
     /// A cache in front of `inner`.
+    ///
+    /// # Panics
+    /// Never in practice: only if the operating system's random generator fails when the
+    /// cache's tag key is made, when no key can be made safely.
     pub fn new(inner: V, options: CacheOptions) -> Self {
+        let mut key = [0_u8; 16];
+        aws_lc_rs::rand::fill(&mut key).expect("the system random generator failed");
         let cache = Cache::builder()
             .name("rmcp_authz::cache")
             .max_capacity(options.max_entries)
@@ -260,6 +273,7 @@ impl<V> CachedVerifier<V> {
             ),
             inner,
             cache,
+            tagger: SipHasher24::new_with_key(&key),
             clock: options.clock,
             max_ttl: options.max_ttl,
             hits: AtomicU64::new(0),
@@ -298,7 +312,7 @@ impl<V> CachedVerifier<V> {
     /// entry.
     fn check_revoked(
         &self,
-        key: &TokenDigest,
+        key: &TokenTag,
         principal: &Principal,
         now: i64,
     ) -> Result<(), AuthError> {
@@ -324,20 +338,20 @@ impl<V> CachedVerifier<V> {
     }
 }
 
-/// The token's signed part (header and payload) and the cache key: the SHA-256 of its
-/// signature part. A token without a dot is all signed part (it never verifies, so it is
-/// never cached).
-fn split_token(token: &str) -> (&str, TokenDigest) {
-    let (signed, signature) = token.rsplit_once('.').unwrap_or((token, ""));
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest(&SHA256, signature.as_bytes()).as_ref());
-    (signed, key)
+impl<V> CachedVerifier<V> {
+    /// The token's signed part (header and payload) and the cache key: the tag of its
+    /// signature part. A token without a dot is all signed part (it never verifies, so it
+    /// is never cached).
+    fn split_token<'t>(&self, token: &'t str) -> (&'t str, TokenTag) {
+        let (signed, signature) = token.rsplit_once('.').unwrap_or((token, ""));
+        (signed, self.tagger.hash(signature.as_bytes()).as_u128())
+    }
 }
 
 #[async_trait]
 impl<V: Verifier> Verifier for CachedVerifier<V> {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let (signed, key) = split_token(token);
+        let (signed, key) = self.split_token(token);
         // Another token with the same signature (a forged payload) is a miss.
         if let Some(Entry { principal, .. }) = self.cache.get(&key).filter(|e| *e.signed == *signed)
         {
@@ -656,6 +670,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cached_payload_with_another_signature_is_not_a_hit() {
+        let s = setup(CacheOptions::default());
+        let token = mint(&s.issuer, "a", "x");
+        s.cache.verify(&token).await.unwrap();
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        // The same signed part, one character of the signature changed (its first: all
+        // six of its bits are the signature's).
+        let first = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed}.{first}{}", &signature[1..]);
+        let err = s.cache.verify(&forged).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature { .. }), "{err}");
+        assert_eq!(s.cache.inner().calls(), 2);
+        assert_eq!(s.cache.stats().hits, 0);
+    }
+
+    #[test]
+    fn each_cache_tags_under_its_own_key() {
+        let a = setup(CacheOptions::default());
+        let b = setup(CacheOptions::default());
+        let token = mint(&a.issuer, "a", "x");
+        let (signed, tag) = a.cache.split_token(&token);
+        assert_eq!(a.cache.split_token(&token), (signed, tag));
+        assert_ne!(b.cache.split_token(&token).1, tag);
+        assert_ne!(a.cache.split_token(signed).1, tag);
+    }
+
+    #[tokio::test]
     async fn zero_max_ttl_disables_caching() {
         let s = setup(CacheOptions::default().max_ttl(Duration::ZERO));
         let token = mint(&s.issuer, "a", "x");
@@ -671,7 +712,7 @@ mod tests {
         assert_eq!(s.cache.trusted_issuers(), ["https://as"]);
         let token = mint(&s.issuer, "a", "x");
         let principal = s.cache.inner().inner.verify_sync(&token).unwrap();
-        let (signed, key) = split_token(&token);
+        let (signed, key) = s.cache.split_token(&token);
         let entry = Entry {
             signed: Arc::from(signed),
             principal,
@@ -681,7 +722,7 @@ mod tests {
         let debug = format!("{:?}", s.cache);
         assert!(!debug.contains(&token));
         assert!(!debug.contains("secret-jti"));
-        let digest_hex = hex::encode(key);
-        assert!(!debug.contains(&digest_hex));
+        assert!(!debug.contains(&format!("{key:x}")));
+        assert!(!debug.contains(&key.to_string()));
     }
 }
