@@ -23,7 +23,7 @@ use super::refusal::{
     Cause, Refused, Seen, invalid_request, refuse, scheme_refused, token_rejection,
 };
 use super::request::{
-    Named, has_access_token_param, named, operation_of, read_body, session_id, single_header,
+    Headed, Named, has_access_token_param, named, operation_of, read_body, single_header,
 };
 use super::rpc::{self, Target};
 use super::*;
@@ -85,21 +85,18 @@ where
         Ok(bytes) => bytes,
         Err(refused) => return refuse(&state, refused, seen).await,
     };
-    let session = session_id(&parts.headers);
+    let session = seen.session.and_then(|v| v.to_str().ok());
     // From the headers, when they name the operation and the layer allows it.
     let from_headers = (parts.method == Method::POST)
         .then(|| named(&parts.headers))
         .flatten()
-        .and_then(|named| {
+        .and_then(|headed| {
             check_session(&state, session, &principal).ok()?;
-            allows(&state, &principal, named)
+            let recheck = Recheck::of(&headed, seen.session, &bytes);
+            Some((allows(&state, &principal, headed.named)?, recheck))
         });
     let (decided, recheck, determining) = match from_headers {
-        Some(decided) => (
-            decided,
-            Some(Recheck::of(&parts.headers, &bytes)),
-            Vec::new(),
-        ),
+        Some((decided, recheck)) => (decided, Some(recheck), Vec::new()),
         // From the body: what the layer refuses is refused from what the body says.
         None => {
             let rpc = match read_message(&parts, &bytes) {
@@ -210,12 +207,13 @@ struct Recheck {
 }
 
 impl Recheck {
-    fn of(headers: &http::HeaderMap, bytes: &Bytes) -> Recheck {
+    /// What to keep of a request whose headers `named` read, and its session header.
+    fn of(headed: &Headed<'_>, session: Option<&HeaderValue>, bytes: &Bytes) -> Recheck {
         Recheck {
             bytes: bytes.clone(),
-            method: headers.get(METHOD_HEADER).cloned(),
-            name: headers.get(NAME_HEADER).cloned(),
-            session: headers.get(SESSION_HEADER).cloned(),
+            method: Some(headed.method.clone()),
+            name: headed.name.cloned(),
+            session: session.cloned(),
         }
     }
 

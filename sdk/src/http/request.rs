@@ -10,15 +10,10 @@ use http_body_util::{BodyExt, Limited};
 use http::header::CONTENT_LENGTH;
 
 use super::rpc::{self, MCP_METHODS, Target};
-use super::{METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER};
+use super::{METHOD_HEADER, NAME_HEADER, VERSION_HEADER};
 use crate::gate::{Decided, Name};
 use crate::policy::Operation;
 use http::{HeaderMap, HeaderName, HeaderValue};
-
-/// The `Mcp-Session-Id` of a request, if any.
-pub(super) fn session_id(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
-}
 
 /// The body, unless it is larger than `limit` (declared or actual), cannot be read, or is
 /// not all received `within` this time.
@@ -79,7 +74,7 @@ pub(super) enum Named {
 /// (`completion/complete`, `skills/get`, `resources/directory/read`), a repeated header, a
 /// value that is not visible ASCII or not valid base64, an `Mcp-Name` missing where rmcp
 /// requires one or present where it checks none, all leave the decision to the body.
-pub(super) fn named(headers: &HeaderMap) -> Option<Named> {
+pub(super) fn named(headers: &HeaderMap) -> Option<Headed<'_>> {
     let version = only(headers, &VERSION_HEADER)??;
     if version.to_str().ok()? < rmcp::model::ProtocolVersion::STANDARD_HEADERS.as_str() {
         return None;
@@ -87,25 +82,42 @@ pub(super) fn named(headers: &HeaderMap) -> Option<Named> {
     let method_value = only(headers, &METHOD_HEADER)??;
     let method = method_value.to_str().ok()?;
     let name = only(headers, &NAME_HEADER)?;
-    let decided = match method {
-        "tools/call" => Decided::Tool(name_of(name?)?),
-        "prompts/get" => Decided::Prompt(name_of(name?)?),
-        "resources/read" | "resources/subscribe" => Decided::Resource(name_of(name?)?),
-        "tasks/get" | "tasks/update" | "tasks/cancel" => Decided::Task(name_of(name?)?),
+    let named = match method {
+        "tools/call" => Named::Operation(Decided::Tool(name_of(name?)?)),
+        "prompts/get" => Named::Operation(Decided::Prompt(name_of(name?)?)),
+        "resources/read" | "resources/subscribe" => {
+            Named::Operation(Decided::Resource(name_of(name?)?))
+        }
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            Named::Operation(Decided::Task(name_of(name?)?))
+        }
         "resources/unsubscribe" => {
             name?;
-            return Some(Named::Nothing);
+            Named::Nothing
         }
         // rmcp checks no `Mcp-Name` for these: the name is in the body only.
         "completion/complete" | "skills/get" | "resources/directory/read" => return None,
         _ if name.is_some() => return None,
-        m if MCP_METHODS.contains(&m) || m.starts_with("notifications/") => {
-            return Some(Named::Nothing);
-        }
+        m if MCP_METHODS.contains(&m) || m.starts_with("notifications/") => Named::Nothing,
         // A custom request (or notification: a denial reads the body to tell).
-        _ => Decided::Custom(Name::Header(method_value.clone())),
+        _ => Named::Operation(Decided::Custom(Name::Header(method_value.clone()))),
     };
-    Some(Named::Operation(decided))
+    Some(Headed {
+        named,
+        method: method_value,
+        name,
+    })
+}
+
+/// What [`named`] read: the operation, and the header values it came from (kept to check
+/// against the body should rmcp refuse the request).
+pub(super) struct Headed<'a> {
+    /// What the headers name.
+    pub(super) named: Named,
+    /// The `Mcp-Method` value.
+    pub(super) method: &'a HeaderValue,
+    /// The `Mcp-Name` value, when there is one.
+    pub(super) name: Option<&'a HeaderValue>,
 }
 
 /// The one value of header `name`: `Some(None)` when absent, `None` when repeated.
