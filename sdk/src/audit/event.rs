@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::limits::{MAX_FIELD_BYTES, MAX_LIST_ITEMS};
+use super::spare::Spare;
 use crate::policy::{Denial, DenyReason};
 use crate::principal::Principal;
 
@@ -209,6 +210,11 @@ pub struct AuditEvent {
 /// (RFC 9562 section 6.2, method 1), so ids are ordered within this process and unique
 /// across processes with overwhelming probability.
 pub(crate) fn event_id(now: std::time::SystemTime) -> String {
+    event_id_in(now, &mut Spare::default())
+}
+
+/// [`event_id`], in a string from `spare`.
+fn event_id_in(now: std::time::SystemTime, spare: &mut Spare) -> String {
     use std::sync::Mutex;
     use uuid::{ContextV7, Timestamp, Uuid};
 
@@ -219,19 +225,13 @@ pub(crate) fn event_id(now: std::time::SystemTime) -> String {
     let stamp = Timestamp::from_unix(&CONTEXT, since_epoch.as_secs(), since_epoch.subsec_nanos());
     // Formatted into a buffer, not through `Display`, which takes a few times as long.
     let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-    Uuid::new_v7(stamp)
-        .hyphenated()
-        .encode_lower(&mut text)
-        .to_owned()
+    spare.text(Uuid::new_v7(stamp).hyphenated().encode_lower(&mut text))
 }
 
-/// `now` in RFC 3339, UTC, with milliseconds (`2026-12-07T17:41:20.123Z`), written into a
-/// string of its size at once.
-fn timestamp(now: std::time::SystemTime) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(24);
-    let _ = write!(text, "{}", humantime::format_rfc3339_millis(now));
-    text
+/// `now` in RFC 3339, UTC, with milliseconds (`2026-12-07T17:41:20.123Z`), in a string
+/// from `spare`.
+fn timestamp(now: std::time::SystemTime, spare: &mut Spare) -> String {
+    spare.display(humantime::format_rfc3339_millis(now), 24)
 }
 
 impl AuditEvent {
@@ -247,10 +247,21 @@ impl AuditEvent {
         outcome: Outcome,
         now: std::time::SystemTime,
     ) -> AuditEvent {
+        AuditEvent::at_in(kind, decision, outcome, now, &mut Spare::default())
+    }
+
+    /// [`AuditEvent::at`], its strings from `spare`.
+    pub(crate) fn at_in(
+        kind: EventKind,
+        decision: DecisionKind,
+        outcome: Outcome,
+        now: std::time::SystemTime,
+        spare: &mut Spare,
+    ) -> AuditEvent {
         AuditEvent {
             schema_version: SCHEMA_VERSION,
-            id: event_id(now),
-            timestamp: timestamp(now),
+            id: event_id_in(now, spare),
+            timestamp: timestamp(now, spare),
             kind,
             decision,
             reason: None,
@@ -306,36 +317,48 @@ impl AuditEvent {
 
     /// [`AuditEvent::with_principal`], in place.
     pub fn set_principal(&mut self, principal: &Principal) {
-        self.agent = principal.agent().map(str::to_owned);
-        self.subject = principal.subject().map(str::to_owned);
-        self.client_id = principal.client_id().map(str::to_owned);
+        self.set_principal_in(principal, &mut Spare::default());
+    }
+
+    /// [`AuditEvent::set_principal`], its strings from `spare`.
+    pub(crate) fn set_principal_in(&mut self, principal: &Principal, spare: &mut Spare) {
+        self.agent = principal.agent().map(|v| spare.text(v));
+        self.subject = principal.subject().map(|v| spare.text(v));
+        self.client_id = principal.client_id().map(|v| spare.text(v));
         // Each actor by its `sub`, else its `client_id` (an agent acting as itself).
-        self.delegation_chain = principal
-            .delegation_chain()
-            .iter()
-            .map(|a| a.id().to_owned())
-            .collect();
-        self.issuer = Some(principal.issuer().to_owned());
-        self.token_id = principal.token_id().map(str::to_owned);
-        self.dpop_jkt = principal.proof_key().map(str::to_owned);
-        self.scopes_granted = principal.scopes().to_vec();
+        self.delegation_chain = spare.list(principal.delegation_chain().iter().map(|a| a.id()));
+        self.issuer = Some(spare.text(principal.issuer()));
+        self.token_id = principal.token_id().map(|v| spare.text(v));
+        self.dpop_jkt = principal.proof_key().map(|v| spare.text(v));
+        self.scopes_granted = spare.list(principal.scopes().iter().map(String::as_str));
     }
 
     /// [`AuditEvent::denied`], in place.
     pub fn set_denied(&mut self, code: &str, reason: impl Into<String>) {
+        self.set_denied_in(code, reason.into(), &mut Spare::default());
+    }
+
+    /// [`AuditEvent::set_denied`], the code's string from `spare`.
+    pub(crate) fn set_denied_in(&mut self, code: &str, reason: String, spare: &mut Spare) {
         self.decision = DecisionKind::Deny;
         self.outcome = Outcome::Denied;
-        self.reason_code = Some(code.to_owned());
-        self.reason = Some(reason.into());
+        self.reason_code = Some(spare.text(code));
+        self.reason = Some(reason);
     }
 
     /// [`AuditEvent::denied_by`], in place.
     pub fn set_denied_by(&mut self, denial: &Denial) {
+        self.set_denied_by_in(denial, &mut Spare::default());
+    }
+
+    /// [`AuditEvent::set_denied_by`], its strings from `spare`.
+    pub(crate) fn set_denied_by_in(&mut self, denial: &Denial, spare: &mut Spare) {
         if let DenyReason::InsufficientScope { required, .. } = denial.reason() {
-            self.scopes_required.clone_from(required);
+            self.scopes_required = spare.list(required.iter().map(String::as_str));
         }
-        self.policies = denial.policies().to_vec();
-        self.set_denied(denial.code(), denial.to_string());
+        self.policies = spare.list(denial.policies().iter().map(String::as_str));
+        let reason = spare.display(denial, 128);
+        self.set_denied_in(denial.code(), reason, spare);
     }
 
     /// The JSON Schema of the event.

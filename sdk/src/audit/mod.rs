@@ -28,6 +28,7 @@ mod pipeline;
 mod record;
 mod repair;
 mod sinks;
+mod spare;
 mod writer;
 
 use std::fmt;

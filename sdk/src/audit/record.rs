@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::arguments::Arguments;
+use super::spare::Spare;
 use super::{AuditEvent, DecisionKind, EventKind, Outcome};
 use crate::policy::Denial;
 use crate::principal::Principal;
@@ -197,7 +198,13 @@ impl Record {
     }
 
     /// The event: every field as the request would have set it on an [`AuditEvent`].
+    #[cfg(test)]
     pub(crate) fn into_event(self) -> AuditEvent {
+        self.into_event_in(&mut Spare::default())
+    }
+
+    /// [`Record::into_event`], its strings from `spare`.
+    pub(crate) fn into_event_in(self, spare: &mut Spare) -> AuditEvent {
         let Record {
             at,
             kind,
@@ -217,31 +224,42 @@ impl Record {
             id,
             intent_id,
         } = self;
-        let mut event = AuditEvent::at(kind, DecisionKind::Allow, outcome, at);
+        let mut event = AuditEvent::at_in(kind, DecisionKind::Allow, outcome, at, spare);
         if let Some(id) = id {
-            event.id = id;
+            spare.keep_text(std::mem::replace(&mut event.id, id));
         }
         event.intent_id = intent_id;
-        event.method = method.map(Cow::into_owned);
-        event.target = target.map(Cow::into_owned);
+        let mut text = |t: Text| match t {
+            Cow::Borrowed(t) => spare.text(t),
+            Cow::Owned(t) => t,
+        };
+        event.method = method.map(&mut text);
+        event.target = target.map(&mut text);
         if let Some(arguments) = arguments {
             // Into a buffer: `hex::encode` builds its string a character at a time.
             let mut digits = [0_u8; 64];
             let _ = hex::encode_to_slice(arguments.hmac, &mut digits);
-            event.arguments_hmac = std::str::from_utf8(&digits).ok().map(str::to_owned);
+            event.arguments_hmac = std::str::from_utf8(&digits).ok().map(|d| spare.text(d));
             event.arguments = arguments.clear;
         }
         event.policies = policies;
-        event.transport = transport.map(str::to_owned);
-        event.session_id = session_id.and_then(|v| v.to_str().ok().map(str::to_owned));
-        event.request_id = request_id.map(|id| id.to_string());
-        event.remote_addr = remote_addr.map(|a| a.to_string());
+        event.transport = transport.map(|t| spare.text(t));
+        event.session_id = session_id.and_then(|v| v.to_str().ok().map(|v| spare.text(v)));
+        event.request_id = request_id.map(|id| spare.display(id, 32));
+        // An address and a port: at most 58 bytes (`[IPv6%scope]:port`).
+        event.remote_addr = remote_addr.map(|a| spare.display(a, 64));
         if let Some(principal) = &principal {
-            event.set_principal(principal);
+            event.set_principal_in(principal, spare);
         }
         match denied {
-            Some(Denied::Policy(denial)) => event.set_denied_by(&denial),
-            Some(Denied::Other { code, reason }) => event.set_denied(&code, reason.into_owned()),
+            Some(Denied::Policy(denial)) => event.set_denied_by_in(&denial, spare),
+            Some(Denied::Other { code, reason }) => {
+                let reason = match reason {
+                    Cow::Borrowed(r) => spare.text(r),
+                    Cow::Owned(r) => r,
+                };
+                event.set_denied_in(&code, reason, spare);
+            }
             None => {}
         }
         event.outcome = outcome;
@@ -268,10 +286,10 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
-    /// The event to write.
-    pub(crate) fn into_event(self) -> AuditEvent {
+    /// The event to write, its strings from `spare`.
+    pub(crate) fn into_event(self, spare: &mut Spare) -> AuditEvent {
         match self {
-            Entry::Record(record) => record.into_event(),
+            Entry::Record(record) => record.into_event_in(spare),
             Entry::Event(event) => event,
         }
     }
@@ -319,24 +337,38 @@ mod tests {
             RecordedId::Json(serde_json::json!("j\"1")),
             RecordedId::Json(serde_json::json!(12)),
         ];
+        // The writer's strings, as a run leaves them: from earlier events, longer and
+        // shorter than what comes next.
+        let mut spare = littered_spare();
         for id in ids {
             for denied in [false, true] {
-                let mut record = Record::new(EventKind::ToolCall);
-                record.method = Some(method_text("tools/call"));
-                record.target = Some("purge".into());
-                record.arguments = Some(recording.describe(arguments.as_object().unwrap()));
-                record.transport = Some("http");
-                record.session_id = Some(session.clone());
-                record.request_id = Some(id.clone());
-                record.remote_addr = Some(remote);
-                record.principal = Some(principal.clone());
-                if denied {
-                    record.deny_by(&denial);
-                }
-                record.error_code = Some(-32000);
-                record.duration_ms = Some(1.5);
+                let make = || {
+                    let mut record = Record::new(EventKind::ToolCall);
+                    record.method = Some(method_text("tools/call"));
+                    record.target = Some("purge".into());
+                    record.arguments = Some(recording.describe(arguments.as_object().unwrap()));
+                    record.transport = Some("http");
+                    record.session_id = Some(session.clone());
+                    record.request_id = Some(id.clone());
+                    record.remote_addr = Some(remote);
+                    record.principal = Some(principal.clone());
+                    if denied {
+                        record.deny_by(&denial);
+                    }
+                    record.error_code = Some(-32000);
+                    record.duration_ms = Some(1.5);
+                    record
+                };
+                let record = make();
                 let at = record.at;
                 let event = record.into_event();
+                // The same from the writer's kept strings.
+                let mut again = make();
+                again.at = at;
+                let mut from_spare = again.into_event_in(&mut spare);
+                from_spare.id.clone_from(&event.id);
+                assert_eq!(from_spare, event);
+                spare.keep(from_spare);
 
                 let mut expected = AuditEvent::at(
                     EventKind::ToolCall,
@@ -369,6 +401,40 @@ mod tests {
                 assert_eq!(event.decision == DecisionKind::Deny, denied);
             }
         }
+    }
+
+    /// A spare holding the strings and lists of events unlike the ones tested: every
+    /// field set, to longer and shorter values.
+    fn littered_spare() -> Spare {
+        let mut spare = Spare::default();
+        for junk in [
+            "x",
+            "a much longer leftover value, with \"quotes\" and more",
+        ] {
+            let text = || Some(junk.to_owned());
+            let list = || vec![junk.to_owned(); 3];
+            let mut event = AuditEvent::new(EventKind::Other, DecisionKind::Deny, Outcome::Denied);
+            (event.reason, event.reason_code, event.agent, event.subject) =
+                (text(), text(), text(), text());
+            (
+                event.client_id,
+                event.issuer,
+                event.token_id,
+                event.dpop_jkt,
+            ) = (text(), text(), text(), text());
+            (
+                event.target,
+                event.method,
+                event.arguments_hmac,
+                event.session_id,
+            ) = (text(), text(), text(), text());
+            (event.request_id, event.transport, event.remote_addr) = (text(), text(), text());
+            (event.intent_id, event.prev_hash) = (text(), text());
+            (event.delegation_chain, event.scopes_granted) = (list(), list());
+            (event.scopes_required, event.policies, event.truncated) = (list(), list(), list());
+            spare.keep(event);
+        }
+        spare
     }
 
     #[test]

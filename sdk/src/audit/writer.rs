@@ -14,6 +14,7 @@ use super::pipeline::{
     Ack, Durability, MAX_BATCH, POLL_IDLE, POLL_TICK, Queue, Shared, WriterState, bump,
 };
 use super::record::Entry;
+use super::spare::Spare;
 
 /// The writer thread: waits for events, writes each batch with one call, syncs (each
 /// batch in `durable` mode; on an interval in `buffered` mode), and tells the waiting
@@ -48,6 +49,8 @@ pub(super) fn writer_loop(shared: &Shared) {
     // batch to batch.
     let mut entries: Vec<Entry> = Vec::new();
     let mut events: Vec<AuditEvent> = Vec::new();
+    // The strings of written events, for the next ones.
+    let mut spare = Spare::default();
     let mut acks: Vec<(usize, Ack)> = Vec::new();
     loop {
         let closing = {
@@ -95,8 +98,11 @@ pub(super) fn writer_loop(shared: &Shared) {
             // The batch has left the queue: its places are free again, all at once.
             shared.room.add_permits(entries.len());
             // The requests' records become events here, off the request path.
-            events.extend(entries.drain(..).map(Entry::into_event));
+            events.extend(entries.drain(..).map(|e| e.into_event(&mut spare)));
             write_batch(shared, &mut events, &mut acks, interval.is_none());
+            for event in events.drain(..) {
+                spare.keep(event);
+            }
             unsynced = interval.is_some();
         }
         let due = interval.is_some_and(|i| last_sync.elapsed() >= i);
@@ -136,10 +142,10 @@ fn take_batch(queue: &mut Queue, events: &mut Vec<Entry>, acks: &mut Vec<(usize,
 }
 
 /// Writes `events` (and syncs them in `durable` mode), tells `acks` the result, and
-/// empties both.
+/// empties `acks` (the caller keeps the events' strings).
 fn write_batch(
     shared: &Shared,
-    events: &mut Vec<AuditEvent>,
+    events: &mut [AuditEvent],
     acks: &mut Vec<(usize, Ack)>,
     durable: bool,
 ) {
@@ -169,11 +175,10 @@ fn write_batch(
             tracing::error!(target: "rmcp_authz::audit", error = %e, events = n, "audit events could not be written");
         }
     }
-    // Answer first; freeing the events can wait.
+    // Answer first; the events are kept for their strings after.
     for (_, ack) in acks.drain(..) {
         let _ = ack.send(result.clone());
     }
-    events.clear();
 }
 
 fn sync(shared: &Shared) {
