@@ -286,6 +286,11 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// Whether this is a request's record (the writer makes its event).
+    pub(crate) fn is_record(&self) -> bool {
+        matches!(self, Entry::Record(_))
+    }
+
     /// The event to write, its strings from `spare`.
     pub(crate) fn into_event(self, spare: &mut Spare) -> AuditEvent {
         match self {

@@ -98,10 +98,16 @@ pub(super) fn writer_loop(shared: &Shared) {
             // The batch has left the queue: its places are free again, all at once.
             shared.room.add_permits(entries.len());
             // The requests' records become events here, off the request path.
+            let records = entries.iter().any(Entry::is_record);
             events.extend(entries.drain(..).map(|e| e.into_event(&mut spare)));
             write_batch(shared, &mut events, &mut acks, interval.is_none());
-            for event in events.drain(..) {
-                spare.keep(event);
+            if records {
+                for event in events.drain(..) {
+                    spare.keep(event);
+                }
+            } else {
+                // Events users made whole take nothing from the spare: none to keep.
+                events.clear();
             }
             unsynced = interval.is_some();
         }
