@@ -1,11 +1,11 @@
 //! A verified-token cache in front of any [`Verifier`], with revocation by `jti`.
 //!
 //! This module owns [`CachedVerifier`] (the cache, a bounded moka map from a keyed
-//! 128-bit tag of a token's signature to the [`Principal`] it verified as), its settings ([`CacheOptions`]) and
-//! its counters ([`CacheStats`]); the revocation list it checks on every verification,
-//! [`Revocations`], is the `revocation` module's. Tokens themselves are never stored
-//! whole, see [`CachedVerifier`]. An entry never outlives its token (`exp`) nor
-//! [`CacheOptions::max_ttl`]; failures are never cached.
+//! 128-bit tag of a token's signature to the [`Principal`] it verified as), its settings
+//! ([`CacheOptions`]) and its counters ([`CacheStats`]); the revocation list it checks on
+//! every verification, [`Revocations`], is the `revocation` module's. Tokens themselves
+//! are never stored whole, see [`CachedVerifier`]. An entry never outlives its token
+//! (`exp`) nor [`CacheOptions::max_ttl`]; failures are never cached.
 
 use std::fmt;
 use std::sync::Arc;
