@@ -594,10 +594,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The first and third quartiles of `v` (each the median of its half, the middle value
-/// left out of both when `v` is odd).
+/// left out of both when `v` is odd); the one value twice when there is one (`--quick`).
 fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
     v.retain(|x| x.is_finite());
     v.sort_by(f64::total_cmp);
+    if v.len() < 2 {
+        let only = median(v);
+        return (only, only);
+    }
     let half = v.len() / 2;
     (
         median(v[..half].to_vec()),
