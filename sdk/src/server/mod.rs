@@ -178,7 +178,7 @@ impl<H> Authorized<H> {
     #[allow(clippy::manual_async_fn)] // On purpose: see above.
     fn gated<C, T, F, Fut>(
         &self,
-        carrier: C,
+        mut carrier: C,
         call: Call<'_>,
         check: Check<'_>,
         arguments: Option<Arguments>,
@@ -298,7 +298,7 @@ impl<H> Authorized<H> {
             }
 
             let cancelled = carrier.request().ct.clone();
-            let mut carrier = carrier;
+            // Attached in place: a local copy would keep the context twice in the future.
             carrier.attach(principal.clone());
             // The operation runs in the span only when a subscriber wants it.
             let run = run(carrier, principal);
