@@ -27,8 +27,12 @@ const MAX_STRINGS_PER_CLASS: [usize; CLASSES.len()] = [12 * 1024, 4 * 1024, 2 * 
 /// The most lists kept (a batch's scopes and delegation chains).
 const MAX_LISTS: usize = 4 * 1024;
 
+/// A list that grew beyond this many items (a token with dozens of scopes) is freed, not
+/// kept, so kept lists stay under two megabytes.
+const MAX_KEPT_LIST_CAPACITY: usize = 16;
+
 /// A string that grew beyond this many bytes (a long denial, say) is freed, not kept, so
-/// what is kept stays under three megabytes.
+/// kept strings stay under three megabytes.
 const MAX_KEPT_CAPACITY: usize = 2 * CLASSES[CLASSES.len() - 1];
 
 /// Strings and lists of events already written, for the next events.
@@ -104,7 +108,7 @@ impl Spare {
         for text in list.drain(..) {
             self.keep_text(text);
         }
-        if self.lists.len() < MAX_LISTS && list.capacity() > 0 {
+        if self.lists.len() < MAX_LISTS && (1..=MAX_KEPT_LIST_CAPACITY).contains(&list.capacity()) {
             self.lists.push(list);
         }
     }
@@ -225,6 +229,8 @@ mod tests {
             spare.keep_text(String::with_capacity(32));
         }
         assert_eq!(spare.strings[0].len(), MAX_STRINGS_PER_CLASS[0]);
+        spare.keep_list(Vec::with_capacity(MAX_KEPT_LIST_CAPACITY + 1));
+        assert!(spare.lists.is_empty());
         for _ in 0..MAX_LISTS + 10 {
             spare.keep_list(Vec::with_capacity(1));
         }
