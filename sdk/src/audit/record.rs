@@ -229,12 +229,8 @@ impl Record {
             spare.keep_text(std::mem::replace(&mut event.id, id));
         }
         event.intent_id = intent_id;
-        let mut text = |t: Text| match t {
-            Cow::Borrowed(t) => spare.text(t),
-            Cow::Owned(t) => t,
-        };
-        event.method = method.map(&mut text);
-        event.target = target.map(&mut text);
+        event.method = method.map(|m| spare.owned(m));
+        event.target = target.map(|t| spare.owned(t));
         if let Some(arguments) = arguments {
             // Into a buffer: `hex::encode` builds its string a character at a time.
             let mut digits = [0_u8; 64];
@@ -254,10 +250,7 @@ impl Record {
         match denied {
             Some(Denied::Policy(denial)) => event.set_denied_by_in(&denial, spare),
             Some(Denied::Other { code, reason }) => {
-                let reason = match reason {
-                    Cow::Borrowed(r) => spare.text(r),
-                    Cow::Owned(r) => r,
-                };
+                let reason = spare.owned(reason);
                 event.set_denied_in(&code, reason, spare);
             }
             None => {}

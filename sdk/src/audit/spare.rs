@@ -10,6 +10,7 @@
 //! which string it was made in: a string is cleared before it is filled, and a list is
 //! empty when it is taken.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use super::AuditEvent;
@@ -49,6 +50,14 @@ impl Spare {
         let mut text = self.room_for(value.len());
         text.push_str(value);
         text
+    }
+
+    /// `value` as a string: the one it holds, or one from the spare for a borrowed value.
+    pub(crate) fn owned(&mut self, value: Cow<'_, str>) -> String {
+        match value {
+            Cow::Borrowed(value) => self.text(value),
+            Cow::Owned(value) => value,
+        }
     }
 
     /// A string holding what `value` displays as, which is usually at most `about` bytes.
