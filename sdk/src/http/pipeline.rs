@@ -90,11 +90,17 @@ where
     let from_headers = (parts.method == Method::POST)
         .then(|| named(&parts.headers))
         .flatten()
-        .and_then(|headed| {
-            check_session(&state, session, &principal).ok()?;
-            let recheck = Recheck::of(&headed, seen.session, &bytes);
-            Some((allows(&state, &principal, headed.named)?, recheck))
-        });
+        .and_then(
+            |Headed {
+                 named,
+                 method,
+                 name,
+             }| {
+                check_session(&state, session, &principal).ok()?;
+                let decided = allows(&state, &principal, named)?;
+                Some((decided, Recheck::of(method, name, seen.session, &bytes)))
+            },
+        );
     let (decided, recheck, determining) = match from_headers {
         Some((decided, recheck)) => (decided, Some(recheck), Vec::new()),
         // From the body: what the layer refuses is refused from what the body says.
@@ -207,12 +213,18 @@ struct Recheck {
 }
 
 impl Recheck {
-    /// What to keep of a request whose headers `named` read, and its session header.
-    fn of(headed: &Headed<'_>, session: Option<&HeaderValue>, bytes: &Bytes) -> Recheck {
+    /// What to keep of a request whose `Mcp-Method` and `Mcp-Name` values `named` read,
+    /// with its session header and body.
+    fn of(
+        method: &HeaderValue,
+        name: Option<&HeaderValue>,
+        session: Option<&HeaderValue>,
+        bytes: &Bytes,
+    ) -> Recheck {
         Recheck {
             bytes: bytes.clone(),
-            method: Some(headed.method.clone()),
-            name: headed.name.cloned(),
+            method: Some(method.clone()),
+            name: name.cloned(),
             session: session.cloned(),
         }
     }
