@@ -286,8 +286,8 @@ fn request_path(c: &mut Criterion) {
                             }
                         }
                     }
-                    // The buffered writer writes within a millisecond.
-                    std::thread::sleep(Duration::from_millis(5));
+                    // The buffered writer writes within its write delay.
+                    std::thread::sleep(rmcp_authz::audit::DEFAULT_WRITE_DELAY * 3);
                 });
                 samples[i].push(cpu.as_secs_f64() * 1e6 / f64::from(BATCH));
             }

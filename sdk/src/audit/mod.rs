@@ -45,7 +45,7 @@ pub use limits::{
 };
 pub use pipeline::{
     AuditFailure, AuditSlot, AuditStats, Auditor, AuditorBuilder, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_QUEUE_CAPACITY, Durability, Overload,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_WRITE_DELAY, Durability, Overload,
 };
 pub use repair::{RepairError, RepairReport, repair_torn_tail};
 pub use sinks::{FanOut, JsonLines, MemorySink, TracingSink};

@@ -39,9 +39,9 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// The most events written in one batch.
 pub(super) const MAX_BATCH: usize = 1024;
 
-/// In `buffered` mode, while events keep coming, the writer looks at the queue this often
-/// instead of being woken for each event (a wake-up is a system call on the request path).
-pub(super) const POLL_TICK: Duration = Duration::from_millis(1);
+/// The default [`AuditorBuilder::write_delay`]: in `buffered` mode, while events keep
+/// coming, the writer looks at the queue this often instead of being woken for each event.
+pub const DEFAULT_WRITE_DELAY: Duration = Duration::from_millis(5);
 
 /// After this long without events, a `buffered` writer stops looking and sleeps until an
 /// event wakes it: an idle server costs nothing.
@@ -54,11 +54,12 @@ pub(super) const WAKE_AT: usize = MAX_BATCH / 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Answer once the event is queued; the writer writes it at once (within a
-    /// millisecond, while events keep coming: it then looks at the queue every
-    /// millisecond rather than being woken for each event) and syncs the file on an
-    /// interval. A crash of the process loses nothing already written; a crash of
-    /// the machine can lose up to one interval.
+    /// Answer once the event is queued; the writer writes it at once when it is idle,
+    /// and within [`AuditorBuilder::write_delay`] (default 5 ms) while events keep
+    /// coming (it then looks at the queue on that interval rather than being woken for
+    /// each event), and syncs the file every `flush_interval`. A crash of the process
+    /// loses nothing already written (but what is still queued: at most one write delay
+    /// of events); a crash of the machine can lose up to one `flush_interval`.
     Buffered {
         /// How often the file is synced.
         flush_interval: Duration,
@@ -135,6 +136,7 @@ pub struct AuditorBuilder {
     capacity: usize,
     overload: Overload,
     arguments: Option<ArgumentRecording>,
+    write_delay: Duration,
 }
 
 impl fmt::Debug for AuditorBuilder {
@@ -145,6 +147,7 @@ impl fmt::Debug for AuditorBuilder {
             .field("fail_closed", &self.fail_closed)
             .field("capacity", &self.capacity)
             .field("overload", &self.overload)
+            .field("write_delay", &self.write_delay)
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +179,20 @@ impl AuditorBuilder {
         self
     }
 
+    /// `buffered` mode: how long an event may wait in the queue while events keep coming
+    /// (default [`DEFAULT_WRITE_DELAY`], 5 ms). The writer then looks at the queue on
+    /// this interval instead of being woken for each event: a wake-up is a system call
+    /// on the request path and a switch to the writer thread, which cost more per event
+    /// than writing it (see docs/performance.md). A longer delay costs less per event
+    /// and leaves more events in memory if the process is killed; [`Duration::ZERO`]
+    /// wakes the writer for every event. An idle writer is always woken by the next
+    /// event, and a queue of 512 events wakes a looking one. Events that a request
+    /// waits for (`durable`, `fail_closed`) never wait for it.
+    pub fn write_delay(mut self, delay: Duration) -> Self {
+        self.write_delay = delay;
+        self
+    }
+
     /// How arguments are recorded. Default: a digest under a random key
     /// ([`ArgumentRecording::random_key`]), no clear values.
     pub fn arguments(mut self, arguments: ArgumentRecording) -> Self {
@@ -191,6 +208,7 @@ impl AuditorBuilder {
         let shared = Arc::new(Shared {
             sink: self.sink,
             durability: self.durability,
+            write_delay: self.write_delay,
             room: Semaphore::new(self.capacity),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -252,6 +270,7 @@ impl fmt::Debug for Auditor {
             .field("fail_closed", &self.inner.fail_closed)
             .field("overload", &self.inner.overload)
             .field("arguments", &self.inner.arguments)
+            .field("write_delay", &self.inner.shared.write_delay)
             .finish_non_exhaustive()
     }
 }
@@ -260,6 +279,8 @@ impl fmt::Debug for Auditor {
 pub(super) struct Shared {
     pub(super) sink: Arc<dyn AuditSink>,
     pub(super) durability: Durability,
+    /// See [`AuditorBuilder::write_delay`].
+    pub(super) write_delay: Duration,
     /// The free places in the queue. A reserved place is taken out of the semaphore
     /// (`forget`) and given back by the writer, for a whole batch at once, when it takes
     /// the batch from the queue (or by the slot, when it is dropped unused).
@@ -276,7 +297,8 @@ pub(super) enum WriterState {
     /// Working: it takes everything queued when it is done, so nobody wakes it.
     #[default]
     Busy,
-    /// Waiting at most [`POLL_TICK`] (`buffered` mode, events coming): only an event that
+    /// Waiting at most [`AuditorBuilder::write_delay`] (`buffered` mode, events coming):
+    /// only an event that
     /// someone waits for, or a long queue ([`WAKE_AT`]), wakes it.
     Looking,
     /// Waiting for an event to wake it.
@@ -350,6 +372,7 @@ impl Auditor {
             capacity: DEFAULT_QUEUE_CAPACITY,
             overload: Overload::default(),
             arguments: None,
+            write_delay: DEFAULT_WRITE_DELAY,
         }
     }
 
@@ -440,6 +463,12 @@ impl Auditor {
     /// whether the log has recovered).
     pub fn is_failing(&self) -> bool {
         !self.inner.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// How long a `buffered` event may wait in the queue while events keep coming
+    /// ([`AuditorBuilder::write_delay`]).
+    pub fn write_delay(&self) -> Duration {
+        self.inner.shared.write_delay
     }
 
     /// How arguments are recorded.

@@ -139,6 +139,51 @@ async fn buffered_answers_at_once_and_syncs_on_the_interval() {
 }
 
 #[tokio::test]
+async fn a_busy_buffered_writer_looks_at_the_queue_only_every_write_delay() {
+    let sink = Arc::new(TestSink::default());
+    let hour = Duration::from_secs(3600);
+    let auditor = Auditor::builder(sink.clone())
+        .durability(Durability::Buffered {
+            flush_interval: hour,
+        })
+        .write_delay(hour)
+        .build()
+        .unwrap();
+    // An idle writer is woken by the first event.
+    record(&auditor, 0).await.unwrap();
+    eventually("the first event is written", || sink.count() == 1).await;
+    // Events keep coming: the writer now looks at the queue once an hour, and these two
+    // neither wake it nor wait for it.
+    record(&auditor, 1).await.unwrap();
+    record(&auditor, 2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sink.count(),
+        1,
+        "the writer was woken before its write delay"
+    );
+    assert_eq!(auditor.stats().queued, 2);
+    // Nothing is lost: closing writes them.
+    auditor.close().await;
+    assert_eq!(sink.count(), 3);
+}
+
+#[tokio::test]
+async fn a_zero_write_delay_wakes_the_writer_for_every_event() {
+    let sink = Arc::new(TestSink::default());
+    let auditor = Auditor::builder(sink.clone())
+        .write_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        record(&auditor, n).await.unwrap();
+        eventually("the event is written", || sink.count() == n + 1).await;
+    }
+    assert_eq!(auditor.stats().batches, 3);
+    auditor.close().await;
+}
+
+#[tokio::test]
 async fn a_full_queue_refuses_under_refuse_and_counts_it() {
     let sink = Arc::new(TestSink::default());
     let auditor = Auditor::builder(sink.clone())

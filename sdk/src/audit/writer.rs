@@ -10,9 +10,7 @@ use std::collections::VecDeque;
 
 use super::AuditEvent;
 use super::limits;
-use super::pipeline::{
-    Ack, Durability, MAX_BATCH, POLL_IDLE, POLL_TICK, Queue, Shared, WriterState, bump,
-};
+use super::pipeline::{Ack, Durability, MAX_BATCH, POLL_IDLE, Queue, Shared, WriterState, bump};
 use super::record::Entry;
 use super::spare::Spare;
 
@@ -43,8 +41,9 @@ pub(super) fn writer_loop(shared: &Shared) {
     };
     let mut unsynced = false;
     let mut last_sync = Instant::now();
-    // When the writer last found events (it looks at the queue while they keep coming).
-    let mut last_events = Instant::now();
+    // When the writer last found events (it looks at the queue while they keep coming;
+    // until the first, it sleeps).
+    let mut last_events: Option<Instant> = None;
     // The batch taken from the queue, and its events; all keep their allocations from
     // batch to batch.
     let mut entries: Vec<Entry> = Vec::new();
@@ -70,10 +69,13 @@ pub(super) fn writer_loop(shared: &Shared) {
                     }
                     _ => None,
                 };
-                let looking = interval.is_some() && last_events.elapsed() < POLL_IDLE;
+                let tick = shared.write_delay;
+                let looking = interval.is_some()
+                    && !tick.is_zero()
+                    && last_events.is_some_and(|at| at.elapsed() < POLL_IDLE);
                 let timeout = if looking {
                     queue.writer = WriterState::Looking;
-                    Some(sync_due.map_or(POLL_TICK, |due| due.min(POLL_TICK)))
+                    Some(sync_due.map_or(tick, |due| due.min(tick)))
                 } else {
                     queue.writer = WriterState::Asleep;
                     sync_due
@@ -94,7 +96,7 @@ pub(super) fn writer_loop(shared: &Shared) {
             queue.closing && queue.events.is_empty()
         };
         if !entries.is_empty() {
-            last_events = Instant::now();
+            last_events = Some(Instant::now());
             // The batch has left the queue: its places are free again, all at once.
             shared.room.add_permits(entries.len());
             // The requests' records become events here, off the request path.

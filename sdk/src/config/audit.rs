@@ -14,7 +14,7 @@ use super::error::{ConfigFileError, Locator};
 use super::names::OneOf;
 use crate::audit::{
     ArgumentRecording, AuditSink, Auditor, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
-    Durability, FanOut, JsonLines, Overload, TracingSink,
+    DEFAULT_WRITE_DELAY, Durability, FanOut, JsonLines, Overload, TracingSink,
 };
 
 /// The default size at which the audit file rotates: 100 MiB.
@@ -30,6 +30,7 @@ pub(super) struct AuditSection {
     tracing: bool,
     durability: Option<Spanned<OneOf<DurabilityName>>>,
     flush_interval_ms: Option<Spanned<u64>>,
+    write_delay_ms: Option<u64>,
     #[serde(default)]
     fail_closed: bool,
     queue_capacity: Option<Spanned<usize>>,
@@ -79,6 +80,7 @@ pub struct AuditSettings {
     rotate_bytes: Option<u64>,
     tracing: bool,
     durability: Durability,
+    write_delay: Duration,
     fail_closed: bool,
     queue_capacity: usize,
     overload: Overload,
@@ -122,6 +124,7 @@ impl AuditSettings {
         };
         let mut builder = Auditor::builder(sink)
             .durability(self.durability)
+            .write_delay(self.write_delay)
             .fail_closed(self.fail_closed)
             .queue_capacity(self.queue_capacity)
             .overload(self.overload);
@@ -180,6 +183,9 @@ impl AuditSection {
             },
             tracing: this.tracing,
             durability,
+            write_delay: this
+                .write_delay_ms
+                .map_or(DEFAULT_WRITE_DELAY, Duration::from_millis),
             fail_closed: this.fail_closed,
             queue_capacity,
             overload,

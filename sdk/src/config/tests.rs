@@ -177,6 +177,20 @@ fn an_audit_section_starts_a_working_audit_log() {
     assert_eq!(report.records, 1);
 }
 
+#[tokio::test]
+async fn the_write_delay_reaches_the_auditor() {
+    for (line, delay) in [
+        ("", crate::audit::DEFAULT_WRITE_DELAY),
+        ("write_delay_ms = 20\n", Duration::from_millis(20)),
+        ("write_delay_ms = 0\n", Duration::ZERO),
+    ] {
+        let config = load(&format!("[audit]\ntracing = true\n{line}")).unwrap();
+        let auditor = config.audit().unwrap().start().unwrap();
+        assert_eq!(auditor.write_delay(), delay, "{line}");
+        auditor.close().await;
+    }
+}
+
 #[test]
 fn an_unopenable_audit_file_is_a_clear_error() {
     let temp = tempfile::tempdir().unwrap();
