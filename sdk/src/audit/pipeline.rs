@@ -298,8 +298,7 @@ pub(super) enum WriterState {
     #[default]
     Busy,
     /// Waiting at most [`AuditorBuilder::write_delay`] (`buffered` mode, events coming):
-    /// only an event that
-    /// someone waits for, or a long queue ([`WAKE_AT`]), wakes it.
+    /// only an event that someone waits for, or a long queue ([`WAKE_AT`]), wakes it.
     Looking,
     /// Waiting for an event to wake it.
     Asleep,

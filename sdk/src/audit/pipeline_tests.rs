@@ -152,6 +152,9 @@ async fn a_busy_buffered_writer_looks_at_the_queue_only_every_write_delay() {
     // An idle writer is woken by the first event.
     record(&auditor, 0).await.unwrap();
     eventually("the first event is written", || sink.count() == 1).await;
+    // Let it finish that batch (microseconds) and start looking; it keeps looking for
+    // 100 ms after the batch before it would sleep until woken.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     // Events keep coming: the writer now looks at the queue once an hour, and these two
     // neither wake it nor wait for it.
     record(&auditor, 1).await.unwrap();
